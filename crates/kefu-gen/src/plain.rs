@@ -1,0 +1,157 @@
+//! Plain output: one file per table (`calls.csv`, …, or `.jsonl`), canonical formatting.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use kefu_model::Table;
+
+use crate::GenError;
+use crate::calendar::{DayInfo, TimeFormatter};
+use crate::config::OutputFormat;
+use crate::fields::{CsvFields, DirectCsv, JsonFields};
+use crate::record::{CustomerRow, Row};
+use crate::sim::{DayRows, Sink};
+use crate::world::World;
+
+enum TableOut {
+    Csv(csv::Writer<File>),
+    Jsonl(BufWriter<File>),
+}
+
+struct TableFile {
+    table: Table,
+    partial: PathBuf,
+    path: PathBuf,
+    out: TableOut,
+    rows: u64,
+}
+
+/// Writes each table to `<name>.<ext>.partial` and renames it into place at the end, so a
+/// failed or interrupted run never leaves a file that looks complete.
+pub struct PlainSink {
+    files: Vec<TableFile>,
+    times: TimeFormatter,
+    json: Vec<u8>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> GenError + '_ {
+    move |source| GenError::Write {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl PlainSink {
+    pub fn create(
+        dir: &Path,
+        format: OutputFormat,
+        times: TimeFormatter,
+    ) -> Result<Self, GenError> {
+        let mut files = Vec::new();
+        for table in Table::ALL {
+            let path = dir.join(format!("{}.{}", table.name(), format.extension()));
+            let partial = path.with_extension(format!("{}.partial", format.extension()));
+            let file = File::create(&partial).map_err(io_err(&partial))?;
+            let out = match format {
+                OutputFormat::Csv => {
+                    let mut w = csv::WriterBuilder::new()
+                        .buffer_capacity(1 << 20)
+                        .from_writer(file);
+                    let header: Vec<&str> = table.columns().iter().map(|c| c.name).collect();
+                    w.write_record(&header).map_err(|e| csv_err(&partial, e))?;
+                    TableOut::Csv(w)
+                }
+                OutputFormat::Jsonl => TableOut::Jsonl(BufWriter::with_capacity(1 << 20, file)),
+            };
+            files.push(TableFile {
+                table,
+                partial,
+                path,
+                out,
+                rows: 0,
+            });
+        }
+        Ok(PlainSink {
+            files,
+            times,
+            json: Vec::new(),
+        })
+    }
+
+    fn write<R: Row>(&mut self, world: &World, rows: &[R]) -> Result<(), GenError> {
+        let file = &mut self.files[R::TABLE as usize];
+        let columns = R::TABLE.columns();
+        match &mut file.out {
+            TableOut::Csv(w) => {
+                let mut direct = DirectCsv {
+                    writer: w,
+                    error: None,
+                };
+                for row in rows {
+                    row.write_row(
+                        world,
+                        &mut CsvFields::into_sink(&mut direct, columns, None, &self.times),
+                    );
+                }
+                if let Some(e) = direct.error {
+                    return Err(csv_err(&file.partial, e));
+                }
+            }
+            TableOut::Jsonl(w) => {
+                self.json.clear();
+                for row in rows {
+                    row.write_row(
+                        world,
+                        &mut JsonFields::new(&mut self.json, columns, &self.times),
+                    );
+                }
+                w.write_all(&self.json).map_err(io_err(&file.partial))?;
+            }
+        }
+        file.rows += rows.len() as u64;
+        Ok(())
+    }
+
+    /// Flushes, renames every file into place, and returns (table, path, rows) per file.
+    pub fn finish(self) -> Result<Vec<(Table, PathBuf, u64)>, GenError> {
+        let mut done = Vec::new();
+        for f in self.files {
+            let file = match f.out {
+                TableOut::Csv(w) => w
+                    .into_inner()
+                    .map_err(|e| io_err(&f.partial)(e.into_error()))?,
+                TableOut::Jsonl(w) => w
+                    .into_inner()
+                    .map_err(|e| io_err(&f.partial)(e.into_error()))?,
+            };
+            file.sync_all().map_err(io_err(&f.partial))?;
+            std::fs::rename(&f.partial, &f.path).map_err(io_err(&f.path))?;
+            done.push((f.table, f.path, f.rows));
+        }
+        Ok(done)
+    }
+}
+
+pub(crate) fn csv_err(path: &Path, e: csv::Error) -> GenError {
+    GenError::Write {
+        path: path.to_path_buf(),
+        source: e.into(),
+    }
+}
+
+impl Sink for PlainSink {
+    fn day(&mut self, world: &World, _day: &DayInfo, rows: &DayRows) -> Result<(), GenError> {
+        self.write(world, &rows.calls)?;
+        self.write(world, &rows.tickets)?;
+        self.write(world, &rows.callbacks)?;
+        self.write(world, &rows.visits)
+    }
+
+    fn customers(&mut self, world: &World) -> Result<(), GenError> {
+        let all: Vec<CustomerRow> = (0..world.customers.len() as u32)
+            .map(|i| CustomerRow::of(world, i))
+            .collect();
+        self.write(world, &all)
+    }
+}

@@ -1,0 +1,872 @@
+//! The canonical tables and their columns: names, Arrow types, nullability, units, Chinese
+//! labels (the headers office exports use) and what each field means.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::vocab::*;
+
+/// Time zone of every stored timestamp. Offices export local time; ingest converts.
+pub const STORAGE_TIME_ZONE: &str = "UTC";
+/// The local time zone most offices export in, and the default for reports' calendar days.
+pub const DEFAULT_SOURCE_TIME_ZONE: &str = "Asia/Shanghai";
+
+/// The logical kind of a column, which fixes its Arrow type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// An identifier (text).
+    Id,
+    /// Free or open-ended text (categories, queues, remarks).
+    Text,
+    /// A value of a closed vocabulary, stored as its code.
+    Enum(Vocabulary),
+    /// An instant, microsecond precision, time zone UTC.
+    Timestamp,
+    /// A duration in whole seconds.
+    Seconds,
+    /// A small count or score.
+    Int,
+    /// True or false.
+    Bool,
+    /// An amount of money in RMB with two decimals.
+    Money,
+}
+
+impl ColumnKind {
+    pub fn data_type(&self) -> DataType {
+        match self {
+            ColumnKind::Id | ColumnKind::Text | ColumnKind::Enum(_) => DataType::Utf8,
+            ColumnKind::Timestamp => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some(STORAGE_TIME_ZONE.into()))
+            }
+            ColumnKind::Seconds | ColumnKind::Int => DataType::Int32,
+            ColumnKind::Bool => DataType::Boolean,
+            ColumnKind::Money => DataType::Decimal128(14, 2),
+        }
+    }
+}
+
+/// One column of a canonical table.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: ColumnKind,
+    pub nullable: bool,
+    /// Chinese header used by office exports (and recognised by ingest).
+    pub zh: &'static str,
+    /// What the field means, its unit, and when it is null.
+    pub doc: &'static str,
+}
+
+impl Column {
+    pub fn field(&self) -> Field {
+        Field::new(self.name, self.kind.data_type(), self.nullable)
+    }
+
+    /// The unit of the stored value, if it has one.
+    pub fn unit(&self) -> Option<&'static str> {
+        match self.kind {
+            ColumnKind::Seconds => Some("seconds"),
+            ColumnKind::Money => Some("RMB"),
+            ColumnKind::Timestamp => Some("UTC instant, microseconds"),
+            _ => None,
+        }
+    }
+}
+
+const fn col(
+    name: &'static str,
+    kind: ColumnKind,
+    nullable: bool,
+    zh: &'static str,
+    doc: &'static str,
+) -> Column {
+    Column {
+        name,
+        kind,
+        nullable,
+        zh,
+        doc,
+    }
+}
+
+const ID: ColumnKind = ColumnKind::Id;
+const TEXT: ColumnKind = ColumnKind::Text;
+const TS: ColumnKind = ColumnKind::Timestamp;
+const SECS: ColumnKind = ColumnKind::Seconds;
+const INT: ColumnKind = ColumnKind::Int;
+const BOOL: ColumnKind = ColumnKind::Bool;
+const MONEY: ColumnKind = ColumnKind::Money;
+const NULL: bool = true;
+const REQ: bool = false;
+
+const fn vocab(v: Vocabulary) -> ColumnKind {
+    ColumnKind::Enum(v)
+}
+
+static CALLS: &[Column] = &[
+    col(
+        "call_id",
+        ID,
+        REQ,
+        "呼叫流水号",
+        "Unique id of the contact.",
+    ),
+    col(
+        "region",
+        TEXT,
+        REQ,
+        "地区",
+        "Region (city/province unit) the call centre belongs to.",
+    ),
+    col(
+        "branch_id",
+        ID,
+        REQ,
+        "呼叫中心",
+        "The call centre that handled the call.",
+    ),
+    col(
+        "queue",
+        TEXT,
+        REQ,
+        "技能组",
+        "Skill group / business type the call was routed to.",
+    ),
+    col(
+        "direction",
+        vocab(Direction::VOCABULARY),
+        REQ,
+        "呼叫方向",
+        "Inbound or outbound.",
+    ),
+    col(
+        "channel",
+        vocab(CallChannel::VOCABULARY),
+        REQ,
+        "来电渠道",
+        "Hotline, IVR, callback or outbound campaign.",
+    ),
+    col(
+        "customer_id",
+        ID,
+        NULL,
+        "客户号",
+        "The customer; null when the caller was not identified (exports often write 0).",
+    ),
+    col(
+        "customer_tier",
+        vocab(CustomerTier::VOCABULARY),
+        NULL,
+        "客户等级",
+        "The customer's tier at the time of the call; null when not identified.",
+    ),
+    col(
+        "agent_id",
+        ID,
+        NULL,
+        "坐席工号",
+        "The agent who served the call; null when never served.",
+    ),
+    col(
+        "ivr_entered_at",
+        TS,
+        REQ,
+        "来电时间",
+        "When the call reached the platform (IVR entry); for outbound calls, when dialling started. The call's event time.",
+    ),
+    col(
+        "queued_at",
+        TS,
+        NULL,
+        "排队时间",
+        "When the call entered an agent queue; null when never queued.",
+    ),
+    col(
+        "answered_at",
+        TS,
+        NULL,
+        "应答时间",
+        "When an agent (or, outbound, the customer) answered; null when not answered.",
+    ),
+    col(
+        "ended_at",
+        TS,
+        REQ,
+        "挂机时间",
+        "When the call ended (hang-up).",
+    ),
+    col(
+        "wait_s",
+        SECS,
+        NULL,
+        "等待时长",
+        "Seconds in the agent queue (answered_at or abandon − queued_at); null when never queued.",
+    ),
+    col(
+        "talk_s",
+        SECS,
+        NULL,
+        "通话时长",
+        "Seconds of conversation with the agent, excluding hold; null when not answered.",
+    ),
+    col(
+        "hold_s",
+        SECS,
+        NULL,
+        "保持时长",
+        "Seconds the caller was on hold; null when not answered.",
+    ),
+    col(
+        "wrap_s",
+        SECS,
+        NULL,
+        "话后处理时长",
+        "Seconds of after-call work by the agent; null when not answered.",
+    ),
+    col(
+        "outcome",
+        vocab(CallOutcome::VOCABULARY),
+        REQ,
+        "呼叫结果",
+        "How the call ended.",
+    ),
+    col(
+        "transfers",
+        INT,
+        REQ,
+        "转接次数",
+        "Number of transfers to another queue or department.",
+    ),
+    col(
+        "category",
+        TEXT,
+        NULL,
+        "业务类别",
+        "Business category of the contact (billing, fault report, …).",
+    ),
+    col(
+        "score",
+        INT,
+        NULL,
+        "满意度评分",
+        "Post-call survey score 1 (worst) to 5 (best); null when none given.",
+    ),
+];
+
+static TICKETS: &[Column] = &[
+    col("ticket_id", ID, REQ, "工单号", "Unique id of the ticket."),
+    col("region", TEXT, REQ, "地区", "Region of the handling unit."),
+    col(
+        "branch_id",
+        ID,
+        REQ,
+        "网点",
+        "Branch / service hall responsible for the ticket.",
+    ),
+    col(
+        "customer_id",
+        ID,
+        REQ,
+        "客户号",
+        "The customer who raised it.",
+    ),
+    col(
+        "customer_tier",
+        vocab(CustomerTier::VOCABULARY),
+        NULL,
+        "客户等级",
+        "The customer's tier when the ticket was created.",
+    ),
+    col(
+        "channel",
+        vocab(TicketChannel::VOCABULARY),
+        REQ,
+        "受理渠道",
+        "Where the ticket was received.",
+    ),
+    col(
+        "kind",
+        vocab(TicketKind::VOCABULARY),
+        REQ,
+        "工单类型",
+        "Complaint, work order, inquiry, suggestion or praise.",
+    ),
+    col(
+        "category",
+        TEXT,
+        REQ,
+        "投诉类别",
+        "Business category (complaint category for complaints).",
+    ),
+    col(
+        "severity",
+        vocab(Severity::VOCABULARY),
+        REQ,
+        "严重程度",
+        "Normal, serious or major.",
+    ),
+    col(
+        "level",
+        vocab(Level::VOCABULARY),
+        REQ,
+        "投诉级别",
+        "First, repeat, over-level or appeal (escalation chain position).",
+    ),
+    col(
+        "source",
+        vocab(TicketSource::VOCABULARY),
+        REQ,
+        "工单来源",
+        "Self-received, transferred by headquarters or by a regulator.",
+    ),
+    col(
+        "justified",
+        BOOL,
+        NULL,
+        "是否有理",
+        "Whether the complaint was found justified (有理由的); null for other kinds or while undecided.",
+    ),
+    col(
+        "responsible_dept",
+        TEXT,
+        NULL,
+        "责任部门",
+        "Department held responsible / handling it.",
+    ),
+    col(
+        "owner_id",
+        ID,
+        NULL,
+        "处理人",
+        "Staff member who owns the ticket.",
+    ),
+    col(
+        "parent_ticket_id",
+        ID,
+        NULL,
+        "关联工单号",
+        "The earlier ticket this one repeats or escalates; null for first contacts.",
+    ),
+    col(
+        "created_at",
+        TS,
+        REQ,
+        "受理时间",
+        "When the ticket was received. The ticket's event time.",
+    ),
+    col(
+        "dispatched_at",
+        TS,
+        NULL,
+        "派单时间",
+        "When it was dispatched to the responsible department; null when handled on the spot.",
+    ),
+    col(
+        "first_contact_at",
+        TS,
+        NULL,
+        "首次联系时间",
+        "When the handler first contacted the customer (target: within 2 hours of dispatch).",
+    ),
+    col(
+        "due_at",
+        TS,
+        REQ,
+        "承诺时限",
+        "Promised / SLA deadline for resolution.",
+    ),
+    col(
+        "resolved_at",
+        TS,
+        NULL,
+        "办结时间",
+        "When the matter was resolved and answered; null while unresolved.",
+    ),
+    col(
+        "closed_at",
+        TS,
+        NULL,
+        "关闭时间",
+        "When the ticket was closed (after the callback); null while open.",
+    ),
+    col(
+        "reopened_count",
+        INT,
+        REQ,
+        "重开次数",
+        "How many times the ticket was reopened.",
+    ),
+    col(
+        "status",
+        vocab(TicketStatus::VOCABULARY),
+        REQ,
+        "工单状态",
+        "Workflow status at export time.",
+    ),
+    col(
+        "mediation_result",
+        vocab(MediationResult::VOCABULARY),
+        NULL,
+        "调解结果",
+        "Result of mediation; null when none was needed.",
+    ),
+    col(
+        "compensation_amount",
+        MONEY,
+        NULL,
+        "赔偿金额",
+        "Compensation paid to the customer, RMB; null when none.",
+    ),
+    col(
+        "description",
+        TEXT,
+        NULL,
+        "问题描述",
+        "Free-text description (may contain line breaks).",
+    ),
+];
+
+static CALLBACKS: &[Column] = &[
+    col(
+        "callback_id",
+        ID,
+        REQ,
+        "回访流水号",
+        "Unique id of the callback attempt.",
+    ),
+    col(
+        "ticket_id",
+        ID,
+        NULL,
+        "工单号",
+        "The ticket followed up; null for call surveys.",
+    ),
+    col(
+        "call_id",
+        ID,
+        NULL,
+        "呼叫流水号",
+        "The call surveyed; null for ticket callbacks.",
+    ),
+    col(
+        "customer_id",
+        ID,
+        REQ,
+        "客户号",
+        "The customer called back.",
+    ),
+    col(
+        "region",
+        TEXT,
+        REQ,
+        "地区",
+        "Region of the unit making the callback.",
+    ),
+    col(
+        "method",
+        vocab(CallbackMethod::VOCABULARY),
+        REQ,
+        "回访方式",
+        "Automated voice, SMS or manual.",
+    ),
+    col(
+        "status",
+        vocab(CallbackStatus::VOCABULARY),
+        REQ,
+        "回访状态",
+        "Reached or no answer.",
+    ),
+    col(
+        "score",
+        vocab(Satisfaction::VOCABULARY),
+        NULL,
+        "满意度",
+        "Very satisfied, satisfied or dissatisfied; null when not reached.",
+    ),
+    col(
+        "reason",
+        TEXT,
+        NULL,
+        "不满意原因",
+        "Why the customer was dissatisfied; present whenever score is dissatisfied.",
+    ),
+    col(
+        "attempt",
+        INT,
+        REQ,
+        "回访次数",
+        "1 for the first callback of a ticket or call, 2+ for manual follow-ups.",
+    ),
+    col(
+        "performed_at",
+        TS,
+        REQ,
+        "回访时间",
+        "When the callback was made. The callback's event time.",
+    ),
+];
+
+static VISITS: &[Column] = &[
+    col("visit_id", ID, REQ, "到访流水号", "Unique id of the visit."),
+    col("region", TEXT, REQ, "地区", "Region of the branch."),
+    col(
+        "branch_id",
+        ID,
+        REQ,
+        "网点",
+        "Branch / service hall visited.",
+    ),
+    col(
+        "customer_id",
+        ID,
+        NULL,
+        "客户号",
+        "The customer; null for unidentified walk-ins.",
+    ),
+    col(
+        "customer_tier",
+        vocab(CustomerTier::VOCABULARY),
+        NULL,
+        "客户等级",
+        "The customer's tier at the visit; null for walk-ins.",
+    ),
+    col(
+        "queue_ticket",
+        TEXT,
+        REQ,
+        "排队号",
+        "Queue number: letter = business type, number = sequence of the day (e.g. A21).",
+    ),
+    col(
+        "business_type",
+        TEXT,
+        REQ,
+        "业务类型",
+        "Business the customer came for.",
+    ),
+    col(
+        "special_needs",
+        vocab(SpecialNeeds::VOCABULARY),
+        REQ,
+        "特殊需求",
+        "Special-needs service given (none for most).",
+    ),
+    col(
+        "arrived_at",
+        TS,
+        REQ,
+        "取号时间",
+        "When the customer took a queue number. The visit's event time.",
+    ),
+    col(
+        "called_at",
+        TS,
+        NULL,
+        "叫号时间",
+        "When the number was called; null when the customer left before (balked).",
+    ),
+    col(
+        "service_started_at",
+        TS,
+        NULL,
+        "开始办理时间",
+        "When service started at the window; null unless served.",
+    ),
+    col(
+        "service_ended_at",
+        TS,
+        NULL,
+        "办结时间",
+        "When service ended; null unless served.",
+    ),
+    col(
+        "window_id",
+        ID,
+        NULL,
+        "窗口号",
+        "Window that called or served the customer.",
+    ),
+    col(
+        "staff_id",
+        ID,
+        NULL,
+        "柜员号",
+        "Staff member at that window.",
+    ),
+    col(
+        "outcome",
+        vocab(VisitOutcome::VOCABULARY),
+        REQ,
+        "办理结果",
+        "Served, balked (left before being called) or no-show.",
+    ),
+    col(
+        "score",
+        INT,
+        NULL,
+        "评价",
+        "Satisfaction score 1 (worst) to 5 (best) from the counter pad; null when none.",
+    ),
+];
+
+static CUSTOMERS: &[Column] = &[
+    col(
+        "customer_id",
+        ID,
+        REQ,
+        "客户号",
+        "Unique id of the customer.",
+    ),
+    col(
+        "region",
+        TEXT,
+        REQ,
+        "地区",
+        "Region the customer belongs to.",
+    ),
+    col(
+        "branch_id",
+        ID,
+        REQ,
+        "归属网点",
+        "Home branch of the customer.",
+    ),
+    col(
+        "segment",
+        vocab(Segment::VOCABULARY),
+        REQ,
+        "客户类型",
+        "Household, individual or government/enterprise.",
+    ),
+    col(
+        "tier",
+        vocab(CustomerTier::VOCABULARY),
+        REQ,
+        "客户等级",
+        "Current tier (events carry the tier at their time).",
+    ),
+    col(
+        "opened_at",
+        TS,
+        REQ,
+        "开户时间",
+        "When the account was opened / the number activated.",
+    ),
+    col(
+        "closed_at",
+        TS,
+        NULL,
+        "销户时间",
+        "When the account was closed or the number ported away; null while active.",
+    ),
+    col(
+        "close_reason",
+        vocab(CloseReason::VOCABULARY),
+        NULL,
+        "销户原因",
+        "Churn type; null while active.",
+    ),
+];
+
+/// The canonical tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Calls,
+    Tickets,
+    Callbacks,
+    Visits,
+    Customers,
+}
+
+impl Table {
+    pub const ALL: [Table; 5] = [
+        Table::Calls,
+        Table::Tickets,
+        Table::Callbacks,
+        Table::Visits,
+        Table::Customers,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Table::Calls => "calls",
+            Table::Tickets => "tickets",
+            Table::Callbacks => "callbacks",
+            Table::Visits => "visits",
+            Table::Customers => "customers",
+        }
+    }
+
+    /// Chinese name used in export file names and reports.
+    pub const fn zh(self) -> &'static str {
+        match self {
+            Table::Calls => "话务记录",
+            Table::Tickets => "工单",
+            Table::Callbacks => "回访记录",
+            Table::Visits => "网点到访",
+            Table::Customers => "客户",
+        }
+    }
+
+    pub const fn doc(self) -> &'static str {
+        match self {
+            Table::Calls => "One row per contact with a hotline or IVR, inbound or outbound.",
+            Table::Tickets => {
+                "Complaints, work orders, inquiries, suggestions and praise, with their workflow times."
+            }
+            Table::Callbacks => {
+                "Follow-up calls and satisfaction surveys after a ticket or a call; one row per attempt."
+            }
+            Table::Visits => "Branch / service-hall visits with a queue number.",
+            Table::Customers => "The customer dimension, with account opening and closing (churn).",
+        }
+    }
+
+    pub fn columns(self) -> &'static [Column] {
+        match self {
+            Table::Calls => CALLS,
+            Table::Tickets => TICKETS,
+            Table::Callbacks => CALLBACKS,
+            Table::Visits => VISITS,
+            Table::Customers => CUSTOMERS,
+        }
+    }
+
+    pub fn column(self, name: &str) -> Option<&'static Column> {
+        self.columns().iter().find(|c| c.name == name)
+    }
+
+    /// The unique key of a row.
+    pub fn id_column(self) -> &'static str {
+        self.columns()[0].name
+    }
+
+    /// The column that places a row in time (partitioning and ordering use it).
+    pub fn event_time_column(self) -> &'static str {
+        match self {
+            Table::Calls => "ivr_entered_at",
+            Table::Tickets => "created_at",
+            Table::Callbacks => "performed_at",
+            Table::Visits => "arrived_at",
+            Table::Customers => "opened_at",
+        }
+    }
+
+    /// The Arrow schema (shared; cheap to clone).
+    pub fn schema(self) -> SchemaRef {
+        static SCHEMAS: LazyLock<Vec<SchemaRef>> = LazyLock::new(|| {
+            Table::ALL
+                .iter()
+                .map(|t| {
+                    let fields: Vec<Field> = t.columns().iter().map(Column::field).collect();
+                    Arc::new(Schema::new(fields))
+                })
+                .collect()
+        });
+        SCHEMAS[self as usize].clone()
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A table name that is not canonical.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownTable(pub String);
+
+impl fmt::Display for UnknownTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown table '{}' (expected one of calls, tickets, callbacks, visits, customers)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownTable {}
+
+impl FromStr for Table {
+    type Err = UnknownTable;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Table::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(s.trim()) || t.zh() == s.trim())
+            .ok_or_else(|| UnknownTable(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The column names of domain.md, which users' SQL relies on, must all be present.
+    #[test]
+    fn canonical_columns_are_present() {
+        let expected: [(Table, &str); 5] = [
+            (
+                Table::Calls,
+                "call_id region branch_id queue direction channel customer_id customer_tier agent_id ivr_entered_at queued_at answered_at ended_at wait_s talk_s hold_s wrap_s outcome transfers category score",
+            ),
+            (
+                Table::Tickets,
+                "ticket_id region branch_id customer_id customer_tier channel kind category severity level source justified responsible_dept owner_id created_at first_contact_at due_at resolved_at closed_at reopened_count status compensation_amount",
+            ),
+            (
+                Table::Callbacks,
+                "callback_id ticket_id call_id customer_id region method status score reason performed_at",
+            ),
+            (
+                Table::Visits,
+                "visit_id region branch_id customer_id customer_tier queue_ticket business_type special_needs arrived_at called_at service_started_at service_ended_at window_id staff_id outcome score",
+            ),
+            (
+                Table::Customers,
+                "customer_id region branch_id segment tier opened_at closed_at close_reason",
+            ),
+        ];
+        for (table, names) in expected {
+            for name in names.split_whitespace() {
+                assert!(table.column(name).is_some(), "{table}.{name} missing");
+            }
+        }
+    }
+
+    #[test]
+    fn columns_are_documented_and_unique() {
+        for table in Table::ALL {
+            let cols = table.columns();
+            for (i, c) in cols.iter().enumerate() {
+                assert!(!c.doc.is_empty() && !c.zh.is_empty(), "{table}.{}", c.name);
+                assert!(cols[i + 1..].iter().all(|d| d.name != c.name));
+            }
+            assert_eq!(table.schema().fields().len(), cols.len());
+            let time = table.column(table.event_time_column()).unwrap();
+            assert_eq!(time.kind, ColumnKind::Timestamp);
+            assert!(!time.nullable);
+        }
+    }
+
+    #[test]
+    fn timestamps_are_utc_microseconds() {
+        let schema = Table::Calls.schema();
+        assert_eq!(
+            schema.field_with_name("answered_at").unwrap().data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+    }
+
+    #[test]
+    fn table_names_parse() {
+        assert_eq!("Tickets".parse::<Table>(), Ok(Table::Tickets));
+        assert_eq!("工单".parse::<Table>(), Ok(Table::Tickets));
+        assert!("orders".parse::<Table>().is_err());
+    }
+}

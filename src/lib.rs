@@ -1,0 +1,6 @@
+//! The `kefu` command line: argument parsing, progress bars and output formatting over the
+//! library crates (`kefu-model`, `kefu-gen`, …). Nothing here computes results; every
+//! command calls a library function that the server and the scheduled jobs can call too.
+
+pub mod cli;
+pub mod progress;
