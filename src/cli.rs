@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kefu_gen::{GenConfig, GenError, OutputFormat};
 use kefu_model::Table;
+use kefu_storage::WarehouseLocation;
 
 use crate::progress::BarProgress;
 
@@ -59,10 +60,10 @@ pub struct WarehouseArgs {
     #[arg(
         long,
         env = "KEFU_WAREHOUSE",
-        default_value = "./kefu-warehouse",
+        default_value = kefu_storage::DEFAULT_WAREHOUSE,
         value_name = "DIR_OR_URL"
     )]
-    pub warehouse: String,
+    pub warehouse: WarehouseLocation,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -255,7 +256,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
@@ -271,6 +272,29 @@ mod tests {
     #[test]
     fn cli_definition_is_valid() {
         Cli::command().debug_assert();
+    }
+
+    /// The convention every warehouse command shares: flag, env var, default, validation.
+    #[test]
+    fn warehouse_argument_convention() {
+        #[derive(Debug, Parser)]
+        struct Probe {
+            #[command(flatten)]
+            wh: WarehouseArgs,
+        }
+        let default = Probe::try_parse_from(["probe"]).unwrap();
+        assert!(
+            default
+                .wh
+                .warehouse
+                .url()
+                .as_str()
+                .ends_with("/kefu-warehouse/")
+        );
+        let s3 = Probe::try_parse_from(["probe", "--warehouse", "s3://b/p"]).unwrap();
+        assert_eq!(s3.wh.warehouse.url().as_str(), "s3://b/p/");
+        let err = Probe::try_parse_from(["probe", "--warehouse", "ftp://x/y"]).unwrap_err();
+        assert!(err.to_string().contains("not supported"), "{err}");
     }
 
     #[test]

@@ -30,17 +30,17 @@ pub struct DirectCsv<'w, W: std::io::Write> {
 
 impl<W: std::io::Write> FieldSink for DirectCsv<'_, W> {
     fn push_field(&mut self, bytes: &[u8]) {
-        if self.error.is_none() {
-            if let Err(e) = self.writer.write_field(bytes) {
-                self.error = Some(e);
-            }
+        if self.error.is_none()
+            && let Err(e) = self.writer.write_field(bytes)
+        {
+            self.error = Some(e);
         }
     }
     fn end_record(&mut self) {
-        if self.error.is_none() {
-            if let Err(e) = self.writer.write_record(None::<&[u8]>) {
-                self.error = Some(e);
-            }
+        if self.error.is_none()
+            && let Err(e) = self.writer.write_record(None::<&[u8]>)
+        {
+            self.error = Some(e);
         }
     }
 }

@@ -176,3 +176,44 @@ fn total_bytes(files: &[PathBuf]) -> u64 {
         .map(|m| m.len())
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use kefu_progress::CountingProgress;
+
+    use super::*;
+
+    #[test]
+    fn reports_one_step_per_day_and_rows_per_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = GenConfig::new(dir.path());
+        cfg.customers = 200;
+        cfg.days = 9;
+        let progress = CountingProgress::default();
+        let summary = generate(&cfg, &progress).unwrap();
+        assert_eq!(progress.phases.load(Ordering::Relaxed), 1);
+        assert_eq!(progress.advanced.load(Ordering::Relaxed), 9);
+        assert_eq!(progress.finished.load(Ordering::Relaxed), 1);
+        assert_eq!(summary.files.len(), 5);
+        assert!(summary.rows_per_second() > 0.0);
+        assert!(summary.rows["customers"] >= 200);
+    }
+
+    #[test]
+    fn invalid_configs_are_refused_before_any_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = GenConfig::new(dir.path().join("never-created"));
+        cfg.bad_row_rate = 0.9;
+        let err = generate(&cfg, &kefu_progress::NoProgress).unwrap_err();
+        assert!(matches!(
+            err,
+            GenError::InvalidConfig {
+                setting: "bad_row_rate",
+                ..
+            }
+        ));
+        assert!(!cfg.out.exists());
+    }
+}

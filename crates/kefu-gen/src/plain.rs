@@ -15,7 +15,7 @@ use crate::sim::{DayRows, Sink};
 use crate::world::World;
 
 enum TableOut {
-    Csv(csv::Writer<File>),
+    Csv(Box<csv::Writer<File>>),
     Jsonl(BufWriter<File>),
 }
 
@@ -60,7 +60,7 @@ impl PlainSink {
                         .from_writer(file);
                     let header: Vec<&str> = table.columns().iter().map(|c| c.name).collect();
                     w.write_record(&header).map_err(|e| csv_err(&partial, e))?;
-                    TableOut::Csv(w)
+                    TableOut::Csv(Box::new(w))
                 }
                 OutputFormat::Jsonl => TableOut::Jsonl(BufWriter::with_capacity(1 << 20, file)),
             };

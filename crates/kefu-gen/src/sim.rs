@@ -213,6 +213,7 @@ const BUSINESS_TYPES: &[(u8, &str, f64, f64)] = &[
 const BUSINESS_COMPLAINT: usize = 5;
 const BUSINESS_VIP: usize = 6;
 
+#[derive(Debug, Clone, Copy)]
 struct PendingTicket {
     customer: u32,
     created_at: i64,
@@ -460,8 +461,7 @@ impl<'a, R: Rng> Simulation<'a, R> {
             self.next_call += 1;
         }
         // Post-call SMS surveys of a sample of answered, identified calls.
-        for i in 0..calls.len() {
-            let call = &calls[i];
+        for call in calls.iter() {
             let (Some(customer), Some(_)) = (call.customer, call.answered_at) else {
                 continue;
             };

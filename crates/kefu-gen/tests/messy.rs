@@ -195,10 +195,8 @@ fn judge(
     let mut times: BTreeMap<&str, (String, String)> = BTreeMap::new();
     for ((col, part), value) in cols.iter().zip(rec.iter()) {
         match col.kind {
-            ColumnKind::Enum(v) if !value.is_empty() => {
-                if v.lookup(value).is_none() {
-                    return Some("invalid_enum");
-                }
+            ColumnKind::Enum(v) if !value.is_empty() && v.lookup(value).is_none() => {
+                return Some("invalid_enum");
             }
             ColumnKind::Timestamp => {
                 let e = times.entry(col.name).or_default();

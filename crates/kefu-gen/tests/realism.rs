@@ -97,7 +97,7 @@ struct Checks {
 }
 
 impl Checks {
-    fn check(&mut self, name: &str, ok: bool, detail: String) {
+    fn check(&mut self, name: &str, ok: bool, detail: impl std::fmt::Display) {
         if ok {
             self.passed += 1;
             eprintln!("ok   {name}: {detail}");
