@@ -35,10 +35,10 @@ pub enum Command {
     /// region and day, GBK or UTF-8 with BOM, Chinese headers, split date/time columns, and a
     /// known set of bad rows listed in manifest.json. The same arguments always produce
     /// byte-identical files.
-    ///
-    /// Examples:
-    ///   kefu gen --out data --customers 100000 --days 365
-    ///   kefu gen --out exports --messy --regions 8 --days 30
+    #[command(after_help = "Examples:\n  \
+        kefu gen --out data --customers 100000 --days 365\n  \
+        kefu gen --out exports --messy --regions 8 --days 30\n  \
+        kefu gen --out data --format jsonl --json > summary.json")]
     Gen(GenArgs),
 
     /// Print the canonical model: every table, column (type, nullability, unit, Chinese

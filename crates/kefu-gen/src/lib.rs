@@ -115,6 +115,7 @@ pub fn generate(cfg: &GenConfig, progress: &dyn Progress) -> Result<GenSummary, 
             regions: Vec::new(),
             rows: BTreeMap::new(),
             bad_row_counts: BTreeMap::new(),
+            blanked_durations: 0,
             files: Vec::new(),
             bad_rows: Vec::new(),
         };

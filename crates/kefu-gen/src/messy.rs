@@ -43,15 +43,18 @@ pub enum BadReason {
     /// An end time lies before its start (ended before the call began, resolved before
     /// created, service ended before it started, closed before opened).
     EndBeforeStart,
+    /// A duration is negative (hotline systems' clock glitches).
+    NegativeDuration,
 }
 
 impl BadReason {
-    const ALL: [BadReason; 5] = [
+    const ALL: [BadReason; 6] = [
         BadReason::UnparseableTimestamp,
         BadReason::MissingId,
         BadReason::WrongColumnCount,
         BadReason::InvalidEnum,
         BadReason::EndBeforeStart,
+        BadReason::NegativeDuration,
     ];
 }
 
@@ -105,6 +108,9 @@ pub struct Manifest {
     pub rows: BTreeMap<&'static str, u64>,
     /// Bad rows per reason.
     pub bad_row_counts: BTreeMap<BadReason, u64>,
+    /// Good call rows whose wait_s or talk_s was left empty although their timestamps
+    /// determine it (ingest should derive it, not reject the row).
+    pub blanked_durations: u64,
     pub files: Vec<FileEntry>,
     pub bad_rows: Vec<BadRow>,
 }
@@ -195,6 +201,8 @@ const BAD_TIMESTAMPS: &[&str] = &[
 ];
 const BAD_DATES: &[&str] = &["########", "2026/13/45", "31.02.2026"];
 const BAD_ENUMS: &[&str] = &["UNKNOWN", "未知状态", "??"];
+/// Share of rows whose derivable duration the export leaves empty.
+const BLANK_DURATION_RATE: f64 = 0.02;
 
 /// The enum column that must be valid in each table.
 fn required_enum(table: Table) -> &'static str {
@@ -256,7 +264,15 @@ impl<R: Rng> MessySink<R> {
         member: Option<&str>,
         row: &T,
     ) {
-        row.write_row(
+        let mut blanked = None;
+        if self.rng.random::<f64>() < BLANK_DURATION_RATE {
+            let mut copy = row.clone();
+            if copy.blank_derivable_duration(&mut self.rng) {
+                self.manifest.blanked_durations += 1;
+                blanked = Some(copy);
+            }
+        }
+        blanked.as_ref().unwrap_or(row).write_row(
             world,
             &mut CsvFields::new(
                 &mut self.record,
@@ -286,14 +302,20 @@ impl<R: Rng> MessySink<R> {
         let table = T::TABLE;
         let choices: Vec<BadReason> = BadReason::ALL
             .into_iter()
-            .filter(|r| *r != BadReason::EndBeforeStart || T::CAN_END_BEFORE_START)
+            .filter(|r| match r {
+                BadReason::EndBeforeStart => T::END_COLUMN.is_some(),
+                BadReason::NegativeDuration => T::DURATION_COLUMN.is_some(),
+                _ => true,
+            })
             .collect();
         let reason = choices[self.rng.random_range(0..choices.len())];
         self.next_bad += 1;
         let mut bad = row.clone();
         bad.set_id(self.next_bad);
-        if reason == BadReason::EndBeforeStart {
-            bad.end_before_start();
+        match reason {
+            BadReason::EndBeforeStart => bad.end_before_start(),
+            BadReason::NegativeDuration => bad.negative_duration(),
+            _ => {}
         }
         bad.write_row(
             world,
@@ -343,7 +365,11 @@ impl<R: Rng> MessySink<R> {
                 (Some(buf.fields[i].2.clone()), Some(id))
             }
             BadReason::EndBeforeStart => {
-                let i = field_of(T::END_COLUMN, Part::Date);
+                let i = field_of(T::END_COLUMN.expect("filtered"), Part::Date);
+                (Some(buf.fields[i].2.clone()), Some(id))
+            }
+            BadReason::NegativeDuration => {
+                let i = field_of(T::DURATION_COLUMN.expect("filtered"), Part::Whole);
                 (Some(buf.fields[i].2.clone()), Some(id))
             }
         };
@@ -455,31 +481,52 @@ fn archive(kind: ArchiveKind, day: &DayInfo, members: &[(String, Vec<u8>)]) -> V
     }
 }
 
-/// How a bad copy of a row is made.
+/// How a row is made dirty: bad copies, and missing values that can be derived.
 pub trait BadCopy {
-    const CAN_END_BEFORE_START: bool;
-    /// The column that ends up before its start.
-    const END_COLUMN: &'static str;
+    /// The end column an end-before-start copy breaks, if the table has one.
+    const END_COLUMN: Option<&'static str> = None;
+    /// The duration a negative-duration copy breaks, if the table has one.
+    const DURATION_COLUMN: Option<&'static str> = None;
     /// Gives the copy the `n`th bad id: ids from the top of the table's id space, far above
     /// any real counter, so nothing references them and they never collide.
     fn set_id(&mut self, n: u64);
-    fn end_before_start(&mut self);
+    fn end_before_start(&mut self) {}
+    fn negative_duration(&mut self) {}
+    /// Leaves out a duration that the row's timestamps determine, as many exports do (a
+    /// good row: ingest derives it). Returns whether it did.
+    fn blank_derivable_duration(&mut self, _rng: &mut impl Rng) -> bool {
+        false
+    }
 }
 
 impl BadCopy for CallRec {
-    const CAN_END_BEFORE_START: bool = true;
-    const END_COLUMN: &'static str = "ended_at";
+    const END_COLUMN: Option<&'static str> = Some("ended_at");
+    const DURATION_COLUMN: Option<&'static str> = Some("wait_s");
     fn set_id(&mut self, n: u64) {
         self.id = 900_000_000_000 + n;
     }
     fn end_before_start(&mut self) {
         self.ended_at = self.ivr_entered_at - 600;
     }
+    fn negative_duration(&mut self) {
+        self.wait_s = Some(-self.wait_s.unwrap_or(7).abs().max(1));
+    }
+    fn blank_derivable_duration(&mut self, rng: &mut impl Rng) -> bool {
+        // wait = answered (or hang-up) − queued; talk = ended − answered − hold (inbound).
+        if self.queued_at.is_none() {
+            return false;
+        }
+        if self.answered_at.is_some() && rng.random::<bool>() {
+            self.talk_s = None;
+        } else {
+            self.wait_s = None;
+        }
+        true
+    }
 }
 
 impl BadCopy for TicketRec {
-    const CAN_END_BEFORE_START: bool = true;
-    const END_COLUMN: &'static str = "resolved_at";
+    const END_COLUMN: Option<&'static str> = Some("resolved_at");
     fn set_id(&mut self, n: u64) {
         self.id = 9_000_000_000 + n;
     }
@@ -489,17 +536,13 @@ impl BadCopy for TicketRec {
 }
 
 impl BadCopy for CallbackRec {
-    const CAN_END_BEFORE_START: bool = false;
-    const END_COLUMN: &'static str = "performed_at";
     fn set_id(&mut self, n: u64) {
         self.id = 90_000_000_000 + n;
     }
-    fn end_before_start(&mut self) {}
 }
 
 impl BadCopy for VisitRec {
-    const CAN_END_BEFORE_START: bool = true;
-    const END_COLUMN: &'static str = "service_ended_at";
+    const END_COLUMN: Option<&'static str> = Some("service_ended_at");
     fn set_id(&mut self, n: u64) {
         self.id = 90_000_000_000 + n;
     }
@@ -511,8 +554,7 @@ impl BadCopy for VisitRec {
 }
 
 impl BadCopy for CustomerRow {
-    const CAN_END_BEFORE_START: bool = true;
-    const END_COLUMN: &'static str = "closed_at";
+    const END_COLUMN: Option<&'static str> = Some("closed_at");
     fn set_id(&mut self, n: u64) {
         self.id = 900_000_000 + n as u32;
     }

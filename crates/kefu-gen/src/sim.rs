@@ -330,6 +330,14 @@ pub struct Simulation<'a, R: Rng> {
     branch_hours: HourSampler,
 }
 
+fn callback_status(reached: bool) -> CallbackStatus {
+    if reached {
+        CallbackStatus::Reached
+    } else {
+        CallbackStatus::NoAnswer
+    }
+}
+
 fn mins(rng: &mut impl Rng, lo: i64, hi: i64) -> i64 {
     rng.random_range(lo * MINUTE..=hi * MINUTE)
 }
@@ -482,11 +490,7 @@ impl<'a, R: Rng> Simulation<'a, R> {
                 customer,
                 region,
                 method: CallbackMethod::Sms,
-                status: if reached {
-                    CallbackStatus::Reached
-                } else {
-                    CallbackStatus::NoAnswer
-                },
+                status: callback_status(reached),
                 score,
                 reason,
                 attempt: 1,
@@ -1010,11 +1014,7 @@ impl<'a, R: Rng> Simulation<'a, R> {
             customer: t.customer,
             region: t.region,
             method,
-            status: if reached {
-                CallbackStatus::Reached
-            } else {
-                CallbackStatus::NoAnswer
-            },
+            status: callback_status(reached),
             score,
             reason: self.reason_for(score),
             attempt: 1,
@@ -1042,11 +1042,7 @@ impl<'a, R: Rng> Simulation<'a, R> {
                 customer: t.customer,
                 region: t.region,
                 method: CallbackMethod::Manual,
-                status: if reached {
-                    CallbackStatus::Reached
-                } else {
-                    CallbackStatus::NoAnswer
-                },
+                status: callback_status(reached),
                 score,
                 reason,
                 attempt: 2,
