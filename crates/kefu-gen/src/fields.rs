@@ -100,18 +100,20 @@ fn local_parts(
     date: &mut String,
     time: &mut String,
 ) {
+    use chrono::Datelike;
     use std::fmt::Write;
     let (d, secs) = times.local_parts(t);
+    let (y, mo, day) = (d.year(), d.month(), d.day());
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
     date.clear();
     time.clear();
     match style {
         DateStyle::Dash => {
-            let _ = write!(date, "{}", d.format("%Y-%m-%d"));
+            let _ = write!(date, "{y:04}-{mo:02}-{day:02}");
             let _ = write!(time, "{h:02}:{m:02}:{s:02}");
         }
         DateStyle::Slash => {
-            let _ = write!(date, "{}", d.format("%Y/%-m/%-d"));
+            let _ = write!(date, "{y}/{mo}/{day}");
             let _ = write!(time, "{h}:{m:02}:{s:02}");
         }
     }

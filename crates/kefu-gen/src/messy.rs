@@ -449,6 +449,8 @@ fn archive(kind: ArchiveKind, day: &DayInfo, members: &[(String, Vec<u8>)]) -> V
             .expect("valid zip date");
             let options = zip::write::SimpleFileOptions::default()
                 .compression_method(zip::CompressionMethod::Deflated)
+                // Fast deflate: the exports are test data, produced far more often than read.
+                .compression_level(Some(1))
                 .last_modified_time(mtime)
                 .unix_permissions(0o644);
             let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
@@ -462,7 +464,7 @@ fn archive(kind: ArchiveKind, day: &DayInfo, members: &[(String, Vec<u8>)]) -> V
             let mtime = (day.midnight_utc + crate::calendar::DAY_S + 2 * 3600).max(0) as u64;
             let gz = flate2::GzBuilder::new()
                 .mtime(mtime as u32)
-                .write(Vec::new(), flate2::Compression::default());
+                .write(Vec::new(), flate2::Compression::fast());
             let mut tar = tar::Builder::new(gz);
             tar.mode(tar::HeaderMode::Deterministic);
             for (name, bytes) in members {
