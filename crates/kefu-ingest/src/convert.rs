@@ -1,0 +1,410 @@
+//! Source records → canonical Arrow batches, or rejects with the reason.
+//!
+//! A record is parsed and validated completely before anything is appended, so a rejected
+//! record leaves no trace in the batch. Every record ends as exactly one of: a row, or a
+//! [`Reject`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Decimal128Builder, Int32Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use csv::StringRecord;
+use kefu_model::{ColumnKind, Table};
+
+use crate::profile::{FieldMap, Profile, Source};
+use crate::value::{
+    TimestampParser, ValueError, parse_bool, parse_duration, parse_int, parse_money,
+};
+
+/// Why a record was rejected. The codes match the reasons `kefu gen --messy` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RejectReason {
+    WrongColumnCount,
+    MissingId,
+    MissingValue,
+    UnparseableTimestamp,
+    NonexistentLocalTime,
+    InvalidEnum,
+    BadNumber,
+    BadBoolean,
+    NegativeDuration,
+    EndBeforeStart,
+}
+
+impl RejectReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectReason::WrongColumnCount => "wrong_column_count",
+            RejectReason::MissingId => "missing_id",
+            RejectReason::MissingValue => "missing_value",
+            RejectReason::UnparseableTimestamp => "unparseable_timestamp",
+            RejectReason::NonexistentLocalTime => "nonexistent_local_time",
+            RejectReason::InvalidEnum => "invalid_enum",
+            RejectReason::BadNumber => "bad_number",
+            RejectReason::BadBoolean => "bad_boolean",
+            RejectReason::NegativeDuration => "negative_duration",
+            RejectReason::EndBeforeStart => "end_before_start",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl From<ValueError> for RejectReason {
+    fn from(e: ValueError) -> Self {
+        match e {
+            ValueError::UnparseableTimestamp => RejectReason::UnparseableTimestamp,
+            ValueError::NonexistentLocalTime => RejectReason::NonexistentLocalTime,
+            ValueError::NegativeDuration => RejectReason::NegativeDuration,
+            ValueError::BadNumber => RejectReason::BadNumber,
+            ValueError::BadBoolean => RejectReason::BadBoolean,
+        }
+    }
+}
+
+/// A record that did not land, with where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub reason: RejectReason,
+    /// The source header of the offending field; none for a wrong column count.
+    pub column: Option<String>,
+    /// What was wrong, for people.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Cell {
+    Null,
+    /// Text taken from this field of the record.
+    Field(usize),
+    Code(&'static str),
+    Int(i64),
+    Bool(bool),
+    Money(i128),
+}
+
+enum Builder {
+    Text(StringBuilder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Int(Int32Builder),
+    Bool(BooleanBuilder),
+    Money(Decimal128Builder),
+}
+
+impl Builder {
+    fn new(kind: ColumnKind) -> Self {
+        match kind {
+            ColumnKind::Id | ColumnKind::Text | ColumnKind::Enum(_) => {
+                Builder::Text(StringBuilder::new())
+            }
+            ColumnKind::Timestamp => Builder::Timestamp(
+                TimestampMicrosecondBuilder::new()
+                    .with_timezone(kefu_model::table::STORAGE_TIME_ZONE),
+            ),
+            ColumnKind::Seconds | ColumnKind::Int => Builder::Int(Int32Builder::new()),
+            ColumnKind::Bool => Builder::Bool(BooleanBuilder::new()),
+            ColumnKind::Money => Builder::Money(
+                Decimal128Builder::new()
+                    .with_precision_and_scale(14, 2)
+                    .expect("valid decimal"),
+            ),
+        }
+    }
+
+    fn append(&mut self, cell: Cell, record: &StringRecord) {
+        match (self, cell) {
+            (Builder::Text(b), Cell::Field(i)) => b.append_value(record[i].trim()),
+            (Builder::Text(b), Cell::Code(c)) => b.append_value(c),
+            (Builder::Text(b), Cell::Null) => b.append_null(),
+            (Builder::Timestamp(b), Cell::Int(v)) => b.append_value(v),
+            (Builder::Timestamp(b), Cell::Null) => b.append_null(),
+            (Builder::Int(b), Cell::Int(v)) => b.append_value(v as i32),
+            (Builder::Int(b), Cell::Null) => b.append_null(),
+            (Builder::Bool(b), Cell::Bool(v)) => b.append_value(v),
+            (Builder::Bool(b), Cell::Null) => b.append_null(),
+            (Builder::Money(b), Cell::Money(v)) => b.append_value(v),
+            (Builder::Money(b), Cell::Null) => b.append_null(),
+            _ => unreachable!("cells are parsed to their column's kind"),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::Text(b) => Arc::new(b.finish()),
+            Builder::Timestamp(b) => Arc::new(b.finish()),
+            Builder::Int(b) => Arc::new(b.finish()),
+            Builder::Bool(b) => Arc::new(b.finish()),
+            Builder::Money(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Pairs of (end, start) columns where the end may not precede the start.
+fn ordered_pairs(table: Table) -> &'static [(&'static str, &'static str)] {
+    match table {
+        Table::Calls => &[
+            ("ended_at", "ivr_entered_at"),
+            ("answered_at", "queued_at"),
+            ("queued_at", "ivr_entered_at"),
+        ],
+        Table::Tickets => &[("resolved_at", "created_at"), ("closed_at", "created_at")],
+        Table::Visits => &[
+            ("called_at", "arrived_at"),
+            ("service_ended_at", "service_started_at"),
+        ],
+        Table::Customers => &[("closed_at", "opened_at")],
+        Table::Callbacks => &[],
+    }
+}
+
+/// Converts the records of one source file (one header) into batches of one table.
+pub struct Converter {
+    table: Table,
+    map: FieldMap,
+    times: TimestampParser,
+    null_values: Vec<Vec<String>>,
+    value_maps: Vec<Option<std::collections::BTreeMap<String, String>>>,
+    derive: bool,
+    builders: Vec<Builder>,
+    cells: Vec<Cell>,
+    rows: usize,
+    pairs: Vec<(usize, usize)>,
+    index: std::collections::HashMap<&'static str, usize>,
+}
+
+impl Converter {
+    pub fn new(profile: &Profile, map: FieldMap) -> Result<Self, String> {
+        let table = map.table;
+        let columns = table.columns();
+        let times = TimestampParser::new(
+            profile.time_zone,
+            &profile.datetime_formats,
+            &profile.date_formats,
+            &profile.time_formats,
+        )?;
+        let index: std::collections::HashMap<&'static str, usize> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name, i))
+            .collect();
+        let pairs = ordered_pairs(table)
+            .iter()
+            .map(|(end, start)| (index[end], index[start]))
+            .collect();
+        Ok(Converter {
+            table,
+            null_values: columns
+                .iter()
+                .map(|c| {
+                    let mut v = profile.null_values.clone();
+                    v.extend(
+                        profile
+                            .column_null_values
+                            .get(c.name)
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
+                    v
+                })
+                .collect(),
+            value_maps: columns
+                .iter()
+                .map(|c| profile.value_maps.get(c.name).cloned())
+                .collect(),
+            derive: profile.derive_durations,
+            builders: columns.iter().map(|c| Builder::new(c.kind)).collect(),
+            cells: vec![Cell::Null; columns.len()],
+            rows: 0,
+            map,
+            times,
+            pairs,
+            index,
+        })
+    }
+
+    pub fn table(&self) -> Table {
+        self.table
+    }
+
+    /// Rows appended since the last [`Converter::finish`].
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    fn header(&self, i: usize) -> String {
+        self.map.headers.get(i).cloned().unwrap_or_default()
+    }
+
+    /// Parses one record; appends it as a row, or explains why not.
+    pub fn push(&mut self, record: &StringRecord) -> Result<(), Reject> {
+        if record.len() != self.map.width {
+            return Err(Reject {
+                reason: RejectReason::WrongColumnCount,
+                column: None,
+                detail: format!("{} fields, the header has {}", record.len(), self.map.width),
+            });
+        }
+        let columns = self.table.columns();
+        for (i, _) in columns.iter().enumerate() {
+            let cell = match self.map.columns[i] {
+                None => Cell::Null,
+                Some(source) => self.parse_cell(i, source, record)?,
+            };
+            self.cells[i] = cell;
+        }
+        if self.derive && self.table == Table::Calls {
+            self.derive_call_durations();
+        }
+        for (i, c) in columns.iter().enumerate() {
+            if matches!(self.cells[i], Cell::Null) && !c.nullable {
+                if matches!(c.kind, ColumnKind::Int) {
+                    // Counts an export leaves out are zero.
+                    self.cells[i] = Cell::Int(0);
+                    continue;
+                }
+                let column = self.source_header(i);
+                return Err(Reject {
+                    reason: if i == 0 {
+                        RejectReason::MissingId
+                    } else {
+                        RejectReason::MissingValue
+                    },
+                    detail: format!("{} is required", c.name),
+                    column,
+                });
+            }
+        }
+        for &(end, start) in &self.pairs {
+            if let (Cell::Int(e), Cell::Int(s)) = (self.cells[end], self.cells[start])
+                && e < s
+            {
+                return Err(Reject {
+                    reason: RejectReason::EndBeforeStart,
+                    column: self.source_header(end),
+                    detail: format!("{} is before {}", columns[end].name, columns[start].name),
+                });
+            }
+        }
+        for (b, cell) in self.builders.iter_mut().zip(&self.cells) {
+            b.append(*cell, record);
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn source_header(&self, column: usize) -> Option<String> {
+        match self.map.columns[column]? {
+            Source::Whole(i) | Source::Split { date: i, .. } => Some(self.header(i)),
+        }
+    }
+
+    fn is_null(&self, column: usize, value: &str) -> bool {
+        let v = value.trim();
+        self.null_values[column].iter().any(|n| n == v)
+    }
+
+    fn parse_cell(&self, i: usize, source: Source, record: &StringRecord) -> Result<Cell, Reject> {
+        let column = &self.table.columns()[i];
+        let fail = |reason: RejectReason, field: usize, value: &str| Reject {
+            reason,
+            column: Some(self.header(field)),
+            detail: format!("{}: '{}'", column.name, value),
+        };
+        let (field, value) = match source {
+            Source::Whole(f) => (f, &record[f]),
+            Source::Split { date, time } => {
+                let d = &record[date];
+                if self.is_null(i, d) {
+                    return Ok(Cell::Null);
+                }
+                return self
+                    .times
+                    .parse_split(d, &record[time])
+                    .map(Cell::Int)
+                    .map_err(|e| fail(e.into(), date, &format!("{d} {}", &record[time])));
+            }
+        };
+        if self.is_null(i, value) {
+            return Ok(Cell::Null);
+        }
+        let value = value.trim();
+        match column.kind {
+            ColumnKind::Id | ColumnKind::Text => Ok(Cell::Field(field)),
+            ColumnKind::Enum(vocab) => {
+                let mapped = self.value_maps[i]
+                    .as_ref()
+                    .and_then(|m| m.get(value))
+                    .map_or(value, String::as_str);
+                vocab
+                    .lookup(mapped)
+                    .map(|t| Cell::Code(t.code))
+                    .ok_or_else(|| fail(RejectReason::InvalidEnum, field, value))
+            }
+            ColumnKind::Timestamp => self
+                .times
+                .parse(value)
+                .map(Cell::Int)
+                .map_err(|e| fail(e.into(), field, value)),
+            ColumnKind::Seconds => parse_duration(value)
+                .map(|s| Cell::Int(s.into()))
+                .map_err(|e| fail(e.into(), field, value)),
+            ColumnKind::Int => parse_int(value)
+                .map(|s| Cell::Int(s.into()))
+                .map_err(|e| fail(e.into(), field, value)),
+            ColumnKind::Bool => parse_bool(value)
+                .map(Cell::Bool)
+                .map_err(|e| fail(e.into(), field, value)),
+            ColumnKind::Money => parse_money(value)
+                .map(Cell::Money)
+                .map_err(|e| fail(e.into(), field, value)),
+        }
+    }
+
+    /// wait = (answered or hang-up) − queued; talk = ended − answered − hold.
+    fn derive_call_durations(&mut self) {
+        let get = |name: &str, cells: &[Cell], index: &std::collections::HashMap<&str, usize>| {
+            match cells[index[name]] {
+                Cell::Int(v) => Some(v),
+                _ => None,
+            }
+        };
+        let cells = &self.cells;
+        let idx = &self.index;
+        let queued = get("queued_at", cells, idx);
+        let answered = get("answered_at", cells, idx);
+        let ended = get("ended_at", cells, idx);
+        let hold = get("hold_s", cells, idx).unwrap_or(0);
+        let wait = match (get("wait_s", cells, idx), queued) {
+            (None, Some(q)) => answered.or(ended).map(|t| (t - q) / 1_000_000),
+            _ => None,
+        };
+        let talk = match (get("talk_s", cells, idx), answered, ended) {
+            (None, Some(a), Some(e)) => Some((e - a) / 1_000_000 - hold),
+            _ => None,
+        };
+        if let Some(w) = wait.filter(|w| *w >= 0) {
+            self.cells[self.index["wait_s"]] = Cell::Int(w);
+        }
+        if let Some(t) = talk.filter(|t| *t >= 0) {
+            self.cells[self.index["talk_s"]] = Cell::Int(t);
+        }
+    }
+
+    /// The rows appended so far as a batch in the model's schema; starts a new batch.
+    pub fn finish(&mut self) -> RecordBatch {
+        let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
+        self.rows = 0;
+        RecordBatch::try_new(self.table.schema(), arrays).expect("builders follow the schema")
+    }
+}

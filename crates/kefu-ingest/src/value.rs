@@ -1,0 +1,293 @@
+//! Parsers for the values office exports contain: local timestamps in many layouts (also
+//! split into date and time columns), durations as seconds or `H:MM:SS`, enum codes or
+//! Chinese labels, booleans, and money with thousands separators.
+
+use chrono::format::{Item, Parsed, StrftimeItems};
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
+use chrono_tz::Tz;
+
+/// Why a value was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueError {
+    UnparseableTimestamp,
+    /// The local time does not exist in the source time zone (a daylight-saving gap).
+    NonexistentLocalTime,
+    NegativeDuration,
+    BadNumber,
+    BadBoolean,
+}
+
+/// Date, time and date-time layouts tried in order (chrono `strftime` syntax). Numeric
+/// fields accept one or two digits, so `2026/1/5 9:00:01` matches `%Y/%m/%d %H:%M:%S`.
+pub const DEFAULT_DATETIME_FORMATS: &[&str] = &[
+    "%Y-%m-%d %H:%M:%S",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y/%m/%d %H:%M",
+    "%m/%d/%Y %I:%M:%S %p",
+    "%Y%m%d%H%M%S",
+    "%Y-%m-%dT%H:%M:%S",
+];
+pub const DEFAULT_DATE_FORMATS: &[&str] = &["%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y", "%Y%m%d"];
+pub const DEFAULT_TIME_FORMATS: &[&str] = &["%H:%M:%S", "%H:%M", "%I:%M:%S %p"];
+
+/// Parses timestamps in a set of layouts, interpreting local times in one time zone.
+/// Values that carry an offset (RFC 3339, `…Z`) are taken as they are.
+#[derive(Debug, Clone)]
+pub struct TimestampParser {
+    zone: Tz,
+    datetimes: Vec<Vec<Item<'static>>>,
+    dates: Vec<Vec<Item<'static>>>,
+    times: Vec<Vec<Item<'static>>>,
+}
+
+fn compile(formats: &[String]) -> Result<Vec<Vec<Item<'static>>>, String> {
+    formats
+        .iter()
+        .map(|f| {
+            StrftimeItems::new(f)
+                .parse_to_owned()
+                .map_err(|e| format!("invalid timestamp format '{f}': {e}"))
+        })
+        .collect()
+}
+
+impl TimestampParser {
+    pub fn new(
+        zone: Tz,
+        datetimes: &[String],
+        dates: &[String],
+        times: &[String],
+    ) -> Result<Self, String> {
+        Ok(TimestampParser {
+            zone,
+            datetimes: compile(datetimes)?,
+            dates: compile(dates)?,
+            times: compile(times)?,
+        })
+    }
+
+    pub fn with_defaults(zone: Tz) -> Self {
+        let owned = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        Self::new(
+            zone,
+            &owned(DEFAULT_DATETIME_FORMATS),
+            &owned(DEFAULT_DATE_FORMATS),
+            &owned(DEFAULT_TIME_FORMATS),
+        )
+        .expect("default formats are valid")
+    }
+
+    pub fn zone(&self) -> Tz {
+        self.zone
+    }
+
+    /// A whole timestamp → microseconds since the epoch (UTC).
+    pub fn parse(&self, value: &str) -> Result<i64, ValueError> {
+        let value = value.trim();
+        if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(value) {
+            return Ok(dt.timestamp_micros());
+        }
+        for items in &self.datetimes {
+            let mut parsed = Parsed::new();
+            if chrono::format::parse(&mut parsed, value, items.iter()).is_ok()
+                && let Ok(naive) = parsed.to_naive_datetime_with_offset(0)
+            {
+                return self.localise(naive);
+            }
+        }
+        Err(ValueError::UnparseableTimestamp)
+    }
+
+    /// A timestamp split over a date and a time column.
+    pub fn parse_split(&self, date: &str, time: &str) -> Result<i64, ValueError> {
+        let date = parse_with(&self.dates, date.trim(), |p| p.to_naive_date())
+            .ok_or(ValueError::UnparseableTimestamp)?;
+        let time = if time.trim().is_empty() {
+            NaiveTime::MIN
+        } else {
+            parse_with(&self.times, time.trim(), |p| p.to_naive_time())
+                .ok_or(ValueError::UnparseableTimestamp)?
+        };
+        self.localise(date.and_time(time))
+    }
+
+    fn localise(&self, naive: NaiveDateTime) -> Result<i64, ValueError> {
+        // In an ambiguous hour (clocks turned back) the earlier instant is taken.
+        self.zone
+            .from_local_datetime(&naive)
+            .earliest()
+            .map(|dt| dt.timestamp_micros())
+            .ok_or(ValueError::NonexistentLocalTime)
+    }
+}
+
+fn parse_with<T>(
+    formats: &[Vec<Item<'static>>],
+    value: &str,
+    finish: impl Fn(&Parsed) -> chrono::ParseResult<T>,
+) -> Option<T> {
+    formats.iter().find_map(|items| {
+        let mut parsed = Parsed::new();
+        chrono::format::parse(&mut parsed, value, items.iter()).ok()?;
+        finish(&parsed).ok()
+    })
+}
+
+/// Seconds from `104`, `104.0`, `1:44` or `0:01:44`. Negative values are refused.
+pub fn parse_duration(value: &str) -> Result<i32, ValueError> {
+    let v = value.trim();
+    if v.starts_with('-') {
+        return Err(ValueError::NegativeDuration);
+    }
+    let seconds: i64 = if v.contains(':') {
+        let mut total: i64 = 0;
+        let parts: Vec<&str> = v.split(':').collect();
+        if parts.len() > 3 {
+            return Err(ValueError::BadNumber);
+        }
+        for p in parts {
+            let n: i64 = p.parse().map_err(|_| ValueError::BadNumber)?;
+            total = total * 60 + n;
+        }
+        total
+    } else {
+        let n: f64 = v.parse().map_err(|_| ValueError::BadNumber)?;
+        if !n.is_finite() || n.fract() != 0.0 {
+            return Err(ValueError::BadNumber);
+        }
+        n as i64
+    };
+    i32::try_from(seconds).map_err(|_| ValueError::BadNumber)
+}
+
+pub fn parse_int(value: &str) -> Result<i32, ValueError> {
+    let v = value.trim();
+    v.parse::<i32>().or_else(|_| match v.parse::<f64>() {
+        Ok(f) if f.fract() == 0.0 && f.abs() < i32::MAX as f64 => Ok(f as i32),
+        _ => Err(ValueError::BadNumber),
+    })
+}
+
+pub fn parse_bool(value: &str) -> Result<bool, ValueError> {
+    match value.trim() {
+        "true" | "TRUE" | "True" | "1" | "Y" | "y" | "yes" | "YES" | "是" => Ok(true),
+        "false" | "FALSE" | "False" | "0" | "N" | "n" | "no" | "NO" | "否" => Ok(false),
+        _ => Err(ValueError::BadBoolean),
+    }
+}
+
+/// RMB amounts with two decimals, in fen: `1,234.5` → 123450; `¥80` → 8000.
+pub fn parse_money(value: &str) -> Result<i128, ValueError> {
+    let cleaned: String = value
+        .trim()
+        .trim_start_matches(['¥', '￥'])
+        .chars()
+        .filter(|c| *c != ',')
+        .collect();
+    let (whole, frac) = cleaned.split_once('.').unwrap_or((&cleaned, ""));
+    if frac.len() > 2 || whole.is_empty() && frac.is_empty() {
+        return Err(ValueError::BadNumber);
+    }
+    let negative = whole.starts_with('-');
+    let whole: i128 = whole.trim_start_matches('-').parse::<i128>().or_else(|_| {
+        if whole.trim_start_matches('-').is_empty() {
+            Ok(0)
+        } else {
+            Err(ValueError::BadNumber)
+        }
+    })?;
+    let frac: i128 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<2}")
+            .parse()
+            .map_err(|_| ValueError::BadNumber)?
+    };
+    let fen = whole * 100 + frac;
+    Ok(if negative { -fen } else { fen })
+}
+
+/// The local calendar date of `micros` in `zone` (for partitioning and reports).
+pub fn local_date(micros: i64, zone: Tz) -> Option<NaiveDate> {
+    chrono::DateTime::from_timestamp_micros(micros).map(|dt| dt.with_timezone(&zone).date_naive())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shanghai() -> TimestampParser {
+        TimestampParser::with_defaults(chrono_tz::Asia::Shanghai)
+    }
+
+    const JAN1_0000_UTC: i64 = 1_767_225_600_000_000;
+
+    #[test]
+    fn local_times_become_utc() {
+        let p = shanghai();
+        // 08:00 in Shanghai is midnight UTC.
+        assert_eq!(p.parse("2026-01-01 08:00:00"), Ok(JAN1_0000_UTC));
+        assert_eq!(p.parse("2026/1/1 8:00:00"), Ok(JAN1_0000_UTC));
+        assert_eq!(p.parse_split("2026/1/1", "8:00:00"), Ok(JAN1_0000_UTC));
+        assert_eq!(p.parse("2026-01-01T00:00:00Z"), Ok(JAN1_0000_UTC));
+        assert_eq!(p.parse("01/01/2026 08:00:00 AM"), Ok(JAN1_0000_UTC));
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        let p = shanghai();
+        for bad in [
+            "########",
+            "2026-13-45 25:61:00",
+            "31/02/2026 9:00",
+            "昨天下午",
+            "",
+        ] {
+            assert_eq!(p.parse(bad), Err(ValueError::UnparseableTimestamp), "{bad}");
+        }
+        assert_eq!(
+            p.parse_split("2026/13/45", "9:00:00"),
+            Err(ValueError::UnparseableTimestamp)
+        );
+        assert_eq!(
+            p.parse_split("31.02.2026", "9:00:00"),
+            Err(ValueError::UnparseableTimestamp)
+        );
+    }
+
+    #[test]
+    fn daylight_saving_gaps_are_refused() {
+        let p = TimestampParser::with_defaults(chrono_tz::America::New_York);
+        assert_eq!(
+            p.parse("2018-03-11 02:30:00"),
+            Err(ValueError::NonexistentLocalTime)
+        );
+        assert!(p.parse("04/12/2018 11:11:26 AM").is_ok());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("104"), Ok(104));
+        assert_eq!(parse_duration("0:01:44"), Ok(104));
+        assert_eq!(parse_duration("1:44"), Ok(104));
+        assert_eq!(parse_duration("0:00:00"), Ok(0));
+        assert_eq!(parse_duration("-3"), Err(ValueError::NegativeDuration));
+        assert_eq!(
+            parse_duration("-0:00:07"),
+            Err(ValueError::NegativeDuration)
+        );
+        assert_eq!(parse_duration("abc"), Err(ValueError::BadNumber));
+    }
+
+    #[test]
+    fn money_and_booleans() {
+        assert_eq!(parse_money("1,234.5"), Ok(123_450));
+        assert_eq!(parse_money("¥80"), Ok(8_000));
+        assert_eq!(parse_money("0.07"), Ok(7));
+        assert_eq!(parse_money("1.234"), Err(ValueError::BadNumber));
+        assert_eq!(parse_bool("是"), Ok(true));
+        assert_eq!(parse_bool("false"), Ok(false));
+        assert_eq!(parse_bool("maybe"), Err(ValueError::BadBoolean));
+    }
+}

@@ -1,0 +1,195 @@
+//! `kefu gen` output through the converter: plain output lands whole; messy office
+//! exports land the same rows and reject exactly the bad rows their manifest lists.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::Path;
+
+use arrow::array::{Array, RecordBatch, StringArray};
+use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
+use kefu_gen::{GenConfig, generate};
+use kefu_ingest::{FileOutcome, Profile, TextEncoding, convert_csv};
+use kefu_model::Table;
+use kefu_progress::NoProgress;
+
+struct Member {
+    path: String,
+    member: Option<String>,
+    bytes: Vec<u8>,
+}
+
+fn members(dir: &Path) -> Vec<Member> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut out = Vec::new();
+    for p in files {
+        let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+        if rel.ends_with(".zip") {
+            let mut zip = zip::ZipArchive::new(std::fs::File::open(&p).unwrap()).unwrap();
+            for i in 0..zip.len() {
+                let mut f = zip.by_index(i).unwrap();
+                let name = f.name().unwrap().into_owned();
+                let mut bytes = Vec::new();
+                f.read_to_end(&mut bytes).unwrap();
+                out.push(Member {
+                    path: rel.clone(),
+                    member: Some(name),
+                    bytes,
+                });
+            }
+        } else if rel.ends_with(".tar.gz") {
+            let gz = flate2::read::GzDecoder::new(std::fs::File::open(&p).unwrap());
+            let mut tar = tar::Archive::new(gz);
+            for e in tar.entries().unwrap() {
+                let mut e = e.unwrap();
+                let name = e.path().unwrap().to_string_lossy().into_owned();
+                let mut bytes = Vec::new();
+                e.read_to_end(&mut bytes).unwrap();
+                out.push(Member {
+                    path: rel.clone(),
+                    member: Some(name),
+                    bytes,
+                });
+            }
+        } else if rel.ends_with(".csv") {
+            out.push(Member {
+                path: rel.clone(),
+                member: None,
+                bytes: std::fs::read(&p).unwrap(),
+            });
+        }
+    }
+    out
+}
+
+fn convert(m: &Member) -> FileOutcome {
+    let name = m.member.as_deref().unwrap_or(&m.path);
+    convert_csv(&m.bytes[..], name, &Profile::builtin(), None)
+        .unwrap_or_else(|e| panic!("{}: {e}", m.path))
+}
+
+/// All rows of a table, sorted by id, as one batch.
+fn sorted(table: Table, batches: &[RecordBatch]) -> RecordBatch {
+    let all = concat_batches(&table.schema(), batches).unwrap();
+    let idx = sort_to_indices(all.column(0), None, None).unwrap();
+    take_record_batch(&all, &idx).unwrap()
+}
+
+#[test]
+fn messy_exports_land_the_plain_rows_and_reject_exactly_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = GenConfig::new(dir.path().join("messy"));
+    cfg.customers = 2_000;
+    cfg.days = 10;
+    cfg.regions = 4;
+    cfg.messy = true;
+    cfg.bad_row_rate = 0.01;
+    generate(&cfg, &NoProgress).unwrap();
+    let mut plain_cfg = cfg.clone();
+    plain_cfg.messy = false;
+    plain_cfg.out = dir.path().join("plain");
+    generate(&plain_cfg, &NoProgress).unwrap();
+
+    // Plain output: every record lands.
+    let mut plain: BTreeMap<Table, Vec<RecordBatch>> = BTreeMap::new();
+    for m in members(&plain_cfg.out) {
+        let out = convert(&m);
+        assert!(
+            out.rejects.is_empty(),
+            "{}: {:?}",
+            m.path,
+            out.rejects.first()
+        );
+        assert_eq!(out.encoding, TextEncoding::Utf8);
+        plain.entry(out.table).or_default().extend(out.batches);
+    }
+
+    // Messy output: the same rows, and the manifest's bad rows rejected.
+    let mut messy: BTreeMap<Table, Vec<RecordBatch>> = BTreeMap::new();
+    let mut rejected: BTreeSet<(String, Option<String>, u64, String)> = BTreeSet::new();
+    let mut encodings = BTreeSet::new();
+    let mut records = 0;
+    let mut landed_plus_rejected = 0;
+    for m in members(&cfg.out) {
+        let out = convert(&m);
+        encodings.insert(out.encoding.name());
+        records += out.records;
+        landed_plus_rejected += out.rows + out.rejects.len() as u64;
+        for r in &out.rejects {
+            rejected.insert((
+                m.path.clone(),
+                m.member.clone(),
+                r.line,
+                r.reject.reason.code().to_string(),
+            ));
+        }
+        messy.entry(out.table).or_default().extend(out.batches);
+    }
+    assert_eq!(
+        records, landed_plus_rejected,
+        "every record lands or is rejected"
+    );
+    assert_eq!(encodings.len(), 3, "{encodings:?}");
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cfg.out.join("manifest.json")).unwrap()).unwrap();
+    let listed: BTreeSet<(String, Option<String>, u64, String)> = manifest["bad_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["path"].as_str().unwrap().to_string(),
+                b["member"].as_str().map(str::to_string),
+                b["line"].as_u64().unwrap(),
+                b["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let missing: Vec<_> = listed.difference(&rejected).take(5).collect();
+    let unexpected: Vec<_> = rejected.difference(&listed).take(5).collect();
+    assert!(
+        missing.is_empty() && unexpected.is_empty(),
+        "listed but not rejected: {missing:#?}\nrejected but not listed: {unexpected:#?}"
+    );
+    assert!(listed.len() >= 30);
+    assert!(manifest["blanked_durations"].as_u64().unwrap() > 0);
+
+    for table in Table::ALL {
+        let p = sorted(table, &plain[&table]);
+        let m = sorted(table, &messy[&table]);
+        assert_eq!(p.num_rows(), m.num_rows(), "{table} rows");
+        for (i, field) in table.schema().fields().iter().enumerate() {
+            assert_eq!(
+                p.column(i).as_ref(),
+                m.column(i).as_ref(),
+                "{table}.{} differs between plain and messy",
+                field.name()
+            );
+        }
+    }
+    // Chinese text survives GBK: descriptions hold Chinese.
+    let tickets = sorted(Table::Tickets, &messy[&Table::Tickets]);
+    let descriptions = tickets
+        .column_by_name("description")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    assert!(descriptions.iter().flatten().any(|d| d.contains("客户")));
+    assert!(
+        descriptions.iter().flatten().any(|d| d.contains('\n')),
+        "quoted line breaks kept"
+    );
+}

@@ -1,0 +1,3 @@
+//! kefu-ingest's integration tests, in one binary.
+
+mod generated;
