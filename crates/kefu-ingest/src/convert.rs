@@ -26,7 +26,6 @@ pub enum RejectReason {
     MissingId,
     MissingValue,
     UnparseableTimestamp,
-    NonexistentLocalTime,
     InvalidEnum,
     BadNumber,
     BadBoolean,
@@ -41,7 +40,6 @@ impl RejectReason {
             RejectReason::MissingId => "missing_id",
             RejectReason::MissingValue => "missing_value",
             RejectReason::UnparseableTimestamp => "unparseable_timestamp",
-            RejectReason::NonexistentLocalTime => "nonexistent_local_time",
             RejectReason::InvalidEnum => "invalid_enum",
             RejectReason::BadNumber => "bad_number",
             RejectReason::BadBoolean => "bad_boolean",
@@ -61,7 +59,6 @@ impl From<ValueError> for RejectReason {
     fn from(e: ValueError) -> Self {
         match e {
             ValueError::UnparseableTimestamp => RejectReason::UnparseableTimestamp,
-            ValueError::NonexistentLocalTime => RejectReason::NonexistentLocalTime,
             ValueError::NegativeDuration => RejectReason::NegativeDuration,
             ValueError::BadNumber => RejectReason::BadNumber,
             ValueError::BadBoolean => RejectReason::BadBoolean,
@@ -84,6 +81,8 @@ enum Cell {
     Null,
     /// Text taken from this field of the record.
     Field(usize),
+    /// The profile's constant for this column.
+    Constant(usize),
     Code(&'static str),
     Int(i64),
     Bool(bool),
@@ -118,9 +117,12 @@ impl Builder {
         }
     }
 
-    fn append(&mut self, cell: Cell, record: &StringRecord) {
+    fn append(&mut self, cell: Cell, record: &StringRecord, constants: &[Option<String>]) {
         match (self, cell) {
             (Builder::Text(b), Cell::Field(i)) => b.append_value(record[i].trim()),
+            (Builder::Text(b), Cell::Constant(i)) => {
+                b.append_value(constants[i].as_deref().unwrap_or_default())
+            }
             (Builder::Text(b), Cell::Code(c)) => b.append_value(c),
             (Builder::Text(b), Cell::Null) => b.append_null(),
             (Builder::Timestamp(b), Cell::Int(v)) => b.append_value(v),
@@ -172,6 +174,7 @@ pub struct Converter {
     null_values: Vec<Vec<String>>,
     value_maps: Vec<Option<std::collections::BTreeMap<String, String>>>,
     derive: bool,
+    constants: Vec<Option<String>>,
     builders: Vec<Builder>,
     cells: Vec<Cell>,
     rows: usize,
@@ -219,6 +222,10 @@ impl Converter {
                 .map(|c| profile.value_maps.get(c.name).cloned())
                 .collect(),
             derive: profile.derive_durations,
+            constants: columns
+                .iter()
+                .map(|c| profile.constants.get(c.name).cloned())
+                .collect(),
             builders: columns.iter().map(|c| Builder::new(c.kind)).collect(),
             cells: vec![Cell::Null; columns.len()],
             rows: 0,
@@ -297,7 +304,7 @@ impl Converter {
             }
         }
         for (b, cell) in self.builders.iter_mut().zip(&self.cells) {
-            b.append(*cell, record);
+            b.append(*cell, record, &self.constants);
         }
         self.rows += 1;
         Ok(())
@@ -306,6 +313,7 @@ impl Converter {
     fn source_header(&self, column: usize) -> Option<String> {
         match self.map.columns[column]? {
             Source::Whole(i) | Source::Split { date: i, .. } => Some(self.header(i)),
+            Source::Constant => Some(format!("(constant {})", self.table.columns()[column].name)),
         }
     }
 
@@ -322,6 +330,16 @@ impl Converter {
             detail: format!("{}: '{}'", column.name, value),
         };
         let (field, value) = match source {
+            Source::Constant => {
+                let value = self.constants[i].as_deref().unwrap_or_default();
+                return match column.kind {
+                    ColumnKind::Enum(vocab) => vocab
+                        .lookup(value)
+                        .map(|t| Cell::Code(t.code))
+                        .ok_or_else(|| fail(RejectReason::InvalidEnum, 0, value)),
+                    _ => Ok(Cell::Constant(i)),
+                };
+            }
             Source::Whole(f) => (f, &record[f]),
             Source::Split { date, time } => {
                 let d = &record[date];

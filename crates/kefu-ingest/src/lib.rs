@@ -9,6 +9,7 @@
 
 pub mod convert;
 pub mod profile;
+mod profile_file;
 pub mod text;
 pub mod value;
 
@@ -87,7 +88,8 @@ pub fn convert_csv(
         source_name: name.to_string(),
         error,
     };
-    let (encoding, text) = text::utf8_reader(source, encoding).map_err(read_err)?;
+    let (encoding, text) =
+        text::utf8_reader(source, encoding.or(profile.encoding)).map_err(read_err)?;
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(false)

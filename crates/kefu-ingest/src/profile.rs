@@ -24,8 +24,13 @@ pub struct Profile {
     pub null_values: Vec<String>,
     /// Extra null values per canonical column (e.g. customer_id `0`).
     pub column_null_values: BTreeMap<String, Vec<String>>,
-    /// Extra source headers per canonical column.
+    /// Source headers per canonical column, tried before the built-in names; a source
+    /// column may feed several canonical ones.
     pub aliases: BTreeMap<String, Vec<String>>,
+    /// Values for canonical columns the source does not have (e.g. region).
+    pub constants: BTreeMap<String, String>,
+    /// The source encoding; detected when absent.
+    pub encoding: Option<crate::TextEncoding>,
     /// Source value → canonical code, per enum column (e.g. outcome `HANG` → `abandoned`).
     pub value_maps: BTreeMap<String, BTreeMap<String, String>>,
     pub datetime_formats: Vec<String>,
@@ -45,6 +50,8 @@ impl Profile {
             null_values: owned(&["", "NULL", "null", "-"]),
             column_null_values: BTreeMap::from([("customer_id".to_string(), owned(&["0"]))]),
             aliases: BTreeMap::new(),
+            constants: BTreeMap::new(),
+            encoding: None,
             value_maps: BTreeMap::new(),
             datetime_formats: owned(DEFAULT_DATETIME_FORMATS),
             date_formats: owned(DEFAULT_DATE_FORMATS),
@@ -63,6 +70,8 @@ pub enum Source {
         date: usize,
         time: usize,
     },
+    /// The profile's constant for the column.
+    Constant,
 }
 
 /// A source header resolved against one canonical table.
@@ -101,11 +110,7 @@ fn split_names(c: &Column) -> [(String, String); 2] {
 
 impl Profile {
     fn names(&self, c: &Column) -> Vec<String> {
-        let mut names = vec![normalise(c.name), normalise(c.zh)];
-        if let Some(extra) = self.aliases.get(c.name) {
-            names.extend(extra.iter().map(|h| normalise(h)));
-        }
-        names
+        vec![normalise(c.name), normalise(c.zh)]
     }
 
     /// Resolves `headers` against `table`.
@@ -115,8 +120,16 @@ impl Profile {
         let mut used = vec![false; norm.len()];
         let mut columns = Vec::with_capacity(table.columns().len());
         for c in table.columns() {
-            let mut source = None;
-            if c.kind == ColumnKind::Timestamp {
+            // Explicit mappings first; they may reuse a source column.
+            let mut source = self
+                .aliases
+                .get(c.name)
+                .and_then(|names| names.iter().find_map(|n| find(&normalise(n))))
+                .map(Source::Whole);
+            if source.is_none() && self.constants.contains_key(c.name) {
+                source = Some(Source::Constant);
+            }
+            if source.is_none() && c.kind == ColumnKind::Timestamp {
                 for (date, time) in split_names(c) {
                     if let (Some(d), Some(t)) = (find(&date), find(&time)) {
                         source = Some(Source::Split { date: d, time: t });
@@ -141,7 +154,7 @@ impl Profile {
                     used[date] = true;
                     used[time] = true;
                 }
-                None => {}
+                Some(Source::Constant) | None => {}
             }
             columns.push(source);
         }

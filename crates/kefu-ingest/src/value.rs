@@ -10,8 +10,6 @@ use chrono_tz::Tz;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ValueError {
     UnparseableTimestamp,
-    /// The local time does not exist in the source time zone (a daylight-saving gap).
-    NonexistentLocalTime,
     NegativeDuration,
     BadNumber,
     BadBoolean,
@@ -112,13 +110,22 @@ impl TimestampParser {
         self.localise(date.and_time(time))
     }
 
+    /// Local time → UTC. In an ambiguous hour (clocks turned back) the earlier instant is
+    /// taken; a time in a gap (clocks turned forward) is read with the offset in force before
+    /// the gap, as PostgreSQL and Python do (02:30 on a spring-forward night is 03:30).
     fn localise(&self, naive: NaiveDateTime) -> Result<i64, ValueError> {
-        // In an ambiguous hour (clocks turned back) the earlier instant is taken.
-        self.zone
-            .from_local_datetime(&naive)
+        use chrono::Offset;
+        if let Some(dt) = self.zone.from_local_datetime(&naive).earliest() {
+            return Ok(dt.timestamp_micros());
+        }
+        let before = self
+            .zone
+            .from_local_datetime(&(naive - chrono::Duration::hours(3)))
             .earliest()
-            .map(|dt| dt.timestamp_micros())
-            .ok_or(ValueError::NonexistentLocalTime)
+            .ok_or(ValueError::UnparseableTimestamp)?;
+        let offset = i64::from(before.offset().fix().local_minus_utc());
+        Ok((naive.and_utc().timestamp() - offset) * 1_000_000
+            + i64::from(naive.and_utc().timestamp_subsec_micros()))
     }
 }
 
@@ -257,13 +264,17 @@ mod tests {
     }
 
     #[test]
-    fn daylight_saving_gaps_are_refused() {
+    fn daylight_saving_gaps_read_with_the_offset_before_them() {
         let p = TimestampParser::with_defaults(chrono_tz::America::New_York);
+        // 02:30 EST (UTC−5) = 07:30 UTC, which is 03:30 EDT.
+        let gap = p.parse("2018-03-11 02:30:00").unwrap();
+        assert_eq!(gap, p.parse("2018-03-11 03:30:00").unwrap());
+        assert_eq!(gap, 1_520_753_400_000_000);
+        // In the repeated hour in November the first (EDT) instant is taken.
         assert_eq!(
-            p.parse("2018-03-11 02:30:00"),
-            Err(ValueError::NonexistentLocalTime)
+            p.parse("2018-11-04 01:30:00").unwrap(),
+            1_541_309_400_000_000
         );
-        assert!(p.parse("04/12/2018 11:11:26 AM").is_ok());
     }
 
     #[test]

@@ -270,9 +270,9 @@ static TICKETS: &[Column] = &[
     col(
         "customer_id",
         ID,
-        REQ,
+        NULL,
         "客户号",
-        "The customer who raised it.",
+        "The customer who raised it; null when the requester is anonymous (e.g. public service requests).",
     ),
     col(
         "customer_tier",
@@ -375,9 +375,9 @@ static TICKETS: &[Column] = &[
     col(
         "due_at",
         TS,
-        REQ,
+        NULL,
         "承诺时限",
-        "Promised / SLA deadline for resolution.",
+        "Promised / SLA deadline for resolution; null when no deadline was promised.",
     ),
     col(
         "resolved_at",

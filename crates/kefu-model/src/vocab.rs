@@ -191,6 +191,8 @@ vocabulary! {
         WalkIn => ("walk_in", "上门"),
         /// Forwarded by a regulator (e.g. MIIT, CBIRC, 12315).
         RegulatorTransfer => ("regulator_transfer", "监管转办"),
+        /// Any other way in, including tickets staff or systems create themselves.
+        Other => ("other", "其他"),
     }
 }
 
