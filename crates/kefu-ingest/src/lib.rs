@@ -10,6 +10,7 @@
 pub mod convert;
 pub mod profile;
 mod profile_file;
+pub mod source;
 pub mod text;
 pub mod value;
 
@@ -20,6 +21,7 @@ use kefu_model::Table;
 
 pub use convert::{Converter, Reject, RejectReason};
 pub use profile::{FieldMap, MissingColumns, Profile};
+pub use source::SourceName;
 pub use text::TextEncoding;
 
 /// Rows per Arrow batch.
@@ -39,6 +41,8 @@ pub enum IngestError {
         line: u64,
         error: csv::Error,
     },
+    #[error("{source_name}: {reason}")]
+    Source { source_name: String, reason: String },
     #[error("{source_name}: the file is empty (no header)")]
     Empty { source_name: String },
     #[error(
@@ -76,14 +80,16 @@ pub struct FileOutcome {
     pub records: u64,
 }
 
-/// Reads one CSV source (`name` is its file or member name, used to detect the table)
-/// and converts every record.
+/// Reads one CSV source and converts every record. Errors name the source (archive and
+/// member); the table is detected from its file name or header unless the profile sets it.
 pub fn convert_csv(
     source: impl Read,
-    name: &str,
+    source_name: &SourceName,
     profile: &Profile,
     encoding: Option<TextEncoding>,
 ) -> Result<FileOutcome, IngestError> {
+    let full_name = source_name.to_string();
+    let name = full_name.as_str();
     let read_err = |error| IngestError::Read {
         source_name: name.to_string(),
         error,

@@ -24,6 +24,10 @@ impl TextEncoding {
 
 /// How many bytes detection looks at.
 pub const SNIFF_BYTES: usize = 64 * 1024;
+/// The longest physical line accepted. Exports have lines of a few hundred bytes; a much
+/// longer one means the input is not a line-oriented export, and reading on would buffer
+/// it whole.
+pub const MAX_LINE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// BOM → UTF-8; otherwise UTF-8 if the sample is valid UTF-8 (a character cut at the end of
 /// the sample is allowed), else GB18030.
@@ -46,9 +50,16 @@ pub fn utf8_reader<'a>(
     encoding: Option<TextEncoding>,
 ) -> std::io::Result<(TextEncoding, Box<dyn Read + 'a>)> {
     let mut buffered = BufReader::with_capacity(SNIFF_BYTES, source);
+    let sample = buffered.fill_buf()?;
+    if sample.contains(&0) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "binary data (NUL bytes): not a text export",
+        ));
+    }
     let encoding = match encoding {
         Some(e) => e,
-        None => detect(buffered.fill_buf()?),
+        None => detect(sample),
     };
     let reader: Box<dyn Read + 'a> = match encoding {
         TextEncoding::Utf8 => Box::new(buffered),
@@ -76,6 +87,8 @@ pub struct LineIndex<R> {
     /// Offsets of '\n' not yet passed by [`LineIndex::line_at`].
     pending: std::collections::VecDeque<u64>,
     lines_before: u64,
+    /// Offset just after the last '\n' seen.
+    line_start: u64,
 }
 
 impl<R: Read> LineIndex<R> {
@@ -85,6 +98,7 @@ impl<R: Read> LineIndex<R> {
             read: 0,
             pending: std::collections::VecDeque::new(),
             lines_before: 0,
+            line_start: 0,
         }
     }
 
@@ -105,8 +119,19 @@ impl<R: Read> Read for LineIndex<R> {
         let n = self.inner.read(buf)?;
         for i in memchr::memchr_iter(b'\n', &buf[..n]) {
             self.pending.push_back(self.read + i as u64);
+            self.line_start = self.read + i as u64 + 1;
         }
         self.read += n as u64;
+        if self.read - self.line_start > MAX_LINE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "line {} is longer than {} MiB: not a line-oriented export",
+                    self.lines_before + self.pending.len() as u64 + 1,
+                    MAX_LINE_BYTES / (1024 * 1024)
+                ),
+            ));
+        }
         Ok(n)
     }
 }

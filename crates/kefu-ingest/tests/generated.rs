@@ -8,7 +8,7 @@ use std::path::Path;
 use arrow::array::{Array, RecordBatch, StringArray};
 use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use kefu_gen::{GenConfig, generate};
-use kefu_ingest::{FileOutcome, Profile, TextEncoding, convert_csv};
+use kefu_ingest::{FileOutcome, Profile, SourceName, TextEncoding, convert_csv};
 use kefu_model::Table;
 use kefu_progress::NoProgress;
 
@@ -74,9 +74,11 @@ fn members(dir: &Path) -> Vec<Member> {
 }
 
 fn convert(m: &Member) -> FileOutcome {
-    let name = m.member.as_deref().unwrap_or(&m.path);
-    convert_csv(&m.bytes[..], name, &Profile::builtin(), None)
-        .unwrap_or_else(|e| panic!("{}: {e}", m.path))
+    let name = SourceName {
+        origin: m.path.clone(),
+        member: m.member.clone(),
+    };
+    convert_csv(&m.bytes[..], &name, &Profile::builtin(), None).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// All rows of a table, sorted by id, as one batch.

@@ -2,6 +2,7 @@
 
 mod generated;
 mod realdata;
+mod sources;
 
 use std::path::PathBuf;
 

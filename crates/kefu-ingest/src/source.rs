@@ -1,0 +1,286 @@
+//! Where records come from: files, directories, globs, archives (`.zip`, `.tar`,
+//! `.tar.gz`/`.tgz`) and compressed files (`.gz`, `.zst`). Archives are read member by
+//! member as streams; nothing is extracted to disk.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Component, Path, PathBuf};
+
+use crate::IngestError;
+
+/// One stream of records: a file, or a member of an archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceName {
+    /// The file on disk (or URL) it came from.
+    pub origin: String,
+    /// The member inside an archive, if any.
+    pub member: Option<String>,
+}
+
+impl SourceName {
+    /// A plain file (or any stream not inside an archive).
+    pub fn file(origin: impl Into<String>) -> Self {
+        SourceName {
+            origin: origin.into(),
+            member: None,
+        }
+    }
+
+    /// The name used to detect the table: the member's, else the file's (less `.gz`/`.zst`).
+    pub fn file_name(&self) -> &str {
+        let name = self.member.as_deref().unwrap_or(&self.origin);
+        name.strip_suffix(".gz")
+            .or_else(|| name.strip_suffix(".zst"))
+            .unwrap_or(name)
+    }
+}
+
+impl std::fmt::Display for SourceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.member {
+            Some(m) => write!(f, "{} [{m}]", self.origin),
+            None => f.write_str(&self.origin),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Zip,
+    Tar,
+    TarGz,
+    Gz,
+    Zst,
+    Plain,
+}
+
+fn kind_of(path: &Path) -> Kind {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if name.ends_with(".zip") {
+        Kind::Zip
+    } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+        Kind::TarGz
+    } else if name.ends_with(".tar") {
+        Kind::Tar
+    } else if name.ends_with(".gz") {
+        Kind::Gz
+    } else if name.ends_with(".zst") {
+        Kind::Zst
+    } else {
+        Kind::Plain
+    }
+}
+
+/// Expands the command line's sources into files: directories recursively (sorted, hidden
+/// files skipped), globs, plain paths.
+pub fn expand(inputs: &[String]) -> Result<Vec<PathBuf>, IngestError> {
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.contains(['*', '?', '[']) {
+            let paths = glob::glob(input).map_err(|e| IngestError::Source {
+                source_name: input.clone(),
+                reason: format!("bad glob pattern: {e}"),
+            })?;
+            let mut matched: Vec<PathBuf> = paths
+                .filter_map(Result::ok)
+                .filter(|p| p.is_file())
+                .collect();
+            if matched.is_empty() {
+                return Err(IngestError::Source {
+                    source_name: input.clone(),
+                    reason: "the pattern matches no file".into(),
+                });
+            }
+            matched.sort();
+            files.extend(matched);
+            continue;
+        }
+        let path = PathBuf::from(input);
+        let meta = std::fs::metadata(&path).map_err(|e| IngestError::Source {
+            source_name: input.clone(),
+            reason: e.to_string(),
+        })?;
+        if meta.is_dir() {
+            files.extend(walk(&path)?);
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+fn walk(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {
+    let mut out = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| IngestError::Source {
+            source_name: dir.display().to_string(),
+            reason: e.to_string(),
+        })?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            out.extend(walk(&p)?);
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// A member name that would escape a directory if it were extracted (`../x`, `/etc/x`).
+/// kefu never extracts, but such an archive is not what an office sends: refuse it.
+fn unsafe_member(name: &str) -> bool {
+    Path::new(name).components().any(|c| {
+        matches!(
+            c,
+            Component::ParentDir | Component::RootDir | Component::Prefix(_)
+        )
+    }) || name.contains("..\\")
+}
+
+/// Calls `each` with every record stream of `path`: the file itself, or each member of an
+/// archive (directories and hidden members skipped), decompressing on the fly.
+pub fn for_each_stream(
+    path: &Path,
+    mut each: impl FnMut(SourceName, &mut dyn Read) -> Result<(), IngestError>,
+) -> Result<(), IngestError> {
+    let origin = path.display().to_string();
+    let open_err = |e: std::io::Error| IngestError::Read {
+        source_name: origin.clone(),
+        error: e,
+    };
+    let file = File::open(path).map_err(open_err)?;
+    let archive_err = |reason: String| IngestError::Source {
+        source_name: origin.clone(),
+        reason,
+    };
+    let name = |member: Option<String>| SourceName {
+        origin: origin.clone(),
+        member,
+    };
+    match kind_of(path) {
+        Kind::Plain => each(name(None), &mut BufReader::new(file)),
+        Kind::Gz => each(
+            name(None),
+            &mut flate2::read::MultiGzDecoder::new(BufReader::new(file)),
+        ),
+        Kind::Zst => {
+            let mut decoder = zstd::Decoder::new(file).map_err(open_err)?;
+            each(name(None), &mut decoder)
+        }
+        Kind::Zip => {
+            let mut zip = zip::ZipArchive::new(BufReader::new(file))
+                .map_err(|e| archive_err(format!("not a readable zip archive: {e}")))?;
+            for i in 0..zip.len() {
+                let mut member = zip
+                    .by_index(i)
+                    .map_err(|e| archive_err(format!("member {i}: {e}")))?;
+                let member_name = member
+                    .name()
+                    .map_err(|e| archive_err(format!("member {i}: {e}")))?
+                    .into_owned();
+                if member.is_dir() || hidden(&member_name) {
+                    continue;
+                }
+                if unsafe_member(&member_name) {
+                    return Err(archive_err(format!(
+                        "member '{member_name}' has a path that leaves the archive; refusing it"
+                    )));
+                }
+                each(name(Some(member_name)), &mut member)?;
+            }
+            Ok(())
+        }
+        Kind::Tar => tar_members(tar::Archive::new(BufReader::new(file)), &origin, each),
+        Kind::TarGz => tar_members(
+            tar::Archive::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
+            &origin,
+            each,
+        ),
+    }
+}
+
+fn hidden(member: &str) -> bool {
+    member
+        .rsplit('/')
+        .next()
+        .is_some_and(|n| n.starts_with('.') || n.is_empty())
+        || member.starts_with("__MACOSX/")
+}
+
+fn tar_members<R: Read>(
+    mut archive: tar::Archive<R>,
+    origin: &str,
+    mut each: impl FnMut(SourceName, &mut dyn Read) -> Result<(), IngestError>,
+) -> Result<(), IngestError> {
+    let err = |reason: String| IngestError::Source {
+        source_name: origin.to_string(),
+        reason,
+    };
+    let entries = archive
+        .entries()
+        .map_err(|e| err(format!("not a readable tar archive: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| err(format!("damaged tar archive: {e}")))?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let member = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if hidden(&member) {
+            continue;
+        }
+        if unsafe_member(&member) {
+            return Err(err(format!(
+                "member '{member}' has a path that leaves the archive; refusing it"
+            )));
+        }
+        each(
+            SourceName {
+                origin: origin.to_string(),
+                member: Some(member),
+            },
+            &mut entry,
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_paths_that_leave_the_archive_are_unsafe() {
+        assert!(unsafe_member("../evil.csv"));
+        assert!(unsafe_member("a/../../evil.csv"));
+        assert!(unsafe_member("/etc/passwd"));
+        assert!(unsafe_member("..\\evil.csv"));
+        assert!(!unsafe_member("calls_20260101.csv"));
+        assert!(!unsafe_member("2026/01/话务记录.csv"));
+    }
+
+    #[test]
+    fn table_detection_names_drop_compression_suffixes() {
+        let n = SourceName {
+            origin: "in/calls.csv.gz".into(),
+            member: None,
+        };
+        assert_eq!(n.file_name(), "in/calls.csv");
+        let m = SourceName {
+            origin: "a.zip".into(),
+            member: Some("工单_20260101.csv".into()),
+        };
+        assert_eq!(m.file_name(), "工单_20260101.csv");
+        assert_eq!(m.to_string(), "a.zip [工单_20260101.csv]");
+    }
+}
