@@ -166,6 +166,31 @@ fn ordered_pairs(table: Table) -> &'static [(&'static str, &'static str)] {
     }
 }
 
+/// Positions of the calls columns that durations are derived from.
+#[derive(Debug, Clone, Copy)]
+struct CallColumns {
+    queued_at: usize,
+    answered_at: usize,
+    ended_at: usize,
+    wait_s: usize,
+    talk_s: usize,
+    hold_s: usize,
+}
+
+impl CallColumns {
+    fn of(table: Table) -> Option<Self> {
+        let at = |name| table.columns().iter().position(|c| c.name == name);
+        Some(CallColumns {
+            queued_at: at("queued_at")?,
+            answered_at: at("answered_at")?,
+            ended_at: at("ended_at")?,
+            wait_s: at("wait_s")?,
+            talk_s: at("talk_s")?,
+            hold_s: at("hold_s")?,
+        })
+    }
+}
+
 /// Converts the records of one source file (one header) into batches of one table.
 pub struct Converter {
     table: Table,
@@ -173,13 +198,13 @@ pub struct Converter {
     times: TimestampParser,
     null_values: Vec<Vec<String>>,
     value_maps: Vec<Option<std::collections::BTreeMap<String, String>>>,
-    derive: bool,
     constants: Vec<Option<String>>,
     builders: Vec<Builder>,
     cells: Vec<Cell>,
     rows: usize,
     pairs: Vec<(usize, usize)>,
-    index: std::collections::HashMap<&'static str, usize>,
+    /// Where to derive call durations, when the profile asks for it.
+    derive_calls: Option<CallColumns>,
 }
 
 impl Converter {
@@ -192,14 +217,15 @@ impl Converter {
             &profile.date_formats,
             &profile.time_formats,
         )?;
-        let index: std::collections::HashMap<&'static str, usize> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.name, i))
-            .collect();
+        let at = |name: &str| {
+            columns
+                .iter()
+                .position(|c| c.name == name)
+                .expect("ordered pairs name columns of their table")
+        };
         let pairs = ordered_pairs(table)
             .iter()
-            .map(|(end, start)| (index[end], index[start]))
+            .map(|(end, start)| (at(end), at(start)))
             .collect();
         Ok(Converter {
             table,
@@ -221,7 +247,11 @@ impl Converter {
                 .iter()
                 .map(|c| profile.value_maps.get(c.name).cloned())
                 .collect(),
-            derive: profile.derive_durations,
+            derive_calls: if profile.derive_durations {
+                CallColumns::of(table)
+            } else {
+                None
+            },
             constants: columns
                 .iter()
                 .map(|c| profile.constants.get(c.name).cloned())
@@ -232,7 +262,6 @@ impl Converter {
             map,
             times,
             pairs,
-            index,
         })
     }
 
@@ -270,8 +299,8 @@ impl Converter {
             };
             self.cells[i] = cell;
         }
-        if self.derive && self.table == Table::Calls {
-            self.derive_call_durations();
+        if let Some(c) = self.derive_calls {
+            self.derive_call_durations(c);
         }
         for (i, c) in columns.iter().enumerate() {
             if matches!(self.cells[i], Cell::Null) && !c.nullable {
@@ -317,9 +346,9 @@ impl Converter {
         }
     }
 
+    /// `value` is already trimmed.
     fn is_null(&self, column: usize, value: &str) -> bool {
-        let v = value.trim();
-        self.null_values[column].iter().any(|n| n == v)
+        self.null_values[column].iter().any(|n| n == value)
     }
 
     fn parse_cell(&self, i: usize, source: Source, record: &StringRecord) -> Result<Cell, Reject> {
@@ -340,9 +369,9 @@ impl Converter {
                     _ => Ok(Cell::Constant(i)),
                 };
             }
-            Source::Whole(f) => (f, &record[f]),
+            Source::Whole(f) => (f, record[f].trim()),
             Source::Split { date, time } => {
-                let d = &record[date];
+                let d = record[date].trim();
                 if self.is_null(i, d) {
                     return Ok(Cell::Null);
                 }
@@ -356,7 +385,6 @@ impl Converter {
         if self.is_null(i, value) {
             return Ok(Cell::Null);
         }
-        let value = value.trim();
         match column.kind {
             ColumnKind::Id | ColumnKind::Text => Ok(Cell::Field(field)),
             ColumnKind::Enum(vocab) => {
@@ -390,32 +418,31 @@ impl Converter {
     }
 
     /// wait = (answered or hang-up) − queued; talk = ended − answered − hold.
-    fn derive_call_durations(&mut self) {
-        let get = |name: &str, cells: &[Cell], index: &std::collections::HashMap<&str, usize>| {
-            match cells[index[name]] {
-                Cell::Int(v) => Some(v),
-                _ => None,
-            }
+    fn derive_call_durations(&mut self, c: CallColumns) {
+        let get = |cells: &[Cell], i: usize| match cells[i] {
+            Cell::Int(v) => Some(v),
+            _ => None,
         };
         let cells = &self.cells;
-        let idx = &self.index;
-        let queued = get("queued_at", cells, idx);
-        let answered = get("answered_at", cells, idx);
-        let ended = get("ended_at", cells, idx);
-        let hold = get("hold_s", cells, idx).unwrap_or(0);
-        let wait = match (get("wait_s", cells, idx), queued) {
+        let (queued, answered, ended) = (
+            get(cells, c.queued_at),
+            get(cells, c.answered_at),
+            get(cells, c.ended_at),
+        );
+        let hold = get(cells, c.hold_s).unwrap_or(0);
+        let wait = match (get(cells, c.wait_s), queued) {
             (None, Some(q)) => answered.or(ended).map(|t| (t - q) / 1_000_000),
             _ => None,
         };
-        let talk = match (get("talk_s", cells, idx), answered, ended) {
+        let talk = match (get(cells, c.talk_s), answered, ended) {
             (None, Some(a), Some(e)) => Some((e - a) / 1_000_000 - hold),
             _ => None,
         };
         if let Some(w) = wait.filter(|w| *w >= 0) {
-            self.cells[self.index["wait_s"]] = Cell::Int(w);
+            self.cells[c.wait_s] = Cell::Int(w);
         }
         if let Some(t) = talk.filter(|t| *t >= 0) {
-            self.cells[self.index["talk_s"]] = Cell::Int(t);
+            self.cells[c.talk_s] = Cell::Int(t);
         }
     }
 
