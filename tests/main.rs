@@ -1,5 +1,6 @@
 //! End-to-end tests of the `kefu` binary, in one test binary (one link step on 2 cores).
 
+mod check;
 mod common;
 mod generate;
 mod model;

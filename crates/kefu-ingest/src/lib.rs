@@ -7,6 +7,7 @@
 //! and [`convert`] (records → `RecordBatch` in the model's schema, or [`convert::Reject`]).
 //! Writing Parquet into the warehouse and the exactly-once ledger build on these.
 
+pub mod check;
 pub mod convert;
 pub mod profile;
 mod profile_file;
@@ -19,6 +20,7 @@ use std::io::Read;
 use arrow::array::RecordBatch;
 use kefu_model::Table;
 
+pub use check::{CheckReport, CheckTotals, CheckedSource, check};
 pub use convert::{Converter, Reject, RejectReason};
 pub use profile::{FieldMap, MissingColumns, Profile};
 pub use source::SourceName;
@@ -68,16 +70,39 @@ pub struct RejectedRecord {
     pub raw: String,
 }
 
-/// What one source file gave.
-#[derive(Debug)]
+/// Receives what a source gives: batches of rows and rejected records, in order.
+pub trait RowSink {
+    fn batch(&mut self, batch: RecordBatch) -> Result<(), IngestError>;
+    fn reject(&mut self, reject: RejectedRecord) -> Result<(), IngestError>;
+}
+
+/// Keeps everything in memory (tests, small files).
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub batches: Vec<RecordBatch>,
+    pub rejects: Vec<RejectedRecord>,
+}
+
+impl RowSink for Collected {
+    fn batch(&mut self, batch: RecordBatch) -> Result<(), IngestError> {
+        self.batches.push(batch);
+        Ok(())
+    }
+    fn reject(&mut self, reject: RejectedRecord) -> Result<(), IngestError> {
+        self.rejects.push(reject);
+        Ok(())
+    }
+}
+
+/// What one source gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileOutcome {
     pub table: Table,
     pub encoding: TextEncoding,
-    pub batches: Vec<RecordBatch>,
-    pub rows: u64,
-    pub rejects: Vec<RejectedRecord>,
-    /// Records read (rows + rejects).
+    /// Records read; every one became a row or a reject.
     pub records: u64,
+    pub rows: u64,
+    pub rejected: u64,
 }
 
 /// Reads one CSV source and converts every record. Errors name the source (archive and
@@ -87,6 +112,7 @@ pub fn convert_csv(
     source_name: &SourceName,
     profile: &Profile,
     encoding: Option<TextEncoding>,
+    sink: &mut dyn RowSink,
 ) -> Result<FileOutcome, IngestError> {
     let full_name = source_name.to_string();
     let name = full_name.as_str();
@@ -138,10 +164,9 @@ pub fn convert_csv(
     let mut outcome = FileOutcome {
         table,
         encoding,
-        batches: Vec::new(),
-        rows: 0,
-        rejects: Vec::new(),
         records: 0,
+        rows: 0,
+        rejected: 0,
     };
     loop {
         let line = reader.position().line();
@@ -158,18 +183,21 @@ pub fn convert_csv(
             Ok(()) => {
                 outcome.rows += 1;
                 if converter.len() >= BATCH_ROWS {
-                    outcome.batches.push(converter.finish());
+                    sink.batch(converter.finish())?;
                 }
             }
-            Err(reject) => outcome.rejects.push(RejectedRecord {
-                line,
-                reject,
-                raw: raw_line(&record),
-            }),
+            Err(reject) => {
+                outcome.rejected += 1;
+                sink.reject(RejectedRecord {
+                    line,
+                    reject,
+                    raw: raw_line(&record),
+                })?;
+            }
         }
     }
     if !converter.is_empty() {
-        outcome.batches.push(converter.finish());
+        sink.batch(converter.finish())?;
     }
     Ok(outcome)
 }

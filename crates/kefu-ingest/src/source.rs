@@ -112,6 +112,21 @@ pub fn expand(inputs: &[String]) -> Result<Vec<PathBuf>, IngestError> {
     Ok(files)
 }
 
+/// File names a directory walk picks up: exports and archives of them.
+pub fn is_data_file(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let name = name
+        .strip_suffix(".gz")
+        .or_else(|| name.strip_suffix(".zst"))
+        .unwrap_or(&name);
+    [".csv", ".tsv", ".txt", ".zip", ".tar", ".tgz"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+}
+
 fn walk(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {
     let mut out = Vec::new();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -130,8 +145,10 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {
     for p in entries {
         if p.is_dir() {
             out.extend(walk(&p)?);
-        } else {
+        } else if is_data_file(&p) {
             out.push(p);
+        } else {
+            tracing::info!(path = %p.display(), "skipping: not a data file or archive");
         }
     }
     Ok(out)
@@ -258,6 +275,25 @@ fn tar_members<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directory_walks_pick_up_data_files() {
+        for name in [
+            "a.csv",
+            "B.CSV",
+            "c.tsv",
+            "d.csv.gz",
+            "e.zip",
+            "f.tar.gz",
+            "g.tgz",
+            "h.txt.zst",
+        ] {
+            assert!(is_data_file(Path::new(name)), "{name}");
+        }
+        for name in ["manifest.json", "notes.md", "x.gz.bak", "report.pdf"] {
+            assert!(!is_data_file(Path::new(name)), "{name}");
+        }
+    }
 
     #[test]
     fn member_paths_that_leave_the_archive_are_unsafe() {

@@ -8,7 +8,7 @@ use std::path::Path;
 use arrow::array::{Array, RecordBatch, StringArray};
 use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use kefu_gen::{GenConfig, generate};
-use kefu_ingest::{FileOutcome, Profile, SourceName, TextEncoding, convert_csv};
+use kefu_ingest::{Collected, FileOutcome, Profile, SourceName, TextEncoding, convert_csv};
 use kefu_model::Table;
 use kefu_progress::NoProgress;
 
@@ -73,12 +73,15 @@ fn members(dir: &Path) -> Vec<Member> {
     out
 }
 
-fn convert(m: &Member) -> FileOutcome {
+fn convert(m: &Member) -> (FileOutcome, Collected) {
     let name = SourceName {
         origin: m.path.clone(),
         member: m.member.clone(),
     };
-    convert_csv(&m.bytes[..], &name, &Profile::builtin(), None).unwrap_or_else(|e| panic!("{e}"))
+    let mut got = Collected::default();
+    let out = convert_csv(&m.bytes[..], &name, &Profile::builtin(), None, &mut got)
+        .unwrap_or_else(|e| panic!("{e}"));
+    (out, got)
 }
 
 /// All rows of a table, sorted by id, as one batch.
@@ -106,15 +109,15 @@ fn messy_exports_land_the_plain_rows_and_reject_exactly_the_manifest() {
     // Plain output: every record lands.
     let mut plain: BTreeMap<Table, Vec<RecordBatch>> = BTreeMap::new();
     for m in members(&plain_cfg.out) {
-        let out = convert(&m);
+        let (out, got) = convert(&m);
         assert!(
-            out.rejects.is_empty(),
+            got.rejects.is_empty(),
             "{}: {:?}",
             m.path,
-            out.rejects.first()
+            got.rejects.first()
         );
         assert_eq!(out.encoding, TextEncoding::Utf8);
-        plain.entry(out.table).or_default().extend(out.batches);
+        plain.entry(out.table).or_default().extend(got.batches);
     }
 
     // Messy output: the same rows, and the manifest's bad rows rejected.
@@ -124,11 +127,12 @@ fn messy_exports_land_the_plain_rows_and_reject_exactly_the_manifest() {
     let mut records = 0;
     let mut landed_plus_rejected = 0;
     for m in members(&cfg.out) {
-        let out = convert(&m);
+        let (out, got) = convert(&m);
         encodings.insert(out.encoding.name());
         records += out.records;
-        landed_plus_rejected += out.rows + out.rejects.len() as u64;
-        for r in &out.rejects {
+        landed_plus_rejected += out.rows + out.rejected;
+        assert_eq!(out.rejected, got.rejects.len() as u64);
+        for r in &got.rejects {
             rejected.insert((
                 m.path.clone(),
                 m.member.clone(),
@@ -136,7 +140,7 @@ fn messy_exports_land_the_plain_rows_and_reject_exactly_the_manifest() {
                 r.reject.reason.code().to_string(),
             ));
         }
-        messy.entry(out.table).or_default().extend(out.batches);
+        messy.entry(out.table).or_default().extend(got.batches);
     }
     assert_eq!(
         records, landed_plus_rejected,

@@ -5,7 +5,7 @@
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::concat_batches;
 use arrow::datatypes::TimestampMicrosecondType;
-use kefu_ingest::{Profile, SourceName, convert_csv};
+use kefu_ingest::{Collected, Profile, SourceName, convert_csv};
 use kefu_model::Table;
 
 use crate::{fixtures_dir, realdata_dir};
@@ -21,11 +21,12 @@ fn baltimore_311_lands_as_tickets() {
     let profile = Profile::load(&fixtures_dir().join("profiles/baltimore_311.toml")).unwrap();
     let file = std::fs::File::open(dir.join("baltimore_311_sample.csv")).unwrap();
     let name = SourceName::file("baltimore_311_sample.csv");
-    let out = convert_csv(file, &name, &profile, None).unwrap();
+    let mut got = Collected::default();
+    let out = convert_csv(file, &name, &profile, None, &mut got).unwrap();
     assert_eq!(out.table, Table::Tickets);
     assert_eq!(out.records, 10_000);
-    assert!(out.rejects.is_empty(), "{:?}", out.rejects.first());
-    let t: RecordBatch = concat_batches(&Table::Tickets.schema(), &out.batches).unwrap();
+    assert!(got.rejects.is_empty(), "{:?}", got.rejects.first());
+    let t: RecordBatch = concat_batches(&Table::Tickets.schema(), &got.batches).unwrap();
     assert_eq!(t.num_rows(), 10_000);
 
     let ts = |name: &str| {

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use kefu_ingest::source::{expand, for_each_stream};
-use kefu_ingest::{IngestError, Profile, SourceName, convert_csv};
+use kefu_ingest::{Collected, IngestError, Profile, SourceName, convert_csv};
 
 const CSV: &str = "customer_id,region,branch_id,segment,tier,opened_at,closed_at,close_reason\n\
 CU000000001,beijing,beijing-01,household,basic,2020-01-01T00:00:00Z,,\n\
@@ -15,7 +15,13 @@ CU000000002,beijing,beijing-02,individual,gold,2021-05-01T02:00:00Z,2026-01-03T0
 fn ingest(path: &Path) -> Result<Vec<(Option<String>, u64)>, IngestError> {
     let mut out = Vec::new();
     for_each_stream(path, |name, reader| {
-        let o = convert_csv(reader, &name, &Profile::builtin(), None)?;
+        let o = convert_csv(
+            reader,
+            &name,
+            &Profile::builtin(),
+            None,
+            &mut Collected::default(),
+        )?;
         out.push((name.member.clone(), o.rows));
         Ok(())
     })?;
@@ -183,6 +189,7 @@ fn a_two_gigabyte_line_is_refused_early() {
         &SourceName::file("customers.csv"),
         &Profile::builtin(),
         None,
+        &mut Collected::default(),
     )
     .unwrap_err();
     assert!(err.to_string().contains("longer than 16 MiB"), "{err}");
