@@ -2,86 +2,38 @@
 //! exports land the same rows and reject exactly the bad rows their manifest lists.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::Path;
 
 use arrow::array::{Array, RecordBatch, StringArray};
 use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use kefu_gen::{GenConfig, generate};
+use kefu_ingest::source::{expand, for_each_stream};
 use kefu_ingest::{Collected, FileOutcome, Profile, SourceName, TextEncoding, convert_csv};
 use kefu_model::Table;
 use kefu_progress::NoProgress;
 
-struct Member {
-    path: String,
-    member: Option<String>,
-    bytes: Vec<u8>,
-}
-
-fn members(dir: &Path) -> Vec<Member> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
+/// Converts every source below `dir` through the real source layer (archives streamed),
+/// giving each with its path relative to `dir`.
+fn convert_all(dir: &Path) -> Vec<(SourceName, FileOutcome, Collected)> {
     let mut out = Vec::new();
-    for p in files {
-        let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-        if rel.ends_with(".zip") {
-            let mut zip = zip::ZipArchive::new(std::fs::File::open(&p).unwrap()).unwrap();
-            for i in 0..zip.len() {
-                let mut f = zip.by_index(i).unwrap();
-                let name = f.name().unwrap().into_owned();
-                let mut bytes = Vec::new();
-                f.read_to_end(&mut bytes).unwrap();
-                out.push(Member {
-                    path: rel.clone(),
-                    member: Some(name),
-                    bytes,
-                });
-            }
-        } else if rel.ends_with(".tar.gz") {
-            let gz = flate2::read::GzDecoder::new(std::fs::File::open(&p).unwrap());
-            let mut tar = tar::Archive::new(gz);
-            for e in tar.entries().unwrap() {
-                let mut e = e.unwrap();
-                let name = e.path().unwrap().to_string_lossy().into_owned();
-                let mut bytes = Vec::new();
-                e.read_to_end(&mut bytes).unwrap();
-                out.push(Member {
-                    path: rel.clone(),
-                    member: Some(name),
-                    bytes,
-                });
-            }
-        } else if rel.ends_with(".csv") {
-            out.push(Member {
-                path: rel.clone(),
-                member: None,
-                bytes: std::fs::read(&p).unwrap(),
-            });
-        }
+    for file in expand(&[dir.display().to_string()]).unwrap() {
+        for_each_stream(&file, |name, reader| {
+            let mut got = Collected::default();
+            let outcome = convert_csv(reader, &name, &Profile::builtin(), None, &mut got)?;
+            let relative = SourceName {
+                origin: file
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                member: name.member,
+            };
+            out.push((relative, outcome, got));
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
     }
     out
-}
-
-fn convert(m: &Member) -> (FileOutcome, Collected) {
-    let name = SourceName {
-        origin: m.path.clone(),
-        member: m.member.clone(),
-    };
-    let mut got = Collected::default();
-    let out = convert_csv(&m.bytes[..], &name, &Profile::builtin(), None, &mut got)
-        .unwrap_or_else(|e| panic!("{e}"));
-    (out, got)
 }
 
 /// All rows of a table, sorted by id, as one batch.
@@ -108,14 +60,8 @@ fn messy_exports_land_the_plain_rows_and_reject_exactly_the_manifest() {
 
     // Plain output: every record lands.
     let mut plain: BTreeMap<Table, Vec<RecordBatch>> = BTreeMap::new();
-    for m in members(&plain_cfg.out) {
-        let (out, got) = convert(&m);
-        assert!(
-            got.rejects.is_empty(),
-            "{}: {:?}",
-            m.path,
-            got.rejects.first()
-        );
+    for (name, out, got) in convert_all(&plain_cfg.out) {
+        assert!(got.rejects.is_empty(), "{name}: {:?}", got.rejects.first());
         assert_eq!(out.encoding, TextEncoding::Utf8);
         plain.entry(out.table).or_default().extend(got.batches);
     }
@@ -126,16 +72,15 @@ fn messy_exports_land_the_plain_rows_and_reject_exactly_the_manifest() {
     let mut encodings = BTreeSet::new();
     let mut records = 0;
     let mut landed_plus_rejected = 0;
-    for m in members(&cfg.out) {
-        let (out, got) = convert(&m);
+    for (name, out, got) in convert_all(&cfg.out) {
         encodings.insert(out.encoding.name());
         records += out.records;
         landed_plus_rejected += out.rows + out.rejected;
         assert_eq!(out.rejected, got.rejects.len() as u64);
         for r in &got.rejects {
             rejected.insert((
-                m.path.clone(),
-                m.member.clone(),
+                name.origin.clone(),
+                name.member.clone(),
                 r.line,
                 r.reject.reason.code().to_string(),
             ));
