@@ -2,7 +2,7 @@
 //! chosen by its position, so that any `--messy` run with one region or more contains a
 //! GBK-encoded file with Chinese headers.
 
-use kefu_model::{Column, ColumnKind, Table};
+use kefu_model::{ColumnKind, Table};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -127,7 +127,7 @@ pub fn file_fields(table: Table, style: &ExportStyle) -> Vec<(usize, Part, Strin
     let mut out = Vec::new();
     for (i, c) in table.columns().iter().enumerate() {
         if style.split_datetime && c.kind == ColumnKind::Timestamp {
-            let (date, time) = split_headers(c, style.chinese_headers);
+            let (date, time) = c.split_headers(style.chinese_headers);
             out.push((i, Part::Date, date));
             out.push((i, Part::Time, time));
         } else {
@@ -136,17 +136,6 @@ pub fn file_fields(table: Table, style: &ExportStyle) -> Vec<(usize, Part, Strin
         }
     }
     out
-}
-
-/// `来电时间` → (`来电日期`, `来电时间`); `created_at` → (`created_date`, `created_time`).
-fn split_headers(c: &Column, chinese: bool) -> (String, String) {
-    if chinese {
-        let stem = c.zh.strip_suffix("时间").unwrap_or(c.zh);
-        (format!("{stem}日期"), format!("{stem}时间"))
-    } else {
-        let stem = c.name.strip_suffix("_at").unwrap_or(c.name);
-        (format!("{stem}_date"), format!("{stem}_time"))
-    }
 }
 
 /// The name of a table's file inside a day archive (or of the customer snapshot).

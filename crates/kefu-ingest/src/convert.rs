@@ -14,7 +14,7 @@ use arrow::array::{
 use csv::StringRecord;
 use kefu_model::{ColumnKind, Table};
 
-use crate::profile::{FieldMap, Profile, Source};
+use crate::profile::{FieldMap, Profile, Source, zero_when_missing};
 use crate::value::{
     TimestampParser, ValueError, parse_bool, parse_duration, parse_int, parse_money,
 };
@@ -304,8 +304,7 @@ impl Converter {
         }
         for (i, c) in columns.iter().enumerate() {
             if matches!(self.cells[i], Cell::Null) && !c.nullable {
-                if matches!(c.kind, ColumnKind::Int) {
-                    // Counts an export leaves out are zero.
+                if zero_when_missing(self.table, c.name) {
                     self.cells[i] = Cell::Int(0);
                     continue;
                 }
@@ -451,5 +450,69 @@ impl Converter {
         let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
         self.rows = 0;
         RecordBatch::try_new(self.table.schema(), arrays).expect("builders follow the schema")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn converter(table: Table) -> Converter {
+        let profile = Profile::builtin();
+        let headers: Vec<&str> = table.columns().iter().map(|c| c.name).collect();
+        Converter::new(&profile, profile.resolve(table, &headers).unwrap()).unwrap()
+    }
+
+    fn record(table: Table, set: &[(&str, &str)]) -> StringRecord {
+        table
+            .columns()
+            .iter()
+            .map(|c| {
+                set.iter()
+                    .find(|(n, _)| *n == c.name)
+                    .map_or("", |(_, v)| *v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_the_listed_counts_default_to_zero() {
+        let mut calls = converter(Table::Calls);
+        let call = record(
+            Table::Calls,
+            &[
+                ("call_id", "CL1"),
+                ("region", "r"),
+                ("branch_id", "r-cc"),
+                ("queue", "billing"),
+                ("direction", "inbound"),
+                ("channel", "hotline"),
+                ("ivr_entered_at", "2026-01-01T00:00:00Z"),
+                ("ended_at", "2026-01-01T00:01:00Z"),
+                ("outcome", "ivr_self_service"),
+            ],
+        );
+        assert_eq!(
+            calls.push(&call),
+            Ok(()),
+            "an empty transfers count is zero"
+        );
+
+        let mut callbacks = converter(Table::Callbacks);
+        let callback = record(
+            Table::Callbacks,
+            &[
+                ("callback_id", "CB1"),
+                ("ticket_id", "TK1"),
+                ("customer_id", "CU1"),
+                ("region", "r"),
+                ("method", "sms"),
+                ("status", "no_answer"),
+                ("performed_at", "2026-01-01T00:00:00Z"),
+            ],
+        );
+        let reject = callbacks.push(&callback).unwrap_err();
+        assert_eq!(reject.reason, RejectReason::MissingValue);
+        assert_eq!(reject.column.as_deref(), Some("attempt"));
     }
 }

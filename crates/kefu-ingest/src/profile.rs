@@ -61,6 +61,15 @@ impl Profile {
     }
 }
 
+/// Required counts an export may leave out (absent or empty): they are zero. Other
+/// required columns have no default (e.g. a callback's `attempt`).
+pub(crate) fn zero_when_missing(table: Table, column: &str) -> bool {
+    matches!(
+        (table, column),
+        (Table::Calls, "transfers") | (Table::Tickets, "reopened_count")
+    )
+}
+
 /// Where a canonical column's value comes from in a source record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -99,15 +108,6 @@ fn normalise(header: &str) -> String {
     header.trim().trim_start_matches('\u{feff}').to_lowercase()
 }
 
-fn split_names(c: &Column) -> [(String, String); 2] {
-    let en = c.name.strip_suffix("_at").unwrap_or(c.name);
-    let zh = c.zh.strip_suffix("时间").unwrap_or(c.zh);
-    [
-        (format!("{en}_date"), format!("{en}_time")),
-        (format!("{zh}日期"), format!("{zh}时间")),
-    ]
-}
-
 impl Profile {
     fn names(&self, c: &Column) -> Vec<String> {
         vec![normalise(c.name), normalise(c.zh)]
@@ -130,7 +130,7 @@ impl Profile {
                 source = Some(Source::Constant);
             }
             if source.is_none() && c.kind == ColumnKind::Timestamp {
-                for (date, time) in split_names(c) {
+                for (date, time) in [c.split_headers(false), c.split_headers(true)] {
                     if let (Some(d), Some(t)) = (find(&date), find(&time)) {
                         source = Some(Source::Split { date: d, time: t });
                         break;
@@ -162,7 +162,7 @@ impl Profile {
             .columns()
             .iter()
             .zip(&columns)
-            .filter(|(c, s)| !c.nullable && s.is_none() && !self.derivable(table, c.name))
+            .filter(|(c, s)| !c.nullable && s.is_none() && !zero_when_missing(table, c.name))
             .map(|(c, _)| c.name)
             .collect();
         if !missing.is_empty() {
@@ -180,15 +180,6 @@ impl Profile {
                 .map(|(h, _)| h.to_string())
                 .collect(),
         })
-    }
-
-    /// Required columns the converter can fill itself.
-    fn derivable(&self, table: Table, column: &str) -> bool {
-        // Counts default to 0 when an export leaves them out.
-        matches!(
-            (table, column),
-            (Table::Calls, "transfers") | (Table::Tickets, "reopened_count")
-        )
     }
 
     /// The table a file feeds: the profile's, else the file name's stem (`calls_…`,

@@ -76,10 +76,6 @@ impl TimestampParser {
         .expect("default formats are valid")
     }
 
-    pub fn zone(&self) -> Tz {
-        self.zone
-    }
-
     /// A whole timestamp → microseconds since the epoch (UTC).
     pub fn parse(&self, value: &str) -> Result<i64, ValueError> {
         let value = value.trim();

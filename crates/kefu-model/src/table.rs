@@ -66,6 +66,18 @@ impl Column {
         Field::new(self.name, self.kind.data_type(), self.nullable)
     }
 
+    /// Headers of a timestamp exported as separate date and time columns:
+    /// `来电时间` → (`来电日期`, `来电时间`); `created_at` → (`created_date`, `created_time`).
+    pub fn split_headers(&self, chinese: bool) -> (String, String) {
+        if chinese {
+            let stem = self.zh.strip_suffix("时间").unwrap_or(self.zh);
+            (format!("{stem}日期"), format!("{stem}时间"))
+        } else {
+            let stem = self.name.strip_suffix("_at").unwrap_or(self.name);
+            (format!("{stem}_date"), format!("{stem}_time"))
+        }
+    }
+
     /// The unit of the stored value, if it has one.
     pub fn unit(&self) -> Option<&'static str> {
         match self.kind {
@@ -860,6 +872,24 @@ mod tests {
         assert_eq!(
             schema.field_with_name("answered_at").unwrap().data_type(),
             &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+    }
+
+    #[test]
+    fn split_timestamp_headers() {
+        let c = Table::Calls.column("ivr_entered_at").unwrap();
+        assert_eq!(
+            c.split_headers(true),
+            ("来电日期".into(), "来电时间".into())
+        );
+        assert_eq!(
+            c.split_headers(false),
+            ("ivr_entered_date".into(), "ivr_entered_time".into())
+        );
+        let due = Table::Tickets.column("due_at").unwrap();
+        assert_eq!(
+            due.split_headers(true),
+            ("承诺时限日期".into(), "承诺时限时间".into())
         );
     }
 
