@@ -56,6 +56,39 @@ pub enum Command {
         kefu check baltimore_311_sample.csv --profile fixtures/profiles/baltimore_311.toml --json")]
     Check(CheckArgs),
 
+    /// Ingest office exports into the warehouse as one batch, exactly once.
+    ///
+    /// Sources are files, directories, globs, zip/tar/tar.gz archives and .gz/.zst files, in
+    /// CSV or TSV (delimiter sniffed), UTF-8 (with or without BOM) or GBK/GB18030 (detected),
+    /// with English or Chinese headers or a mapping profile. Every record lands in its table
+    /// or in `_rejects` (with file, member, line, column, reason and the raw record); event
+    /// ids repeated within the batch are dropped and counted. Sources already ingested (same
+    /// content) are skipped. The batch commits whole or not at all: if reading fails, or the
+    /// rejected share exceeds --max-reject-ratio, nothing of it is written.
+    ///
+    /// Tables are Hive-partitioned Parquet (zstd, sorted by region and event time, page
+    /// index on) under <warehouse>/<table>/month=YYYY-MM/, months in Asia/Shanghai time.
+    ///
+    /// Exit status: 0 committed (or nothing new), 2 bad arguments or profile, 3 too many
+    /// rejects (nothing committed), 4 a source or the warehouse could not be read or written.
+    #[command(after_help = "Examples:\n  \
+        kefu ingest exports/ --warehouse wh\n  \
+        kefu ingest 'exports/*/beijing_202601*.zip' --warehouse wh --json\n  \
+        kefu ingest baltimore_311_sample.csv --profile fixtures/profiles/baltimore_311.toml")]
+    Ingest(IngestArgs),
+
+    /// Show a warehouse: tables with rows, partitions and bytes, and the last batches.
+    Status {
+        #[command(flatten)]
+        warehouse: WarehouseArgs,
+        /// Batches to list, newest first.
+        #[arg(long, default_value_t = 10)]
+        batches: usize,
+        /// Print as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Print the canonical model: every table, column (type, nullability, unit, Chinese
     /// header, meaning) and vocabulary, as Markdown.
     Model {
@@ -102,6 +135,30 @@ pub struct CheckArgs {
     #[arg(long, short)]
     pub quiet: bool,
     /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Files, directories, globs or archives to ingest.
+    #[arg(required = true, value_name = "SOURCE")]
+    pub sources: Vec<String>,
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
+    /// Mapping profile (TOML) for sources the built-in profile does not understand.
+    #[arg(long, env = "KEFU_PROFILE", value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// The table every source feeds (default: from the file name or header).
+    #[arg(long)]
+    pub table: Option<Table>,
+    /// Refuse the whole batch when more than this share of its records is rejected.
+    #[arg(long, default_value_t = kefu_ingest::ingest::DEFAULT_MAX_REJECT_RATIO, value_name = "R")]
+    pub max_reject_ratio: f64,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }
@@ -224,6 +281,12 @@ fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Gen(args) => gen_command(&args),
         Command::Check(args) => check_command(&args),
+        Command::Ingest(args) => ingest_command(&args),
+        Command::Status {
+            warehouse,
+            batches,
+            json,
+        } => crate::status::status_command(&warehouse.warehouse, batches, json),
         Command::Model { table } => {
             let md = kefu_model::doc::model_markdown();
             match table {
@@ -294,16 +357,47 @@ fn gen_command(args: &GenArgs) -> CliResult {
     Ok(())
 }
 
-fn check_command(args: &CheckArgs) -> CliResult {
-    let mut profile = match &args.profile {
+fn load_profile(
+    path: Option<&PathBuf>,
+    table: Option<Table>,
+) -> Result<kefu_ingest::Profile, (u8, String)> {
+    let mut profile = match path {
         Some(path) => {
             kefu_ingest::Profile::load(path).map_err(|e| (exit::BAD_CONFIG, e.to_string()))?
         }
         None => kefu_ingest::Profile::builtin(),
     };
-    if args.table.is_some() {
-        profile.table = args.table;
+    if table.is_some() {
+        profile.table = table;
     }
+    Ok(profile)
+}
+
+fn ingest_command(args: &IngestArgs) -> CliResult {
+    use kefu_ingest::IngestError as E;
+    let profile = load_profile(args.profile.as_ref(), args.table)?;
+    let warehouse = kefu_storage::Warehouse::open(&args.warehouse.warehouse)
+        .map_err(|e| (exit::IO, e.to_string()))?;
+    let options = kefu_ingest::IngestOptions {
+        profile,
+        max_reject_ratio: args.max_reject_ratio,
+    };
+    let progress = BarProgress::new(args.quiet || args.json);
+    let report =
+        kefu_ingest::ingest(&args.sources, &warehouse, &options, &progress).map_err(|e| {
+            let code = match e {
+                E::Options(_) | E::Profile { .. } => exit::BAD_CONFIG,
+                E::TooManyRejects { .. } => exit::REJECTS,
+                _ => exit::IO,
+            };
+            (code, e.to_string())
+        })?;
+    crate::status::print_ingest_report(&report, args.json);
+    Ok(())
+}
+
+fn check_command(args: &CheckArgs) -> CliResult {
+    let profile = load_profile(args.profile.as_ref(), args.table)?;
     let progress = BarProgress::new(args.quiet || args.json);
     let report = kefu_ingest::check(&args.sources, &profile, args.examples, &progress)
         .map_err(|e| (exit::IO, e.to_string()))?;
@@ -427,7 +521,7 @@ fn check_command(args: &CheckArgs) -> CliResult {
 }
 
 /// "1 source", "2 sources".
-fn count(n: u64, noun: &str) -> String {
+pub fn count(n: u64, noun: &str) -> String {
     format!("{} {noun}{}", thousands(n), if n == 1 { "" } else { "s" })
 }
 

@@ -31,7 +31,7 @@ impl Progress for BarProgress {
             Unit::Bytes => "{bytes}/{total_bytes} ({bytes_per_sec}, {eta})".to_string(),
             Unit::Items(name) => format!("{{pos}}/{{len}} {name} ({{per_sec}}, {{eta}})"),
         };
-        let template = format!("{{prefix:>12.bold}} [{{bar:30}}] {counts}");
+        let template = format!("{{prefix:>12.bold}} [{{bar:30}}] {counts} {{msg}}");
         bar.set_style(
             ProgressStyle::with_template(&template)
                 .expect("valid template")
@@ -55,6 +55,12 @@ impl Progress for BarProgress {
     fn finish(&self) {
         if let Some(bar) = self.bar.lock().expect("progress lock").take() {
             bar.finish_and_clear();
+        }
+    }
+
+    fn message(&self, message: &str) {
+        if let Some(bar) = &*self.bar.lock().expect("progress lock") {
+            bar.set_message(message.to_string());
         }
     }
 }

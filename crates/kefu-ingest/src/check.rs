@@ -60,7 +60,7 @@ struct Tally {
 }
 
 impl RowSink for Tally {
-    fn batch(&mut self, _: RecordBatch) -> Result<(), IngestError> {
+    fn batch(&mut self, _: RecordBatch, _: &[u64]) -> Result<(), IngestError> {
         Ok(())
     }
     fn reject(&mut self, reject: RejectedRecord) -> Result<(), IngestError> {

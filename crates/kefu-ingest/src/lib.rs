@@ -9,8 +9,10 @@
 
 pub mod check;
 pub mod convert;
+pub mod ingest;
 pub mod profile;
 mod profile_file;
+mod read;
 pub mod source;
 pub mod text;
 pub mod value;
@@ -22,6 +24,7 @@ use kefu_model::Table;
 
 pub use check::{CheckReport, CheckTotals, CheckedSource, check};
 pub use convert::{Converter, Reject, RejectReason};
+pub use ingest::{IngestOptions, IngestReport, ingest};
 pub use profile::{FieldMap, MissingColumns, Profile};
 pub use source::SourceName;
 pub use text::TextEncoding;
@@ -58,6 +61,21 @@ pub enum IngestError {
     },
     #[error("invalid profile '{profile}': {reason}")]
     Profile { profile: String, reason: String },
+    #[error("{0}")]
+    Options(String),
+    #[error(transparent)]
+    Storage(#[from] kefu_storage::StorageError),
+    #[error("writing the batch failed: {0}")]
+    Write(String),
+    #[error(
+        "{rejected} of {records} records rejected ({:.2}%), more than --max-reject-ratio {max_ratio}: nothing of this batch was committed",
+        100.0 * *rejected as f64 / (*records).max(1) as f64
+    )]
+    TooManyRejects {
+        records: u64,
+        rejected: u64,
+        max_ratio: f64,
+    },
 }
 
 /// A rejected record of a source file.
@@ -72,7 +90,10 @@ pub struct RejectedRecord {
 
 /// Receives what a source gives: batches of rows and rejected records, in order.
 pub trait RowSink {
-    fn batch(&mut self, batch: RecordBatch) -> Result<(), IngestError>;
+    /// The table the following rows and rejects belong to (called once per source).
+    fn table(&mut self, _table: Table) {}
+    /// A batch of rows; `lines` gives the source line of each row.
+    fn batch(&mut self, batch: RecordBatch, lines: &[u64]) -> Result<(), IngestError>;
     fn reject(&mut self, reject: RejectedRecord) -> Result<(), IngestError>;
 }
 
@@ -84,7 +105,7 @@ pub struct Collected {
 }
 
 impl RowSink for Collected {
-    fn batch(&mut self, batch: RecordBatch) -> Result<(), IngestError> {
+    fn batch(&mut self, batch: RecordBatch, _lines: &[u64]) -> Result<(), IngestError> {
         self.batches.push(batch);
         Ok(())
     }
@@ -105,8 +126,9 @@ pub struct FileOutcome {
     pub rejected: u64,
 }
 
-/// Reads one CSV source and converts every record. Errors name the source (archive and
-/// member); the table is detected from its file name or header unless the profile sets it.
+/// Reads one CSV source and converts every record, on all cores. Errors name the source
+/// (archive and member); the table is detected from its file name or header unless the
+/// profile sets it; the delimiter is sniffed from the header unless the profile sets it.
 pub fn convert_csv(
     source: impl Read,
     source_name: &SourceName,
@@ -122,28 +144,33 @@ pub fn convert_csv(
     };
     let (encoding, text) =
         text::utf8_reader(source, encoding.or(profile.encoding)).map_err(read_err)?;
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(false)
-        .from_reader(text::LineIndex::new(text));
-    let mut record = csv::StringRecord::new();
-    let csv_err = |line: u64, error: csv::Error| match error.kind() {
-        csv::ErrorKind::Io(_) => IngestError::Read {
+    let split_err = |e: read::SplitError| match e {
+        read::SplitError::Io(error) => IngestError::Read {
             source_name: name.to_string(),
-            error: std::io::Error::other(error.to_string()),
-        },
-        _ => IngestError::Csv {
-            source_name: name.to_string(),
-            line,
             error,
         },
+        read::SplitError::RecordTooLong { line } => IngestError::Source {
+            source_name: name.to_string(),
+            reason: format!(
+                "line {line}: a record longer than {} MiB: not a line-oriented export",
+                text::MAX_LINE_BYTES / (1024 * 1024)
+            ),
+        },
     };
-    if !reader.read_record(&mut record).map_err(|e| csv_err(1, e))? {
+    let mut splitter = read::Splitter::new(text, profile.delimiter).map_err(read_err)?;
+    let mut header = read::RecordChunk::default();
+    if !splitter.next_record(&mut header).map_err(split_err)? {
         return Err(IngestError::Empty {
             source_name: name.to_string(),
         });
     }
-    let headers: Vec<String> = record.iter().map(str::to_string).collect();
+    let headers = header
+        .record(0)
+        .map_err(|at| IngestError::Source {
+            source_name: name.to_string(),
+            reason: format!("line 1: the header is not valid text at byte {}", at + 1),
+        })?
+        .to_strings();
     let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
     let table =
         profile
@@ -157,58 +184,20 @@ pub fn convert_csv(
             source_name: name.to_string(),
             error,
         })?;
-    let mut converter = Converter::new(profile, map).map_err(|reason| IngestError::Profile {
+    sink.table(table);
+    // Validates the profile once, before any thread starts.
+    Converter::new(profile, map.clone()).map_err(|reason| IngestError::Profile {
         profile: profile.name.clone(),
         reason,
     })?;
-    let mut outcome = FileOutcome {
+    let make_converter =
+        || Converter::new(profile, map.clone()).expect("the profile was validated above");
+    let counts = read::convert_records(&mut splitter, &make_converter, sink, &split_err)?;
+    Ok(FileOutcome {
         table,
         encoding,
-        records: 0,
-        rows: 0,
-        rejected: 0,
-    };
-    loop {
-        let line = reader.position().line();
-        match reader.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => return Err(csv_err(line, e)),
-        }
-        let line = record
-            .position()
-            .map_or(line, |p| reader.get_mut().line_at(p.byte()));
-        outcome.records += 1;
-        match converter.push(&record) {
-            Ok(()) => {
-                outcome.rows += 1;
-                if converter.len() >= BATCH_ROWS {
-                    sink.batch(converter.finish())?;
-                }
-            }
-            Err(reject) => {
-                outcome.rejected += 1;
-                sink.reject(RejectedRecord {
-                    line,
-                    reject,
-                    raw: raw_line(&record),
-                })?;
-            }
-        }
-    }
-    if !converter.is_empty() {
-        sink.batch(converter.finish())?;
-    }
-    Ok(outcome)
-}
-
-fn raw_line(record: &csv::StringRecord) -> String {
-    let mut w = csv::WriterBuilder::new()
-        .flexible(true)
-        .from_writer(Vec::new());
-    let _ = w.write_record(record);
-    let bytes = w.into_inner().unwrap_or_default();
-    String::from_utf8_lossy(&bytes)
-        .trim_end_matches('\n')
-        .to_string()
+        records: counts.records,
+        rows: counts.rows,
+        rejected: counts.rejected,
+    })
 }

@@ -31,6 +31,8 @@ pub struct Profile {
     pub constants: BTreeMap<String, String>,
     /// The source encoding; detected when absent.
     pub encoding: Option<crate::TextEncoding>,
+    /// The field delimiter; sniffed from the header line when absent (`,` `\t` `;` `|`).
+    pub delimiter: Option<u8>,
     /// Source value → canonical code, per enum column (e.g. outcome `HANG` → `abandoned`).
     pub value_maps: BTreeMap<String, BTreeMap<String, String>>,
     pub datetime_formats: Vec<String>,
@@ -52,6 +54,7 @@ impl Profile {
             aliases: BTreeMap::new(),
             constants: BTreeMap::new(),
             encoding: None,
+            delimiter: None,
             value_maps: BTreeMap::new(),
             datetime_formats: owned(DEFAULT_DATETIME_FORMATS),
             date_formats: owned(DEFAULT_DATE_FORMATS),

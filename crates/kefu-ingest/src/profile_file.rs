@@ -7,6 +7,7 @@
 //! table = "tickets"                  # else detected from file name or header
 //! time_zone = "America/New_York"     # of local timestamps; default Asia/Shanghai
 //! encoding = "auto"                  # auto | utf-8 | gbk | gb18030
+//! delimiter = ","                    # one ASCII character or "tab"; sniffed if absent
 //! null_values = ["", "NULL", "-"]
 //! datetime_formats = ["%m/%d/%Y %I:%M:%S %p"]
 //!
@@ -48,6 +49,7 @@ struct ProfileFile {
     table: Option<String>,
     time_zone: Option<String>,
     encoding: Option<String>,
+    delimiter: Option<String>,
     null_values: Option<Vec<String>>,
     datetime_formats: Option<Vec<String>>,
     date_formats: Option<Vec<String>>,
@@ -95,6 +97,19 @@ impl Profile {
                     "unknown time zone '{tz}' (use an IANA name such as Asia/Shanghai)"
                 ))
             })?;
+        }
+        if let Some(d) = file.delimiter {
+            p.delimiter = Some(match d.as_str() {
+                "tab" | "\t" => b'\t',
+                one if one.len() == 1 && one.is_ascii() && one != "\"" && one != "\n" => {
+                    one.as_bytes()[0]
+                }
+                other => {
+                    return Err(bad(format!(
+                        "delimiter '{other}' must be one ASCII character (or \"tab\")"
+                    )));
+                }
+            });
         }
         p.encoding = match file
             .encoding

@@ -169,6 +169,36 @@ fn unsafe_member(name: &str) -> bool {
 /// archive (directories and hidden members skipped), decompressing on the fly.
 pub fn for_each_stream(
     path: &Path,
+    each: impl FnMut(SourceName, &mut dyn Read) -> Result<(), IngestError>,
+) -> Result<(), IngestError> {
+    for_each_stream_counted(path, &|_| {}, each)
+}
+
+/// Counts the bytes read from the file (compressed bytes, for archives).
+struct Counted<'a, R> {
+    inner: R,
+    on_read: &'a dyn Fn(u64),
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.on_read)(n as u64);
+        Ok(n)
+    }
+}
+
+impl<R: std::io::Seek> std::io::Seek for Counted<'_, R> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+/// [`for_each_stream`], calling `on_read` with the number of bytes of `path` read so far
+/// as they are read (for progress in bytes of the source).
+pub fn for_each_stream_counted(
+    path: &Path,
+    on_read: &dyn Fn(u64),
     mut each: impl FnMut(SourceName, &mut dyn Read) -> Result<(), IngestError>,
 ) -> Result<(), IngestError> {
     let origin = path.display().to_string();
@@ -176,7 +206,10 @@ pub fn for_each_stream(
         source_name: origin.clone(),
         error: e,
     };
-    let file = File::open(path).map_err(open_err)?;
+    let file = Counted {
+        inner: File::open(path).map_err(open_err)?,
+        on_read,
+    };
     let archive_err = |reason: String| IngestError::Source {
         source_name: origin.clone(),
         reason,

@@ -5,6 +5,7 @@
 use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 use chrono_tz::Tz;
+use kefu_model::vocab::trim;
 
 /// Why a value was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +79,10 @@ impl TimestampParser {
 
     /// A whole timestamp → microseconds since the epoch (UTC).
     pub fn parse(&self, value: &str) -> Result<i64, ValueError> {
-        let value = value.trim();
+        let value = trim(value);
+        if let Some(micros) = parse_utc_seconds(value) {
+            return Ok(micros);
+        }
         if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(value) {
             return Ok(dt.timestamp_micros());
         }
@@ -95,12 +99,12 @@ impl TimestampParser {
 
     /// A timestamp split over a date and a time column.
     pub fn parse_split(&self, date: &str, time: &str) -> Result<i64, ValueError> {
-        let date = parse_with(&self.dates, date.trim(), |p| p.to_naive_date())
+        let date = parse_with(&self.dates, trim(date), |p| p.to_naive_date())
             .ok_or(ValueError::UnparseableTimestamp)?;
-        let time = if time.trim().is_empty() {
+        let time = if trim(time).is_empty() {
             NaiveTime::MIN
         } else {
-            parse_with(&self.times, time.trim(), |p| p.to_naive_time())
+            parse_with(&self.times, trim(time), |p| p.to_naive_time())
                 .ok_or(ValueError::UnparseableTimestamp)?
         };
         self.localise(date.and_time(time))
@@ -139,7 +143,7 @@ fn parse_with<T>(
 
 /// Seconds from `104`, `104.0`, `1:44` or `0:01:44`. Negative values are refused.
 pub fn parse_duration(value: &str) -> Result<i32, ValueError> {
-    let v = value.trim();
+    let v = trim(value);
     if v.starts_with('-') {
         return Err(ValueError::NegativeDuration);
     }
@@ -165,7 +169,7 @@ pub fn parse_duration(value: &str) -> Result<i32, ValueError> {
 }
 
 pub fn parse_int(value: &str) -> Result<i32, ValueError> {
-    let v = value.trim();
+    let v = trim(value);
     v.parse::<i32>().or_else(|_| match v.parse::<f64>() {
         Ok(f) if f.fract() == 0.0 && f.abs() < i32::MAX as f64 => Ok(f as i32),
         _ => Err(ValueError::BadNumber),
@@ -173,11 +177,35 @@ pub fn parse_int(value: &str) -> Result<i32, ValueError> {
 }
 
 pub fn parse_bool(value: &str) -> Result<bool, ValueError> {
-    match value.trim() {
+    match trim(value) {
         "true" | "TRUE" | "True" | "1" | "Y" | "y" | "yes" | "YES" | "是" => Ok(true),
         "false" | "FALSE" | "False" | "0" | "N" | "n" | "no" | "NO" | "否" => Ok(false),
         _ => Err(ValueError::BadBoolean),
     }
+}
+
+/// The canonical layout `YYYY-MM-DDTHH:MM:SSZ` (what kefu writes and most systems export),
+/// without the general parser.
+fn parse_utc_seconds(value: &str) -> Option<i64> {
+    let b = value.as_bytes();
+    if b.len() != 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'Z'
+    {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| {
+        b[range].iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    let time = NaiveTime::from_hms_opt(num(11..13)?, num(14..16)?, num(17..19)?)?;
+    Some(date.and_time(time).and_utc().timestamp_micros())
 }
 
 /// RMB amounts with two decimals, in fen: `1,234.5` → 123450; `¥80` → 8000.
@@ -234,6 +262,11 @@ mod tests {
         assert_eq!(p.parse("2026/1/1 8:00:00"), Ok(JAN1_0000_UTC));
         assert_eq!(p.parse_split("2026/1/1", "8:00:00"), Ok(JAN1_0000_UTC));
         assert_eq!(p.parse("2026-01-01T00:00:00Z"), Ok(JAN1_0000_UTC));
+        assert_eq!(p.parse("2026-01-01T08:00:00+08:00"), Ok(JAN1_0000_UTC));
+        assert_eq!(
+            p.parse("2025-12-31T23:59:59.5Z"),
+            Ok(JAN1_0000_UTC - 500_000)
+        );
         assert_eq!(p.parse("01/01/2026 08:00:00 AM"), Ok(JAN1_0000_UTC));
     }
 
@@ -245,6 +278,9 @@ mod tests {
             "2026-13-45 25:61:00",
             "31/02/2026 9:00",
             "昨天下午",
+            "2026-02-30T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-0aT00:00:00Z",
             "",
         ] {
             assert_eq!(p.parse(bad), Err(ValueError::UnparseableTimestamp), "{bad}");

@@ -3,6 +3,7 @@
 mod generated;
 mod realdata;
 mod sources;
+mod warehouse;
 
 use std::path::PathBuf;
 

@@ -26,10 +26,16 @@ impl Vocabulary {
     /// Finds the term whose code or Chinese label equals `value` (surrounding blanks ignored,
     /// codes case-insensitively).
     pub fn lookup(&self, value: &str) -> Option<&'static Term> {
-        let value = value.trim();
-        self.terms
-            .iter()
-            .find(|t| t.code.eq_ignore_ascii_case(value) || t.zh == value)
+        let value = trim(value);
+        self.terms.iter().find(|t| {
+            let same_start = |s: &str| {
+                s.len() == value.len()
+                    && s.as_bytes().first().map(u8::to_ascii_lowercase)
+                        == value.as_bytes().first().map(u8::to_ascii_lowercase)
+            };
+            (same_start(t.code) && t.code.eq_ignore_ascii_case(value))
+                || (same_start(t.zh) && t.zh == value)
+        })
     }
 
     pub fn codes(&self) -> impl Iterator<Item = &'static str> {
@@ -435,5 +441,17 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+/// `str::trim`, with a fast exit for the usual field that has nothing to trim (the
+/// Unicode-aware trim is measurable when called for every field of millions of records).
+#[inline]
+pub fn trim(s: &str) -> &str {
+    let clean = |b: Option<&u8>| b.is_none_or(|&b| b < 0x80 && !b.is_ascii_whitespace());
+    if clean(s.as_bytes().first()) && clean(s.as_bytes().last()) {
+        s
+    } else {
+        s.trim()
     }
 }

@@ -23,6 +23,8 @@ pub trait Progress: Send + Sync {
     fn advance(&self, n: u64);
     /// The current phase is done.
     fn finish(&self);
+    /// A short status beside the count (e.g. rows converted and their rate).
+    fn message(&self, _message: &str) {}
 }
 
 /// Ignores all progress (tests, `--quiet`, library callers that don't care).

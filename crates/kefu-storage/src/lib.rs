@@ -1,9 +1,18 @@
 //! Where a kefu warehouse lives. Every command that reads or writes a warehouse takes one
 //! location, `--warehouse DIR_OR_URL` (env `KEFU_WAREHOUSE`, default `./kefu-warehouse`):
 //! a local directory — the embedded default, no server needed — or an object-store URL
-//! (`file:///abs/dir`, `s3://bucket/prefix`). This crate parses and normalises that location
-//! and names the places inside it (`<warehouse>/<table>/`); opening object stores and
-//! writing Parquet belong to the crates that do I/O on top of it.
+//! (`file:///abs/dir`, `s3://bucket/prefix`). This crate parses and normalises that
+//! location, opens it as an object store ([`Warehouse`]), keeps the ledger of committed
+//! batches with the commit protocol that makes a batch land whole or not at all
+//! ([`warehouse`]), and says how kefu writes Parquet ([`parquet`]).
+
+pub mod parquet;
+pub mod warehouse;
+
+pub use warehouse::{
+    BatchRecord, Commit, LedgerFile, LedgerSource, Recovery, TableStatus, Warehouse,
+    WarehouseStatus,
+};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -30,6 +39,8 @@ pub enum StorageError {
     UnsupportedScheme { location: String, scheme: String },
     #[error("cannot resolve the warehouse directory '{}': {reason}", path.display())]
     BadPath { path: PathBuf, reason: String },
+    #[error("warehouse {location}: {reason}")]
+    Io { location: String, reason: String },
 }
 
 /// A validated, normalised warehouse location: always a URL ending in `/`.

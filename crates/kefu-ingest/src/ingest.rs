@@ -1,0 +1,928 @@
+//! Ingest: sources into the warehouse as one batch, exactly once.
+//!
+//! One `ingest` call is one batch. Sources whose content (BLAKE3 of their bytes) is in the
+//! ledger are skipped and reported. The rest are read and converted on all cores; rows are
+//! de-duplicated by event id within the batch, split by table and local month, buffered
+//! within a memory budget, sorted by (region, event time) and written as staged Parquet
+//! files by a separate encoder thread; rejects go to `_rejects`. The batch then commits
+//! through the ledger ([`kefu_storage::warehouse`]) or, if anything failed or the rejects
+//! exceed the threshold, its staged files are deleted and nothing of it is visible.
+
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Int64Builder, RecordBatch, StringArray, StringBuilder,
+    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{Datelike, TimeZone};
+use kefu_model::{ColumnKind, Table};
+use kefu_progress::{Progress, Unit};
+use kefu_storage::warehouse::REJECTS_TABLE;
+use kefu_storage::{BatchRecord, Commit, LedgerFile, LedgerSource, Recovery, Warehouse};
+
+use crate::convert::RejectReason;
+use crate::source::{expand, for_each_stream_counted};
+use crate::{IngestError, Profile, RejectedRecord, RowSink, SourceName, convert_csv};
+
+/// The time zone whose calendar months partition the tables (`month=YYYY-MM`): the
+/// reporting calendar of the offices, not UTC.
+pub const PARTITION_TIME_ZONE: chrono_tz::Tz = chrono_tz::Asia::Shanghai;
+
+/// Rejected share of a batch's records above which the batch is refused, by default.
+pub const DEFAULT_MAX_REJECT_RATIO: f64 = 0.05;
+
+/// Rows buffered (all partitions together) before the largest partition is written out.
+const BUFFER_BYTES: usize = 256 * 1024 * 1024;
+/// Rows per Parquet file at most.
+const FILE_ROWS: usize = 1024 * 1024;
+/// Rejects buffered before a `_rejects` file is written.
+const REJECT_FILE_ROWS: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub profile: Profile,
+    /// Refuse the batch when rejected / records exceeds this (0 to 1).
+    pub max_reject_ratio: f64,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            profile: Profile::builtin(),
+            max_reject_ratio: DEFAULT_MAX_REJECT_RATIO,
+        }
+    }
+}
+
+/// A source left out because its content is already in the warehouse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedSource {
+    pub name: String,
+    /// The ledger number of the batch that has it, or `None` for a repeat within this call.
+    pub committed_in: Option<u64>,
+}
+
+/// Counts of a batch or of one source: every record read is landed, rejected or a
+/// duplicate.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub records: u64,
+    pub landed: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: Counts) {
+        self.records += o.records;
+        self.landed += o.landed;
+        self.rejected += o.rejected;
+        self.duplicates += o.duplicates;
+    }
+}
+
+/// What an ingest did.
+#[derive(Debug)]
+pub struct IngestReport {
+    /// The committed batch, or `None` when there was nothing new.
+    pub batch: Option<BatchRecord>,
+    pub skipped: Vec<SkippedSource>,
+    pub recovery: Recovery,
+    pub counts: Counts,
+    /// Rejects per reason code (duplicates under `duplicate_id`).
+    pub rejects_by_reason: BTreeMap<&'static str, u64>,
+    /// The first rejects, as examples.
+    pub examples: Vec<(SourceName, RejectedRecord)>,
+    pub sources: usize,
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+/// Ingests `inputs` (files, directories, globs, archives) into `warehouse` as one batch.
+pub fn ingest(
+    inputs: &[String],
+    warehouse: &Warehouse,
+    options: &IngestOptions,
+    progress: &dyn Progress,
+) -> Result<IngestReport, IngestError> {
+    let started = Instant::now();
+    if !(0.0..=1.0).contains(&options.max_reject_ratio) {
+        return Err(IngestError::Options(format!(
+            "--max-reject-ratio must be between 0 and 1, not {}",
+            options.max_reject_ratio
+        )));
+    }
+    let files = expand(inputs)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| IngestError::Options(format!("cannot start the I/O runtime: {e}")))?;
+    let _lock = warehouse
+        .lock(|| {
+            tracing::warn!(
+                "another ingest is writing to {}; waiting for it to finish",
+                warehouse.location()
+            )
+        })
+        .map_err(IngestError::Storage)?;
+    let recovery = runtime
+        .block_on(warehouse.recover())
+        .map_err(IngestError::Storage)?;
+    for id in &recovery.completed {
+        tracing::warn!(batch = %id, "completed the publishing of a batch an earlier run committed");
+    }
+    let ledger = runtime
+        .block_on(warehouse.ledger())
+        .map_err(IngestError::Storage)?;
+    let committed: BTreeMap<&str, u64> = ledger
+        .iter()
+        .flat_map(|b| {
+            b.sources
+                .iter()
+                .map(move |s| (s.content_hash.as_str(), b.seq))
+        })
+        .collect();
+
+    // Identify sources by content, so a renamed copy is still recognised.
+    let total_bytes: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .sum();
+    progress.start("hashing", Some(total_bytes), Unit::Bytes);
+    let mut todo: Vec<(PathBuf, String, u64)> = Vec::new();
+    let mut skipped = Vec::new();
+    let mut seen = HashSet::new();
+    for file in files {
+        let (hash, bytes) = content_hash(&file, progress)?;
+        let name = file.display().to_string();
+        if let Some(&seq) = committed.get(hash.as_str()) {
+            skipped.push(SkippedSource {
+                name,
+                committed_in: Some(seq),
+            });
+        } else if !seen.insert(hash.clone()) {
+            skipped.push(SkippedSource {
+                name,
+                committed_in: None,
+            });
+        } else {
+            todo.push((file, hash, bytes));
+        }
+    }
+    progress.finish();
+    let mut report = IngestReport {
+        batch: None,
+        skipped,
+        recovery,
+        counts: Counts::default(),
+        rejects_by_reason: BTreeMap::new(),
+        examples: Vec::new(),
+        sources: todo.len(),
+        bytes: todo.iter().map(|t| t.2).sum(),
+        elapsed: Duration::ZERO,
+    };
+    if todo.is_empty() {
+        report.elapsed = started.elapsed();
+        return Ok(report);
+    }
+
+    let batch_id = new_batch_id();
+    let result = write_batch(
+        &todo,
+        &batch_id,
+        warehouse,
+        &runtime,
+        options,
+        progress,
+        &mut report,
+    );
+    let record = match result {
+        Ok(record) => record,
+        Err(e) => {
+            // Nothing of a failed batch may stay behind.
+            if let Err(cleanup) = runtime.block_on(warehouse.discard(&batch_id)) {
+                tracing::error!(%cleanup, "could not delete the staged files of the failed batch");
+            }
+            return Err(e);
+        }
+    };
+    let mut record = record;
+    record.seconds = started.elapsed().as_secs_f64();
+    match runtime
+        .block_on(warehouse.commit(record))
+        .map_err(IngestError::Storage)?
+    {
+        Commit::Committed(record) => report.batch = Some(record),
+        Commit::Conflict { already } => {
+            // Another writer committed some of these sources meanwhile (object stores).
+            report
+                .skipped
+                .extend(already.into_iter().map(|name| SkippedSource {
+                    name,
+                    committed_in: None,
+                }));
+            report.counts = Counts::default();
+        }
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+fn new_batch_id() -> String {
+    use rand::RngExt;
+    let suffix: u32 = rand::rng().random();
+    format!(
+        "{}-{suffix:08x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S")
+    )
+}
+
+fn content_hash(
+    path: &std::path::Path,
+    progress: &dyn Progress,
+) -> Result<(String, u64), IngestError> {
+    let err = |error| IngestError::Read {
+        source_name: path.display().to_string(),
+        error,
+    };
+    let mut file = std::fs::File::open(path).map_err(err)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+        progress.advance(n as u64);
+    }
+    Ok((hasher.finalize().to_hex().to_string(), bytes))
+}
+
+/// Reads every source into staged files; returns the ledger record to commit.
+#[allow(clippy::too_many_arguments)]
+fn write_batch(
+    todo: &[(PathBuf, String, u64)],
+    batch_id: &str,
+    warehouse: &Warehouse,
+    runtime: &tokio::runtime::Runtime,
+    options: &IngestOptions,
+    progress: &dyn Progress,
+    report: &mut IngestReport,
+) -> Result<BatchRecord, IngestError> {
+    let started = Instant::now();
+    let (jobs, job_rx) = sync_channel::<EncodeJob>(1);
+    // Encoding Parquet costs about as much as reading CSV: one encoder per core.
+    let job_rx = Mutex::new(job_rx);
+    let written: Mutex<Vec<LedgerFile>> = Mutex::new(Vec::new());
+    let failure: Mutex<Option<String>> = Mutex::new(None);
+    let handle = runtime.handle().clone();
+    std::thread::scope(|scope| {
+        for _ in 0..encoder_count() {
+            std::thread::Builder::new()
+                .name("kefu-encode".into())
+                .spawn_scoped(scope, || {
+                    encoder(&job_rx, batch_id, warehouse, &handle, &written, &failure)
+                })
+                .map_err(|e| IngestError::Write(format!("cannot start an encoder: {e}")))?;
+        }
+        let mut sink = BatchSink::new(batch_id, jobs);
+        progress.start("ingesting", Some(report.bytes), Unit::Bytes);
+        let mut sources = Vec::new();
+        let outcome = (|| -> Result<(), IngestError> {
+            for (path, hash, bytes) in todo {
+                sink.begin_source();
+                let on_read = |n: u64| progress.advance(n);
+                for_each_stream_counted(path, &on_read, |name, reader| {
+                    sink.source = Some(name.clone());
+                    sink.table = None;
+                    let outcome = convert_csv(reader, &name, &options.profile, None, &mut sink)?;
+                    sink.source_counts.records += outcome.records;
+                    sink.source_counts.rejected += outcome.rejected;
+                    tracing::info!(source = %name, table = %outcome.table, encoding = outcome.encoding.name(),
+                        records = outcome.records, rejected = outcome.rejected, "read");
+                    progress.message(&format!(
+                        "{} rows, {:.0} rows/s",
+                        sink.batch_counts.records + sink.source_counts.records,
+                        (sink.batch_counts.records + sink.source_counts.records) as f64
+                            / started.elapsed().as_secs_f64().max(1e-3)
+                    ));
+                    sink.check_encoder(&failure)
+                })?;
+                let mut c = sink.source_counts;
+                c.landed = c.records - c.rejected - c.duplicates;
+                sink.batch_counts.add(c);
+                sources.push(LedgerSource {
+                    name: path.display().to_string(),
+                    content_hash: hash.clone(),
+                    bytes: *bytes,
+                    records: c.records,
+                    landed: c.landed,
+                    rejected: c.rejected,
+                    duplicates: c.duplicates,
+                });
+            }
+            Ok(())
+        })();
+        progress.finish();
+        let counts = sink.batch_counts;
+        let ratio = counts.rejected as f64 / counts.records.max(1) as f64;
+        let outcome = outcome.and_then(|()| {
+            if ratio > options.max_reject_ratio {
+                Err(IngestError::TooManyRejects {
+                    records: counts.records,
+                    rejected: counts.rejected,
+                    max_ratio: options.max_reject_ratio,
+                })
+            } else {
+                sink.flush_all()
+            }
+        });
+        report.counts = counts;
+        report.rejects_by_reason = std::mem::take(&mut sink.by_reason);
+        report.examples = std::mem::take(&mut sink.examples);
+        let tables = sink.landed_by_table();
+        drop(sink); // closes the job channel: the encoder finishes and the scope joins it
+        outcome.map(|()| (sources, tables))
+    })
+    .and_then(|(sources, tables)| {
+        if let Some(reason) = failure.lock().expect("lock").take() {
+            return Err(IngestError::Write(reason));
+        }
+        let mut files = written.into_inner().expect("lock");
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let c = report.counts;
+        Ok(BatchRecord {
+            seq: 0,
+            batch_id: batch_id.to_string(),
+            committed_at: chrono::Utc::now(),
+            kefu_version: env!("CARGO_PKG_VERSION").to_string(),
+            profile: options.profile.name.clone(),
+            sources,
+            files,
+            records: c.records,
+            landed: c.landed,
+            rejected: c.rejected,
+            duplicates: c.duplicates,
+            tables,
+            seconds: 0.0,
+        })
+    })
+    .inspect_err(|_| {
+        // The encoder's own error explains a failed hand-off best.
+        if let Some(reason) = failure.lock().expect("lock").take() {
+            tracing::error!(%reason, "writing Parquet failed");
+        }
+    })
+}
+
+/// Rows to sort, encode and stage as one file.
+struct EncodeJob {
+    /// Final path relative to the warehouse root.
+    path: String,
+    table: String,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    sort_columns: Vec<usize>,
+    /// Columns without dictionary encoding.
+    unique_columns: Vec<String>,
+}
+
+fn encoder_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+fn encoder(
+    jobs: &Mutex<Receiver<EncodeJob>>,
+    batch_id: &str,
+    warehouse: &Warehouse,
+    runtime: &tokio::runtime::Handle,
+    written: &Mutex<Vec<LedgerFile>>,
+    failure: &Mutex<Option<String>>,
+) {
+    loop {
+        let next = jobs.lock().expect("lock").recv();
+        let Ok(job) = next else { return };
+        let result = (|| -> Result<LedgerFile, String> {
+            let sorted =
+                kefu_storage::parquet::sort_batches(&job.schema, &job.batches, &job.sort_columns)
+                    .map_err(|e| format!("{}: {e}", job.path))?;
+            drop(job.batches);
+            let unique: Vec<&str> = job.unique_columns.iter().map(String::as_str).collect();
+            let bytes = kefu_storage::parquet::encode(&sorted, &job.sort_columns, &unique)
+                .map_err(|e| format!("{}: {e}", job.path))?;
+            let file = LedgerFile {
+                path: job.path.clone(),
+                table: job.table,
+                rows: sorted.num_rows() as u64,
+                bytes: bytes.len() as u64,
+            };
+            runtime
+                .block_on(warehouse.put(&Warehouse::staged(batch_id, &job.path), bytes))
+                .map_err(|e| e.to_string())?;
+            Ok(file)
+        })();
+        match result {
+            Ok(file) => written.lock().expect("lock").push(file),
+            Err(reason) => {
+                *failure.lock().expect("lock") = Some(reason);
+                return;
+            }
+        }
+    }
+}
+
+/// Hashes that are already 64-bit fingerprints.
+#[derive(Default)]
+struct Fingerprint(u64);
+
+impl Hasher for Fingerprint {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys")
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Event ids seen in this batch, as 64-bit fingerprints (16 bytes a row; a false
+/// duplicate needs two of a batch's ids to collide in 64 bits: about 1 in 10^6 for 5
+/// million rows).
+type IdSet = HashSet<u64, BuildHasherDefault<Fingerprint>>;
+
+fn fingerprint(id: &str) -> u64 {
+    // SipHash with fixed keys: the same id always gives the same fingerprint.
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new();
+    h.write(id.as_bytes());
+    h.finish()
+}
+
+struct Partition {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    bytes: usize,
+}
+
+/// Receives converted rows: drops duplicates, splits by month, buffers, hands full
+/// partitions to the encoder; collects rejects.
+struct BatchSink {
+    batch_id: String,
+    jobs: Option<SyncSender<EncodeJob>>,
+    source: Option<SourceName>,
+    /// The table of the source being read.
+    table: Option<Table>,
+    ids: BTreeMap<Table, IdSet>,
+    partitions: BTreeMap<(Table, String), Partition>,
+    buffered_bytes: usize,
+    files: usize,
+    landed: BTreeMap<Table, u64>,
+    rejects: RejectBuilder,
+    by_reason: BTreeMap<&'static str, u64>,
+    examples: Vec<(SourceName, RejectedRecord)>,
+    source_counts: Counts,
+    batch_counts: Counts,
+}
+
+impl BatchSink {
+    fn new(batch_id: &str, jobs: SyncSender<EncodeJob>) -> Self {
+        BatchSink {
+            batch_id: batch_id.to_string(),
+            jobs: Some(jobs),
+            source: None,
+            table: None,
+            ids: BTreeMap::new(),
+            partitions: BTreeMap::new(),
+            buffered_bytes: 0,
+            files: 0,
+            landed: BTreeMap::new(),
+            rejects: RejectBuilder::default(),
+            by_reason: BTreeMap::new(),
+            examples: Vec::new(),
+            source_counts: Counts::default(),
+            batch_counts: Counts::default(),
+        }
+    }
+
+    fn begin_source(&mut self) {
+        self.source_counts = Counts::default();
+    }
+
+    fn check_encoder(&self, failure: &Mutex<Option<String>>) -> Result<(), IngestError> {
+        match failure.lock().expect("lock").clone() {
+            Some(reason) => Err(IngestError::Write(reason)),
+            None => Ok(()),
+        }
+    }
+
+    fn landed_by_table(&self) -> BTreeMap<String, u64> {
+        self.landed
+            .iter()
+            .map(|(t, n)| (t.name().to_string(), *n))
+            .collect()
+    }
+
+    fn note_reject(&mut self, reject: &RejectedRecord) {
+        *self
+            .by_reason
+            .entry(reject.reject.reason.code())
+            .or_default() += 1;
+        if self.examples.len() < 20 {
+            let source = self.source.clone().unwrap_or_else(|| SourceName::file(""));
+            self.examples.push((source, reject.clone()));
+        }
+    }
+
+    fn add_reject(
+        &mut self,
+        table: Option<Table>,
+        reject: &RejectedRecord,
+    ) -> Result<(), IngestError> {
+        self.note_reject(reject);
+        let source = self.source.as_ref().expect("a source is being read");
+        self.rejects.push(&self.batch_id, source, table, reject);
+        if self.rejects.len() >= REJECT_FILE_ROWS {
+            self.flush_rejects()?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, job: EncodeJob) -> Result<(), IngestError> {
+        self.files += 1;
+        let jobs = self.jobs.as_ref().expect("open until dropped");
+        jobs.send(job)
+            .map_err(|_| IngestError::Write("the Parquet encoder stopped".into()))
+    }
+
+    fn flush_rejects(&mut self) -> Result<(), IngestError> {
+        for (table, batch) in self.rejects.finish() {
+            let path = format!(
+                "{REJECTS_TABLE}/table={table}/part-{}-{:05}.parquet",
+                self.batch_id, self.files
+            );
+            let schema = batch.schema();
+            self.send(EncodeJob {
+                path,
+                table: REJECTS_TABLE.to_string(),
+                schema,
+                batches: vec![batch],
+                // Source, then member and line.
+                sort_columns: vec![1, 2, 3],
+                unique_columns: vec!["raw".into(), "line".into(), "detail".into()],
+            })?;
+        }
+        Ok(())
+    }
+
+    fn flush_partition(&mut self, key: (Table, String)) -> Result<(), IngestError> {
+        let Some(part) = self.partitions.remove(&key) else {
+            return Ok(());
+        };
+        self.buffered_bytes -= part.bytes;
+        let (table, month) = key;
+        let columns = table.columns();
+        let at = |name: &str| columns.iter().position(|c| c.name == name);
+        let sort_columns: Vec<usize> = [at("region"), at(table.event_time_column())]
+            .into_iter()
+            .flatten()
+            .collect();
+        let partition = if partitioned_by_month(table) {
+            format!("month={month}/")
+        } else {
+            String::new()
+        };
+        let path = format!(
+            "{}/{partition}part-{}-{:05}.parquet",
+            table.name(),
+            self.batch_id,
+            self.files
+        );
+        self.send(EncodeJob {
+            path,
+            table: table.name().to_string(),
+            schema: table.schema(),
+            batches: part.batches,
+            sort_columns,
+            unique_columns: table
+                .columns()
+                .iter()
+                .filter(|c| matches!(c.kind, ColumnKind::Id | ColumnKind::Timestamp))
+                .map(|c| c.name.to_string())
+                .collect(),
+        })
+    }
+
+    fn flush_all(&mut self) -> Result<(), IngestError> {
+        let keys: Vec<(Table, String)> = self.partitions.keys().cloned().collect();
+        for key in keys {
+            self.flush_partition(key)?;
+        }
+        self.flush_rejects()
+    }
+
+    /// Drops rows whose event id was seen before in this batch, recording each as a
+    /// duplicate.
+    fn drop_duplicates(
+        &mut self,
+        table: Table,
+        batch: RecordBatch,
+        lines: &[u64],
+    ) -> Result<RecordBatch, IngestError> {
+        let ids = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("ids are text");
+        let seen = self.ids.entry(table).or_default();
+        let mut keep = Vec::with_capacity(ids.len());
+        let mut duplicates = Vec::new();
+        for (row, id) in ids.iter().enumerate() {
+            let id = id.unwrap_or_default();
+            let new = seen.insert(fingerprint(id));
+            keep.push(new);
+            if !new {
+                duplicates.push(RejectedRecord {
+                    line: lines.get(row).copied().unwrap_or(0),
+                    reject: crate::Reject {
+                        reason: RejectReason::DuplicateId,
+                        column: Some(table.id_column().to_string()),
+                        detail: format!(
+                            "{} {id} appeared earlier in this batch",
+                            table.id_column()
+                        ),
+                    },
+                    raw: id.to_string(),
+                });
+            }
+        }
+        if duplicates.is_empty() {
+            return Ok(batch);
+        }
+        self.source_counts.duplicates += duplicates.len() as u64;
+        for d in &duplicates {
+            self.add_reject(Some(table), d)?;
+        }
+        filter_record_batch(&batch, &BooleanArray::from(keep))
+            .map_err(|e| IngestError::Write(e.to_string()))
+    }
+}
+
+impl RowSink for BatchSink {
+    fn batch(&mut self, batch: RecordBatch, lines: &[u64]) -> Result<(), IngestError> {
+        let table = Table::ALL
+            .into_iter()
+            .find(|t| t.schema().fields() == batch.schema().fields())
+            .expect("batches are in a model schema");
+        let batch = self.drop_duplicates(table, batch, lines)?;
+        *self.landed.entry(table).or_default() += batch.num_rows() as u64;
+        let time_column = table
+            .columns()
+            .iter()
+            .position(|c| c.name == table.event_time_column())
+            .expect("event time column");
+        let parts = if partitioned_by_month(table) {
+            split_by_month(&batch, time_column)?
+        } else {
+            vec![(String::new(), batch)]
+        };
+        for (month, rows) in parts {
+            let bytes = rows.get_array_memory_size();
+            let key = (table, month);
+            let part = self.partitions.entry(key.clone()).or_insert(Partition {
+                batches: Vec::new(),
+                rows: 0,
+                bytes: 0,
+            });
+            part.rows += rows.num_rows();
+            part.bytes += bytes;
+            part.batches.push(rows);
+            self.buffered_bytes += bytes;
+            if part.rows >= FILE_ROWS {
+                self.flush_partition(key)?;
+            }
+        }
+        while self.buffered_bytes > BUFFER_BYTES {
+            let largest = self
+                .partitions
+                .iter()
+                .max_by_key(|(_, p)| p.bytes)
+                .map(|(k, _)| k.clone())
+                .expect("buffered bytes belong to partitions");
+            self.flush_partition(largest)?;
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, reject: RejectedRecord) -> Result<(), IngestError> {
+        self.add_reject(self.table, &reject)
+    }
+
+    fn table(&mut self, table: Table) {
+        self.table = Some(table);
+    }
+}
+
+/// Event tables are partitioned by month; `customers` is a dimension (one row per
+/// customer, opened over decades) and is not partitioned.
+pub fn partitioned_by_month(table: Table) -> bool {
+    table != Table::Customers
+}
+
+/// `YYYY-MM` of local time in [`PARTITION_TIME_ZONE`].
+fn month_of(micros: i64) -> String {
+    let utc = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
+    let local = PARTITION_TIME_ZONE.from_utc_datetime(&utc.naive_utc());
+    format!("{:04}-{:02}", local.year(), local.month())
+}
+
+/// The first instant (µs UTC) of the local month after the one containing `micros`.
+fn next_month_start(micros: i64) -> i64 {
+    let utc = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
+    let local = PARTITION_TIME_ZONE.from_utc_datetime(&utc.naive_utc());
+    let (y, m) = if local.month() == 12 {
+        (local.year() + 1, 1)
+    } else {
+        (local.year(), local.month() + 1)
+    };
+    let start = chrono::NaiveDate::from_ymd_opt(y, m, 1)
+        .expect("valid month")
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight");
+    PARTITION_TIME_ZONE
+        .from_local_datetime(&start)
+        .earliest()
+        .map_or(i64::MAX, |t| t.timestamp_micros())
+}
+
+/// Rows of `batch` per local month of the event time; null times go to Hive's default
+/// partition.
+fn split_by_month(
+    batch: &RecordBatch,
+    time_column: usize,
+) -> Result<Vec<(String, RecordBatch)>, IngestError> {
+    let times = batch
+        .column(time_column)
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .expect("event times are timestamps");
+    let (Some(min), Some(max)) = (arrow::compute::min(times), arrow::compute::max(times)) else {
+        return Ok(vec![("__HIVE_DEFAULT_PARTITION__".into(), batch.clone())]);
+    };
+    if times.null_count() == 0 && max < next_month_start(min) {
+        return Ok(vec![(month_of(min), batch.clone())]);
+    }
+    let mut out = Vec::new();
+    if times.null_count() > 0 {
+        let mask = arrow::compute::is_null(times).map_err(|e| IngestError::Write(e.to_string()))?;
+        out.push((
+            "__HIVE_DEFAULT_PARTITION__".to_string(),
+            filter_record_batch(batch, &mask).map_err(|e| IngestError::Write(e.to_string()))?,
+        ));
+    }
+    let mut month_start = min;
+    while month_start <= max {
+        let end = next_month_start(month_start);
+        let mask: BooleanArray = times
+            .iter()
+            .map(|t| Some(t.is_some_and(|t| t >= month_start && t < end)))
+            .collect();
+        let rows =
+            filter_record_batch(batch, &mask).map_err(|e| IngestError::Write(e.to_string()))?;
+        if rows.num_rows() > 0 {
+            out.push((month_of(month_start), rows));
+        }
+        month_start = end;
+    }
+    Ok(out)
+}
+
+/// Builds `_rejects` rows, per table of origin (`unknown` when the record never reached a
+/// table).
+#[derive(Default)]
+struct RejectBuilder {
+    by_table: BTreeMap<String, RejectColumns>,
+    len: usize,
+}
+
+struct RejectColumns {
+    batch_id: StringBuilder,
+    source: StringBuilder,
+    member: StringBuilder,
+    line: Int64Builder,
+    column: StringBuilder,
+    reason: StringBuilder,
+    detail: StringBuilder,
+    raw: StringBuilder,
+    rejected_at: TimestampMicrosecondBuilder,
+}
+
+/// The schema of `_rejects` (its `table` is the Hive partition).
+pub fn rejects_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("batch_id", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("member", DataType::Utf8, true),
+        Field::new("line", DataType::Int64, false),
+        Field::new("column", DataType::Utf8, true),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, false),
+        Field::new("raw", DataType::Utf8, false),
+        Field::new(
+            "rejected_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+    ]))
+}
+
+impl RejectBuilder {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(
+        &mut self,
+        batch_id: &str,
+        source: &SourceName,
+        table: Option<Table>,
+        r: &RejectedRecord,
+    ) {
+        let table = table.map_or("unknown", Table::name);
+        let c = self
+            .by_table
+            .entry(table.to_string())
+            .or_insert_with(|| RejectColumns {
+                batch_id: StringBuilder::new(),
+                source: StringBuilder::new(),
+                member: StringBuilder::new(),
+                line: Int64Builder::new(),
+                column: StringBuilder::new(),
+                reason: StringBuilder::new(),
+                detail: StringBuilder::new(),
+                raw: StringBuilder::new(),
+                rejected_at: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            });
+        c.batch_id.append_value(batch_id);
+        c.source.append_value(&source.origin);
+        c.member.append_option(source.member.as_deref());
+        c.line.append_value(r.line as i64);
+        c.column.append_option(r.reject.column.as_deref());
+        c.reason.append_value(r.reject.reason.code());
+        c.detail.append_value(&r.reject.detail);
+        c.raw.append_value(&r.raw);
+        c.rejected_at
+            .append_value(chrono::Utc::now().timestamp_micros());
+        self.len += 1;
+    }
+
+    fn finish(&mut self) -> Vec<(String, RecordBatch)> {
+        self.len = 0;
+        std::mem::take(&mut self.by_table)
+            .into_iter()
+            .map(|(table, mut c)| {
+                let arrays: Vec<ArrayRef> = vec![
+                    Arc::new(c.batch_id.finish()),
+                    Arc::new(c.source.finish()),
+                    Arc::new(c.member.finish()),
+                    Arc::new(c.line.finish()),
+                    Arc::new(c.column.finish()),
+                    Arc::new(c.reason.finish()),
+                    Arc::new(c.detail.finish()),
+                    Arc::new(c.raw.finish()),
+                    Arc::new(c.rejected_at.finish()),
+                ];
+                let batch = RecordBatch::try_new(rejects_schema(), arrays)
+                    .expect("columns follow the schema");
+                (table, batch)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_follow_the_local_calendar() {
+        // 2026-01-31T16:00:00Z is 2026-02-01 00:00 in Shanghai.
+        let feb_start = 1_769_875_200_000_000;
+        assert_eq!(month_of(feb_start), "2026-02");
+        assert_eq!(month_of(feb_start - 1), "2026-01");
+        assert_eq!(next_month_start(feb_start - 1), feb_start);
+    }
+}

@@ -1,0 +1,462 @@
+//! Reading one CSV stream on every core. The calling thread decodes the text and splits it
+//! into records with `csv_core` (cheap: a byte-level state machine); worker threads
+//! validate and convert chunks of records into Arrow batches; results reach the sink in
+//! input order, so the output does not depend on thread timing.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use arrow::array::RecordBatch;
+
+use crate::convert::{Converter, Fields, Reject, RejectReason};
+use crate::text::MAX_LINE_BYTES;
+use crate::{RejectedRecord, RowSink};
+
+/// Field bytes per chunk handed to a worker (about 5,000 call records).
+const CHUNK_BYTES: usize = 1024 * 1024;
+/// Records per chunk at most (narrow tables).
+const CHUNK_RECORDS: usize = 16 * 1024;
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Records split from the input: field bytes back to back, with where each field and
+/// record ends and the physical line where each record starts.
+#[derive(Debug, Default)]
+pub(crate) struct RecordChunk {
+    data: Vec<u8>,
+    data_len: usize,
+    /// Absolute end offset in `data` of every field.
+    field_ends: Vec<usize>,
+    fields_len: usize,
+    /// For every record: the index in `field_ends` just after its last field.
+    record_ends: Vec<usize>,
+    /// For every record: its 1-based starting line.
+    lines: Vec<u64>,
+}
+
+impl RecordChunk {
+    pub(crate) fn records(&self) -> usize {
+        self.record_ends.len()
+    }
+
+    fn is_full(&self) -> bool {
+        self.data_len >= CHUNK_BYTES || self.records() >= CHUNK_RECORDS
+    }
+
+    /// The byte range and field range of record `r`.
+    fn bounds(&self, r: usize) -> (usize, usize, usize) {
+        let first_field = if r == 0 { 0 } else { self.record_ends[r - 1] };
+        let start = if first_field == 0 {
+            0
+        } else {
+            self.field_ends[first_field - 1]
+        };
+        (start, first_field, self.record_ends[r])
+    }
+
+    /// Record `r`'s fields as text, or the byte offset (in the record) of invalid UTF-8.
+    pub(crate) fn record(&self, r: usize) -> Result<ChunkRecord<'_>, usize> {
+        let (start, first, last) = self.bounds(r);
+        let end = if last > first {
+            self.field_ends[last - 1]
+        } else {
+            start
+        };
+        let text = std::str::from_utf8(&self.data[start..end]).map_err(|e| e.valid_up_to())?;
+        Ok(ChunkRecord {
+            text,
+            base: start,
+            ends: &self.field_ends[first..last],
+        })
+    }
+
+    /// Record `r` for people when it is not valid text.
+    fn lossy(&self, r: usize) -> String {
+        let (start, first, last) = self.bounds(r);
+        let fields: Vec<String> = (first..last)
+            .map(|f| {
+                let s = if f == first {
+                    start
+                } else {
+                    self.field_ends[f - 1]
+                };
+                String::from_utf8_lossy(&self.data[s..self.field_ends[f]]).into_owned()
+            })
+            .collect();
+        join_csv(fields.iter().map(String::as_str))
+    }
+}
+
+/// One record of a [`RecordChunk`].
+pub(crate) struct ChunkRecord<'a> {
+    text: &'a str,
+    base: usize,
+    ends: &'a [usize],
+}
+
+impl Fields for ChunkRecord<'_> {
+    fn count(&self) -> usize {
+        self.ends.len()
+    }
+    fn field(&self, i: usize) -> &str {
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends[i - 1] - self.base
+        };
+        &self.text[start..self.ends[i] - self.base]
+    }
+}
+
+impl ChunkRecord<'_> {
+    pub(crate) fn to_strings(&self) -> Vec<String> {
+        (0..self.count())
+            .map(|i| self.field(i).to_string())
+            .collect()
+    }
+}
+
+/// Re-joins fields as one CSV line (quoted where needed): the reject's raw record.
+pub(crate) fn join_csv<'a>(fields: impl Iterator<Item = &'a str>) -> String {
+    let mut w = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(Vec::new());
+    let fields: Vec<&str> = fields.collect();
+    let _ = w.write_record(&fields);
+    let bytes = w.into_inner().unwrap_or_default();
+    String::from_utf8_lossy(&bytes)
+        .trim_end_matches('\n')
+        .to_string()
+}
+
+/// Why splitting stopped before the end of the input.
+#[derive(Debug)]
+pub(crate) enum SplitError {
+    Io(std::io::Error),
+    RecordTooLong { line: u64 },
+}
+
+impl From<std::io::Error> for SplitError {
+    fn from(e: std::io::Error) -> Self {
+        SplitError::Io(e)
+    }
+}
+
+/// Splits text into records, counting physical lines (LF, CRLF, and line breaks inside
+/// quoted fields all count, as an editor shows them).
+pub(crate) struct Splitter<R> {
+    input: BufReader<R>,
+    core: csv_core::Reader,
+    /// The line the input position is on.
+    line: u64,
+}
+
+/// The delimiter the header line uses most: `,`, tab, `;` or `|` (`,` when none).
+pub(crate) fn sniff_delimiter(sample: &[u8]) -> u8 {
+    let line = sample.split(|&b| b == b'\n').next().unwrap_or_default();
+    [b',', b'\t', b';', b'|']
+        .into_iter()
+        .map(|d| (memchr::memchr_iter(d, line).count(), d))
+        .filter(|(n, _)| *n > 0)
+        .max_by_key(|(n, d)| (*n, *d == b','))
+        .map_or(b',', |(_, d)| d)
+}
+
+impl<R: Read> Splitter<R> {
+    pub(crate) fn new(input: R, delimiter: Option<u8>) -> std::io::Result<Self> {
+        let mut input = BufReader::with_capacity(READ_BUFFER, input);
+        let delimiter = match delimiter {
+            Some(d) => d,
+            None => sniff_delimiter(input.fill_buf()?),
+        };
+        Ok(Splitter {
+            input,
+            core: csv_core::ReaderBuilder::new().delimiter(delimiter).build(),
+            line: 1,
+        })
+    }
+
+    /// Appends the next record to `chunk`; false at the end of the input.
+    pub(crate) fn next_record(&mut self, chunk: &mut RecordChunk) -> Result<bool, SplitError> {
+        // Skip line breaks between records ourselves, so the record's first line is known.
+        loop {
+            let buf = self.input.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(false);
+            }
+            let skip = buf
+                .iter()
+                .take_while(|&&b| b == b'\n' || b == b'\r')
+                .count();
+            self.line += buf[..skip].iter().filter(|&&b| b == b'\n').count() as u64;
+            let rest = skip < buf.len();
+            self.input.consume(skip);
+            if rest {
+                break;
+            }
+        }
+        let first_line = self.line;
+        let start = chunk.data_len;
+        let first_field = chunk.fields_len;
+        let (mut out, mut ends) = (0usize, 0usize);
+        let mut consumed = 0u64;
+        loop {
+            if chunk.data.len() < start + out + 1024 {
+                let grown = (chunk.data.len() * 2).max(start + out + 64 * 1024);
+                chunk.data.resize(grown, 0);
+            }
+            if chunk.field_ends.len() < first_field + ends + 64 {
+                let grown = (chunk.field_ends.len() * 2).max(first_field + ends + 1024);
+                chunk.field_ends.resize(grown, 0);
+            }
+            let input = self.input.fill_buf()?;
+            let (result, nin, nout, nend) = self.core.read_record(
+                input,
+                &mut chunk.data[start + out..],
+                &mut chunk.field_ends[first_field + ends..],
+            );
+            self.line += memchr::memchr_iter(b'\n', &input[..nin]).count() as u64;
+            self.input.consume(nin);
+            consumed += nin as u64;
+            out += nout;
+            ends += nend;
+            if consumed > MAX_LINE_BYTES {
+                return Err(SplitError::RecordTooLong { line: first_line });
+            }
+            match result {
+                csv_core::ReadRecordResult::InputEmpty
+                | csv_core::ReadRecordResult::OutputFull
+                | csv_core::ReadRecordResult::OutputEndsFull => {}
+                csv_core::ReadRecordResult::Record => {
+                    // csv_core counts field ends from the record's start.
+                    for e in &mut chunk.field_ends[first_field..first_field + ends] {
+                        *e += start;
+                    }
+                    chunk.data_len = start + out;
+                    chunk.fields_len = first_field + ends;
+                    chunk.record_ends.push(chunk.fields_len);
+                    chunk.lines.push(first_line);
+                    return Ok(true);
+                }
+                csv_core::ReadRecordResult::End => return Ok(false),
+            }
+        }
+    }
+
+    /// Fills a chunk; `None` at the end of the input.
+    fn next_chunk(&mut self) -> Result<Option<RecordChunk>, SplitError> {
+        let mut chunk = RecordChunk::default();
+        while !chunk.is_full() {
+            if !self.next_record(&mut chunk)? {
+                break;
+            }
+        }
+        Ok((chunk.records() > 0).then_some(chunk))
+    }
+}
+
+/// What a worker made of one chunk.
+struct Converted {
+    batch: Option<RecordBatch>,
+    /// The starting line of every row in `batch`.
+    lines: Vec<u64>,
+    rejects: Vec<RejectedRecord>,
+}
+
+fn convert_chunk(converter: &mut Converter, chunk: &RecordChunk) -> Converted {
+    let mut lines = Vec::with_capacity(chunk.records());
+    let mut rejects = Vec::new();
+    for r in 0..chunk.records() {
+        let line = chunk.lines[r];
+        let outcome = match chunk.record(r) {
+            Ok(record) => converter
+                .push(&record)
+                .map_err(|reject| (reject, &record).into()),
+            Err(at) => Err(RejectedRecord {
+                line,
+                reject: Reject {
+                    reason: RejectReason::InvalidText,
+                    column: None,
+                    detail: format!(
+                        "byte {} of the record is not valid UTF-8 (is the encoding set right?)",
+                        at + 1
+                    ),
+                },
+                raw: chunk.lossy(r),
+            }),
+        };
+        match outcome {
+            Ok(()) => lines.push(line),
+            Err(mut rejected) => {
+                rejected.line = line;
+                rejects.push(rejected);
+            }
+        }
+    }
+    Converted {
+        batch: (!converter.is_empty()).then(|| converter.finish()),
+        lines,
+        rejects,
+    }
+}
+
+impl From<(Reject, &ChunkRecord<'_>)> for RejectedRecord {
+    fn from((reject, record): (Reject, &ChunkRecord<'_>)) -> Self {
+        RejectedRecord {
+            line: 0,
+            reject,
+            raw: join_csv((0..record.count()).map(|i| record.field(i))),
+        }
+    }
+}
+
+/// Counts of one stream's records.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counts {
+    pub records: u64,
+    pub rows: u64,
+    pub rejected: u64,
+}
+
+fn deliver(
+    converted: Converted,
+    counts: &mut Counts,
+    sink: &mut dyn RowSink,
+) -> Result<(), crate::IngestError> {
+    counts.rows += converted.lines.len() as u64;
+    counts.rejected += converted.rejects.len() as u64;
+    counts.records += (converted.lines.len() + converted.rejects.len()) as u64;
+    if let Some(batch) = converted.batch {
+        sink.batch(batch, &converted.lines)?;
+    }
+    for r in converted.rejects {
+        sink.reject(r)?;
+    }
+    Ok(())
+}
+
+/// Threads converting chunks: as many as the machine has cores (at most 8).
+fn worker_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
+/// Splits the rest of `splitter`'s input and converts it with `make_converter()` on worker
+/// threads, delivering results to `sink` in input order.
+pub(crate) fn convert_records<R: Read>(
+    splitter: &mut Splitter<R>,
+    make_converter: &dyn Fn() -> Converter,
+    sink: &mut dyn RowSink,
+    split_err: &dyn Fn(SplitError) -> crate::IngestError,
+) -> Result<Counts, crate::IngestError> {
+    let mut counts = Counts::default();
+    let Some(first) = splitter.next_chunk().map_err(split_err)? else {
+        return Ok(counts);
+    };
+    let workers = worker_count();
+    if workers == 1 || !first.is_full() {
+        // Small inputs (most archive members) are not worth a thread.
+        let mut converter = make_converter();
+        let mut next = Some(first);
+        while let Some(chunk) = next {
+            deliver(convert_chunk(&mut converter, &chunk), &mut counts, sink)?;
+            next = splitter.next_chunk().map_err(split_err)?;
+        }
+        return Ok(counts);
+    }
+    std::thread::scope(|scope| {
+        let mut inputs: Vec<SyncSender<RecordChunk>> = Vec::new();
+        let mut outputs: Vec<Receiver<Converted>> = Vec::new();
+        for _ in 0..workers {
+            let (chunk_tx, chunk_rx) = sync_channel::<RecordChunk>(2);
+            let (done_tx, done_rx) = sync_channel::<Converted>(2);
+            let mut converter = make_converter();
+            std::thread::Builder::new()
+                .name("kefu-convert".into())
+                .spawn_scoped(scope, move || {
+                    for chunk in chunk_rx {
+                        if done_tx.send(convert_chunk(&mut converter, &chunk)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .expect("spawn a conversion thread");
+            inputs.push(chunk_tx);
+            outputs.push(done_rx);
+        }
+        // Chunk n goes to worker n % workers; results are taken back in the same order.
+        // At most two chunks per worker are in flight, so no channel ever blocks for good.
+        let max_in_flight = 2 * workers;
+        let mut in_flight: VecDeque<usize> = VecDeque::new();
+        let mut sent = 0usize;
+        let mut next = Some(first);
+        let result = (|| {
+            while let Some(chunk) = next.take() {
+                if in_flight.len() == max_in_flight {
+                    let w = in_flight.pop_front().expect("in flight");
+                    let converted = outputs[w].recv().expect("worker alive");
+                    deliver(converted, &mut counts, sink)?;
+                }
+                let w = sent % workers;
+                inputs[w].send(chunk).expect("worker alive");
+                in_flight.push_back(w);
+                sent += 1;
+                next = splitter.next_chunk().map_err(split_err)?;
+            }
+            while let Some(w) = in_flight.pop_front() {
+                let converted = outputs[w].recv().expect("worker alive");
+                deliver(converted, &mut counts, sink)?;
+            }
+            Ok(counts)
+        })();
+        // Closing the inputs ends the workers (also on error).
+        drop(inputs);
+        drop(outputs);
+        result
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(text: &str) -> Vec<(u64, Vec<String>)> {
+        let mut s = Splitter::new(text.as_bytes(), None).unwrap();
+        let mut chunk = RecordChunk::default();
+        while s.next_record(&mut chunk).unwrap() {}
+        (0..chunk.records())
+            .map(|r| (chunk.lines[r], chunk.record(r).unwrap().to_strings()))
+            .collect()
+    }
+
+    #[test]
+    fn records_know_their_lines() {
+        let got = split("h1,h2\r\na,\"x\r\ny\"\r\n\r\nb,c\r\nd,\"\"\"q\"\"\"");
+        let want = vec![
+            (1, vec!["h1".to_string(), "h2".into()]),
+            (2, vec!["a".into(), "x\r\ny".into()]),
+            (5, vec!["b".into(), "c".into()]),
+            (6, vec!["d".into(), "\"q\"".into()]),
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn delimiters_are_sniffed_from_the_header() {
+        assert_eq!(sniff_delimiter(b"a\tb\tc\n1,2\t3"), b'\t');
+        assert_eq!(sniff_delimiter(b"a;b;c"), b';');
+        assert_eq!(sniff_delimiter(b"a,b;c"), b',');
+        assert_eq!(sniff_delimiter(b"single"), b',');
+        assert_eq!(split("a\tb\n1\t2")[1].1, vec!["1", "2"]);
+    }
+
+    #[test]
+    fn a_record_longer_than_the_limit_is_refused() {
+        let long = vec![b'x'; MAX_LINE_BYTES as usize + 10];
+        let mut s = Splitter::new(&long[..], Some(b',')).unwrap();
+        let mut chunk = RecordChunk::default();
+        assert!(matches!(
+            s.next_record(&mut chunk),
+            Err(SplitError::RecordTooLong { line: 1 })
+        ));
+    }
+}
