@@ -254,6 +254,7 @@ pub mod exit {
 
 /// Parses the arguments, runs the command, prints errors on stderr, returns the exit code.
 pub fn main() -> ExitCode {
+    quiet_broken_pipe();
     let cli = Cli::parse();
     init_logging(&cli.log);
     match run(cli) {
@@ -263,6 +264,24 @@ pub fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// `kefu status | head` closes stdout early; `println!` then panics. Exit quietly with the
+/// status a process killed by SIGPIPE has (128 + 13), as other Unix tools do.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
 }
 
 fn init_logging(level: &str) {

@@ -503,3 +503,111 @@ impl Warehouse {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(batch_id: &str, seq: u64, files: &[&str]) -> BatchRecord {
+        BatchRecord {
+            seq,
+            batch_id: batch_id.into(),
+            committed_at: chrono::Utc::now(),
+            kefu_version: "test".into(),
+            profile: "builtin".into(),
+            sources: vec![LedgerSource {
+                name: "s.csv".into(),
+                content_hash: format!("hash-{batch_id}"),
+                bytes: 1,
+                records: 1,
+                landed: 1,
+                rejected: 0,
+                duplicates: 0,
+            }],
+            files: files
+                .iter()
+                .map(|p| LedgerFile {
+                    path: p.to_string(),
+                    table: "calls".into(),
+                    rows: 1,
+                    bytes: 1,
+                })
+                .collect(),
+            records: 1,
+            landed: 1,
+            rejected: 0,
+            duplicates: 0,
+            tables: BTreeMap::new(),
+            seconds: 0.0,
+        }
+    }
+
+    /// A crash after the ledger record but mid-publish is completed by `recover`; an
+    /// uncommitted batch's staged files are deleted; committing the same source twice is
+    /// refused.
+    #[tokio::test]
+    async fn recovery_completes_committed_batches_and_drops_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = WarehouseLocation::parse_in("wh", dir.path()).unwrap();
+        let wh = Warehouse::open(&location).unwrap();
+        let files = [
+            "calls/month=2026-01/part-a-0.parquet",
+            "calls/month=2026-02/part-a-1.parquet",
+        ];
+        for f in files {
+            wh.put(&Warehouse::staged("a", f), b"x".to_vec())
+                .await
+                .unwrap();
+        }
+        wh.put(
+            &Warehouse::staged("b", "calls/month=2026-01/part-b-0.parquet"),
+            b"y".to_vec(),
+        )
+        .await
+        .unwrap();
+        // Batch a: ledger record written, one file published, then the crash.
+        let json = serde_json::to_vec(&record("a", 1, &files)).unwrap();
+        wh.put(&format!("{LEDGER_DIR}/{:010}.json", 1), json)
+            .await
+            .unwrap();
+        let root = dir.path().join("wh");
+        std::fs::create_dir_all(root.join("calls/month=2026-01")).unwrap();
+        std::fs::rename(
+            root.join(Warehouse::staged("a", files[0])),
+            root.join(files[0]),
+        )
+        .unwrap();
+
+        let recovery = wh.recover().await.unwrap();
+        assert_eq!(recovery.completed, vec!["a".to_string()]);
+        assert_eq!(recovery.discarded, vec!["b".to_string()]);
+        let present: Vec<String> = wh
+            .table_files("calls")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.0)
+            .collect();
+        assert_eq!(present, files);
+        assert!(
+            std::fs::read_dir(root.join(STAGING_DIR))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+
+        // The same source again: refused, its staged file deleted.
+        wh.put(
+            &Warehouse::staged("c", "calls/month=2026-03/part-c-0.parquet"),
+            b"z".to_vec(),
+        )
+        .await
+        .unwrap();
+        let mut again = record("c", 0, &["calls/month=2026-03/part-c-0.parquet"]);
+        again.sources[0].content_hash = "hash-a".into();
+        let outcome = wh.commit(again).await.unwrap();
+        assert!(matches!(outcome, Commit::Conflict { .. }));
+        assert_eq!(wh.table_files("calls").await.unwrap().len(), 2);
+        assert_eq!(wh.ledger().await.unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,447 @@
+//! `kefu ingest` and `kefu status` end to end: exactly once under kill -9, and the
+//! warehouse read by an independent engine (DuckDB).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow::compute::{cast, concat_batches, sort_to_indices, take_record_batch};
+use arrow::datatypes::DataType;
+use arrow::util::display::array_value_to_string;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rand::{RngExt, SeedableRng};
+
+use crate::common::kefu;
+
+const TABLES: [&str; 5] = ["calls", "tickets", "callbacks", "visits", "customers"];
+
+fn generate_messy(dir: &Path, customers: u32, days: u32) -> PathBuf {
+    let out = dir.join("exports");
+    kefu(dir)
+        .args(["gen", "--messy", "-q", "--bad-row-rate", "0.01"])
+        .args([
+            "--customers",
+            &customers.to_string(),
+            "--days",
+            &days.to_string(),
+        ])
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    out
+}
+
+fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(parquet_files(&p));
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A table's rows as sorted lines of text (all columns but those named in `skip`), so two
+/// warehouses can be compared row for row.
+fn table_rows(warehouse: &Path, table: &str, skip: &[&str]) -> Vec<String> {
+    let batches: Vec<RecordBatch> = parquet_files(&warehouse.join(table))
+        .into_iter()
+        .flat_map(|f| {
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for b in &batches {
+        // Timestamps as their µs values (displaying a zone needs arrow's chrono-tz).
+        let columns: Vec<(usize, ArrayRef)> = b
+            .columns()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !skip.contains(&b.schema().field(*i).name().as_str()))
+            .map(|(i, c)| match c.data_type() {
+                DataType::Timestamp(..) => (i, cast(c, &DataType::Int64).unwrap()),
+                _ => (i, c.clone()),
+            })
+            .collect();
+        for r in 0..b.num_rows() {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|(_, c)| {
+                    if c.is_null(r) {
+                        "∅".to_string()
+                    } else {
+                        array_value_to_string(c, r).unwrap()
+                    }
+                })
+                .collect();
+            rows.push(cells.join("|"));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+fn warehouse_rows(warehouse: &Path) -> BTreeMap<&'static str, Vec<String>> {
+    let mut out: BTreeMap<&'static str, Vec<String>> = TABLES
+        .iter()
+        .map(|t| (*t, table_rows(warehouse, t, &[])))
+        .collect();
+    out.insert(
+        "_rejects",
+        table_rows(warehouse, "_rejects", &["batch_id", "rejected_at"]),
+    );
+    out
+}
+
+fn ledger_records(warehouse: &Path) -> Vec<serde_json::Value> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(warehouse.join("_kefu/ledger"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    paths.retain(|p| p.extension().is_some_and(|e| e == "json"));
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+        .collect()
+}
+
+/// What a killed ingest may leave: no ledger record and no visible file of the batch, or a
+/// ledger record whose every file is either published or still staged (the next run
+/// publishes the rest). Never a visible part of an uncommitted batch.
+/// Returns whether the kill left a committed batch still being published.
+fn assert_before_or_whole(warehouse: &Path) -> bool {
+    let ledger = ledger_records(warehouse);
+    let visible: BTreeSet<String> = TABLES
+        .iter()
+        .chain(&["_rejects"])
+        .flat_map(|t| parquet_files(&warehouse.join(t)))
+        .map(|p| {
+            p.strip_prefix(warehouse)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    match ledger.as_slice() {
+        [] => {
+            assert!(
+                visible.is_empty(),
+                "files visible without a commit: {visible:?}"
+            );
+            false
+        }
+        [batch] => {
+            let id = batch["batch_id"].as_str().unwrap();
+            let listed: BTreeSet<String> = batch["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["path"].as_str().unwrap().to_string())
+                .collect();
+            assert!(
+                visible.is_subset(&listed),
+                "visible files the ledger does not list"
+            );
+            for f in &listed {
+                let staged = warehouse.join("_kefu/staging").join(id).join(f);
+                assert!(
+                    visible.contains(f) || staged.is_file(),
+                    "committed file {f} neither published nor staged"
+                );
+            }
+            visible.len() < listed.len()
+        }
+        more => panic!("{} ledger records for one batch", more.len()),
+    }
+}
+
+fn ingest_cmd(exports: &Path, warehouse: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kefu"));
+    cmd.env_clear()
+        .arg("ingest")
+        .arg(exports)
+        .arg("--warehouse")
+        .arg(warehouse)
+        .args(["-q", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// kill -9 at random moments of an ingest, then rerun: the result is always exactly the
+/// warehouse of one clean ingest.
+#[test]
+fn killed_ingests_rerun_to_exactly_one_clean_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = generate_messy(dir.path(), 1_500, 20);
+
+    let clean = dir.path().join("clean");
+    let started = Instant::now();
+    let out = ingest_cmd(&exports, &clean).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let clean_time = started.elapsed();
+    let want = warehouse_rows(&clean);
+    assert!(want["calls"].len() > 1_000 && !want["_rejects"].is_empty());
+
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(20261122);
+    let mut killed_mid_run = 0;
+    let mut killed_mid_publish = 0;
+    for round in 0..24 {
+        let wh = dir.path().join(format!("wh{round}"));
+        // One to three kills in a row, each at a random moment of the run.
+        for _ in 0..rng.random_range(1..=3) {
+            let mut child = ingest_cmd(&exports, &wh).spawn().unwrap();
+            let at = clean_time.mul_f64(rng.random_range(0.0..1.2));
+            std::thread::sleep(at);
+            if child.try_wait().unwrap().is_none() {
+                killed_mid_run += 1;
+            }
+            child.kill().ok(); // SIGKILL
+            child.wait().unwrap();
+            if assert_before_or_whole(&wh) {
+                killed_mid_publish += 1;
+            }
+        }
+        let out = ingest_cmd(&exports, &wh).output().unwrap();
+        assert!(
+            out.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = warehouse_rows(&wh);
+        for (table, rows) in &want {
+            assert_eq!(
+                rows.len(),
+                got[table].len(),
+                "round {round}: {table} row count"
+            );
+            assert!(rows == &got[table], "round {round}: {table} rows differ");
+        }
+        assert_eq!(ledger_records(&wh).len(), 1, "round {round}: one batch");
+        let staging = wh.join("_kefu/staging");
+        assert!(
+            !staging.exists() || std::fs::read_dir(&staging).unwrap().next().is_none(),
+            "round {round}: staged files left"
+        );
+    }
+    eprintln!(
+        "{killed_mid_run} kills while the ingest ran, {killed_mid_publish} of them between \
+         the ledger record and the end of publishing (clean ingest {clean_time:?})"
+    );
+    assert!(
+        killed_mid_run >= 20,
+        "only {killed_mid_run} kills landed while the ingest ran"
+    );
+}
+
+#[test]
+fn reingesting_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = generate_messy(dir.path(), 500, 5);
+    let wh = dir.path().join("wh");
+    let first = kefu(dir.path())
+        .arg("ingest")
+        .arg(&exports)
+        .args(["--warehouse", "wh", "--json"])
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_slice(&first.get_output().stdout).unwrap();
+    let records = report["records"].as_u64().unwrap();
+    assert_eq!(
+        records,
+        report["landed"].as_u64().unwrap()
+            + report["rejected"].as_u64().unwrap()
+            + report["duplicates"].as_u64().unwrap()
+    );
+    let before = warehouse_rows(&wh);
+    kefu(dir.path())
+        .arg("ingest")
+        .arg(&exports)
+        .args(["--warehouse", "wh"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("nothing to ingest"));
+    assert_eq!(warehouse_rows(&wh), before);
+
+    let status = kefu(dir.path())
+        .args(["status", "--warehouse", "wh", "--json"])
+        .assert()
+        .success();
+    let status: serde_json::Value = serde_json::from_slice(&status.get_output().stdout).unwrap();
+    for t in status["tables"].as_array().unwrap() {
+        let name = t["table"].as_str().unwrap();
+        let rows = before[name].len() as u64;
+        assert_eq!(t["rows"].as_u64().unwrap(), rows, "{name}");
+        assert_eq!(t["unrecorded_files"].as_u64().unwrap(), 0);
+    }
+    assert_eq!(status["batches"].as_array().unwrap().len(), 1);
+    kefu(dir.path())
+        .args(["status", "--warehouse", "wh"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("calls"));
+
+    // Too many rejects: exit 3, nothing committed.
+    let strict = kefu(dir.path())
+        .arg("ingest")
+        .arg(&exports)
+        .args(["--warehouse", "strict", "--max-reject-ratio", "0.0001"])
+        .assert()
+        .code(3);
+    let stderr = String::from_utf8_lossy(&strict.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("nothing of this batch was committed"),
+        "{stderr}"
+    );
+    assert!(parquet_files(&dir.path().join("strict")).is_empty());
+}
+
+/// A Python with DuckDB: $KEFU_PYTHON (set by .ci/run), else python3 if it has duckdb.
+fn python_with_duckdb() -> Option<String> {
+    let candidates = std::env::var("KEFU_PYTHON")
+        .into_iter()
+        .chain(["python3".to_string()]);
+    for python in candidates {
+        let ok = Command::new(&python)
+            .args(["-c", "import duckdb"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Some(python);
+        }
+    }
+    None
+}
+
+const DUCKDB_READ: &str = r#"
+import duckdb, json, sys
+wh = sys.argv[1]
+con = duckdb.connect()
+out = {}
+for t in ["calls", "tickets", "callbacks", "visits", "customers", "_rejects"]:
+    out[t] = con.execute(
+        f"SELECT count(*) FROM read_parquet('{wh}/{t}/**/*.parquet', hive_partitioning = true)"
+    ).fetchone()[0]
+out["descriptions"] = con.execute(
+    f"SELECT ticket_id, description FROM read_parquet('{wh}/tickets/**/*.parquet') "
+    "WHERE description LIKE '%客户%' ORDER BY ticket_id"
+).fetchall()
+out["months"] = [r[0] for r in con.execute(
+    f"SELECT DISTINCT month FROM read_parquet('{wh}/calls/**/*.parquet', hive_partitioning = true) ORDER BY 1"
+).fetchall()]
+out["raw_zh"] = con.execute(
+    f"SELECT count(*) FROM read_parquet('{wh}/_rejects/**/*.parquet') WHERE raw LIKE '%呼%' OR raw LIKE '%客%'"
+).fetchone()[0]
+print(json.dumps(out, ensure_ascii=False))
+"#;
+
+#[test]
+fn duckdb_reads_the_warehouse_and_agrees() {
+    let Some(python) = python_with_duckdb() else {
+        eprintln!(
+            "SKIPPED duckdb_reads_the_warehouse_and_agrees: no Python with duckdb \
+             (set KEFU_PYTHON; .ci/run installs one)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let exports = generate_messy(dir.path(), 1_000, 40);
+    let wh = dir.path().join("wh");
+    let out = ingest_cmd(&exports, &wh).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&python)
+        .args(["-c", DUCKDB_READ])
+        .arg(&wh)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let duck: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let ours = warehouse_rows(&wh);
+    for (table, rows) in &ours {
+        assert_eq!(duck[table].as_u64().unwrap(), rows.len() as u64, "{table}");
+    }
+    // The same Chinese text, read by arrow-rs and by DuckDB.
+    let tickets = parquet_files(&wh.join("tickets"))
+        .into_iter()
+        .flat_map(|f| {
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+        })
+        .collect::<Vec<_>>();
+    let all = concat_batches(&tickets[0].schema(), &tickets).unwrap();
+    let order = sort_to_indices(all.column(0), None, None).unwrap();
+    let all = take_record_batch(&all, &order).unwrap();
+    let text = |name: &str| {
+        all.column_by_name(name)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .clone()
+    };
+    let (ids, descriptions) = (text("ticket_id"), text("description"));
+    let want: Vec<serde_json::Value> = (0..all.num_rows())
+        .filter(|&i| descriptions.is_valid(i) && descriptions.value(i).contains("客户"))
+        .map(|i| serde_json::json!([ids.value(i), descriptions.value(i)]))
+        .collect();
+    assert!(want.len() > 10, "Chinese descriptions present");
+    assert_eq!(duck["descriptions"].as_array().unwrap(), &want);
+    assert_eq!(duck["months"], serde_json::json!(["2026-01", "2026-02"]));
+    assert!(
+        duck["raw_zh"].as_u64().unwrap() > 0,
+        "GBK rejects keep Chinese"
+    );
+}
+
+#[test]
+fn ingest_waits_for_a_concurrent_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = generate_messy(dir.path(), 800, 10);
+    let wh = dir.path().join("wh");
+    let a = ingest_cmd(&exports, &wh).spawn().unwrap();
+    let b = ingest_cmd(&exports, &wh).spawn().unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success());
+    let reports: Vec<serde_json::Value> = [a, b]
+        .iter()
+        .map(|o| serde_json::from_slice(&o.stdout).unwrap())
+        .collect();
+    let committed = reports.iter().filter(|r| !r["batch"].is_null()).count();
+    assert_eq!(committed, 1, "one ingest commits, the other finds it done");
+    assert_eq!(ledger_records(&wh).len(), 1);
+    let clean = dir.path().join("clean");
+    assert!(ingest_cmd(&exports, &clean).status().unwrap().success());
+    assert_eq!(warehouse_rows(&wh), warehouse_rows(&clean));
+}
