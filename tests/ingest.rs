@@ -204,12 +204,16 @@ fn killed_ingests_rerun_to_exactly_one_clean_ingest() {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(20261122);
     let mut killed_mid_run = 0;
     let mut killed_mid_publish = 0;
-    for round in 0..24 {
+    // Rounds go on until 20 kills have hit a running ingest (the machine's speed varies).
+    let mut round = 0;
+    while killed_mid_run < 20 {
+        round += 1;
+        assert!(round <= 100, "kills keep missing the ingest");
         let wh = dir.path().join(format!("wh{round}"));
         // One to three kills in a row, each at a random moment of the run.
         for _ in 0..rng.random_range(1..=3) {
             let mut child = ingest_cmd(&exports, &wh).spawn().unwrap();
-            let at = clean_time.mul_f64(rng.random_range(0.0..1.2));
+            let at = clean_time.mul_f64(rng.random_range(0.0..1.0));
             std::thread::sleep(at);
             if child.try_wait().unwrap().is_none() {
                 killed_mid_run += 1;
@@ -243,12 +247,8 @@ fn killed_ingests_rerun_to_exactly_one_clean_ingest() {
         );
     }
     eprintln!(
-        "{killed_mid_run} kills while the ingest ran, {killed_mid_publish} of them between \
-         the ledger record and the end of publishing (clean ingest {clean_time:?})"
-    );
-    assert!(
-        killed_mid_run >= 20,
-        "only {killed_mid_run} kills landed while the ingest ran"
+        "{round} rounds; {killed_mid_run} kills while the ingest ran, {killed_mid_publish} of \
+         them between the ledger record and the end of publishing (clean ingest {clean_time:?})"
     );
 }
 

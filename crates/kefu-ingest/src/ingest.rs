@@ -152,17 +152,39 @@ pub fn ingest(
         })
         .collect();
 
-    // Identify sources by content, so a renamed copy is still recognised.
-    let total_bytes: u64 = files
+    // Identify sources by content, so a renamed copy is still recognised. Large files that
+    // are read front to back are hashed while they are ingested instead of in a pass of
+    // their own (unless the ledger has a file of that name and size: then it is probably
+    // a re-run, and hashing first saves the work).
+    let same_name_and_size: HashSet<(&str, u64)> = ledger
         .iter()
-        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
-        .sum();
-    progress.start("hashing", Some(total_bytes), Unit::Bytes);
-    let mut todo: Vec<(PathBuf, String, u64)> = Vec::new();
+        .flat_map(|b| b.sources.iter().map(|s| (s.name.as_str(), s.bytes)))
+        .collect();
+    let mut listed = Vec::new();
+    for file in files {
+        let bytes = std::fs::metadata(&file)
+            .map_err(|error| IngestError::Read {
+                source_name: file.display().to_string(),
+                error,
+            })?
+            .len();
+        let name = file.display().to_string();
+        let late = bytes >= SMALL_FILE_BYTES
+            && crate::source::reads_sequentially(&file)
+            && !same_name_and_size.contains(&(name.as_str(), bytes));
+        listed.push((file, late, bytes));
+    }
+    let early_bytes: u64 = listed.iter().filter(|f| !f.1).map(|f| f.2).sum();
+    progress.start("hashing", Some(early_bytes), Unit::Bytes);
+    let mut todo: Vec<(PathBuf, Option<String>, u64)> = Vec::new();
     let mut skipped = Vec::new();
     let mut seen = HashSet::new();
-    for file in files {
-        let (hash, bytes) = content_hash(&file, progress)?;
+    for (file, late, bytes) in listed {
+        if late {
+            todo.push((file, None, bytes));
+            continue;
+        }
+        let hash = content_hash(&file, progress)?;
         let name = file.display().to_string();
         if let Some(&seq) = committed.get(hash.as_str()) {
             skipped.push(SkippedSource {
@@ -175,7 +197,7 @@ pub fn ingest(
                 committed_in: None,
             });
         } else {
-            todo.push((file, hash, bytes));
+            todo.push((file, Some(hash), bytes));
         }
     }
     progress.finish();
@@ -190,51 +212,78 @@ pub fn ingest(
         bytes: todo.iter().map(|t| t.2).sum(),
         elapsed: Duration::ZERO,
     };
-    if todo.is_empty() {
+    loop {
+        if todo.is_empty() {
+            report.elapsed = started.elapsed();
+            return Ok(report);
+        }
+        let batch_id = new_batch_id();
+        let record = match write_batch(
+            &todo,
+            &batch_id,
+            warehouse,
+            &runtime,
+            options,
+            progress,
+            &mut report,
+        ) {
+            Ok(record) => record,
+            Err(e) => {
+                // Nothing of a failed batch may stay behind.
+                if let Err(cleanup) = runtime.block_on(warehouse.discard(&batch_id)) {
+                    tracing::error!(%cleanup, "could not delete the staged files of the failed batch");
+                }
+                return Err(e);
+            }
+        };
+        // Sources hashed while they were read may turn out to be known after all (a
+        // renamed copy): then the batch is dropped and read again without them.
+        let mut known = Vec::new();
+        let mut hashes = HashSet::new();
+        for (i, source) in record.sources.iter().enumerate() {
+            let repeat = !hashes.insert(source.content_hash.as_str());
+            if let Some(&seq) = committed.get(source.content_hash.as_str()) {
+                known.push((i, Some(seq)));
+            } else if repeat {
+                known.push((i, None));
+            }
+        }
+        if !known.is_empty() {
+            runtime
+                .block_on(warehouse.discard(&batch_id))
+                .map_err(IngestError::Storage)?;
+            for &(i, committed_in) in known.iter().rev() {
+                let (path, _, _) = todo.remove(i);
+                report.skipped.push(SkippedSource {
+                    name: path.display().to_string(),
+                    committed_in,
+                });
+            }
+            report.sources = todo.len();
+            report.bytes = todo.iter().map(|t| t.2).sum();
+            continue;
+        }
+        let mut record = record;
+        record.seconds = started.elapsed().as_secs_f64();
+        match runtime
+            .block_on(warehouse.commit(record))
+            .map_err(IngestError::Storage)?
+        {
+            Commit::Committed(record) => report.batch = Some(record),
+            Commit::Conflict { already } => {
+                // Another writer committed some of these sources meanwhile (object stores).
+                report
+                    .skipped
+                    .extend(already.into_iter().map(|name| SkippedSource {
+                        name,
+                        committed_in: None,
+                    }));
+                report.counts = Counts::default();
+            }
+        }
         report.elapsed = started.elapsed();
         return Ok(report);
     }
-
-    let batch_id = new_batch_id();
-    let result = write_batch(
-        &todo,
-        &batch_id,
-        warehouse,
-        &runtime,
-        options,
-        progress,
-        &mut report,
-    );
-    let record = match result {
-        Ok(record) => record,
-        Err(e) => {
-            // Nothing of a failed batch may stay behind.
-            if let Err(cleanup) = runtime.block_on(warehouse.discard(&batch_id)) {
-                tracing::error!(%cleanup, "could not delete the staged files of the failed batch");
-            }
-            return Err(e);
-        }
-    };
-    let mut record = record;
-    record.seconds = started.elapsed().as_secs_f64();
-    match runtime
-        .block_on(warehouse.commit(record))
-        .map_err(IngestError::Storage)?
-    {
-        Commit::Committed(record) => report.batch = Some(record),
-        Commit::Conflict { already } => {
-            // Another writer committed some of these sources meanwhile (object stores).
-            report
-                .skipped
-                .extend(already.into_iter().map(|name| SkippedSource {
-                    name,
-                    committed_in: None,
-                }));
-            report.counts = Counts::default();
-        }
-    }
-    report.elapsed = started.elapsed();
-    Ok(report)
 }
 
 fn new_batch_id() -> String {
@@ -246,10 +295,7 @@ fn new_batch_id() -> String {
     )
 }
 
-fn content_hash(
-    path: &std::path::Path,
-    progress: &dyn Progress,
-) -> Result<(String, u64), IngestError> {
+fn content_hash(path: &std::path::Path, progress: &dyn Progress) -> Result<String, IngestError> {
     let err = |error| IngestError::Read {
         source_name: path.display().to_string(),
         error,
@@ -257,23 +303,21 @@ fn content_hash(
     let mut file = std::fs::File::open(path).map_err(err)?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1024 * 1024];
-    let mut bytes = 0u64;
     loop {
         let n = file.read(&mut buf).map_err(err)?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
-        bytes += n as u64;
         progress.advance(n as u64);
     }
-    Ok((hasher.finalize().to_hex().to_string(), bytes))
+    Ok(hasher.finalize().to_hex().to_string())
 }
 
 /// Reads every source into staged files; returns the ledger record to commit.
 #[allow(clippy::too_many_arguments)]
 fn write_batch(
-    todo: &[(PathBuf, String, u64)],
+    todo: &[(PathBuf, Option<String>, u64)],
     batch_id: &str,
     warehouse: &Warehouse,
     runtime: &tokio::runtime::Runtime,
@@ -301,37 +345,75 @@ fn write_batch(
         progress.start("ingesting", Some(report.bytes), Unit::Bytes);
         let mut sources = Vec::new();
         let outcome = (|| -> Result<(), IngestError> {
-            for (path, hash, bytes) in todo {
-                sink.begin_source();
-                let on_read = |n: u64| progress.advance(n);
-                for_each_stream_counted(path, &on_read, |name, reader| {
-                    sink.source = Some(name.clone());
-                    sink.table = None;
-                    let outcome = convert_csv(reader, &name, &options.profile, None, &mut sink)?;
-                    sink.source_counts.records += outcome.records;
-                    sink.source_counts.rejected += outcome.rejected;
-                    tracing::info!(source = %name, table = %outcome.table, encoding = outcome.encoding.name(),
-                        records = outcome.records, rejected = outcome.rejected, "read");
+            let on_read = |buf: &[u8]| progress.advance(buf.len() as u64);
+            let mut finished_source =
+                |sink: &mut BatchSink, path: &PathBuf, hash: String, bytes: u64| {
+                    let mut c = sink.source_counts;
+                    c.landed = c.records - c.rejected - c.duplicates;
+                    sink.batch_counts.add(c);
+                    sources.push(LedgerSource {
+                        name: path.display().to_string(),
+                        content_hash: hash,
+                        bytes,
+                        records: c.records,
+                        landed: c.landed,
+                        rejected: c.rejected,
+                        duplicates: c.duplicates,
+                    });
                     progress.message(&format!(
                         "{} rows, {:.0} rows/s",
-                        sink.batch_counts.records + sink.source_counts.records,
-                        (sink.batch_counts.records + sink.source_counts.records) as f64
+                        sink.batch_counts.records,
+                        sink.batch_counts.records as f64
                             / started.elapsed().as_secs_f64().max(1e-3)
                     ));
                     sink.check_encoder(&failure)
+                };
+            let mut rest = todo;
+            while let Some((path, hash, bytes)) = rest.first() {
+                if *bytes >= SMALL_FILE_BYTES {
+                    // A large file: read as one stream, its chunks converted on all cores,
+                    // and hashed as it is read unless that was done already.
+                    sink.begin_source();
+                    let hasher = Mutex::new(blake3::Hasher::new());
+                    let on_read_and_hash = |buf: &[u8]| {
+                        progress.advance(buf.len() as u64);
+                        if hash.is_none() {
+                            hasher.lock().expect("lock").update(buf);
+                        }
+                    };
+                    for_each_stream_counted(path, &on_read_and_hash, |name, reader| {
+                        sink.source = Some(name.clone());
+                        sink.table = None;
+                        let outcome =
+                            convert_csv(reader, &name, &options.profile, None, &mut sink)?;
+                        sink.finish_stream(&name, &outcome);
+                        sink.check_encoder(&failure)
+                    })?;
+                    let hash = hash.clone().unwrap_or_else(|| {
+                        hasher
+                            .into_inner()
+                            .expect("lock")
+                            .finalize()
+                            .to_hex()
+                            .to_string()
+                    });
+                    finished_source(&mut sink, path, hash, *bytes)?;
+                    rest = &rest[1..];
+                    continue;
+                }
+                // A run of small files (archives of a day's exports): one file per core.
+                let run = rest.iter().take_while(|t| t.2 < SMALL_FILE_BYTES).count();
+                let (files, after) = rest.split_at(run);
+                rest = after;
+                read_files_in_parallel(files, &options.profile, &on_read, |i, streams| {
+                    sink.begin_source();
+                    for stream in streams {
+                        sink.replay(stream)?;
+                    }
+                    let (path, hash, bytes) = &files[i];
+                    let hash = hash.clone().expect("small files are hashed first");
+                    finished_source(&mut sink, path, hash, *bytes)
                 })?;
-                let mut c = sink.source_counts;
-                c.landed = c.records - c.rejected - c.duplicates;
-                sink.batch_counts.add(c);
-                sources.push(LedgerSource {
-                    name: path.display().to_string(),
-                    content_hash: hash.clone(),
-                    bytes: *bytes,
-                    records: c.records,
-                    landed: c.landed,
-                    rejected: c.rejected,
-                    duplicates: c.duplicates,
-                });
             }
             Ok(())
         })();
@@ -387,6 +469,107 @@ fn write_batch(
     })
 }
 
+/// Files smaller than this are read whole by one thread each, several at a time; larger
+/// ones as one stream whose chunks are converted on all cores.
+const SMALL_FILE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// One stream of a file, converted and held in memory until its turn comes.
+struct BufferedStream {
+    name: SourceName,
+    table: Option<Table>,
+    items: Vec<Item>,
+    outcome: crate::FileOutcome,
+}
+
+enum Item {
+    Batch(RecordBatch, Vec<u64>),
+    Reject(RejectedRecord),
+}
+
+#[derive(Default)]
+struct StreamBuffer {
+    table: Option<Table>,
+    items: Vec<Item>,
+}
+
+impl RowSink for StreamBuffer {
+    fn table(&mut self, table: Table) {
+        self.table = Some(table);
+    }
+    fn batch(&mut self, batch: RecordBatch, lines: &[u64]) -> Result<(), IngestError> {
+        self.items.push(Item::Batch(batch, lines.to_vec()));
+        Ok(())
+    }
+    fn reject(&mut self, reject: RejectedRecord) -> Result<(), IngestError> {
+        self.items.push(Item::Reject(reject));
+        Ok(())
+    }
+}
+
+fn read_file(
+    path: &std::path::Path,
+    profile: &Profile,
+    on_read: &(dyn Fn(&[u8]) + Sync),
+) -> Result<Vec<BufferedStream>, IngestError> {
+    let mut streams = Vec::new();
+    for_each_stream_counted(path, on_read, |name, reader| {
+        let mut buffer = StreamBuffer::default();
+        let outcome = convert_csv(reader, &name, profile, None, &mut buffer)?;
+        streams.push(BufferedStream {
+            name,
+            table: buffer.table,
+            items: buffer.items,
+            outcome,
+        });
+        Ok(())
+    })?;
+    Ok(streams)
+}
+
+/// Reads `files` on one thread per core and hands each file's streams to `each`, in the
+/// order of `files`, on the calling thread. Stops at the first error, in file order.
+fn read_files_in_parallel(
+    files: &[(PathBuf, Option<String>, u64)],
+    profile: &Profile,
+    on_read: &(dyn Fn(&[u8]) + Sync),
+    mut each: impl FnMut(usize, Vec<BufferedStream>) -> Result<(), IngestError>,
+) -> Result<(), IngestError> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let readers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel::<(usize, Result<Vec<BufferedStream>, IngestError>)>(readers);
+        for _ in 0..readers {
+            let tx = tx.clone();
+            let next = &next;
+            std::thread::Builder::new()
+                .name("kefu-read".into())
+                .spawn_scoped(scope, move || {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((path, _, _)) = files.get(i) else {
+                            return;
+                        };
+                        if tx.send((i, read_file(path, profile, on_read))).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .map_err(|e| IngestError::Write(format!("cannot start a reader: {e}")))?;
+        }
+        drop(tx);
+        let mut pending = BTreeMap::new();
+        let mut expected = 0;
+        for (i, result) in rx.iter() {
+            pending.insert(i, result);
+            while let Some(result) = pending.remove(&expected) {
+                each(expected, result?)?;
+                expected += 1;
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Rows to sort, encode and stage as one file.
 struct EncodeJob {
     /// Final path relative to the warehouse root.
@@ -397,6 +580,8 @@ struct EncodeJob {
     sort_columns: Vec<usize>,
     /// Columns without dictionary encoding.
     unique_columns: Vec<String>,
+    /// Columns with page-level statistics (the page index).
+    page_stats_columns: Vec<String>,
 }
 
 fn encoder_count() -> usize {
@@ -420,8 +605,10 @@ fn encoder(
                     .map_err(|e| format!("{}: {e}", job.path))?;
             drop(job.batches);
             let unique: Vec<&str> = job.unique_columns.iter().map(String::as_str).collect();
-            let bytes = kefu_storage::parquet::encode(&sorted, &job.sort_columns, &unique)
-                .map_err(|e| format!("{}: {e}", job.path))?;
+            let page_stats: Vec<&str> = job.page_stats_columns.iter().map(String::as_str).collect();
+            let bytes =
+                kefu_storage::parquet::encode(&sorted, &job.sort_columns, &unique, &page_stats)
+                    .map_err(|e| format!("{}: {e}", job.path))?;
             let file = LedgerFile {
                 path: job.path.clone(),
                 table: job.table,
@@ -522,6 +709,28 @@ impl BatchSink {
         self.source_counts = Counts::default();
     }
 
+    /// Counts a stream once all its rows and rejects were received.
+    fn finish_stream(&mut self, name: &SourceName, outcome: &crate::FileOutcome) {
+        self.source_counts.records += outcome.records;
+        self.source_counts.rejected += outcome.rejected;
+        tracing::info!(source = %name, table = %outcome.table, encoding = outcome.encoding.name(),
+            records = outcome.records, rejected = outcome.rejected, "read");
+    }
+
+    /// Receives a stream that was read on another thread.
+    fn replay(&mut self, stream: BufferedStream) -> Result<(), IngestError> {
+        self.source = Some(stream.name.clone());
+        self.table = stream.table;
+        for item in stream.items {
+            match item {
+                Item::Batch(batch, lines) => self.batch(batch, &lines)?,
+                Item::Reject(reject) => self.reject(reject)?,
+            }
+        }
+        self.finish_stream(&stream.name, &stream.outcome);
+        Ok(())
+    }
+
     fn check_encoder(&self, failure: &Mutex<Option<String>>) -> Result<(), IngestError> {
         match failure.lock().expect("lock").clone() {
             Some(reason) => Err(IngestError::Write(reason)),
@@ -583,6 +792,7 @@ impl BatchSink {
                 // Source, then member and line.
                 sort_columns: vec![1, 2, 3],
                 unique_columns: vec!["raw".into(), "line".into(), "detail".into()],
+                page_stats_columns: vec!["batch_id".into(), "source".into(), "reason".into()],
             })?;
         }
         Ok(())
@@ -621,6 +831,19 @@ impl BatchSink {
                 .columns()
                 .iter()
                 .filter(|c| matches!(c.kind, ColumnKind::Id | ColumnKind::Timestamp))
+                .map(|c| c.name.to_string())
+                .collect(),
+            // What queries filter on: time ranges, region, branch, ids, categories.
+            page_stats_columns: table
+                .columns()
+                .iter()
+                .filter(|c| {
+                    matches!(
+                        c.kind,
+                        ColumnKind::Id | ColumnKind::Timestamp | ColumnKind::Enum(_)
+                    ) || c.name == "region"
+                        || c.name == "branch_id"
+                })
                 .map(|c| c.name.to_string())
                 .collect(),
         })

@@ -174,16 +174,22 @@ pub fn for_each_stream(
     for_each_stream_counted(path, &|_| {}, each)
 }
 
+/// Whether [`for_each_stream_counted`] reads `path` once, front to back (everything but
+/// zip archives, whose directory sits at the end), so it can be hashed as it is read.
+pub fn reads_sequentially(path: &Path) -> bool {
+    kind_of(path) != Kind::Zip
+}
+
 /// Counts the bytes read from the file (compressed bytes, for archives).
 struct Counted<'a, R> {
     inner: R,
-    on_read: &'a dyn Fn(u64),
+    on_read: &'a (dyn Fn(&[u8]) + Sync),
 }
 
 impl<R: Read> Read for Counted<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        (self.on_read)(n as u64);
+        (self.on_read)(&buf[..n]);
         Ok(n)
     }
 }
@@ -194,11 +200,11 @@ impl<R: std::io::Seek> std::io::Seek for Counted<'_, R> {
     }
 }
 
-/// [`for_each_stream`], calling `on_read` with the number of bytes of `path` read so far
-/// as they are read (for progress in bytes of the source).
+/// [`for_each_stream`], calling `on_read` with the bytes of `path` as they are read (for
+/// progress, and hashing).
 pub fn for_each_stream_counted(
     path: &Path,
-    on_read: &dyn Fn(u64),
+    on_read: &(dyn Fn(&[u8]) + Sync),
     mut each: impl FnMut(SourceName, &mut dyn Read) -> Result<(), IngestError>,
 ) -> Result<(), IngestError> {
     let origin = path.display().to_string();
