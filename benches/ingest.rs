@@ -1,5 +1,7 @@
-//! Ingest hot path: decode + validate + convert to Arrow, in rows per second, for plain
-//! UTF-8 CSV and for GBK office exports with Chinese headers and split date/time columns.
+//! Ingest hot path, in rows per second: decode + validate + convert to Arrow (plain UTF-8
+//! CSV, and GBK office exports with Chinese headers and split date/time columns), and
+//! Parquet encoding of the converted rows (sort by region and time, zstd, statistics) as
+//! ingest writes them.
 //!
 //! Data is generated with a fixed seed into a temporary directory (KEFU_BENCH_CUSTOMERS,
 //! default 20000; KEFU_BENCH_DAYS, default 30) and read from memory, so the figures
@@ -79,6 +81,26 @@ fn bench_convert(c: &mut Criterion) {
                 assert_eq!(out.0.encoding, TextEncoding::Gb18030);
                 black_box(out);
             }
+        })
+    });
+    group.finish();
+
+    // Parquet: the calls rows as ingest writes a month's file.
+    let (_, converted) = convert(&plain);
+    let table = kefu_model::Table::Calls;
+    let layout = kefu_ingest::ingest::table_layout(table);
+    let schema = table.schema();
+    let mut group = c.benchmark_group("ingest_parquet");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(
+        converted.batches.iter().map(|b| b.num_rows() as u64).sum(),
+    ));
+    group.bench_function("calls_sort_and_encode_zstd", |b| {
+        b.iter(|| {
+            black_box(
+                kefu_storage::parquet::write_sorted(&schema, &converted.batches, &layout)
+                    .expect("encode"),
+            )
         })
     });
     group.finish();

@@ -253,6 +253,9 @@ pub struct Converter {
     times: TimestampParser,
     null_values: Vec<NullSet>,
     value_maps: Vec<Option<std::collections::BTreeMap<String, String>>>,
+    /// Per enum column: each code and Chinese label → its code (the exact spellings,
+    /// looked up by hash; other spellings fall back to the vocabulary's own lookup).
+    terms: Vec<std::collections::HashMap<&'static str, &'static str, ahash::RandomState>>,
     constants: Vec<Option<String>>,
     builders: Vec<Builder>,
     cells: Vec<Cell>,
@@ -298,6 +301,17 @@ impl Converter {
             value_maps: columns
                 .iter()
                 .map(|c| profile.value_maps.get(c.name).cloned())
+                .collect(),
+            terms: columns
+                .iter()
+                .map(|c| match c.kind {
+                    ColumnKind::Enum(vocab) => vocab
+                        .terms
+                        .iter()
+                        .flat_map(|t| [(t.code, t.code), (t.zh, t.code)])
+                        .collect(),
+                    _ => Default::default(),
+                })
                 .collect(),
             derive_calls: if profile.derive_durations {
                 CallColumns::of(table)
@@ -452,9 +466,11 @@ impl Converter {
                     .as_ref()
                     .and_then(|m| m.get(value))
                     .map_or(value, String::as_str);
-                vocab
-                    .lookup(mapped)
-                    .map(|t| Cell::Code(t.code))
+                self.terms[i]
+                    .get(mapped)
+                    .copied()
+                    .or_else(|| vocab.lookup(mapped).map(|t| t.code))
+                    .map(Cell::Code)
                     .ok_or_else(|| fail(RejectReason::InvalidEnum, field, value))
             }
             ColumnKind::Timestamp => self

@@ -25,6 +25,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{Datelike, TimeZone};
 use kefu_model::{ColumnKind, Table};
 use kefu_progress::{Progress, Unit};
+use kefu_storage::parquet::Layout;
 use kefu_storage::warehouse::REJECTS_TABLE;
 use kefu_storage::{BatchRecord, Commit, LedgerFile, LedgerSource, Recovery, Warehouse};
 
@@ -469,6 +470,44 @@ fn write_batch(
     })
 }
 
+/// How a table's files are written: sorted by region and event time; page statistics on
+/// what queries filter by (the event id, times, region, branch); none on other ids, free
+/// text and enum codes (every row group holds most values, so min/max would prune
+/// nothing, and computing them costs a string comparison per value); no dictionary for
+/// ids and times.
+pub fn table_layout(table: Table) -> Layout {
+    let columns = table.columns();
+    let at = |name: &str| columns.iter().position(|c| c.name == name);
+    let names = |keep: &dyn Fn(&kefu_model::Column) -> bool| {
+        columns
+            .iter()
+            .filter(|c| keep(c))
+            .map(|c| c.name.to_string())
+            .collect()
+    };
+    Layout {
+        sort_columns: [at("region"), at(table.event_time_column())]
+            .into_iter()
+            .flatten()
+            .collect(),
+        unique_columns: names(&|c| matches!(c.kind, ColumnKind::Id | ColumnKind::Timestamp)),
+        page_stats_columns: names(&|c| {
+            c.kind == ColumnKind::Timestamp
+                || c.name == table.id_column()
+                || c.name == "region"
+                || c.name == "branch_id"
+        }),
+        no_stats_columns: names(&|c| {
+            matches!(
+                c.kind,
+                ColumnKind::Id | ColumnKind::Text | ColumnKind::Enum(_)
+            ) && c.name != table.id_column()
+                && c.name != "region"
+                && c.name != "branch_id"
+        }),
+    }
+}
+
 /// Files smaller than this are read whole by one thread each, several at a time; larger
 /// ones as one stream whose chunks are converted on all cores.
 const SMALL_FILE_BYTES: u64 = 32 * 1024 * 1024;
@@ -577,11 +616,7 @@ struct EncodeJob {
     table: String,
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
-    sort_columns: Vec<usize>,
-    /// Columns without dictionary encoding.
-    unique_columns: Vec<String>,
-    /// Columns with page-level statistics (the page index).
-    page_stats_columns: Vec<String>,
+    layout: Layout,
 }
 
 fn encoder_count() -> usize {
@@ -600,19 +635,14 @@ fn encoder(
         let next = jobs.lock().expect("lock").recv();
         let Ok(job) = next else { return };
         let result = (|| -> Result<LedgerFile, String> {
-            let sorted =
-                kefu_storage::parquet::sort_batches(&job.schema, &job.batches, &job.sort_columns)
+            let (bytes, rows) =
+                kefu_storage::parquet::write_sorted(&job.schema, &job.batches, &job.layout)
                     .map_err(|e| format!("{}: {e}", job.path))?;
             drop(job.batches);
-            let unique: Vec<&str> = job.unique_columns.iter().map(String::as_str).collect();
-            let page_stats: Vec<&str> = job.page_stats_columns.iter().map(String::as_str).collect();
-            let bytes =
-                kefu_storage::parquet::encode(&sorted, &job.sort_columns, &unique, &page_stats)
-                    .map_err(|e| format!("{}: {e}", job.path))?;
             let file = LedgerFile {
                 path: job.path.clone(),
                 table: job.table,
-                rows: sorted.num_rows() as u64,
+                rows,
                 bytes: bytes.len() as u64,
             };
             runtime
@@ -651,12 +681,9 @@ impl Hasher for Fingerprint {
 /// million rows).
 type IdSet = HashSet<u64, BuildHasherDefault<Fingerprint>>;
 
-fn fingerprint(id: &str) -> u64 {
-    // SipHash with fixed keys: the same id always gives the same fingerprint.
-    #[allow(deprecated)]
-    let mut h = std::hash::SipHasher::new();
-    h.write(id.as_bytes());
-    h.finish()
+/// A 64-bit fingerprint of an id (aHash with fixed seeds: fast, well mixed).
+fn fingerprint(hasher: &ahash::RandomState, id: &str) -> u64 {
+    hasher.hash_one(id)
 }
 
 struct Partition {
@@ -674,6 +701,7 @@ struct BatchSink {
     /// The table of the source being read.
     table: Option<Table>,
     ids: BTreeMap<Table, IdSet>,
+    fingerprints: ahash::RandomState,
     partitions: BTreeMap<(Table, String), Partition>,
     buffered_bytes: usize,
     files: usize,
@@ -693,6 +721,7 @@ impl BatchSink {
             source: None,
             table: None,
             ids: BTreeMap::new(),
+            fingerprints: ahash::RandomState::with_seeds(0x6b65_6675, 0x5ba2, 0x5ba3, 0x5ba4),
             partitions: BTreeMap::new(),
             buffered_bytes: 0,
             files: 0,
@@ -789,10 +818,13 @@ impl BatchSink {
                 table: REJECTS_TABLE.to_string(),
                 schema,
                 batches: vec![batch],
-                // Source, then member and line.
-                sort_columns: vec![1, 2, 3],
-                unique_columns: vec!["raw".into(), "line".into(), "detail".into()],
-                page_stats_columns: vec!["batch_id".into(), "source".into(), "reason".into()],
+                layout: Layout {
+                    // Source, then member and line.
+                    sort_columns: vec![1, 2, 3],
+                    unique_columns: vec!["raw".into(), "line".into(), "detail".into()],
+                    page_stats_columns: vec!["batch_id".into(), "source".into(), "reason".into()],
+                    no_stats_columns: vec!["raw".into(), "detail".into()],
+                },
             })?;
         }
         Ok(())
@@ -804,12 +836,6 @@ impl BatchSink {
         };
         self.buffered_bytes -= part.bytes;
         let (table, month) = key;
-        let columns = table.columns();
-        let at = |name: &str| columns.iter().position(|c| c.name == name);
-        let sort_columns: Vec<usize> = [at("region"), at(table.event_time_column())]
-            .into_iter()
-            .flatten()
-            .collect();
         let partition = if partitioned_by_month(table) {
             format!("month={month}/")
         } else {
@@ -826,26 +852,7 @@ impl BatchSink {
             table: table.name().to_string(),
             schema: table.schema(),
             batches: part.batches,
-            sort_columns,
-            unique_columns: table
-                .columns()
-                .iter()
-                .filter(|c| matches!(c.kind, ColumnKind::Id | ColumnKind::Timestamp))
-                .map(|c| c.name.to_string())
-                .collect(),
-            // What queries filter on: time ranges, region, branch, ids, categories.
-            page_stats_columns: table
-                .columns()
-                .iter()
-                .filter(|c| {
-                    matches!(
-                        c.kind,
-                        ColumnKind::Id | ColumnKind::Timestamp | ColumnKind::Enum(_)
-                    ) || c.name == "region"
-                        || c.name == "branch_id"
-                })
-                .map(|c| c.name.to_string())
-                .collect(),
+            layout: table_layout(table),
         })
     }
 
@@ -875,7 +882,7 @@ impl BatchSink {
         let mut duplicates = Vec::new();
         for (row, id) in ids.iter().enumerate() {
             let id = id.unwrap_or_default();
-            let new = seen.insert(fingerprint(id));
+            let new = seen.insert(fingerprint(&self.fingerprints, id));
             keep.push(new);
             if !new {
                 duplicates.push(RejectedRecord {

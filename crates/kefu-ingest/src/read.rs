@@ -261,8 +261,25 @@ impl<R: Read> Splitter<R> {
                 break;
             }
         }
-        Ok((chunk.records() > 0).then_some(chunk))
+        if chunk.records() == 0 {
+            // Kept for the next stream this thread reads (archives hold many small ones).
+            SPARE_CHUNK.with(|spare| *spare.borrow_mut() = Some(chunk));
+            return Ok(None);
+        }
+        Ok(Some(chunk))
     }
+}
+
+thread_local! {
+    static SPARE_CHUNK: std::cell::RefCell<Option<RecordChunk>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A chunk with buffers from an earlier stream of this thread, if there is one.
+fn spare_chunk() -> RecordChunk {
+    SPARE_CHUNK
+        .with(|spare| spare.borrow_mut().take())
+        .unwrap_or_default()
 }
 
 /// What a worker made of one chunk.
@@ -363,10 +380,7 @@ pub(crate) fn convert_records<R: Read>(
     split_err: &dyn Fn(SplitError) -> crate::IngestError,
 ) -> Result<Counts, crate::IngestError> {
     let mut counts = Counts::default();
-    let Some(first) = splitter
-        .next_chunk(RecordChunk::default())
-        .map_err(split_err)?
-    else {
+    let Some(first) = splitter.next_chunk(spare_chunk()).map_err(split_err)? else {
         return Ok(counts);
     };
     let workers = worker_count();

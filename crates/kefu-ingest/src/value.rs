@@ -38,6 +38,64 @@ pub struct TimestampParser {
     datetimes: Vec<Vec<Item<'static>>>,
     dates: Vec<Vec<Item<'static>>>,
     times: Vec<Vec<Item<'static>>>,
+    /// Layouts read without chrono's general parser (they are among the formats).
+    fast: FastLayouts,
+    /// The UTC offset (seconds) of the last local date seen, when it holds all day.
+    day_offset: std::cell::Cell<Option<(NaiveDate, Option<i64>)>>,
+}
+
+/// The everyday layouts, parsed by hand when the profile lists them: numeric
+/// `Y-M-D`/`Y/M/D` dates and `H:M:S` times (one or two digits, as chrono's `%m` `%H`).
+#[derive(Debug, Clone, Copy, Default)]
+struct FastLayouts {
+    dash_date: bool,
+    slash_date: bool,
+    time: bool,
+    dash_datetime: bool,
+    slash_datetime: bool,
+}
+
+impl FastLayouts {
+    fn of(datetimes: &[String], dates: &[String], times: &[String]) -> Self {
+        let has = |list: &[String], f: &str| list.iter().any(|x| x == f);
+        FastLayouts {
+            dash_date: has(dates, "%Y-%m-%d"),
+            slash_date: has(dates, "%Y/%m/%d"),
+            time: has(times, "%H:%M:%S"),
+            dash_datetime: has(datetimes, "%Y-%m-%d %H:%M:%S"),
+            slash_datetime: has(datetimes, "%Y/%m/%d %H:%M:%S"),
+        }
+    }
+}
+
+/// Up to `max` ASCII digits as a number (at least one).
+fn digits(s: &str, max: usize) -> Option<u32> {
+    if s.is_empty() || s.len() > max {
+        return None;
+    }
+    s.bytes().try_fold(0u32, |n, d| {
+        d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+    })
+}
+
+/// `2026-01-05`, `2026/1/5`: a four-digit year, then month and day.
+fn fast_date(s: &str, sep: char) -> Option<NaiveDate> {
+    let mut parts = s.split(sep);
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || y.len() != 4 {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(digits(y, 4)? as i32, digits(m, 2)?, digits(d, 2)?)
+}
+
+/// `9:05:01`, `09:05:01`.
+fn fast_time(s: &str) -> Option<NaiveTime> {
+    let mut parts = s.split(':');
+    let (h, m, sec) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    NaiveTime::from_hms_opt(digits(h, 2)?, digits(m, 2)?, digits(sec, 2)?)
 }
 
 fn compile(formats: &[String]) -> Result<Vec<Vec<Item<'static>>>, String> {
@@ -63,6 +121,8 @@ impl TimestampParser {
             datetimes: compile(datetimes)?,
             dates: compile(dates)?,
             times: compile(times)?,
+            fast: FastLayouts::of(datetimes, dates, times),
+            day_offset: std::cell::Cell::new(None),
         })
     }
 
@@ -83,6 +143,24 @@ impl TimestampParser {
         if let Some(micros) = parse_utc_seconds(value) {
             return Ok(micros);
         }
+        if let Some((date, time)) = value.split_once(' ') {
+            let date = if self.fast.dash_datetime {
+                fast_date(date, '-')
+            } else {
+                None
+            }
+            .or_else(|| {
+                self.fast
+                    .slash_datetime
+                    .then(|| fast_date(date, '/'))
+                    .flatten()
+            });
+            if let Some(date) = date
+                && let Some(time) = fast_time(time)
+            {
+                return self.localise(date.and_time(time));
+            }
+        }
         if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(value) {
             return Ok(dt.timestamp_micros());
         }
@@ -99,13 +177,24 @@ impl TimestampParser {
 
     /// A timestamp split over a date and a time column.
     pub fn parse_split(&self, date: &str, time: &str) -> Result<i64, ValueError> {
-        let date = parse_with(&self.dates, trim(date), |p| p.to_naive_date())
-            .ok_or(ValueError::UnparseableTimestamp)?;
-        let time = if trim(time).is_empty() {
+        let (date, time) = (trim(date), trim(time));
+        let fast_date = (self.fast.dash_date)
+            .then(|| fast_date(date, '-'))
+            .flatten()
+            .or_else(|| self.fast.slash_date.then(|| fast_date(date, '/')).flatten());
+        let date = match fast_date {
+            Some(d) => d,
+            None => parse_with(&self.dates, date, |p| p.to_naive_date())
+                .ok_or(ValueError::UnparseableTimestamp)?,
+        };
+        let time = if time.is_empty() {
             NaiveTime::MIN
         } else {
-            parse_with(&self.times, trim(time), |p| p.to_naive_time())
-                .ok_or(ValueError::UnparseableTimestamp)?
+            match self.fast.time.then(|| fast_time(time)).flatten() {
+                Some(t) => t,
+                None => parse_with(&self.times, time, |p| p.to_naive_time())
+                    .ok_or(ValueError::UnparseableTimestamp)?,
+            }
         };
         self.localise(date.and_time(time))
     }
@@ -115,6 +204,32 @@ impl TimestampParser {
     /// the gap, as PostgreSQL and Python do (02:30 on a spring-forward night is 03:30).
     fn localise(&self, naive: NaiveDateTime) -> Result<i64, ValueError> {
         use chrono::Offset;
+        // Most timestamps of an export fall on a few days: the zone is asked once a day,
+        // and a day whose offset changes (a DST switch) takes the exact path below.
+        let date = naive.date();
+        let offset = match self.day_offset.get() {
+            Some((d, offset)) if d == date => offset,
+            _ => {
+                let at = |h, m, s| {
+                    self.zone
+                        .from_local_datetime(&date.and_hms_opt(h, m, s).expect("valid time"))
+                        .single()
+                        .map(|t| i64::from(t.offset().fix().local_minus_utc()))
+                };
+                let offset = match (at(0, 0, 0), at(23, 59, 59)) {
+                    (Some(a), Some(b)) if a == b => Some(a),
+                    _ => None,
+                };
+                self.day_offset.set(Some((date, offset)));
+                offset
+            }
+        };
+        if let Some(offset) = offset {
+            let utc = naive.and_utc();
+            return Ok(
+                (utc.timestamp() - offset) * 1_000_000 + i64::from(utc.timestamp_subsec_micros())
+            );
+        }
         if let Some(dt) = self.zone.from_local_datetime(&naive).earliest() {
             return Ok(dt.timestamp_micros());
         }

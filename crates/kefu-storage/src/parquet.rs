@@ -3,7 +3,6 @@
 //! sorted by the given key and the order recorded in the metadata.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::compute::{cast, concat_batches, interleave_record_batch};
@@ -18,78 +17,130 @@ use parquet::schema::types::ColumnPath;
 /// filter skips most of a month's file.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// Writer settings for rows sorted by `sort_columns` (indices into the schema), with
-/// dictionary encoding off for `unique_columns` (ids, timestamps: a dictionary of unique
-/// values costs time and is discarded anyway). `page_stats_columns` get page-level
-/// statistics (the page index: what filters prune by, such as region and times); the
-/// others row-group statistics only, which are cheaper to compute for long text.
-pub fn writer_properties(
-    sort_columns: &[usize],
-    unique_columns: &[&str],
-    page_stats_columns: &[&str],
-) -> WriterProperties {
-    let builder = unique_columns
-        .iter()
-        .fold(WriterProperties::builder(), |b, c| {
-            b.set_column_dictionary_enabled(ColumnPath::from(*c), false)
-        });
-    let builder = page_stats_columns.iter().fold(builder, |b, c| {
-        b.set_column_statistics_enabled(ColumnPath::from(*c), EnabledStatistics::Page)
-    });
-    builder
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).expect("valid level"),
-        ))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_statistics_enabled(EnabledStatistics::Chunk)
-        .set_sorting_columns(Some(
-            sort_columns
-                .iter()
-                .map(|&c| SortingColumn {
-                    column_idx: c as i32,
-                    descending: false,
-                    nulls_first: false,
-                })
-                .collect(),
-        ))
-        .set_created_by(format!("kefu {}", env!("CARGO_PKG_VERSION")))
-        .build()
+/// How one Parquet file is laid out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// Rows are sorted by these columns (indices into the schema), recorded in the footer.
+    pub sort_columns: Vec<usize>,
+    /// Columns without dictionary encoding (ids, timestamps: a dictionary of unique
+    /// values costs time and is discarded anyway).
+    pub unique_columns: Vec<String>,
+    /// Columns with page-level statistics (the page index: what filters prune by, such as
+    /// region and times). The others get row-group statistics, or none if listed in
+    /// `no_stats_columns` (long or categorical text, where min/max prunes nothing and
+    /// costs a string comparison per value).
+    pub page_stats_columns: Vec<String>,
+    pub no_stats_columns: Vec<String>,
 }
 
-/// Sorts the rows of `batches` by `sort_columns` (ascending, nulls last) into one batch.
-///
-/// Each key column is first mapped to integers that order the same way (text to its rank
-/// among the distinct values, which are few for the region and the source), so the sort
-/// compares integers instead of calling a string comparison per pair of rows; the rows are
-/// then gathered straight from the input batches, without concatenating them first.
-pub fn sort_batches(
+/// Writer settings for `layout`.
+pub fn writer_properties(layout: &Layout) -> WriterProperties {
+    let mut b = WriterProperties::builder();
+    for c in &layout.unique_columns {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(c.as_str()), false);
+    }
+    for c in &layout.page_stats_columns {
+        b = b.set_column_statistics_enabled(ColumnPath::from(c.as_str()), EnabledStatistics::Page);
+    }
+    for c in &layout.no_stats_columns {
+        b = b.set_column_statistics_enabled(ColumnPath::from(c.as_str()), EnabledStatistics::None);
+    }
+    b.set_compression(Compression::ZSTD(
+        ZstdLevel::try_new(1).expect("valid level"),
+    ))
+    .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+    .set_statistics_enabled(EnabledStatistics::Chunk)
+    .set_sorting_columns(Some(
+        layout
+            .sort_columns
+            .iter()
+            .map(|&c| SortingColumn {
+                column_idx: c as i32,
+                descending: false,
+                nulls_first: false,
+            })
+            .collect(),
+    ))
+    .set_created_by(format!("kefu {}", env!("CARGO_PKG_VERSION")))
+    .build()
+}
+
+/// Rows gathered per write when sorting: small enough that the allocator reuses the
+/// buffers from one write to the next instead of mapping fresh memory each time.
+const GATHER_ROWS: usize = 16 * 1024;
+
+/// Writes the rows of `batches`, sorted as `layout` says, as one Parquet file in memory.
+/// Returns the file and its row count. The rows are gathered in sorted order a slice at a
+/// time; already sorted input is written as it is.
+pub fn write_sorted(
     schema: &SchemaRef,
     batches: &[RecordBatch],
+    layout: &Layout,
+) -> Result<(Vec<u8>, u64), parquet::errors::ParquetError> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let input_bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+    let mut out = Vec::with_capacity(input_bytes / 6);
+    let mut writer =
+        ArrowWriter::try_new(&mut out, schema.clone(), Some(writer_properties(layout)))?;
+    match sort_order(batches, &layout.sort_columns)? {
+        None => {
+            for b in batches {
+                writer.write(b)?;
+            }
+        }
+        Some(order) => {
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            for slice in order.chunks(GATHER_ROWS) {
+                writer.write(&interleave_record_batch(&refs, slice)?)?;
+            }
+        }
+    }
+    writer.close()?;
+    Ok((out, rows as u64))
+}
+
+/// (batch, row) in sorted order, or `None` when the rows are already in order.
+fn sort_order(
+    batches: &[RecordBatch],
     sort_columns: &[usize],
-) -> Result<RecordBatch, arrow::error::ArrowError> {
+) -> Result<Option<Vec<(usize, usize)>>, arrow::error::ArrowError> {
     if sort_columns.is_empty() {
-        return concat_batches(schema, batches);
+        return Ok(None);
     }
     let mut keys: Vec<Vec<u64>> = Vec::with_capacity(sort_columns.len());
     for &c in sort_columns {
         let columns: Vec<&ArrayRef> = batches.iter().map(|b| b.column(c)).collect();
         keys.push(sortable_keys(&columns)?);
     }
-    let mut rows: Vec<(usize, usize)> = batches
+    let rows: Vec<(usize, usize)> = batches
         .iter()
         .enumerate()
         .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
         .collect();
     let order = sorted_order(&keys, rows.len());
     if order.iter().enumerate().all(|(i, &o)| i == o as usize) {
-        return concat_batches(schema, batches);
+        return Ok(None);
     }
-    rows = order.iter().map(|&i| rows[i as usize]).collect();
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
-    if refs.is_empty() {
-        return Ok(RecordBatch::new_empty(schema.clone()));
+    Ok(Some(order.iter().map(|&i| rows[i as usize]).collect()))
+}
+
+/// Sorts the rows of `batches` by `sort_columns` (ascending, nulls last) into one batch.
+///
+/// Each key column is first mapped to integers that order the same way (text to its rank
+/// among the distinct values, which are few for the region and the source), so the sort
+/// compares integers instead of calling a string comparison per pair of rows.
+pub fn sort_batches(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    sort_columns: &[usize],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    match sort_order(batches, sort_columns)? {
+        None => concat_batches(schema, batches),
+        Some(order) => {
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            interleave_record_batch(&refs, &order)
+        }
     }
-    interleave_record_batch(&refs, &rows)
 }
 
 /// The row order that sorts `keys` (per key column, one integer per row), stable.
@@ -199,23 +250,14 @@ fn sortable_keys(columns: &[&ArrayRef]) -> Result<Vec<u64>, arrow::error::ArrowE
     Ok(keys)
 }
 
-/// Encodes sorted rows as one Parquet file in memory.
+/// Encodes rows the caller has already put in `layout`'s order as one Parquet file.
 pub fn encode(
     batch: &RecordBatch,
-    sort_columns: &[usize],
-    unique_columns: &[&str],
-    page_stats_columns: &[&str],
+    layout: &Layout,
 ) -> Result<Vec<u8>, parquet::errors::ParquetError> {
-    let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
-    let mut writer = ArrowWriter::try_new(
-        &mut out,
-        Arc::clone(&batch.schema()),
-        Some(writer_properties(
-            sort_columns,
-            unique_columns,
-            page_stats_columns,
-        )),
-    )?;
+    let mut out = Vec::with_capacity(batch.get_array_memory_size() / 6);
+    let mut writer =
+        ArrowWriter::try_new(&mut out, batch.schema(), Some(writer_properties(layout)))?;
     writer.write(batch)?;
     writer.close()?;
     Ok(out)
@@ -223,6 +265,8 @@ pub fn encode(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use arrow::array::{Int32Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
@@ -253,8 +297,16 @@ mod tests {
             ],
         )
         .unwrap();
-        let sorted = sort_batches(&schema, &[batch], &[0, 1]).unwrap();
-        let bytes = encode(&sorted, &[0, 1], &["t"], &["region", "t"]).unwrap();
+        let layout = Layout {
+            sort_columns: vec![0, 1],
+            unique_columns: vec!["t".into()],
+            page_stats_columns: vec!["region".into(), "t".into()],
+            no_stats_columns: Vec::new(),
+        };
+        let sorted = sort_batches(&schema, std::slice::from_ref(&batch), &[0, 1]).unwrap();
+        let (bytes, rows) = write_sorted(&schema, &[batch], &layout).unwrap();
+        assert_eq!(rows, 4);
+        assert_eq!(encode(&sorted, &layout).unwrap().len(), bytes.len());
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
         let meta = reader.metadata().clone();
         let rg = meta.row_group(0);

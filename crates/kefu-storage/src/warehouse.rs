@@ -203,14 +203,16 @@ impl Warehouse {
         Ok(Some(WriterLock { _file: file }))
     }
 
-    /// Writes `bytes` at `relative`, durably (fsynced on a local disk) before returning.
+    /// Writes `bytes` at `relative`. On a local disk the file is not yet durable:
+    /// [`Warehouse::commit`] syncs a batch's files before its ledger record, all at once,
+    /// so the disk writes overlap with the work that produced them.
     pub async fn put(&self, relative: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
         let path = self.path(relative);
         self.store
             .put(&path, PutPayload::from(bytes))
             .await
             .map_err(|e| self.err(e))?;
-        self.sync(relative)
+        Ok(())
     }
 
     fn sync(&self, relative: &str) -> Result<(), StorageError> {
@@ -289,6 +291,10 @@ impl Warehouse {
             if !already.is_empty() {
                 self.discard(&record.batch_id).await?;
                 return Ok(Commit::Conflict { already });
+            }
+            // The data must be on disk before the record that makes it visible.
+            for file in &record.files {
+                self.sync(&Self::staged(&record.batch_id, &file.path))?;
             }
             record.seq = ledger.last().map_or(1, |b| b.seq + 1);
             record.committed_at = chrono::Utc::now();
