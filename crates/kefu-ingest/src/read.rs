@@ -156,6 +156,7 @@ impl From<std::io::Error> for SplitError {
 pub(crate) struct Splitter<R> {
     input: BufReader<R>,
     core: csv_core::Reader,
+    delimiter: u8,
     /// The line the input position is on.
     line: u64,
 }
@@ -181,6 +182,7 @@ impl<R: Read> Splitter<R> {
         Ok(Splitter {
             input,
             core: csv_core::ReaderBuilder::new().delimiter(delimiter).build(),
+            delimiter,
             line: 1,
         })
     }
@@ -203,6 +205,9 @@ impl<R: Read> Splitter<R> {
             if rest {
                 break;
             }
+        }
+        if self.next_plain_line(chunk)? {
+            return Ok(true);
         }
         let first_line = self.line;
         let start = chunk.data_len;
@@ -253,6 +258,48 @@ impl<R: Read> Splitter<R> {
     }
 
     /// Fills a chunk; `None` at the end of the input.
+    /// The common case without the state machine: a record that is one whole line in the
+    /// buffer with no quote (and no stray carriage return) is split at its delimiters with
+    /// memchr. False, having consumed nothing, when the record needs the full parser.
+    fn next_plain_line(&mut self, chunk: &mut RecordChunk) -> Result<bool, SplitError> {
+        let buf = self.input.fill_buf()?;
+        let Some(newline) = memchr::memchr(b'\n', buf) else {
+            return Ok(false);
+        };
+        let line = &buf[..newline];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if memchr::memchr2(b'"', b'\r', line).is_some() {
+            return Ok(false);
+        }
+        let start = chunk.data_len;
+        let first_field = chunk.fields_len;
+        let fields = memchr::memchr_iter(self.delimiter, line).count() + 1;
+        if chunk.data.len() < start + line.len() {
+            let grown = (chunk.data.len() * 2).max(start + line.len() + 64 * 1024);
+            chunk.data.resize(grown, 0);
+        }
+        if chunk.field_ends.len() < first_field + fields {
+            let grown = (chunk.field_ends.len() * 2).max(first_field + fields + 1024);
+            chunk.field_ends.resize(grown, 0);
+        }
+        let (mut out, mut field, mut from) = (start, first_field, 0);
+        for at in memchr::memchr_iter(self.delimiter, line).chain([line.len()]) {
+            let part = &line[from..at];
+            chunk.data[out..out + part.len()].copy_from_slice(part);
+            out += part.len();
+            chunk.field_ends[field] = out;
+            field += 1;
+            from = at + 1;
+        }
+        chunk.data_len = out;
+        chunk.fields_len = field;
+        chunk.record_ends.push(field);
+        chunk.lines.push(self.line);
+        self.line += 1;
+        self.input.consume(newline + 1);
+        Ok(true)
+    }
+
     /// Fills `chunk` (emptied first, its buffers kept); `None` at the end of the input.
     fn next_chunk(&mut self, mut chunk: RecordChunk) -> Result<Option<RecordChunk>, SplitError> {
         chunk.clear();

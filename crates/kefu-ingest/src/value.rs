@@ -264,15 +264,16 @@ pub fn parse_duration(value: &str) -> Result<i32, ValueError> {
     }
     let seconds: i64 = if v.contains(':') {
         let mut total: i64 = 0;
-        let parts: Vec<&str> = v.split(':').collect();
-        if parts.len() > 3 {
-            return Err(ValueError::BadNumber);
-        }
-        for p in parts {
+        for (i, p) in v.split(':').enumerate() {
+            if i == 3 {
+                return Err(ValueError::BadNumber);
+            }
             let n: i64 = p.parse().map_err(|_| ValueError::BadNumber)?;
             total = total * 60 + n;
         }
         total
+    } else if let Ok(n) = v.parse::<i64>() {
+        n
     } else {
         let n: f64 = v.parse().map_err(|_| ValueError::BadNumber)?;
         if !n.is_finite() || n.fract() != 0.0 {
