@@ -357,6 +357,10 @@ print(json.dumps(out, ensure_ascii=False))
 #[test]
 fn duckdb_reads_the_warehouse_and_agrees() {
     let Some(python) = python_with_duckdb() else {
+        assert!(
+            std::env::var_os("KEFU_REQUIRE_DUCKDB").is_none(),
+            "KEFU_REQUIRE_DUCKDB is set but no Python with duckdb was found"
+        );
         eprintln!(
             "SKIPPED duckdb_reads_the_warehouse_and_agrees: no Python with duckdb \
              (set KEFU_PYTHON; .ci/run installs one)"

@@ -34,6 +34,8 @@ pub enum RejectReason {
     EndBeforeStart,
     /// Bytes that are not text in the source's encoding.
     InvalidText,
+    /// A JSON Lines record that is not a JSON object.
+    InvalidJson,
     /// An event id seen earlier in the same batch (counted as a duplicate, not a reject).
     DuplicateId,
 }
@@ -51,6 +53,7 @@ impl RejectReason {
             RejectReason::NegativeDuration => "negative_duration",
             RejectReason::EndBeforeStart => "end_before_start",
             RejectReason::InvalidText => "invalid_text",
+            RejectReason::InvalidJson => "invalid_json",
             RejectReason::DuplicateId => "duplicate_id",
         }
     }

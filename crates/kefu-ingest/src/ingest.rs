@@ -41,7 +41,7 @@ pub const PARTITION_TIME_ZONE: chrono_tz::Tz = chrono_tz::Asia::Shanghai;
 pub const DEFAULT_MAX_REJECT_RATIO: f64 = 0.05;
 
 /// Rows buffered (all partitions together) before the largest partition is written out.
-const BUFFER_BYTES: usize = 256 * 1024 * 1024;
+const BUFFER_BYTES: usize = 128 * 1024 * 1024;
 /// Rows per Parquet file at most.
 const FILE_ROWS: usize = 1024 * 1024;
 /// Rejects buffered before a `_rejects` file is written.

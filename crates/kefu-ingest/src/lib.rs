@@ -10,6 +10,7 @@
 pub mod check;
 pub mod convert;
 pub mod ingest;
+mod jsonl;
 pub mod profile;
 mod profile_file;
 mod read;
@@ -25,6 +26,7 @@ use kefu_model::Table;
 pub use check::{CheckReport, CheckTotals, CheckedSource, check};
 pub use convert::{Converter, Reject, RejectReason};
 pub use ingest::{IngestOptions, IngestReport, ingest};
+pub use jsonl::convert_jsonl;
 pub use profile::{FieldMap, MissingColumns, Profile};
 pub use source::SourceName;
 pub use text::TextEncoding;
@@ -129,6 +131,8 @@ pub struct FileOutcome {
 /// Reads one CSV source and converts every record, on all cores. Errors name the source
 /// (archive and member); the table is detected from its file name or header unless the
 /// profile sets it; the delimiter is sniffed from the header unless the profile sets it.
+///
+/// JSON Lines sources (`.jsonl`, `.ndjson`) are read by [`convert_jsonl`] instead.
 pub fn convert_csv(
     source: impl Read,
     source_name: &SourceName,
@@ -136,6 +140,9 @@ pub fn convert_csv(
     encoding: Option<TextEncoding>,
     sink: &mut dyn RowSink,
 ) -> Result<FileOutcome, IngestError> {
+    if jsonl::is_jsonl(source_name) {
+        return convert_jsonl(source, source_name, profile, sink);
+    }
     let full_name = source_name.to_string();
     let name = full_name.as_str();
     let read_err = |error| IngestError::Read {

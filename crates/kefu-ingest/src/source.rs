@@ -79,6 +79,33 @@ fn kind_of(path: &Path) -> Kind {
 pub fn expand(inputs: &[String]) -> Result<Vec<PathBuf>, IngestError> {
     let mut files = Vec::new();
     for input in inputs {
+        let local;
+        let input = if let Some((scheme, _)) = input.split_once("://") {
+            if scheme != "file" {
+                return Err(IngestError::Source {
+                    source_name: input.clone(),
+                    reason: format!(
+                        "{scheme}:// sources are not supported yet: copy the files to a local \
+                         directory first (file:// URLs and paths work)"
+                    ),
+                });
+            }
+            let url = url::Url::parse(input).map_err(|e| IngestError::Source {
+                source_name: input.clone(),
+                reason: format!("not a valid URL: {e}"),
+            })?;
+            local = url
+                .to_file_path()
+                .map_err(|()| IngestError::Source {
+                    source_name: input.clone(),
+                    reason: "a file:// URL needs an absolute path".into(),
+                })?
+                .display()
+                .to_string();
+            &local
+        } else {
+            input
+        };
         if input.contains(['*', '?', '[']) {
             let paths = glob::glob(input).map_err(|e| IngestError::Source {
                 source_name: input.clone(),
@@ -100,7 +127,7 @@ pub fn expand(inputs: &[String]) -> Result<Vec<PathBuf>, IngestError> {
         }
         let path = PathBuf::from(input);
         let meta = std::fs::metadata(&path).map_err(|e| IngestError::Source {
-            source_name: input.clone(),
+            source_name: input.to_string(),
             reason: e.to_string(),
         })?;
         if meta.is_dir() {
@@ -122,9 +149,11 @@ pub fn is_data_file(path: &Path) -> bool {
         .strip_suffix(".gz")
         .or_else(|| name.strip_suffix(".zst"))
         .unwrap_or(&name);
-    [".csv", ".tsv", ".txt", ".zip", ".tar", ".tgz"]
-        .iter()
-        .any(|ext| name.ends_with(ext))
+    [
+        ".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".zip", ".tar", ".tgz",
+    ]
+    .iter()
+    .any(|ext| name.ends_with(ext))
 }
 
 fn walk(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {

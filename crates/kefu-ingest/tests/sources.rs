@@ -199,3 +199,17 @@ fn a_two_gigabyte_line_is_refused_early() {
         (2u64 << 30) - source.0
     );
 }
+
+#[test]
+fn file_urls_are_paths_and_other_schemes_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("customers.csv");
+    std::fs::write(&file, CSV).unwrap();
+    let url = url::Url::from_file_path(&file).unwrap().to_string();
+    assert_eq!(expand(&[url]).unwrap(), vec![file]);
+    let err = expand(&["s3://bucket/exports/".to_string()]).unwrap_err();
+    assert!(
+        err.to_string().contains("s3:// sources are not supported"),
+        "{err}"
+    );
+}

@@ -387,3 +387,46 @@ fn a_batch_with_an_unreadable_source_commits_nothing() {
     .unwrap();
     assert_eq!(ok.counts.landed, 1);
 }
+
+#[test]
+fn json_lines_land_the_same_rows_as_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = GenConfig::new(dir.path().join("csv"));
+    cfg.customers = 1_000;
+    cfg.days = 10;
+    generate(&cfg, &NoProgress).unwrap();
+    let mut jsonl = cfg.clone();
+    jsonl.out = dir.path().join("jsonl");
+    jsonl.format = kefu_gen::OutputFormat::Jsonl;
+    generate(&jsonl, &NoProgress).unwrap();
+    // A broken line among the JSON records is a reject, not an error.
+    let calls = jsonl.out.join("calls.jsonl");
+    let mut text = std::fs::read_to_string(&calls).unwrap();
+    text.push_str("{\"call_id\": \"CL-broken\", \n");
+    std::fs::write(&calls, text).unwrap();
+
+    let mut landed = Vec::new();
+    for source in [&cfg.out, &jsonl.out] {
+        let wh = dir.path().join(format!(
+            "wh-{}",
+            source.file_name().unwrap().to_string_lossy()
+        ));
+        let report = ingest(
+            &[source.display().to_string()],
+            &open(&wh),
+            &IngestOptions::default(),
+            &NoProgress,
+        )
+        .unwrap();
+        landed.push((report.counts, wh));
+    }
+    assert_eq!(landed[0].0.landed, landed[1].0.landed);
+    assert_eq!(landed[1].0.rejected, 1);
+    for table in Table::ALL {
+        let csv = sorted(table, &read_table(&landed[0].1, table.name()));
+        let json = sorted(table, &read_table(&landed[1].1, table.name()));
+        assert_eq!(csv, json, "{table}");
+    }
+    let rejects = read_table(&landed[1].1, "_rejects");
+    assert_eq!(strings(&rejects[0], "reason").value(0), "invalid_json");
+}
