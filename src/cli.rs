@@ -494,18 +494,7 @@ fn check_command(args: &CheckArgs) -> CliResult {
                         }
                     );
                     for r in &s.examples {
-                        println!(
-                            "  line {}{}: {}: {}\n    {}",
-                            r.line,
-                            r.reject
-                                .column
-                                .as_deref()
-                                .map(|c| format!(", column {c}"))
-                                .unwrap_or_default(),
-                            r.reject.reason,
-                            r.reject.detail,
-                            r.raw
-                        );
+                        println!("  {}\n    {}", describe_reject(r), r.raw);
                     }
                 }
                 Ok(_) => {}
@@ -537,6 +526,21 @@ fn check_command(args: &CheckArgs) -> CliResult {
     } else {
         Ok(())
     }
+}
+
+/// "line 12, column 呼叫结果: invalid_enum: outcome: '未知状态'".
+pub fn describe_reject(r: &kefu_ingest::RejectedRecord) -> String {
+    format!(
+        "line {}{}: {}: {}",
+        r.line,
+        r.reject
+            .column
+            .as_deref()
+            .map(|c| format!(", column {c}"))
+            .unwrap_or_default(),
+        r.reject.reason,
+        r.reject.detail
+    )
 }
 
 /// "1 source", "2 sources".

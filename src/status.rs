@@ -5,7 +5,7 @@ use kefu_model::Table;
 use kefu_storage::WarehouseLocation;
 use kefu_storage::warehouse::REJECTS_TABLE;
 
-use crate::cli::{count, exit, thousands};
+use crate::cli::{count, describe_reject, exit, thousands};
 
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
@@ -89,17 +89,7 @@ pub fn print_ingest_report(report: &IngestReport, json: bool) {
             batch.batch_id
         );
         for (source, r) in report.examples.iter().take(5) {
-            println!(
-                "  {source} line {}{}: {}: {}",
-                r.line,
-                r.reject
-                    .column
-                    .as_deref()
-                    .map(|c| format!(", column {c}"))
-                    .unwrap_or_default(),
-                r.reject.reason,
-                r.reject.detail
-            );
+            println!("  {source} {}", describe_reject(r));
         }
     }
 }

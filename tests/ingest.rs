@@ -10,7 +10,6 @@ use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow::compute::{cast, concat_batches, sort_to_indices, take_record_batch};
 use arrow::datatypes::DataType;
 use arrow::util::display::array_value_to_string;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rand::{RngExt, SeedableRng};
 
 use crate::common::kefu;
@@ -35,35 +34,14 @@ fn generate_messy(dir: &Path, customers: u32, days: u32) -> PathBuf {
 }
 
 fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(parquet_files(&p));
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
+    kefu_storage::parquet::local_files(dir).unwrap()
 }
 
 /// A table's rows as sorted lines of text (all columns but those named in `skip`), so two
 /// warehouses can be compared row for row.
 fn table_rows(warehouse: &Path, table: &str, skip: &[&str]) -> Vec<String> {
-    let batches: Vec<RecordBatch> = parquet_files(&warehouse.join(table))
-        .into_iter()
-        .flat_map(|f| {
-            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
-                .unwrap()
-                .build()
-                .unwrap()
-                .map(Result::unwrap)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let batches: Vec<RecordBatch> =
+        kefu_storage::parquet::read_local(&warehouse.join(table)).unwrap();
     let mut rows = Vec::new();
     for b in &batches {
         // Timestamps as their µs values (displaying a zone needs arrow's chrono-tz).
@@ -393,17 +371,7 @@ fn duckdb_reads_the_warehouse_and_agrees() {
         assert_eq!(duck[table].as_u64().unwrap(), rows.len() as u64, "{table}");
     }
     // The same Chinese text, read by arrow-rs and by DuckDB.
-    let tickets = parquet_files(&wh.join("tickets"))
-        .into_iter()
-        .flat_map(|f| {
-            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
-                .unwrap()
-                .build()
-                .unwrap()
-                .map(Result::unwrap)
-                .collect::<Vec<_>>()
-        })
-        .collect::<Vec<_>>();
+    let tickets = kefu_storage::parquet::read_local(&wh.join("tickets")).unwrap();
     let all = concat_batches(&tickets[0].schema(), &tickets).unwrap();
     let order = sort_to_indices(all.column(0), None, None).unwrap();
     let all = take_record_batch(&all, &order).unwrap();

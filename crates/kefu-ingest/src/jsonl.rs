@@ -73,23 +73,7 @@ pub fn convert_jsonl(
             })?;
             let keys: Vec<String> = first.keys().cloned().collect();
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let table =
-                profile
-                    .detect_table(&name, &refs)
-                    .ok_or_else(|| IngestError::UnknownTable {
-                        source_name: name.clone(),
-                    })?;
-            let map = profile
-                .resolve(table, &refs)
-                .map_err(|error| IngestError::Header {
-                    source_name: name.clone(),
-                    error,
-                })?;
-            let converter =
-                Converter::new(profile, map).map_err(|reason| IngestError::Profile {
-                    profile: profile.name.clone(),
-                    reason,
-                })?;
+            let (table, _, converter) = crate::resolve_header(&name, &refs, profile)?;
             sink.table(table);
             outcome = Some(FileOutcome {
                 table,

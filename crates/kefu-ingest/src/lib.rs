@@ -128,6 +128,32 @@ pub struct FileOutcome {
     pub rejected: u64,
 }
 
+/// The table a source feeds (from the profile, its name or its header), how its header
+/// maps onto that table, and a converter for its records.
+pub(crate) fn resolve_header(
+    name: &str,
+    headers: &[&str],
+    profile: &Profile,
+) -> Result<(Table, FieldMap, Converter), IngestError> {
+    let table = profile
+        .detect_table(name, headers)
+        .ok_or_else(|| IngestError::UnknownTable {
+            source_name: name.to_string(),
+        })?;
+    let map = profile
+        .resolve(table, headers)
+        .map_err(|error| IngestError::Header {
+            source_name: name.to_string(),
+            error,
+        })?;
+    let converter =
+        Converter::new(profile, map.clone()).map_err(|reason| IngestError::Profile {
+            profile: profile.name.clone(),
+            reason,
+        })?;
+    Ok((table, map, converter))
+}
+
 /// Reads one CSV source and converts every record, on all cores. Errors name the source
 /// (archive and member); the table is detected from its file name or header unless the
 /// profile sets it; the delimiter is sniffed from the header unless the profile sets it.
@@ -179,24 +205,9 @@ pub fn convert_csv(
         })?
         .to_strings();
     let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
-    let table =
-        profile
-            .detect_table(name, &header_refs)
-            .ok_or_else(|| IngestError::UnknownTable {
-                source_name: name.to_string(),
-            })?;
-    let map = profile
-        .resolve(table, &header_refs)
-        .map_err(|error| IngestError::Header {
-            source_name: name.to_string(),
-            error,
-        })?;
-    sink.table(table);
     // Validates the profile once, before any thread starts.
-    Converter::new(profile, map.clone()).map_err(|reason| IngestError::Profile {
-        profile: profile.name.clone(),
-        reason,
-    })?;
+    let (table, map, _) = resolve_header(name, &header_refs, profile)?;
+    sink.table(table);
     let make_converter =
         || Converter::new(profile, map.clone()).expect("the profile was validated above");
     let counts = read::convert_records(&mut splitter, &make_converter, sink, &split_err)?;

@@ -13,41 +13,14 @@ use kefu_ingest::{Collected, IngestError, Profile, convert_csv};
 use kefu_model::Table;
 use kefu_progress::NoProgress;
 use kefu_storage::{Warehouse, WarehouseLocation};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 fn open(dir: &Path) -> Warehouse {
     Warehouse::open(&WarehouseLocation::parse_in(&dir.display().to_string(), dir).unwrap()).unwrap()
 }
 
-fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(parquet_files(&p));
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Every row of `<warehouse>/<table>/`, read back from Parquet.
 pub fn read_table(warehouse: &Path, table: &str) -> Vec<RecordBatch> {
-    parquet_files(&warehouse.join(table))
-        .into_iter()
-        .flat_map(|f| {
-            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
-                .unwrap()
-                .build()
-                .unwrap()
-                .map(Result::unwrap)
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    kefu_storage::parquet::read_local(&warehouse.join(table)).unwrap()
 }
 
 fn rows(batches: &[RecordBatch]) -> usize {

@@ -263,6 +263,47 @@ pub fn encode(
     Ok(out)
 }
 
+/// Every `.parquet` file below `dir` (a local table directory), in path order.
+pub fn local_files(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|x| x == "parquet") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every row of the Parquet files below `dir` (for checks and small tables; queries go
+/// through DataFusion).
+pub fn read_local(
+    dir: &std::path::Path,
+) -> Result<Vec<RecordBatch>, parquet::errors::ParquetError> {
+    let mut batches = Vec::new();
+    for file in local_files(dir)? {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&file)?,
+        )?
+        .build()?;
+        for batch in reader {
+            batches.push(batch?);
+        }
+    }
+    Ok(batches)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
