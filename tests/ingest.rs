@@ -417,3 +417,194 @@ fn ingest_waits_for_a_concurrent_ingest() {
     assert!(ingest_cmd(&exports, &clean).status().unwrap().success());
     assert_eq!(warehouse_rows(&wh), warehouse_rows(&clean));
 }
+
+/// An S3-compatible server (moto) on 127.0.0.1, stopped on drop.
+struct Moto {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    /// `$KEFU_MOTO_SERVER` (set by .ci/run), else `moto_server` on the PATH; None if absent.
+    fn start() -> Option<Moto> {
+        let program = std::env::var("KEFU_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let moto = Moto { child, port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(moto);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        None
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A plain HTTP PUT (moto accepts unsigned requests); `path` is already escaped.
+    fn put(&self, path: &str, body: &[u8]) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        )
+        .unwrap();
+        stream.write_all(body).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "PUT {path}: {response}"
+        );
+    }
+
+    fn aws_env(&self, cmd: &mut Command) {
+        cmd.env("AWS_ENDPOINT", self.endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ALLOW_HTTP", "true");
+    }
+}
+
+fn escape_key(key: &str) -> String {
+    key.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// Exports in an S3 bucket ingest exactly as the same files on disk; and a warehouse can
+/// itself live in the bucket.
+#[test]
+fn s3_sources_and_an_s3_warehouse() {
+    let Some(moto) = Moto::start() else {
+        assert!(
+            std::env::var_os("KEFU_REQUIRE_MOTO").is_none(),
+            "KEFU_REQUIRE_MOTO is set but moto_server could not be started"
+        );
+        eprintln!(
+            "SKIPPED s3_sources_and_an_s3_warehouse: no moto_server \
+             (set KEFU_MOTO_SERVER; .ci/run installs one)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let exports = generate_messy(dir.path(), 400, 6);
+    moto.put("/kefu-test", b"");
+    let mut uploaded = 0;
+    let mut stack = vec![exports.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let key = p
+                    .strip_prefix(&exports)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                moto.put(
+                    &format!("/kefu-test/exports/{}", escape_key(&key)),
+                    &std::fs::read(&p).unwrap(),
+                );
+                uploaded += 1;
+            }
+        }
+    }
+    assert!(uploaded > 20);
+
+    let local = dir.path().join("local");
+    assert!(ingest_cmd(&exports, &local).status().unwrap().success());
+    let from_s3 = dir.path().join("from-s3");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kefu"));
+    cmd.env_clear()
+        .args(["ingest", "s3://kefu-test/exports/", "--warehouse"])
+        .arg(&from_s3)
+        .args(["-q", "--json"]);
+    moto.aws_env(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for table in TABLES {
+        assert_eq!(
+            table_rows(&local, table, &[]),
+            table_rows(&from_s3, table, &[]),
+            "{table}"
+        );
+    }
+    let skip = ["batch_id", "rejected_at", "source"];
+    assert_eq!(
+        table_rows(&local, "_rejects", &skip),
+        table_rows(&from_s3, "_rejects", &skip)
+    );
+
+    // The warehouse in the bucket: ingest, then status reads it back.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kefu"));
+    cmd.env_clear().arg("ingest").arg(&exports).args([
+        "--warehouse",
+        "s3://kefu-test/warehouse",
+        "-q",
+    ]);
+    moto.aws_env(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kefu"));
+    cmd.env_clear().args([
+        "status",
+        "--warehouse",
+        "s3://kefu-test/warehouse",
+        "--json",
+    ]);
+    moto.aws_env(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let local_rows = warehouse_rows(&local);
+    for t in status["tables"].as_array().unwrap() {
+        let name = t["table"].as_str().unwrap();
+        assert_eq!(
+            t["rows"].as_u64().unwrap(),
+            local_rows[name].len() as u64,
+            "{name} in the S3 warehouse"
+        );
+    }
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use arrow::array::RecordBatch;
 use kefu_progress::{Progress, Unit};
 
-use crate::source::{expand, for_each_stream};
+use crate::source::{expand_inputs, for_each_input_stream};
 use crate::{FileOutcome, IngestError, Profile, RejectedRecord, RowSink, SourceName, convert_csv};
 
 /// The result for one source (a file or an archive member).
@@ -84,11 +84,11 @@ pub fn check(
     examples: usize,
     progress: &dyn Progress,
 ) -> Result<CheckReport, IngestError> {
-    let files = expand(inputs)?;
+    let files = expand_inputs(inputs)?;
     progress.start("checking", Some(files.len() as u64), Unit::Items("files"));
     let mut report = CheckReport::default();
     for file in &files {
-        let result = for_each_stream(file, |name, reader| {
+        let result = for_each_input_stream(file, &|_| {}, |name, reader| {
             let mut tally = Tally {
                 by_reason: BTreeMap::new(),
                 examples: Vec::new(),
@@ -107,7 +107,7 @@ pub fn check(
         if let Err(e) = result {
             // The archive itself is unreadable (members before the damage were checked).
             report.sources.push(CheckedSource {
-                source: SourceName::file(file.display().to_string()),
+                source: SourceName::file(file.name()),
                 outcome: Err(e.to_string()),
                 rejects_by_reason: BTreeMap::new(),
                 examples: Vec::new(),

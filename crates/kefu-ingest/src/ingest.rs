@@ -11,7 +11,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,7 +29,7 @@ use kefu_storage::warehouse::REJECTS_TABLE;
 use kefu_storage::{BatchRecord, Commit, LedgerFile, LedgerSource, Recovery, Warehouse};
 
 use crate::convert::RejectReason;
-use crate::source::{expand, for_each_stream_counted};
+use crate::source::{Input, expand_inputs, for_each_input_stream};
 use crate::{IngestError, Profile, RejectedRecord, RowSink, SourceName, convert_csv};
 
 /// The time zone whose calendar months partition the tables (`month=YYYY-MM`): the
@@ -121,7 +120,7 @@ pub fn ingest(
             options.max_reject_ratio
         )));
     }
-    let files = expand(inputs)?;
+    let files = expand_inputs(inputs)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -163,21 +162,16 @@ pub fn ingest(
         .collect();
     let mut listed = Vec::new();
     for file in files {
-        let bytes = std::fs::metadata(&file)
-            .map_err(|error| IngestError::Read {
-                source_name: file.display().to_string(),
-                error,
-            })?
-            .len();
-        let name = file.display().to_string();
+        let bytes = file.size()?;
+        let name = file.name();
         let late = bytes >= SMALL_FILE_BYTES
-            && crate::source::reads_sequentially(&file)
+            && file.reads_sequentially()
             && !same_name_and_size.contains(&(name.as_str(), bytes));
         listed.push((file, late, bytes));
     }
     let early_bytes: u64 = listed.iter().filter(|f| !f.1).map(|f| f.2).sum();
     progress.start("hashing", Some(early_bytes), Unit::Bytes);
-    let mut todo: Vec<(PathBuf, Option<String>, u64)> = Vec::new();
+    let mut todo: Vec<(Input, Option<String>, u64)> = Vec::new();
     let mut skipped = Vec::new();
     let mut seen = HashSet::new();
     for (file, late, bytes) in listed {
@@ -186,7 +180,7 @@ pub fn ingest(
             continue;
         }
         let hash = content_hash(&file, progress)?;
-        let name = file.display().to_string();
+        let name = file.name();
         if let Some(&seq) = committed.get(hash.as_str()) {
             skipped.push(SkippedSource {
                 name,
@@ -256,7 +250,7 @@ pub fn ingest(
             for &(i, committed_in) in known.iter().rev() {
                 let (path, _, _) = todo.remove(i);
                 report.skipped.push(SkippedSource {
-                    name: path.display().to_string(),
+                    name: path.name(),
                     committed_in,
                 });
             }
@@ -296,12 +290,12 @@ fn new_batch_id() -> String {
     )
 }
 
-fn content_hash(path: &std::path::Path, progress: &dyn Progress) -> Result<String, IngestError> {
+fn content_hash(input: &Input, progress: &dyn Progress) -> Result<String, IngestError> {
     let err = |error| IngestError::Read {
-        source_name: path.display().to_string(),
+        source_name: input.name(),
         error,
     };
-    let mut file = std::fs::File::open(path).map_err(err)?;
+    let mut file = input.open()?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1024 * 1024];
     loop {
@@ -318,7 +312,7 @@ fn content_hash(path: &std::path::Path, progress: &dyn Progress) -> Result<Strin
 /// Reads every source into staged files; returns the ledger record to commit.
 #[allow(clippy::too_many_arguments)]
 fn write_batch(
-    todo: &[(PathBuf, Option<String>, u64)],
+    todo: &[(Input, Option<String>, u64)],
     batch_id: &str,
     warehouse: &Warehouse,
     runtime: &tokio::runtime::Runtime,
@@ -348,12 +342,12 @@ fn write_batch(
         let outcome = (|| -> Result<(), IngestError> {
             let on_read = |buf: &[u8]| progress.advance(buf.len() as u64);
             let mut finished_source =
-                |sink: &mut BatchSink, path: &PathBuf, hash: String, bytes: u64| {
+                |sink: &mut BatchSink, path: &Input, hash: String, bytes: u64| {
                     let mut c = sink.source_counts;
                     c.landed = c.records - c.rejected - c.duplicates;
                     sink.batch_counts.add(c);
                     sources.push(LedgerSource {
-                        name: path.display().to_string(),
+                        name: path.name(),
                         content_hash: hash,
                         bytes,
                         records: c.records,
@@ -382,7 +376,7 @@ fn write_batch(
                             hasher.lock().expect("lock").update(buf);
                         }
                     };
-                    for_each_stream_counted(path, &on_read_and_hash, |name, reader| {
+                    for_each_input_stream(path, &on_read_and_hash, |name, reader| {
                         sink.source = Some(name.clone());
                         sink.table = None;
                         let outcome =
@@ -546,12 +540,12 @@ impl RowSink for StreamBuffer {
 }
 
 fn read_file(
-    path: &std::path::Path,
+    path: &Input,
     profile: &Profile,
     on_read: &(dyn Fn(&[u8]) + Sync),
 ) -> Result<Vec<BufferedStream>, IngestError> {
     let mut streams = Vec::new();
-    for_each_stream_counted(path, on_read, |name, reader| {
+    for_each_input_stream(path, on_read, |name, reader| {
         let mut buffer = StreamBuffer::default();
         let outcome = convert_csv(reader, &name, profile, None, &mut buffer)?;
         streams.push(BufferedStream {
@@ -568,7 +562,7 @@ fn read_file(
 /// Reads `files` on one thread per core and hands each file's streams to `each`, in the
 /// order of `files`, on the calling thread. Stops at the first error, in file order.
 fn read_files_in_parallel(
-    files: &[(PathBuf, Option<String>, u64)],
+    files: &[(Input, Option<String>, u64)],
     profile: &Profile,
     on_read: &(dyn Fn(&[u8]) + Sync),
     mut each: impl FnMut(usize, Vec<BufferedStream>) -> Result<(), IngestError>,

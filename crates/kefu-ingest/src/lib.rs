@@ -11,6 +11,7 @@ pub mod check;
 pub mod convert;
 pub mod ingest;
 mod jsonl;
+pub mod object;
 pub mod profile;
 mod profile_file;
 mod read;

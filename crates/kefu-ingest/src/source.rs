@@ -84,10 +84,7 @@ pub fn expand(inputs: &[String]) -> Result<Vec<PathBuf>, IngestError> {
             if scheme != "file" {
                 return Err(IngestError::Source {
                     source_name: input.clone(),
-                    reason: format!(
-                        "{scheme}:// sources are not supported yet: copy the files to a local \
-                         directory first (file:// URLs and paths work)"
-                    ),
+                    reason: format!("{scheme}:// is not a local path (see expand_inputs)"),
                 });
             }
             let url = url::Url::parse(input).map_err(|e| IngestError::Source {
@@ -203,12 +200,6 @@ pub fn for_each_stream(
     for_each_stream_counted(path, &|_| {}, each)
 }
 
-/// Whether [`for_each_stream_counted`] reads `path` once, front to back (everything but
-/// zip archives, whose directory sits at the end), so it can be hashed as it is read.
-pub fn reads_sequentially(path: &Path) -> bool {
-    kind_of(path) != Kind::Zip
-}
-
 /// Counts the bytes read from the file (compressed bytes, for archives).
 struct Counted<'a, R> {
     inner: R,
@@ -234,15 +225,107 @@ impl<R: std::io::Seek> std::io::Seek for Counted<'_, R> {
 pub fn for_each_stream_counted(
     path: &Path,
     on_read: &(dyn Fn(&[u8]) + Sync),
+    each: impl FnMut(SourceName, &mut dyn Read) -> Result<(), IngestError>,
+) -> Result<(), IngestError> {
+    for_each_input_stream(&Input::Local(path.to_path_buf()), on_read, each)
+}
+
+/// A source as the command line names it: a local file, or an object in a store.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Local(PathBuf),
+    Object(crate::object::ObjectSource),
+}
+
+trait ReadSeek: Read + std::io::Seek + Send {}
+impl<T: Read + std::io::Seek + Send> ReadSeek for T {}
+
+impl Input {
+    /// The path or URL, as reports and the ledger name the source.
+    pub fn name(&self) -> String {
+        match self {
+            Input::Local(p) => p.display().to_string(),
+            Input::Object(o) => o.url.clone(),
+        }
+    }
+
+    pub fn size(&self) -> Result<u64, IngestError> {
+        match self {
+            Input::Local(p) => {
+                std::fs::metadata(p)
+                    .map(|m| m.len())
+                    .map_err(|error| IngestError::Read {
+                        source_name: self.name(),
+                        error,
+                    })
+            }
+            Input::Object(o) => Ok(o.size),
+        }
+    }
+
+    /// The name that tells the container kind (`.zip`, `.tar.gz`, …).
+    fn kind(&self) -> Kind {
+        match self {
+            Input::Local(p) => kind_of(p),
+            Input::Object(o) => kind_of(Path::new(o.location.as_ref())),
+        }
+    }
+
+    /// Whether the source is read once, front to back (everything but zip archives, whose
+    /// directory sits at the end), so it can be hashed as it is read.
+    pub fn reads_sequentially(&self) -> bool {
+        self.kind() != Kind::Zip
+    }
+
+    /// The source's raw bytes, from the start.
+    pub fn open(&self) -> Result<Box<dyn Read + Send>, IngestError> {
+        Ok(self.open_seekable()?)
+    }
+
+    fn open_seekable(&self) -> Result<Box<dyn ReadSeek>, IngestError> {
+        match self {
+            Input::Local(p) => Ok(Box::new(File::open(p).map_err(|error| {
+                IngestError::Read {
+                    source_name: self.name(),
+                    error,
+                }
+            })?)),
+            Input::Object(o) => Ok(Box::new(crate::object::ObjectReader::new(o)?)),
+        }
+    }
+}
+
+/// Expands the command line's sources: local files, directories and globs as [`expand`]
+/// does, and `s3://bucket/key` objects or `s3://bucket/prefix/` listings.
+pub fn expand_inputs(inputs: &[String]) -> Result<Vec<Input>, IngestError> {
+    let mut out = Vec::new();
+    for input in inputs {
+        if input.starts_with("s3://") {
+            out.extend(crate::object::list(input)?.into_iter().map(Input::Object));
+        } else {
+            out.extend(
+                expand(std::slice::from_ref(input))?
+                    .into_iter()
+                    .map(Input::Local),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// [`for_each_stream_counted`] for any [`Input`].
+pub fn for_each_input_stream(
+    input: &Input,
+    on_read: &(dyn Fn(&[u8]) + Sync),
     mut each: impl FnMut(SourceName, &mut dyn Read) -> Result<(), IngestError>,
 ) -> Result<(), IngestError> {
-    let origin = path.display().to_string();
+    let origin = input.name();
     let open_err = |e: std::io::Error| IngestError::Read {
         source_name: origin.clone(),
         error: e,
     };
     let file = Counted {
-        inner: File::open(path).map_err(open_err)?,
+        inner: input.open_seekable()?,
         on_read,
     };
     let archive_err = |reason: String| IngestError::Source {
@@ -253,7 +336,7 @@ pub fn for_each_stream_counted(
         origin: origin.clone(),
         member,
     };
-    match kind_of(path) {
+    match input.kind() {
         Kind::Plain => each(name(None), &mut BufReader::new(file)),
         Kind::Gz => each(
             name(None),

@@ -201,7 +201,7 @@ fn a_two_gigabyte_line_is_refused_early() {
 }
 
 #[test]
-fn file_urls_are_paths_and_other_schemes_are_refused_clearly() {
+fn file_urls_are_paths_and_unknown_schemes_are_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("customers.csv");
     std::fs::write(&file, CSV).unwrap();
