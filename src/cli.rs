@@ -58,9 +58,11 @@ pub enum Command {
 
     /// Ingest office exports into the warehouse as one batch, exactly once.
     ///
-    /// Sources are files, directories, globs, zip/tar/tar.gz archives and .gz/.zst files, in
-    /// CSV or TSV (delimiter sniffed), UTF-8 (with or without BOM) or GBK/GB18030 (detected),
-    /// with English or Chinese headers or a mapping profile. Every record lands in its table
+    /// Sources are files, directories, globs, zip/tar/tar.gz archives, .gz/.zst files,
+    /// file:// URLs and s3://bucket/key or s3://bucket/prefix/ objects (AWS_* environment
+    /// variables), in CSV or TSV (delimiter sniffed), JSON Lines or Excel .xlsx (first
+    /// sheet), UTF-8 (with or without BOM) or GBK/GB18030 (detected), with English or
+    /// Chinese headers or a mapping profile. Every record lands in its table
     /// or in `_rejects` (with file, member, line, column, reason and the raw record); event
     /// ids repeated within the batch are dropped and counted. Sources already ingested (same
     /// content) are skipped. The batch commits whole or not at all: if reading fails, or the

@@ -44,6 +44,8 @@ pub fn convert_jsonl(
     let mut number = 0u64;
     let mut headers: Option<(Vec<String>, Converter)> = None;
     let mut outcome: Option<FileOutcome> = None;
+    // The source line of each row the converter holds.
+    let mut row_lines = Vec::new();
     loop {
         line.clear();
         let n = lines
@@ -109,9 +111,10 @@ pub fn convert_jsonl(
         match fields.and_then(|f| converter.push(&f)) {
             Ok(()) => {
                 o.rows += 1;
+                row_lines.push(number);
                 if converter.len() >= crate::BATCH_ROWS {
-                    let lines = vec![0; converter.len()];
-                    sink.batch(converter.finish(), &lines)?;
+                    sink.batch(converter.finish(), &row_lines)?;
+                    row_lines.clear();
                 }
             }
             Err(reject) => {
@@ -128,8 +131,7 @@ pub fn convert_jsonl(
         return Err(IngestError::Empty { source_name: name });
     };
     if !converter.is_empty() {
-        let lines = vec![0; converter.len()];
-        sink.batch(converter.finish(), &lines)?;
+        sink.batch(converter.finish(), &row_lines)?;
     }
     Ok(outcome.expect("set with the headers"))
 }

@@ -18,6 +18,7 @@ mod read;
 pub mod source;
 pub mod text;
 pub mod value;
+pub mod xlsx;
 
 use std::io::Read;
 
@@ -31,6 +32,7 @@ pub use jsonl::convert_jsonl;
 pub use profile::{FieldMap, MissingColumns, Profile};
 pub use source::SourceName;
 pub use text::TextEncoding;
+pub use xlsx::convert_xlsx;
 
 /// Rows per Arrow batch.
 pub const BATCH_ROWS: usize = 64 * 1024;
@@ -159,7 +161,8 @@ pub(crate) fn resolve_header(
 /// (archive and member); the table is detected from its file name or header unless the
 /// profile sets it; the delimiter is sniffed from the header unless the profile sets it.
 ///
-/// JSON Lines sources (`.jsonl`, `.ndjson`) are read by [`convert_jsonl`] instead.
+/// JSON Lines sources (`.jsonl`, `.ndjson`) are read by [`convert_jsonl`] and Excel
+/// workbooks (`.xlsx`) by [`convert_xlsx`] instead.
 pub fn convert_csv(
     source: impl Read,
     source_name: &SourceName,
@@ -169,6 +172,9 @@ pub fn convert_csv(
 ) -> Result<FileOutcome, IngestError> {
     if jsonl::is_jsonl(source_name) {
         return convert_jsonl(source, source_name, profile, sink);
+    }
+    if xlsx::is_xlsx(source_name) {
+        return convert_xlsx(source, source_name, profile, sink);
     }
     let full_name = source_name.to_string();
     let name = full_name.as_str();

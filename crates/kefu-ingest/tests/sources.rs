@@ -207,9 +207,165 @@ fn file_urls_are_paths_and_unknown_schemes_are_refused_clearly() {
     std::fs::write(&file, CSV).unwrap();
     let url = url::Url::from_file_path(&file).unwrap().to_string();
     assert_eq!(expand(&[url]).unwrap(), vec![file]);
-    let err = expand(&["s3://bucket/exports/".to_string()]).unwrap_err();
+    let err = expand(&["ftp://host/exports/".to_string()]).unwrap_err();
     assert!(
-        err.to_string().contains("s3:// sources are not supported"),
+        err.to_string().contains("ftp:// is not a local path"),
         "{err}"
     );
+}
+
+/// A minimal workbook, written as Excel lays one out: shared strings for text, numbers
+/// for numbers, and dates and times as day serials with a date or time number format.
+fn workbook(rows: &[&[Cell]]) -> Vec<u8> {
+    let mut strings: Vec<String> = Vec::new();
+    let mut sheet = String::from(
+        r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>"#,
+    );
+    for (r, row) in rows.iter().enumerate() {
+        sheet.push_str(&format!(r#"<row r="{}">"#, r + 1));
+        for (c, cell) in row.iter().enumerate() {
+            let at = format!("{}{}", (b'A' + c as u8) as char, r + 1);
+            match cell {
+                Cell::Text(t) => {
+                    strings.push(t.to_string());
+                    sheet.push_str(&format!(
+                        r#"<c r="{at}" t="s"><v>{}</v></c>"#,
+                        strings.len() - 1
+                    ));
+                }
+                Cell::Number(n) => sheet.push_str(&format!(r#"<c r="{at}"><v>{n}</v></c>"#)),
+                Cell::DateTime(n) => {
+                    sheet.push_str(&format!(r#"<c r="{at}" s="1"><v>{n}</v></c>"#))
+                }
+                Cell::Error => sheet.push_str(&format!(r#"<c r="{at}" t="e"><v>#N/A</v></c>"#)),
+                Cell::Empty => {}
+            }
+        }
+        sheet.push_str("</row>");
+    }
+    sheet.push_str("</sheetData></worksheet>");
+    let shared = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="{0}" uniqueCount="{0}">{1}</sst>"#,
+        strings.len(),
+        strings
+            .iter()
+            .map(|s| format!("<si><t>{s}</t></si>"))
+            .collect::<String>()
+    );
+    let files: [(&str, String); 7] = [
+        ("[Content_Types].xml", r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/><Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/><Override PartName="/xl/styles.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/></Types>"#.into()),
+        ("_rels/.rels", r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>"#.into()),
+        ("xl/workbook.xml", r#"<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets><sheet name="客户" sheetId="1" r:id="rId1"/></sheets></workbook>"#.into()),
+        ("xl/_rels/workbook.xml.rels", r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/><Relationship Id="rId3" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles" Target="styles.xml"/></Relationships>"#.into()),
+        ("xl/styles.xml", r#"<?xml version="1.0" encoding="UTF-8"?><styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><cellXfs count="2"><xf numFmtId="0"/><xf numFmtId="22" applyNumberFormat="1"/></cellXfs></styleSheet>"#.into()),
+        ("xl/sharedStrings.xml", shared),
+        ("xl/worksheets/sheet1.xml", sheet),
+    ];
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, body) in files {
+        zip.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(body.as_bytes()).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+enum Cell {
+    Text(&'static str),
+    Number(f64),
+    DateTime(f64),
+    Error,
+    Empty,
+}
+
+/// Excel: Chinese headers, a date-time cell, a number, an empty cell, an error cell.
+#[test]
+fn excel_workbooks_are_read_like_csv() {
+    use Cell::*;
+    let dir = tempfile::tempdir().unwrap();
+    // 46023.5 = 2026-01-01 12:00 (Excel day serial); local Shanghai time → 04:00 UTC.
+    let rows: &[&[Cell]] = &[
+        &[
+            Text("客户号"),
+            Text("地区"),
+            Text("归属网点"),
+            Text("客户类型"),
+            Text("客户等级"),
+            Text("开户时间"),
+            Text("销户时间"),
+            Text("销户原因"),
+        ],
+        &[
+            Text("CU1"),
+            Text("beijing"),
+            Text("beijing-01"),
+            Text("个人"),
+            Text("黄金"),
+            DateTime(46023.5),
+            Empty,
+            Empty,
+        ],
+        &[
+            Text("CU2"),
+            Text("beijing"),
+            Text("beijing-01"),
+            Text("个人"),
+            Text("普通"),
+            Error,
+            Empty,
+            Empty,
+        ],
+        &[
+            Text("CU3"),
+            Text("beijing"),
+            Text("beijing-02"),
+            Text("个人"),
+            Text("普通"),
+            Number(46024.0),
+            Empty,
+            Empty,
+        ],
+    ];
+    let path = dir.path().join("客户_202601.xlsx");
+    std::fs::write(&path, workbook(rows)).unwrap();
+    let mut got = Collected::default();
+    let mut outcome = None;
+    for_each_stream(&path, |name, reader| {
+        outcome = Some(convert_csv(
+            reader,
+            &name,
+            &Profile::builtin(),
+            None,
+            &mut got,
+        )?);
+        Ok(())
+    })
+    .unwrap();
+    let outcome = outcome.unwrap();
+    assert_eq!(
+        (outcome.records, outcome.rows, outcome.rejected),
+        (3, 1, 2),
+        "{:#?}",
+        got.rejects
+    );
+    let batch = &got.batches[0];
+    let opened = batch
+        .column_by_name("opened_at")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+        .unwrap();
+    assert_eq!(
+        opened.value(0),
+        1_767_240_000_000_000,
+        "2026-01-01T04:00:00Z"
+    );
+    let reasons: Vec<(u64, &str)> = got
+        .rejects
+        .iter()
+        .map(|r| (r.line, r.reject.reason.code()))
+        .collect();
+    // Row 3: the Excel error; row 4: a plain number where a date belongs.
+    assert_eq!(reasons, [(3, "invalid_text"), (4, "unparseable_timestamp")]);
+    assert!(got.rejects[0].reject.detail.contains("#N/A"));
 }
