@@ -480,12 +480,24 @@ impl Moto {
         );
     }
 
-    fn aws_env(&self, cmd: &mut Command) {
-        cmd.env("AWS_ENDPOINT", self.endpoint())
+    /// Runs `kefu ARGS…` with the credentials and endpoint of this server.
+    fn kefu(&self, args: &[&std::ffi::OsStr]) -> std::process::Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_kefu"))
+            .env_clear()
+            .args(args)
+            .env("AWS_ENDPOINT", self.endpoint())
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_REGION", "us-east-1")
-            .env("AWS_ALLOW_HTTP", "true");
+            .env("AWS_ALLOW_HTTP", "true")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
     }
 }
 
@@ -544,18 +556,14 @@ fn s3_sources_and_an_s3_warehouse() {
     let local = dir.path().join("local");
     assert!(ingest_cmd(&exports, &local).status().unwrap().success());
     let from_s3 = dir.path().join("from-s3");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kefu"));
-    cmd.env_clear()
-        .args(["ingest", "s3://kefu-test/exports/", "--warehouse"])
-        .arg(&from_s3)
-        .args(["-q", "--json"]);
-    moto.aws_env(&mut cmd);
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    moto.kefu(&[
+        os("ingest"),
+        os("s3://kefu-test/exports/"),
+        os("--warehouse"),
+        from_s3.as_os_str(),
+        os("-q"),
+    ]);
     for table in TABLES {
         assert_eq!(
             table_rows(&local, table, &[]),
@@ -570,33 +578,15 @@ fn s3_sources_and_an_s3_warehouse() {
     );
 
     // The warehouse in the bucket: ingest, then status reads it back.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kefu"));
-    cmd.env_clear().arg("ingest").arg(&exports).args([
-        "--warehouse",
-        "s3://kefu-test/warehouse",
-        "-q",
+    let warehouse = os("s3://kefu-test/warehouse");
+    moto.kefu(&[
+        os("ingest"),
+        exports.as_os_str(),
+        os("--warehouse"),
+        warehouse,
+        os("-q"),
     ]);
-    moto.aws_env(&mut cmd);
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kefu"));
-    cmd.env_clear().args([
-        "status",
-        "--warehouse",
-        "s3://kefu-test/warehouse",
-        "--json",
-    ]);
-    moto.aws_env(&mut cmd);
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = moto.kefu(&[os("status"), os("--warehouse"), warehouse, os("--json")]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let local_rows = warehouse_rows(&local);
     for t in status["tables"].as_array().unwrap() {

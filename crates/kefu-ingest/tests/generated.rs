@@ -95,19 +95,11 @@ fn messy_exports_land_the_plain_rows_and_reject_exactly_the_manifest() {
 
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(cfg.out.join("manifest.json")).unwrap()).unwrap();
-    let listed: BTreeSet<(String, Option<String>, u64, String)> = manifest["bad_rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| {
-            (
-                b["path"].as_str().unwrap().to_string(),
-                b["member"].as_str().map(str::to_string),
-                b["line"].as_u64().unwrap(),
-                b["reason"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let listed: BTreeSet<(String, Option<String>, u64, String)> =
+        crate::manifest_bad_rows(&cfg.out)
+            .into_iter()
+            .map(|(path, member, line, _, reason)| (path, member, line, reason))
+            .collect();
     let missing: Vec<_> = listed.difference(&rejected).take(5).collect();
     let unexpected: Vec<_> = rejected.difference(&listed).take(5).collect();
     assert!(

@@ -104,23 +104,8 @@ fn messy_exports_land_the_plain_rows_and_reject_exactly_the_manifest() {
     assert_eq!(c.duplicates, 0, "generated ids are unique");
 
     // Rejects: exactly the manifest's bad rows, by file, member, line, column and reason.
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(messy.join("manifest.json")).unwrap()).unwrap();
-    type Key = (String, Option<String>, i64, Option<String>, String);
-    let listed: BTreeSet<Key> = manifest["bad_rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| {
-            (
-                b["path"].as_str().unwrap().to_string(),
-                b["member"].as_str().map(str::to_string),
-                b["line"].as_i64().unwrap(),
-                b["column"].as_str().map(str::to_string),
-                b["reason"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    type Key = crate::BadRow;
+    let listed: BTreeSet<Key> = crate::manifest_bad_rows(&messy);
     let rejects = read_table(&wh_dir, "_rejects");
     let mut landed_rejects: BTreeSet<Key> = BTreeSet::new();
     for b in &rejects {
@@ -143,7 +128,7 @@ fn messy_exports_land_the_plain_rows_and_reject_exactly_the_manifest() {
             landed_rejects.insert((
                 relative,
                 member.is_valid(i).then(|| member.value(i).to_string()),
-                lines.value(i),
+                lines.value(i) as u64,
                 column.is_valid(i).then(|| column.value(i).to_string()),
                 strings(b, "reason").value(i).to_string(),
             ));
