@@ -203,15 +203,23 @@ impl Warehouse {
         Ok(Some(WriterLock { _file: file }))
     }
 
-    /// Writes `bytes` at `relative`. On a local disk the file is not yet durable:
-    /// [`Warehouse::commit`] syncs a batch's files before its ledger record, all at once,
-    /// so the disk writes overlap with the work that produced them.
+    /// Writes `bytes` at `relative`. On a local disk the file is flushed to the disk in
+    /// the background, so that the disk writes overlap with the work still to do;
+    /// [`Warehouse::commit`] then waits for every file of the batch to be durable before
+    /// its ledger record.
     pub async fn put(&self, relative: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
         let path = self.path(relative);
         self.store
             .put(&path, PutPayload::from(bytes))
             .await
             .map_err(|e| self.err(e))?;
+        if let Some(dir) = &self.local {
+            let file = dir.join(relative);
+            // Best effort: a failure here shows again in the commit's own sync.
+            tokio::task::spawn_blocking(move || {
+                let _ = std::fs::File::open(file).and_then(|f| f.sync_data());
+            });
+        }
         Ok(())
     }
 
