@@ -147,6 +147,17 @@ fn assert_before_or_whole(warehouse: &Path) -> bool {
     }
 }
 
+/// Runs `cmd`, which must succeed (its stderr is shown if not), and returns its output.
+fn run_ok(cmd: &mut Command, context: &str) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{context}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn ingest_cmd(exports: &Path, warehouse: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kefu"));
     cmd.env_clear()
@@ -169,12 +180,7 @@ fn killed_ingests_rerun_to_exactly_one_clean_ingest() {
 
     let clean = dir.path().join("clean");
     let started = Instant::now();
-    let out = ingest_cmd(&exports, &clean).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&mut ingest_cmd(&exports, &clean), "clean ingest");
     let clean_time = started.elapsed();
     let want = warehouse_rows(&clean);
     assert!(want["calls"].len() > 1_000 && !want["_rejects"].is_empty());
@@ -202,12 +208,7 @@ fn killed_ingests_rerun_to_exactly_one_clean_ingest() {
                 killed_mid_publish += 1;
             }
         }
-        let out = ingest_cmd(&exports, &wh).output().unwrap();
-        assert!(
-            out.status.success(),
-            "round {round}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok(&mut ingest_cmd(&exports, &wh), &format!("round {round}"));
         let got = warehouse_rows(&wh);
         for (table, rows) in &want {
             assert_eq!(
@@ -348,21 +349,10 @@ fn duckdb_reads_the_warehouse_and_agrees() {
     let dir = tempfile::tempdir().unwrap();
     let exports = generate_messy(dir.path(), 1_000, 40);
     let wh = dir.path().join("wh");
-    let out = ingest_cmd(&exports, &wh).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(&python)
-        .args(["-c", DUCKDB_READ])
-        .arg(&wh)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(&mut ingest_cmd(&exports, &wh), "ingest");
+    let out = run_ok(
+        Command::new(&python).args(["-c", DUCKDB_READ]).arg(&wh),
+        "duckdb",
     );
     let duck: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
 
@@ -482,22 +472,17 @@ impl Moto {
 
     /// Runs `kefu ARGS…` with the credentials and endpoint of this server.
     fn kefu(&self, args: &[&std::ffi::OsStr]) -> std::process::Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_kefu"))
-            .env_clear()
-            .args(args)
-            .env("AWS_ENDPOINT", self.endpoint())
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ALLOW_HTTP", "true")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        run_ok(
+            Command::new(env!("CARGO_BIN_EXE_kefu"))
+                .env_clear()
+                .args(args)
+                .env("AWS_ENDPOINT", self.endpoint())
+                .env("AWS_ACCESS_KEY_ID", "test")
+                .env("AWS_SECRET_ACCESS_KEY", "test")
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_ALLOW_HTTP", "true"),
+            "kefu against moto",
+        )
     }
 }
 

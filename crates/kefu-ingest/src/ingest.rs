@@ -568,7 +568,7 @@ fn read_files_in_parallel(
     mut each: impl FnMut(usize, Vec<BufferedStream>) -> Result<(), IngestError>,
 ) -> Result<(), IngestError> {
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let readers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let readers = crate::read::worker_count();
     std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<(usize, Result<Vec<BufferedStream>, IngestError>)>(readers);
         for _ in 0..readers {
@@ -690,7 +690,7 @@ struct Partition {
 /// partitions to the encoder; collects rejects.
 struct BatchSink {
     batch_id: String,
-    jobs: Option<SyncSender<EncodeJob>>,
+    jobs: SyncSender<EncodeJob>,
     source: Option<SourceName>,
     /// The table of the source being read.
     table: Option<Table>,
@@ -711,7 +711,7 @@ impl BatchSink {
     fn new(batch_id: &str, jobs: SyncSender<EncodeJob>) -> Self {
         BatchSink {
             batch_id: batch_id.to_string(),
-            jobs: Some(jobs),
+            jobs,
             source: None,
             table: None,
             ids: BTreeMap::new(),
@@ -795,8 +795,8 @@ impl BatchSink {
 
     fn send(&mut self, job: EncodeJob) -> Result<(), IngestError> {
         self.files += 1;
-        let jobs = self.jobs.as_ref().expect("open until dropped");
-        jobs.send(job)
+        self.jobs
+            .send(job)
             .map_err(|_| IngestError::Write("the Parquet encoder stopped".into()))
     }
 

@@ -6,8 +6,8 @@ use std::io::{BufRead, BufReader, Read};
 
 use csv::StringRecord;
 
-use crate::convert::{Converter, Reject, RejectReason};
-use crate::{FileOutcome, IngestError, Profile, RejectedRecord, RowSink, SourceName, TextEncoding};
+use crate::convert::{Reject, RejectReason};
+use crate::{FileOutcome, IngestError, Profile, RecordFeed, RowSink, SourceName, TextEncoding};
 
 /// Whether `name` is a JSON Lines source (by its extension).
 pub(crate) fn is_jsonl(name: &SourceName) -> bool {
@@ -42,10 +42,7 @@ pub fn convert_jsonl(
     let mut lines = BufReader::new(text_reader);
     let mut line = String::new();
     let mut number = 0u64;
-    let mut headers: Option<(Vec<String>, Converter)> = None;
-    let mut outcome: Option<FileOutcome> = None;
-    // The source line of each row the converter holds.
-    let mut row_lines = Vec::new();
+    let mut headers: Option<(Vec<String>, RecordFeed)> = None;
     loop {
         line.clear();
         let n = lines
@@ -77,18 +74,9 @@ pub fn convert_jsonl(
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             let (table, _, converter) = crate::resolve_header(&name, &refs, profile)?;
             sink.table(table);
-            outcome = Some(FileOutcome {
-                table,
-                encoding,
-                records: 0,
-                rows: 0,
-                rejected: 0,
-            });
-            headers = Some((keys, converter));
+            headers = Some((keys, RecordFeed::new(converter, encoding)));
         }
-        let (keys, converter) = headers.as_mut().expect("set above");
-        let o = outcome.as_mut().expect("set with the headers");
-        o.records += 1;
+        let (keys, feed) = headers.as_mut().expect("set above");
         let fields = parsed
             .map_err(|e| Reject {
                 reason: RejectReason::InvalidJson,
@@ -108,30 +96,10 @@ pub fn convert_jsonl(
                     .map(|k| object.get(k).map(text).unwrap_or_default())
                     .collect::<StringRecord>())
             });
-        match fields.and_then(|f| converter.push(&f)) {
-            Ok(()) => {
-                o.rows += 1;
-                row_lines.push(number);
-                if converter.len() >= crate::BATCH_ROWS {
-                    sink.batch(converter.finish(), &row_lines)?;
-                    row_lines.clear();
-                }
-            }
-            Err(reject) => {
-                o.rejected += 1;
-                sink.reject(RejectedRecord {
-                    line: number,
-                    reject,
-                    raw: record.to_string(),
-                })?;
-            }
-        }
+        feed.push(sink, number, fields, || record.to_string())?;
     }
-    let Some((_, mut converter)) = headers else {
+    let Some((_, feed)) = headers else {
         return Err(IngestError::Empty { source_name: name });
     };
-    if !converter.is_empty() {
-        sink.batch(converter.finish(), &row_lines)?;
-    }
-    Ok(outcome.expect("set with the headers"))
+    feed.finish(sink)
 }

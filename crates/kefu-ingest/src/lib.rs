@@ -157,6 +157,69 @@ pub(crate) fn resolve_header(
     Ok((table, map, converter))
 }
 
+/// Hands records one at a time to a converter and its rows to a sink a batch at a time,
+/// counting what became of each: the single-threaded readers (JSON Lines, Excel) share it.
+pub(crate) struct RecordFeed {
+    converter: Converter,
+    outcome: FileOutcome,
+    /// The source line of each row the converter holds.
+    lines: Vec<u64>,
+}
+
+impl RecordFeed {
+    pub(crate) fn new(converter: Converter, encoding: TextEncoding) -> Self {
+        RecordFeed {
+            outcome: FileOutcome {
+                table: converter.table(),
+                encoding,
+                records: 0,
+                rows: 0,
+                rejected: 0,
+            },
+            converter,
+            lines: Vec::new(),
+        }
+    }
+
+    /// One record from `line`: its fields, or why it could not be read as a record.
+    /// `raw` is only called for a reject.
+    pub(crate) fn push(
+        &mut self,
+        sink: &mut dyn RowSink,
+        line: u64,
+        fields: Result<csv::StringRecord, Reject>,
+        raw: impl FnOnce() -> String,
+    ) -> Result<(), IngestError> {
+        self.outcome.records += 1;
+        match fields.and_then(|f| self.converter.push(&f)) {
+            Ok(()) => {
+                self.outcome.rows += 1;
+                self.lines.push(line);
+                if self.converter.len() >= BATCH_ROWS {
+                    sink.batch(self.converter.finish(), &self.lines)?;
+                    self.lines.clear();
+                }
+            }
+            Err(reject) => {
+                self.outcome.rejected += 1;
+                sink.reject(RejectedRecord {
+                    line,
+                    reject,
+                    raw: raw(),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(mut self, sink: &mut dyn RowSink) -> Result<FileOutcome, IngestError> {
+        if !self.converter.is_empty() {
+            sink.batch(self.converter.finish(), &self.lines)?;
+        }
+        Ok(self.outcome)
+    }
+}
+
 /// Reads one CSV source and converts every record, on all cores. Errors name the source
 /// (archive and member); the table is detected from its file name or header unless the
 /// profile sets it; the delimiter is sniffed from the header unless the profile sets it.

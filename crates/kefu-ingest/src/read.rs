@@ -413,8 +413,8 @@ fn deliver(
     Ok(converted.chunk)
 }
 
-/// Threads converting chunks: as many as the machine has cores (at most 8).
-fn worker_count() -> usize {
+/// Threads converting chunks, or reading small files: one per core (at most 8).
+pub(crate) fn worker_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 

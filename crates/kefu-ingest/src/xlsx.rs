@@ -10,7 +10,7 @@ use calamine::{Data, Reader, Xlsx};
 use csv::StringRecord;
 
 use crate::convert::{Reject, RejectReason};
-use crate::{FileOutcome, IngestError, Profile, RejectedRecord, RowSink, SourceName, TextEncoding};
+use crate::{FileOutcome, IngestError, Profile, RecordFeed, RowSink, SourceName, TextEncoding};
 
 /// The largest workbook read (Excel's own limit of about a million rows fits well below).
 pub const MAX_WORKBOOK_BYTES: u64 = 512 * 1024 * 1024;
@@ -89,54 +89,29 @@ pub fn convert_xlsx(
         .map(|c| cell_text(c).unwrap_or_default())
         .collect();
     let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
-    let (table, _, mut converter) = crate::resolve_header(&name, &refs, profile)?;
+    let (table, _, converter) = crate::resolve_header(&name, &refs, profile)?;
     sink.table(table);
-    let mut outcome = FileOutcome {
-        table,
-        encoding: TextEncoding::Utf8,
-        records: 0,
-        rows: 0,
-        rejected: 0,
-    };
-    // The source line (Excel row) of each row the converter holds.
-    let mut row_lines = Vec::new();
+    let mut feed = RecordFeed::new(converter, TextEncoding::Utf8);
     for (i, row) in rows.enumerate() {
         let line = first_row + 1 + i as u64;
         if row.iter().all(|c| *c == Data::Empty) {
             continue;
         }
-        outcome.records += 1;
         let texts: Vec<Result<String, String>> = row.iter().map(cell_text).collect();
-        let raw = crate::read::join_csv(texts.iter().map(|t| t.as_deref().unwrap_or("#ERROR")));
-        let result = match texts.iter().position(Result::is_err) {
+        let fields = match texts.iter().position(Result::is_err) {
             Some(col) => Err(Reject {
                 reason: RejectReason::InvalidText,
                 column: headers.get(col).cloned(),
                 detail: texts[col].clone().err().unwrap_or_default(),
             }),
-            None => {
-                let record: StringRecord =
-                    texts.into_iter().map(Result::unwrap_or_default).collect();
-                converter.push(&record)
-            }
+            None => Ok(texts
+                .iter()
+                .map(|t| t.as_deref().unwrap_or_default())
+                .collect::<StringRecord>()),
         };
-        match result {
-            Ok(()) => {
-                outcome.rows += 1;
-                row_lines.push(line);
-                if converter.len() >= crate::BATCH_ROWS {
-                    sink.batch(converter.finish(), &row_lines)?;
-                    row_lines.clear();
-                }
-            }
-            Err(reject) => {
-                outcome.rejected += 1;
-                sink.reject(RejectedRecord { line, reject, raw })?;
-            }
-        }
+        feed.push(sink, line, fields, || {
+            crate::read::join_csv(texts.iter().map(|t| t.as_deref().unwrap_or("#ERROR")))
+        })?;
     }
-    if !converter.is_empty() {
-        sink.batch(converter.finish(), &row_lines)?;
-    }
-    Ok(outcome)
+    feed.finish(sink)
 }
