@@ -402,6 +402,7 @@ fn ingest_command(args: &IngestArgs) -> CliResult {
     let options = kefu_ingest::IngestOptions {
         profile,
         max_reject_ratio: args.max_reject_ratio,
+        ..kefu_ingest::IngestOptions::default()
     };
     let progress = BarProgress::new(args.quiet || args.json);
     let report =

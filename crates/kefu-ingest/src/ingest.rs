@@ -9,7 +9,6 @@
 //! exceed the threshold, its staged files are deleted and nothing of it is visible.
 
 use std::collections::{BTreeMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Read;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -29,6 +28,7 @@ use kefu_storage::warehouse::REJECTS_TABLE;
 use kefu_storage::{BatchRecord, Commit, LedgerFile, LedgerSource, Recovery, Warehouse};
 
 use crate::convert::RejectReason;
+use crate::seen::{DEFAULT_IDS_IN_MEMORY, SeenIds};
 use crate::source::{Input, expand_inputs, for_each_input_stream};
 use crate::{IngestError, Profile, RejectedRecord, RowSink, SourceName, convert_csv};
 
@@ -51,6 +51,9 @@ pub struct IngestOptions {
     pub profile: Profile,
     /// Refuse the batch when rejected / records exceeds this (0 to 1).
     pub max_reject_ratio: f64,
+    /// Event ids held in memory for finding duplicates; older ones spill to temporary
+    /// files (beside the warehouse when it is local), so memory stays bounded.
+    pub ids_in_memory: usize,
 }
 
 impl Default for IngestOptions {
@@ -58,6 +61,7 @@ impl Default for IngestOptions {
         IngestOptions {
             profile: Profile::builtin(),
             max_reject_ratio: DEFAULT_MAX_REJECT_RATIO,
+            ids_in_memory: DEFAULT_IDS_IN_MEMORY,
         }
     }
 }
@@ -336,7 +340,13 @@ fn write_batch(
                 })
                 .map_err(|e| IngestError::Write(format!("cannot start an encoder: {e}")))?;
         }
-        let mut sink = BatchSink::new(batch_id, jobs);
+        // Spilled ids go beside the warehouse (not to a /tmp that may be in memory).
+        let spill_dir = match warehouse.local_dir() {
+            Some(dir) => dir.join(Warehouse::staged(batch_id, "")),
+            None => std::env::temp_dir(),
+        };
+        let seen = SeenIds::new(options.ids_in_memory, &spill_dir);
+        let mut sink = BatchSink::new(batch_id, jobs, seen);
         progress.start("ingesting", Some(report.bytes), Unit::Bytes);
         let mut sources = Vec::new();
         let outcome = (|| -> Result<(), IngestError> {
@@ -654,30 +664,11 @@ fn encoder(
     }
 }
 
-/// Hashes that are already 64-bit fingerprints.
-#[derive(Default)]
-struct Fingerprint(u64);
-
-impl Hasher for Fingerprint {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("only u64 keys")
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// Event ids seen in this batch, as 64-bit fingerprints (16 bytes a row; a false
-/// duplicate needs two of a batch's ids to collide in 64 bits: about 1 in 10^6 for 5
-/// million rows).
-type IdSet = HashSet<u64, BuildHasherDefault<Fingerprint>>;
-
-/// A 64-bit fingerprint of an id (aHash with fixed seeds: fast, well mixed).
-fn fingerprint(hasher: &ahash::RandomState, id: &str) -> u64 {
-    hasher.hash_one(id)
+/// A 64-bit fingerprint of a table's id (aHash with fixed seeds: fast, well mixed). A
+/// false duplicate needs two of a batch's ids to collide in 64 bits: about 1 in 10^6
+/// for 5 million rows.
+fn fingerprint(hasher: &ahash::RandomState, table: Table, id: &str) -> u64 {
+    hasher.hash_one((table.name(), id))
 }
 
 struct Partition {
@@ -694,8 +685,11 @@ struct BatchSink {
     source: Option<SourceName>,
     /// The table of the source being read.
     table: Option<Table>,
-    ids: BTreeMap<Table, IdSet>,
+    seen: SeenIds,
     fingerprints: ahash::RandomState,
+    /// Scratch space for one record batch's fingerprints and verdicts.
+    batch_ids: Vec<u64>,
+    batch_new: Vec<bool>,
     partitions: BTreeMap<(Table, String), Partition>,
     buffered_bytes: usize,
     files: usize,
@@ -708,13 +702,15 @@ struct BatchSink {
 }
 
 impl BatchSink {
-    fn new(batch_id: &str, jobs: SyncSender<EncodeJob>) -> Self {
+    fn new(batch_id: &str, jobs: SyncSender<EncodeJob>, seen: SeenIds) -> Self {
         BatchSink {
             batch_id: batch_id.to_string(),
             jobs,
             source: None,
             table: None,
-            ids: BTreeMap::new(),
+            seen,
+            batch_ids: Vec::new(),
+            batch_new: Vec::new(),
             fingerprints: ahash::RandomState::with_seeds(0x6b65_6675, 0x5ba2, 0x5ba3, 0x5ba4),
             partitions: BTreeMap::new(),
             buffered_bytes: 0,
@@ -871,14 +867,18 @@ impl BatchSink {
             .as_any()
             .downcast_ref::<StringArray>()
             .expect("ids are text");
-        let seen = self.ids.entry(table).or_default();
-        let mut keep = Vec::with_capacity(ids.len());
+        self.batch_ids.clear();
+        self.batch_ids.extend(
+            ids.iter()
+                .map(|id| fingerprint(&self.fingerprints, table, id.unwrap_or_default())),
+        );
+        self.seen
+            .insert_all(&self.batch_ids, &mut self.batch_new)
+            .map_err(|e| IngestError::Write(format!("spilling the duplicate index: {e}")))?;
         let mut duplicates = Vec::new();
         for (row, id) in ids.iter().enumerate() {
-            let id = id.unwrap_or_default();
-            let new = seen.insert(fingerprint(&self.fingerprints, id));
-            keep.push(new);
-            if !new {
+            if !self.batch_new[row] {
+                let id = id.unwrap_or_default();
                 duplicates.push(RejectedRecord {
                     line: lines.get(row).copied().unwrap_or(0),
                     reject: crate::Reject {
@@ -900,7 +900,7 @@ impl BatchSink {
         for d in &duplicates {
             self.add_reject(Some(table), d)?;
         }
-        filter_record_batch(&batch, &BooleanArray::from(keep))
+        filter_record_batch(&batch, &BooleanArray::from(self.batch_new.clone()))
             .map_err(|e| IngestError::Write(e.to_string()))
     }
 }

@@ -15,6 +15,7 @@ pub mod object;
 pub mod profile;
 mod profile_file;
 mod read;
+mod seen;
 pub mod source;
 pub mod text;
 pub mod value;

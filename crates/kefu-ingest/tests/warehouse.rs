@@ -270,6 +270,65 @@ fn duplicate_ids_within_a_batch_are_dropped_and_counted() {
     assert_eq!(reasons, ["duplicate_id", "duplicate_id"]);
 }
 
+#[test]
+fn duplicates_are_found_when_the_id_index_spills_to_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = generated(dir.path(), false, 0.0);
+    let calls = std::fs::read_to_string(plain.join("calls.csv")).unwrap();
+    let (header, body) = calls.split_once('\n').unwrap();
+    let lines: Vec<&str> = body.lines().collect();
+    // A second export repeating every third call, plus calls of its own: different
+    // bytes, so it is not skipped as a copy.
+    let repeated: Vec<&str> = lines.iter().copied().step_by(3).collect();
+    let fresh: Vec<String> = (0..500)
+        .map(|i| lines[i].replacen(',', &format!("-NEW{i},"), 1))
+        .collect();
+    let mut second = format!("{header}\n");
+    for (i, row) in repeated.iter().enumerate() {
+        second.push_str(row);
+        second.push('\n');
+        if let Some(f) = fresh.get(i) {
+            second.push_str(f);
+            second.push('\n');
+        }
+    }
+    assert!(lines.len() > 5_000, "enough rows to spill: {}", lines.len());
+    let again = dir.path().join("again");
+    std::fs::create_dir(&again).unwrap();
+    std::fs::write(again.join("calls.csv"), second).unwrap();
+
+    let wh_dir = dir.path().join("wh");
+    let report = ingest(
+        &[
+            plain.join("calls.csv").display().to_string(),
+            again.join("calls.csv").display().to_string(),
+        ],
+        &open(&wh_dir),
+        &IngestOptions {
+            // Spill every 500 ids: the test's calls make many runs, merged.
+            ids_in_memory: 500,
+            ..IngestOptions::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    let c = report.counts;
+    let records = lines.len() + repeated.len() + fresh.len().min(repeated.len());
+    assert_eq!(
+        (c.records, c.landed, c.rejected, c.duplicates),
+        (
+            records as u64,
+            (records - repeated.len()) as u64,
+            0,
+            repeated.len() as u64
+        )
+    );
+    assert_eq!(
+        rows(&read_table(&wh_dir, "calls")),
+        records - repeated.len()
+    );
+}
+
 fn assert_untouched(wh_dir: &Path) {
     assert_eq!(counts(wh_dir).values().sum::<usize>(), 0, "no rows visible");
     let ledger = wh_dir.join("_kefu/ledger");
