@@ -101,11 +101,14 @@ impl Fields for StringRecord {
     }
 }
 
+/// The most columns a table has.
+const MAX_COLUMNS: usize = 32;
+
 #[derive(Debug, Clone, Copy)]
-enum Cell {
+enum Cell<'r> {
     Null,
-    /// Text taken from this field of the record.
-    Field(usize),
+    /// Text of the record, trimmed.
+    Text(&'r str),
     /// The profile's constant for this column.
     Constant(usize),
     Code(&'static str),
@@ -142,9 +145,10 @@ impl Builder {
         }
     }
 
-    fn append<R: Fields + ?Sized>(&mut self, cell: Cell, record: &R, constants: &[Option<String>]) {
+    #[inline]
+    fn append(&mut self, cell: Cell, constants: &[Option<String>]) {
         match (self, cell) {
-            (Builder::Text(b), Cell::Field(i)) => b.append_value(trim(record.field(i))),
+            (Builder::Text(b), Cell::Text(text)) => b.append_value(text),
             (Builder::Text(b), Cell::Constant(i)) => {
                 b.append_value(constants[i].as_deref().unwrap_or_default())
             }
@@ -261,7 +265,6 @@ pub struct Converter {
     terms: Vec<std::collections::HashMap<&'static str, &'static str, ahash::RandomState>>,
     constants: Vec<Option<String>>,
     builders: Vec<Builder>,
-    cells: Vec<Cell>,
     rows: usize,
     pairs: Vec<(usize, usize)>,
     /// Where to derive call durations, when the profile asks for it.
@@ -326,7 +329,6 @@ impl Converter {
                 .map(|c| profile.constants.get(c.name).cloned())
                 .collect(),
             builders: columns.iter().map(|c| Builder::new(c.kind)).collect(),
-            cells: vec![Cell::Null; columns.len()],
             rows: 0,
             map,
             times,
@@ -365,20 +367,21 @@ impl Converter {
             });
         }
         let columns = self.table.columns();
-        for (i, _) in columns.iter().enumerate() {
-            let cell = match self.map.columns[i] {
-                None => Cell::Null,
-                Some(source) => self.parse_cell(i, source, record)?,
-            };
-            self.cells[i] = cell;
+        // On the stack, borrowing the record: each field is found and trimmed once.
+        let mut cells = [Cell::Null; MAX_COLUMNS];
+        let cells = &mut cells[..columns.len()];
+        for (i, cell) in cells.iter_mut().enumerate() {
+            if let Some(source) = self.map.columns[i] {
+                *cell = self.parse_cell(i, source, record)?;
+            }
         }
         if let Some(c) = self.derive_calls {
-            self.derive_call_durations(c);
+            derive_call_durations(c, cells);
         }
         for (i, c) in columns.iter().enumerate() {
-            if matches!(self.cells[i], Cell::Null) && !c.nullable {
+            if matches!(cells[i], Cell::Null) && !c.nullable {
                 if zero_when_missing(self.table, c.name) {
-                    self.cells[i] = Cell::Int(0);
+                    cells[i] = Cell::Int(0);
                     continue;
                 }
                 let column = self.source_header(i);
@@ -394,7 +397,7 @@ impl Converter {
             }
         }
         for &(end, start) in &self.pairs {
-            if let (Cell::Int(e), Cell::Int(s)) = (self.cells[end], self.cells[start])
+            if let (Cell::Int(e), Cell::Int(s)) = (cells[end], cells[start])
                 && e < s
             {
                 return Err(Reject {
@@ -404,8 +407,8 @@ impl Converter {
                 });
             }
         }
-        for (b, cell) in self.builders.iter_mut().zip(&self.cells) {
-            b.append(*cell, record, &self.constants);
+        for (b, cell) in self.builders.iter_mut().zip(cells.iter()) {
+            b.append(*cell, &self.constants);
         }
         self.rows += 1;
         Ok(())
@@ -423,12 +426,12 @@ impl Converter {
         self.null_values[column].contains(value)
     }
 
-    fn parse_cell<R: Fields + ?Sized>(
+    fn parse_cell<'r, R: Fields + ?Sized>(
         &self,
         i: usize,
         source: Source,
-        record: &R,
-    ) -> Result<Cell, Reject> {
+        record: &'r R,
+    ) -> Result<Cell<'r>, Reject> {
         let column = &self.table.columns()[i];
         let fail = |reason: RejectReason, field: usize, value: &str| Reject {
             reason,
@@ -463,7 +466,7 @@ impl Converter {
             return Ok(Cell::Null);
         }
         match column.kind {
-            ColumnKind::Id | ColumnKind::Text => Ok(Cell::Field(field)),
+            ColumnKind::Id | ColumnKind::Text => Ok(Cell::Text(value)),
             ColumnKind::Enum(vocab) => {
                 let mapped = self.value_maps[i]
                     .as_ref()
@@ -496,35 +499,6 @@ impl Converter {
         }
     }
 
-    /// wait = (answered or hang-up) − queued; talk = ended − answered − hold.
-    fn derive_call_durations(&mut self, c: CallColumns) {
-        let get = |cells: &[Cell], i: usize| match cells[i] {
-            Cell::Int(v) => Some(v),
-            _ => None,
-        };
-        let cells = &self.cells;
-        let (queued, answered, ended) = (
-            get(cells, c.queued_at),
-            get(cells, c.answered_at),
-            get(cells, c.ended_at),
-        );
-        let hold = get(cells, c.hold_s).unwrap_or(0);
-        let wait = match (get(cells, c.wait_s), queued) {
-            (None, Some(q)) => answered.or(ended).map(|t| (t - q) / 1_000_000),
-            _ => None,
-        };
-        let talk = match (get(cells, c.talk_s), answered, ended) {
-            (None, Some(a), Some(e)) => Some((e - a) / 1_000_000 - hold),
-            _ => None,
-        };
-        if let Some(w) = wait.filter(|w| *w >= 0) {
-            self.cells[c.wait_s] = Cell::Int(w);
-        }
-        if let Some(t) = talk.filter(|t| *t >= 0) {
-            self.cells[c.talk_s] = Cell::Int(t);
-        }
-    }
-
     /// The rows appended so far as a batch in the model's schema; starts a new batch.
     pub fn finish(&mut self) -> RecordBatch {
         let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
@@ -533,9 +507,44 @@ impl Converter {
     }
 }
 
+/// wait = (answered or hang-up) − queued; talk = ended − answered − hold.
+fn derive_call_durations(c: CallColumns, cells: &mut [Cell]) {
+    let get = |cells: &[Cell], i: usize| match cells[i] {
+        Cell::Int(v) => Some(v),
+        _ => None,
+    };
+    let (queued, answered, ended) = (
+        get(cells, c.queued_at),
+        get(cells, c.answered_at),
+        get(cells, c.ended_at),
+    );
+    let hold = get(cells, c.hold_s).unwrap_or(0);
+    let wait = match (get(cells, c.wait_s), queued) {
+        (None, Some(q)) => answered.or(ended).map(|t| (t - q) / 1_000_000),
+        _ => None,
+    };
+    let talk = match (get(cells, c.talk_s), answered, ended) {
+        (None, Some(a), Some(e)) => Some((e - a) / 1_000_000 - hold),
+        _ => None,
+    };
+    if let Some(w) = wait.filter(|w| *w >= 0) {
+        cells[c.wait_s] = Cell::Int(w);
+    }
+    if let Some(t) = talk.filter(|t| *t >= 0) {
+        cells[c.talk_s] = Cell::Int(t);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_table_fits_the_cells_on_the_stack() {
+        for table in Table::ALL {
+            assert!(table.columns().len() <= MAX_COLUMNS, "{}", table.name());
+        }
+    }
 
     fn converter(table: Table) -> Converter {
         let profile = Profile::builtin();

@@ -18,9 +18,9 @@ use std::thread::JoinHandle;
 
 use xorf::{BinaryFuse16, Filter};
 
-/// Ids kept in the hash set before they spill: 3.6 million fill a table of 4 Mi slots
-/// (about 40 MB) without growing it again. Two such sets exist while one spills.
-pub const DEFAULT_IDS_IN_MEMORY: usize = 3_600_000;
+/// Ids kept in the hash set before they spill: 7 million fill a table of 8 Mi slots
+/// (about 80 MB) without growing it again, and most batches never spill.
+pub const DEFAULT_IDS_IN_MEMORY: usize = 7_000_000;
 
 /// Ids per filter (each filter covers a fixed slice of the fingerprint space).
 const FILTER_IDS: usize = 64 * 1024;
@@ -114,12 +114,8 @@ impl SeenIds {
 
     fn start_spill(&mut self) -> io::Result<()> {
         self.finish_spill()?;
-        let capacity = self.recent.capacity();
-        let full = std::mem::replace(
-            &mut self.recent,
-            IdSet::with_capacity_and_hasher(capacity, Default::default()),
-        );
-        let full = Arc::new(full);
+        // The next set grows as it fills, so two full sets do not coexist for long.
+        let full = Arc::new(std::mem::take(&mut self.recent));
         self.frozen = Some(Arc::clone(&full));
         let runs = self.runs.clone();
         let dir = self.spill_dir.clone();
