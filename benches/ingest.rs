@@ -98,7 +98,7 @@ fn bench_convert(c: &mut Criterion) {
     group.bench_function("calls_sort_and_encode_zstd", |b| {
         b.iter(|| {
             black_box(
-                kefu_storage::parquet::write_sorted(&schema, &converted.batches, &layout)
+                kefu_storage::parquet::write_sorted(&schema, converted.batches.clone(), &layout)
                     .expect("encode"),
             )
         })
