@@ -2,7 +2,7 @@
 //!
 //! Ids are 64-bit fingerprints. The most recent ones sit in a hash set; when it is
 //! full they are sorted and written to an unnamed temporary file (a *run*), and only a
-//! binary fuse filter (about 2.3 bytes an id, 1 false positive in 65,536) and a sparse
+//! binary fuse filter (about 1.1 bytes an id, 1 false positive in 256) and a sparse
 //! index (one id in 512) stay in memory. A filter hit is settled by reading one block
 //! of the run. Runs of equal size are merged, so a batch of n ids keeps about
 //! log2(n / limit) runs, each probed once per row. Spilling and merging run on a
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use xorf::{BinaryFuse16, Filter};
+use xorf::{BinaryFuse8, Filter};
 
 /// Ids kept in the hash set before they spill: 7 million fill a table of 8 Mi slots
 /// (about 80 MB) without growing it again, and most batches never spill.
@@ -168,7 +168,7 @@ struct Run {
     file: File,
     len: u64,
     /// The filter of each slice of the fingerprint space (`None` for an empty slice).
-    filters: Vec<Option<BinaryFuse16>>,
+    filters: Vec<Option<BinaryFuse8>>,
     /// How far to shift an id right to get its slice.
     shift: u32,
     /// Every `SPARSE_STEP`-th id, from the first.
@@ -244,7 +244,7 @@ struct RunWriter {
     len: u64,
     written: u64,
     shift: u32,
-    filters: Vec<Option<BinaryFuse16>>,
+    filters: Vec<Option<BinaryFuse8>>,
     slice_ids: Vec<u64>,
     sparse: Vec<u64>,
 }
@@ -289,7 +289,7 @@ impl RunWriter {
             None
         } else {
             Some(
-                BinaryFuse16::try_from(&self.slice_ids)
+                BinaryFuse8::try_from(&self.slice_ids)
                     .map_err(|e| io::Error::other(format!("building a filter: {e}")))?,
             )
         };
