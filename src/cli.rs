@@ -79,6 +79,39 @@ pub enum Command {
         kefu ingest baltimore_311_sample.csv --profile fixtures/profiles/baltimore_311.toml")]
     Ingest(IngestArgs),
 
+    /// Run SQL over the warehouse: an interactive shell, or scripts with -e / -f.
+    ///
+    /// Every table is registered: calls, tickets, callbacks, visits, customers and
+    /// _rejects, with the partition columns `month` (YYYY-MM, Asia/Shanghai) and, for
+    /// _rejects, `table`. Filters on event times, `month` and region prune files and row
+    /// groups. Functions beyond DataFusion's: local_date(ts), local_hour(ts),
+    /// local_weekday(ts) on the Asia/Shanghai calendar, and business_seconds(start, end)
+    /// under the working calendar (--calendar). Ad hoc SQL is read-only: CREATE, INSERT,
+    /// COPY and SET are refused. Without -e or -f, statements are read from stdin when it
+    /// is not a terminal, else the shell starts (history, multi-line statements ending
+    /// with ;, \d, \d NAME, \timing, \q).
+    ///
+    /// Exit status: 0 success, 1 a statement failed (the error names it), 2 bad
+    /// arguments, 4 the warehouse or an output file could not be read or written.
+    #[command(after_help = "Examples:\n  \
+        kefu sql --warehouse wh\n  \
+        kefu sql -e \"SELECT region, count(*) FROM calls GROUP BY region ORDER BY region\"\n  \
+        kefu sql -f monthly.sql --format csv --output monthly.csv\n  \
+        kefu sql --memory-limit 2GB -e \"SELECT customer_id, count(*) FROM calls GROUP BY 1 ORDER BY 2 DESC LIMIT 20\"")]
+    Sql(crate::sql::SqlArgs),
+
+    /// Run a named KPI query (the library in queries/, embedded in kefu).
+    ///
+    /// Each query states its purpose, the KPI's formula, its output grain and its
+    /// parameters with defaults (see --list). Parameters are validated and typed (date,
+    /// int, float, text) before they reach SQL.
+    #[command(after_help = "Examples:\n  \
+        kefu query --list\n  \
+        kefu query calls_kpis --param from=2026-01-01 --param to=2026-02-01 --param period=week\n  \
+        kefu query calls_kpis --param region=beijing --format csv --output calls.csv\n  \
+        kefu query calls_kpis --queries my-queries/ --show-sql")]
+    Query(crate::sql::QueryArgs),
+
     /// Show a warehouse: tables with rows, partitions and bytes, and the last batches.
     Status {
         #[command(flatten)]
@@ -296,13 +329,15 @@ fn init_logging(level: &str) {
         .init();
 }
 
-type CliResult = Result<(), (u8, String)>;
+pub type CliResult = Result<(), (u8, String)>;
 
 fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Gen(args) => gen_command(&args),
         Command::Check(args) => check_command(&args),
         Command::Ingest(args) => ingest_command(&args),
+        Command::Sql(args) => crate::sql::sql_command(&args),
+        Command::Query(args) => crate::sql::query_command(&args),
         Command::Status {
             warehouse,
             batches,

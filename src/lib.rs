@@ -4,4 +4,6 @@
 
 pub mod cli;
 pub mod progress;
+pub mod shell;
+pub mod sql;
 pub mod status;

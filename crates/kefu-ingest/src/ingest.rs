@@ -19,7 +19,7 @@ use arrow::array::{
     TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::SchemaRef;
 use chrono::{Datelike, TimeZone};
 use kefu_model::{ColumnKind, Table};
 use kefu_progress::{Progress, Unit};
@@ -960,11 +960,7 @@ impl RowSink for BatchSink {
     }
 }
 
-/// Event tables are partitioned by month; `customers` is a dimension (one row per
-/// customer, opened over decades) and is not partitioned.
-pub fn partitioned_by_month(table: Table) -> bool {
-    table != Table::Customers
-}
+pub use kefu_storage::warehouse::partitioned_by_month;
 
 /// `YYYY-MM` of local time in [`PARTITION_TIME_ZONE`].
 fn month_of(micros: i64) -> String {
@@ -1054,24 +1050,7 @@ struct RejectColumns {
     rejected_at: TimestampMicrosecondBuilder,
 }
 
-/// The schema of `_rejects` (its `table` is the Hive partition).
-pub fn rejects_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("batch_id", DataType::Utf8, false),
-        Field::new("source", DataType::Utf8, false),
-        Field::new("member", DataType::Utf8, true),
-        Field::new("line", DataType::Int64, false),
-        Field::new("column", DataType::Utf8, true),
-        Field::new("reason", DataType::Utf8, false),
-        Field::new("detail", DataType::Utf8, false),
-        Field::new("raw", DataType::Utf8, false),
-        Field::new(
-            "rejected_at",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
-    ]))
-}
+pub use kefu_storage::warehouse::rejects_schema;
 
 impl RejectBuilder {
     fn len(&self) -> usize {

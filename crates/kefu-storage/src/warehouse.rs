@@ -34,6 +34,39 @@ use crate::{StorageError, WarehouseLocation};
 pub const LEDGER_DIR: &str = "_kefu/ledger";
 pub const STAGING_DIR: &str = "_kefu/staging";
 pub const REJECTS_TABLE: &str = "_rejects";
+/// The Hive partition column of the event tables: `month=YYYY-MM`, the month of the
+/// event time on the Asia/Shanghai calendar.
+pub const MONTH_COLUMN: &str = "month";
+/// The Hive partition column of `_rejects`: `table=<the table the record was meant for>`.
+pub const REJECTS_TABLE_COLUMN: &str = "table";
+
+/// The schema of `_rejects` (its `table` is the Hive partition).
+pub fn rejects_schema() -> arrow::datatypes::SchemaRef {
+    Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("batch_id", arrow::datatypes::DataType::Utf8, false),
+        arrow::datatypes::Field::new("source", arrow::datatypes::DataType::Utf8, false),
+        arrow::datatypes::Field::new("member", arrow::datatypes::DataType::Utf8, true),
+        arrow::datatypes::Field::new("line", arrow::datatypes::DataType::Int64, false),
+        arrow::datatypes::Field::new("column", arrow::datatypes::DataType::Utf8, true),
+        arrow::datatypes::Field::new("reason", arrow::datatypes::DataType::Utf8, false),
+        arrow::datatypes::Field::new("detail", arrow::datatypes::DataType::Utf8, false),
+        arrow::datatypes::Field::new("raw", arrow::datatypes::DataType::Utf8, false),
+        arrow::datatypes::Field::new(
+            "rejected_at",
+            arrow::datatypes::DataType::Timestamp(
+                arrow::datatypes::TimeUnit::Microsecond,
+                Some("UTC".into()),
+            ),
+            false,
+        ),
+    ]))
+}
+
+/// Event tables are partitioned by month; `customers` is a dimension (one row per
+/// customer, opened over decades) and is not partitioned.
+pub fn partitioned_by_month(table: kefu_model::Table) -> bool {
+    table != kefu_model::Table::Customers
+}
 
 /// Staged files of an uncommitted batch on an object store are only deleted when older
 /// than this (a local warehouse knows through its lock that no other writer is running).

@@ -1,0 +1,195 @@
+//! A DataFusion session over one warehouse.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::context::SQLOptions;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement};
+use kefu_model::Table;
+use kefu_storage::Warehouse;
+use kefu_storage::warehouse::{
+    MONTH_COLUMN, REJECTS_TABLE, REJECTS_TABLE_COLUMN, partitioned_by_month, rejects_schema,
+};
+
+use crate::SqlError;
+
+/// How a session runs.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Memory for query execution (sorts, joins and aggregates spill to disk beyond it);
+    /// `None` leaves memory unbounded.
+    pub memory_limit: Option<usize>,
+    /// Where spill files go (the system temporary directory by default).
+    pub spill_dir: Option<PathBuf>,
+    /// Parallelism of each query (the number of cores by default).
+    pub target_partitions: Option<usize>,
+    /// The working calendar of `business_seconds`.
+    pub calendar: crate::udf::WorkingCalendar,
+}
+
+/// A registered table: its name, its schema (partition columns last) and what it holds.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub name: String,
+    pub schema: SchemaRef,
+    pub partition_columns: Vec<String>,
+}
+
+/// A read-only SQL session over a warehouse: every canonical table and `_rejects`
+/// registered as Hive-partitioned Parquet with the model's schema.
+pub struct Engine {
+    ctx: SessionContext,
+    tables: Vec<TableInfo>,
+}
+
+/// What ad hoc SQL may do: read. DDL, DML (INSERT, COPY) and statements (SET) are refused.
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+impl Engine {
+    /// Opens a session over `warehouse`. Registration reads no data files: schemas come
+    /// from the model, and files are listed when a query runs.
+    pub fn open(warehouse: &Warehouse, options: &EngineOptions) -> Result<Self, SqlError> {
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(limit) = options.memory_limit {
+            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+        }
+        if let Some(dir) = &options.spill_dir {
+            runtime = runtime.with_disk_manager_builder(
+                DiskManagerBuilder::default()
+                    .with_mode(DiskManagerMode::Directories(vec![dir.clone()])),
+            );
+        }
+        let runtime = runtime.build_arc().map_err(SqlError::DataFusion)?;
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_parquet_pruning(true)
+            .with_collect_statistics(true);
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        config.options_mut().execution.parquet.reorder_filters = true;
+        config.options_mut().execution.time_zone = Some("UTC".into());
+        if let Some(n) = options.target_partitions {
+            config = config.with_target_partitions(n.max(1));
+        }
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        crate::udf::register(&ctx, &options.calendar);
+
+        let root = warehouse.location().url().clone();
+        if warehouse.local_dir().is_none() {
+            // The warehouse's own store (credentials, endpoint) serves its bucket.
+            let mut bucket = root.clone();
+            bucket.set_path("");
+            ctx.register_object_store(&bucket, warehouse.store());
+        }
+        let mut tables = Vec::new();
+        for table in Table::ALL {
+            let partitions = if partitioned_by_month(table) {
+                vec![MONTH_COLUMN.to_string()]
+            } else {
+                Vec::new()
+            };
+            tables.push(register(
+                &ctx,
+                &root,
+                table.name(),
+                table.schema(),
+                partitions,
+            )?);
+        }
+        tables.push(register(
+            &ctx,
+            &root,
+            REJECTS_TABLE,
+            rejects_schema(),
+            vec![REJECTS_TABLE_COLUMN.to_string()],
+        )?);
+        Ok(Engine { ctx, tables })
+    }
+
+    /// The session, for registering more (functions, views) or running trusted SQL.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The tables of the warehouse, in model order, `_rejects` last.
+    pub fn tables(&self) -> &[TableInfo] {
+        &self.tables
+    }
+
+    /// Plans one statement of ad hoc SQL, refusing anything but reading.
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame, SqlError> {
+        self.ctx
+            .sql_with_options(sql, read_only())
+            .await
+            .map_err(|e| SqlError::from_planning(sql, e))
+    }
+
+    /// Splits a script into statements (parsing all of it first, so a syntax error
+    /// anywhere runs nothing).
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, SqlError> {
+        DFParser::parse_sql(sql)
+            .map(Vec::from)
+            .map_err(SqlError::from)
+    }
+
+    /// Plans one parsed statement, refusing anything but reading.
+    pub async fn plan(&self, statement: Statement) -> Result<DataFrame, SqlError> {
+        let text = statement.to_string();
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(statement)
+            .await
+            .map_err(|e| SqlError::from_planning(&text, e))?;
+        read_only()
+            .verify_plan(&plan)
+            .map_err(|e| SqlError::from_planning(&text, e))?;
+        Ok(self.ctx.execute_logical_plan(plan).await?)
+    }
+}
+
+fn register(
+    ctx: &SessionContext,
+    root: &url::Url,
+    name: &str,
+    file_schema: SchemaRef,
+    partition_columns: Vec<String>,
+) -> Result<TableInfo, SqlError> {
+    let url = root
+        .join(&format!("{name}/"))
+        .map_err(|e| SqlError::Warehouse(format!("table {name}: {e}")))?;
+    let table_url = ListingTableUrl::parse(url.as_str()).map_err(SqlError::DataFusion)?;
+    let listing = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(
+            partition_columns
+                .iter()
+                .map(|c| (c.clone(), DataType::Utf8))
+                .collect(),
+        );
+    let config = ListingTableConfig::new(table_url)
+        .with_listing_options(listing)
+        .with_schema(file_schema);
+    let provider = ListingTable::try_new(config).map_err(SqlError::DataFusion)?;
+    let schema = datafusion::datasource::TableProvider::schema(&provider);
+    ctx.register_table(name, Arc::new(provider))
+        .map_err(SqlError::DataFusion)?;
+    Ok(TableInfo {
+        name: name.to_string(),
+        schema,
+        partition_columns,
+    })
+}

@@ -1,0 +1,82 @@
+//! SQL over a kefu warehouse. [`Engine`] opens a DataFusion session with every table of
+//! the warehouse registered (Hive-partitioned Parquet, schemas from the model, memory
+//! bounded with spilling), read-only for ad hoc SQL; [`output`] writes results as a
+//! terminal table, CSV, JSON, NDJSON or Parquet; [`queries`] is the library of named,
+//! parameterised KPI queries from `queries/`; [`udf`] adds the functions they need that
+//! SQL lacks, such as business-time durations under a working calendar.
+
+pub mod engine;
+pub mod output;
+pub mod queries;
+pub mod udf;
+
+pub use engine::{Engine, EngineOptions, TableInfo};
+pub use output::Format;
+pub use queries::{NamedQuery, QueryLibrary};
+
+use datafusion::error::DataFusionError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// A statement that would change something, refused by the read-only session.
+    #[error("{statement}: refused, kefu sql is read-only ({reason}); write through `kefu ingest`")]
+    ReadOnly { statement: String, reason: String },
+    /// The query did not plan or failed while running.
+    #[error("{0}")]
+    DataFusion(DataFusionError),
+    /// Execution needed more memory than `--memory-limit` allows.
+    #[error(
+        "the query needs more memory than --memory-limit allows and could not spill: {0}\n(raise --memory-limit, or narrow the query's date range or columns)"
+    )]
+    ResourcesExhausted(String),
+    #[error("warehouse: {0}")]
+    Warehouse(String),
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error("writing {format} output: {reason}")]
+    Output { format: String, reason: String },
+    #[error("query {query}: {reason}")]
+    Query { query: String, reason: String },
+    #[error("{file}: line {line}: {reason}")]
+    QueryFile {
+        file: String,
+        line: usize,
+        reason: String,
+    },
+    #[error("unknown named query '{0}' (kefu query --list shows them)")]
+    UnknownQuery(String),
+}
+
+impl SqlError {
+    /// Classifies a DataFusion error: refused writes and memory exhaustion get their own
+    /// messages.
+    pub fn from_planning(sql: &str, error: DataFusionError) -> Self {
+        let text = error.to_string();
+        let refused = [
+            "DDL not supported",
+            "DML not supported",
+            "Statement not supported",
+        ];
+        if refused.iter().any(|r| text.contains(r)) {
+            let statement = sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+            return SqlError::ReadOnly {
+                statement,
+                reason: text
+                    .trim_start_matches("Error during planning: ")
+                    .to_string(),
+            };
+        }
+        SqlError::from(error)
+    }
+}
+
+impl From<DataFusionError> for SqlError {
+    fn from(error: DataFusionError) -> Self {
+        match error.find_root() {
+            DataFusionError::ResourcesExhausted(reason) => {
+                SqlError::ResourcesExhausted(reason.clone())
+            }
+            _ => SqlError::DataFusion(error),
+        }
+    }
+}

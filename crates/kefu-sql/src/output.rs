@@ -1,0 +1,310 @@
+//! Query results as a terminal table, CSV, JSON, NDJSON or Parquet, written as the
+//! batches arrive (only the table view holds rows, and at most the rows it shows).
+
+use std::fmt;
+use std::io::Write;
+use std::str::FromStr;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use comfy_table::{ContentArrangement, Table as TextTable, presets};
+use datafusion::physical_plan::SendableRecordBatchStream;
+use futures::StreamExt;
+
+use crate::SqlError;
+
+/// How results are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// An aligned table that fits the terminal, with the row count.
+    #[default]
+    Table,
+    Csv,
+    /// One JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+    Parquet,
+}
+
+impl Format {
+    pub const ALL: [Format; 5] = [
+        Format::Table,
+        Format::Csv,
+        Format::Json,
+        Format::Ndjson,
+        Format::Parquet,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Ndjson => "ndjson",
+            Format::Parquet => "parquet",
+        }
+    }
+
+    /// The format a file name asks for (`out.csv` → CSV), if any.
+    pub fn from_extension(path: &str) -> Option<Format> {
+        let ext = path.rsplit_once('.')?.1.to_ascii_lowercase();
+        match ext.as_str() {
+            "csv" => Some(Format::Csv),
+            "json" => Some(Format::Json),
+            "ndjson" | "jsonl" => Some(Format::Ndjson),
+            "parquet" => Some(Format::Parquet),
+            "txt" => Some(Format::Table),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown format '{s}' (table, csv, json, ndjson, parquet)"))
+    }
+}
+
+/// How the table view looks.
+#[derive(Debug, Clone, Copy)]
+pub struct TableStyle {
+    /// Width to fit, in columns (`None`: as wide as the content).
+    pub width: Option<u16>,
+    /// Rows shown at most; the count still covers all rows.
+    pub max_rows: usize,
+}
+
+impl Default for TableStyle {
+    fn default() -> Self {
+        TableStyle {
+            width: None,
+            max_rows: 1000,
+        }
+    }
+}
+
+/// Writes a result stream to `out`; returns the number of rows.
+pub async fn write_stream(
+    mut stream: SendableRecordBatchStream,
+    format: Format,
+    out: &mut (dyn Write + Send),
+    style: TableStyle,
+) -> Result<u64, SqlError> {
+    let schema = stream.schema();
+    let mut writer = BatchWriter::new(format, schema, out, style)?;
+    while let Some(batch) = stream.next().await {
+        writer.write(&batch?)?;
+    }
+    writer.finish()
+}
+
+/// Writes batches one at a time in one format.
+pub struct BatchWriter<'a> {
+    format: Format,
+    inner: Inner<'a>,
+    rows: u64,
+}
+
+enum Inner<'a> {
+    Table {
+        out: &'a mut (dyn Write + Send),
+        schema: SchemaRef,
+        style: TableStyle,
+        shown: Vec<Vec<String>>,
+    },
+    Csv(arrow::csv::Writer<&'a mut (dyn Write + Send)>),
+    Json(arrow::json::ArrayWriter<&'a mut (dyn Write + Send)>),
+    Ndjson(arrow::json::LineDelimitedWriter<&'a mut (dyn Write + Send)>),
+    Parquet(parquet::arrow::ArrowWriter<&'a mut (dyn Write + Send)>),
+}
+
+impl<'a> BatchWriter<'a> {
+    pub fn new(
+        format: Format,
+        schema: SchemaRef,
+        out: &'a mut (dyn Write + Send),
+        style: TableStyle,
+    ) -> Result<Self, SqlError> {
+        let inner = match format {
+            Format::Table => Inner::Table {
+                out,
+                schema,
+                style,
+                shown: Vec::new(),
+            },
+            Format::Csv => Inner::Csv(
+                arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(out),
+            ),
+            Format::Json => Inner::Json(
+                arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build(out),
+            ),
+            Format::Ndjson => Inner::Ndjson(
+                arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build(out),
+            ),
+            Format::Parquet => {
+                let props = parquet::file::properties::WriterProperties::builder()
+                    .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+                    .build();
+                Inner::Parquet(
+                    parquet::arrow::ArrowWriter::try_new(out, schema, Some(props))
+                        .map_err(|e| output_error(format, e))?,
+                )
+            }
+        };
+        Ok(BatchWriter {
+            format,
+            inner,
+            rows: 0,
+        })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), SqlError> {
+        self.rows += batch.num_rows() as u64;
+        let format = self.format;
+        match &mut self.inner {
+            Inner::Table { style, shown, .. } => {
+                let room = style.max_rows.saturating_sub(shown.len());
+                if room > 0 {
+                    shown.extend(text_rows(batch, room).map_err(|e| output_error(format, e))?);
+                }
+                Ok(())
+            }
+            Inner::Csv(w) => w.write(batch).map_err(|e| output_error(format, e)),
+            Inner::Json(w) => w.write(batch).map_err(|e| output_error(format, e)),
+            Inner::Ndjson(w) => w.write(batch).map_err(|e| output_error(format, e)),
+            Inner::Parquet(w) => w.write(batch).map_err(|e| output_error(format, e)),
+        }
+    }
+
+    /// Finishes the output; returns the number of rows written.
+    pub fn finish(self) -> Result<u64, SqlError> {
+        let format = self.format;
+        let rows = self.rows;
+        match self.inner {
+            Inner::Table {
+                out,
+                schema,
+                style,
+                shown,
+            } => {
+                let text = render_table(&schema, &shown, rows, style);
+                out.write_all(text.as_bytes())
+                    .map_err(|e| output_error(format, e))?;
+            }
+            Inner::Csv(w) => {
+                w.into_inner()
+                    .flush()
+                    .map_err(|e| output_error(format, e))?;
+            }
+            Inner::Json(mut w) => {
+                w.finish().map_err(|e| output_error(format, e))?;
+                w.into_inner()
+                    .flush()
+                    .map_err(|e| output_error(format, e))?;
+            }
+            Inner::Ndjson(mut w) => {
+                w.finish().map_err(|e| output_error(format, e))?;
+                w.into_inner()
+                    .flush()
+                    .map_err(|e| output_error(format, e))?;
+            }
+            Inner::Parquet(w) => {
+                w.close().map_err(|e| output_error(format, e))?;
+            }
+        }
+        Ok(rows)
+    }
+}
+
+fn output_error(format: Format, e: impl fmt::Display) -> SqlError {
+    SqlError::Output {
+        format: format.name().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// The first `limit` rows of `batch` as display text (nulls as `NULL`).
+fn text_rows(
+    batch: &RecordBatch,
+    limit: usize,
+) -> Result<Vec<Vec<String>>, arrow::error::ArrowError> {
+    let options = FormatOptions::default().with_null("NULL");
+    let formatters = batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((0..batch.num_rows().min(limit))
+        .map(|row| {
+            formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect()
+        })
+        .collect())
+}
+
+/// The table view: header, rows, and a count line (`3 rows`, or `1,204 rows (first
+/// 1,000 shown)`).
+pub fn render_table(
+    schema: &SchemaRef,
+    rows: &[Vec<String>],
+    total: u64,
+    style: TableStyle,
+) -> String {
+    let mut table = TextTable::new();
+    table
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(match style.width {
+            Some(_) => ContentArrangement::Dynamic,
+            None => ContentArrangement::Disabled,
+        })
+        .set_header(schema.fields().iter().map(|f| f.name().as_str()));
+    if let Some(width) = style.width {
+        table.set_width(width);
+    }
+    for row in rows {
+        table.add_row(row);
+    }
+    let count = if total == 1 {
+        "1 row".to_string()
+    } else {
+        format!("{} rows", thousands(total))
+    };
+    let shown = if (rows.len() as u64) < total {
+        format!(" (first {} shown)", thousands(rows.len() as u64))
+    } else {
+        String::new()
+    };
+    format!("{table}\n{count}{shown}\n")
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,399 @@
+//! Functions the KPI queries need that SQL lacks.
+//!
+//! - `local_date(ts)`, `local_hour(ts)`, `local_weekday(ts)`: the calendar date, hour
+//!   (0–23) and ISO weekday (1 = Monday … 7 = Sunday) of a UTC instant on the
+//!   warehouse's local calendar (Asia/Shanghai), as reports group by local days.
+//! - `business_seconds(start, end)`: working seconds between two instants under the
+//!   session's working calendar ([`WorkingCalendar`]: working hours, weekdays, holidays
+//!   and make-up working days), for SLAs stated in working hours or days.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, Date32Array, Int32Array, Int64Array, TimestampMicrosecondArray,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, TimeUnit};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Timelike};
+use chrono_tz::Tz;
+use datafusion::common::{Result as DfResult, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::prelude::SessionContext;
+
+/// The calendar reports use (events are stored in UTC).
+pub const LOCAL_TIME_ZONE: Tz = chrono_tz::Asia::Shanghai;
+
+/// Registers kefu's functions with `ctx`, business time under `calendar`.
+pub fn register(ctx: &SessionContext, calendar: &WorkingCalendar) {
+    for part in [LocalPart::Date, LocalPart::Hour, LocalPart::Weekday] {
+        ctx.register_udf(ScalarUDF::from(LocalTime::new(part)));
+    }
+    ctx.register_udf(ScalarUDF::from(BusinessSeconds::new(calendar.clone())));
+}
+
+fn utc_micros() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// The argument as microseconds since the epoch (timestamps of any unit, or text).
+fn micros(value: &ColumnarValue, rows: usize) -> DfResult<TimestampMicrosecondArray> {
+    let array = value.clone().into_array(rows)?;
+    let array = cast(&array, &utc_micros())?;
+    Ok(array
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .expect("cast to timestamps")
+        .clone())
+}
+
+fn local(micros: i64, zone: Tz) -> Option<DateTime<Tz>> {
+    DateTime::from_timestamp_micros(micros).map(|utc| zone.from_utc_datetime(&utc.naive_utc()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum LocalPart {
+    Date,
+    Hour,
+    Weekday,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct LocalTime {
+    part: LocalPart,
+    signature: Signature,
+}
+
+impl LocalTime {
+    fn new(part: LocalPart) -> Self {
+        LocalTime {
+            part,
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for LocalTime {
+    fn name(&self) -> &str {
+        match self.part {
+            LocalPart::Date => "local_date",
+            LocalPart::Hour => "local_hour",
+            LocalPart::Weekday => "local_weekday",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(match self.part {
+            LocalPart::Date => DataType::Date32,
+            LocalPart::Hour | LocalPart::Weekday => DataType::Int32,
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let times = micros(&args.args[0], args.number_rows)?;
+        let array: ArrayRef = match self.part {
+            LocalPart::Date => {
+                let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+                Arc::new(
+                    times
+                        .iter()
+                        .map(|t| {
+                            let day = local(t?, LOCAL_TIME_ZONE)?.date_naive();
+                            Some((day - epoch).num_days() as i32)
+                        })
+                        .collect::<Date32Array>(),
+                )
+            }
+            LocalPart::Hour => Arc::new(
+                times
+                    .iter()
+                    .map(|t| Some(local(t?, LOCAL_TIME_ZONE)?.hour() as i32))
+                    .collect::<Int32Array>(),
+            ),
+            LocalPart::Weekday => Arc::new(
+                times
+                    .iter()
+                    .map(
+                        |t| Some(local(t?, LOCAL_TIME_ZONE)?.weekday().number_from_monday() as i32),
+                    )
+                    .collect::<Int32Array>(),
+            ),
+        };
+        Ok(ColumnarValue::Array(array))
+    }
+}
+
+/// When people work: hours on working days, in one time zone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WorkingCalendar {
+    pub time_zone: Tz,
+    /// Working intervals of a day, in order, not overlapping.
+    pub hours: Vec<(NaiveTime, NaiveTime)>,
+    /// Working weekdays, 1 = Monday … 7 = Sunday.
+    pub weekdays: BTreeSet<u32>,
+    /// Days off that would otherwise be working days (public holidays).
+    pub holidays: BTreeSet<NaiveDate>,
+    /// Days worked that would otherwise be off (调休 make-up working days).
+    pub workdays: BTreeSet<NaiveDate>,
+}
+
+impl Default for WorkingCalendar {
+    /// Monday to Friday, 09:00–12:00 and 13:00–18:00 in Asia/Shanghai, no holidays.
+    fn default() -> Self {
+        let t = |h| NaiveTime::from_hms_opt(h, 0, 0).expect("valid time");
+        WorkingCalendar {
+            time_zone: LOCAL_TIME_ZONE,
+            hours: vec![(t(9), t(12)), (t(13), t(18))],
+            weekdays: (1..=5).collect(),
+            holidays: BTreeSet::new(),
+            workdays: BTreeSet::new(),
+        }
+    }
+}
+
+impl WorkingCalendar {
+    /// Reads a calendar from TOML:
+    ///
+    /// ```toml
+    /// time_zone = "Asia/Shanghai"
+    /// hours = ["09:00-12:00", "13:00-18:00"]
+    /// weekdays = [1, 2, 3, 4, 5]
+    /// holidays = ["2026-01-01", "2026-02-16"]
+    /// workdays = ["2026-02-14"]
+    /// ```
+    ///
+    /// Missing keys keep the default's value.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let value: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        let mut calendar = WorkingCalendar::default();
+        for (key, item) in &value {
+            match key.as_str() {
+                "time_zone" => {
+                    let name = item.as_str().ok_or("time_zone must be text")?;
+                    calendar.time_zone = name
+                        .parse()
+                        .map_err(|_| format!("unknown time zone '{name}'"))?;
+                }
+                "hours" => {
+                    calendar.hours = strings(item, key)?
+                        .iter()
+                        .map(|s| parse_interval(s))
+                        .collect::<Result<_, _>>()?;
+                    calendar.hours.sort();
+                    if calendar.hours.windows(2).any(|w| w[0].1 > w[1].0) {
+                        return Err("hours overlap".into());
+                    }
+                }
+                "weekdays" => {
+                    let days = item.as_array().ok_or("weekdays must be a list")?;
+                    calendar.weekdays = days
+                        .iter()
+                        .map(|d| match d.as_integer() {
+                            Some(n @ 1..=7) => Ok(n as u32),
+                            _ => Err(format!("weekday {d} is not 1 (Monday) to 7 (Sunday)")),
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
+                "holidays" | "workdays" => {
+                    let days = strings(item, key)?
+                        .iter()
+                        .map(|s| {
+                            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                                .map_err(|_| format!("{key}: '{s}' is not YYYY-MM-DD"))
+                        })
+                        .collect::<Result<BTreeSet<_>, _>>()?;
+                    if key == "holidays" {
+                        calendar.holidays = days;
+                    } else {
+                        calendar.workdays = days;
+                    }
+                }
+                other => return Err(format!("unknown key '{other}'")),
+            }
+        }
+        Ok(calendar)
+    }
+
+    fn is_working_day(&self, day: NaiveDate) -> bool {
+        if self.workdays.contains(&day) {
+            return true;
+        }
+        self.weekdays.contains(&day.weekday().number_from_monday()) && !self.holidays.contains(&day)
+    }
+
+    /// Working seconds between two instants (negative when `end` is before `start`).
+    pub fn seconds_between(&self, start: i64, end: i64) -> Option<i64> {
+        if end < start {
+            return self.seconds_between(end, start).map(|s| -s);
+        }
+        let (from, to) = (local(start, self.time_zone)?, local(end, self.time_zone)?);
+        let mut total = 0i64;
+        let mut day = from.date_naive();
+        while day <= to.date_naive() {
+            if self.is_working_day(day) {
+                for (open, close) in &self.hours {
+                    let at = |t: &NaiveTime| {
+                        self.time_zone
+                            .from_local_datetime(&day.and_time(*t))
+                            .earliest()
+                            .map(|d| d.timestamp_micros())
+                    };
+                    let (Some(open), Some(close)) = (at(open), at(close)) else {
+                        continue;
+                    };
+                    let overlap = close.min(end) - open.max(start);
+                    if overlap > 0 {
+                        total += overlap;
+                    }
+                }
+            }
+            day = day.succ_opt()?;
+        }
+        Some(total / 1_000_000)
+    }
+}
+
+fn strings(item: &toml::Value, key: &str) -> Result<Vec<String>, String> {
+    item.as_array()
+        .ok_or(format!("{key} must be a list"))?
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or(format!("{key} must be a list of text"))
+        })
+        .collect()
+}
+
+fn parse_interval(s: &str) -> Result<(NaiveTime, NaiveTime), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or(format!("hours: '{s}' is not HH:MM-HH:MM"))?;
+    let t = |x: &str| {
+        NaiveTime::parse_from_str(x.trim(), "%H:%M")
+            .map_err(|_| format!("hours: '{x}' is not HH:MM"))
+    };
+    let (open, close) = (t(a)?, t(b)?);
+    if close <= open {
+        return Err(format!("hours: '{s}' ends before it starts"));
+    }
+    Ok((open, close))
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct BusinessSeconds {
+    calendar: WorkingCalendar,
+    signature: Signature,
+}
+
+impl BusinessSeconds {
+    fn new(calendar: WorkingCalendar) -> Self {
+        BusinessSeconds {
+            calendar,
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for BusinessSeconds {
+    fn name(&self) -> &str {
+        "business_seconds"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        if args.args.len() != 2 {
+            return exec_err!("business_seconds(start, end) takes two timestamps");
+        }
+        let start = micros(&args.args[0], args.number_rows)?;
+        let end = micros(&args.args[1], args.number_rows)?;
+        let seconds: Int64Array = start
+            .iter()
+            .zip(end.iter())
+            .map(|(s, e)| self.calendar.seconds_between(s?, e?))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(seconds)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> i64 {
+        DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros()
+    }
+
+    #[test]
+    fn business_seconds_count_only_working_hours() {
+        let c = WorkingCalendar::default();
+        // Friday 17:00 to Monday 10:00 Beijing time: 1 h Friday + 1 h Monday.
+        assert_eq!(
+            c.seconds_between(
+                at("2026-01-09T17:00:00+08:00"),
+                at("2026-01-12T10:00:00+08:00")
+            ),
+            Some(2 * 3600)
+        );
+        // Over lunch: 11:30 to 13:30 is 1 h of work.
+        assert_eq!(
+            c.seconds_between(
+                at("2026-01-07T11:30:00+08:00"),
+                at("2026-01-07T13:30:00+08:00")
+            ),
+            Some(3600)
+        );
+        // Reversed arguments give the negative.
+        assert_eq!(
+            c.seconds_between(
+                at("2026-01-07T13:30:00+08:00"),
+                at("2026-01-07T11:30:00+08:00")
+            ),
+            Some(-3600)
+        );
+        // A whole week is 5 × 8 h.
+        assert_eq!(
+            c.seconds_between(
+                at("2026-01-05T00:00:00+08:00"),
+                at("2026-01-12T00:00:00+08:00")
+            ),
+            Some(5 * 8 * 3600)
+        );
+    }
+
+    #[test]
+    fn holidays_and_make_up_days_come_from_the_calendar_file() {
+        let c = WorkingCalendar::from_toml(
+            r#"
+            hours = ["09:00-17:00"]
+            holidays = ["2026-01-01"]
+            workdays = ["2026-01-04"]
+            "#,
+        )
+        .unwrap();
+        // Thursday 1 Jan is a holiday, Sunday 4 Jan a make-up working day.
+        assert_eq!(
+            c.seconds_between(
+                at("2026-01-01T00:00:00+08:00"),
+                at("2026-01-05T00:00:00+08:00")
+            ),
+            Some(2 * 8 * 3600)
+        );
+        assert!(WorkingCalendar::from_toml("hours = [\"18:00-09:00\"]").is_err());
+        assert!(WorkingCalendar::from_toml("weekdays = [8]").is_err());
+        assert!(WorkingCalendar::from_toml("colour = 1").is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! The engine: read-only refusals, pruning, the memory limit.

@@ -1,0 +1,4 @@
+//! kefu-sql's integration tests: one binary.
+
+mod engine;
+mod slt;

@@ -1,0 +1,315 @@
+//! `kefu sql` (ad hoc SQL: scripts and the interactive shell) and `kefu query` (named
+//! queries): argument handling and terminal I/O over `kefu-sql`.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use kefu_sql::output::{TableStyle, write_stream};
+use kefu_sql::udf::WorkingCalendar;
+use kefu_sql::{Engine, EngineOptions, Format, QueryLibrary, SqlError};
+use kefu_storage::Warehouse;
+
+use crate::cli::{CliResult, WarehouseArgs, exit};
+
+/// How a session runs and where its results go (shared by `sql` and `query`).
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
+    /// Memory for query execution, e.g. 2GB or 512MiB: sorts, joins and aggregates
+    /// spill to disk beyond it; a query that cannot fits fails with a clear error.
+    #[arg(long, env = "KEFU_MEMORY_LIMIT", value_name = "SIZE")]
+    pub memory_limit: Option<bytesize::ByteSize>,
+    /// Working calendar (TOML: time_zone, hours, weekdays, holidays, workdays) for
+    /// business_seconds(); default Monday–Friday 09:00–12:00, 13:00–18:00 Asia/Shanghai.
+    #[arg(long, env = "KEFU_CALENDAR", value_name = "FILE")]
+    pub calendar: Option<PathBuf>,
+    /// Result format: table, csv, json, ndjson or parquet (default: from the --output
+    /// file's extension, else table).
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<Format>,
+    /// Write results to this file instead of stdout (replaced whole when done).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Table format: rows shown at most (the row count still covers all).
+    #[arg(long, default_value_t = 1000)]
+    pub max_rows: usize,
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    #[command(flatten)]
+    pub session: SessionArgs,
+    /// Run these statements and exit (repeatable; several statements separated by ;).
+    #[arg(long, short, value_name = "SQL")]
+    pub execute: Vec<String>,
+    /// Run the statements of this file and exit.
+    #[arg(long, short, value_name = "FILE")]
+    pub file: Vec<PathBuf>,
+    /// Print each statement's time on stderr (always on in the shell; \timing toggles).
+    #[arg(long)]
+    pub timing: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The named query to run (see --list).
+    #[arg(required_unless_present = "list")]
+    pub name: Option<String>,
+    /// List the named queries with their parameters.
+    #[arg(long)]
+    pub list: bool,
+    /// A parameter, NAME=VALUE (repeatable); unset ones take their defaults.
+    #[arg(long = "param", short, value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Directory of .sql files that replace or add to the built-in queries.
+    #[arg(long, env = "KEFU_QUERIES", value_name = "DIR")]
+    pub queries: Option<PathBuf>,
+    /// Print the query's SQL with the parameters filled in, and do not run it.
+    #[arg(long)]
+    pub show_sql: bool,
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("'{s}' is not NAME=VALUE"))
+}
+
+fn error_code(e: &SqlError) -> u8 {
+    match e {
+        SqlError::Io { .. } | SqlError::Output { .. } | SqlError::Warehouse(_) => exit::IO,
+        SqlError::QueryFile { .. } | SqlError::UnknownQuery(_) | SqlError::Query { .. } => {
+            exit::BAD_CONFIG
+        }
+        _ => exit::FAILURE,
+    }
+}
+
+fn fail(e: &SqlError) -> (u8, String) {
+    (error_code(e), e.to_string())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, (u8, String)> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| (exit::FAILURE, format!("cannot start the runtime: {e}")))
+}
+
+fn open_engine(args: &SessionArgs) -> Result<Engine, (u8, String)> {
+    let location = &args.warehouse.warehouse;
+    if let Some(dir) = location.local_path()
+        && !dir.is_dir()
+    {
+        return Err((
+            exit::IO,
+            format!(
+                "no warehouse at {} (create one with `kefu ingest SOURCE --warehouse {}`)",
+                dir.display(),
+                dir.display()
+            ),
+        ));
+    }
+    let warehouse = Warehouse::open(location).map_err(|e| (exit::IO, e.to_string()))?;
+    let calendar = match &args.calendar {
+        None => WorkingCalendar::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| (exit::BAD_CONFIG, format!("{}: {e}", path.display())))?;
+            WorkingCalendar::from_toml(&text)
+                .map_err(|e| (exit::BAD_CONFIG, format!("{}: {e}", path.display())))?
+        }
+    };
+    let options = EngineOptions {
+        memory_limit: args.memory_limit.map(|b| b.as_u64() as usize),
+        calendar,
+        ..EngineOptions::default()
+    };
+    Engine::open(&warehouse, &options).map_err(|e| fail(&e))
+}
+
+/// Where results go: stdout, or a file written beside its destination and renamed over
+/// it when complete (a reader never sees half a result).
+struct Destination {
+    path: Option<PathBuf>,
+    format: Format,
+    style: TableStyle,
+}
+
+impl Destination {
+    fn new(args: &SessionArgs) -> Self {
+        let format = args
+            .format
+            .or_else(|| {
+                args.output
+                    .as_ref()
+                    .and_then(|p| Format::from_extension(&p.to_string_lossy()))
+            })
+            .unwrap_or_default();
+        let width = if args.output.is_none() && std::io::stdout().is_terminal() {
+            comfy_table_width()
+        } else {
+            None
+        };
+        Destination {
+            path: args.output.clone(),
+            format,
+            style: TableStyle {
+                width,
+                max_rows: args.max_rows,
+            },
+        }
+    }
+
+    async fn write(&self, df: datafusion::prelude::DataFrame) -> Result<u64, SqlError> {
+        let stream = df.execute_stream().await?;
+        match &self.path {
+            None => {
+                let mut stdout = std::io::BufWriter::new(std::io::stdout());
+                let rows = write_stream(stream, self.format, &mut stdout, self.style).await?;
+                stdout.flush().map_err(|error| SqlError::Io {
+                    path: "stdout".into(),
+                    error,
+                })?;
+                Ok(rows)
+            }
+            Some(path) => {
+                let io = |error| SqlError::Io {
+                    path: path.display().to_string(),
+                    error,
+                };
+                let partial = partial_path(path);
+                let mut file =
+                    std::io::BufWriter::new(std::fs::File::create(&partial).map_err(io)?);
+                let result = write_stream(stream, self.format, &mut file, self.style).await;
+                let rows = match result {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        drop(file);
+                        let _ = std::fs::remove_file(&partial);
+                        return Err(e);
+                    }
+                };
+                file.into_inner()
+                    .map_err(|e| io(e.into_error()))?
+                    .sync_all()
+                    .map_err(io)?;
+                std::fs::rename(&partial, path).map_err(io)?;
+                Ok(rows)
+            }
+        }
+    }
+}
+
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+fn comfy_table_width() -> Option<u16> {
+    comfy_table::Table::new().width()
+}
+
+pub fn sql_command(args: &SqlArgs) -> CliResult {
+    let runtime = runtime()?;
+    let engine = open_engine(&args.session)?;
+    let destination = Destination::new(&args.session);
+    let mut scripts: Vec<(String, String)> = args
+        .execute
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("-e #{}", i + 1), s.clone()))
+        .collect();
+    for path in &args.file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| (exit::IO, format!("{}: {e}", path.display())))?;
+        scripts.push((path.display().to_string(), text));
+    }
+    if scripts.is_empty() {
+        if !std::io::stdin().is_terminal() {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| (exit::IO, format!("stdin: {e}")))?;
+            scripts.push(("stdin".into(), text));
+        } else {
+            return runtime.block_on(crate::shell::run(&engine, &destination_for_shell(args)));
+        }
+    }
+    runtime.block_on(async {
+        for (origin, script) in &scripts {
+            let statements = engine
+                .parse(script)
+                .map_err(|e| (exit::FAILURE, format!("{origin}: {e}")))?;
+            for statement in statements {
+                let started = Instant::now();
+                let df = engine
+                    .plan(statement)
+                    .await
+                    .map_err(|e| (error_code(&e), format!("{origin}: {e}")))?;
+                destination
+                    .write(df)
+                    .await
+                    .map_err(|e| (error_code(&e), format!("{origin}: {e}")))?;
+                if args.timing {
+                    eprintln!("Time: {:.3} s", started.elapsed().as_secs_f64());
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+fn destination_for_shell(args: &SqlArgs) -> crate::shell::ShellOutput {
+    let destination = Destination::new(&args.session);
+    crate::shell::ShellOutput {
+        format: destination.format,
+        style: destination.style,
+    }
+}
+
+pub fn query_command(args: &QueryArgs) -> CliResult {
+    let mut library = QueryLibrary::embedded().map_err(|e| fail(&e))?;
+    if let Some(dir) = &args.queries {
+        library = library.with_overrides(dir).map_err(|e| fail(&e))?;
+    }
+    if args.list {
+        let mut out = std::io::stdout().lock();
+        for q in library.iter() {
+            let _ = writeln!(out, "{q}");
+        }
+        return Ok(());
+    }
+    let name = args
+        .name
+        .as_deref()
+        .expect("clap requires a name without --list");
+    let query = library.get(name).map_err(|e| fail(&e))?;
+    let sql = query.render(&args.params).map_err(|e| fail(&e))?;
+    if args.show_sql {
+        println!("{sql}");
+        return Ok(());
+    }
+    let runtime = runtime()?;
+    let engine = open_engine(&args.session)?;
+    let destination = Destination::new(&args.session);
+    runtime.block_on(async {
+        let df = engine.sql(&sql).await.map_err(|e| {
+            (
+                error_code(&e),
+                format!("query {name} ({}): {e}", query.origin),
+            )
+        })?;
+        destination.write(df).await.map_err(|e| fail(&e))?;
+        Ok(())
+    })
+}
