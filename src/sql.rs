@@ -55,6 +55,10 @@ pub struct SqlArgs {
     /// Print each statement's time on stderr (always on in the shell; \timing toggles).
     #[arg(long)]
     pub timing: bool,
+    /// Start the shell even when stdin is not a terminal (statements are then read from
+    /// it line by line, as typed).
+    #[arg(long, short, conflicts_with_all = ["execute", "file"])]
+    pub interactive: bool,
 }
 
 #[derive(Debug, Args)]
@@ -236,7 +240,7 @@ pub fn sql_command(args: &SqlArgs) -> CliResult {
         scripts.push((path.display().to_string(), text));
     }
     if scripts.is_empty() {
-        if !std::io::stdin().is_terminal() {
+        if !args.interactive && !std::io::stdin().is_terminal() {
             let mut text = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
                 .map_err(|e| (exit::IO, format!("stdin: {e}")))?;

@@ -5,3 +5,4 @@ mod common;
 mod generate;
 mod ingest;
 mod model;
+mod sql;

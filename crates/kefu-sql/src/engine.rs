@@ -81,6 +81,13 @@ impl Engine {
         config.options_mut().execution.parquet.pushdown_filters = true;
         config.options_mut().execution.parquet.reorder_filters = true;
         config.options_mut().execution.time_zone = Some("UTC".into());
+        if let Some(limit) = options.memory_limit {
+            // A sort reserves memory for merging its spilled runs; under a small limit,
+            // reserve a share of it rather than DataFusion's fixed 10 MB.
+            let execution = &mut config.options_mut().execution;
+            execution.sort_spill_reservation_bytes =
+                execution.sort_spill_reservation_bytes.min(limit / 8);
+        }
         if let Some(n) = options.target_partitions {
             config = config.with_target_partitions(n.max(1));
         }

@@ -1,1 +1,209 @@
-//! The engine: read-only refusals, pruning, the memory limit.
+//! The engine over a generated warehouse: read-only refusals, pruning shown by the
+//! plan's metrics, the memory limit.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::physical_plan::metrics::MetricValue;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use kefu_sql::{Engine, EngineOptions, SqlError};
+
+use crate::slt::{fixture_warehouse, runtime};
+
+/// A warehouse of `kefu gen` output: 10,000 customers over 45 days (two months and a
+/// half; about 30,000 calls a month, so a month's file has more than one data page).
+fn generated_warehouse(dir: &Path) -> kefu_storage::Warehouse {
+    let mut cfg = kefu_gen::GenConfig::new(dir.join("data"));
+    cfg.customers = 10_000;
+    cfg.days = 45;
+    kefu_gen::generate(&cfg, &kefu_progress::NoProgress).unwrap();
+    let location =
+        kefu_storage::WarehouseLocation::parse_in("wh", dir).expect("warehouse location");
+    let warehouse = kefu_storage::Warehouse::open(&location).unwrap();
+    kefu_ingest::ingest(
+        &[cfg.out.display().to_string()],
+        &warehouse,
+        &kefu_ingest::IngestOptions::default(),
+        &kefu_progress::NoProgress,
+    )
+    .unwrap();
+    warehouse
+}
+
+/// Sums the named metric over every operator of the plan (for pruning metrics: what
+/// was pruned).
+fn metric(plan: &Arc<dyn ExecutionPlan>, name: &str) -> usize {
+    let own: usize = plan.metrics().map_or(0, |set| {
+        set.iter()
+            .map(|m| m.value())
+            .filter(|v| v.name() == name)
+            .map(|v| match v {
+                MetricValue::PruningMetrics {
+                    pruning_metrics, ..
+                } => pruning_metrics.pruned(),
+                other => other.as_usize(),
+            })
+            .sum()
+    });
+    own + plan
+        .children()
+        .into_iter()
+        .map(|c| metric(c, name))
+        .sum::<usize>()
+}
+
+/// Runs `sql`, returning the row count and the executed plan (with its metrics).
+async fn run(engine: &Engine, sql: &str) -> Result<(usize, Arc<dyn ExecutionPlan>), SqlError> {
+    let df = engine.sql(sql).await?;
+    let ctx = engine.context().task_ctx();
+    let plan = df.create_physical_plan().await?;
+    let batches = collect(plan.clone(), ctx).await?;
+    Ok((batches.iter().map(|b| b.num_rows()).sum(), plan))
+}
+
+#[test]
+fn writes_are_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = fixture_warehouse(dir.path());
+    let before = std::fs::read_dir(dir.path().join("calls")).unwrap().count();
+    runtime().block_on(async {
+        let engine = Engine::open(&warehouse, &EngineOptions::default()).unwrap();
+        for sql in [
+            "INSERT INTO calls SELECT * FROM calls",
+            "CREATE TABLE copy AS SELECT * FROM calls",
+            "CREATE VIEW v AS SELECT 1",
+            "DROP TABLE calls",
+            "COPY calls TO 'out.parquet'",
+            "SET datafusion.execution.batch_size = 10",
+        ] {
+            let e = match engine.sql(sql).await {
+                Ok(df) => df.collect().await.map(|_| ()).map_err(SqlError::from),
+                Err(e) => Err(e),
+            }
+            .expect_err(sql);
+            assert!(matches!(e, SqlError::ReadOnly { .. }), "{sql}: {e}");
+            assert!(e.to_string().contains("read-only"), "{e}");
+        }
+        // Reading still works, and nothing changed.
+        let (rows, _) = run(&engine, "SELECT * FROM calls").await.unwrap();
+        assert_eq!(rows, 11);
+    });
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("calls")).unwrap().count(),
+        before
+    );
+}
+
+#[test]
+fn date_and_region_filters_prune_files_and_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = generated_warehouse(dir.path());
+    runtime().block_on(async {
+        let engine = Engine::open(&warehouse, &EngineOptions::default()).unwrap();
+        let (all, _) = run(&engine, "SELECT call_id FROM calls").await.unwrap();
+        // One local month by event time only: the other months' files are skipped by
+        // their min/max statistics without reading a row.
+        let (january, plan) = run(
+            &engine,
+            "SELECT call_id FROM calls
+             WHERE ivr_entered_at >= TIMESTAMP '2025-12-31T16:00:00Z'
+               AND ivr_entered_at < TIMESTAMP '2026-01-31T16:00:00Z'",
+        )
+        .await
+        .unwrap();
+        assert!(january > 0 && january < all, "{january} of {all}");
+        assert_eq!(
+            metric(&plan, "files_ranges_pruned_statistics"),
+            1,
+            "February's file is skipped by time:\n{}",
+            show(&plan)
+        );
+
+        // The month partition prunes at listing: fewer files are opened at all.
+        let (_, by_month) = run(&engine, "SELECT call_id FROM calls WHERE month = '2026-02'")
+            .await
+            .unwrap();
+        let (_, unfiltered) = run(&engine, "SELECT call_id FROM calls").await.unwrap();
+        assert!(
+            scanned_files(&by_month) < scanned_files(&unfiltered),
+            "{} vs {}",
+            scanned_files(&by_month),
+            scanned_files(&unfiltered)
+        );
+
+        // Rows are sorted by region in each file, so the page index skips other
+        // regions' pages.
+        let (beijing, plan) = run(
+            &engine,
+            "SELECT call_id FROM calls WHERE region = 'beijing'",
+        )
+        .await
+        .unwrap();
+        assert!(beijing > 0 && beijing < all);
+        let skipped = metric(&plan, "page_index_rows_pruned");
+        assert!(skipped > 0, "no page pruned by region:\n{}", show(&plan));
+    });
+}
+
+fn show(plan: &Arc<dyn ExecutionPlan>) -> String {
+    datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan.as_ref())
+        .indent(true)
+        .to_string()
+}
+
+/// Files the plan's scans were given (after partition pruning).
+fn scanned_files(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    show(plan).matches(".parquet").count()
+}
+
+#[test]
+fn a_query_over_the_memory_limit_spills_or_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = generated_warehouse(dir.path());
+    runtime().block_on(async {
+        let options = EngineOptions {
+            memory_limit: Some(24 * 1024 * 1024),
+            target_partitions: Some(2),
+            spill_dir: Some(dir.path().join("spill")),
+            ..EngineOptions::default()
+        };
+        std::fs::create_dir_all(dir.path().join("spill")).unwrap();
+        let engine = Engine::open(&warehouse, &options).unwrap();
+        // A sort of every call (about 70,000 rows, more than 24 MB in memory) spills
+        // and completes within 24 MB.
+        let (rows, plan) = run(
+            &engine,
+            "SELECT * FROM calls ORDER BY agent_id, category, call_id",
+        )
+        .await
+        .unwrap();
+        let unbounded = Engine::open(&warehouse, &EngineOptions::default()).unwrap();
+        let (all, _) = run(&unbounded, "SELECT call_id FROM calls").await.unwrap();
+        assert_eq!(rows, all);
+        assert!(
+            metric(&plan, "spill_count") > 0,
+            "no spill:\n{}",
+            show(&plan)
+        );
+
+        // A query that cannot spill enough fails with the resource error, not a crash.
+        let tiny = EngineOptions {
+            memory_limit: Some(64 * 1024),
+            target_partitions: Some(2),
+            ..EngineOptions::default()
+        };
+        let engine = Engine::open(&warehouse, &tiny).unwrap();
+        match run(
+            &engine,
+            "SELECT a.call_id FROM calls a JOIN calls b ON a.customer_id = b.customer_id",
+        )
+        .await
+        {
+            Err(e @ SqlError::ResourcesExhausted(_)) => {
+                assert!(e.to_string().contains("--memory-limit"), "{e}")
+            }
+            Ok((rows, _)) => panic!("a self-join in 64 KiB returned {rows} rows"),
+            Err(e) => panic!("expected a resource error, got: {e}"),
+        }
+    });
+}
