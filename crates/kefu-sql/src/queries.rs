@@ -17,7 +17,8 @@
 //! every value validated first, so values cannot inject SQL); `{{name:month}}` becomes a
 //! date's `'YYYY-MM'`, for pruning the `month` partitions; `{{name:utc}}` becomes the
 //! UTC instant at which that local (Asia/Shanghai) day starts, as a timestamp, for
-//! pruning row groups by event time.
+//! pruning row groups by event time; `{{name:days}}` (or `months`, `weeks`, `hours`,
+//! `minutes`, `seconds`) turns an int into an interval of that many days.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -244,28 +245,36 @@ impl NamedQuery {
                 .find(|p| p.name == name)
                 .ok_or_else(|| err(format!("{{{{{name}}}}} is not a declared parameter")))?;
             let value = chosen[name];
-            let text = match modifier {
-                None => literal(param.kind, value),
-                Some("month") if param.kind == ParamType::Date => {
-                    date(value).map(|d| format!("'{}'", d.format("%Y-%m")))
+            let text =
+                match modifier {
+                    None => literal(param.kind, value),
+                    Some("month") if param.kind == ParamType::Date => {
+                        date(value).map(|d| format!("'{}'", d.format("%Y-%m")))
+                    }
+                    Some("utc") if param.kind == ParamType::Date => date(value).map(|d| {
+                        let start = LOCAL_TIME_ZONE
+                            .from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
+                            .earliest()
+                            .expect("Asia/Shanghai has every midnight")
+                            .to_utc();
+                        format!(
+                            "arrow_cast('{}', 'Timestamp(µs, \"UTC\")')",
+                            start.format("%Y-%m-%dT%H:%M:%SZ")
+                        )
+                    }),
+                    Some(
+                        unit @ ("months" | "weeks" | "days" | "hours" | "minutes" | "seconds"),
+                    ) if param.kind == ParamType::Int => value
+                        .trim()
+                        .parse::<i64>()
+                        .map(|n| format!("INTERVAL '{n} {unit}'"))
+                        .map_err(|_| format!("'{value}' is not an integer")),
+                    Some(m) => Err(format!(
+                        "unknown modifier '{m}' for a {}",
+                        param.kind.name()
+                    )),
                 }
-                Some("utc") if param.kind == ParamType::Date => date(value).map(|d| {
-                    let start = LOCAL_TIME_ZONE
-                        .from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
-                        .earliest()
-                        .expect("Asia/Shanghai has every midnight")
-                        .to_utc();
-                    format!(
-                        "arrow_cast('{}', 'Timestamp(µs, \"UTC\")')",
-                        start.format("%Y-%m-%dT%H:%M:%SZ")
-                    )
-                }),
-                Some(m) => Err(format!(
-                    "unknown modifier '{m}' for a {}",
-                    param.kind.name()
-                )),
-            }
-            .map_err(|e| err(format!("--param {name}: {e}")))?;
+                .map_err(|e| err(format!("--param {name}: {e}")))?;
             out.push_str(&text);
             rest = &after[end + 2..];
         }

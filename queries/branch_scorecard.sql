@@ -1,0 +1,109 @@
+-- purpose: A weighted monthly scorecard of branches, with the top 5 and bottom 5 of
+--   each month.
+-- formula: per branch and local month: complaints per 1,000 customers of the branch
+--   (customers open at the month's end; lower is better), callback satisfaction
+--   ((very_satisfied + satisfied) / scored callbacks of the branch's tickets), ticket
+--   on-time rate (resolved by due_at / resolved with a due_at), and the branch hall's
+--   average wait in minutes (lower is better). Each measure becomes a percent rank
+--   among the month's branches (1 = best); score = 100 x weighted mean of the ranks
+--   with weights {w_complaints}, {w_satisfaction}, {w_on_time}, {w_wait} (a missing
+--   measure is left out and the weights of the rest renormalised).
+-- grain: one row per month x branch in the month's top {top} or bottom {top}
+-- param: from date 2026-01-01 first local day, inclusive
+-- param: to date 2026-04-01 end local day, exclusive
+-- param: region text % region code (LIKE pattern; % for all)
+-- param: w_complaints float 0.3 weight of the complaint rate
+-- param: w_satisfaction float 0.3 weight of callback satisfaction
+-- param: w_on_time float 0.2 weight of the on-time rate
+-- param: w_wait float 0.2 weight of the branch-hall wait
+-- param: top int 5 branches listed at each end
+WITH months AS (
+    SELECT CAST(value AS DATE) AS month_start, CAST(value + INTERVAL '1 month' AS DATE) AS month_end
+    FROM generate_series(date_trunc('month', CAST({{from}} AS TIMESTAMP)),
+                         CAST({{to}} AS TIMESTAMP) - INTERVAL '1 day', INTERVAL '1 month')
+),
+base AS (
+    SELECT m.month_start, c.branch_id, c.region, count(*) AS customers
+    FROM months m JOIN customers c
+      ON local_date(c.opened_at) < m.month_end
+     AND (c.closed_at IS NULL OR local_date(c.closed_at) >= m.month_end)
+    WHERE c.region LIKE {{region}}
+    GROUP BY m.month_start, c.branch_id, c.region
+),
+t AS (
+    SELECT CAST(date_trunc('month', CAST(local_date(created_at) AS TIMESTAMP)) AS DATE) AS month_start,
+           branch_id,
+           count(*) FILTER (WHERE kind = 'complaint') AS complaints,
+           count(*) FILTER (WHERE resolved_at IS NOT NULL AND due_at IS NOT NULL AND resolved_at <= due_at) AS on_time,
+           count(*) FILTER (WHERE resolved_at IS NOT NULL AND due_at IS NOT NULL) AS with_due
+    FROM tickets
+    WHERE created_at >= {{from:utc}} AND created_at < {{to:utc}} AND region LIKE {{region}}
+    GROUP BY 1, branch_id
+),
+s AS (
+    SELECT CAST(date_trunc('month', CAST(local_date(cb.performed_at) AS TIMESTAMP)) AS DATE) AS month_start,
+           tk.branch_id,
+           count(*) FILTER (WHERE cb.score IN ('very_satisfied', 'satisfied')) AS satisfied,
+           count(cb.score) AS scored
+    FROM callbacks cb JOIN tickets tk ON tk.ticket_id = cb.ticket_id
+    WHERE cb.performed_at >= {{from:utc}} AND cb.performed_at < {{to:utc}} AND tk.region LIKE {{region}}
+    GROUP BY 1, tk.branch_id
+),
+w AS (
+    SELECT CAST(date_trunc('month', CAST(local_date(arrived_at) AS TIMESTAMP)) AS DATE) AS month_start,
+           branch_id,
+           avg(CAST(date_part('epoch', called_at) - date_part('epoch', arrived_at) AS DOUBLE) / 60.0) AS avg_wait_min
+    FROM visits
+    WHERE arrived_at >= {{from:utc}} AND arrived_at < {{to:utc}} AND region LIKE {{region}}
+    GROUP BY 1, branch_id
+),
+measures AS (
+    SELECT b.month_start, b.region, b.branch_id, b.customers,
+           1000.0 * coalesce(t.complaints, 0) / b.customers AS complaints_per_1k,
+           CAST(s.satisfied AS DOUBLE) / nullif(s.scored, 0) AS satisfaction,
+           CAST(t.on_time AS DOUBLE) / nullif(t.with_due, 0) AS on_time_rate,
+           w.avg_wait_min
+    FROM base b
+    LEFT JOIN t ON t.month_start = b.month_start AND t.branch_id = b.branch_id
+    LEFT JOIN s ON s.month_start = b.month_start AND s.branch_id = b.branch_id
+    LEFT JOIN w ON w.month_start = b.month_start AND w.branch_id = b.branch_id
+),
+ranked AS (
+    SELECT *,
+        -- percent_rank: 0 for the worst, 1 for the best of the month.
+        percent_rank() OVER (PARTITION BY month_start ORDER BY complaints_per_1k DESC) AS r_complaints,
+        CASE WHEN satisfaction IS NOT NULL THEN
+            percent_rank() OVER (PARTITION BY month_start ORDER BY satisfaction ASC NULLS FIRST) END AS r_satisfaction,
+        CASE WHEN on_time_rate IS NOT NULL THEN
+            percent_rank() OVER (PARTITION BY month_start ORDER BY on_time_rate ASC NULLS FIRST) END AS r_on_time,
+        CASE WHEN avg_wait_min IS NOT NULL THEN
+            percent_rank() OVER (PARTITION BY month_start ORDER BY avg_wait_min DESC NULLS FIRST) END AS r_wait
+    FROM measures
+),
+scored AS (
+    SELECT *,
+        100.0 * (
+            {{w_complaints}} * r_complaints
+            + {{w_satisfaction}} * coalesce(r_satisfaction, 0)
+            + {{w_on_time}} * coalesce(r_on_time, 0)
+            + {{w_wait}} * coalesce(r_wait, 0)
+        ) / nullif(
+            {{w_complaints}}
+            + CASE WHEN r_satisfaction IS NULL THEN 0 ELSE {{w_satisfaction}} END
+            + CASE WHEN r_on_time IS NULL THEN 0 ELSE {{w_on_time}} END
+            + CASE WHEN r_wait IS NULL THEN 0 ELSE {{w_wait}} END, 0) AS score
+    FROM ranked
+),
+placed AS (
+    SELECT *,
+        row_number() OVER (PARTITION BY month_start ORDER BY score DESC, branch_id) AS rank_from_top,
+        row_number() OVER (PARTITION BY month_start ORDER BY score ASC, branch_id) AS rank_from_bottom
+    FROM scored
+)
+SELECT month_start AS month, region, branch_id, score,
+       CASE WHEN rank_from_top <= {{top}} THEN 'top' ELSE 'bottom' END AS place,
+       rank_from_top AS rank,
+       customers, complaints_per_1k, satisfaction, on_time_rate, avg_wait_min
+FROM placed
+WHERE rank_from_top <= {{top}} OR rank_from_bottom <= {{top}}
+ORDER BY month, rank

@@ -1,0 +1,36 @@
+-- purpose: Repeat contacts (a first-contact-resolution proxy): identified customers who
+--   call again within N days.
+-- formula: a call repeats when the same customer makes another inbound call within
+--   {days} days after it (calls after the range count as the repeat, not as the base);
+--   repeat rate = repeated calls / calls of identified customers.
+-- grain: one row per period (local day, week or month of the call) x region
+-- param: from date 2026-01-01 first local day, inclusive
+-- param: to date 2026-02-01 end local day, exclusive
+-- param: period text month day, week or month
+-- param: region text % region code (LIKE pattern; % for all)
+-- param: days int 7 window after a call in which another call is a repeat
+WITH inbound AS (
+    SELECT
+        region,
+        customer_id,
+        ivr_entered_at,
+        lead(ivr_entered_at) OVER (PARTITION BY customer_id ORDER BY ivr_entered_at, call_id)
+            AS next_call_at
+    FROM calls
+    WHERE direction = 'inbound'
+      AND customer_id IS NOT NULL
+      AND ivr_entered_at >= {{from:utc}}
+      AND ivr_entered_at < {{to:utc}} + {{days:days}}
+      AND region LIKE {{region}}
+)
+SELECT
+    CAST(date_trunc({{period}}, CAST(local_date(ivr_entered_at) AS TIMESTAMP)) AS DATE) AS period,
+    region,
+    count(*) AS calls,
+    count(*) FILTER (WHERE next_call_at <= ivr_entered_at + {{days:days}}) AS repeated,
+    CAST(count(*) FILTER (WHERE next_call_at <= ivr_entered_at + {{days:days}}) AS DOUBLE)
+        / count(*) AS repeat_rate
+FROM inbound
+WHERE ivr_entered_at < {{to:utc}}
+GROUP BY 1, region
+ORDER BY 1, region

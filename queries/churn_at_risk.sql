@@ -1,0 +1,61 @@
+-- purpose: The current at-risk customer list: open customers showing the signals that
+--   precede churn in the {days} days before {as_of}.
+-- formula: signals per customer in the window: complaints, repeat or over-level
+--   complaints, tickets still unresolved, dissatisfied callbacks, calls that waited
+--   over {long_wait_s} s or were abandoned; risk score = 3 x over-level/repeat + 2 x
+--   dissatisfied + 2 x unresolved + complaints + 0.5 x long waits; customers with a
+--   score of at least {min_score}, highest first.
+-- grain: one row per open customer at or over the score, up to {top}
+-- param: as_of date 2026-07-01 end of the window, exclusive
+-- param: days int 90 window length in days
+-- param: long_wait_s int 60 a call waiting longer counts as a long wait
+-- param: min_score float 3 lowest score listed
+-- param: top int 100 customers listed at most
+-- param: region text % region code (LIKE pattern; % for all)
+WITH t AS (
+    SELECT customer_id,
+           count(*) FILTER (WHERE kind = 'complaint') AS complaints,
+           count(*) FILTER (WHERE kind = 'complaint' AND level IN ('repeat', 'over_level')) AS escalated,
+           count(*) FILTER (WHERE resolved_at IS NULL OR resolved_at >= {{as_of:utc}}) AS unresolved
+    FROM tickets
+    WHERE customer_id IS NOT NULL
+      AND created_at >= {{as_of:utc}} - {{days:days}} AND created_at < {{as_of:utc}}
+    GROUP BY customer_id
+),
+cb AS (
+    SELECT customer_id, count(*) AS dissatisfied
+    FROM callbacks
+    WHERE score = 'dissatisfied'
+      AND performed_at >= {{as_of:utc}} - {{days:days}} AND performed_at < {{as_of:utc}}
+    GROUP BY customer_id
+),
+c AS (
+    SELECT customer_id,
+           count(*) FILTER (WHERE wait_s > {{long_wait_s}} OR outcome = 'abandoned') AS long_waits
+    FROM calls
+    WHERE customer_id IS NOT NULL
+      AND ivr_entered_at >= {{as_of:utc}} - {{days:days}} AND ivr_entered_at < {{as_of:utc}}
+    GROUP BY customer_id
+),
+scored AS (
+    SELECT k.customer_id, k.region, k.branch_id, k.segment, k.tier,
+           coalesce(t.complaints, 0) AS complaints,
+           coalesce(t.escalated, 0) AS escalated_complaints,
+           coalesce(t.unresolved, 0) AS unresolved_tickets,
+           coalesce(cb.dissatisfied, 0) AS dissatisfied_callbacks,
+           coalesce(c.long_waits, 0) AS long_waits,
+           3.0 * coalesce(t.escalated, 0) + 2.0 * coalesce(cb.dissatisfied, 0)
+             + 2.0 * coalesce(t.unresolved, 0) + coalesce(t.complaints, 0)
+             + 0.5 * coalesce(c.long_waits, 0) AS risk_score
+    FROM customers k
+    LEFT JOIN t ON t.customer_id = k.customer_id
+    LEFT JOIN cb ON cb.customer_id = k.customer_id
+    LEFT JOIN c ON c.customer_id = k.customer_id
+    WHERE (k.closed_at IS NULL OR k.closed_at >= {{as_of:utc}})
+      AND k.opened_at < {{as_of:utc}}
+      AND k.region LIKE {{region}}
+)
+SELECT * FROM scored
+WHERE risk_score >= {{min_score}}
+ORDER BY risk_score DESC, customer_id
+LIMIT {{top}}

@@ -1,0 +1,98 @@
+-- purpose: Monthly churn by region, segment and tier: explicit closures (销户 / ported
+--   away) and activity-based churn, with new customers and the net change.
+-- formula: at start = customers opened before the month and not closed before it
+--   (local days); closed = closed_at in the month; explicit churn rate = closed / at
+--   start; new = opened in the month; net change = new - closed.
+--   Activity churn: active = customers with a contact (call, ticket, visit or callback)
+--   in the month; such a customer is retained when their next contact comes within
+--   {days} days of their last contact in the month, churned when it does not, and
+--   unknown when those {days} days run past the last event the warehouse holds (the
+--   outcome is not observed yet); activity churn rate = churned / (active - unknown).
+--   Segment and tier are the customer's current ones.
+-- grain: one row per month x region x segment x tier
+-- param: from date 2026-01-01 first local day, inclusive (months start here)
+-- param: to date 2026-04-01 end local day, exclusive
+-- param: region text % region code (LIKE pattern; % for all)
+-- param: days int 90 days without contact that make an active customer churned
+WITH months AS (
+    SELECT CAST(value AS DATE) AS month_start,
+           CAST(value + INTERVAL '1 month' AS DATE) AS month_end
+    FROM generate_series(date_trunc('month', CAST({{from}} AS TIMESTAMP)),
+                         CAST({{to}} AS TIMESTAMP) - INTERVAL '1 day', INTERVAL '1 month')
+),
+cust AS (
+    SELECT customer_id, region, segment, tier,
+           local_date(opened_at) AS opened, local_date(closed_at) AS closed
+    FROM customers
+    WHERE region LIKE {{region}}
+),
+explicit AS (
+    SELECT m.month_start, c.region, c.segment, c.tier,
+           count(*) FILTER (WHERE c.opened < m.month_start
+               AND (c.closed IS NULL OR c.closed >= m.month_start)) AS at_start,
+           count(*) FILTER (WHERE c.closed >= m.month_start AND c.closed < m.month_end) AS closed,
+           count(*) FILTER (WHERE c.opened >= m.month_start AND c.opened < m.month_end) AS new_customers
+    FROM months m CROSS JOIN cust c
+    GROUP BY m.month_start, c.region, c.segment, c.tier
+),
+contacts AS (
+    SELECT customer_id, ivr_entered_at AS at FROM calls
+        WHERE customer_id IS NOT NULL AND ivr_entered_at >= {{from:utc}}
+    UNION ALL
+    SELECT customer_id, created_at FROM tickets
+        WHERE customer_id IS NOT NULL AND created_at >= {{from:utc}}
+    UNION ALL
+    SELECT customer_id, arrived_at FROM visits
+        WHERE customer_id IS NOT NULL AND arrived_at >= {{from:utc}}
+    UNION ALL
+    SELECT customer_id, performed_at FROM callbacks WHERE performed_at >= {{from:utc}}
+),
+observed AS (
+    SELECT max(at) AS last_event FROM contacts
+),
+sequenced AS (
+    SELECT customer_id, at,
+           CAST(date_trunc('month', CAST(local_date(at) AS TIMESTAMP)) AS DATE) AS month_start,
+           lead(at) OVER (PARTITION BY customer_id ORDER BY at) AS next_at
+    FROM contacts
+),
+last_in_month AS (
+    -- Each customer's last contact of each month, and the contact after it.
+    SELECT customer_id, month_start, max(at) AS last_at,
+           max(next_at) FILTER (WHERE next_at IS NULL OR
+               CAST(date_trunc('month', CAST(local_date(next_at) AS TIMESTAMP)) AS DATE) > month_start) AS next_at
+    FROM sequenced
+    WHERE month_start < {{to}}
+    GROUP BY customer_id, month_start
+),
+activity AS (
+    SELECT l.month_start, c.region, c.segment, c.tier,
+           count(*) AS active,
+           count(*) FILTER (WHERE l.next_at IS NULL AND l.last_at + {{days:days}} > o.last_event) AS unknown,
+           count(*) FILTER (WHERE (l.next_at IS NULL AND l.last_at + {{days:days}} <= o.last_event)
+               OR l.next_at > l.last_at + {{days:days}}) AS churned
+    FROM last_in_month l
+    JOIN cust c ON c.customer_id = l.customer_id
+    CROSS JOIN observed o
+    GROUP BY l.month_start, c.region, c.segment, c.tier
+)
+SELECT
+    e.month_start AS month,
+    e.region,
+    e.segment,
+    e.tier,
+    e.at_start,
+    e.closed,
+    CAST(e.closed AS DOUBLE) / nullif(e.at_start, 0) AS explicit_churn_rate,
+    e.new_customers,
+    e.new_customers - e.closed AS net_change,
+    coalesce(a.active, 0) AS active,
+    coalesce(a.churned, 0) AS activity_churned,
+    coalesce(a.unknown, 0) AS activity_unknown,
+    CAST(a.churned AS DOUBLE) / nullif(a.active - a.unknown, 0) AS activity_churn_rate
+FROM explicit e
+LEFT JOIN activity a
+  ON a.month_start = e.month_start AND a.region = e.region
+ AND a.segment = e.segment AND a.tier = e.tier
+WHERE e.at_start + e.new_customers > 0
+ORDER BY month, e.region, e.segment, e.tier

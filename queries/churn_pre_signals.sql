@@ -1,0 +1,59 @@
+-- purpose: Pre-churn signals: how churners behaved in the {days} days before leaving,
+--   against retained customers over the same length of time.
+-- formula: churners = customers with closed_at in the range, window = the {days} days
+--   before closed_at; retained = customers open at {to}, window = the {days} days
+--   before {to}; per group: customers, and per customer the average complaints,
+--   repeat/over-level complaints, unresolved tickets (not resolved by the window's
+--   end), dissatisfied callbacks, calls, and the mean call wait in seconds.
+-- grain: one row per group (churned, retained) x region
+-- param: from date 2026-01-01 first local day of closures, inclusive
+-- param: to date 2026-07-01 end local day, exclusive
+-- param: days int 90 window before the closure (or before {to})
+-- param: region text % region code (LIKE pattern; % for all)
+WITH people AS (
+    SELECT customer_id, region,
+           CASE WHEN closed_at >= {{from:utc}} AND closed_at < {{to:utc}} THEN 'churned' ELSE 'retained' END AS grp,
+           CASE WHEN closed_at >= {{from:utc}} AND closed_at < {{to:utc}} THEN closed_at ELSE {{to:utc}} END AS window_end
+    FROM customers
+    WHERE region LIKE {{region}}
+      AND opened_at < {{to:utc}}
+      AND (closed_at IS NULL OR closed_at >= {{from:utc}})
+),
+t AS (
+    SELECT p.customer_id,
+           count(*) FILTER (WHERE x.kind = 'complaint') AS complaints,
+           count(*) FILTER (WHERE x.kind = 'complaint' AND x.level IN ('repeat', 'over_level')) AS escalated,
+           count(*) FILTER (WHERE x.resolved_at IS NULL OR x.resolved_at >= p.window_end) AS unresolved
+    FROM people p JOIN tickets x ON x.customer_id = p.customer_id
+    WHERE x.created_at >= p.window_end - {{days:days}} AND x.created_at < p.window_end
+    GROUP BY p.customer_id
+),
+cb AS (
+    SELECT p.customer_id, count(*) AS dissatisfied
+    FROM people p JOIN callbacks x ON x.customer_id = p.customer_id
+    WHERE x.score = 'dissatisfied'
+      AND x.performed_at >= p.window_end - {{days:days}} AND x.performed_at < p.window_end
+    GROUP BY p.customer_id
+),
+c AS (
+    SELECT p.customer_id, count(*) AS calls, sum(x.wait_s) AS wait_total, count(x.wait_s) AS waits
+    FROM people p JOIN calls x ON x.customer_id = p.customer_id
+    WHERE x.ivr_entered_at >= p.window_end - {{days:days}} AND x.ivr_entered_at < p.window_end
+    GROUP BY p.customer_id
+)
+SELECT
+    p.grp AS customer_group,
+    p.region,
+    count(*) AS customers,
+    avg(coalesce(t.complaints, 0)) AS complaints_per_customer,
+    avg(coalesce(t.escalated, 0)) AS escalated_per_customer,
+    avg(coalesce(t.unresolved, 0)) AS unresolved_per_customer,
+    avg(coalesce(cb.dissatisfied, 0)) AS dissatisfied_per_customer,
+    avg(coalesce(c.calls, 0)) AS calls_per_customer,
+    CAST(sum(c.wait_total) AS DOUBLE) / nullif(sum(c.waits), 0) AS mean_wait_s
+FROM people p
+LEFT JOIN t ON t.customer_id = p.customer_id
+LEFT JOIN cb ON cb.customer_id = p.customer_id
+LEFT JOIN c ON c.customer_id = p.customer_id
+GROUP BY p.grp, p.region
+ORDER BY p.grp, p.region

@@ -1,0 +1,55 @@
+-- purpose: Complaints per 10,000 customers per period and region (the regulators' rate).
+-- formula: rate = complaints / exposure x {per}; exposure = customers open at the
+--   period's start (opened before it, not closed before it) + customers opened during
+--   the period; complaints = tickets of kind 'complaint' by local day of created_at.
+-- grain: one row per period (month, quarter or year) x region with customers
+-- param: from date 2026-01-01 first local day, inclusive
+-- param: to date 2026-02-01 end local day, exclusive
+-- param: period text month month, quarter or year
+-- param: region text % region code (LIKE pattern; % for all)
+-- param: per float 10000 the rate's scale (complaints per this many customers)
+WITH periods AS (
+    SELECT CAST(value AS DATE) AS period_start,
+           CAST(value + CASE {{period}} WHEN 'month' THEN INTERVAL '1 month'
+                WHEN 'quarter' THEN INTERVAL '3 months' ELSE INTERVAL '1 year' END AS DATE)
+               AS period_end
+    FROM generate_series(
+        date_trunc({{period}}, CAST({{from}} AS TIMESTAMP)),
+        CAST({{to}} AS TIMESTAMP) - INTERVAL '1 day',
+        CASE {{period}} WHEN 'month' THEN INTERVAL '1 month'
+             WHEN 'quarter' THEN INTERVAL '3 months' ELSE INTERVAL '1 year' END)
+),
+exposure AS (
+    SELECT
+        p.period_start,
+        c.region,
+        count(*) FILTER (WHERE local_date(c.opened_at) < p.period_start
+            AND (c.closed_at IS NULL OR local_date(c.closed_at) >= p.period_start)) AS open_at_start,
+        count(*) FILTER (WHERE local_date(c.opened_at) >= p.period_start
+            AND local_date(c.opened_at) < p.period_end) AS opened
+    FROM periods p
+    CROSS JOIN customers c
+    WHERE c.region LIKE {{region}}
+    GROUP BY p.period_start, c.region
+),
+complaints AS (
+    SELECT p.period_start, t.region, count(*) AS complaints
+    FROM tickets t
+    JOIN periods p
+      ON local_date(t.created_at) >= p.period_start AND local_date(t.created_at) < p.period_end
+    WHERE t.kind = 'complaint'
+      AND t.created_at >= {{from:utc}} - INTERVAL '1 year'
+      AND t.created_at < {{to:utc}} + INTERVAL '1 year'
+      AND t.region LIKE {{region}}
+    GROUP BY p.period_start, t.region
+)
+SELECT
+    e.period_start AS period,
+    e.region,
+    coalesce(c.complaints, 0) AS complaints,
+    e.open_at_start + e.opened AS exposure,
+    coalesce(c.complaints, 0) * {{per}} / nullif(e.open_at_start + e.opened, 0) AS rate
+FROM exposure e
+LEFT JOIN complaints c ON c.period_start = e.period_start AND c.region = e.region
+WHERE e.open_at_start + e.opened > 0
+ORDER BY period, e.region

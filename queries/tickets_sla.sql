@@ -1,0 +1,50 @@
+-- purpose: Ticket handling against promises: on-time rate, first contact within 2 hours
+--   of dispatch, first-time success, by period, region and kind.
+-- formula: handled = tickets with resolved_at; on-time rate = handled with resolved_at <=
+--   due_at / handled with a due_at; first contact rate = dispatched tickets first
+--   contacted within {contact_hours} h of dispatched_at / dispatched tickets;
+--   first-time success = closed tickets never reopened, not repeated or escalated by a
+--   later ticket (parent_ticket_id) and not themselves a repeat or over-level complaint
+--   / closed tickets; median resolution hours over handled tickets.
+-- grain: one row per period (local day, week or month of created_at) x region x kind
+-- param: from date 2026-01-01 first local day, inclusive
+-- param: to date 2026-02-01 end local day, exclusive
+-- param: period text month day, week or month
+-- param: region text % region code (LIKE pattern; % for all)
+-- param: contact_hours int 2 hours after dispatch within which the customer must be contacted
+WITH followed AS (
+    -- Tickets that a later ticket repeats or escalates.
+    SELECT DISTINCT parent_ticket_id AS ticket_id FROM tickets WHERE parent_ticket_id IS NOT NULL
+),
+t AS (
+    SELECT
+        CAST(date_trunc({{period}}, CAST(local_date(created_at) AS TIMESTAMP)) AS DATE) AS period,
+        tickets.*,
+        f.ticket_id IS NOT NULL AS followed_up
+    FROM tickets
+    LEFT JOIN followed f ON f.ticket_id = tickets.ticket_id
+    WHERE created_at >= {{from:utc}}
+      AND created_at < {{to:utc}}
+      AND month BETWEEN {{from:month}} AND {{to:month}}
+      AND region LIKE {{region}}
+)
+SELECT
+    period,
+    region,
+    kind,
+    count(*) AS tickets,
+    count(resolved_at) AS handled,
+    CAST(count(*) FILTER (WHERE resolved_at IS NOT NULL AND due_at IS NOT NULL AND resolved_at <= due_at) AS DOUBLE)
+        / nullif(count(*) FILTER (WHERE resolved_at IS NOT NULL AND due_at IS NOT NULL), 0) AS on_time_rate,
+    CAST(count(*) FILTER (WHERE dispatched_at IS NOT NULL AND first_contact_at IS NOT NULL
+            AND first_contact_at <= dispatched_at + {{contact_hours:hours}}) AS DOUBLE)
+        / nullif(count(dispatched_at), 0) AS first_contact_rate,
+    count(closed_at) AS closed,
+    CAST(count(*) FILTER (WHERE closed_at IS NOT NULL AND reopened_count = 0 AND NOT followed_up
+            AND level NOT IN ('repeat', 'over_level')) AS DOUBLE)
+        / nullif(count(closed_at), 0) AS first_time_success_rate,
+    median(CAST(date_part('epoch', resolved_at) - date_part('epoch', created_at) AS DOUBLE) / 3600.0)
+        AS median_resolution_hours
+FROM t
+GROUP BY period, region, kind
+ORDER BY period, region, kind

@@ -1,0 +1,25 @@
+-- purpose: Special-needs services (elderly, mobility, visual, hearing, …) per branch and
+--   month, with their waits.
+-- formula: services = visits with special_needs other than 'none' by local month of
+--   arrival; served = outcome 'served'; average wait = mean of called_at - arrived_at
+--   in minutes.
+-- grain: one row per month x region x branch x special-needs type
+-- param: from date 2026-01-01 first local day, inclusive
+-- param: to date 2026-02-01 end local day, exclusive
+-- param: region text % region code (LIKE pattern; % for all)
+SELECT
+    CAST(date_trunc('month', CAST(local_date(arrived_at) AS TIMESTAMP)) AS DATE) AS month_start,
+    region,
+    branch_id,
+    special_needs,
+    count(*) AS visits,
+    count(*) FILTER (WHERE outcome = 'served') AS served,
+    avg(CAST(date_part('epoch', called_at) - date_part('epoch', arrived_at) AS DOUBLE) / 60.0) AS avg_wait_min
+FROM visits
+WHERE special_needs <> 'none'
+  AND arrived_at >= {{from:utc}}
+  AND arrived_at < {{to:utc}}
+  AND month BETWEEN {{from:month}} AND {{to:month}}
+  AND region LIKE {{region}}
+GROUP BY 1, region, branch_id, special_needs
+ORDER BY 1, region, branch_id, special_needs
