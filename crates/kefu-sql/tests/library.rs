@@ -1,0 +1,276 @@
+//! The named query library over `kefu gen` output: every query runs, and the calls and
+//! complaint KPIs agree with DuckDB computing them from the raw CSV with its own SQL.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Float64Type};
+use kefu_sql::{Engine, EngineOptions, QueryLibrary};
+
+use crate::slt::runtime;
+
+/// `kefu gen` output (2,000 customers over 120 days from 2026-01-01) and its warehouse.
+fn generated(dir: &Path) -> (PathBuf, kefu_storage::Warehouse) {
+    let mut cfg = kefu_gen::GenConfig::new(dir.join("data"));
+    cfg.customers = 2_000;
+    cfg.days = 120;
+    kefu_gen::generate(&cfg, &kefu_progress::NoProgress).unwrap();
+    let location = kefu_storage::WarehouseLocation::parse_in("wh", dir).unwrap();
+    let warehouse = kefu_storage::Warehouse::open(&location).unwrap();
+    kefu_ingest::ingest(
+        &[cfg.out.display().to_string()],
+        &warehouse,
+        &kefu_ingest::IngestOptions::default(),
+        &kefu_progress::NoProgress,
+    )
+    .unwrap();
+    (cfg.out, warehouse)
+}
+
+async fn run(
+    engine: &Engine,
+    library: &QueryLibrary,
+    name: &str,
+    params: &[(&str, &str)],
+) -> Vec<RecordBatch> {
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let sql = library.get(name).unwrap().render(&params).unwrap();
+    let df = engine
+        .sql(&sql)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    df.collect().await.unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Column `name` of every batch as text (dates, codes) or numbers.
+fn texts(batches: &[RecordBatch], name: &str) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = cast(b.column_by_name(name).unwrap(), &DataType::Utf8).unwrap();
+            (0..c.len())
+                .map(move |i| c.as_string::<i32>().value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn numbers(batches: &[RecordBatch], name: &str) -> Vec<Option<f64>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = cast(b.column_by_name(name).unwrap(), &DataType::Float64).unwrap();
+            let c = c.as_primitive::<Float64Type>().clone();
+            (0..c.len())
+                .map(move |i| c.is_valid(i).then(|| c.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn every_named_query_runs_on_generated_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, warehouse) = generated(dir.path());
+    let library = QueryLibrary::embedded().unwrap();
+    runtime().block_on(async {
+        let engine = Engine::open(&warehouse, &EngineOptions::default()).unwrap();
+        for query in library.iter() {
+            // The defaults lie in the generated range (2026-01-01 to 2026-04-30), except
+            // the as-of and half-year dates, which are set inside it.
+            let params: Vec<(&str, &str)> = query
+                .params
+                .iter()
+                .filter_map(|p| match p.name.as_str() {
+                    "as_of" => Some(("as_of", "2026-04-01")),
+                    "date" => Some(("date", "2026-03-31")),
+                    "threshold" => Some(("threshold", "1")),
+                    "limit" => Some(("limit", "5")),
+                    "min_count" => Some(("min_count", "1")),
+                    _ => None,
+                })
+                .collect();
+            let batches = run(&engine, &library, &query.name, &params).await;
+            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            assert!(rows > 0, "{} returned no rows", query.name);
+        }
+    });
+}
+
+/// A Python with DuckDB: $KEFU_PYTHON (set by .ci/run), else python3 if it has duckdb.
+fn python_with_duckdb() -> Option<String> {
+    std::env::var("KEFU_PYTHON")
+        .into_iter()
+        .chain(["python3".to_string()])
+        .find(|python| {
+            Command::new(python)
+                .args(["-c", "import duckdb"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+}
+
+/// DuckDB's own SQL over the raw CSV: local (UTC+8, Asia/Shanghai has no DST) months.
+const DUCKDB_KPIS: &str = r#"
+import duckdb, json, sys
+data = sys.argv[1]
+con = duckdb.connect()
+con.execute("SET TimeZone = 'UTC'")
+local = "CAST(CAST({c} AS TIMESTAMPTZ) AS TIMESTAMP) + INTERVAL 8 HOUR"
+calls = con.execute(f"""
+SELECT strftime(date_trunc('month', {local.format(c='ivr_entered_at')}), '%Y-%m-%d') AS period,
+       region, queue, count(*) AS offered, count(answered_at) AS answered,
+       count(*) FILTER (WHERE outcome = 'abandoned') AS abandoned,
+       count(*) FILTER (WHERE outcome = 'abandoned' AND wait_s < 5) AS short,
+       count(*) FILTER (WHERE answered_at IS NOT NULL AND wait_s <= 20) AS within,
+       sum(wait_s) FILTER (WHERE answered_at IS NOT NULL) AS wait_total,
+       sum(coalesce(talk_s, 0) + coalesce(hold_s, 0) + coalesce(wrap_s, 0))
+           FILTER (WHERE answered_at IS NOT NULL) AS handle_total
+FROM read_csv('{data}/calls.csv')
+WHERE direction = 'inbound' AND queued_at IS NOT NULL
+  AND {local.format(c='ivr_entered_at')} >= TIMESTAMP '2026-01-01'
+  AND {local.format(c='ivr_entered_at')} < TIMESTAMP '2026-04-01'
+GROUP BY ALL ORDER BY period, region, queue
+""").fetchall()
+complaints = con.execute(f"""
+SELECT strftime(date_trunc('month', {local.format(c='created_at')}), '%Y-%m-%d') AS period,
+       region, count(*) AS n
+FROM read_csv('{data}/tickets.csv')
+WHERE kind = 'complaint' AND {local.format(c='created_at')} < TIMESTAMP '2026-04-01'
+GROUP BY ALL ORDER BY period, region
+""").fetchall()
+print(json.dumps({"calls": calls, "complaints": complaints}, default=float))
+"#;
+
+#[test]
+fn calls_and_complaint_kpis_agree_with_duckdb_on_the_raw_csv() {
+    let Some(python) = python_with_duckdb() else {
+        assert!(
+            std::env::var_os("KEFU_REQUIRE_DUCKDB").is_none(),
+            "KEFU_REQUIRE_DUCKDB is set but no Python with duckdb was found"
+        );
+        eprintln!("SKIPPED: no Python with duckdb (set KEFU_PYTHON; .ci/run installs one)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (data, warehouse) = generated(dir.path());
+    let out = Command::new(&python)
+        .args(["-c", DUCKDB_KPIS])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let duck: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let library = QueryLibrary::embedded().unwrap();
+    runtime().block_on(async {
+        let engine = Engine::open(&warehouse, &EngineOptions::default()).unwrap();
+        let kpis = run(
+            &engine,
+            &library,
+            "calls_kpis",
+            &[
+                ("from", "2026-01-01"),
+                ("to", "2026-04-01"),
+                ("period", "month"),
+            ],
+        )
+        .await;
+        let duck_calls = duck["calls"].as_array().unwrap();
+        let periods = texts(&kpis, "period");
+        assert_eq!(periods.len(), duck_calls.len());
+        let (regions, queues) = (texts(&kpis, "region"), texts(&kpis, "queue"));
+        let column = |name| numbers(&kpis, name);
+        let (offered, answered, abandoned, short) = (
+            column("offered"),
+            column("answered"),
+            column("abandoned"),
+            column("short_abandons"),
+        );
+        let (sl, sl_excl, asa, aht, rate) = (
+            column("service_level"),
+            column("service_level_excl_short"),
+            column("asa_s"),
+            column("aht_s"),
+            column("answer_rate"),
+        );
+        for (i, row) in duck_calls.iter().enumerate() {
+            let r = row.as_array().unwrap();
+            let n = |j: usize| r[j].as_f64().unwrap();
+            assert_eq!(
+                (periods[i].as_str(), regions[i].as_str(), queues[i].as_str()),
+                (
+                    r[0].as_str().unwrap(),
+                    r[1].as_str().unwrap(),
+                    r[2].as_str().unwrap()
+                )
+            );
+            assert_eq!(
+                (offered[i], answered[i], abandoned[i], short[i]),
+                (Some(n(3)), Some(n(4)), Some(n(5)), Some(n(6))),
+                "row {i}"
+            );
+            let close = |a: Option<f64>, b: f64| {
+                assert!((a.unwrap() - b).abs() < 1e-9, "row {i}: {a:?} vs {b}")
+            };
+            close(rate[i], n(4) / n(3));
+            close(sl[i], n(7) / n(3));
+            close(sl_excl[i], n(7) / (n(3) - n(6)));
+            close(asa[i], n(8) / n(4));
+            close(aht[i], n(9) / n(4));
+        }
+
+        // Complaint counts by local month, with the previous month beside them.
+        let trend = run(
+            &engine,
+            &library,
+            "complaints_trend",
+            &[
+                ("from", "2026-01-01"),
+                ("to", "2026-04-01"),
+                ("period", "month"),
+            ],
+        )
+        .await;
+        let duck_counts: BTreeMap<(String, String), i64> = duck["complaints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let r = r.as_array().unwrap();
+                (
+                    (
+                        r[0].as_str().unwrap().to_string(),
+                        r[1].as_str().unwrap().to_string(),
+                    ),
+                    r[2].as_f64().unwrap() as i64,
+                )
+            })
+            .collect();
+        let (periods, regions) = (texts(&trend, "period"), texts(&trend, "region"));
+        let counts = numbers(&trend, "complaints");
+        let previous = numbers(&trend, "previous_period");
+        assert_eq!(periods.len(), duck_counts.len());
+        let months = ["2025-12-01", "2026-01-01", "2026-02-01", "2026-03-01"];
+        for i in 0..periods.len() {
+            let key = (periods[i].clone(), regions[i].clone());
+            assert_eq!(counts[i], Some(duck_counts[&key] as f64), "{key:?}");
+            let before = months[months.iter().position(|m| *m == periods[i]).unwrap() - 1];
+            let expected = duck_counts
+                .get(&(before.to_string(), regions[i].clone()))
+                .copied()
+                .unwrap_or(0);
+            assert_eq!(previous[i], Some(expected as f64), "{key:?}");
+        }
+    });
+}
