@@ -9,7 +9,7 @@
 -- param: months int 6 months to follow each cohort
 -- param: region text % region code (LIKE pattern; % for all)
 WITH contacts AS (
-    SELECT customer_id, region, ivr_entered_at AS at FROM calls
+    SELECT customer_id, region, ivr_entered_at AS event_at FROM calls
         WHERE customer_id IS NOT NULL AND ivr_entered_at >= {{from:utc}}
     UNION ALL
     SELECT customer_id, region, created_at FROM tickets
@@ -22,7 +22,7 @@ WITH contacts AS (
 ),
 active AS (
     SELECT DISTINCT customer_id,
-           CAST(date_trunc('month', CAST(local_date(at) AS TIMESTAMP)) AS DATE) AS month
+           CAST(date_trunc('month', CAST(local_date(event_at) AS TIMESTAMP)) AS DATE) AS month
     FROM contacts
     WHERE region LIKE {{region}}
 ),

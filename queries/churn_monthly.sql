@@ -36,7 +36,7 @@ explicit AS (
     GROUP BY m.month_start, c.region, c.segment, c.tier
 ),
 contacts AS (
-    SELECT customer_id, ivr_entered_at AS at FROM calls
+    SELECT customer_id, ivr_entered_at AS event_at FROM calls
         WHERE customer_id IS NOT NULL AND ivr_entered_at >= {{from:utc}}
     UNION ALL
     SELECT customer_id, created_at FROM tickets
@@ -48,17 +48,17 @@ contacts AS (
     SELECT customer_id, performed_at FROM callbacks WHERE performed_at >= {{from:utc}}
 ),
 observed AS (
-    SELECT max(at) AS last_event FROM contacts
+    SELECT max(event_at) AS last_event FROM contacts
 ),
 sequenced AS (
-    SELECT customer_id, at,
-           CAST(date_trunc('month', CAST(local_date(at) AS TIMESTAMP)) AS DATE) AS month_start,
-           lead(at) OVER (PARTITION BY customer_id ORDER BY at) AS next_at
+    SELECT customer_id, event_at,
+           CAST(date_trunc('month', CAST(local_date(event_at) AS TIMESTAMP)) AS DATE) AS month_start,
+           lead(event_at) OVER (PARTITION BY customer_id ORDER BY event_at) AS next_at
     FROM contacts
 ),
 last_in_month AS (
     -- Each customer's last contact of each month, and the contact after it.
-    SELECT customer_id, month_start, max(at) AS last_at,
+    SELECT customer_id, month_start, max(event_at) AS last_at,
            max(next_at) FILTER (WHERE next_at IS NULL OR
                CAST(date_trunc('month', CAST(local_date(next_at) AS TIMESTAMP)) AS DATE) > month_start) AS next_at
     FROM sequenced

@@ -10,7 +10,7 @@
 -- param: gap int 3 months between two observations at most
 -- param: region text % region code (LIKE pattern; % for all)
 WITH seen AS (
-    SELECT customer_id, region, customer_tier AS tier, ivr_entered_at AS at FROM calls
+    SELECT customer_id, region, customer_tier AS tier, ivr_entered_at AS event_at FROM calls
         WHERE customer_id IS NOT NULL AND customer_tier IS NOT NULL
           AND ivr_entered_at >= {{from:utc}} AND ivr_entered_at < {{to:utc}}
     UNION ALL
@@ -25,10 +25,10 @@ WITH seen AS (
 monthly AS (
     SELECT customer_id, region, month, tier FROM (
         SELECT customer_id, region, tier,
-               CAST(date_trunc('month', CAST(local_date(at) AS TIMESTAMP)) AS DATE) AS month,
+               CAST(date_trunc('month', CAST(local_date(event_at) AS TIMESTAMP)) AS DATE) AS month,
                row_number() OVER (
-                   PARTITION BY customer_id, CAST(date_trunc('month', CAST(local_date(at) AS TIMESTAMP)) AS DATE)
-                   ORDER BY at DESC) AS rn
+                   PARTITION BY customer_id, CAST(date_trunc('month', CAST(local_date(event_at) AS TIMESTAMP)) AS DATE)
+                   ORDER BY event_at DESC) AS rn
         FROM seen
         WHERE region LIKE {{region}}
     ) WHERE rn = 1

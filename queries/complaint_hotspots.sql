@@ -37,7 +37,7 @@ series AS (
     CROSS JOIN (SELECT DISTINCT region, category FROM counts) k
     LEFT JOIN counts c ON c.week = w.week AND c.region = k.region AND c.category = k.category
 ),
-trailing AS (
+trail AS (
     SELECT
         week,
         region,
@@ -50,7 +50,7 @@ trailing AS (
 )
 SELECT week, region, category, complaints, trailing_level,
        CAST(complaints AS DOUBLE) / nullif(trailing_level, 0) AS ratio
-FROM trailing
+FROM trail
 WHERE week >= CAST(date_trunc('week', CAST({{from}} AS TIMESTAMP)) AS DATE)
   AND complaints >= {{min_count}}
   AND complaints >= {{factor}} * trailing_level

@@ -1,0 +1,200 @@
+"""Every named query with kefu and with DuckDB over the very same Parquet warehouse.
+
+kefu runs `kefu query NAME` (a fresh process: startup, registration, planning, execution,
+CSV output). DuckDB runs the same SQL (`kefu query NAME --show-sql`, with kefu's
+functions defined as DuckDB macros and two spellings translated) in a fresh Python
+process over views of `read_parquet(..., hive_partitioning = true)` on the same files,
+writing CSV too. Runs alternate; medians and ratios are printed per query, and the two
+results are compared row by row (floats to 1e-6 relative).
+
+Targets (issue 4): every query at most 1.2 x DuckDB, the suite as a whole at most 1.0 x.
+"""
+
+import argparse
+import csv
+import math
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+TABLES = ["calls", "tickets", "callbacks", "visits", "customers"]
+
+# kefu's UDFs in DuckDB: Asia/Shanghai is UTC+8 all year (no DST since 1991).
+DUCKDB_PRELUDE = """
+SET TimeZone = 'UTC';
+CREATE MACRO local_date(ts) AS CAST(CAST(ts AS TIMESTAMP) + INTERVAL 8 HOUR AS DATE);
+CREATE MACRO local_hour(ts) AS hour(CAST(ts AS TIMESTAMP) + INTERVAL 8 HOUR);
+CREATE MACRO local_weekday(ts) AS isodow(CAST(ts AS TIMESTAMP) + INTERVAL 8 HOUR);
+"""
+
+DUCKDB_RUN = r"""
+import duckdb, sys
+wh, sql_file, out, threads = sys.argv[1:5]
+con = duckdb.connect()
+con.execute(f"SET threads = {threads}")
+for t in %(tables)r:
+    partitioned = t != "customers"
+    con.execute(
+        f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{wh}/{t}/**/*.parquet', "
+        f"hive_partitioning = {str(partitioned).lower()}, hive_types_autocast = false)"
+    )
+con.execute(%(prelude)r)
+sql = open(sql_file).read()
+con.execute(f"COPY ({sql}) TO '{out}' (HEADER, DELIMITER ',')")
+""" % {"tables": TABLES, "prelude": DUCKDB_PRELUDE}
+
+
+def to_duckdb(sql):
+    """DataFusion spellings DuckDB lacks."""
+    sql = re.sub(
+        r"arrow_cast\('([0-9T:\-]+)Z', 'Timestamp\(µs, \"UTC\"\)'\)",
+        lambda m: f"TIMESTAMPTZ '{m.group(1).replace('T', ' ')}+00'",
+        sql,
+    )
+    # DuckDB names generate_series' column after the function: alias it `value`.
+    out, i = [], 0
+    for m in re.finditer(r"FROM generate_series\(", sql):
+        depth, j = 1, m.end()
+        while depth:
+            depth += {"(": 1, ")": -1}.get(sql[j], 0)
+            j += 1
+        out.append(sql[i:j] + " AS gs(value)")
+        i = j
+    out.append(sql[i:])
+    return "".join(out)
+
+
+def query_params(listing):
+    """Each named query's parameter names, from `kefu query --list`."""
+    out = {}
+    for block in listing.strip().split("\n\n"):
+        name = block.split(":", 1)[0].strip()
+        out[name] = re.findall(r"--param (\w+)=", block)
+    return out
+
+
+def params_for(names, start):
+    """A year from `start` for ranged queries; as-of and half-year dates inside it."""
+    year, month, day = (int(x) for x in start.split("-"))
+    chosen = {
+        "from": start,
+        "to": f"{year + 1}-{month:02d}-{day:02d}",
+        "as_of": f"{year}-10-01",
+        "date": f"{year}-06-30",
+    }
+    return [f"{k}={v}" for k, v in chosen.items() if k in names]
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+def same(a, b):
+    if a == b:
+        return True
+    try:
+        x, y = float(a), float(b)
+    except ValueError:
+        return False
+    return math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def compare(kefu_csv, duck_csv):
+    (kh, kr), (dh, dr) = read_csv(kefu_csv), read_csv(duck_csv)
+    if len(kr) != len(dr):
+        return f"{len(kr)} rows vs {len(dr)}"
+    def number(c):
+        try:
+            return f"{float(c):.6g}"
+        except ValueError:
+            return c
+
+    key = lambda r: [number(c) for c in r]
+    for i, (a, b) in enumerate(zip(sorted(kr, key=key), sorted(dr, key=key))):
+        if len(a) != len(b) or not all(same(x, y) for x, y in zip(a, b)):
+            return f"row {i}: {a} vs {b}"
+    return None
+
+
+def timed(cmd):
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kefu", required=True)
+    ap.add_argument("--data", required=True, help="cache directory for the warehouse")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--customers", type=int, default=280_000)
+    ap.add_argument("--days", type=int, default=365)
+    ap.add_argument("--only", help="run only these queries (comma-separated)")
+    args = ap.parse_args()
+
+    base = os.path.join(args.data, f"queries-{args.customers}-{args.days}")
+    wh = os.path.join(base, "wh")
+    if not os.path.isdir(os.path.join(wh, "calls")):
+        data = os.path.join(base, "data")
+        print(f"generating {args.customers} customers x {args.days} days ...", file=sys.stderr)
+        subprocess.run([args.kefu, "gen", "--out", data, "--customers", str(args.customers),
+                        "--days", str(args.days), "-q"], check=True, capture_output=True)
+        subprocess.run([args.kefu, "ingest", data, "--warehouse", wh, "-q"], check=True)
+        shutil.rmtree(data)
+    counts = subprocess.run(
+        [args.kefu, "sql", "--warehouse", wh, "--format", "csv", "-e",
+         "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in TABLES)],
+        capture_output=True, text=True, check=True).stdout.splitlines()[1].split(",")
+    print("warehouse: " + ", ".join(f"{t} {int(n):,}" for t, n in zip(TABLES, counts)))
+    threads = os.cpu_count() or 1
+
+    listing = subprocess.run([args.kefu, "query", "--list"], capture_output=True, text=True, check=True).stdout
+    declared = query_params(listing)
+    names = list(declared)
+    if args.only:
+        names = [n for n in names if n in args.only.split(",")]
+    tmp = tempfile.mkdtemp()
+    results = []
+    for name in names:
+        params = params_for(declared[name], "2026-01-01")
+        pargs = [x for p in params for x in ("--param", p)]
+        sql = subprocess.run([args.kefu, "query", name, "--show-sql", *pargs],
+                             capture_output=True, text=True, check=True).stdout
+        sql_file = os.path.join(tmp, f"{name}.sql")
+        with open(sql_file, "w") as f:
+            f.write(to_duckdb(sql).strip().rstrip(";"))
+        kefu_out, duck_out = os.path.join(tmp, f"{name}.kefu.csv"), os.path.join(tmp, f"{name}.duck.csv")
+        kefu_cmd = [args.kefu, "query", name, "--warehouse", wh, "--format", "csv", "--output", kefu_out, *pargs]
+        duck_cmd = [sys.executable, "-c", DUCKDB_RUN, wh, sql_file, duck_out, str(threads)]
+        k, d = [], []
+        for run in range(args.runs):
+            order = [(kefu_cmd, k), (duck_cmd, d)] if run % 2 == 0 else [(duck_cmd, d), (kefu_cmd, k)]
+            for cmd, times in order:
+                try:
+                    times.append(timed(cmd))
+                except subprocess.CalledProcessError as e:
+                    print(f"{name}: {' '.join(cmd[:3])} failed: {e.stderr.decode()[-500:]}", file=sys.stderr)
+                    times.append(float("nan"))
+        diff = compare(kefu_out, duck_out) if os.path.exists(kefu_out) and os.path.exists(duck_out) else "missing output"
+        km, dm = statistics.median(k), statistics.median(d)
+        results.append((name, km, dm, diff))
+        print(f"{name:36s} kefu {km:7.3f} s  duckdb {dm:7.3f} s  ratio {km / dm:5.2f}  "
+              f"{'same result' if diff is None else 'DIFFERENT: ' + diff}", flush=True)
+    ok = [r for r in results if not math.isnan(r[1]) and not math.isnan(r[2])]
+    total_k, total_d = sum(r[1] for r in ok), sum(r[2] for r in ok)
+    print(f"suite: kefu {total_k:.2f} s, duckdb {total_d:.2f} s, ratio {total_k / total_d:.2f} "
+          f"(targets: each <= 1.20, suite <= 1.00); "
+          f"{sum(1 for r in ok if r[1] / r[2] <= 1.2)}/{len(results)} queries within 1.2x; "
+          f"{sum(1 for r in results if r[3] is None)}/{len(results)} same results")
+    shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()
