@@ -42,8 +42,9 @@ fn statements_run_in_every_format() {
             .output()
             .unwrap(),
     );
-    // beijing: C01–C07 and C11 (8 calls, longest wait C04's 60 s); shanghai: C08–C10.
-    assert_eq!(csv, "region,calls,longest\nbeijing,8,60\nshanghai,3,21\n");
+    // beijing: C01–C07, C11 and C12 (9 calls, longest wait C04's 60 s; C12 has none);
+    // shanghai: C08–C10.
+    assert_eq!(csv, "region,calls,longest\nbeijing,9,60\nshanghai,3,21\n");
 
     let ndjson = stdout_of(
         &kefu(dir.path())
@@ -53,7 +54,7 @@ fn statements_run_in_every_format() {
     );
     assert_eq!(
         ndjson,
-        "{\"region\":\"beijing\",\"calls\":8,\"longest\":60}\n{\"region\":\"shanghai\",\"calls\":3,\"longest\":21}\n"
+        "{\"region\":\"beijing\",\"calls\":9,\"longest\":60}\n{\"region\":\"shanghai\",\"calls\":3,\"longest\":21}\n"
     );
 
     let table = stdout_of(
@@ -126,7 +127,7 @@ fn scripts_and_stdin_run_statement_by_statement() {
             .output()
             .unwrap(),
     );
-    assert_eq!(out, "n\n11\nn\n3\n");
+    assert_eq!(out, "n\n12\nn\n3\n");
     let out = stdout_of(
         &kefu(dir.path())
             .args(["sql", "--warehouse", "wh", "--format", "csv"])
@@ -203,7 +204,7 @@ fn the_shell_lists_describes_and_runs_multi_line_statements() {
         stdout.contains("queue_ticket") && stdout.contains("(partition)"),
         "{stdout}"
     );
-    assert!(stdout.contains("n\n8\n"), "{stdout}");
+    assert!(stdout.contains("n\n9\n"), "{stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("error:") && stderr.contains("SELEC"),
@@ -287,5 +288,5 @@ fn named_queries_list_run_and_check_their_parameters() {
             .output()
             .unwrap(),
     );
-    assert_eq!(csv, "n\n8\n");
+    assert_eq!(csv, "n\n9\n");
 }

@@ -86,7 +86,7 @@ fn writes_are_refused_with_a_clear_message() {
         }
         // Reading still works, and nothing changed.
         let (rows, _) = run(&engine, "SELECT * FROM calls").await.unwrap();
-        assert_eq!(rows, 11);
+        assert_eq!(rows, 12);
     });
     assert_eq!(
         std::fs::read_dir(dir.path().join("calls")).unwrap().count(),
