@@ -134,7 +134,7 @@ def main():
     ap.add_argument("--kefu", required=True)
     ap.add_argument("--data", required=True, help="cache directory for the warehouse")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--customers", type=int, default=280_000)
+    ap.add_argument("--customers", type=int, default=310_000)
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--only", help="run only these queries (comma-separated)")
     args = ap.parse_args()

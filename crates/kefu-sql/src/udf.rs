@@ -15,7 +15,7 @@ use arrow::array::{
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimeUnit};
-use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Timelike};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Offset, TimeZone};
 use chrono_tz::Tz;
 use datafusion::common::{Result as DfResult, exec_err};
 use datafusion::logical_expr::{
@@ -97,35 +97,81 @@ impl ScalarUDFImpl for LocalTime {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let times = micros(&args.args[0], args.number_rows)?;
+        let mut offsets = DayOffsets::new(LOCAL_TIME_ZONE);
+        // Local microseconds since the epoch, then plain arithmetic.
+        let local = |t: Option<i64>, offsets: &mut DayOffsets| t.map(|t| t + offsets.at(t));
         let array: ArrayRef = match self.part {
-            LocalPart::Date => {
-                let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
-                Arc::new(
-                    times
-                        .iter()
-                        .map(|t| {
-                            let day = local(t?, LOCAL_TIME_ZONE)?.date_naive();
-                            Some((day - epoch).num_days() as i32)
-                        })
-                        .collect::<Date32Array>(),
-                )
-            }
+            LocalPart::Date => Arc::new(
+                times
+                    .iter()
+                    .map(|t| local(t, &mut offsets).map(|l| l.div_euclid(MICROS_PER_DAY) as i32))
+                    .collect::<Date32Array>(),
+            ),
             LocalPart::Hour => Arc::new(
                 times
                     .iter()
-                    .map(|t| Some(local(t?, LOCAL_TIME_ZONE)?.hour() as i32))
+                    .map(|t| {
+                        local(t, &mut offsets)
+                            .map(|l| (l.rem_euclid(MICROS_PER_DAY) / MICROS_PER_HOUR) as i32)
+                    })
                     .collect::<Int32Array>(),
             ),
             LocalPart::Weekday => Arc::new(
                 times
                     .iter()
-                    .map(
-                        |t| Some(local(t?, LOCAL_TIME_ZONE)?.weekday().number_from_monday() as i32),
-                    )
+                    .map(|t| {
+                        // 1970-01-01 was a Thursday (ISO 4).
+                        local(t, &mut offsets)
+                            .map(|l| ((l.div_euclid(MICROS_PER_DAY) + 3).rem_euclid(7) + 1) as i32)
+                    })
                     .collect::<Int32Array>(),
             ),
         };
         Ok(ColumnarValue::Array(array))
+    }
+}
+
+const MICROS_PER_HOUR: i64 = 3_600_000_000;
+const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
+
+/// A zone's UTC offset, looked up once per UTC day: when the offset is the same at a
+/// day's start and end (every day but those with a transition), it holds all day.
+struct DayOffsets {
+    zone: Tz,
+    day: i64,
+    offset: Option<i64>,
+}
+
+impl DayOffsets {
+    fn new(zone: Tz) -> Self {
+        DayOffsets {
+            zone,
+            day: i64::MIN,
+            offset: None,
+        }
+    }
+
+    fn exact(&self, micros: i64) -> i64 {
+        DateTime::from_timestamp_micros(micros).map_or(0, |utc| {
+            i64::from(
+                self.zone
+                    .offset_from_utc_datetime(&utc.naive_utc())
+                    .fix()
+                    .local_minus_utc(),
+            ) * 1_000_000
+        })
+    }
+
+    /// Microseconds to add to the UTC instant `micros` to get local time.
+    fn at(&mut self, micros: i64) -> i64 {
+        let day = micros.div_euclid(MICROS_PER_DAY);
+        if day != self.day {
+            self.day = day;
+            let start = day * MICROS_PER_DAY;
+            let (a, b) = (self.exact(start), self.exact(start + MICROS_PER_DAY - 1));
+            self.offset = (a == b).then_some(a);
+        }
+        self.offset.unwrap_or_else(|| self.exact(micros))
     }
 }
 
@@ -335,6 +381,20 @@ mod tests {
 
     fn at(s: &str) -> i64 {
         DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros()
+    }
+
+    #[test]
+    fn day_offsets_agree_with_the_zone_around_transitions() {
+        // New York changes offset at 2 am local time: check every half hour around a
+        // transition against chrono-tz, and Shanghai's fixed offset.
+        for zone in [chrono_tz::America::New_York, LOCAL_TIME_ZONE] {
+            let mut offsets = DayOffsets::new(zone);
+            let start = at("2026-03-07T00:00:00Z");
+            for step in 0..200 {
+                let t = start + step * 1_800_000_000;
+                assert_eq!(offsets.at(t), offsets.exact(t), "{zone} at {t}");
+            }
+        }
     }
 
     #[test]
