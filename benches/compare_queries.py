@@ -56,6 +56,8 @@ def to_duckdb(sql):
         lambda m: f"TIMESTAMPTZ '{m.group(1).replace('T', ' ')}+00'",
         sql,
     )
+    # An ordered last_value aggregate is DuckDB's arg_max.
+    sql = re.sub(r"last_value\((\w+) ORDER BY (\w+)\)", r"arg_max(\1, \2)", sql)
     # DuckDB names generate_series' column after the function: alias it `value`.
     out, i = [], 0
     for m in re.finditer(r"FROM generate_series\(", sql):

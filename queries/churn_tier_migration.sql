@@ -23,15 +23,13 @@ WITH seen AS (
           AND arrived_at >= {{from:utc}} AND arrived_at < {{to:utc}}
 ),
 monthly AS (
-    SELECT customer_id, region, month, tier FROM (
-        SELECT customer_id, region, tier,
-               CAST(date_trunc('month', CAST(local_date(event_at) AS TIMESTAMP)) AS DATE) AS month,
-               row_number() OVER (
-                   PARTITION BY customer_id, CAST(date_trunc('month', CAST(local_date(event_at) AS TIMESTAMP)) AS DATE)
-                   ORDER BY event_at DESC) AS rn
-        FROM seen
-        WHERE region LIKE {{region}}
-    ) WHERE rn = 1
+    SELECT customer_id,
+           CAST(date_trunc('month', CAST(local_date(event_at) AS TIMESTAMP)) AS DATE) AS month,
+           last_value(region ORDER BY event_at) AS region,
+           last_value(tier ORDER BY event_at) AS tier
+    FROM seen
+    WHERE region LIKE {{region}}
+    GROUP BY customer_id, 2
 ),
 pairs AS (
     SELECT customer_id, region, month, tier,
