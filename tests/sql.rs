@@ -21,6 +21,11 @@ fn fixture_warehouse(dir: &Path) {
         .success();
 }
 
+/// Runs kefu in `dir` with `args`, which must succeed; returns stdout.
+fn run(dir: &Path, args: &[&str]) -> String {
+    stdout_of(&kefu(dir).args(args).output().unwrap())
+}
+
 fn stdout_of(out: &std::process::Output) -> String {
     assert!(
         out.status.success(),
@@ -36,33 +41,24 @@ fn statements_run_in_every_format() {
     fixture_warehouse(dir.path());
     let sql = "SELECT region, count(*) AS calls, max(wait_s) AS longest \
                FROM calls GROUP BY region ORDER BY region";
-    let csv = stdout_of(
-        &kefu(dir.path())
-            .args(["sql", "--warehouse", "wh", "--format", "csv", "-e", sql])
-            .output()
-            .unwrap(),
+    let csv = run(
+        dir.path(),
+        &["sql", "--warehouse", "wh", "--format", "csv", "-e", sql],
     );
     // beijing: C01–C07, C11 and C12 (9 calls, longest wait C04's 60 s; C12 has none);
     // shanghai: C08–C10.
     assert_eq!(csv, "region,calls,longest\nbeijing,9,60\nshanghai,3,21\n");
 
-    let ndjson = stdout_of(
-        &kefu(dir.path())
-            .args(["sql", "--warehouse", "wh", "--format", "ndjson", "-e", sql])
-            .output()
-            .unwrap(),
+    let ndjson = run(
+        dir.path(),
+        &["sql", "--warehouse", "wh", "--format", "ndjson", "-e", sql],
     );
     assert_eq!(
         ndjson,
         "{\"region\":\"beijing\",\"calls\":9,\"longest\":60}\n{\"region\":\"shanghai\",\"calls\":3,\"longest\":21}\n"
     );
 
-    let table = stdout_of(
-        &kefu(dir.path())
-            .args(["sql", "--warehouse", "wh", "-e", sql])
-            .output()
-            .unwrap(),
-    );
+    let table = run(dir.path(), &["sql", "--warehouse", "wh", "-e", sql]);
     assert!(
         table.contains("beijing") && table.ends_with("2 rows\n"),
         "{table}"
@@ -113,19 +109,17 @@ fn scripts_and_stdin_run_statement_by_statement() {
         "-- two statements\nSELECT count(*) AS n FROM calls;\n\nSELECT count(*) AS n\nFROM calls\nWHERE region = 'shanghai';\n",
     )
     .unwrap();
-    let out = stdout_of(
-        &kefu(dir.path())
-            .args([
-                "sql",
-                "--warehouse",
-                "wh",
-                "--format",
-                "csv",
-                "-f",
-                "two.sql",
-            ])
-            .output()
-            .unwrap(),
+    let out = run(
+        dir.path(),
+        &[
+            "sql",
+            "--warehouse",
+            "wh",
+            "--format",
+            "csv",
+            "-f",
+            "two.sql",
+        ],
     );
     assert_eq!(out, "n\n12\nn\n3\n");
     let out = stdout_of(
@@ -217,7 +211,7 @@ fn the_shell_lists_describes_and_runs_multi_line_statements() {
 fn named_queries_list_run_and_check_their_parameters() {
     let dir = tempfile::tempdir().unwrap();
     fixture_warehouse(dir.path());
-    let list = stdout_of(&kefu(dir.path()).args(["query", "--list"]).output().unwrap());
+    let list = run(dir.path(), &["query", "--list"]);
     assert!(
         list.contains("calls_kpis") && list.contains("--param t=<int>"),
         "{list}"

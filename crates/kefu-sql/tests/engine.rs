@@ -13,21 +13,7 @@ use crate::slt::{fixture_warehouse, runtime};
 /// A warehouse of `kefu gen` output: 10,000 customers over 45 days (two months and a
 /// half; about 30,000 calls a month, so a month's file has more than one data page).
 fn generated_warehouse(dir: &Path) -> kefu_storage::Warehouse {
-    let mut cfg = kefu_gen::GenConfig::new(dir.join("data"));
-    cfg.customers = 10_000;
-    cfg.days = 45;
-    kefu_gen::generate(&cfg, &kefu_progress::NoProgress).unwrap();
-    let location =
-        kefu_storage::WarehouseLocation::parse_in("wh", dir).expect("warehouse location");
-    let warehouse = kefu_storage::Warehouse::open(&location).unwrap();
-    kefu_ingest::ingest(
-        &[cfg.out.display().to_string()],
-        &warehouse,
-        &kefu_ingest::IngestOptions::default(),
-        &kefu_progress::NoProgress,
-    )
-    .unwrap();
-    warehouse
+    crate::slt::generated_warehouse(dir, 10_000, 45).1
 }
 
 /// Sums the named metric over every operator of the plan (for pruning metrics: what

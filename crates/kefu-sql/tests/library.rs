@@ -14,20 +14,7 @@ use crate::slt::runtime;
 
 /// `kefu gen` output (2,000 customers over 120 days from 2026-01-01) and its warehouse.
 fn generated(dir: &Path) -> (PathBuf, kefu_storage::Warehouse) {
-    let mut cfg = kefu_gen::GenConfig::new(dir.join("data"));
-    cfg.customers = 2_000;
-    cfg.days = 120;
-    kefu_gen::generate(&cfg, &kefu_progress::NoProgress).unwrap();
-    let location = kefu_storage::WarehouseLocation::parse_in("wh", dir).unwrap();
-    let warehouse = kefu_storage::Warehouse::open(&location).unwrap();
-    kefu_ingest::ingest(
-        &[cfg.out.display().to_string()],
-        &warehouse,
-        &kefu_ingest::IngestOptions::default(),
-        &kefu_progress::NoProgress,
-    )
-    .unwrap();
-    (cfg.out, warehouse)
+    crate::slt::generated_warehouse(dir, 2_000, 120)
 }
 
 async fn run(

@@ -112,6 +112,29 @@ impl AsyncDB for Kefu {
     async fn shutdown(&mut self) {}
 }
 
+/// `kefu gen` output of `customers` over `days` from 2026-01-01 (seed 42), in `dir/data`,
+/// and the warehouse `dir/wh` it was ingested into.
+pub fn generated_warehouse(
+    dir: &Path,
+    customers: u32,
+    days: u32,
+) -> (PathBuf, kefu_storage::Warehouse) {
+    let mut cfg = kefu_gen::GenConfig::new(dir.join("data"));
+    cfg.customers = customers;
+    cfg.days = days;
+    kefu_gen::generate(&cfg, &kefu_progress::NoProgress).unwrap();
+    let location = kefu_storage::WarehouseLocation::parse_in("wh", dir).unwrap();
+    let warehouse = kefu_storage::Warehouse::open(&location).unwrap();
+    kefu_ingest::ingest(
+        &[cfg.out.display().to_string()],
+        &warehouse,
+        &kefu_ingest::IngestOptions::default(),
+        &kefu_progress::NoProgress,
+    )
+    .unwrap();
+    (cfg.out, warehouse)
+}
+
 /// A multi-threaded runtime for a test (ingest runs its own, so tests start theirs
 /// after building the warehouse).
 pub fn runtime() -> tokio::runtime::Runtime {
