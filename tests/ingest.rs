@@ -582,4 +582,28 @@ fn s3_sources_and_an_s3_warehouse() {
             "{name} in the S3 warehouse"
         );
     }
+
+    // SQL over the warehouse in the bucket: the same rows as on disk.
+    let out = moto.kefu(&[
+        os("sql"),
+        os("--warehouse"),
+        warehouse,
+        os("--format"),
+        os("csv"),
+        os("-e"),
+        os("SELECT count(*) AS n FROM calls WHERE month >= '2026-01'"),
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("n\n{}\n", local_rows["calls"].len())
+    );
+    let out = moto.kefu(&[
+        os("query"),
+        os("complaints_breakdown"),
+        os("--warehouse"),
+        warehouse,
+        os("--format"),
+        os("csv"),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("region,category,complaints"));
 }
