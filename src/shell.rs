@@ -1,21 +1,15 @@
 //! The interactive SQL shell: line editing and history (rustyline), statements over
 //! several lines up to `;`, backslash commands, timing.
 
-use std::io::Write;
 use std::time::Instant;
 
-use kefu_sql::output::{TableStyle, render_table, write_stream};
-use kefu_sql::{Engine, Format};
+use kefu_sql::Engine;
+use kefu_sql::output::{TableStyle, render_table};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
 use crate::cli::{CliResult, exit};
-
-/// How the shell prints results.
-pub struct ShellOutput {
-    pub format: Format,
-    pub style: TableStyle,
-}
+use crate::sql::{Destination, run_script};
 
 const HELP: &str = "\
 Statements end with ; and may span lines. Ad hoc SQL is read-only.
@@ -34,7 +28,7 @@ fn history_path() -> Option<std::path::PathBuf> {
     Some(base.join("kefu").join("sql_history"))
 }
 
-pub async fn run(engine: &Engine, output: &ShellOutput) -> CliResult {
+pub(crate) async fn run(engine: &Engine, output: &Destination) -> CliResult {
     let mut editor = DefaultEditor::new()
         .map_err(|e| (exit::FAILURE, format!("cannot start the shell: {e}")))?;
     let history = history_path();
@@ -91,7 +85,7 @@ pub async fn run(engine: &Engine, output: &ShellOutput) -> CliResult {
         let sql = std::mem::take(&mut buffer);
         let _ = editor.add_history_entry(sql.trim());
         let started = Instant::now();
-        match run_script(engine, &sql, output).await {
+        match run_script(engine, &sql, output, |_| {}).await {
             Ok(()) => {}
             Err(message) => eprintln!("error: {message}"),
         }
@@ -104,19 +98,6 @@ pub async fn run(engine: &Engine, output: &ShellOutput) -> CliResult {
             let _ = std::fs::create_dir_all(dir);
         }
         let _ = editor.save_history(path);
-    }
-    Ok(())
-}
-
-async fn run_script(engine: &Engine, sql: &str, output: &ShellOutput) -> Result<(), String> {
-    for statement in engine.parse(sql).map_err(|e| e.to_string())? {
-        let df = engine.plan(statement).await.map_err(|e| e.to_string())?;
-        let stream = df.execute_stream().await.map_err(|e| e.to_string())?;
-        let mut stdout = std::io::BufWriter::new(std::io::stdout());
-        write_stream(stream, output.format, &mut stdout, output.style)
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = stdout.flush();
     }
     Ok(())
 }

@@ -143,10 +143,10 @@ fn open_engine(args: &SessionArgs) -> Result<Engine, (u8, String)> {
 
 /// Where results go: stdout, or a file written beside its destination and renamed over
 /// it when complete (a reader never sees half a result).
-struct Destination {
+pub(crate) struct Destination {
     path: Option<PathBuf>,
     format: Format,
-    style: TableStyle,
+    pub(crate) style: TableStyle,
 }
 
 impl Destination {
@@ -172,6 +172,11 @@ impl Destination {
                 max_rows: args.max_rows,
             },
         }
+    }
+
+    /// The same format and layout, on stdout.
+    fn on_stdout(self) -> Self {
+        Destination { path: None, ..self }
     }
 
     async fn write(&self, df: datafusion::prelude::DataFrame) -> Result<u64, SqlError> {
@@ -224,6 +229,24 @@ fn comfy_table_width() -> Option<u16> {
     comfy_table::Table::new().width()
 }
 
+/// Plans and runs the statements of `script` one by one (all parsed first, so a syntax
+/// error runs nothing), writing each result to `destination`; `ran` gets each
+/// statement's time.
+pub(crate) async fn run_script(
+    engine: &Engine,
+    script: &str,
+    destination: &Destination,
+    mut ran: impl FnMut(std::time::Duration),
+) -> Result<(), SqlError> {
+    for statement in engine.parse(script)? {
+        let started = Instant::now();
+        let df = engine.plan(statement).await?;
+        destination.write(df).await?;
+        ran(started.elapsed());
+    }
+    Ok(())
+}
+
 pub fn sql_command(args: &SqlArgs) -> CliResult {
     let runtime = runtime()?;
     let engine = open_engine(&args.session)?;
@@ -246,39 +269,22 @@ pub fn sql_command(args: &SqlArgs) -> CliResult {
                 .map_err(|e| (exit::IO, format!("stdin: {e}")))?;
             scripts.push(("stdin".into(), text));
         } else {
-            return runtime.block_on(crate::shell::run(&engine, &destination_for_shell(args)));
+            // The shell prints to the terminal (--output applies to scripts).
+            return runtime.block_on(crate::shell::run(&engine, &destination.on_stdout()));
         }
     }
     runtime.block_on(async {
         for (origin, script) in &scripts {
-            let statements = engine
-                .parse(script)
-                .map_err(|e| (exit::FAILURE, format!("{origin}: {e}")))?;
-            for statement in statements {
-                let started = Instant::now();
-                let df = engine
-                    .plan(statement)
-                    .await
-                    .map_err(|e| (error_code(&e), format!("{origin}: {e}")))?;
-                destination
-                    .write(df)
-                    .await
-                    .map_err(|e| (error_code(&e), format!("{origin}: {e}")))?;
+            run_script(&engine, script, &destination, |elapsed| {
                 if args.timing {
-                    eprintln!("Time: {:.3} s", started.elapsed().as_secs_f64());
+                    eprintln!("Time: {:.3} s", elapsed.as_secs_f64());
                 }
-            }
+            })
+            .await
+            .map_err(|e| (error_code(&e), format!("{origin}: {e}")))?;
         }
         Ok(())
     })
-}
-
-fn destination_for_shell(args: &SqlArgs) -> crate::shell::ShellOutput {
-    let destination = Destination::new(&args.session);
-    crate::shell::ShellOutput {
-        format: destination.format,
-        style: destination.style,
-    }
 }
 
 pub fn query_command(args: &QueryArgs) -> CliResult {

@@ -218,20 +218,22 @@ fn named_queries_list_run_and_check_their_parameters() {
     );
 
     // shanghai/vip on 2026-01-05: C09 and C10 (see crates/kefu-sql/tests/slt/calls_kpis.slt).
-    let csv = stdout_of(
-        &kefu(dir.path())
-            .args([
-                "query",
-                "calls_kpis",
-                "--warehouse",
-                "wh",
-                "--format",
-                "csv",
-            ])
-            .args(["--param", "from=2026-01-05", "--param", "to=2026-01-06"])
-            .args(["--param", "region=shanghai"])
-            .output()
-            .unwrap(),
+    let csv = run(
+        dir.path(),
+        &[
+            "query",
+            "calls_kpis",
+            "--warehouse",
+            "wh",
+            "--format",
+            "csv",
+            "--param",
+            "from=2026-01-05",
+            "--param",
+            "to=2026-01-06",
+            "--param",
+            "region=shanghai",
+        ],
     );
     let mut lines = csv.lines();
     assert!(
@@ -268,19 +270,20 @@ fn named_queries_list_run_and_check_their_parameters() {
         "-- purpose: count calls\n-- param: region text % region\nSELECT count(*) AS n FROM calls WHERE region LIKE {{region}}\n",
     )
     .unwrap();
-    let csv = stdout_of(
-        &kefu(dir.path())
-            .args([
-                "query",
-                "calls_kpis",
-                "--warehouse",
-                "wh",
-                "--format",
-                "csv",
-            ])
-            .args(["--queries", "mine", "--param", "region=bei%"])
-            .output()
-            .unwrap(),
+    let csv = run(
+        dir.path(),
+        &[
+            "query",
+            "calls_kpis",
+            "--warehouse",
+            "wh",
+            "--format",
+            "csv",
+            "--queries",
+            "mine",
+            "--param",
+            "region=bei%",
+        ],
     );
     assert_eq!(csv, "n\n9\n");
 }
