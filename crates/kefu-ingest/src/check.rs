@@ -7,7 +7,10 @@ use arrow::array::RecordBatch;
 use kefu_progress::{Progress, Unit};
 
 use crate::source::{expand_inputs, for_each_input_stream};
-use crate::{FileOutcome, IngestError, Profile, RejectedRecord, RowSink, SourceName, convert_csv};
+use crate::{
+    FileOutcome, IngestError, Profile, RejectTally, RejectedRecord, RowSink, SourceName,
+    convert_csv,
+};
 
 /// The result for one source (a file or an archive member).
 #[derive(Debug)]
@@ -53,24 +56,15 @@ impl CheckReport {
     }
 }
 
-struct Tally {
-    by_reason: BTreeMap<&'static str, u64>,
-    examples: Vec<RejectedRecord>,
-    keep: usize,
-}
+/// Counts a source's rejects; its rows are discarded.
+struct Tally(RejectTally<RejectedRecord>);
 
 impl RowSink for Tally {
     fn batch(&mut self, _: RecordBatch, _: &[u64]) -> Result<(), IngestError> {
         Ok(())
     }
     fn reject(&mut self, reject: RejectedRecord) -> Result<(), IngestError> {
-        *self
-            .by_reason
-            .entry(reject.reject.reason.code())
-            .or_default() += 1;
-        if self.examples.len() < self.keep {
-            self.examples.push(reject);
-        }
+        self.0.note(&reject, || reject.clone());
         Ok(())
     }
 }
@@ -89,18 +83,14 @@ pub fn check(
     let mut report = CheckReport::default();
     for file in &files {
         let result = for_each_input_stream(file, &|_| {}, |name, reader| {
-            let mut tally = Tally {
-                by_reason: BTreeMap::new(),
-                examples: Vec::new(),
-                keep: examples,
-            };
+            let mut tally = Tally(RejectTally::new(examples));
             let outcome =
                 convert_csv(reader, &name, profile, None, &mut tally).map_err(|e| e.to_string());
             report.sources.push(CheckedSource {
                 source: name,
                 outcome,
-                rejects_by_reason: tally.by_reason,
-                examples: tally.examples,
+                rejects_by_reason: tally.0.by_reason,
+                examples: tally.0.examples,
             });
             Ok(())
         });

@@ -30,7 +30,7 @@ use kefu_storage::{BatchRecord, Commit, LedgerFile, LedgerSource, Recovery, Ware
 use crate::convert::RejectReason;
 use crate::seen::{DEFAULT_IDS_IN_MEMORY, SeenIds};
 use crate::source::{Input, expand_inputs, for_each_input_stream};
-use crate::{IngestError, Profile, RejectedRecord, RowSink, SourceName, convert_csv};
+use crate::{IngestError, Profile, RejectTally, RejectedRecord, RowSink, SourceName, convert_csv};
 
 /// The time zone whose calendar months partition the tables (`month=YYYY-MM`): the
 /// reporting calendar of the offices, not UTC.
@@ -43,6 +43,8 @@ pub const DEFAULT_MAX_REJECT_RATIO: f64 = 0.05;
 const BUFFER_BYTES: usize = 128 * 1024 * 1024;
 /// Rows per Parquet file at most.
 const FILE_ROWS: usize = 1024 * 1024;
+/// Rejected records a batch report keeps as examples.
+const REJECT_EXAMPLES: usize = 20;
 /// Rejects buffered before a `_rejects` file is written.
 const REJECT_FILE_ROWS: usize = 64 * 1024;
 
@@ -437,8 +439,8 @@ fn write_batch(
             }
         });
         report.counts = counts;
-        report.rejects_by_reason = std::mem::take(&mut sink.by_reason);
-        report.examples = std::mem::take(&mut sink.examples);
+        report.rejects_by_reason = std::mem::take(&mut sink.tally.by_reason);
+        report.examples = std::mem::take(&mut sink.tally.examples);
         let tables = sink.landed_by_table();
         drop(sink); // closes the job channel: the encoder finishes and the scope joins it
         outcome.map(|()| (sources, tables))
@@ -695,8 +697,7 @@ struct BatchSink {
     files: usize,
     landed: BTreeMap<Table, u64>,
     rejects: RejectBuilder,
-    by_reason: BTreeMap<&'static str, u64>,
-    examples: Vec<(SourceName, RejectedRecord)>,
+    tally: RejectTally<(SourceName, RejectedRecord)>,
     source_counts: Counts,
     batch_counts: Counts,
 }
@@ -717,8 +718,7 @@ impl BatchSink {
             files: 0,
             landed: BTreeMap::new(),
             rejects: RejectBuilder::default(),
-            by_reason: BTreeMap::new(),
-            examples: Vec::new(),
+            tally: RejectTally::new(REJECT_EXAMPLES),
             source_counts: Counts::default(),
             batch_counts: Counts::default(),
         }
@@ -765,14 +765,11 @@ impl BatchSink {
     }
 
     fn note_reject(&mut self, reject: &RejectedRecord) {
-        *self
-            .by_reason
-            .entry(reject.reject.reason.code())
-            .or_default() += 1;
-        if self.examples.len() < 20 {
-            let source = self.source.clone().unwrap_or_else(|| SourceName::file(""));
-            self.examples.push((source, reject.clone()));
-        }
+        let source = &self.source;
+        self.tally.note(reject, || {
+            let source = source.clone().unwrap_or_else(|| SourceName::file(""));
+            (source, reject.clone())
+        });
     }
 
     fn add_reject(

@@ -84,6 +84,36 @@ pub enum IngestError {
     },
 }
 
+/// Rejects counted by reason, with the first few kept as examples (for `check` per
+/// source, for `ingest` per batch).
+#[derive(Debug)]
+pub(crate) struct RejectTally<E> {
+    pub by_reason: std::collections::BTreeMap<&'static str, u64>,
+    pub examples: Vec<E>,
+    keep: usize,
+}
+
+impl<E> RejectTally<E> {
+    pub fn new(keep: usize) -> Self {
+        RejectTally {
+            by_reason: Default::default(),
+            examples: Vec::new(),
+            keep,
+        }
+    }
+
+    /// Counts `reject`; `example` makes the example while fewer than `keep` are kept.
+    pub fn note(&mut self, reject: &RejectedRecord, example: impl FnOnce() -> E) {
+        *self
+            .by_reason
+            .entry(reject.reject.reason.code())
+            .or_default() += 1;
+        if self.examples.len() < self.keep {
+            self.examples.push(example());
+        }
+    }
+}
+
 /// A rejected record of a source file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RejectedRecord {

@@ -190,7 +190,7 @@ impl Run {
             if found[i] {
                 continue;
             }
-            let slice = (id.checked_shr(self.shift).unwrap_or(0)) as usize;
+            let slice = slice_of(id, self.shift);
             if self.filters[slice]
                 .as_ref()
                 .is_some_and(|filter| filter.contains(&id))
@@ -238,6 +238,12 @@ impl Run {
     }
 }
 
+/// The slice of the fingerprint space `id` falls in: its top bits (none when a run has
+/// a single slice, `shift` 64).
+fn slice_of(id: u64, shift: u32) -> usize {
+    id.checked_shr(shift).unwrap_or(0) as usize
+}
+
 /// Writes ids in ascending order into a new run, building its filters as it goes.
 struct RunWriter {
     out: BufWriter<File>,
@@ -264,16 +270,12 @@ impl RunWriter {
         })
     }
 
-    fn slice_of(&self, id: u64) -> usize {
-        id.checked_shr(self.shift).unwrap_or(0) as usize
-    }
-
     fn push(&mut self, id: u64) -> io::Result<()> {
         debug_assert!(self.slice_ids.last().is_none_or(|&last| last < id));
         if self.written.is_multiple_of(SPARSE_STEP as u64) {
             self.sparse.push(id);
         }
-        let slice = self.slice_of(id);
+        let slice = slice_of(id, self.shift);
         while self.filters.len() < slice {
             self.close_slice()?;
         }
