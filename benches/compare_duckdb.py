@@ -9,7 +9,8 @@ medians and the ratio kefu / DuckDB (target: <= 1.0).
 Then kefu's throughput on GBK `--messy` archives (DuckDB cannot read GBK offline) against
 its own plain UTF-8 throughput, in rows/s (target: >= 80%).
 
-Run through benches/compare_duckdb.sh, which builds kefu and installs duckdb in a venv.
+Run through benches/compare_duckdb.sh, which builds kefu and installs duckdb in a venv
+(benches/with_duckdb.sh).
 """
 
 import argparse
@@ -23,6 +24,7 @@ import tempfile
 import time
 
 import duckdb
+from alternate import alternate
 
 
 def run_kefu(kefu, sources, warehouse):
@@ -79,17 +81,14 @@ def main():
 
     scratch = tempfile.mkdtemp(prefix="kefu-vs-duckdb-")
     try:
-        kefu_times, duck_times = [], []
-        for i in range(args.runs):
-            order = ["kefu", "duckdb"] if i % 2 == 0 else ["duckdb", "kefu"]
-            for who in order:
-                if who == "kefu":
-                    t, report = run_kefu(args.kefu, [calls], os.path.join(scratch, "wh"))
-                    assert report["landed"] == rows, report
-                    kefu_times.append(t)
-                else:
-                    duck_times.append(run_duckdb(calls, os.path.join(scratch, "duck.parquet")))
-            print(f"run {i + 1}: kefu {kefu_times[-1]:.2f} s, duckdb {duck_times[-1]:.2f} s")
+        def kefu_once():
+            t, report = run_kefu(args.kefu, [calls], os.path.join(scratch, "wh"))
+            assert report["landed"] == rows, report
+            return t
+
+        kefu_times, duck_times = alternate(
+            args.runs, kefu_once, lambda: run_duckdb(calls, os.path.join(scratch, "duck.parquet")),
+            lambda i, k, d: print(f"run {i + 1}: kefu {k:.2f} s, duckdb {d:.2f} s", flush=True))
         k, d = statistics.median(kefu_times), statistics.median(duck_times)
         print(f"median kefu ingest:  {k:.2f} s ({rows / k:,.0f} rows/s, {size / k / 1e6:.0f} MB/s)")
         print(f"median duckdb COPY:  {d:.2f} s ({rows / d:,.0f} rows/s)")

@@ -1,15 +1,4 @@
 #!/usr/bin/env bash
 # kefu ingest against DuckDB on the same generated CSV (see compare_duckdb.py).
 # Usage: benches/compare_duckdb.sh [--runs N] [--customers N] [--days N]
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kefu/target}"
-cache="${KEFU_BENCH_CACHE:-$HOME/.cache/kefu/bench}"
-venv="$cache/venv"
-mkdir -p "$cache"
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
-"$venv/bin/pip" install --quiet duckdb
-cargo build --release --locked
-exec "$venv/bin/python" benches/compare_duckdb.py --kefu "$CARGO_TARGET_DIR/release/kefu" --data "$cache" "$@"
+exec "$(dirname "$0")/with_duckdb.sh" compare_duckdb.py "$@"

@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+from alternate import alternate
+
 TABLES = ["calls", "tickets", "callbacks", "visits", "customers"]
 
 # kefu's UDFs in DuckDB: Asia/Shanghai is UTC+8 all year (no DST since 1991).
@@ -125,9 +127,14 @@ def compare(kefu_csv, duck_csv):
     return None
 
 
-def timed(cmd):
+def timed(name, cmd):
+    """Seconds `cmd` took, or NaN (reported) when it failed."""
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
+    try:
+        subprocess.run(cmd, check=True, capture_output=True)
+    except subprocess.CalledProcessError as e:
+        print(f"{name}: {' '.join(cmd[:3])} failed: {e.stderr.decode()[-500:]}", file=sys.stderr)
+        return float("nan")
     return time.perf_counter() - start
 
 
@@ -175,15 +182,7 @@ def main():
         kefu_out, duck_out = os.path.join(tmp, f"{name}.kefu.csv"), os.path.join(tmp, f"{name}.duck.csv")
         kefu_cmd = [args.kefu, "query", name, "--warehouse", wh, "--format", "csv", "--output", kefu_out, *pargs]
         duck_cmd = [sys.executable, "-c", DUCKDB_RUN, wh, sql_file, duck_out, str(threads)]
-        k, d = [], []
-        for run in range(args.runs):
-            order = [(kefu_cmd, k), (duck_cmd, d)] if run % 2 == 0 else [(duck_cmd, d), (kefu_cmd, k)]
-            for cmd, times in order:
-                try:
-                    times.append(timed(cmd))
-                except subprocess.CalledProcessError as e:
-                    print(f"{name}: {' '.join(cmd[:3])} failed: {e.stderr.decode()[-500:]}", file=sys.stderr)
-                    times.append(float("nan"))
+        k, d = alternate(args.runs, lambda: timed(name, kefu_cmd), lambda: timed(name, duck_cmd))
         diff = compare(kefu_out, duck_out) if os.path.exists(kefu_out) and os.path.exists(duck_out) else "missing output"
         km, dm = statistics.median(k), statistics.median(d)
         results.append((name, km, dm, diff))
