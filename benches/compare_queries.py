@@ -32,6 +32,8 @@ SET TimeZone = 'UTC';
 CREATE MACRO local_date(ts) AS CAST(CAST(ts AS TIMESTAMP) + INTERVAL 8 HOUR AS DATE);
 CREATE MACRO local_hour(ts) AS hour(CAST(ts AS TIMESTAMP) + INTERVAL 8 HOUR);
 CREATE MACRO local_weekday(ts) AS isodow(CAST(ts AS TIMESTAMP) + INTERVAL 8 HOUR);
+CREATE MACRO local_trunc(period, ts) AS
+    CAST(date_trunc(period, CAST(ts AS TIMESTAMP) + INTERVAL 8 HOUR) AS DATE);
 """
 
 DUCKDB_RUN = r"""
@@ -58,8 +60,6 @@ def to_duckdb(sql):
         lambda m: f"TIMESTAMPTZ '{m.group(1).replace('T', ' ')}+00'",
         sql,
     )
-    # An ordered last_value aggregate is DuckDB's arg_max.
-    sql = re.sub(r"last_value\((\w+) ORDER BY (\w+)\)", r"arg_max(\1, \2)", sql)
     # DuckDB names generate_series' column after the function: alias it `value`.
     out, i = [], 0
     for m in re.finditer(r"FROM generate_series\(", sql):

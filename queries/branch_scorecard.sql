@@ -31,7 +31,7 @@ base AS (
     GROUP BY m.month_start, c.branch_id, c.region
 ),
 t AS (
-    SELECT CAST(date_trunc('month', CAST(local_date(created_at) AS TIMESTAMP)) AS DATE) AS month_start,
+    SELECT local_trunc('month', created_at) AS month_start,
            branch_id,
            count(*) FILTER (WHERE kind = 'complaint') AS complaints,
            count(*) FILTER (WHERE resolved_at IS NOT NULL AND due_at IS NOT NULL AND resolved_at <= due_at) AS on_time,
@@ -41,7 +41,7 @@ t AS (
     GROUP BY 1, branch_id
 ),
 s AS (
-    SELECT CAST(date_trunc('month', CAST(local_date(cb.performed_at) AS TIMESTAMP)) AS DATE) AS month_start,
+    SELECT local_trunc('month', cb.performed_at) AS month_start,
            tk.branch_id,
            count(*) FILTER (WHERE cb.score IN ('very_satisfied', 'satisfied')) AS satisfied,
            count(cb.score) AS scored
@@ -50,7 +50,7 @@ s AS (
     GROUP BY 1, tk.branch_id
 ),
 w AS (
-    SELECT CAST(date_trunc('month', CAST(local_date(arrived_at) AS TIMESTAMP)) AS DATE) AS month_start,
+    SELECT local_trunc('month', arrived_at) AS month_start,
            branch_id,
            avg(CAST(date_part('epoch', called_at) - date_part('epoch', arrived_at) AS DOUBLE) / 60.0) AS avg_wait_min
     FROM visits

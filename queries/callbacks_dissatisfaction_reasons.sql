@@ -10,7 +10,7 @@
 -- param: top int 5 reasons per period and region
 WITH d AS (
     SELECT
-        CAST(date_trunc({{period}}, CAST(local_date(performed_at) AS TIMESTAMP)) AS DATE) AS period,
+        local_trunc({{period}}, performed_at) AS period,
         region,
         coalesce(nullif(trim(reason), ''), '(none given)') AS reason
     FROM callbacks

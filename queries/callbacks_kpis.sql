@@ -16,7 +16,7 @@
 -- param: within_days int 3 days after completion a callback may take
 WITH done AS (
     SELECT ticket_id, region, resolved_at,
-           CAST(date_trunc({{period}}, CAST(local_date(resolved_at) AS TIMESTAMP)) AS DATE) AS period
+           local_trunc({{period}}, resolved_at) AS period
     FROM tickets
     WHERE kind IN ('work_order', 'complaint')
       AND resolved_at >= {{from:utc}}
@@ -24,36 +24,33 @@ WITH done AS (
       AND created_at < {{to:utc}}
       AND region LIKE {{region}}
 ),
-cb AS (
-    SELECT c.*, d.period, d.resolved_at, d.region AS ticket_region
-    FROM callbacks c
-    JOIN done d ON d.ticket_id = c.ticket_id
+last_manual AS (
+    SELECT ticket_id, max(performed_at) AS last_manual_at
+    FROM callbacks
+    WHERE method = 'manual'
+    GROUP BY ticket_id
+),
+callbacks_of_done AS (
+    -- Each completed ticket with each of its callbacks (or none), and the time of the
+    -- ticket's last manual callback: the tickets are read once.
+    SELECT d.ticket_id, d.period, d.region, d.resolved_at,
+           c.callback_id, c.performed_at, c.method, c.status, c.score, m.last_manual_at
+    FROM done d
+    LEFT JOIN callbacks c ON c.ticket_id = d.ticket_id
+    LEFT JOIN last_manual m ON m.ticket_id = d.ticket_id
 ),
 per_ticket AS (
-    SELECT d.ticket_id, d.period, d.region, d.resolved_at, min(cb.performed_at) AS first_callback_at
-    FROM done d
-    LEFT JOIN cb ON cb.ticket_id = d.ticket_id
-    GROUP BY d.ticket_id, d.period, d.region, d.resolved_at
-),
-failed AS (
-    SELECT f.period, f.ticket_region AS region, f.callback_id,
-           max(CASE WHEN m.callback_id IS NULL THEN 0 ELSE 1 END) AS followed_up
-    FROM cb f
-    LEFT JOIN cb m
-      ON m.ticket_id = f.ticket_id AND m.method = 'manual' AND m.performed_at > f.performed_at
-    WHERE f.method IN ('auto_voice', 'sms') AND f.status = 'no_answer'
-    GROUP BY f.period, f.ticket_region, f.callback_id
-),
-failed_counts AS (
-    SELECT period, region, count(*) AS failed_automatic, sum(followed_up) AS failed_followed_up
-    FROM failed GROUP BY period, region
-),
-scores AS (
-    SELECT period, ticket_region AS region,
+    SELECT ticket_id, period, region, resolved_at,
+           min(performed_at) AS first_callback_at,
+           count(callback_id) AS callbacks,
            count(*) FILTER (WHERE score IN ('very_satisfied', 'satisfied')) AS satisfied,
-           count(*) FILTER (WHERE score = 'dissatisfied') AS dissatisfied
-    FROM cb
-    GROUP BY period, ticket_region
+           count(*) FILTER (WHERE score = 'dissatisfied') AS dissatisfied,
+           count(*) FILTER (WHERE method IN ('auto_voice', 'sms') AND status = 'no_answer')
+               AS failed_automatic,
+           count(*) FILTER (WHERE method IN ('auto_voice', 'sms') AND status = 'no_answer'
+                              AND last_manual_at > performed_at) AS failed_followed_up
+    FROM callbacks_of_done
+    GROUP BY ticket_id, period, region, resolved_at
 )
 SELECT
     p.period,
@@ -65,13 +62,12 @@ SELECT
         / nullif(count(p.first_callback_at), 0) AS same_day_rate,
     CAST(count(*) FILTER (WHERE p.first_callback_at <= p.resolved_at + {{within_days:days}}) AS DOUBLE)
         / nullif(count(p.first_callback_at), 0) AS within_days_rate,
-    max(s.satisfied) AS satisfied,
-    max(s.dissatisfied) AS dissatisfied,
-    CAST(max(s.satisfied) AS DOUBLE) / nullif(max(s.satisfied) + max(s.dissatisfied), 0) AS satisfaction,
-    coalesce(max(f.failed_automatic), 0) AS failed_automatic,
-    coalesce(max(f.failed_followed_up), 0) AS failed_followed_up
+    -- No callbacks at all: no scores to count (null), not zero.
+    CASE WHEN sum(p.callbacks) > 0 THEN sum(p.satisfied) END AS satisfied,
+    CASE WHEN sum(p.callbacks) > 0 THEN sum(p.dissatisfied) END AS dissatisfied,
+    CAST(sum(p.satisfied) AS DOUBLE) / nullif(sum(p.satisfied) + sum(p.dissatisfied), 0) AS satisfaction,
+    sum(p.failed_automatic) AS failed_automatic,
+    sum(p.failed_followed_up) AS failed_followed_up
 FROM per_ticket p
-LEFT JOIN scores s ON s.period = p.period AND s.region = p.region
-LEFT JOIN failed_counts f ON f.period = p.period AND f.region = p.region
 GROUP BY p.period, p.region
 ORDER BY p.period, p.region

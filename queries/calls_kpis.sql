@@ -17,7 +17,7 @@
 -- param: short int 5 an abandon after less than this many seconds of waiting is short
 WITH offered AS (
     SELECT
-        CAST(date_trunc({{period}}, CAST(local_date(ivr_entered_at) AS TIMESTAMP)) AS DATE) AS period,
+        local_trunc({{period}}, ivr_entered_at) AS period,
         region,
         queue,
         answered_at IS NOT NULL AS answered,

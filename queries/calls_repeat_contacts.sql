@@ -14,7 +14,9 @@ WITH inbound AS (
         region,
         customer_id,
         ivr_entered_at,
-        lead(ivr_entered_at) OVER (PARTITION BY customer_id ORDER BY ivr_entered_at, call_id)
+        -- lead ignores the frame; a whole-partition frame runs it in one pass per partition.
+        lead(ivr_entered_at) OVER (PARTITION BY customer_id ORDER BY ivr_entered_at, call_id
+                                   ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
             AS next_call_at
     FROM calls
     WHERE direction = 'inbound'
@@ -24,7 +26,7 @@ WITH inbound AS (
       AND region LIKE {{region}}
 )
 SELECT
-    CAST(date_trunc({{period}}, CAST(local_date(ivr_entered_at) AS TIMESTAMP)) AS DATE) AS period,
+    local_trunc({{period}}, ivr_entered_at) AS period,
     region,
     count(*) AS calls,
     count(*) FILTER (WHERE next_call_at <= ivr_entered_at + {{days:days}}) AS repeated,

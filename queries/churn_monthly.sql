@@ -50,20 +50,21 @@ contacts AS (
 observed AS (
     SELECT max(event_at) AS last_event FROM contacts
 ),
-sequenced AS (
-    SELECT customer_id, event_at,
-           CAST(date_trunc('month', CAST(local_date(event_at) AS TIMESTAMP)) AS DATE) AS month_start,
-           lead(event_at) OVER (PARTITION BY customer_id ORDER BY event_at) AS next_at
+monthly AS (
+    -- Each customer's first and last contact of each month they were seen in.
+    SELECT customer_id, local_trunc('month', event_at) AS month_start,
+           min(event_at) AS first_at, max(event_at) AS last_at
     FROM contacts
+    GROUP BY customer_id, 2
 ),
 last_in_month AS (
-    -- Each customer's last contact of each month, and the contact after it.
-    SELECT customer_id, month_start, max(event_at) AS last_at,
-           max(next_at) FILTER (WHERE next_at IS NULL OR
-               CAST(date_trunc('month', CAST(local_date(next_at) AS TIMESTAMP)) AS DATE) > month_start) AS next_at
-    FROM sequenced
-    WHERE month_start < {{to}}
-    GROUP BY customer_id, month_start
+    -- The contact after a month's last one is the first of the customer's next month
+    -- with a contact. (lead ignores the frame; a whole-partition frame runs it in one
+    -- pass per partition.)
+    SELECT customer_id, month_start, last_at,
+           lead(first_at) OVER (PARTITION BY customer_id ORDER BY month_start
+                                ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS next_at
+    FROM monthly
 ),
 activity AS (
     SELECT l.month_start, c.region, c.segment, c.tier,
@@ -74,6 +75,7 @@ activity AS (
     FROM last_in_month l
     JOIN cust c ON c.customer_id = l.customer_id
     CROSS JOIN observed o
+    WHERE l.month_start < {{to}}
     GROUP BY l.month_start, c.region, c.segment, c.tier
 )
 SELECT

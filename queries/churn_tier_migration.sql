@@ -24,18 +24,21 @@ WITH seen AS (
 ),
 monthly AS (
     SELECT customer_id,
-           CAST(date_trunc('month', CAST(local_date(event_at) AS TIMESTAMP)) AS DATE) AS month,
-           last_value(region ORDER BY event_at) AS region,
-           last_value(tier ORDER BY event_at) AS tier
+           local_trunc('month', event_at) AS month,
+           max_by(region, event_at) AS region,
+           max_by(tier, event_at) AS tier
     FROM seen
     WHERE region LIKE {{region}}
     GROUP BY customer_id, 2
 ),
 pairs AS (
     SELECT customer_id, region, month, tier,
-           lag(tier) OVER (PARTITION BY customer_id ORDER BY month) AS from_tier,
-           lag(month) OVER (PARTITION BY customer_id ORDER BY month) AS from_month
+           lag(tier) OVER by_customer AS from_tier,
+           lag(month) OVER by_customer AS from_month
     FROM monthly
+    -- lag ignores the frame; a whole-partition frame runs it in one pass per partition.
+    WINDOW by_customer AS (PARTITION BY customer_id ORDER BY month
+                           ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
 )
 SELECT month, region, from_tier, tier AS to_tier, count(*) AS customers,
        CAST(count(*) AS DOUBLE) / sum(count(*)) OVER (PARTITION BY month, region, from_tier) AS share

@@ -20,7 +20,7 @@ WITH weeks AS (
 ),
 counts AS (
     SELECT
-        CAST(date_trunc('week', CAST(local_date(created_at) AS TIMESTAMP)) AS DATE) AS week,
+        local_trunc('week', created_at) AS week,
         region,
         category,
         count(*) AS complaints

@@ -10,7 +10,7 @@
 -- param: region text % region code (LIKE pattern; % for all)
 WITH counts AS (
     SELECT
-        CAST(date_trunc({{period}}, CAST(local_date(created_at) AS TIMESTAMP)) AS DATE) AS period,
+        local_trunc({{period}}, created_at) AS period,
         region,
         count(*) AS complaints
     FROM tickets

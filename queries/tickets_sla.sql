@@ -18,7 +18,7 @@ WITH followed AS (
 ),
 t AS (
     SELECT
-        CAST(date_trunc({{period}}, CAST(local_date(created_at) AS TIMESTAMP)) AS DATE) AS period,
+        local_trunc({{period}}, created_at) AS period,
         tickets.*,
         f.ticket_id IS NOT NULL AS followed_up
     FROM tickets

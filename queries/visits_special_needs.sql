@@ -8,7 +8,7 @@
 -- param: to date 2026-02-01 end local day, exclusive
 -- param: region text % region code (LIKE pattern; % for all)
 SELECT
-    CAST(date_trunc('month', CAST(local_date(arrived_at) AS TIMESTAMP)) AS DATE) AS month_start,
+    local_trunc('month', arrived_at) AS month_start,
     region,
     branch_id,
     special_needs,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::config::ConfigOptions;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -51,6 +52,21 @@ pub struct Engine {
     tables: Vec<TableInfo>,
 }
 
+/// DataFusion settings from the environment, over kefu's own: each option `a.b.c` is
+/// read from `DATAFUSION_A_B_C` (e.g. `DATAFUSION_EXECUTION_BATCH_SIZE=16384`), as
+/// DataFusion's own `from_env` names them. Ad hoc SQL cannot `SET` them (read-only).
+fn apply_environment(options: &mut ConfigOptions) -> Result<(), SqlError> {
+    for entry in options.entries() {
+        let variable = entry.key.to_uppercase().replace('.', "_");
+        if let Ok(value) = std::env::var(&variable) {
+            options
+                .set(&entry.key, &value)
+                .map_err(SqlError::DataFusion)?;
+        }
+    }
+    Ok(())
+}
+
 /// What ad hoc SQL may do: read. DDL, DML (INSERT, COPY) and statements (SET) are refused.
 pub fn read_only() -> SQLOptions {
     SQLOptions::new()
@@ -81,6 +97,14 @@ impl Engine {
         config.options_mut().execution.parquet.pushdown_filters = true;
         config.options_mut().execution.parquet.reorder_filters = true;
         config.options_mut().execution.time_zone = Some("UTC".into());
+        // Pre-aggregating is wasted work when the groups are nearly as many as the rows
+        // (customer x month over the churn queries: 13 M rows, 6 M groups); DataFusion
+        // stops at 80% of the rows, kefu already at 10% (measured: the final aggregate
+        // then does the work once, in less memory).
+        config
+            .options_mut()
+            .execution
+            .skip_partial_aggregation_probe_ratio_threshold = 0.1;
         if let Some(limit) = options.memory_limit {
             // A sort reserves memory for merging its spilled runs; under a small limit,
             // reserve a share of it rather than DataFusion's fixed 10 MB.
@@ -91,6 +115,7 @@ impl Engine {
         if let Some(n) = options.target_partitions {
             config = config.with_target_partitions(n.max(1));
         }
+        apply_environment(config.options_mut())?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         crate::udf::register(&ctx, &options.calendar);
 

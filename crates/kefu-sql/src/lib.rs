@@ -5,6 +5,7 @@
 //! parameterised KPI queries from `queries/`; [`udf`] adds the functions they need that
 //! SQL lacks, such as business-time durations under a working calendar.
 
+pub mod by_key;
 pub mod engine;
 pub mod output;
 pub mod queries;

@@ -3,6 +3,12 @@
 //! - `local_date(ts)`, `local_hour(ts)`, `local_weekday(ts)`: the calendar date, hour
 //!   (0–23) and ISO weekday (1 = Monday … 7 = Sunday) of a UTC instant on the
 //!   warehouse's local calendar (Asia/Shanghai), as reports group by local days.
+//! - `local_trunc(period, ts)`: the local day, ISO week (Monday), month, quarter or year
+//!   an instant falls in, as the date it starts on — the grouping key of every trend.
+//! - `date_diff(part, start, end)`: day, week, month, quarter or year boundaries between
+//!   two dates, as DuckDB counts them (cohort "months since").
+//! - `error(message)`: fails the query with `message` (a query's guard on its inputs).
+//! - `max_by(value, key)`, `min_by(value, key)`: see [`crate::by_key`].
 //! - `business_seconds(start, end)`: working seconds between two instants under the
 //!   session's working calendar ([`WorkingCalendar`]: working hours, weekdays, holidays
 //!   and make-up working days), for SLAs stated in working hours or days.
@@ -32,6 +38,248 @@ pub fn register(ctx: &SessionContext, calendar: &WorkingCalendar) {
         ctx.register_udf(ScalarUDF::from(LocalTime::new(part)));
     }
     ctx.register_udf(ScalarUDF::from(BusinessSeconds::new(calendar.clone())));
+    ctx.register_udf(ScalarUDF::from(LocalTrunc::new()));
+    ctx.register_udf(ScalarUDF::from(DateDiff::new()));
+    ctx.register_udf(ScalarUDF::from(RaiseError::new()));
+    for function in crate::by_key::functions() {
+        ctx.register_udaf(function);
+    }
+}
+
+/// Calendar periods for `local_trunc` and `date_diff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Period {
+    Day,
+    Week,
+    Month,
+    Quarter,
+    Year,
+}
+
+impl Period {
+    fn parse(function: &str, value: &ColumnarValue) -> DfResult<Period> {
+        let text = match value {
+            ColumnarValue::Scalar(s) => s.try_as_str().flatten(),
+            ColumnarValue::Array(_) => None,
+        };
+        Ok(match text.map(str::to_ascii_lowercase).as_deref() {
+            Some("day") => Period::Day,
+            Some("week") => Period::Week,
+            Some("month") => Period::Month,
+            Some("quarter") => Period::Quarter,
+            Some("year") => Period::Year,
+            other => {
+                return exec_err!(
+                    "{function}: the period must be 'day', 'week', 'month', 'quarter' or \
+                     'year' (a constant), not {}",
+                    other.map_or("a column or null".to_string(), |o| format!("'{o}'"))
+                );
+            }
+        })
+    }
+
+    /// The first day of the period holding `day` (days since 1970-01-01).
+    fn start(self, day: i32) -> i32 {
+        match self {
+            Period::Day => day,
+            // 1970-01-01 was a Thursday: Monday-based weekday index is (day + 3) mod 7.
+            Period::Week => day - (day + 3).rem_euclid(7),
+            Period::Month | Period::Quarter | Period::Year => {
+                let (year, month) = year_month(day);
+                let month = match self {
+                    Period::Quarter => (month - 1) / 3 * 3 + 1,
+                    Period::Year => 1,
+                    _ => month,
+                };
+                days_from_civil(year, month, 1)
+            }
+        }
+    }
+
+    /// Period boundaries crossed from `start` to `end` (negative when `end` is earlier).
+    fn between(self, start: i32, end: i32) -> i64 {
+        let months = |day| {
+            let (y, m) = year_month(day);
+            i64::from(y) * 12 + i64::from(m) - 1
+        };
+        match self {
+            Period::Day => i64::from(end) - i64::from(start),
+            Period::Week => (i64::from(end) - i64::from(start)) / 7,
+            Period::Month => months(end) - months(start),
+            Period::Quarter => months(end).div_euclid(3) - months(start).div_euclid(3),
+            Period::Year => i64::from(year_month(end).0) - i64::from(year_month(start).0),
+        }
+    }
+}
+
+/// Year and month (1–12) of a day number (days since 1970-01-01), proleptic Gregorian
+/// (H. Hinnant's civil_from_days).
+fn year_month(day: i32) -> (i32, u32) {
+    let z = i64::from(day) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year as i32, month as u32)
+}
+
+/// Days since 1970-01-01 of a civil date (H. Hinnant's days_from_civil).
+fn days_from_civil(year: i32, month: u32, day: u32) -> i32 {
+    let year = i64::from(year) - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let yoe = year - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe - 719_468) as i32
+}
+
+/// The argument as days since the epoch (dates, timestamps — their UTC date — or text).
+fn days(value: &ColumnarValue, rows: usize) -> DfResult<Date32Array> {
+    let array = value.clone().into_array(rows)?;
+    let array = cast(&array, &DataType::Date32)?;
+    Ok(array
+        .as_any()
+        .downcast_ref::<Date32Array>()
+        .expect("cast to dates")
+        .clone())
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct LocalTrunc {
+    signature: Signature,
+}
+
+impl LocalTrunc {
+    fn new() -> Self {
+        LocalTrunc {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for LocalTrunc {
+    fn name(&self) -> &str {
+        "local_trunc"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Date32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let period = Period::parse(self.name(), &args.args[0])?;
+        let times = micros(&args.args[1], args.number_rows)?;
+        let mut offsets = DayOffsets::new(LOCAL_TIME_ZONE);
+        // Events come in time order more often than not: remember the last day's answer.
+        let mut last = (i32::MIN, 0);
+        let starts: Date32Array = times
+            .iter()
+            .map(|t| {
+                t.map(|t| {
+                    let day = (t + offsets.at(t)).div_euclid(MICROS_PER_DAY) as i32;
+                    if day != last.0 {
+                        last = (day, period.start(day));
+                    }
+                    last.1
+                })
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(starts)))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DateDiff {
+    signature: Signature,
+}
+
+impl DateDiff {
+    fn new() -> Self {
+        DateDiff {
+            signature: Signature::any(3, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for DateDiff {
+    fn name(&self) -> &str {
+        "date_diff"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let period = Period::parse(self.name(), &args.args[0])?;
+        let start = days(&args.args[1], args.number_rows)?;
+        let end = days(&args.args[2], args.number_rows)?;
+        let diff: Int64Array = start
+            .iter()
+            .zip(end.iter())
+            .map(|(s, e)| Some(period.between(s?, e?)))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(diff)))
+    }
+}
+
+/// `error(message)`: volatile, so it is evaluated (and fails) only where a row reaches
+/// it — `CASE WHEN <bad input> THEN error('…') ELSE … END` guards a query.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct RaiseError {
+    signature: Signature,
+}
+
+impl RaiseError {
+    fn new() -> Self {
+        RaiseError {
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Volatile),
+        }
+    }
+}
+
+impl ScalarUDFImpl for RaiseError {
+    fn name(&self) -> &str {
+        "error"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Null)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        if args.number_rows == 0 {
+            return Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::Null));
+        }
+        let message = match &args.args[0] {
+            ColumnarValue::Scalar(s) => s.try_as_str().flatten().map(str::to_string),
+            ColumnarValue::Array(a) => {
+                let text = cast(a, &DataType::Utf8)?;
+                let text = text.as_any().downcast_ref::<arrow::array::StringArray>();
+                text.and_then(|t| (!t.is_null(0)).then(|| t.value(0).to_string()))
+            }
+        };
+        exec_err!(
+            "{}",
+            message.unwrap_or_else(|| "error() called".to_string())
+        )
+    }
 }
 
 fn utc_micros() -> DataType {
@@ -381,6 +629,27 @@ mod tests {
 
     fn at(s: &str) -> i64 {
         DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros()
+    }
+
+    #[test]
+    fn civil_dates_agree_with_chrono() {
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        for day in -30_000..60_000 {
+            let date = epoch + chrono::TimeDelta::days(i64::from(day));
+            assert_eq!(year_month(day), (date.year(), date.month()), "{date}");
+            assert_eq!(
+                days_from_civil(date.year(), date.month(), date.day()),
+                day,
+                "{date}"
+            );
+            let monday =
+                date - chrono::TimeDelta::days(i64::from(date.weekday().num_days_from_monday()));
+            assert_eq!(
+                Period::Week.start(day),
+                (monday - epoch).num_days() as i32,
+                "{date}"
+            );
+        }
     }
 
     #[test]
