@@ -60,7 +60,7 @@ SELECT
     CAST(count(p.first_callback_at) AS DOUBLE) / count(*) AS coverage,
     CAST(count(*) FILTER (WHERE local_date(p.first_callback_at) = local_date(p.resolved_at)) AS DOUBLE)
         / nullif(count(p.first_callback_at), 0) AS same_day_rate,
-    CAST(count(*) FILTER (WHERE p.first_callback_at <= p.resolved_at + {{within_days:days}}) AS DOUBLE)
+    CAST(count(*) FILTER (WHERE date_diff('microsecond', p.resolved_at, p.first_callback_at) <= {{within_days}} * 86400000000) AS DOUBLE)
         / nullif(count(p.first_callback_at), 0) AS within_days_rate,
     -- No callbacks at all: no scores to count (null), not zero.
     CASE WHEN sum(p.callbacks) > 0 THEN sum(p.satisfied) END AS satisfied,

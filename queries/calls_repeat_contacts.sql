@@ -14,9 +14,7 @@ WITH inbound AS (
         region,
         customer_id,
         ivr_entered_at,
-        -- lead ignores the frame; a whole-partition frame runs it in one pass per partition.
-        lead(ivr_entered_at) OVER (PARTITION BY customer_id ORDER BY ivr_entered_at, call_id
-                                   ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+        lead(ivr_entered_at) OVER (PARTITION BY customer_id ORDER BY ivr_entered_at, call_id)
             AS next_call_at
     FROM calls
     WHERE direction = 'inbound'
@@ -29,8 +27,8 @@ SELECT
     local_trunc({{period}}, ivr_entered_at) AS period,
     region,
     count(*) AS calls,
-    count(*) FILTER (WHERE next_call_at <= ivr_entered_at + {{days:days}}) AS repeated,
-    CAST(count(*) FILTER (WHERE next_call_at <= ivr_entered_at + {{days:days}}) AS DOUBLE)
+    count(*) FILTER (WHERE date_diff('microsecond', ivr_entered_at, next_call_at) <= {{days}} * 86400000000) AS repeated,
+    CAST(count(*) FILTER (WHERE date_diff('microsecond', ivr_entered_at, next_call_at) <= {{days}} * 86400000000) AS DOUBLE)
         / count(*) AS repeat_rate
 FROM inbound
 WHERE ivr_entered_at < {{to:utc}}

@@ -59,19 +59,17 @@ monthly AS (
 ),
 last_in_month AS (
     -- The contact after a month's last one is the first of the customer's next month
-    -- with a contact. (lead ignores the frame; a whole-partition frame runs it in one
-    -- pass per partition.)
+    -- with a contact.
     SELECT customer_id, month_start, last_at,
-           lead(first_at) OVER (PARTITION BY customer_id ORDER BY month_start
-                                ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS next_at
+           lead(first_at) OVER (PARTITION BY customer_id ORDER BY month_start) AS next_at
     FROM monthly
 ),
 activity AS (
     SELECT l.month_start, c.region, c.segment, c.tier,
            count(*) AS active,
-           count(*) FILTER (WHERE l.next_at IS NULL AND l.last_at + {{days:days}} > o.last_event) AS unknown,
-           count(*) FILTER (WHERE (l.next_at IS NULL AND l.last_at + {{days:days}} <= o.last_event)
-               OR l.next_at > l.last_at + {{days:days}}) AS churned
+           count(*) FILTER (WHERE l.next_at IS NULL AND date_diff('microsecond', l.last_at, o.last_event) < {{days}} * 86400000000) AS unknown,
+           count(*) FILTER (WHERE (l.next_at IS NULL AND date_diff('microsecond', l.last_at, o.last_event) >= {{days}} * 86400000000)
+               OR date_diff('microsecond', l.last_at, l.next_at) > {{days}} * 86400000000) AS churned
     FROM last_in_month l
     JOIN cust c ON c.customer_id = l.customer_id
     CROSS JOIN observed o

@@ -26,6 +26,9 @@ t AS (
            count(*) FILTER (WHERE x.resolved_at IS NULL OR x.resolved_at >= p.window_end) AS unresolved
     FROM people p JOIN tickets x ON x.customer_id = p.customer_id
     WHERE x.created_at >= p.window_end - {{days:days}} AND x.created_at < p.window_end
+      -- Implied by the line above (every window ends in [from, to]); constant, so it
+      -- prunes files and row groups before the join.
+      AND x.created_at >= {{from:utc}} - {{days:days}} AND x.created_at < {{to:utc}}
     GROUP BY p.customer_id
 ),
 cb AS (
@@ -33,12 +36,14 @@ cb AS (
     FROM people p JOIN callbacks x ON x.customer_id = p.customer_id
     WHERE x.score = 'dissatisfied'
       AND x.performed_at >= p.window_end - {{days:days}} AND x.performed_at < p.window_end
+      AND x.performed_at >= {{from:utc}} - {{days:days}} AND x.performed_at < {{to:utc}}
     GROUP BY p.customer_id
 ),
 c AS (
     SELECT p.customer_id, count(*) AS calls, sum(x.wait_s) AS wait_total, count(x.wait_s) AS waits
     FROM people p JOIN calls x ON x.customer_id = p.customer_id
     WHERE x.ivr_entered_at >= p.window_end - {{days:days}} AND x.ivr_entered_at < p.window_end
+      AND x.ivr_entered_at >= {{from:utc}} - {{days:days}} AND x.ivr_entered_at < {{to:utc}}
     GROUP BY p.customer_id
 )
 SELECT

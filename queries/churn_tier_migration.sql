@@ -1,7 +1,8 @@
 -- purpose: Tier migration month over month (e.g. gold → silver), and how many of each
 --   tier stay.
 -- formula: a customer's tier in a month = the customer_tier on their last call, ticket
---   or visit of that local month; a migration is the tier of one month against the
+--   or visit of that local month (max_by; two at the same instant: the larger tier
+--   name); a migration is the tier of one month against the
 --   tier of the next month in which the customer is seen again (at most {gap} months
 --   later); share = customers moving from→to / customers of the from tier.
 -- grain: one row per month (of the later observation) x region x from tier x to tier
@@ -36,9 +37,7 @@ pairs AS (
            lag(tier) OVER by_customer AS from_tier,
            lag(month) OVER by_customer AS from_month
     FROM monthly
-    -- lag ignores the frame; a whole-partition frame runs it in one pass per partition.
-    WINDOW by_customer AS (PARTITION BY customer_id ORDER BY month
-                           ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+    WINDOW by_customer AS (PARTITION BY customer_id ORDER BY month)
 )
 SELECT month, region, from_tier, tier AS to_tier, count(*) AS customers,
        CAST(count(*) AS DOUBLE) / sum(count(*)) OVER (PARTITION BY month, region, from_tier) AS share

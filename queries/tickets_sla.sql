@@ -37,7 +37,7 @@ SELECT
     CAST(count(*) FILTER (WHERE resolved_at IS NOT NULL AND due_at IS NOT NULL AND resolved_at <= due_at) AS DOUBLE)
         / nullif(count(*) FILTER (WHERE resolved_at IS NOT NULL AND due_at IS NOT NULL), 0) AS on_time_rate,
     CAST(count(*) FILTER (WHERE dispatched_at IS NOT NULL AND first_contact_at IS NOT NULL
-            AND first_contact_at <= dispatched_at + {{contact_hours:hours}}) AS DOUBLE)
+            AND date_diff('microsecond', dispatched_at, first_contact_at) <= {{contact_hours}} * 3600000000) AS DOUBLE)
         / nullif(count(dispatched_at), 0) AS first_contact_rate,
     count(closed_at) AS closed,
     CAST(count(*) FILTER (WHERE closed_at IS NOT NULL AND reopened_count = 0 AND NOT followed_up

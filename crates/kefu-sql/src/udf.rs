@@ -6,7 +6,10 @@
 //! - `local_trunc(period, ts)`: the local day, ISO week (Monday), month, quarter or year
 //!   an instant falls in, as the date it starts on — the grouping key of every trend.
 //! - `date_diff(part, start, end)`: day, week, month, quarter or year boundaries between
-//!   two dates, as DuckDB counts them (cohort "months since").
+//!   two dates (cohort "months since"), or hour, minute, second, millisecond or
+//!   microsecond boundaries between two instants, as DuckDB counts them. Exact where
+//!   `end - start <= INTERVAL '7 days'` is not: DataFusion compares a duration with an
+//!   interval field by field (a 26-day duration is "less" than 7 days).
 //! - `error(message)`: fails the query with `message` (a query's guard on its inputs).
 //! - `max_by(value, key)`, `min_by(value, key)`: see [`crate::by_key`].
 //! - `business_seconds(start, end)`: working seconds between two instants under the
@@ -223,6 +226,17 @@ impl ScalarUDFImpl for DateDiff {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        if let Some(unit) = time_unit_micros(&args.args[0]) {
+            // Boundaries of a time unit between two instants (floor division, as DuckDB).
+            let start = micros(&args.args[1], args.number_rows)?;
+            let end = micros(&args.args[2], args.number_rows)?;
+            let diff: Int64Array = start
+                .iter()
+                .zip(end.iter())
+                .map(|(s, e)| Some(e?.div_euclid(unit) - s?.div_euclid(unit)))
+                .collect();
+            return Ok(ColumnarValue::Array(Arc::new(diff)));
+        }
         let period = Period::parse(self.name(), &args.args[0])?;
         let start = days(&args.args[1], args.number_rows)?;
         let end = days(&args.args[2], args.number_rows)?;
@@ -233,6 +247,21 @@ impl ScalarUDFImpl for DateDiff {
             .collect();
         Ok(ColumnarValue::Array(Arc::new(diff)))
     }
+}
+
+/// Microseconds in `date_diff`'s time units (a constant part), `None` for calendar parts.
+fn time_unit_micros(part: &ColumnarValue) -> Option<i64> {
+    let ColumnarValue::Scalar(part) = part else {
+        return None;
+    };
+    Some(match part.try_as_str()??.to_ascii_lowercase().as_str() {
+        "microsecond" | "microseconds" => 1,
+        "millisecond" | "milliseconds" => 1_000,
+        "second" | "seconds" => 1_000_000,
+        "minute" | "minutes" => 60_000_000,
+        "hour" | "hours" => MICROS_PER_HOUR,
+        _ => return None,
+    })
 }
 
 /// `error(message)`: volatile, so it is evaluated (and fails) only where a row reaches
