@@ -37,7 +37,7 @@ const SLOW: &[(&str, &[(&str, &str)])] = &[
         &[("from", "2026-01-01"), ("to", "2026-05-01")],
     ),
     (
-        "callbacks_kpis",
+        "churn_pre_signals",
         &[("from", "2026-01-01"), ("to", "2026-05-01")],
     ),
     (

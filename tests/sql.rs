@@ -287,3 +287,44 @@ fn named_queries_list_run_and_check_their_parameters() {
     );
     assert_eq!(csv, "n\n9\n");
 }
+
+/// On a terminal, table output fits its width and ends with the row count: util-linux
+/// `script` gives kefu a pseudo-terminal of 60 columns (skipped, with a message, where
+/// `script` is absent).
+#[test]
+fn table_output_fits_the_terminal_and_counts_rows() {
+    let has_script = std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_script {
+        eprintln!("skipped: util-linux `script` (a pseudo-terminal) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fixture_warehouse(dir.path());
+    let kefu_bin = assert_cmd::cargo::cargo_bin!("kefu");
+    let command = format!(
+        "stty cols 60 rows 40; '{}' sql --warehouse wh -e \"SELECT call_id, region, branch_id, \
+         queue, agent_id, category, customer_tier, outcome FROM calls ORDER BY call_id\"",
+        kefu_bin.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = stdout_of(&out).replace('\r', "");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.len() > 12, "{stdout}");
+    for line in &lines {
+        assert!(
+            line.chars().count() <= 60,
+            "wider than 60: {line:?}\n{stdout}"
+        );
+    }
+    // Eight columns of up to 14 characters did not fit as they are: they were wrapped.
+    assert!(lines.iter().any(|l| l.contains("ng-cc")), "{stdout}");
+    assert!(stdout.contains("12 rows"), "{stdout}");
+}

@@ -48,6 +48,15 @@ impl Extreme {
     }
 }
 
+/// On equal keys the larger value wins, nulls lowest.
+fn wins_tie(candidate: &ScalarValue, current: &ScalarValue) -> bool {
+    match (candidate.is_null(), current.is_null()) {
+        (false, true) => true,
+        (true, _) => false,
+        (false, false) => candidate.partial_cmp(current) == Some(Ordering::Greater),
+    }
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct ExtremeBy {
     extreme: Extreme,
@@ -331,18 +340,10 @@ impl GroupsExtreme {
                 None => true,
                 Some(best) => match self.extreme.prefers(key, best) {
                     Some(wins) => wins,
-                    None => {
-                        let candidate = ScalarValue::try_from_array(&values, row)?;
-                        let current = self.current(group, &values)?;
-                        // Nulls lowest: a non-null candidate beats a null holder.
-                        match (candidate.is_null(), current.is_null()) {
-                            (false, true) => true,
-                            (true, _) => false,
-                            (false, false) => {
-                                candidate.partial_cmp(&current) == Some(Ordering::Greater)
-                            }
-                        }
-                    }
+                    None => wins_tie(
+                        &ScalarValue::try_from_array(&values, row)?,
+                        &self.current(group, &values)?,
+                    ),
                 },
             };
             if wins {
@@ -489,11 +490,7 @@ impl SingleExtreme {
                 None => true,
                 Some((best, current)) => match self.extreme.prefers(key, *best) {
                     Some(wins) => wins,
-                    None => match (candidate.is_null(), current.is_null()) {
-                        (false, true) => true,
-                        (true, _) => false,
-                        (false, false) => candidate.partial_cmp(current) == Some(Ordering::Greater),
-                    },
+                    None => wins_tie(&candidate, current),
                 },
             };
             if wins {
