@@ -40,9 +40,20 @@ cb AS (
     GROUP BY p.customer_id
 ),
 c AS (
-    SELECT p.customer_id, count(*) AS calls, sum(x.wait_s) AS wait_total, count(x.wait_s) AS waits
+    -- Calls are most of the rows, and most people are retained, with the same window
+    -- (the {days} days before {to}): their calls are counted without a join; only the
+    -- churners' own windows need one.
+    SELECT customer_id, 'retained' AS grp, count(*) AS calls, sum(wait_s) AS wait_total,
+           count(wait_s) AS waits
+    FROM calls
+    WHERE customer_id IS NOT NULL
+      AND ivr_entered_at >= {{to:utc}} - {{days:days}} AND ivr_entered_at < {{to:utc}}
+    GROUP BY customer_id
+    UNION ALL
+    SELECT p.customer_id, 'churned', count(*), sum(x.wait_s), count(x.wait_s)
     FROM people p JOIN calls x ON x.customer_id = p.customer_id
-    WHERE x.ivr_entered_at >= p.window_end - {{days:days}} AND x.ivr_entered_at < p.window_end
+    WHERE p.grp = 'churned'
+      AND x.ivr_entered_at >= p.window_end - {{days:days}} AND x.ivr_entered_at < p.window_end
       AND x.ivr_entered_at >= {{from:utc}} - {{days:days}} AND x.ivr_entered_at < {{to:utc}}
     GROUP BY p.customer_id
 )
@@ -59,6 +70,6 @@ SELECT
 FROM people p
 LEFT JOIN t ON t.customer_id = p.customer_id
 LEFT JOIN cb ON cb.customer_id = p.customer_id
-LEFT JOIN c ON c.customer_id = p.customer_id
+LEFT JOIN c ON c.customer_id = p.customer_id AND c.grp = p.grp
 GROUP BY p.grp, p.region
 ORDER BY p.grp, p.region
