@@ -3,8 +3,9 @@
 //! of the month" is `max_by(customer_tier, ivr_entered_at)`.
 //!
 //! DataFusion can say this as `last_value(value ORDER BY key)`, but keeps each group's
-//! ordering as scalar values; with millions of groups (customer × month) that is an
-//! order of magnitude slower than this accumulator, which keeps the keys as `i64`.
+//! ordering as scalar values; with millions of groups (13 M contacts in 3.4 M customer
+//! × month groups) that took about 4× the CPU of this accumulator, which keeps the keys
+//! as `i64`.
 //!
 //! Keys are integers, dates or timestamps; rows with a null key are skipped. Among rows
 //! with equal keys the larger value wins (nulls lowest), so the result does not depend
