@@ -31,7 +31,7 @@ pub struct EngineOptions {
     pub memory_limit: Option<usize>,
     /// Where spill files go (the system temporary directory by default).
     pub spill_dir: Option<PathBuf>,
-    /// Parallelism of each query (the number of cores by default).
+    /// Parallelism of each query (by default the number of cores, at least 4).
     pub target_partitions: Option<usize>,
     /// The working calendar of `business_seconds`.
     pub calendar: crate::udf::WorkingCalendar,
@@ -94,8 +94,11 @@ impl Engine {
             .with_information_schema(true)
             .with_parquet_pruning(true)
             .with_collect_statistics(true);
-        config.options_mut().execution.parquet.pushdown_filters = true;
-        config.options_mut().execution.parquet.reorder_filters = true;
+        // Row-level filter pushdown (late materialisation) costs more than it saves here:
+        // files are sorted by region and time, so time and region filters already skip
+        // row groups and pages, and what is left mostly passes. Measured over the query
+        // library (10 M calls, kefu against kefu, alternating): 7–11% less time without.
+        config.options_mut().execution.parquet.pushdown_filters = false;
         config.options_mut().execution.time_zone = Some("UTC".into());
         // Pre-aggregating is wasted work when the groups are nearly as many as the rows
         // (customer x month over the churn queries: 13 M rows, 6 M groups); DataFusion
@@ -112,9 +115,12 @@ impl Engine {
             execution.sort_spill_reservation_bytes =
                 execution.sort_spill_reservation_bytes.min(limit / 8);
         }
-        if let Some(n) = options.target_partitions {
-            config = config.with_target_partitions(n.max(1));
-        }
+        // At least 4 partitions: on 2 cores, 4 let one partition decode Parquet while
+        // another aggregates (measured: 7% less time over the query library).
+        let partitions = options
+            .target_partitions
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| n.get().max(4)));
+        config = config.with_target_partitions(partitions.max(1));
         apply_environment(config.options_mut())?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         crate::udf::register(&ctx, &options.calendar);
