@@ -19,30 +19,45 @@ WITH people AS (
       AND opened_at < {{to:utc}}
       AND (closed_at IS NULL OR closed_at >= {{from:utc}})
 ),
+-- Most people are retained, all with the same window (the {days} days before {to}):
+-- their events are counted without a join; only the churners' own windows need one.
 t AS (
-    SELECT p.customer_id,
-           count(*) FILTER (WHERE x.kind = 'complaint') AS complaints,
-           count(*) FILTER (WHERE x.kind = 'complaint' AND x.level IN ('repeat', 'over_level')) AS escalated,
-           count(*) FILTER (WHERE x.resolved_at IS NULL OR x.resolved_at >= p.window_end) AS unresolved
+    SELECT customer_id, 'retained' AS grp,
+           count(*) FILTER (WHERE kind = 'complaint') AS complaints,
+           count(*) FILTER (WHERE kind = 'complaint' AND level IN ('repeat', 'over_level')) AS escalated,
+           count(*) FILTER (WHERE resolved_at IS NULL OR resolved_at >= {{to:utc}}) AS unresolved
+    FROM tickets
+    WHERE customer_id IS NOT NULL
+      AND created_at >= {{to:utc}} - {{days:days}} AND created_at < {{to:utc}}
+    GROUP BY customer_id
+    UNION ALL
+    SELECT p.customer_id, 'churned',
+           count(*) FILTER (WHERE x.kind = 'complaint'),
+           count(*) FILTER (WHERE x.kind = 'complaint' AND x.level IN ('repeat', 'over_level')),
+           count(*) FILTER (WHERE x.resolved_at IS NULL OR x.resolved_at >= p.window_end)
     FROM people p JOIN tickets x ON x.customer_id = p.customer_id
-    WHERE x.created_at >= p.window_end - {{days:days}} AND x.created_at < p.window_end
+    WHERE p.grp = 'churned'
+      AND x.created_at >= p.window_end - {{days:days}} AND x.created_at < p.window_end
       -- Implied by the line above (every window ends in [from, to]); constant, so it
       -- prunes files and row groups before the join.
       AND x.created_at >= {{from:utc}} - {{days:days}} AND x.created_at < {{to:utc}}
     GROUP BY p.customer_id
 ),
 cb AS (
-    SELECT p.customer_id, count(*) AS dissatisfied
+    SELECT customer_id, 'retained' AS grp, count(*) AS dissatisfied
+    FROM callbacks
+    WHERE score = 'dissatisfied' AND customer_id IS NOT NULL
+      AND performed_at >= {{to:utc}} - {{days:days}} AND performed_at < {{to:utc}}
+    GROUP BY customer_id
+    UNION ALL
+    SELECT p.customer_id, 'churned', count(*)
     FROM people p JOIN callbacks x ON x.customer_id = p.customer_id
-    WHERE x.score = 'dissatisfied'
+    WHERE p.grp = 'churned' AND x.score = 'dissatisfied'
       AND x.performed_at >= p.window_end - {{days:days}} AND x.performed_at < p.window_end
       AND x.performed_at >= {{from:utc}} - {{days:days}} AND x.performed_at < {{to:utc}}
     GROUP BY p.customer_id
 ),
 c AS (
-    -- Calls are most of the rows, and most people are retained, with the same window
-    -- (the {days} days before {to}): their calls are counted without a join; only the
-    -- churners' own windows need one.
     SELECT customer_id, 'retained' AS grp, count(*) AS calls, sum(wait_s) AS wait_total,
            count(wait_s) AS waits
     FROM calls
@@ -68,8 +83,8 @@ SELECT
     avg(coalesce(c.calls, 0)) AS calls_per_customer,
     CAST(sum(c.wait_total) AS DOUBLE) / nullif(sum(c.waits), 0) AS mean_wait_s
 FROM people p
-LEFT JOIN t ON t.customer_id = p.customer_id
-LEFT JOIN cb ON cb.customer_id = p.customer_id
+LEFT JOIN t ON t.customer_id = p.customer_id AND t.grp = p.grp
+LEFT JOIN cb ON cb.customer_id = p.customer_id AND cb.grp = p.grp
 LEFT JOIN c ON c.customer_id = p.customer_id AND c.grp = p.grp
 GROUP BY p.grp, p.region
 ORDER BY p.grp, p.region
