@@ -12,45 +12,51 @@
 -- param: min_score float 3 lowest score listed
 -- param: top int 100 customers listed at most
 -- param: region text % region code (LIKE pattern; % for all)
-WITH t AS (
+WITH signals AS (
+    -- One row per signal-bearing event, so one aggregate and one join serve them all.
     SELECT customer_id,
-           count(*) FILTER (WHERE kind = 'complaint') AS complaints,
-           count(*) FILTER (WHERE kind = 'complaint' AND level IN ('repeat', 'over_level')) AS escalated,
-           count(*) FILTER (WHERE resolved_at IS NULL OR resolved_at >= {{as_of:utc}}) AS unresolved
+           CASE WHEN kind = 'complaint' THEN 1 ELSE 0 END AS complaints,
+           CASE WHEN kind = 'complaint' AND level IN ('repeat', 'over_level') THEN 1 ELSE 0 END
+               AS escalated,
+           CASE WHEN resolved_at IS NULL OR resolved_at >= {{as_of:utc}} THEN 1 ELSE 0 END
+               AS unresolved,
+           0 AS dissatisfied,
+           0 AS long_waits
     FROM tickets
     WHERE customer_id IS NOT NULL
       AND created_at >= {{as_of:utc}} - {{days:days}} AND created_at < {{as_of:utc}}
-    GROUP BY customer_id
-),
-cb AS (
-    SELECT customer_id, count(*) AS dissatisfied
+    UNION ALL
+    SELECT customer_id, 0, 0, 0, 1, 0
     FROM callbacks
-    WHERE score = 'dissatisfied'
+    WHERE customer_id IS NOT NULL AND score = 'dissatisfied'
       AND performed_at >= {{as_of:utc}} - {{days:days}} AND performed_at < {{as_of:utc}}
-    GROUP BY customer_id
-),
-c AS (
-    SELECT customer_id,
-           count(*) FILTER (WHERE wait_s > {{long_wait_s}} OR outcome = 'abandoned') AS long_waits
+    UNION ALL
+    -- Only the calls that count: long waits and abandons.
+    SELECT customer_id, 0, 0, 0, 0, 1
     FROM calls
     WHERE customer_id IS NOT NULL
+      AND (wait_s > {{long_wait_s}} OR outcome = 'abandoned')
       AND ivr_entered_at >= {{as_of:utc}} - {{days:days}} AND ivr_entered_at < {{as_of:utc}}
+),
+per_customer AS (
+    SELECT customer_id, sum(complaints) AS complaints, sum(escalated) AS escalated,
+           sum(unresolved) AS unresolved, sum(dissatisfied) AS dissatisfied,
+           sum(long_waits) AS long_waits
+    FROM signals
     GROUP BY customer_id
 ),
 scored AS (
     SELECT k.customer_id, k.region, k.branch_id, k.segment, k.tier,
-           coalesce(t.complaints, 0) AS complaints,
-           coalesce(t.escalated, 0) AS escalated_complaints,
-           coalesce(t.unresolved, 0) AS unresolved_tickets,
-           coalesce(cb.dissatisfied, 0) AS dissatisfied_callbacks,
-           coalesce(c.long_waits, 0) AS long_waits,
-           3.0 * coalesce(t.escalated, 0) + 2.0 * coalesce(cb.dissatisfied, 0)
-             + 2.0 * coalesce(t.unresolved, 0) + coalesce(t.complaints, 0)
-             + 0.5 * coalesce(c.long_waits, 0) AS risk_score
+           coalesce(s.complaints, 0) AS complaints,
+           coalesce(s.escalated, 0) AS escalated_complaints,
+           coalesce(s.unresolved, 0) AS unresolved_tickets,
+           coalesce(s.dissatisfied, 0) AS dissatisfied_callbacks,
+           coalesce(s.long_waits, 0) AS long_waits,
+           3.0 * coalesce(s.escalated, 0) + 2.0 * coalesce(s.dissatisfied, 0)
+             + 2.0 * coalesce(s.unresolved, 0) + coalesce(s.complaints, 0)
+             + 0.5 * coalesce(s.long_waits, 0) AS risk_score
     FROM customers k
-    LEFT JOIN t ON t.customer_id = k.customer_id
-    LEFT JOIN cb ON cb.customer_id = k.customer_id
-    LEFT JOIN c ON c.customer_id = k.customer_id
+    LEFT JOIN per_customer s ON s.customer_id = k.customer_id
     WHERE (k.closed_at IS NULL OR k.closed_at >= {{as_of:utc}})
       AND k.opened_at < {{as_of:utc}}
       AND k.region LIKE {{region}}

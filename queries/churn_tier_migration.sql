@@ -43,6 +43,6 @@ SELECT month, region, from_tier, tier AS to_tier, count(*) AS customers,
        CAST(count(*) AS DOUBLE) / sum(count(*)) OVER (PARTITION BY month, region, from_tier) AS share
 FROM pairs
 WHERE from_tier IS NOT NULL
-  AND CAST(from_month AS TIMESTAMP) >= CAST(month AS TIMESTAMP) - {{gap:months}}
+  AND date_diff('month', from_month, month) <= {{gap}}
 GROUP BY month, region, from_tier, tier
 ORDER BY month, region, from_tier, to_tier
