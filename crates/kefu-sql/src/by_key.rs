@@ -203,7 +203,9 @@ impl StringSlots {
     }
 
     fn set(&mut self, group: usize, value: Option<&str>) {
-        if self.get(group) == value {
+        // Bytes, not `get`: no UTF-8 check on the hot path.
+        let held = self.spans[group].map(|(start, len)| &self.bytes[start..start + len as usize]);
+        if held == value.map(str::as_bytes) {
             return;
         }
         if let Some((_, len)) = self.spans[group] {
