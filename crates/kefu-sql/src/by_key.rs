@@ -39,13 +39,22 @@ enum Extreme {
 }
 
 impl Extreme {
-    /// Whether a row with `candidate` replaces the holder of `current`.
-    fn prefers(self, candidate: i64, current: i64) -> Option<bool> {
-        match (candidate.cmp(&current), self) {
-            (Ordering::Equal, _) => None,
-            (order, Extreme::Max) => Some(order == Ordering::Greater),
-            (order, Extreme::Min) => Some(order == Ordering::Less),
-        }
+    /// Whether a row with `key` replaces the holder of `best` (`None`: nothing held yet);
+    /// `tie` settles equal keys.
+    fn replaces(
+        self,
+        key: i64,
+        best: Option<i64>,
+        tie: impl FnOnce() -> DfResult<bool>,
+    ) -> DfResult<bool> {
+        let Some(best) = best else {
+            return Ok(true);
+        };
+        Ok(match (key.cmp(&best), self) {
+            (Ordering::Equal, _) => return tie(),
+            (order, Extreme::Max) => order == Ordering::Greater,
+            (order, Extreme::Min) => order == Ordering::Less,
+        })
     }
 }
 
@@ -339,16 +348,12 @@ impl GroupsExtreme {
                 continue;
             }
             let key = keys.value(row);
-            let wins = match self.slots[group].key() {
-                None => true,
-                Some(best) => match self.extreme.prefers(key, best) {
-                    Some(wins) => wins,
-                    None => wins_tie(
-                        &ScalarValue::try_from_array(&values, row)?,
-                        &self.current(group, &values)?,
-                    ),
-                },
-            };
+            let wins = self.extreme.replaces(key, self.slots[group].key(), || {
+                Ok(wins_tie(
+                    &ScalarValue::try_from_array(&values, row)?,
+                    &self.current(group, &values)?,
+                ))
+            })?;
             if wins {
                 let slot = &mut self.slots[group];
                 slot.key = key;
@@ -488,16 +493,16 @@ impl SingleExtreme {
                 continue;
             }
             let key = keys.value(row);
-            let candidate = ScalarValue::try_from_array(&values, row)?;
-            let wins = match &self.best {
-                None => true,
-                Some((best, current)) => match self.extreme.prefers(key, *best) {
-                    Some(wins) => wins,
-                    None => wins_tie(&candidate, current),
-                },
-            };
+            let held = self.best.as_ref();
+            let wins = self.extreme.replaces(key, held.map(|(k, _)| *k), || {
+                let current = held.map(|(_, v)| v).expect("a tie has a holder");
+                Ok(wins_tie(
+                    &ScalarValue::try_from_array(&values, row)?,
+                    current,
+                ))
+            })?;
             if wins {
-                self.best = Some((key, candidate));
+                self.best = Some((key, ScalarValue::try_from_array(&values, row)?));
             }
         }
         Ok(())

@@ -20,10 +20,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, Date32Array, Int32Array, Int64Array, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, Date32Array, Int32Array, Int64Array, PrimitiveArray,
+    TimestampMicrosecondArray,
 };
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, TimeUnit};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Date32Type, TimeUnit, TimestampMicrosecondType,
+};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Offset, TimeZone};
 use chrono_tz::Tz;
 use datafusion::common::{Result as DfResult, exec_err};
@@ -142,13 +145,17 @@ fn days_from_civil(year: i32, month: u32, day: u32) -> i32 {
 
 /// The argument as days since the epoch (dates, timestamps — their UTC date — or text).
 fn days(value: &ColumnarValue, rows: usize) -> DfResult<Date32Array> {
-    let array = value.clone().into_array(rows)?;
-    let array = cast(&array, &DataType::Date32)?;
-    Ok(array
-        .as_any()
-        .downcast_ref::<Date32Array>()
-        .expect("cast to dates")
-        .clone())
+    argument_as::<Date32Type>(value, rows, &DataType::Date32)
+}
+
+/// A function argument as an array of `to` (a scalar repeated over `rows`).
+fn argument_as<T: ArrowPrimitiveType>(
+    value: &ColumnarValue,
+    rows: usize,
+    to: &DataType,
+) -> DfResult<PrimitiveArray<T>> {
+    let array = cast(&value.clone().into_array(rows)?, to)?;
+    Ok(array.as_primitive::<T>().clone())
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -317,13 +324,7 @@ fn utc_micros() -> DataType {
 
 /// The argument as microseconds since the epoch (timestamps of any unit, or text).
 fn micros(value: &ColumnarValue, rows: usize) -> DfResult<TimestampMicrosecondArray> {
-    let array = value.clone().into_array(rows)?;
-    let array = cast(&array, &utc_micros())?;
-    Ok(array
-        .as_any()
-        .downcast_ref::<TimestampMicrosecondArray>()
-        .expect("cast to timestamps")
-        .clone())
+    argument_as::<TimestampMicrosecondType>(value, rows, &utc_micros())
 }
 
 fn local(micros: i64, zone: Tz) -> Option<DateTime<Tz>> {
