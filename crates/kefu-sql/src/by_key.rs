@@ -82,10 +82,11 @@ impl ExtremeBy {
     }
 }
 
-/// Strings are kept as `Utf8` whatever their encoding.
+/// Strings are kept as `Utf8` whatever their encoding; dictionaries as their values.
 fn value_type(input: &DataType) -> DataType {
     match input {
-        DataType::Utf8View | DataType::LargeUtf8 | DataType::Dictionary(..) => DataType::Utf8,
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::Dictionary(_, values) => value_type(values),
         other => other.clone(),
     }
 }
