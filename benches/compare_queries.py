@@ -138,18 +138,37 @@ def timed(name, cmd):
     return time.perf_counter() - start
 
 
-def main():
-    ap = argparse.ArgumentParser()
+def add_common_arguments(ap):
+    """The options every query harness takes (compare_settings.py too)."""
     ap.add_argument("--kefu", required=True)
     ap.add_argument("--data", required=True, help="cache directory for the warehouse")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--customers", type=int, default=310_000)
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--only", help="run only these queries (comma-separated)")
+
+
+def warehouse_dir(args):
+    return os.path.join(args.data, f"queries-{args.customers}-{args.days}", "wh")
+
+
+def query_runs(args):
+    """(name, --param arguments) of every named query, or of those in --only."""
+    listing = subprocess.run([args.kefu, "query", "--list"], capture_output=True, text=True,
+                             check=True).stdout
+    declared = query_params(listing)
+    wanted = args.only.split(",") if args.only else list(declared)
+    return [(name, [x for p in params_for(declared[name], "2026-01-01") for x in ("--param", p)])
+            for name in declared if name in wanted]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    add_common_arguments(ap)
     args = ap.parse_args()
 
-    base = os.path.join(args.data, f"queries-{args.customers}-{args.days}")
-    wh = os.path.join(base, "wh")
+    wh = warehouse_dir(args)
+    base = os.path.dirname(wh)
     if not os.path.isdir(os.path.join(wh, "calls")):
         data = os.path.join(base, "data")
         print(f"generating {args.customers} customers x {args.days} days ...", file=sys.stderr)
@@ -164,16 +183,9 @@ def main():
     print("warehouse: " + ", ".join(f"{t} {int(n):,}" for t, n in zip(TABLES, counts)))
     threads = os.cpu_count() or 1
 
-    listing = subprocess.run([args.kefu, "query", "--list"], capture_output=True, text=True, check=True).stdout
-    declared = query_params(listing)
-    names = list(declared)
-    if args.only:
-        names = [n for n in names if n in args.only.split(",")]
     tmp = tempfile.mkdtemp()
     results = []
-    for name in names:
-        params = params_for(declared[name], "2026-01-01")
-        pargs = [x for p in params for x in ("--param", p)]
+    for name, pargs in query_runs(args):
         sql = subprocess.run([args.kefu, "query", name, "--show-sql", *pargs],
                              capture_output=True, text=True, check=True).stdout
         sql_file = os.path.join(tmp, f"{name}.sql")

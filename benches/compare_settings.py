@@ -18,7 +18,7 @@ import tempfile
 import time
 
 from alternate import alternate
-from compare_queries import params_for, query_params
+from compare_queries import add_common_arguments, query_runs, warehouse_dir
 
 
 def environment(settings):
@@ -31,28 +31,18 @@ def environment(settings):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--kefu", required=True)
-    ap.add_argument("--data", required=True, help="cache directory holding the warehouse")
+    add_common_arguments(ap)
     ap.add_argument("a", help="settings A (KEY=value,...; empty for the defaults)")
     ap.add_argument("b", help="settings B")
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--customers", type=int, default=310_000)
-    ap.add_argument("--days", type=int, default=365)
-    ap.add_argument("--only", help="run only these queries (comma-separated)")
     args = ap.parse_args()
 
-    wh = os.path.join(args.data, f"queries-{args.customers}-{args.days}", "wh")
+    wh = warehouse_dir(args)
     if not os.path.isdir(os.path.join(wh, "calls")):
         sys.exit(f"no warehouse at {wh}: run benches/compare_queries.sh first")
     env_a, env_b = environment(args.a), environment(args.b)
-    listing = subprocess.run([args.kefu, "query", "--list"], capture_output=True, text=True,
-                             check=True).stdout
-    declared = query_params(listing)
-    names = [n for n in declared if not args.only or n in args.only.split(",")]
     out = os.path.join(tempfile.mkdtemp(), "out.csv")
     total_a = total_b = 0.0
-    for name in names:
-        pargs = [x for p in params_for(declared[name], "2026-01-01") for x in ("--param", p)]
+    for name, pargs in query_runs(args):
         cmd = [args.kefu, "query", name, "--warehouse", wh, "--format", "csv", "--output", out,
                *pargs]
 

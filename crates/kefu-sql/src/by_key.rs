@@ -192,10 +192,11 @@ enum Values {
     Scalars(Vec<ScalarValue>, DataType),
 }
 
-/// One string per group, kept in one byte arena rather than a `String` each: millions
-/// of small allocations cost more than the aggregation itself. A slot that gets the
-/// value it already holds (a customer's region, month after month) writes nothing;
-/// replaced bytes are garbage until the arena is compacted.
+/// One string per group, kept in one byte arena rather than a `String` each (no
+/// allocation per group; its speed-up over `Vec<Option<String>>` was not measured
+/// apart from the rest of the accumulator). A slot that gets the value it already holds
+/// (a customer's region, month after month) writes nothing; replaced bytes are garbage
+/// until the arena is compacted.
 #[derive(Default)]
 struct StringSlots {
     bytes: Vec<u8>,
