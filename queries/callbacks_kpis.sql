@@ -9,6 +9,7 @@
 --   failed automatic = auto_voice or sms callbacks with status no_answer; followed up =
 --   those whose ticket got a manual callback afterwards.
 -- grain: one row per period (local day, week or month of resolved_at) x region
+-- lookahead: 1 month
 -- param: from date 2026-01-01 first local day, inclusive
 -- param: to date 2026-02-01 end local day, exclusive
 -- param: period text month day, week or month

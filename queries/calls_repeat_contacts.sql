@@ -4,6 +4,7 @@
 --   {days} days after it (calls after the range count as the repeat, not as the base);
 --   repeat rate = repeated calls / calls of identified customers.
 -- grain: one row per period (local day, week or month of the call) x region
+-- lookahead: 1 month
 -- param: from date 2026-01-01 first local day, inclusive
 -- param: to date 2026-02-01 end local day, exclusive
 -- param: period text month day, week or month

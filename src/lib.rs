@@ -3,6 +3,7 @@
 //! command calls a library function that the server and the scheduled jobs can call too.
 
 pub mod cli;
+pub mod jobs;
 pub mod progress;
 pub mod shell;
 pub mod sql;

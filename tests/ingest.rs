@@ -412,6 +412,7 @@ fn ingest_waits_for_a_concurrent_ingest() {
 struct Moto {
     child: std::process::Child,
     port: u16,
+    program: String,
 }
 
 impl Drop for Moto {
@@ -436,7 +437,11 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
-        let moto = Moto { child, port };
+        let moto = Moto {
+            child,
+            port,
+            program,
+        };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Some(moto);
@@ -468,6 +473,31 @@ impl Moto {
             response.starts_with("HTTP/1.1 200"),
             "PUT {path}: {response}"
         );
+    }
+
+    /// An object's bytes, read with boto3 from moto's own Python (moto refuses unsigned
+    /// GETs); `None` when it does not exist.
+    fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let python = Path::new(&self.program).with_file_name("python");
+        let python = if python.is_file() {
+            python
+        } else {
+            "python3".into()
+        };
+        let script = "import sys, boto3\n\
+            s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='test', \
+            aws_secret_access_key='test', region_name='us-east-1')\n\
+            try:\n    sys.stdout.buffer.write(s3.get_object(Bucket=sys.argv[2], Key=sys.argv[3])['Body'].read())\n\
+            except s3.exceptions.NoSuchKey:\n    sys.exit(3)\n";
+        let out = Command::new(python)
+            .args(["-c", script, &self.endpoint(), bucket, key])
+            .output()
+            .unwrap();
+        match out.status.code() {
+            Some(0) => Some(out.stdout),
+            Some(3) => None,
+            _ => panic!("boto3 get {key}: {}", String::from_utf8_lossy(&out.stderr)),
+        }
     }
 
     /// Runs `kefu ARGS…` with the credentials and endpoint of this server.
@@ -606,4 +636,61 @@ fn s3_sources_and_an_s3_warehouse() {
         os("csv"),
     ]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("region,category,complaints"));
+
+    // A job over the warehouse in the bucket, writing its outputs and report there too.
+    let job = dir.path().join("s3job.toml");
+    std::fs::write(
+        &job,
+        "name = \"s3job\"\nwarehouse = \"s3://kefu-test/warehouse\"\noutput_dir = \"s3://kefu-test/kpi\"\n\
+         [[step]]\ntype = \"query\"\nquery = \"calls_kpis\"\npartition = \"day\"\n\
+         params = { from = \"month_start\", to = \"today\", period = \"day\" }\n\
+         [[step.output]]\npath = \"calls/{period}.csv\"\n\
+         [[step]]\ntype = \"report\"\nmonth = \"month_start\"\nout = \"reports/{month}\"\n",
+    )
+    .unwrap();
+    let run = |expect: &str| {
+        let out = moto.kefu(&[
+            os("run"),
+            job.as_os_str(),
+            os("--date"),
+            os("2026-01-07"),
+            os("--json"),
+            os("-q"),
+        ]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["status"], expect, "{report}");
+    };
+    run("ok");
+    let day = moto
+        .get("kefu-test", "kpi/calls/2026-01-03.csv")
+        .expect("the day's output in the bucket");
+    let out = moto.kefu(&[
+        os("query"),
+        os("calls_kpis"),
+        os("--warehouse"),
+        warehouse,
+        os("--format"),
+        os("csv"),
+        os("--param"),
+        os("from=2026-01-03"),
+        os("--param"),
+        os("to=2026-01-04"),
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&day),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let page = moto
+        .get("kefu-test", "kpi/reports/2026-01/index.html")
+        .expect("the report in the bucket");
+    assert!(page.starts_with(b"<!DOCTYPE html>"));
+    assert!(
+        moto.get("kefu-test", "kpi/reports/2026-01/tables/headline.csv")
+            .is_some()
+    );
+    assert!(
+        moto.get("kefu-test", "kpi/_runs/s3job-latest.json")
+            .is_some()
+    );
+    run("nothing_to_do");
 }

@@ -1,8 +1,10 @@
 //! End-to-end tests of the `kefu` binary, in one test binary (one link step on 2 cores).
 
+mod browser;
 mod check;
 mod common;
 mod generate;
 mod ingest;
+mod jobs;
 mod model;
 mod sql;

@@ -175,6 +175,16 @@ impl Engine {
             .map_err(|e| SqlError::from_planning(sql, e))
     }
 
+    /// Runs one statement of ad hoc SQL to the end: its schema and every batch.
+    pub async fn collect(
+        &self,
+        sql: &str,
+    ) -> Result<(SchemaRef, Vec<arrow::record_batch::RecordBatch>), SqlError> {
+        let df = self.sql(sql).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        Ok((schema, df.collect().await?))
+    }
+
     /// Splits a script into statements (parsing all of it first, so a syntax error
     /// anywhere runs nothing).
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, SqlError> {

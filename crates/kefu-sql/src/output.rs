@@ -308,3 +308,18 @@ fn thousands(n: u64) -> String {
     }
     out
 }
+
+/// Encodes whole results in one format (CSV, JSON, NDJSON, Parquet or a text table).
+pub fn encode(
+    format: Format,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<Vec<u8>, SqlError> {
+    let mut bytes = Vec::new();
+    let mut writer = BatchWriter::new(format, schema, &mut bytes, TableStyle::default())?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.finish()?;
+    Ok(bytes)
+}

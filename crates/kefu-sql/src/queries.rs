@@ -12,6 +12,9 @@
 //! SELECT … WHERE local_date(ivr_entered_at) >= {{from}} AND region LIKE {{region}}
 //! ```
 //!
+//! An optional `-- lookahead: 3 months` (or `N days`, `all`) says how far past a period's
+//! end newer data still changes its rows, so that jobs know what to recompute.
+//!
 //! A parameter is `name type default description`, with type `date`, `int`, `float` or
 //! `text`. In the body `{{name}}` becomes an SQL literal of that type (text quoted,
 //! every value validated first, so values cannot inject SQL); `{{name:month}}` becomes a
@@ -80,6 +83,10 @@ pub struct NamedQuery {
     pub formula: String,
     pub grain: String,
     pub params: Vec<Param>,
+    /// How far past a period's end newer data still changes the result (`-- lookahead:`
+    /// in the header: `N months`, `N days` or `all`), for jobs that recompute only the
+    /// periods new data touched; `None` means no further than the period's end.
+    pub lookahead: Option<String>,
     /// The SQL with its `{{…}}` placeholders.
     pub body: String,
     /// Where it came from: `embedded` or a file path.
@@ -123,6 +130,7 @@ impl NamedQuery {
             formula: String::new(),
             grain: String::new(),
             params: Vec::new(),
+            lookahead: None,
             body: String::new(),
             origin: origin.to_string(),
         };
@@ -142,7 +150,10 @@ impl NamedQuery {
             offset += line.len() + 1;
             let comment = comment.trim();
             let (key, value) = match comment.split_once(':') {
-                Some((k, v)) if ["purpose", "formula", "grain", "param"].contains(&k.trim()) => {
+                Some((k, v))
+                    if ["purpose", "formula", "grain", "param", "lookahead"]
+                        .contains(&k.trim()) =>
+                {
                     (k.trim(), v.trim())
                 }
                 _ => {
@@ -165,6 +176,7 @@ impl NamedQuery {
                 "purpose" => q.purpose = value.to_string(),
                 "formula" => q.formula = value.to_string(),
                 "grain" => q.grain = value.to_string(),
+                "lookahead" => q.lookahead = Some(value.to_string()),
                 _ => {
                     let mut parts = value.splitn(4, char::is_whitespace);
                     let (Some(pname), Some(kind), Some(default)) =

@@ -7,6 +7,7 @@
 //! ([`warehouse`]), and says how kefu writes Parquet ([`parquet`]).
 
 pub mod parquet;
+pub mod publish;
 pub mod warehouse;
 
 pub use warehouse::{

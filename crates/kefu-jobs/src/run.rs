@@ -1,0 +1,854 @@
+//! Running a job: its steps in order, incrementally.
+//!
+//! A query step's date range is cut into periods (`partition`); each period's result is
+//! cached with a fingerprint of what it was computed from: its SQL and the warehouse files
+//! of the tables it reads, in the months up to the period's end (plus the query's
+//! lookahead). The ledger names every file a batch wrote, so after new data lands only
+//! the periods whose months received files are recomputed; a run with no new data
+//! computes nothing. Outputs are written whole (temporary file and rename, or one PUT)
+//! after their periods are cached, so a run killed at any point leaves the previous
+//! outputs in place and the next run finishes the work.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Instant;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use chrono::{Datelike, Months, NaiveDate};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::logical_expr::LogicalPlan;
+use kefu_progress::{Progress, Unit};
+use kefu_sql::{Engine, EngineOptions, Format};
+use kefu_storage::Warehouse;
+use kefu_storage::publish::Target;
+use serde::Serialize;
+
+use crate::dates::{self, Period};
+use crate::job::{IngestStep, Job, Lookahead, QueryStep, ReportStep, StepKind};
+use crate::state::{State, StateDir, UnitState};
+use crate::{JobError, local_today};
+
+/// How to run a job.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The day the run is for (date expressions are evaluated against it); default today
+    /// in Asia/Shanghai.
+    pub run_date: Option<NaiveDate>,
+    /// Backfill: this `[from, to)` replaces every step's `from`/`to` parameters, and
+    /// report steps report each month in it.
+    pub range: Option<(NaiveDate, NaiveDate)>,
+    /// Say what would run and why; write nothing.
+    pub dry_run: bool,
+    /// Recompute every period even when it is up to date.
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every step succeeded and some did work.
+    Ok,
+    /// Every step was already up to date.
+    NothingToDo,
+    /// An ingest refused its batch: too many rejected records (other steps ran).
+    Rejected,
+    /// Some steps failed, others succeeded.
+    PartialFailure,
+    /// Every step that ran failed.
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Done,
+    UpToDate,
+    Failed,
+    /// `--dry-run`: what would happen.
+    Planned,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitReport {
+    pub period: String,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    /// computed, up_to_date, or (dry run) would_compute.
+    pub status: &'static str,
+    pub rows: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestSummary {
+    pub batch: Option<u64>,
+    pub sources_new: usize,
+    pub sources_skipped: usize,
+    pub records: u64,
+    pub landed: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub rejects_by_reason: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub line: usize,
+    pub status: StepStatus,
+    pub message: String,
+    pub seconds: f64,
+    pub rows: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub units: Vec<UnitReport>,
+    pub outputs: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingest: Option<IngestSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip)]
+    rejected: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub job: String,
+    pub job_file: String,
+    pub run_date: NaiveDate,
+    pub range: Option<(NaiveDate, NaiveDate)>,
+    pub dry_run: bool,
+    pub status: RunStatus,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub seconds: f64,
+    pub steps: Vec<StepReport>,
+    pub outputs: Vec<String>,
+    pub rejected: u64,
+    pub rejects_by_reason: BTreeMap<String, u64>,
+    /// Where this report was written (not in dry runs).
+    pub report_file: Option<String>,
+}
+
+impl RunReport {
+    /// A few lines for the terminal: one per step, then the outcome.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let width = self
+            .steps
+            .iter()
+            .map(|s| s.name.chars().count())
+            .max()
+            .unwrap_or(0);
+        for s in &self.steps {
+            out.push_str(&format!(
+                "{:<width$}  {:<6}  {:<10} {:>6.2} s  {}\n",
+                s.name,
+                s.kind,
+                match s.status {
+                    StepStatus::Done => "done",
+                    StepStatus::UpToDate => "up to date",
+                    StepStatus::Failed => "FAILED",
+                    StepStatus::Planned => "planned",
+                },
+                s.seconds,
+                s.error.as_deref().unwrap_or(&s.message)
+            ));
+        }
+        let outcome = match self.status {
+            RunStatus::Ok => "done",
+            RunStatus::NothingToDo => "nothing to do: no new data and every output is up to date",
+            RunStatus::Rejected => {
+                "an ingest was refused (too many rejected records); the other steps ran"
+            }
+            RunStatus::PartialFailure => "some steps failed (see above); the others completed",
+            RunStatus::Failed => "failed",
+        };
+        out.push_str(&format!(
+            "job {} for {}{}: {outcome} in {:.1} s",
+            self.job,
+            self.run_date,
+            if self.dry_run {
+                " (dry run: nothing written)"
+            } else {
+                ""
+            },
+            self.seconds
+        ));
+        if let Some(f) = &self.report_file {
+            out.push_str(&format!("\nrun report: {f}"));
+        }
+        out
+    }
+}
+
+/// Test hook: `KEFU_FAILPOINT=after_output:N` aborts the process right after the N-th
+/// output of a run is written, as a kill at that moment would, so tests can check that a
+/// killed run leaves whole outputs and the next run completes.
+fn failpoint_after_output(written: &mut u64) {
+    *written += 1;
+    if let Ok(spec) = std::env::var("KEFU_FAILPOINT")
+        && let Some(n) = spec.strip_prefix("after_output:")
+        && n.parse::<u64>().ok() == Some(*written)
+    {
+        eprintln!("kefu: failpoint after_output:{n}: aborting");
+        std::process::abort();
+    }
+}
+
+struct Runner<'a> {
+    job: &'a Job,
+    options: &'a RunOptions,
+    run_date: NaiveDate,
+    state_dir: StateDir,
+    state: State,
+    warehouse: Warehouse,
+    progress: &'a dyn Progress,
+    outputs_written: u64,
+}
+
+/// Runs `job`. Configuration problems were caught when the job was loaded; failures of a
+/// step are recorded in the report and the remaining steps still run.
+pub fn run(
+    job: &Job,
+    options: &RunOptions,
+    progress: &dyn Progress,
+) -> Result<RunReport, JobError> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now();
+    let state_dir = StateDir::new(&job.state_dir);
+    let _lock = if options.dry_run {
+        None
+    } else {
+        Some(state_dir.lock(&job.name)?)
+    };
+    let state = state_dir.load()?;
+    let warehouse = Warehouse::open(&job.warehouse).map_err(|e| JobError::Run(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| JobError::Run(format!("cannot start the runtime: {e}")))?;
+    let mut runner = Runner {
+        job,
+        options,
+        run_date: options.run_date.unwrap_or_else(local_today),
+        state_dir,
+        state,
+        warehouse,
+        progress,
+        outputs_written: 0,
+    };
+    let mut steps = Vec::new();
+    for step in &job.steps {
+        let begun = Instant::now();
+        let mut report = StepReport {
+            name: step.name.clone(),
+            kind: step.kind.name(),
+            line: step.line,
+            status: StepStatus::Done,
+            message: String::new(),
+            seconds: 0.0,
+            rows: 0,
+            units: Vec::new(),
+            outputs: Vec::new(),
+            ingest: None,
+            error: None,
+            rejected: false,
+        };
+        tracing::info!(job = %job.name, step = %step.name, "step starts");
+        let result = match &step.kind {
+            // Ingest makes its own runtime: it must not run inside this one.
+            StepKind::Ingest(i) => runner.ingest(i, &mut report),
+            StepKind::Query(q) => runtime.block_on(runner.query(&step.name, q, &mut report)),
+            StepKind::Report(r) => runtime.block_on(runner.report(&step.name, r, &mut report)),
+        };
+        if let Err(e) = result {
+            tracing::warn!(job = %job.name, step = %step.name, error = %e, "step failed");
+            report.status = StepStatus::Failed;
+            report.error = Some(e);
+        }
+        if !options.dry_run {
+            runner.state_dir.save(&runner.state)?;
+        }
+        report.seconds = begun.elapsed().as_secs_f64();
+        steps.push(report);
+    }
+    let failed = steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Failed)
+        .count();
+    let status = if failed == 0 {
+        if steps.iter().all(|s| s.status == StepStatus::UpToDate) {
+            RunStatus::NothingToDo
+        } else {
+            RunStatus::Ok
+        }
+    } else if steps.iter().any(|s| s.rejected) {
+        RunStatus::Rejected
+    } else if failed < steps.len() {
+        RunStatus::PartialFailure
+    } else {
+        RunStatus::Failed
+    };
+    let mut rejects_by_reason = BTreeMap::new();
+    for i in steps.iter().filter_map(|s| s.ingest.as_ref()) {
+        for (k, v) in &i.rejects_by_reason {
+            *rejects_by_reason.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+    let mut report = RunReport {
+        job: job.name.clone(),
+        job_file: job.path.display().to_string(),
+        run_date: runner.run_date,
+        range: options.range,
+        dry_run: options.dry_run,
+        status,
+        started_at,
+        seconds: started.elapsed().as_secs_f64(),
+        outputs: steps.iter().flat_map(|s| s.outputs.clone()).collect(),
+        rejected: steps
+            .iter()
+            .filter_map(|s| s.ingest.as_ref())
+            .map(|i| i.rejected)
+            .sum(),
+        rejects_by_reason,
+        steps,
+        report_file: None,
+    };
+    if !options.dry_run {
+        let stamp = started_at.format("%Y%m%dT%H%M%SZ");
+        let file = job
+            .output_dir
+            .join(&format!("_runs/{}-{stamp}.json", job.name));
+        let latest = job
+            .output_dir
+            .join(&format!("_runs/{}-latest.json", job.name));
+        report.report_file = Some(file.to_string());
+        let bytes = serde_json::to_vec_pretty(&report).expect("report serialises");
+        runtime
+            .block_on(async {
+                file.put_atomic(bytes.clone()).await?;
+                latest.put_atomic(bytes).await
+            })
+            .map_err(|e| JobError::Run(format!("writing the run report: {e}")))?;
+    }
+    Ok(report)
+}
+
+/// A period of a query step: its label, range and SQL.
+struct PlannedUnit {
+    period: String,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    sql: String,
+}
+
+/// The warehouse's files, from the ledger: (table, month partition, path).
+struct Inventory {
+    files: Vec<(String, Option<String>, String)>,
+}
+
+impl Inventory {
+    async fn read(warehouse: &Warehouse) -> Result<Self, String> {
+        let ledger = warehouse.ledger().await.map_err(|e| e.to_string())?;
+        let mut files = Vec::new();
+        for batch in ledger {
+            for f in batch.files {
+                let month = f
+                    .path
+                    .split('/')
+                    .find_map(|p| p.strip_prefix("month="))
+                    .map(str::to_string);
+                files.push((f.table, month, f.path));
+            }
+        }
+        files.sort();
+        Ok(Inventory { files })
+    }
+
+    /// A fingerprint of `seed` and the files of `tables` in months up to `until`
+    /// (`YYYY-MM`, inclusive; `None`: all), plus every file of unpartitioned tables.
+    fn fingerprint(&self, seed: &str, tables: &BTreeSet<String>, until: Option<&str>) -> String {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
+        hasher.update(seed.as_bytes());
+        for (table, month, path) in &self.files {
+            let wanted = tables.contains(table)
+                && match (month, until) {
+                    (Some(m), Some(u)) => m.as_str() <= u,
+                    _ => true,
+                };
+            if wanted {
+                hasher.update(b"\n");
+                hasher.update(path.as_bytes());
+            }
+        }
+        hasher.finalize().to_hex()[..32].to_string()
+    }
+}
+
+/// The last month (`YYYY-MM`) whose data can change a period ending (exclusively) at `to`.
+fn last_month(to: Option<NaiveDate>, lookahead: Lookahead) -> Option<String> {
+    let last_day = to?.pred_opt()?;
+    let month = match lookahead {
+        Lookahead::None => last_day,
+        Lookahead::Months(n) => last_day.checked_add_months(Months::new(n))?,
+        Lookahead::All => return None,
+    };
+    Some(format!("{:04}-{:02}", month.year(), month.month()))
+}
+
+/// The tables a query reads (its plan's scans, subqueries included).
+async fn tables_read(engine: &Engine, sql: &str) -> Result<BTreeSet<String>, String> {
+    let plan = engine
+        .context()
+        .state()
+        .create_logical_plan(sql)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut tables = BTreeSet::new();
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            tables.insert(scan.table_name.table().to_string());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(tables)
+}
+
+fn read_cache(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let schema = builder.schema().clone();
+    let batches = builder
+        .build()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((schema, batches))
+}
+
+async fn exists(target: &Target) -> bool {
+    match target {
+        Target::Local(p) => p.exists(),
+        Target::Object(_) => target.get().await.ok().flatten().is_some(),
+    }
+}
+
+impl Runner<'_> {
+    fn engine(&self) -> Result<Engine, String> {
+        Engine::open(&self.warehouse, &EngineOptions::default()).map_err(|e| e.to_string())
+    }
+
+    fn ingest(&mut self, step: &IngestStep, report: &mut StepReport) -> Result<(), String> {
+        if self.options.dry_run {
+            report.status = StepStatus::Planned;
+            report.message = format!(
+                "would ingest {} (sources already in the warehouse are skipped)",
+                step.sources.join(", ")
+            );
+            return Ok(());
+        }
+        let options = kefu_ingest::IngestOptions {
+            profile: step.profile.clone(),
+            max_reject_ratio: step.max_reject_ratio,
+            ..kefu_ingest::IngestOptions::default()
+        };
+        match kefu_ingest::ingest(&step.sources, &self.warehouse, &options, self.progress) {
+            Ok(r) => {
+                let summary = IngestSummary {
+                    batch: r.batch.as_ref().map(|b| b.seq),
+                    sources_new: r.sources,
+                    sources_skipped: r.skipped.len(),
+                    records: r.counts.records,
+                    landed: r.counts.landed,
+                    rejected: r.counts.rejected,
+                    duplicates: r.counts.duplicates,
+                    rejects_by_reason: r
+                        .rejects_by_reason
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), *v))
+                        .collect(),
+                };
+                report.rows = r.counts.landed;
+                if r.batch.is_none() {
+                    report.status = StepStatus::UpToDate;
+                    report.message =
+                        format!("no new sources ({} already ingested)", r.skipped.len());
+                } else {
+                    report.message = format!(
+                        "batch {}: {} rows landed, {} rejected, {} duplicates from {} new sources",
+                        summary.batch.unwrap_or_default(),
+                        r.counts.landed,
+                        r.counts.rejected,
+                        r.counts.duplicates,
+                        r.sources,
+                    );
+                }
+                report.ingest = Some(summary);
+                Ok(())
+            }
+            Err(e) => {
+                if let kefu_ingest::IngestError::TooManyRejects {
+                    records, rejected, ..
+                } = &e
+                {
+                    report.rejected = true;
+                    report.ingest = Some(IngestSummary {
+                        records: *records,
+                        rejected: *rejected,
+                        ..IngestSummary::default()
+                    });
+                }
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// The step's periods with their SQL.
+    fn plan_units(&self, step: &QueryStep) -> Result<Vec<PlannedUnit>, String> {
+        let mut values: BTreeMap<String, String> = step
+            .query
+            .params
+            .iter()
+            .map(|p| (p.name.clone(), p.default.clone()))
+            .collect();
+        for (name, value) in &step.params {
+            values.insert(name.clone(), value.resolve(self.run_date)?);
+        }
+        let takes = |n: &str| step.query.params.iter().any(|p| p.name == n);
+        if let Some((from, to)) = self.options.range
+            && takes("from")
+            && takes("to")
+        {
+            values.insert("from".into(), from.to_string());
+            values.insert("to".into(), to.to_string());
+        }
+        let date = |n: &str| values.get(n).and_then(|v| v.parse::<NaiveDate>().ok());
+        let ranges: Vec<(String, Option<NaiveDate>, Option<NaiveDate>)> = match step.partition {
+            Some(period) => {
+                let (Some(from), Some(to)) = (date("from"), date("to")) else {
+                    return Err("partition needs dates for `from` and `to`".into());
+                };
+                period
+                    .split(from, to)
+                    .into_iter()
+                    .map(|(label, f, t)| (label, Some(f), Some(t)))
+                    .collect()
+            }
+            None => vec![("all".to_string(), date("from"), date("to"))],
+        };
+        ranges
+            .into_iter()
+            .map(|(period, from, to)| {
+                let mut v = values.clone();
+                if step.partition.is_some() {
+                    v.insert("from".into(), from.expect("partitioned").to_string());
+                    v.insert("to".into(), to.expect("partitioned").to_string());
+                }
+                let pairs: Vec<(String, String)> = v.into_iter().collect();
+                let sql = step.query.render(&pairs).map_err(|e| e.to_string())?;
+                Ok(PlannedUnit {
+                    period,
+                    from,
+                    to,
+                    sql,
+                })
+            })
+            .collect()
+    }
+
+    async fn write_output(
+        &mut self,
+        target: &Target,
+        format: Format,
+        schema: SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<(), String> {
+        let bytes = kefu_sql::output::encode(format, schema, batches).map_err(|e| e.to_string())?;
+        target.put_atomic(bytes).await.map_err(|e| e.to_string())?;
+        failpoint_after_output(&mut self.outputs_written);
+        Ok(())
+    }
+
+    async fn query(
+        &mut self,
+        name: &str,
+        step: &QueryStep,
+        report: &mut StepReport,
+    ) -> Result<(), String> {
+        let units = self.plan_units(step)?;
+        let engine = self.engine()?;
+        let inventory = Inventory::read(&self.warehouse).await?;
+        let tables = match units.first() {
+            Some(u) => tables_read(&engine, &u.sql)
+                .await
+                .map_err(|e| format!("query {}: {e}", step.query.name))?,
+            None => BTreeSet::new(),
+        };
+        self.progress
+            .start(name, Some(units.len() as u64), Unit::Items("periods"));
+        let mut computed = 0;
+        let mut unit_fingerprints = Vec::new();
+        for unit in &units {
+            let begun = Instant::now();
+            let key = format!("{name}/{}", unit.period);
+            let until = if step.partition.is_some() || unit.to.is_some() {
+                last_month(unit.to, step.lookahead)
+            } else {
+                None
+            };
+            let fingerprint = inventory.fingerprint(&unit.sql, &tables, until.as_deref());
+            unit_fingerprints.push(fingerprint.clone());
+            let cache = self.state_dir.cache(name, &unit.period);
+            let fresh = !self.options.force
+                && cache.exists()
+                && self
+                    .state
+                    .units
+                    .get(&key)
+                    .is_some_and(|u| u.fingerprint == fingerprint);
+            let mut unit_report = UnitReport {
+                period: unit.period.clone(),
+                from: unit.from,
+                to: unit.to,
+                status: "up_to_date",
+                rows: self.state.units.get(&key).map_or(0, |u| u.rows),
+                seconds: 0.0,
+            };
+            let per_period: Vec<_> = step.outputs.iter().filter(|o| o.per_period()).collect();
+            if fresh {
+                // Put back a per-period output someone deleted.
+                for o in &per_period {
+                    let target = self.target(&o.path.replace("{period}", &unit.period))?;
+                    if !self.options.dry_run && !exists(&target).await {
+                        let (schema, batches) = read_cache(&cache)?;
+                        self.write_output(&target, o.format, schema, &batches)
+                            .await?;
+                        report.outputs.push(target.to_string());
+                    }
+                }
+            } else if self.options.dry_run {
+                unit_report.status = "would_compute";
+            } else {
+                let (schema, batches) = engine
+                    .collect(&unit.sql)
+                    .await
+                    .map_err(|e| format!("query {} for {}: {e}", step.query.name, unit.period))?;
+                let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+                let bytes = kefu_sql::output::encode(Format::Parquet, schema.clone(), &batches)
+                    .map_err(|e| e.to_string())?;
+                kefu_storage::publish::write_local(&cache, &bytes)
+                    .map_err(|e| format!("{}: {e}", cache.display()))?;
+                for o in &per_period {
+                    let target = self.target(&o.path.replace("{period}", &unit.period))?;
+                    self.write_output(&target, o.format, schema.clone(), &batches)
+                        .await?;
+                    report.outputs.push(target.to_string());
+                }
+                self.state.units.insert(
+                    key,
+                    UnitState {
+                        fingerprint,
+                        rows,
+                        computed_at: chrono::Utc::now(),
+                    },
+                );
+                self.state_dir
+                    .save(&self.state)
+                    .map_err(|e| e.to_string())?;
+                unit_report.status = "computed";
+                unit_report.rows = rows;
+                computed += 1;
+            }
+            unit_report.seconds = begun.elapsed().as_secs_f64();
+            report.rows += unit_report.rows;
+            report.units.push(unit_report);
+            self.progress.advance(1);
+        }
+        self.progress.finish();
+        // Whole-range outputs: assembled from the cached periods when any changed.
+        let combined =
+            blake3::hash(unit_fingerprints.join(",").as_bytes()).to_hex()[..32].to_string();
+        let mut rewritten = 0;
+        for o in step.outputs.iter().filter(|o| !o.per_period()) {
+            let target = self.target(&o.path)?;
+            let key = target.to_string();
+            if !self.options.force
+                && self.state.outputs.get(&key) == Some(&combined)
+                && exists(&target).await
+            {
+                continue;
+            }
+            rewritten += 1;
+            if self.options.dry_run {
+                continue;
+            }
+            let mut schema = None;
+            let mut all = Vec::new();
+            for unit in &units {
+                let (s, batches) = read_cache(&self.state_dir.cache(name, &unit.period))?;
+                schema.get_or_insert(s);
+                all.extend(batches);
+            }
+            let Some(schema) = schema else { continue };
+            self.write_output(&target, o.format, schema, &all).await?;
+            self.state.outputs.insert(key, combined.clone());
+            report.outputs.push(target.to_string());
+        }
+        let total = units.len();
+        report.message = if self.options.dry_run {
+            let would = report
+                .units
+                .iter()
+                .filter(|u| u.status == "would_compute")
+                .count();
+            report.status = StepStatus::Planned;
+            format!(
+                "would compute {would} of {total} periods, rewrite {rewritten} combined outputs"
+            )
+        } else if computed == 0 && report.outputs.is_empty() {
+            report.status = StepStatus::UpToDate;
+            format!("{total} periods up to date")
+        } else {
+            let changed: Vec<&str> = report
+                .units
+                .iter()
+                .filter(|u| u.status == "computed")
+                .map(|u| u.period.as_str())
+                .collect();
+            format!(
+                "computed {computed} of {total} periods{}, {} rows; wrote {} outputs",
+                if changed.is_empty() || changed.len() > 6 {
+                    String::new()
+                } else {
+                    format!(" ({})", changed.join(", "))
+                },
+                report.rows,
+                report.outputs.len()
+            )
+        };
+        Ok(())
+    }
+
+    fn target(&self, path: &str) -> Result<Target, String> {
+        if path.contains("://") || Path::new(path).is_absolute() {
+            Target::parse_in(path, Path::new("/")).map_err(|e| e.to_string())
+        } else {
+            Ok(self.job.output_dir.join(path))
+        }
+    }
+
+    async fn report(
+        &mut self,
+        name: &str,
+        step: &ReportStep,
+        report: &mut StepReport,
+    ) -> Result<(), String> {
+        let months: Vec<NaiveDate> = match self.options.range {
+            Some((from, to)) => Period::Month
+                .split(from, to)
+                .into_iter()
+                .map(|(_, f, _)| Period::Month.start(f))
+                .collect(),
+            None => vec![Period::Month.start(dates::eval(&step.month, self.run_date)?)],
+        };
+        let engine = self.engine()?;
+        let inventory = Inventory::read(&self.warehouse).await?;
+        let all_tables: BTreeSet<String> = engine.tables().iter().map(|t| t.name.clone()).collect();
+        let mut built = 0;
+        for month in months {
+            let label = Period::Month.label(month);
+            let key = format!("{name}/{label}");
+            let seed = format!("report {label} {:?} {}", step.region, step.lang.code());
+            let fingerprint = inventory.fingerprint(&seed, &all_tables, Some(&label));
+            let dir = self.target(&step.out.replace("{month}", &label))?;
+            let fresh = !self.options.force
+                && self
+                    .state
+                    .units
+                    .get(&key)
+                    .is_some_and(|u| u.fingerprint == fingerprint)
+                && exists(&dir.join("index.html")).await;
+            if fresh {
+                report.units.push(UnitReport {
+                    period: label,
+                    from: Some(month),
+                    to: None,
+                    status: "up_to_date",
+                    rows: 0,
+                    seconds: 0.0,
+                });
+                continue;
+            }
+            if self.options.dry_run {
+                report.units.push(UnitReport {
+                    period: label,
+                    from: Some(month),
+                    to: None,
+                    status: "would_compute",
+                    rows: 0,
+                    seconds: 0.0,
+                });
+                continue;
+            }
+            let begun = Instant::now();
+            let request = kefu_report::ReportRequest {
+                month,
+                region: step.region.clone(),
+                lang: step.lang,
+            };
+            let built_report =
+                kefu_report::build(&engine, &self.job.library, &request, self.progress)
+                    .await
+                    .map_err(|e| format!("report {label}: {e}"))?;
+            let written = built_report
+                .publish(&dir)
+                .await
+                .map_err(|e| e.to_string())?;
+            failpoint_after_output(&mut self.outputs_written);
+            report.outputs.push(dir.join("index.html").to_string());
+            self.state.units.insert(
+                key,
+                UnitState {
+                    fingerprint,
+                    rows: written.len() as u64,
+                    computed_at: chrono::Utc::now(),
+                },
+            );
+            built += 1;
+            report.units.push(UnitReport {
+                period: label,
+                from: Some(month),
+                to: None,
+                status: "computed",
+                rows: 0,
+                seconds: begun.elapsed().as_secs_f64(),
+            });
+        }
+        let total = report.units.len();
+        if self.options.dry_run {
+            report.status = StepStatus::Planned;
+            report.message = format!(
+                "would build {} of {total} reports",
+                report
+                    .units
+                    .iter()
+                    .filter(|u| u.status == "would_compute")
+                    .count()
+            );
+        } else if built == 0 {
+            report.status = StepStatus::UpToDate;
+            report.message = format!("{total} reports up to date");
+        } else {
+            report.message = format!(
+                "built {built} of {total} reports: {}",
+                report.outputs.join(", ")
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,140 @@
+//! `kefu schedule DIR`: every job of a directory on its cron expression, in the
+//! foreground, for teams without cron or Airflow.
+//!
+//! Each job remembers the last scheduled time it ran for. At each tick a job is due when
+//! its latest scheduled time (at or before now) is newer than that: it then runs once,
+//! for that time's local day, however many times were missed while the scheduler was
+//! down (catch-up, never a burst of runs). A job seen for the first time is armed: it
+//! waits for its next scheduled time.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use kefu_progress::Progress;
+
+use crate::run::{RunOptions, RunReport};
+use crate::state::StateDir;
+use crate::{Job, JobError};
+
+/// The job files (`*.toml`) of a directory, in name order, each validated.
+pub fn load_dir(dir: &Path) -> Result<Vec<Job>, JobError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| JobError::io(dir.display(), e))?;
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| Job::load(p)).collect()
+}
+
+/// What one tick did for one job.
+#[derive(Debug)]
+pub enum Event {
+    /// Seen for the first time: waits for `next`.
+    Armed {
+        job: String,
+        next: Option<DateTime<Utc>>,
+    },
+    /// Ran for the scheduled time `due`; `missed` scheduled times were skipped over.
+    Ran {
+        job: String,
+        due: DateTime<Utc>,
+        missed: u64,
+        result: Result<RunReport, JobError>,
+    },
+    /// Not due; runs next at `next`.
+    Waiting {
+        job: String,
+        next: Option<DateTime<Utc>>,
+    },
+}
+
+fn local(t: DateTime<Utc>) -> DateTime<chrono_tz::Tz> {
+    t.with_timezone(&kefu_sql::udf::LOCAL_TIME_ZONE)
+}
+
+/// The next scheduled time of `job` after `now`.
+pub fn next_fire(job: &Job, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let schedule = job.schedule.as_ref()?;
+    schedule
+        .cron
+        .find_next_occurrence(&local(now), false)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Runs every due job once; returns what happened to each scheduled job.
+pub fn tick(jobs: &[Job], now: DateTime<Utc>, progress: &dyn Progress) -> Vec<Event> {
+    let mut events = Vec::new();
+    for job in jobs {
+        let Some(schedule) = &job.schedule else {
+            continue;
+        };
+        let state_dir = StateDir::new(&job.state_dir);
+        let mut state = match state_dir.load() {
+            Ok(s) => s,
+            Err(e) => {
+                events.push(Event::Ran {
+                    job: job.name.clone(),
+                    due: now,
+                    missed: 0,
+                    result: Err(e),
+                });
+                continue;
+            }
+        };
+        let latest = schedule
+            .cron
+            .find_previous_occurrence(&local(now), true)
+            .ok()
+            .map(|t| t.with_timezone(&Utc));
+        let Some(last_fire) = state.last_fire else {
+            state.last_fire = Some(latest.unwrap_or(now));
+            let _ = std::fs::create_dir_all(&job.state_dir);
+            let _ = state_dir.save(&state);
+            events.push(Event::Armed {
+                job: job.name.clone(),
+                next: next_fire(job, now),
+            });
+            continue;
+        };
+        let Some(due) = latest.filter(|t| *t > last_fire) else {
+            events.push(Event::Waiting {
+                job: job.name.clone(),
+                next: next_fire(job, now),
+            });
+            continue;
+        };
+        // Scheduled times between the last run and `due`, all served by this one run.
+        let mut missed = 0;
+        let mut t = local(last_fire);
+        while missed < 10_000 {
+            match schedule.cron.find_next_occurrence(&t, false) {
+                Ok(n) if n.with_timezone(&Utc) < due => {
+                    missed += 1;
+                    t = n;
+                }
+                _ => break,
+            }
+        }
+        let options = RunOptions {
+            run_date: Some(local(due).date_naive()),
+            ..RunOptions::default()
+        };
+        let result = crate::run::run(job, &options, progress);
+        if !matches!(result, Err(JobError::Locked { .. })) {
+            // Reload: the run saved its own state meanwhile.
+            if let Ok(mut after) = state_dir.load() {
+                after.last_fire = Some(due);
+                let _ = state_dir.save(&after);
+            }
+        }
+        events.push(Event::Ran {
+            job: job.name.clone(),
+            due,
+            missed,
+            result,
+        });
+    }
+    events
+}

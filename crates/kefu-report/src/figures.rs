@@ -1,0 +1,931 @@
+//! The report's figures, derived from the named queries' results only: sums of their
+//! counts, and rates re-weighted by their denominators (a rate over all regions is
+//! Σ numerator / Σ denominator, never an average of the regions' rates).
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, Float64Array, StringArray};
+use arrow::datatypes::DataType;
+
+use crate::charts::{Scale, thousands};
+use crate::{DerivedTable, Lang, QueryResult, ReportError, ReportRequest, month_key};
+
+/// Whether a KPI counts things or is a share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KpiKind {
+    Count,
+    Rate,
+    Seconds,
+}
+
+impl KpiKind {
+    pub fn scale(self) -> Scale {
+        match self {
+            KpiKind::Count => Scale::Count,
+            KpiKind::Rate => Scale::Percent,
+            KpiKind::Seconds => Scale::Decimal,
+        }
+    }
+}
+
+/// A headline KPI over the 13 months (the last is the report's month).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kpi {
+    pub key: &'static str,
+    pub zh: &'static str,
+    pub en: &'static str,
+    pub kind: KpiKind,
+    /// Better when higher (answer rate) or lower (complaints), for the summary's words.
+    pub higher_is_better: bool,
+    pub series: Vec<Option<f64>>,
+}
+
+impl Kpi {
+    pub fn current(&self) -> Option<f64> {
+        self.series.last().copied().flatten()
+    }
+    pub fn previous(&self) -> Option<f64> {
+        self.series.iter().rev().nth(1).copied().flatten()
+    }
+    pub fn year_ago(&self) -> Option<f64> {
+        self.series.first().copied().flatten()
+    }
+
+    /// The change against `base`: relative for counts, in percentage points (as a share
+    /// difference) for rates.
+    pub fn change(&self, base: Option<f64>) -> Option<f64> {
+        let (cur, base) = (self.current()?, base?);
+        match self.kind {
+            KpiKind::Rate => Some(cur - base),
+            _ if base == 0.0 => None,
+            _ => Some((cur - base) / base),
+        }
+    }
+
+    pub fn label(&self, lang: Lang) -> &'static str {
+        lang.pick(self.zh, self.en)
+    }
+
+    pub fn format(&self, v: Option<f64>) -> String {
+        v.map_or_else(|| "—".into(), |v| self.kind.scale().format(v))
+    }
+}
+
+/// One region's figures for the report's month.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RegionFigures {
+    pub region: String,
+    pub offered: f64,
+    pub answered: f64,
+    pub complaints: f64,
+    pub handled: f64,
+    pub on_time: f64,
+    pub satisfied: f64,
+    pub dissatisfied: f64,
+}
+
+impl RegionFigures {
+    pub fn answer_rate(&self) -> Option<f64> {
+        ratio(self.answered, self.offered)
+    }
+    pub fn on_time_rate(&self) -> Option<f64> {
+        ratio(self.on_time, self.handled)
+    }
+    pub fn satisfaction(&self) -> Option<f64> {
+        ratio(self.satisfied, self.satisfied + self.dissatisfied)
+    }
+}
+
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}
+
+/// A branch in the month's top or bottom list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BranchFigures {
+    pub place: String,
+    pub rank: i64,
+    pub region: String,
+    pub branch_id: String,
+    pub score: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hotspot {
+    pub week: String,
+    pub region: String,
+    pub category: String,
+    pub complaints: f64,
+    pub ratio: Option<f64>,
+}
+
+/// Waits and answer rate in one local hour of the month.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HourFigures {
+    pub hour: i64,
+    pub hall_called: f64,
+    pub hall_wait_min: Option<f64>,
+    pub offered: f64,
+    pub answer_rate: Option<f64>,
+}
+
+/// Churners against retained customers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalFigures {
+    pub group: String,
+    pub customers: f64,
+    /// (column, value per customer), in the query's column order.
+    pub per_customer: Vec<(String, Option<f64>)>,
+}
+
+/// Everything the page and the summary show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    pub months: Vec<String>,
+    pub kpis: Vec<Kpi>,
+    pub regions: Vec<RegionFigures>,
+    pub branches: Vec<BranchFigures>,
+    /// (category, complaints), most first.
+    pub categories: Vec<(String, f64)>,
+    pub hotspots: Vec<Hotspot>,
+    pub hours: Vec<HourFigures>,
+    pub signals: Vec<SignalFigures>,
+}
+
+/// A query's columns, read as text or numbers whatever their Arrow type.
+struct Columns<'a>(&'a QueryResult);
+
+impl Columns<'_> {
+    fn missing(&self, column: &str) -> ReportError {
+        ReportError::Column {
+            query: self.0.name.clone(),
+            column: column.to_string(),
+        }
+    }
+
+    fn cast(
+        &self,
+        column: &str,
+        to: &DataType,
+    ) -> Result<Vec<arrow::array::ArrayRef>, ReportError> {
+        self.0
+            .batches
+            .iter()
+            .map(|b| {
+                let array = b
+                    .column_by_name(column)
+                    .ok_or_else(|| self.missing(column))?;
+                arrow::compute::cast(array, to).map_err(|_| self.missing(column))
+            })
+            .collect()
+    }
+
+    fn text(&self, column: &str) -> Result<Vec<String>, ReportError> {
+        let mut out = Vec::new();
+        for a in self.cast(column, &DataType::Utf8)? {
+            let a = a
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("cast to Utf8");
+            out.extend((0..a.len()).map(|i| {
+                if a.is_null(i) {
+                    String::new()
+                } else {
+                    a.value(i).to_string()
+                }
+            }));
+        }
+        Ok(out)
+    }
+
+    fn numbers(&self, column: &str) -> Result<Vec<Option<f64>>, ReportError> {
+        let mut out = Vec::new();
+        for a in self.cast(column, &DataType::Float64)? {
+            let a = a
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .expect("cast to Float64");
+            out.extend((0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i))));
+        }
+        Ok(out)
+    }
+
+    /// The month (`YYYY-MM`) of a date column.
+    fn months(&self, column: &str) -> Result<Vec<String>, ReportError> {
+        Ok(self
+            .text(column)?
+            .into_iter()
+            .map(|d| d.chars().take(7).collect())
+            .collect())
+    }
+}
+
+/// Per-month sums of several columns (`None` weights mean 1).
+struct MonthSums {
+    index: BTreeMap<String, usize>,
+    sums: Vec<Vec<f64>>,
+    seen: Vec<bool>,
+}
+
+impl MonthSums {
+    fn new(months: &[String], width: usize) -> Self {
+        MonthSums {
+            index: months
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (m.clone(), i))
+                .collect(),
+            sums: vec![vec![0.0; width]; months.len()],
+            seen: vec![false; months.len()],
+        }
+    }
+
+    fn add(&mut self, month: &str, values: &[f64]) {
+        if let Some(&i) = self.index.get(month) {
+            self.seen[i] = true;
+            for (s, v) in self.sums[i].iter_mut().zip(values) {
+                *s += v;
+            }
+        }
+    }
+
+    /// `f(sums)` per month, `None` where the month had no rows.
+    fn series(&self, f: impl Fn(&[f64]) -> Option<f64>) -> Vec<Option<f64>> {
+        self.sums
+            .iter()
+            .zip(&self.seen)
+            .map(|(s, seen)| if *seen { f(s) } else { None })
+            .collect()
+    }
+}
+
+fn get<'a>(
+    queries: &BTreeMap<&str, &'a QueryResult>,
+    name: &str,
+) -> Result<Columns<'a>, ReportError> {
+    queries
+        .get(name)
+        .map(|q| Columns(q))
+        .ok_or_else(|| ReportError::Column {
+            query: name.to_string(),
+            column: "(the query did not run)".into(),
+        })
+}
+
+fn region<'a>(
+    regions: &'a mut BTreeMap<String, RegionFigures>,
+    name: &str,
+) -> &'a mut RegionFigures {
+    regions
+        .entry(name.to_string())
+        .or_insert_with(|| RegionFigures {
+            region: name.to_string(),
+            ..RegionFigures::default()
+        })
+}
+
+fn zero(v: Option<f64>) -> f64 {
+    v.unwrap_or(0.0)
+}
+
+impl Figures {
+    pub(crate) fn derive(
+        request: &ReportRequest,
+        queries: &BTreeMap<&str, &QueryResult>,
+    ) -> Result<Self, ReportError> {
+        let months: Vec<String> = request.months().into_iter().map(month_key).collect();
+        let this_month = month_key(request.month);
+        let mut regions: BTreeMap<String, RegionFigures> = BTreeMap::new();
+
+        // Calls: offered, answered, and wait of the answered (ASA × answered).
+        let calls = get(queries, "calls_kpis")?;
+        let mut call_sums = MonthSums::new(&months, 3);
+        let (periods, names) = (calls.months("period")?, calls.text("region")?);
+        let (offered, answered, asa) = (
+            calls.numbers("offered")?,
+            calls.numbers("answered")?,
+            calls.numbers("asa_s")?,
+        );
+        for i in 0..periods.len() {
+            let (o, a) = (zero(offered[i]), zero(answered[i]));
+            call_sums.add(&periods[i], &[o, a, zero(asa[i]) * a]);
+            if periods[i] == this_month {
+                let r = region(&mut regions, &names[i]);
+                r.offered += o;
+                r.answered += a;
+            }
+        }
+
+        let complaints = get(queries, "complaints_trend")?;
+        let mut complaint_sums = MonthSums::new(&months, 1);
+        let (periods, names, counts) = (
+            complaints.months("period")?,
+            complaints.text("region")?,
+            complaints.numbers("complaints")?,
+        );
+        for i in 0..periods.len() {
+            complaint_sums.add(&periods[i], &[zero(counts[i])]);
+            if periods[i] == this_month {
+                region(&mut regions, &names[i]).complaints += zero(counts[i]);
+            }
+        }
+
+        // On time = handled × on-time rate (a whole number, rounded back).
+        let sla = get(queries, "tickets_sla")?;
+        let mut sla_sums = MonthSums::new(&months, 2);
+        let (periods, names, handled, rate) = (
+            sla.months("period")?,
+            sla.text("region")?,
+            sla.numbers("handled")?,
+            sla.numbers("on_time_rate")?,
+        );
+        for i in 0..periods.len() {
+            let h = zero(handled[i]);
+            let on_time = (zero(rate[i]) * h).round();
+            sla_sums.add(&periods[i], &[h, on_time]);
+            if periods[i] == this_month {
+                let r = region(&mut regions, &names[i]);
+                r.handled += h;
+                r.on_time += on_time;
+            }
+        }
+
+        let callbacks = get(queries, "callbacks_kpis")?;
+        let mut callback_sums = MonthSums::new(&months, 2);
+        let (periods, names, satisfied, dissatisfied) = (
+            callbacks.months("period")?,
+            callbacks.text("region")?,
+            callbacks.numbers("satisfied")?,
+            callbacks.numbers("dissatisfied")?,
+        );
+        for i in 0..periods.len() {
+            let (s, d) = (zero(satisfied[i]), zero(dissatisfied[i]));
+            callback_sums.add(&periods[i], &[s, d]);
+            if periods[i] == this_month {
+                let r = region(&mut regions, &names[i]);
+                r.satisfied += s;
+                r.dissatisfied += d;
+            }
+        }
+
+        let churn = get(queries, "churn_monthly")?;
+        let mut churn_sums = MonthSums::new(&months, 2);
+        let (periods, at_start, closed) = (
+            churn.months("month")?,
+            churn.numbers("at_start")?,
+            churn.numbers("closed")?,
+        );
+        for i in 0..periods.len() {
+            churn_sums.add(&periods[i], &[zero(at_start[i]), zero(closed[i])]);
+        }
+
+        let calls_seen = call_sums.series(|_| Some(1.0));
+        let complaint_series: Vec<Option<f64>> = complaint_sums
+            .series(|s| Some(s[0]))
+            .into_iter()
+            .zip(&calls_seen)
+            // A month with calls but no complaint rows had no complaints.
+            .map(|(c, seen)| c.or(seen.map(|_| 0.0)))
+            .collect();
+        let kpi = |key, zh, en, kind, higher_is_better, series| Kpi {
+            key,
+            zh,
+            en,
+            kind,
+            higher_is_better,
+            series,
+        };
+        let kpis = vec![
+            kpi(
+                "calls_offered",
+                "来电量",
+                "Calls offered",
+                KpiKind::Count,
+                true,
+                call_sums.series(|s| Some(s[0])),
+            ),
+            kpi(
+                "answer_rate",
+                "接通率",
+                "Answer rate",
+                KpiKind::Rate,
+                true,
+                call_sums.series(|s| ratio(s[1], s[0])),
+            ),
+            kpi(
+                "asa_s",
+                "平均应答时长（秒）",
+                "Average speed of answer (s)",
+                KpiKind::Seconds,
+                false,
+                call_sums.series(|s| ratio(s[2], s[1])),
+            ),
+            kpi(
+                "complaints",
+                "投诉量",
+                "Complaints",
+                KpiKind::Count,
+                false,
+                complaint_series,
+            ),
+            kpi(
+                "on_time_rate",
+                "工单按时办结率",
+                "Tickets handled on time",
+                KpiKind::Rate,
+                true,
+                sla_sums.series(|s| ratio(s[1], s[0])),
+            ),
+            kpi(
+                "satisfaction",
+                "回访满意度",
+                "Callback satisfaction",
+                KpiKind::Rate,
+                true,
+                callback_sums.series(|s| ratio(s[0], s[0] + s[1])),
+            ),
+            kpi(
+                "churn_rate",
+                "客户流失率（销户）",
+                "Churn rate (closures)",
+                KpiKind::Rate,
+                false,
+                // Customers exist before the first logged month; without any calls the
+                // month has no data to judge churn by.
+                churn_sums
+                    .series(|s| ratio(s[1], s[0]))
+                    .into_iter()
+                    .zip(&calls_seen)
+                    .map(|(c, seen)| seen.and(c))
+                    .collect(),
+            ),
+        ];
+
+        let scorecard = get(queries, "branch_scorecard")?;
+        let (place, rank, names, branch, score) = (
+            scorecard.text("place")?,
+            scorecard.numbers("rank")?,
+            scorecard.text("region")?,
+            scorecard.text("branch_id")?,
+            scorecard.numbers("score")?,
+        );
+        let mut branches: Vec<BranchFigures> = (0..place.len())
+            .map(|i| BranchFigures {
+                place: place[i].clone(),
+                rank: zero(rank[i]) as i64,
+                region: names[i].clone(),
+                branch_id: branch[i].clone(),
+                score: zero(score[i]),
+            })
+            .collect();
+        branches.sort_by(|a, b| (b.place.as_str(), a.rank).cmp(&(a.place.as_str(), b.rank)));
+
+        let breakdown = get(queries, "complaints_breakdown")?;
+        let mut categories: BTreeMap<String, f64> = BTreeMap::new();
+        for (c, n) in breakdown
+            .text("category")?
+            .into_iter()
+            .zip(breakdown.numbers("complaints")?)
+        {
+            *categories.entry(c).or_default() += zero(n);
+        }
+        let mut categories: Vec<(String, f64)> = categories.into_iter().collect();
+        categories.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+
+        let spots = get(queries, "complaint_hotspots")?;
+        let (week, names, category, count, spot_ratio) = (
+            spots.text("week")?,
+            spots.text("region")?,
+            spots.text("category")?,
+            spots.numbers("complaints")?,
+            spots.numbers("ratio")?,
+        );
+        let mut hotspots: Vec<Hotspot> = (0..week.len())
+            .map(|i| Hotspot {
+                week: week[i].clone(),
+                region: names[i].clone(),
+                category: category[i].clone(),
+                complaints: zero(count[i]),
+                ratio: spot_ratio[i],
+            })
+            .collect();
+        hotspots.sort_by(|a, b| {
+            b.complaints.total_cmp(&a.complaints).then_with(|| {
+                (&a.week, &a.region, &a.category).cmp(&(&b.week, &b.region, &b.category))
+            })
+        });
+
+        // Hours: branch-hall wait weighted by customers called; hotline answer rate.
+        let mut hours: BTreeMap<i64, [f64; 4]> = BTreeMap::new();
+        let waits = get(queries, "visits_waits")?;
+        for ((h, called), wait) in waits
+            .numbers("hour")?
+            .into_iter()
+            .zip(waits.numbers("called")?)
+            .zip(waits.numbers("avg_wait_min")?)
+        {
+            let e = hours.entry(zero(h) as i64).or_default();
+            if let Some(w) = wait {
+                e[0] += zero(called);
+                e[1] += w * zero(called);
+            }
+        }
+        let load = get(queries, "calls_load_matrix")?;
+        for ((h, o), a) in load
+            .numbers("hour")?
+            .into_iter()
+            .zip(load.numbers("offered")?)
+            .zip(load.numbers("answered")?)
+        {
+            let e = hours.entry(zero(h) as i64).or_default();
+            e[2] += zero(o);
+            e[3] += zero(a);
+        }
+        let hours = hours
+            .into_iter()
+            .map(|(hour, [called, wait, offered, answered])| HourFigures {
+                hour,
+                hall_called: called,
+                hall_wait_min: ratio(wait, called),
+                offered,
+                answer_rate: ratio(answered, offered),
+            })
+            .collect();
+
+        let pre = get(queries, "churn_pre_signals")?;
+        let per_customer_columns: Vec<String> = pre
+            .0
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| n.ends_with("_per_customer"))
+            .collect();
+        let (groups, customers) = (pre.text("customer_group")?, pre.numbers("customers")?);
+        let mut signals: Vec<SignalFigures> = Vec::new();
+        let values: Vec<Vec<Option<f64>>> = per_customer_columns
+            .iter()
+            .map(|c| pre.numbers(c))
+            .collect::<Result<_, _>>()?;
+        for (i, g) in groups.iter().enumerate() {
+            let n = zero(customers[i]);
+            let s = match signals.iter_mut().position(|s| &s.group == g) {
+                Some(p) => &mut signals[p],
+                None => {
+                    signals.push(SignalFigures {
+                        group: g.clone(),
+                        customers: 0.0,
+                        per_customer: per_customer_columns
+                            .iter()
+                            .map(|c| (c.clone(), Some(0.0)))
+                            .collect(),
+                    });
+                    signals.last_mut().expect("just pushed")
+                }
+            };
+            // Σ (per customer × customers) now; divided by Σ customers below.
+            s.customers += n;
+            for (slot, column) in s.per_customer.iter_mut().zip(&values) {
+                slot.1 = Some(zero(slot.1) + zero(column[i]) * n);
+            }
+        }
+        for s in &mut signals {
+            for slot in &mut s.per_customer {
+                slot.1 = ratio(zero(slot.1), s.customers);
+            }
+        }
+
+        Ok(Figures {
+            months,
+            kpis,
+            regions: regions.into_values().collect(),
+            branches,
+            categories,
+            hotspots,
+            hours,
+            signals,
+        })
+    }
+
+    pub fn kpi(&self, key: &str) -> Option<&Kpi> {
+        self.kpis.iter().find(|k| k.key == key)
+    }
+
+    /// The derived tables written as CSV beside the page (full-precision numbers).
+    pub(crate) fn tables(&self, lang: Lang) -> Vec<DerivedTable> {
+        let n = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let headline = DerivedTable {
+            name: "headline".into(),
+            columns: [
+                "kpi",
+                "label",
+                "month",
+                "value",
+                "previous_month",
+                "change_vs_previous_month",
+                "same_month_last_year",
+                "change_vs_last_year",
+                "change_kind",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: self
+                .kpis
+                .iter()
+                .map(|k| {
+                    vec![
+                        k.key.to_string(),
+                        k.label(lang).to_string(),
+                        self.months.last().cloned().unwrap_or_default(),
+                        n(k.current()),
+                        n(k.previous()),
+                        n(k.change(k.previous())),
+                        n(k.year_ago()),
+                        n(k.change(k.year_ago())),
+                        if k.kind == KpiKind::Rate {
+                            "points"
+                        } else {
+                            "relative"
+                        }
+                        .into(),
+                    ]
+                })
+                .collect(),
+        };
+        let mut trend_columns = vec!["month".to_string()];
+        trend_columns.extend(self.kpis.iter().map(|k| k.key.to_string()));
+        let trend = DerivedTable {
+            name: "trend".into(),
+            columns: trend_columns,
+            rows: self
+                .months
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let mut row = vec![m.clone()];
+                    row.extend(self.kpis.iter().map(|k| n(k.series[i])));
+                    row
+                })
+                .collect(),
+        };
+        let regions = DerivedTable {
+            name: "regions".into(),
+            columns: [
+                "region",
+                "calls_offered",
+                "answer_rate",
+                "complaints",
+                "on_time_rate",
+                "satisfaction",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: self
+                .regions
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.region.clone(),
+                        r.offered.to_string(),
+                        n(r.answer_rate()),
+                        r.complaints.to_string(),
+                        n(r.on_time_rate()),
+                        n(r.satisfaction()),
+                    ]
+                })
+                .collect(),
+        };
+        let hours = DerivedTable {
+            name: "waits_by_hour".into(),
+            columns: [
+                "hour",
+                "hall_customers_called",
+                "hall_avg_wait_min",
+                "calls_offered",
+                "answer_rate",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: self
+                .hours
+                .iter()
+                .map(|h| {
+                    vec![
+                        h.hour.to_string(),
+                        h.hall_called.to_string(),
+                        n(h.hall_wait_min),
+                        h.offered.to_string(),
+                        n(h.answer_rate),
+                    ]
+                })
+                .collect(),
+        };
+        let total: f64 = self.categories.iter().map(|c| c.1).sum();
+        let categories = DerivedTable {
+            name: "complaint_categories".into(),
+            columns: ["category", "complaints", "share"]
+                .map(String::from)
+                .to_vec(),
+            rows: self
+                .categories
+                .iter()
+                .map(|(c, v)| vec![c.clone(), v.to_string(), n(ratio(*v, total))])
+                .collect(),
+        };
+        let mut signal_columns = vec!["customer_group".to_string(), "customers".to_string()];
+        if let Some(s) = self.signals.first() {
+            signal_columns.extend(s.per_customer.iter().map(|p| p.0.clone()));
+        }
+        let signals = DerivedTable {
+            name: "pre_churn_signals".into(),
+            columns: signal_columns,
+            rows: self
+                .signals
+                .iter()
+                .map(|s| {
+                    let mut row = vec![s.group.clone(), s.customers.to_string()];
+                    row.extend(s.per_customer.iter().map(|p| n(p.1)));
+                    row
+                })
+                .collect(),
+        };
+        vec![headline, trend, regions, hours, categories, signals]
+    }
+
+    /// The summary paragraph, in the style of the hand-written reports.
+    pub(crate) fn summary(&self, request: &ReportRequest) -> String {
+        let lang = request.lang;
+        let get = |key: &str| self.kpi(key).expect("every headline KPI is derived");
+        let mut parts: Vec<String> = Vec::new();
+        let month_name = match lang {
+            Lang::Zh => format!(
+                "{}年{}月",
+                request.month.format("%Y"),
+                request.month.format("%-m")
+            ),
+            Lang::En => request.month.format("%B %Y").to_string(),
+        };
+        let change_words = |k: &Kpi, base: Option<f64>, zh_basis: &str, en_basis: &str| -> String {
+            match (k.change(base), k.kind, lang) {
+                (None, _, Lang::Zh) => format!("{zh_basis}无可比数据"),
+                (None, _, Lang::En) => format!("no {en_basis} figure to compare"),
+                (Some(c), KpiKind::Rate, Lang::Zh) => format!(
+                    "{zh_basis}{}{:.1}个百分点",
+                    if c >= 0.0 { "上升" } else { "下降" },
+                    (c * 100.0).abs()
+                ),
+                (Some(c), KpiKind::Rate, Lang::En) => format!(
+                    "{} {:.1} points {en_basis}",
+                    if c >= 0.0 { "up" } else { "down" },
+                    (c * 100.0).abs()
+                ),
+                (Some(c), _, Lang::Zh) => format!(
+                    "{zh_basis}{}{:.1}%",
+                    if c >= 0.0 { "上升" } else { "下降" },
+                    (c * 100.0).abs()
+                ),
+                (Some(c), _, Lang::En) => format!(
+                    "{} {:.1}% {en_basis}",
+                    if c >= 0.0 { "up" } else { "down" },
+                    (c * 100.0).abs()
+                ),
+            }
+        };
+        let both = |k: &Kpi| match lang {
+            Lang::Zh => format!(
+                "{}，{}",
+                change_words(k, k.previous(), "环比", ""),
+                change_words(k, k.year_ago(), "同比", "")
+            ),
+            Lang::En => format!(
+                "{} and {}",
+                change_words(k, k.previous(), "", "on the previous month"),
+                change_words(k, k.year_ago(), "", "on the same month last year")
+            ),
+        };
+        let (calls, answer, complaints, on_time, satisfaction, churn) = (
+            get("calls_offered"),
+            get("answer_rate"),
+            get("complaints"),
+            get("on_time_rate"),
+            get("satisfaction"),
+            get("churn_rate"),
+        );
+        let count = |v: Option<f64>| v.map_or_else(|| "—".into(), |v| thousands(v.round() as i64));
+        let region_words: Vec<String> = self
+            .regions
+            .iter()
+            .filter_map(|r| {
+                r.satisfaction()
+                    .map(|s| format!("{} {}", r.region, Scale::Percent.format(s)))
+            })
+            .collect();
+        let sep = lang.pick("、", ", ");
+        match lang {
+            Lang::Zh => {
+                parts.push(format!(
+                    "{month_name}，热线共受理来电 {} 通，{}；接通率 {}，{}。",
+                    count(calls.current()),
+                    both(calls),
+                    answer.format(answer.current()),
+                    both(answer)
+                ));
+                parts.push(format!(
+                    "本月共受理投诉 {} 件，{}。工单按时办结率 {}，{}。",
+                    count(complaints.current()),
+                    both(complaints),
+                    on_time.format(on_time.current()),
+                    change_words(on_time, on_time.previous(), "环比", "")
+                ));
+                parts.push(format!(
+                    "回访满意度 {}{}{}。客户流失率 {}，{}。",
+                    satisfaction.format(satisfaction.current()),
+                    if region_words.is_empty() { "" } else { "：" },
+                    region_words.join(sep),
+                    churn.format(churn.current()),
+                    change_words(churn, churn.previous(), "环比", "")
+                ));
+            }
+            Lang::En => {
+                parts.push(format!(
+                    "In {month_name} the hotline received {} calls, {}; the answer rate was {}, {}.",
+                    count(calls.current()),
+                    both(calls),
+                    answer.format(answer.current()),
+                    both(answer)
+                ));
+                parts.push(format!(
+                    "Complaints: {}, {}. Tickets handled on time: {}, {}.",
+                    count(complaints.current()),
+                    both(complaints),
+                    on_time.format(on_time.current()),
+                    change_words(on_time, on_time.previous(), "", "on the previous month")
+                ));
+                parts.push(format!(
+                    "Callback satisfaction {}{}{}. Churn (closures) {}, {}.",
+                    satisfaction.format(satisfaction.current()),
+                    if region_words.is_empty() { "" } else { ": " },
+                    region_words.join(sep),
+                    churn.format(churn.current()),
+                    change_words(churn, churn.previous(), "", "on the previous month")
+                ));
+            }
+        }
+        let top = self
+            .branches
+            .iter()
+            .max_by(|a, b| a.score.total_cmp(&b.score));
+        let bottom = self
+            .branches
+            .iter()
+            .min_by(|a, b| a.score.total_cmp(&b.score));
+        if let (Some(t), Some(b)) = (top, bottom) {
+            parts.push(match lang {
+                Lang::Zh => format!(
+                    "综合评分最高的网点为 {}（{:.1} 分），最低的为 {}（{:.1} 分）。",
+                    t.branch_id, t.score, b.branch_id, b.score
+                ),
+                Lang::En => format!(
+                    "The best-scoring branch was {} ({:.1}); the lowest was {} ({:.1}).",
+                    t.branch_id, t.score, b.branch_id, b.score
+                ),
+            });
+        }
+        if let Some((category, n)) = self.categories.first() {
+            let total: f64 = self.categories.iter().map(|c| c.1).sum();
+            parts.push(match lang {
+                Lang::Zh => format!(
+                    "投诉最多的类别是 {category}（{} 件，占 {}）。",
+                    thousands(*n as i64),
+                    Scale::Percent.format(n / total.max(1.0))
+                ),
+                Lang::En => format!(
+                    "The largest complaint category was {category} ({}, {} of all).",
+                    thousands(*n as i64),
+                    Scale::Percent.format(n / total.max(1.0))
+                ),
+            });
+        }
+        if !self.hotspots.is_empty() {
+            let spots: Vec<String> = self
+                .hotspots
+                .iter()
+                .take(3)
+                .map(|h| format!("{} {} ({})", h.region, h.category, h.week))
+                .collect();
+            parts.push(match lang {
+                Lang::Zh => format!(
+                    "本月出现 {} 个投诉热点，包括 {}。",
+                    self.hotspots.len(),
+                    spots.join("、")
+                ),
+                Lang::En => format!(
+                    "{} complaint hot spots this month, among them {}.",
+                    self.hotspots.len(),
+                    spots.join(", ")
+                ),
+            });
+        }
+        parts.join(lang.pick("", " "))
+    }
+}

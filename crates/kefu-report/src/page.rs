@@ -1,0 +1,321 @@
+//! The report page: one HTML file (template `report.html`, autoescaped by minijinja) with
+//! the charts inlined as SVG.
+
+use minijinja::{Environment, context};
+use serde::Serialize;
+
+use crate::charts::{self, Scale, escape};
+use crate::figures::{Figures, Kpi, KpiKind};
+use crate::{Lang, ReportError, ReportRequest};
+
+const TEMPLATE: &str = include_str!("report.html");
+
+#[derive(Serialize)]
+struct KpiCard {
+    key: &'static str,
+    label: &'static str,
+    value: String,
+    previous: String,
+    year_ago: String,
+    mom: String,
+    yoy: String,
+    mom_class: &'static str,
+    yoy_class: &'static str,
+}
+
+#[derive(Serialize)]
+struct Chart {
+    title: String,
+    svg: String,
+}
+
+fn change_text(k: &Kpi, base: Option<f64>, lang: Lang) -> (String, &'static str) {
+    let Some(c) = k.change(base) else {
+        return ("—".into(), "");
+    };
+    let text = match k.kind {
+        KpiKind::Rate => format!("{:+.1}{}", c * 100.0, lang.pick(" 个百分点", " pts")),
+        _ => format!("{:+.1}%", c * 100.0),
+    };
+    let class = if c == 0.0 {
+        ""
+    } else if (c > 0.0) == k.higher_is_better {
+        "good"
+    } else {
+        "bad"
+    };
+    (text, class)
+}
+
+/// An HTML table; cells are escaped here.
+fn table(columns: &[&str], rows: &[Vec<String>]) -> String {
+    let mut html = String::from("<table><thead><tr>");
+    for c in columns {
+        html.push_str(&format!("<th>{}</th>", escape(c)));
+    }
+    html.push_str("</tr></thead><tbody>");
+    for row in rows {
+        html.push_str("<tr>");
+        for cell in row {
+            html.push_str(&format!("<td>{}</td>", escape(cell)));
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("</tbody></table>");
+    html
+}
+
+fn percent(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".into(), |v| Scale::Percent.format(v))
+}
+
+pub(crate) fn render(
+    request: &ReportRequest,
+    figures: &Figures,
+    summary: &str,
+) -> Result<String, ReportError> {
+    let lang = request.lang;
+    let l = |zh: &'static str, en: &'static str| lang.pick(zh, en);
+    let region_text = request
+        .region
+        .clone()
+        .unwrap_or_else(|| l("全部区域", "all regions").to_string());
+    let title = match lang {
+        Lang::Zh => format!(
+            "{}年{}月 客户服务月度报告",
+            request.month.format("%Y"),
+            request.month.format("%-m")
+        ),
+        Lang::En => format!("Customer service report, {}", request.month.format("%B %Y")),
+    };
+    let subtitle = format!(
+        "{}: {} · {}: {} – {}",
+        l("区域", "Region"),
+        region_text,
+        l("趋势区间", "Trend"),
+        figures.months.first().cloned().unwrap_or_default(),
+        figures.months.last().cloned().unwrap_or_default()
+    );
+    let kpis: Vec<KpiCard> = figures
+        .kpis
+        .iter()
+        .map(|k| {
+            let (mom, mom_class) = change_text(k, k.previous(), lang);
+            let (yoy, yoy_class) = change_text(k, k.year_ago(), lang);
+            KpiCard {
+                key: k.key,
+                label: k.label(lang),
+                value: k.format(k.current()),
+                previous: k.format(k.previous()),
+                year_ago: k.format(k.year_ago()),
+                mom,
+                yoy,
+                mom_class,
+                yoy_class,
+            }
+        })
+        .collect();
+    let trend_charts: Vec<Chart> = [
+        "calls_offered",
+        "answer_rate",
+        "complaints",
+        "on_time_rate",
+        "satisfaction",
+        "churn_rate",
+    ]
+    .iter()
+    .filter_map(|key| figures.kpi(key))
+    .map(|k| {
+        let title = k.label(lang).to_string();
+        let svg = if k.kind == KpiKind::Count {
+            charts::bars(&title, &figures.months, &k.series, k.kind.scale())
+        } else {
+            charts::line(&title, &figures.months, &k.series, k.kind.scale())
+        };
+        Chart { title, svg }
+    })
+    .collect();
+    let regions_table = table(
+        &[
+            l("区域", "Region"),
+            l("来电量", "Calls"),
+            l("接通率", "Answer rate"),
+            l("投诉量", "Complaints"),
+            l("按时办结率", "On time"),
+            l("回访满意度", "Satisfaction"),
+        ],
+        &figures
+            .regions
+            .iter()
+            .map(|r| {
+                vec![
+                    r.region.clone(),
+                    charts::thousands(r.offered as i64),
+                    percent(r.answer_rate()),
+                    charts::thousands(r.complaints as i64),
+                    percent(r.on_time_rate()),
+                    percent(r.satisfaction()),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    );
+    let branch_chart = |place: &str, title: &str| {
+        let list: Vec<_> = figures
+            .branches
+            .iter()
+            .filter(|b| b.place == place)
+            .collect();
+        charts::hbars(
+            title,
+            &list
+                .iter()
+                .map(|b| format!("{} · {}", b.rank, b.branch_id))
+                .collect::<Vec<_>>(),
+            &list.iter().map(|b| b.score).collect::<Vec<_>>(),
+            Scale::Decimal,
+        )
+    };
+    let top: Vec<_> = figures.categories.iter().take(10).collect();
+    let categories_svg = charts::hbars(
+        l("投诉类别", "Complaint categories"),
+        &top.iter().map(|c| c.0.clone()).collect::<Vec<_>>(),
+        &top.iter().map(|c| c.1).collect::<Vec<_>>(),
+        Scale::Count,
+    );
+    let hotspots_table = if figures.hotspots.is_empty() {
+        format!(
+            "<p class=\"note\">{}</p>",
+            l("本月无投诉热点。", "No hot spots this month.")
+        )
+    } else {
+        table(
+            &[
+                l("周", "Week"),
+                l("区域", "Region"),
+                l("类别", "Category"),
+                l("投诉", "Complaints"),
+                l("倍数", "× trailing"),
+            ],
+            &figures
+                .hotspots
+                .iter()
+                .take(10)
+                .map(|h| {
+                    vec![
+                        h.week.clone(),
+                        h.region.clone(),
+                        h.category.clone(),
+                        charts::thousands(h.complaints as i64),
+                        h.ratio
+                            .map_or_else(|| l("新出现", "new").to_string(), |r| format!("{r:.1}")),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    let hour_labels: Vec<String> = figures
+        .hours
+        .iter()
+        .map(|h| format!("{:02}", h.hour))
+        .collect();
+    let hall_wait_svg = charts::bars(
+        l("网点平均等候（分钟）", "Branch-hall wait (min)"),
+        &hour_labels,
+        &figures
+            .hours
+            .iter()
+            .map(|h| h.hall_wait_min)
+            .collect::<Vec<_>>(),
+        Scale::Decimal,
+    );
+    let hour_answer_svg = charts::line(
+        l("热线接通率", "Hotline answer rate"),
+        &hour_labels,
+        &figures
+            .hours
+            .iter()
+            .map(|h| h.answer_rate)
+            .collect::<Vec<_>>(),
+        Scale::Percent,
+    );
+    let mut signal_columns = vec![
+        l("客户组", "Group").to_string(),
+        l("客户数", "Customers").to_string(),
+    ];
+    if let Some(s) = figures.signals.first() {
+        signal_columns.extend(s.per_customer.iter().map(|p| p.0.clone()));
+    }
+    let signals_table = table(
+        &signal_columns
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        &figures
+            .signals
+            .iter()
+            .map(|s| {
+                let mut row = vec![
+                    match (s.group.as_str(), lang) {
+                        ("churned", Lang::Zh) => "流失客户".to_string(),
+                        ("retained", Lang::Zh) => "留存客户".to_string(),
+                        (g, _) => g.to_string(),
+                    },
+                    charts::thousands(s.customers as i64),
+                ];
+                row.extend(
+                    s.per_customer
+                        .iter()
+                        .map(|p| p.1.map_or_else(|| "—".into(), |v| format!("{v:.3}"))),
+                );
+                row
+            })
+            .collect::<Vec<_>>(),
+    );
+    let t = context! {
+        summary => l("摘要", "Summary"),
+        headline => l("核心指标（环比 / 同比）", "Headline figures (month on month / year on year)"),
+        mom => l("环比", "MoM"),
+        yoy => l("同比", "YoY"),
+        previous => l("上月", "prev."),
+        year_ago => l("去年同期", "last year"),
+        trends => l("13 个月趋势", "13-month trends"),
+        regions => l("分区域", "By region"),
+        branches => l("网点综合评分排名", "Branch scorecard ranking"),
+        branch_top => l("前 5 名", "Top 5"),
+        branch_bottom => l("后 5 名", "Bottom 5"),
+        complaints => l("投诉结构与热点", "Complaint mix and hot spots"),
+        categories => l("投诉类别（件）", "Complaints by category"),
+        hotspots => l("投诉热点（周投诉量远超近期水平）", "Hot spots (weekly complaints far above their trailing level)"),
+        waits => l("分时段排队与接通", "Waits and answer rate by hour"),
+        hall_wait => l("网点平均等候时间（分钟）", "Branch-hall average wait (minutes)"),
+        hour_answer => l("热线分时接通率", "Hotline answer rate by hour"),
+        churn => l("客户流失与流失前信号（前 90 天，人均）", "Churn and pre-churn signals (90 days before, per customer)"),
+        churn_note => l("流失客户：本月销户的客户；留存客户：月末仍在网的客户。", "Churned: customers who closed their account this month; retained: customers still open at the month's end."),
+        footer => l("本报告所有数字均来自 kefu 命名查询（见 tables/ 目录下的 CSV）。", "Every figure comes from kefu's named queries (the CSV files under tables/)."),
+    };
+    let mut env = Environment::new();
+    env.add_template("report.html", TEMPLATE)
+        .map_err(|e| ReportError::Template(e.to_string()))?;
+    env.get_template("report.html")
+        .and_then(|tpl| {
+            tpl.render(context! {
+                lang => lang.code(),
+                version => env!("CARGO_PKG_VERSION"),
+                title,
+                subtitle,
+                summary,
+                kpis,
+                trend_charts,
+                regions_table,
+                branch_top_svg => branch_chart("top", l("前 5 名", "Top 5")),
+                branch_bottom_svg => branch_chart("bottom", l("后 5 名", "Bottom 5")),
+                categories_svg,
+                hotspots_table,
+                hall_wait_svg,
+                hour_answer_svg,
+                signals_table,
+                t,
+            })
+        })
+        .map_err(|e| ReportError::Template(e.to_string()))
+}

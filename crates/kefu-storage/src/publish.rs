@@ -1,0 +1,210 @@
+//! Publishing result files (KPI tables, reports, run reports) so that a reader never sees
+//! half of one: a local file is written beside its destination, flushed to the disk and
+//! renamed over it; an object is written with one PUT, which object stores make visible
+//! whole or not at all.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use url::Url;
+
+use crate::StorageError;
+
+/// Where a result file goes: a local path or an object-store URL (`s3://bucket/key`,
+/// `file:///abs/path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Local(PathBuf),
+    Object(Url),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Local(p) => write!(f, "{}", p.display()),
+            Target::Object(u) => write!(f, "{u}"),
+        }
+    }
+}
+
+impl Target {
+    /// Parses a path (relative ones resolve against `base`) or a `file://` / `s3://` URL.
+    pub fn parse_in(text: &str, base: &Path) -> Result<Self, StorageError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(StorageError::Empty);
+        }
+        if !text.contains("://") {
+            return Ok(Target::Local(base.join(text)));
+        }
+        let url = Url::parse(text).map_err(|e| StorageError::InvalidUrl {
+            location: text.to_string(),
+            reason: e.to_string(),
+        })?;
+        match url.scheme() {
+            "file" => {
+                url.to_file_path()
+                    .map(Target::Local)
+                    .map_err(|()| StorageError::InvalidUrl {
+                        location: text.to_string(),
+                        reason: "not an absolute file path".into(),
+                    })
+            }
+            "s3" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(Target::Object(url)),
+            "s3" => Err(StorageError::InvalidUrl {
+                location: text.to_string(),
+                reason: "an s3:// URL needs a bucket".into(),
+            }),
+            scheme => Err(StorageError::UnsupportedScheme {
+                location: text.to_string(),
+                scheme: scheme.to_string(),
+            }),
+        }
+    }
+
+    /// `relative` (`/`-separated) under this target taken as a directory.
+    pub fn join(&self, relative: &str) -> Target {
+        match self {
+            Target::Local(p) => Target::Local(
+                relative
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .fold(p.clone(), |p, s| p.join(s)),
+            ),
+            Target::Object(u) => {
+                let mut url = u.clone();
+                let path = format!(
+                    "{}/{}",
+                    u.path().trim_end_matches('/'),
+                    relative.trim_start_matches('/')
+                );
+                url.set_path(&path);
+                Target::Object(url)
+            }
+        }
+    }
+
+    fn err(&self, reason: impl std::fmt::Display) -> StorageError {
+        StorageError::Io {
+            location: self.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Replaces the file or object with `bytes`, atomically for readers.
+    pub async fn put_atomic(&self, bytes: Vec<u8>) -> Result<(), StorageError> {
+        match self {
+            Target::Local(path) => {
+                let path = path.clone();
+                let target = self.clone();
+                tokio::task::spawn_blocking(move || write_local(&path, &bytes))
+                    .await
+                    .map_err(|e| target.err(e))?
+                    .map_err(|e| self.err(e))
+            }
+            Target::Object(url) => {
+                let (store, path) = object_store_for(url).map_err(|e| self.err(e))?;
+                store
+                    .put(&path, PutPayload::from(bytes))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.err(e))
+            }
+        }
+    }
+
+    /// The file's bytes, or `None` when it does not exist.
+    pub async fn get(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        match self {
+            Target::Local(path) => match std::fs::read(path) {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(self.err(e)),
+            },
+            Target::Object(url) => {
+                let (store, path) = object_store_for(url).map_err(|e| self.err(e))?;
+                match store.get(&path).await {
+                    Ok(r) => Ok(Some(r.bytes().await.map_err(|e| self.err(e))?.to_vec())),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(self.err(e)),
+                }
+            }
+        }
+    }
+}
+
+/// The store of an `s3://bucket/key` URL (credentials and endpoint from `AWS_*`) and the
+/// key.
+fn object_store_for(
+    url: &Url,
+) -> Result<(Arc<dyn ObjectStore>, object_store::path::Path), object_store::Error> {
+    let mut bucket = url.clone();
+    bucket.set_path("");
+    let store = object_store::aws::AmazonS3Builder::from_env()
+        .with_url(bucket.as_str())
+        .build()?;
+    let path = object_store::path::Path::from(url.path().trim_start_matches('/'));
+    Ok((Arc::new(store), path))
+}
+
+/// Writes `bytes` to `<path>.partial-<pid>`, flushes it to the disk, renames it over
+/// `path` and flushes the directory, so that after a crash `path` holds the old or the
+/// new content, never a mix.
+pub fn write_local(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".partial-{}", std::process::id()));
+    let partial = path.with_file_name(name);
+    let result = (|| {
+        let mut file = std::fs::File::create(&partial)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&partial, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_join() {
+        let base = Path::new("/jobs");
+        assert_eq!(
+            Target::parse_in("out/a.csv", base).unwrap(),
+            Target::Local("/jobs/out/a.csv".into())
+        );
+        let s3 = Target::parse_in("s3://b/kpi", base).unwrap();
+        assert_eq!(
+            s3.join("m=1/x.parquet").to_string(),
+            "s3://b/kpi/m=1/x.parquet"
+        );
+        assert!(Target::parse_in("ftp://x/y", base).is_err());
+        assert!(Target::parse_in("s3:///k", base).is_err());
+    }
+
+    #[test]
+    fn local_put_replaces_whole_and_leaves_no_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::Local(dir.path().join("sub/a.csv"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(target.put_atomic(b"one".to_vec())).unwrap();
+        rt.block_on(target.put_atomic(b"two".to_vec())).unwrap();
+        assert_eq!(rt.block_on(target.get()).unwrap().unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec!["a.csv"]);
+    }
+}

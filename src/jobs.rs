@@ -1,0 +1,421 @@
+//! `kefu run`, `kefu schedule`, `kefu report` and `kefu demo`: argument handling and
+//! terminal output over `kefu-jobs` and `kefu-report`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use clap::Args;
+use kefu_jobs::schedule::Event;
+use kefu_jobs::{Job, JobError, RunOptions, RunReport, RunStatus};
+use kefu_storage::publish::Target;
+
+use crate::cli::{CliResult, WarehouseArgs, exit};
+use crate::progress::BarProgress;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job file (TOML; see fixtures/jobs/monthly.toml).
+    #[arg(value_name = "JOB.toml")]
+    pub job: PathBuf,
+    /// The day the run is for: date expressions (yesterday, month_start - 1 month, …)
+    /// are evaluated against it. Default: today in Asia/Shanghai.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<NaiveDate>,
+    /// Backfill from this day (inclusive): replaces every step's `from`, and reports
+    /// each month of the range. Needs --to.
+    #[arg(long, value_name = "YYYY-MM-DD", requires = "to")]
+    pub from: Option<NaiveDate>,
+    /// Backfill up to this day (exclusive). Needs --from.
+    #[arg(long, value_name = "YYYY-MM-DD", requires = "from")]
+    pub to: Option<NaiveDate>,
+    /// Say which steps and periods would run and why; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Recompute every period and output, even those up to date.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the run report as JSON on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// The directory of job files (*.toml); jobs with a `schedule` run on it.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Run what is due now (catching up once after downtime) and exit, instead of
+    /// staying in the foreground.
+    #[arg(long)]
+    pub once: bool,
+    /// Pretend the time is this (RFC 3339), for trying out a schedule.
+    #[arg(long, hide = true, value_name = "TIME")]
+    pub now: Option<chrono::DateTime<chrono::FixedOffset>>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The month to report, YYYY-MM.
+    #[arg(long, value_name = "YYYY-MM", value_parser = parse_month)]
+    pub month: NaiveDate,
+    /// Only this region (its code, e.g. beijing); default all.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Language of the page and summary: zh (中文) or en.
+    #[arg(long, default_value = "zh", value_parser = parse_lang)]
+    pub lang: kefu_report::Lang,
+    /// Directory (or object-store URL) for index.html and tables/*.csv.
+    #[arg(long, value_name = "DIR_OR_URL")]
+    pub out: String,
+    /// Directory of .sql files that replace or add to the named queries.
+    #[arg(long, env = "KEFU_QUERIES", value_name = "DIR")]
+    pub queries: Option<PathBuf>,
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn parse_month(s: &str) -> Result<NaiveDate, String> {
+    kefu_report::parse_month(s).map_err(|e| e.to_string())
+}
+
+fn parse_lang(s: &str) -> Result<kefu_report::Lang, String> {
+    s.parse()
+        .map_err(|e: kefu_report::ReportError| e.to_string())
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo's exports, warehouse, KPI tables and report go.
+    #[arg(long, default_value = "kefu-demo", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Customers at the start of the year.
+    #[arg(long, default_value_t = 100_000)]
+    pub customers: u32,
+    /// Days of logs, from 2026-01-01.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(31..=3660))]
+    pub days: u32,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn job_error_code(e: &JobError) -> u8 {
+    match e {
+        JobError::Config { .. } => exit::BAD_CONFIG,
+        JobError::Io { .. } => exit::IO,
+        JobError::Locked { .. } => exit::LOCKED,
+        JobError::Run(_) => exit::FAILURE,
+    }
+}
+
+fn status_code(status: RunStatus) -> u8 {
+    match status {
+        RunStatus::Ok | RunStatus::NothingToDo => exit::OK,
+        RunStatus::Rejected => exit::REJECTS,
+        RunStatus::PartialFailure => exit::PARTIAL,
+        RunStatus::Failed => exit::FAILURE,
+    }
+}
+
+fn load_job(path: &Path) -> Result<Job, (u8, String)> {
+    Job::load(path).map_err(|e| (job_error_code(&e), e.to_string()))
+}
+
+pub fn run_command(args: &RunArgs) -> CliResult {
+    let job = load_job(&args.job)?;
+    let options = RunOptions {
+        run_date: args.date,
+        range: args.from.zip(args.to),
+        dry_run: args.dry_run,
+        force: args.force,
+    };
+    if let Some((from, to)) = options.range
+        && from >= to
+    {
+        return Err((
+            exit::BAD_CONFIG,
+            format!("--from {from} is not before --to {to}"),
+        ));
+    }
+    let progress = BarProgress::new(args.quiet || args.json);
+    let report = kefu_jobs::run(&job, &options, &progress)
+        .map_err(|e| (job_error_code(&e), e.to_string()))?;
+    print_run(&report, args.json);
+    finish_run(&report)
+}
+
+fn print_run(report: &RunReport, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("report serialises")
+        );
+    } else {
+        println!("{}", report.summary());
+    }
+}
+
+fn finish_run(report: &RunReport) -> CliResult {
+    match status_code(report.status) {
+        exit::OK => Ok(()),
+        code => {
+            let failed: Vec<String> = report
+                .steps
+                .iter()
+                .filter_map(|s| {
+                    s.error
+                        .as_ref()
+                        .map(|e| format!("step {} (line {}): {e}", s.name, s.line))
+                })
+                .collect();
+            Err((code, failed.join("\n")))
+        }
+    }
+}
+
+pub fn schedule_command(args: &ScheduleArgs) -> CliResult {
+    let jobs = kefu_jobs::schedule::load_dir(&args.dir)
+        .map_err(|e| (job_error_code(&e), e.to_string()))?;
+    let scheduled = jobs.iter().filter(|j| j.schedule.is_some()).count();
+    for j in jobs.iter().filter(|j| j.schedule.is_none()) {
+        eprintln!(
+            "kefu: {} has no `schedule`; it only runs with `kefu run`",
+            j.path.display()
+        );
+    }
+    if scheduled == 0 {
+        return Err((
+            exit::BAD_CONFIG,
+            format!("no job in {} has a `schedule`", args.dir.display()),
+        ));
+    }
+    println!(
+        "scheduling {scheduled} jobs from {} (Asia/Shanghai time)",
+        args.dir.display()
+    );
+    let progress = BarProgress::new(true);
+    let mut worst = exit::OK;
+    loop {
+        let now = args
+            .now
+            .map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
+        for event in kefu_jobs::schedule::tick(&jobs, now, &progress) {
+            let stamp = now
+                .with_timezone(&kefu_sql::udf::LOCAL_TIME_ZONE)
+                .format("%Y-%m-%d %H:%M:%S");
+            let next = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map_or_else(
+                    || "never".into(),
+                    |t| {
+                        t.with_timezone(&kefu_sql::udf::LOCAL_TIME_ZONE)
+                            .format("%Y-%m-%d %H:%M")
+                            .to_string()
+                    },
+                )
+            };
+            match event {
+                Event::Armed { job, next: n } => {
+                    println!("[{stamp}] {job}: armed, first run at {}", next(n))
+                }
+                Event::Waiting { job, next: n } if args.once => {
+                    println!("[{stamp}] {job}: not due, next run at {}", next(n))
+                }
+                Event::Waiting { .. } => {}
+                Event::Ran {
+                    job,
+                    due,
+                    missed,
+                    result,
+                } => {
+                    let due = due
+                        .with_timezone(&kefu_sql::udf::LOCAL_TIME_ZONE)
+                        .format("%Y-%m-%d %H:%M");
+                    let catch_up = if missed > 0 {
+                        format!(
+                            " (catching up: {missed} earlier scheduled runs were missed; ran once)"
+                        )
+                    } else {
+                        String::new()
+                    };
+                    match result {
+                        Ok(report) => {
+                            println!(
+                                "[{stamp}] {job}: ran for {due}{catch_up}: {:?}",
+                                report.status
+                            );
+                            for line in report.summary().lines() {
+                                println!("    {line}");
+                            }
+                            worst = worst.max(status_code(report.status));
+                        }
+                        Err(e) => {
+                            println!("[{stamp}] {job}: run for {due} failed: {e}");
+                            worst = worst.max(job_error_code(&e));
+                        }
+                    }
+                }
+            }
+        }
+        if args.once {
+            return if worst == exit::OK {
+                Ok(())
+            } else {
+                Err((worst, "some scheduled runs failed".into()))
+            };
+        }
+        let now = chrono::Utc::now();
+        let wake = jobs
+            .iter()
+            .filter_map(|j| kefu_jobs::schedule::next_fire(j, now))
+            .min()
+            .map_or(Duration::from_secs(60), |t| {
+                (t - now).to_std().unwrap_or_default()
+            });
+        // Wake at least once a minute, so a changed clock is noticed.
+        std::thread::sleep(wake.min(Duration::from_secs(60)) + Duration::from_millis(200));
+    }
+}
+
+pub fn report_command(args: &ReportArgs) -> CliResult {
+    let mut library =
+        kefu_sql::QueryLibrary::embedded().map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
+    if let Some(dir) = &args.queries {
+        library = library
+            .with_overrides(dir)
+            .map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
+    }
+    let location = &args.warehouse.warehouse;
+    if let Some(dir) = location.local_path()
+        && !dir.is_dir()
+    {
+        return Err((exit::IO, format!("no warehouse at {}", dir.display())));
+    }
+    let warehouse =
+        kefu_storage::Warehouse::open(location).map_err(|e| (exit::IO, e.to_string()))?;
+    let engine = kefu_sql::Engine::open(&warehouse, &kefu_sql::EngineOptions::default())
+        .map_err(|e| (exit::IO, e.to_string()))?;
+    let cwd = std::env::current_dir().map_err(|e| (exit::IO, e.to_string()))?;
+    let out = Target::parse_in(&args.out, &cwd).map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
+    let request = kefu_report::ReportRequest {
+        month: args.month,
+        region: args.region.clone(),
+        lang: args.lang,
+    };
+    let progress = BarProgress::new(args.quiet);
+    let started = Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| (exit::FAILURE, e.to_string()))?;
+    let written = runtime
+        .block_on(async {
+            let report = kefu_report::build(&engine, &library, &request, &progress).await?;
+            let written = report.publish(&out).await?;
+            Ok::<_, kefu_report::ReportError>((report.summary.clone(), written))
+        })
+        .map_err(|e| {
+            let code = match e {
+                kefu_report::ReportError::Write(_) => exit::IO,
+                _ => exit::FAILURE,
+            };
+            (code, e.to_string())
+        })?;
+    println!("{}\n", written.0);
+    println!(
+        "report for {} written in {:.1} s: {} ({} files; tables as CSV under tables/)",
+        request.month_label(),
+        started.elapsed().as_secs_f64(),
+        out.join("index.html"),
+        written.1.len()
+    );
+    Ok(())
+}
+
+/// The example job, run by the demo as it is documented.
+const DEMO_JOB: &str = include_str!("../fixtures/jobs/monthly.toml");
+
+pub fn demo_command(args: &DemoArgs) -> CliResult {
+    let started = Instant::now();
+    let dir = std::path::absolute(&args.dir).map_err(|e| (exit::IO, e.to_string()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| (exit::IO, format!("{}: {e}", dir.display())))?;
+    let progress = BarProgress::new(args.quiet);
+    let exports = dir.join("exports");
+    let config = kefu_gen::GenConfig {
+        customers: args.customers,
+        days: args.days,
+        messy: true,
+        ..kefu_gen::GenConfig::new(&exports)
+    };
+    println!(
+        "1/3 generating {} days of office exports for {} customers (GBK and UTF-8, Chinese headers, some bad rows) …",
+        config.days,
+        crate::cli::thousands(u64::from(config.customers))
+    );
+    let summary = kefu_gen::generate(&config, &progress).map_err(|e| (exit::IO, e.to_string()))?;
+    println!(
+        "    {} rows in {} files under {}",
+        crate::cli::thousands(summary.total_rows()),
+        summary.files.len(),
+        exports.display()
+    );
+    let job_path = dir.join("monthly.toml");
+    kefu_storage::publish::write_local(&job_path, DEMO_JOB.as_bytes())
+        .map_err(|e| (exit::IO, format!("{}: {e}", job_path.display())))?;
+    let job = load_job(&job_path)?;
+    // Run as on the day after the last generated day: the report is for the last month.
+    let run_date = config.start + chrono::Days::new(u64::from(config.days));
+    println!(
+        "2/3 running the job {} for {run_date}: ingest, the KPI tables, the monthly report …",
+        job_path.display()
+    );
+    let options = RunOptions {
+        run_date: Some(run_date),
+        ..RunOptions::default()
+    };
+    let report = kefu_jobs::run(&job, &options, &progress)
+        .map_err(|e| (job_error_code(&e), e.to_string()))?;
+    for line in report.summary().lines() {
+        println!("    {line}");
+    }
+    finish_run(&report)?;
+    let page = report
+        .steps
+        .iter()
+        .filter(|s| s.kind == "report")
+        .flat_map(|s| s.outputs.clone())
+        .next_back()
+        .unwrap_or_else(|| {
+            let month =
+                kefu_jobs::dates::eval("month_start - 1 month", run_date).unwrap_or(run_date);
+            dir.join("kpi/reports")
+                .join(month.format("%Y-%m").to_string())
+                .join("index.html")
+                .display()
+                .to_string()
+        });
+    let warehouse = dir.join("warehouse");
+    println!("3/3 done in {:.0} s.\n", started.elapsed().as_secs_f64());
+    println!("Open the monthly report:  {page}");
+    println!("KPI tables:               {}", dir.join("kpi").display());
+    println!("\nTry some SQL on the warehouse:");
+    let w = warehouse.display();
+    println!(
+        "  kefu sql --warehouse {w} -e \"SELECT region, count(*) AS calls, avg(CASE WHEN outcome = 'answered' THEN 1.0 ELSE 0 END) AS answer_rate FROM calls GROUP BY region ORDER BY region\""
+    );
+    println!(
+        "  kefu sql --warehouse {w} -e \"SELECT local_trunc('month', created_at) AS month, count(*) AS complaints FROM tickets WHERE kind = 'complaint' GROUP BY 1 ORDER BY 1\""
+    );
+    println!(
+        "  kefu sql --warehouse {w} -e \"SELECT branch_id, round(avg(date_diff('second', arrived_at, called_at)) / 60, 1) AS avg_wait_min FROM visits WHERE called_at IS NOT NULL GROUP BY 1 ORDER BY 2 DESC LIMIT 5\""
+    );
+    println!("\nOr a named KPI query (kefu query --list shows all 20):");
+    println!("  kefu query churn_at_risk --warehouse {w} --param as_of={run_date} --param top=10");
+    Ok(())
+}

@@ -1,0 +1,622 @@
+//! `kefu run`, `kefu schedule`, `kefu report` and `kefu demo`, end to end on generated
+//! data.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use predicates::prelude::PredicateBooleanExt;
+
+use crate::common::{kefu, snapshot};
+
+/// Messy exports for Jan–Feb 2026 (2,000 customers), generated once per test.
+fn exports(dir: &Path) -> PathBuf {
+    let out = dir.join("all-exports");
+    kefu(dir)
+        .args([
+            "gen",
+            "--messy",
+            "--customers",
+            "2000",
+            "--days",
+            "59",
+            "-q",
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .success();
+    out
+}
+
+/// Every archive of `exports`, with the day (YYYYMMDD) in its name.
+fn archives(exports: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = snapshot(exports)
+        .into_keys()
+        .filter(|p| !p.ends_with("manifest.json"))
+        .map(|p| exports.join(p))
+        .collect();
+    files.sort();
+    files
+}
+
+fn copy_into(files: &[PathBuf], exports: &Path, inbox: &Path) {
+    for f in files {
+        let to = inbox.join(f.strip_prefix(exports).unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(f, to).unwrap();
+    }
+}
+
+fn run_json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let out = kefu(dir)
+        .arg("run")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kefu run {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// (period, status) of a step's units.
+fn units(report: &serde_json::Value, step: &str) -> Vec<(String, String)> {
+    let step = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == step)
+        .unwrap_or_else(|| panic!("no step {step} in {report}"));
+    step["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["period"].as_str().unwrap().to_string(),
+                u["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The job's outputs, without the run reports.
+fn outputs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    snapshot(&dir.join("kpi"))
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("_runs"))
+        .collect()
+}
+
+const JOB: &str = r#"
+name = "nightly"
+warehouse = "wh"
+output_dir = "kpi"
+
+[[step]]
+type = "ingest"
+sources = ["inbox"]
+
+[[step]]
+type = "query"
+query = "calls_kpis"
+params = { from = "month_start - 2 months", to = "month_start", period = "month" }
+partition = "month"
+[[step.output]]
+path = "calls/{period}.csv"
+[[step.output]]
+path = "calls_kpis.parquet"
+
+[[step]]
+type = "query"
+name = "complaints"
+query = "complaints_trend"
+params = { from = "month_start - 2 months", to = "month_start", period = "month" }
+partition = "month"
+[[step.output]]
+path = "complaints.csv"
+
+[[step]]
+type = "report"
+month = "month_start - 1 month"
+lang = "en"
+out = "reports/{month}"
+"#;
+
+fn query_csv(dir: &Path, name: &str, params: &[&str]) -> String {
+    let mut cmd = kefu(dir);
+    cmd.args(["query", name, "--warehouse", "wh", "--format", "csv"]);
+    for p in params {
+        cmd.args(["--param", p]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_job_runs_incrementally_and_survives_a_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let exports = exports(dir);
+    let (late, early): (Vec<PathBuf>, Vec<PathBuf>) = archives(&exports)
+        .into_iter()
+        .partition(|p| p.to_string_lossy().contains("20260227"));
+    assert!(!late.is_empty() && !early.is_empty());
+    copy_into(&early, &exports, &dir.join("inbox"));
+    std::fs::write(dir.join("nightly.toml"), JOB).unwrap();
+
+    // 1. The first run does everything.
+    let first = run_json(dir, &["nightly.toml", "--date", "2026-03-01"]);
+    assert_eq!(first["status"], "ok", "{first}");
+    assert_eq!(
+        units(&first, "calls_kpis"),
+        [
+            ("2026-01".into(), "computed".into()),
+            ("2026-02".into(), "computed".into())
+        ]
+    );
+    for f in [
+        "calls/2026-01.csv",
+        "calls/2026-02.csv",
+        "calls_kpis.parquet",
+        "complaints.csv",
+        "reports/2026-02/index.html",
+        "reports/2026-02/tables/headline.csv",
+    ] {
+        assert!(dir.join("kpi").join(f).is_file(), "{f}");
+    }
+    let latest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("kpi/_runs/nightly-latest.json")).unwrap())
+            .unwrap();
+    assert_eq!(latest["status"], "ok");
+    assert!(
+        latest["steps"][0]["ingest"]["landed"].as_u64().unwrap() > 10_000,
+        "{latest}"
+    );
+    let before = outputs(dir);
+
+    // 2. No new data: nothing is done, and the summary says so.
+    let out = kefu(dir)
+        .args(["run", "nightly.toml", "--date", "2026-03-01"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("nothing to do"), "{stdout}");
+    assert_eq!(outputs(dir), before);
+
+    // 3. One more day arrives; the run is killed right after its first output.
+    copy_into(&late, &exports, &dir.join("inbox"));
+    let killed = kefu(dir)
+        .args(["run", "nightly.toml", "--date", "2026-03-01", "-q"])
+        .env("KEFU_FAILPOINT", "after_output:1")
+        .output()
+        .unwrap();
+    assert!(!killed.status.success());
+    assert!(String::from_utf8_lossy(&killed.stderr).contains("failpoint"));
+    let after_kill = outputs(dir);
+    assert!(
+        after_kill.keys().all(|k| !k.contains(".partial")),
+        "{:?}",
+        after_kill.keys()
+    );
+
+    // 4. The next run completes, recomputing only February.
+    let fourth = run_json(dir, &["nightly.toml", "--date", "2026-03-01"]);
+    assert_eq!(fourth["status"], "ok", "{fourth}");
+    assert_eq!(
+        units(&fourth, "calls_kpis"),
+        [
+            ("2026-01".into(), "up_to_date".into()),
+            ("2026-02".into(), "computed".into())
+        ]
+    );
+    assert_eq!(
+        units(&fourth, "complaints"),
+        [
+            ("2026-01".into(), "up_to_date".into()),
+            ("2026-02".into(), "computed".into())
+        ]
+    );
+    assert_eq!(
+        units(&fourth, "report-4"),
+        [("2026-02".into(), "computed".into())]
+    );
+    let done = outputs(dir);
+    // The kill left every output whole: the previous version or the finished one.
+    for (k, v) in &after_kill {
+        assert!(
+            before.get(k) == Some(v) || done.get(k) == Some(v),
+            "{k} is neither the old nor the new output"
+        );
+    }
+    assert_eq!(done["calls/2026-01.csv"], before["calls/2026-01.csv"]);
+    assert_ne!(done["calls/2026-02.csv"], before["calls/2026-02.csv"]);
+    let february = query_csv(
+        dir,
+        "calls_kpis",
+        &["from=2026-02-01", "to=2026-03-01", "period=month"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&done["calls/2026-02.csv"]),
+        february
+    );
+
+    // 5. And then there is nothing to do again.
+    let fifth = run_json(dir, &["nightly.toml", "--date", "2026-03-01"]);
+    assert_eq!(fifth["status"], "nothing_to_do", "{fifth}");
+
+    // A dry run says what a backfill would do and writes nothing.
+    let dry = run_json(
+        dir,
+        &[
+            "nightly.toml",
+            "--date",
+            "2026-03-01",
+            "--from",
+            "2025-12-01",
+            "--to",
+            "2026-03-01",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(
+        units(&dry, "calls_kpis"),
+        [
+            ("2025-12".into(), "would_compute".into()),
+            ("2026-01".into(), "up_to_date".into()),
+            ("2026-02".into(), "up_to_date".into())
+        ]
+    );
+    assert_eq!(outputs(dir), done);
+
+    // A second run while one holds the lock is refused with its own exit code.
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join(".kefu-jobs/nightly/lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    kefu(dir)
+        .args(["run", "nightly.toml"])
+        .assert()
+        .code(6)
+        .stderr(predicates::str::contains("already running"));
+}
+
+#[test]
+fn bad_job_files_name_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    for (text, needle) in [
+        (
+            "name = \"j\"\nwarehouse = \"wh\"\n\n[[step]]\ntype = \"export\"\n",
+            "bad.toml:5: unknown step type 'export'",
+        ),
+        (
+            "name = \"j\"\n\n[[step]]\ntype = \"report\"\nout = \"r\"\n",
+            "bad.toml:1: missing field `warehouse`",
+        ),
+        (
+            "name = \"j\"\nwarehouse = \"wh\"\nschedule = \"every night\"\n[[step]]\ntype = \"report\"\nout = \"r\"\n",
+            "bad.toml:3: schedule 'every night' is not a cron expression",
+        ),
+        (
+            "name = \"j\"\nwarehouse = \"wh\"\n[[step]]\ntype = \"query\"\n\nquery = \"calls_kpi\"\n",
+            "bad.toml:6: unknown named query 'calls_kpi'",
+        ),
+        (
+            "name = \"j\"\nwarehouse = \"wh\"\n[[step]]\ntype = \"query\"\nquery = \"calls_kpis\"\nparams = { to = \"last friday\" }\n",
+            "bad.toml:6: param to: 'last friday' is not a date expression",
+        ),
+    ] {
+        std::fs::write(dir.join("bad.toml"), text).unwrap();
+        kefu(dir)
+            .args(["run", "bad.toml"])
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains(needle));
+    }
+}
+
+#[test]
+fn the_scheduler_catches_up_a_missed_run_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let jobs = dir.join("jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    std::fs::write(
+        jobs.join("daily.toml"),
+        "name = \"daily\"\nwarehouse = \"../wh\"\nschedule = \"0 3 * * *\"\noutput_dir = \"../out\"\n[[step]]\ntype = \"query\"\nsql = \"SELECT CAST({{day}} AS VARCHAR) AS day\"\nparams = { day = \"yesterday\" }\n[[step.output]]\npath = \"day.csv\"\n",
+    )
+    .unwrap();
+    let tick = |now: &str| {
+        let out = kefu(dir)
+            .args(["schedule", "jobs", "--once", "--now", now])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let runs = || std::fs::read_dir(dir.join("out/_runs")).map_or(0, |d| d.count());
+    let first = tick("2026-03-01T12:00:00+08:00");
+    assert!(
+        first.contains("daily: armed, first run at 2026-03-02 03:00"),
+        "{first}"
+    );
+    assert_eq!(runs(), 0);
+    // Down for three days: one run, for the latest scheduled time.
+    let second = tick("2026-03-04T12:00:00+08:00");
+    assert!(
+        second.contains(
+            "ran for 2026-03-04 03:00 (catching up: 2 earlier scheduled runs were missed; ran once)"
+        ),
+        "{second}"
+    );
+    assert_eq!(runs(), 2, "one run report and the latest copy");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out/day.csv")).unwrap(),
+        "day\n2026-03-03\n"
+    );
+    let third = tick("2026-03-04T18:00:00+08:00");
+    assert!(
+        third.contains("not due, next run at 2026-03-05 03:00"),
+        "{third}"
+    );
+    assert_eq!(runs(), 2);
+}
+
+/// Sums of `column` over the rows of a CSV whose `key` column starts with `prefix`.
+fn sum(csv_text: &str, key: &str, prefix: &str, column: &str) -> f64 {
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let k = headers.iter().position(|h| h == key).unwrap();
+    let c = headers.iter().position(|h| h == column).unwrap();
+    reader
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| r[k].starts_with(prefix))
+        .map(|r| r[c].parse::<f64>().unwrap_or(0.0))
+        .sum()
+}
+
+fn headline(report: &Path, kpi: &str) -> f64 {
+    let text = std::fs::read_to_string(report.join("tables/headline.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let row = reader
+        .records()
+        .map(|r| r.unwrap())
+        .find(|r| &r[0] == kpi)
+        .unwrap();
+    row[3].parse().unwrap()
+}
+
+#[test]
+fn the_report_matches_the_named_queries_and_renders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let exports = exports(dir);
+    kefu(dir)
+        .args(["ingest", "-q", "--warehouse", "wh"])
+        .arg(&exports)
+        .assert()
+        .success();
+    kefu(dir)
+        .args([
+            "report",
+            "--month",
+            "2026-02",
+            "--warehouse",
+            "wh",
+            "--lang",
+            "en",
+            "--out",
+            "rep",
+            "-q",
+        ])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "In February 2026 the hotline received",
+        ));
+    let rep = dir.join("rep");
+
+    // The tables are the named queries' results, byte for byte.
+    let trend = ["from=2025-02-01", "to=2026-03-01", "period=month"];
+    let calls = query_csv(dir, "calls_kpis", &trend);
+    assert_eq!(
+        std::fs::read_to_string(rep.join("tables/calls_kpis.csv")).unwrap(),
+        calls
+    );
+    let complaints = query_csv(dir, "complaints_trend", &trend);
+    assert_eq!(
+        std::fs::read_to_string(rep.join("tables/complaints_trend.csv")).unwrap(),
+        complaints
+    );
+    let callbacks = query_csv(dir, "callbacks_kpis", &trend);
+    assert_eq!(
+        std::fs::read_to_string(rep.join("tables/callbacks_kpis.csv")).unwrap(),
+        callbacks
+    );
+    let scorecard = query_csv(
+        dir,
+        "branch_scorecard",
+        &["from=2026-02-01", "to=2026-03-01"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(rep.join("tables/branch_scorecard.csv")).unwrap(),
+        scorecard
+    );
+
+    // The headline figures are those results summed, rates re-weighted.
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b.abs().max(1.0);
+    let offered = sum(&calls, "period", "2026-02", "offered");
+    let answered = sum(&calls, "period", "2026-02", "answered");
+    assert!(offered > 1000.0);
+    assert!(close(headline(&rep, "calls_offered"), offered));
+    assert!(close(headline(&rep, "answer_rate"), answered / offered));
+    assert!(close(
+        headline(&rep, "complaints"),
+        sum(&complaints, "period", "2026-02", "complaints")
+    ));
+    let satisfied = sum(&callbacks, "period", "2026-02", "satisfied");
+    let dissatisfied = sum(&callbacks, "period", "2026-02", "dissatisfied");
+    assert!(close(
+        headline(&rep, "satisfaction"),
+        satisfied / (satisfied + dissatisfied)
+    ));
+
+    // The page is self-contained: no script, no external resource.
+    let html = std::fs::read_to_string(rep.join("index.html")).unwrap();
+    let outside_namespaces = html.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+    for external in ["<script", "http:", "https:", "src=", "<link", "url("] {
+        assert!(
+            !outside_namespaces.contains(external),
+            "the page has {external}"
+        );
+    }
+    assert!(html.contains("Customer service report, February 2026"));
+
+    // Chinese labels with --lang zh.
+    kefu(dir)
+        .args([
+            "report",
+            "--month",
+            "2026-02",
+            "--warehouse",
+            "wh",
+            "--out",
+            "rep-zh",
+            "-q",
+        ])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("本月共受理投诉"));
+    let zh = std::fs::read_to_string(dir.join("rep-zh/index.html")).unwrap();
+    assert!(
+        zh.contains("2026年2月 客户服务月度报告") && zh.contains("环比") && zh.contains("同比")
+    );
+
+    crate::browser::renders_with_charts(&rep.join("index.html"), dir);
+}
+
+#[test]
+fn the_demo_runs_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let out = kefu(dir)
+        .args([
+            "demo",
+            "--dir",
+            "d",
+            "--customers",
+            "300",
+            "--days",
+            "35",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Open the monthly report:"), "{stdout}");
+    // Three SQL examples to try, each of which runs.
+    let examples: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("kefu sql "))
+        .collect();
+    assert_eq!(examples.len(), 3, "{stdout}");
+    for e in examples {
+        let (_, rest) = e.split_once("-e \"").unwrap();
+        let sql = rest.strip_suffix('"').unwrap();
+        kefu(dir)
+            .args(["sql", "--warehouse", "d/warehouse", "-e", sql])
+            .assert()
+            .success();
+    }
+    assert!(
+        dir.join("d/kpi/reports/2026-01/index.html").is_file(),
+        "{stdout}"
+    );
+    assert!(dir.join("d/kpi/calls_kpis.csv").is_file());
+}
+
+#[test]
+fn failed_steps_give_their_exit_codes_and_the_rest_still_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    kefu(dir)
+        .args([
+            "gen",
+            "--messy",
+            "--customers",
+            "200",
+            "--days",
+            "2",
+            "--bad-row-rate",
+            "0.05",
+            "-q",
+            "--out",
+            "inbox",
+        ])
+        .assert()
+        .success();
+    let ok_step = "[[step]]\ntype = \"query\"\nname = \"one\"\nsql = \"SELECT 1 AS one\"\n[[step.output]]\npath = \"one.csv\"\n";
+    // An ingest refused for its rejects: exit 3, and the next step ran.
+    std::fs::write(
+        dir.join("strict.toml"),
+        format!("name = \"strict\"\nwarehouse = \"wh\"\n[[step]]\ntype = \"ingest\"\nsources = [\"inbox\"]\nmax_reject_ratio = 0.0\n{ok_step}"),
+    )
+    .unwrap();
+    let out = kefu(dir)
+        .args(["run", "strict.toml", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "rejected");
+    assert_eq!(report["steps"][0]["status"], "failed");
+    assert!(report["steps"][0]["ingest"]["rejected"].as_u64().unwrap() > 0);
+    assert_eq!(report["steps"][1]["status"], "done");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("step ingest-1 (line 3)"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("one.csv")).unwrap(),
+        "one\n1\n"
+    );
+
+    // A step failing at run time, another succeeding: partial failure, exit 5.
+    std::fs::write(
+        dir.join("partial.toml"),
+        format!("name = \"partial\"\nwarehouse = \"wh\"\n[[step]]\ntype = \"query\"\nname = \"broken\"\nsql = \"SELECT no_such_column FROM calls\"\n{ok_step}"),
+    )
+    .unwrap();
+    kefu(dir)
+        .args(["run", "partial.toml"])
+        .assert()
+        .code(5)
+        .stderr(
+            predicates::str::contains("step broken (line 3)")
+                .and(predicates::str::contains("no_such_column")),
+        );
+}
