@@ -406,16 +406,36 @@ pub fn demo_command(args: &DemoArgs) -> CliResult {
     println!("KPI tables:               {}", dir.join("kpi").display());
     println!("\nTry some SQL on the warehouse:");
     let w = warehouse.display();
+    let kefu = command_name();
     println!(
-        "  kefu sql --warehouse {w} -e \"SELECT region, count(*) AS calls, avg(CASE WHEN outcome = 'answered' THEN 1.0 ELSE 0 END) AS answer_rate FROM calls GROUP BY region ORDER BY region\""
+        "  {kefu} sql --warehouse {w} -e \"SELECT region, count(*) AS calls, avg(CASE WHEN outcome = 'answered' THEN 1.0 ELSE 0 END) AS answer_rate FROM calls GROUP BY region ORDER BY region\""
     );
     println!(
-        "  kefu sql --warehouse {w} -e \"SELECT local_trunc('month', created_at) AS month, count(*) AS complaints FROM tickets WHERE kind = 'complaint' GROUP BY 1 ORDER BY 1\""
+        "  {kefu} sql --warehouse {w} -e \"SELECT local_trunc('month', created_at) AS month, count(*) AS complaints FROM tickets WHERE kind = 'complaint' GROUP BY 1 ORDER BY 1\""
     );
     println!(
-        "  kefu sql --warehouse {w} -e \"SELECT branch_id, round(avg(date_diff('second', arrived_at, called_at)) / 60, 1) AS avg_wait_min FROM visits WHERE called_at IS NOT NULL GROUP BY 1 ORDER BY 2 DESC LIMIT 5\""
+        "  {kefu} sql --warehouse {w} -e \"SELECT branch_id, round(avg(date_diff('second', arrived_at, called_at)) / 60, 1) AS avg_wait_min FROM visits WHERE called_at IS NOT NULL GROUP BY 1 ORDER BY 2 DESC LIMIT 5\""
     );
     println!("\nOr a named KPI query (kefu query --list shows all 20):");
-    println!("  kefu query churn_at_risk --warehouse {w} --param as_of={run_date} --param top=10");
+    println!(
+        "  {kefu} query churn_at_risk --warehouse {w} --param as_of={run_date} --param top=10"
+    );
     Ok(())
+}
+
+/// How to call this binary in printed examples: `kefu` when that is what PATH finds,
+/// else its full path (e.g. after `cargo run`).
+fn command_name() -> String {
+    let Ok(exe) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "kefu".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .any(|dir| std::fs::canonicalize(dir.join("kefu")).is_ok_and(|p| p == exe))
+    });
+    if on_path {
+        "kefu".into()
+    } else {
+        exe.display().to_string()
+    }
 }

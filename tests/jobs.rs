@@ -279,6 +279,26 @@ fn a_job_runs_incrementally_and_survives_a_kill() {
     );
     assert_eq!(outputs(dir), done);
 
+    // A backfill of January builds its report; its KPI period is already up to date,
+    // and the whole-range output keeps both months.
+    let backfill = run_json(
+        dir,
+        &["nightly.toml", "--from", "2026-01-01", "--to", "2026-02-01"],
+    );
+    assert_eq!(
+        units(&backfill, "report-4"),
+        [("2026-01".into(), "computed".into())]
+    );
+    assert_eq!(
+        units(&backfill, "calls_kpis"),
+        [("2026-01".into(), "up_to_date".into())]
+    );
+    assert!(dir.join("kpi/reports/2026-01/index.html").is_file());
+    assert_eq!(
+        outputs(dir)["calls_kpis.parquet"],
+        done["calls_kpis.parquet"]
+    );
+
     // A second run while one holds the lock is refused with its own exit code.
     let lock = std::fs::OpenOptions::new()
         .write(true)
@@ -539,7 +559,7 @@ fn the_demo_runs_end_to_end() {
     // Three SQL examples to try, each of which runs.
     let examples: Vec<&str> = stdout
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("kefu sql "))
+        .filter_map(|l| l.split_once(" sql --warehouse ").map(|(_, rest)| rest))
         .collect();
     assert_eq!(examples.len(), 3, "{stdout}");
     for e in examples {

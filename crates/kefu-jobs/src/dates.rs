@@ -179,15 +179,8 @@ pub fn eval(expr: &str, run_date: NaiveDate) -> Result<NaiveDate, String> {
         let unit_end = rest
             .find(|c: char| !(c.is_ascii_alphabetic() || c == '_'))
             .unwrap_or(rest.len());
-        let unit = rest[..unit_end].trim_end_matches('s');
-        let period = match unit {
-            "day" => Period::Day,
-            "week" => Period::Week,
-            "month" => Period::Month,
-            "quarter" => Period::Quarter,
-            "half" | "half_year" => Period::Half,
-            "year" => Period::Year,
-            _ => return Err(bad(&format!("unknown unit '{}'", &rest[..unit_end]))),
+        let Some(period) = Period::parse(rest[..unit_end].trim_end_matches('s')) else {
+            return Err(bad(&format!("unknown unit '{}'", &rest[..unit_end])));
         };
         rest = &rest[unit_end..];
         date = period

@@ -509,7 +509,11 @@ impl Runner<'_> {
     }
 
     /// The step's periods with their SQL.
-    fn plan_units(&self, step: &QueryStep) -> Result<Vec<PlannedUnit>, String> {
+    fn plan_units(
+        &self,
+        step: &QueryStep,
+        range: Option<(NaiveDate, NaiveDate)>,
+    ) -> Result<Vec<PlannedUnit>, String> {
         let mut values: BTreeMap<String, String> = step
             .query
             .params
@@ -520,7 +524,7 @@ impl Runner<'_> {
             values.insert(name.clone(), value.resolve(self.run_date)?);
         }
         let takes = |n: &str| step.query.params.iter().any(|p| p.name == n);
-        if let Some((from, to)) = self.options.range
+        if let Some((from, to)) = range
             && takes("from")
             && takes("to")
         {
@@ -580,7 +584,7 @@ impl Runner<'_> {
         step: &QueryStep,
         report: &mut StepReport,
     ) -> Result<(), String> {
-        let units = self.plan_units(step)?;
+        let units = self.plan_units(step, self.options.range)?;
         let engine = self.engine()?;
         let inventory = Inventory::read(&self.warehouse).await?;
         let tables = match units.first() {
@@ -592,7 +596,6 @@ impl Runner<'_> {
         self.progress
             .start(name, Some(units.len() as u64), Unit::Items("periods"));
         let mut computed = 0;
-        let mut unit_fingerprints = Vec::new();
         for unit in &units {
             let begun = Instant::now();
             let key = format!("{name}/{}", unit.period);
@@ -602,7 +605,6 @@ impl Runner<'_> {
                 None
             };
             let fingerprint = inventory.fingerprint(&unit.sql, &tables, until.as_deref());
-            unit_fingerprints.push(fingerprint.clone());
             let cache = self.state_dir.cache(name, &unit.period);
             let fresh = !self.options.force
                 && cache.exists()
@@ -670,10 +672,33 @@ impl Runner<'_> {
             self.progress.advance(1);
         }
         self.progress.finish();
-        // Whole-range outputs: assembled from the cached periods when any changed.
-        let combined =
-            blake3::hash(unit_fingerprints.join(",").as_bytes()).to_hex()[..32].to_string();
+        // Whole-range outputs hold the step's own range (a backfill never narrows them),
+        // assembled from the cached periods whenever one of them changed.
+        let whole: Vec<String> = if self.options.range.is_some() && step.partition.is_some() {
+            self.plan_units(step, None)?
+                .into_iter()
+                .map(|u| u.period)
+                .collect()
+        } else {
+            units.iter().map(|u| u.period.clone()).collect()
+        };
+        let fingerprints: Vec<&str> = whole
+            .iter()
+            .map(|p| {
+                self.state
+                    .units
+                    .get(&format!("{name}/{p}"))
+                    .map_or("-", |u| u.fingerprint.as_str())
+            })
+            .collect();
+        let combined = blake3::hash(fingerprints.join(",").as_bytes()).to_hex()[..32].to_string();
+        let not_cached: Vec<&str> = whole
+            .iter()
+            .filter(|p| !self.state_dir.cache(name, p).exists())
+            .map(String::as_str)
+            .collect();
         let mut rewritten = 0;
+        let mut note = None;
         for o in step.outputs.iter().filter(|o| !o.per_period()) {
             let target = self.target(&o.path)?;
             let key = target.to_string();
@@ -683,14 +708,21 @@ impl Runner<'_> {
             {
                 continue;
             }
+            if !not_cached.is_empty() && !self.options.dry_run {
+                note = Some(format!(
+                    "{target} left as it was: period {} not computed yet (run without --from/--to)",
+                    not_cached.join(", ")
+                ));
+                continue;
+            }
             rewritten += 1;
             if self.options.dry_run {
                 continue;
             }
             let mut schema = None;
             let mut all = Vec::new();
-            for unit in &units {
-                let (s, batches) = read_cache(&self.state_dir.cache(name, &unit.period))?;
+            for period in &whole {
+                let (s, batches) = read_cache(&self.state_dir.cache(name, period))?;
                 schema.get_or_insert(s);
                 all.extend(batches);
             }
@@ -731,6 +763,9 @@ impl Runner<'_> {
                 report.outputs.len()
             )
         };
+        if let Some(note) = note {
+            report.message.push_str(&format!("; {note}"));
+        }
         Ok(())
     }
 

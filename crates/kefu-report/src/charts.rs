@@ -175,16 +175,28 @@ fn x_labels(svg: &mut String, labels: &[String], x: impl Fn(usize) -> f64) {
     }
 }
 
-/// A line over `labels` (e.g. 13 months); missing values break the line.
-pub fn line(title: &str, labels: &[String], values: &[Option<f64>], scale: Scale) -> String {
-    let frame = Frame::new(values, false);
+/// The frame of a chart over `labels`: the open SVG with its axes and labels, the value
+/// frame, and the width of one label's slot.
+fn plot(
+    title: &str,
+    labels: &[String],
+    values: &[Option<f64>],
+    scale: Scale,
+    from_zero: bool,
+) -> (String, Frame, f64) {
+    let frame = Frame::new(values, from_zero);
     let mut svg = String::new();
     open(&mut svg, title, HEIGHT);
     frame.axes(&mut svg, scale);
-    let n = labels.len().max(1);
-    let step = (WIDTH - LEFT - RIGHT) / n as f64;
+    let step = (WIDTH - LEFT - RIGHT) / labels.len().max(1) as f64;
+    x_labels(&mut svg, labels, |i| LEFT + step * (i as f64 + 0.5));
+    (svg, frame, step)
+}
+
+/// A line over `labels` (e.g. 13 months); missing values break the line.
+pub fn line(title: &str, labels: &[String], values: &[Option<f64>], scale: Scale) -> String {
+    let (mut svg, frame, step) = plot(title, labels, values, scale, false);
     let x = |i: usize| LEFT + step * (i as f64 + 0.5);
-    x_labels(&mut svg, labels, x);
     let mut d = String::new();
     let mut pen_down = false;
     for (i, v) in values.iter().enumerate() {
@@ -236,14 +248,8 @@ pub fn line(title: &str, labels: &[String], values: &[Option<f64>], scale: Scale
 
 /// Vertical bars over `labels`; the last bar (the report's month) is highlighted.
 pub fn bars(title: &str, labels: &[String], values: &[Option<f64>], scale: Scale) -> String {
-    let frame = Frame::new(values, true);
-    let mut svg = String::new();
-    open(&mut svg, title, HEIGHT);
-    frame.axes(&mut svg, scale);
-    let n = labels.len().max(1);
-    let step = (WIDTH - LEFT - RIGHT) / n as f64;
+    let (mut svg, frame, step) = plot(title, labels, values, scale, true);
     let x = |i: usize| LEFT + step * (i as f64 + 0.5);
-    x_labels(&mut svg, labels, x);
     let zero = frame.y(0.0f64.clamp(frame.lo, frame.hi));
     for (i, v) in values.iter().enumerate() {
         let Some(v) = v else { continue };
