@@ -277,6 +277,14 @@ fn a_job_runs_incrementally_and_survives_a_kill() {
             ("2026-02".into(), "up_to_date".into())
         ]
     );
+    let planned = &dry["steps"][1]["message"];
+    assert!(
+        planned
+            .as_str()
+            .unwrap()
+            .contains("2025-12: never computed"),
+        "{planned}"
+    );
     assert_eq!(outputs(dir), done);
 
     // A backfill of January builds its report; its KPI period is already up to date,

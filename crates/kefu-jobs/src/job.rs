@@ -136,8 +136,9 @@ impl ParamValue {
     }
 }
 
-/// How far past a period's end new data can still change its result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How far past a period's end new data can still change its result (ordered: a longer
+/// lookahead is greater).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Lookahead {
     /// Only data up to the period's end (the default).
     None,

@@ -76,6 +76,9 @@ pub struct UnitReport {
     pub to: Option<NaiveDate>,
     /// computed, up_to_date, or (dry run) would_compute.
     pub status: &'static str,
+    /// Why it is (or would be) computed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
     pub rows: u64,
     pub seconds: f64,
 }
@@ -388,6 +391,35 @@ impl Inventory {
     }
 }
 
+/// " (2026-01: never computed, 2026-02: its data or SQL changed)" for up to six periods.
+fn stale_list(units: &[UnitReport]) -> String {
+    let stale: Vec<String> = units
+        .iter()
+        .filter_map(|u| u.reason.map(|r| format!("{}: {r}", u.period)))
+        .collect();
+    match stale.len() {
+        0 => String::new(),
+        n if n <= 6 => format!(" ({})", stale.join(", ")),
+        n => format!(" ({}, … {} more)", stale[..6].join(", "), n - 6),
+    }
+}
+
+/// Why a period must be computed, or `None` when its result is up to date.
+fn why_stale(
+    force: bool,
+    previous: Option<&UnitState>,
+    fingerprint: &str,
+    result_present: bool,
+) -> Option<&'static str> {
+    match previous {
+        _ if force => Some("--force"),
+        None => Some("never computed"),
+        Some(p) if p.fingerprint != fingerprint => Some("its data or SQL changed"),
+        Some(_) if !result_present => Some("its result is missing"),
+        Some(_) => None,
+    }
+}
+
 /// The last month (`YYYY-MM`) whose data can change a period ending (exclusively) at `to`.
 fn last_month(to: Option<NaiveDate>, lookahead: Lookahead) -> Option<String> {
     let last_day = to?.pred_opt()?;
@@ -606,18 +638,19 @@ impl Runner<'_> {
             };
             let fingerprint = inventory.fingerprint(&unit.sql, &tables, until.as_deref());
             let cache = self.state_dir.cache(name, &unit.period);
-            let fresh = !self.options.force
-                && cache.exists()
-                && self
-                    .state
-                    .units
-                    .get(&key)
-                    .is_some_and(|u| u.fingerprint == fingerprint);
+            let reason = why_stale(
+                self.options.force,
+                self.state.units.get(&key),
+                &fingerprint,
+                cache.exists(),
+            );
+            let fresh = reason.is_none();
             let mut unit_report = UnitReport {
                 period: unit.period.clone(),
                 from: unit.from,
                 to: unit.to,
                 status: "up_to_date",
+                reason,
                 rows: self.state.units.get(&key).map_or(0, |u| u.rows),
                 seconds: 0.0,
             };
@@ -740,7 +773,8 @@ impl Runner<'_> {
                 .count();
             report.status = StepStatus::Planned;
             format!(
-                "would compute {would} of {total} periods, rewrite {rewritten} combined outputs"
+                "would compute {would} of {total} periods{}, rewrite {rewritten} whole-range outputs",
+                stale_list(&report.units)
             )
         } else if computed == 0 && report.outputs.is_empty() {
             report.status = StepStatus::UpToDate;
@@ -793,27 +827,44 @@ impl Runner<'_> {
         };
         let engine = self.engine()?;
         let inventory = Inventory::read(&self.warehouse).await?;
-        let all_tables: BTreeSet<String> = engine.tables().iter().map(|t| t.name.clone()).collect();
         let mut built = 0;
         for month in months {
             let label = Period::Month.label(month);
             let key = format!("{name}/{label}");
-            let seed = format!("report {label} {:?} {}", step.region, step.lang.code());
-            let fingerprint = inventory.fingerprint(&seed, &all_tables, Some(&label));
+            let request = kefu_report::ReportRequest {
+                month,
+                region: step.region.clone(),
+                lang: step.lang,
+            };
+            // What the report reads: the tables of its queries' plans, up to its month
+            // plus the longest lookahead among them (churn_monthly's is `all`).
+            let mut tables = BTreeSet::new();
+            let mut lookahead = Lookahead::None;
+            let mut seed = format!("report {:?} {}", step.region, step.lang.code());
+            for (query, params) in kefu_report::query_plan(&request) {
+                let q = self.job.library.get(query).map_err(|e| e.to_string())?;
+                let sql = q.render(&params).map_err(|e| e.to_string())?;
+                tables.extend(tables_read(&engine, &sql).await?);
+                seed.push_str(&sql);
+                let own: Lookahead = q.lookahead.as_deref().unwrap_or("none").parse()?;
+                lookahead = lookahead.max(own);
+            }
+            let until = last_month(Period::Month.shift(month, 1), lookahead);
+            let fingerprint = inventory.fingerprint(&seed, &tables, until.as_deref());
             let dir = self.target(&step.out.replace("{month}", &label))?;
-            let fresh = !self.options.force
-                && self
-                    .state
-                    .units
-                    .get(&key)
-                    .is_some_and(|u| u.fingerprint == fingerprint)
-                && exists(&dir.join("index.html")).await;
-            if fresh {
+            let reason = why_stale(
+                self.options.force,
+                self.state.units.get(&key),
+                &fingerprint,
+                exists(&dir.join("index.html")).await,
+            );
+            if reason.is_none() {
                 report.units.push(UnitReport {
                     period: label,
                     from: Some(month),
                     to: None,
                     status: "up_to_date",
+                    reason,
                     rows: 0,
                     seconds: 0.0,
                 });
@@ -825,17 +876,13 @@ impl Runner<'_> {
                     from: Some(month),
                     to: None,
                     status: "would_compute",
+                    reason,
                     rows: 0,
                     seconds: 0.0,
                 });
                 continue;
             }
             let begun = Instant::now();
-            let request = kefu_report::ReportRequest {
-                month,
-                region: step.region.clone(),
-                lang: step.lang,
-            };
             let built_report =
                 kefu_report::build(&engine, &self.job.library, &request, self.progress)
                     .await
@@ -860,6 +907,7 @@ impl Runner<'_> {
                 from: Some(month),
                 to: None,
                 status: "computed",
+                reason,
                 rows: 0,
                 seconds: begun.elapsed().as_secs_f64(),
             });
@@ -868,12 +916,13 @@ impl Runner<'_> {
         if self.options.dry_run {
             report.status = StepStatus::Planned;
             report.message = format!(
-                "would build {} of {total} reports",
+                "would build {} of {total} reports{}",
                 report
                     .units
                     .iter()
                     .filter(|u| u.status == "would_compute")
-                    .count()
+                    .count(),
+                stale_list(&report.units)
             );
         } else if built == 0 {
             report.status = StepStatus::UpToDate;
