@@ -735,7 +735,10 @@ impl Runner<'_> {
         for o in step.outputs.iter().filter(|o| !o.per_period()) {
             let target = self.target(&o.path)?;
             let key = target.to_string();
+            // A dry run has not recorded the periods it would compute: they change it too.
+            let would_change = report.units.iter().any(|u| u.status == "would_compute");
             if !self.options.force
+                && !would_change
                 && self.state.outputs.get(&key) == Some(&combined)
                 && exists(&target).await
             {

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use kefu_progress::Progress;
 
 use crate::run::{RunOptions, RunReport};
@@ -65,6 +65,9 @@ pub fn next_fire(job: &Job, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
 
 /// Runs every due job once; returns what happened to each scheduled job.
 pub fn tick(jobs: &[Job], now: DateTime<Utc>, progress: &dyn Progress) -> Vec<Event> {
+    // Whole seconds: cron times have none, and a fraction would make the latest scheduled
+    // time look later than the same time computed from the last run.
+    let now = now.with_nanosecond(0).unwrap_or(now);
     let mut events = Vec::new();
     for job in jobs {
         let Some(schedule) = &job.schedule else {
@@ -137,4 +140,43 @@ pub fn tick(jobs: &[Job], now: DateTime<Utc>, progress: &dyn Progress) -> Vec<Ev
         });
     }
     events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_tick_a_fraction_of_a_second_late_misses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        let text = "name = \"m\"\nwarehouse = \"wh\"\nschedule = \"* * * * *\"\n[[step]]\ntype = \"query\"\nsql = \"SELECT 1 AS one\"\n[[step.output]]\npath = \"one.csv\"\n";
+        std::fs::write(&path, text).unwrap();
+        let jobs = vec![Job::load(&path).unwrap()];
+        let progress = kefu_progress::NoProgress;
+        let armed = tick(&jobs, at("2026-11-23T08:57:21.4+08:00"), &progress);
+        assert!(matches!(armed[..], [Event::Armed { .. }]), "{armed:?}");
+        let ran = tick(&jobs, at("2026-11-23T08:58:00.2+08:00"), &progress);
+        match &ran[..] {
+            [
+                Event::Ran {
+                    due,
+                    missed,
+                    result,
+                    ..
+                },
+            ] => {
+                assert_eq!(*due, at("2026-11-23T08:58:00+08:00"));
+                assert_eq!(*missed, 0);
+                assert!(result.is_ok(), "{result:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let again = tick(&jobs, at("2026-11-23T08:58:30+08:00"), &progress);
+        assert!(matches!(again[..], [Event::Waiting { .. }]), "{again:?}");
+    }
 }
