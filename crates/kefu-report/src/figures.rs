@@ -765,43 +765,46 @@ impl Figures {
             ),
             Lang::En => request.month.format("%B %Y").to_string(),
         };
-        let change_words = |k: &Kpi, base: Option<f64>, zh_basis: &str, en_basis: &str| -> String {
-            match (k.change(base), k.kind, lang) {
-                (None, _, Lang::Zh) => format!("{zh_basis}无可比数据"),
-                (None, _, Lang::En) => format!("no {en_basis} figure to compare"),
-                (Some(c), KpiKind::Rate, Lang::Zh) => format!(
-                    "{zh_basis}{}{:.1}个百分点",
-                    if c >= 0.0 { "上升" } else { "下降" },
-                    (c * 100.0).abs()
+        // "环比上升3.5%" / "up 3.5% on the previous month"; `year` picks 同比.
+        let change_words = |k: &Kpi, year: bool| -> String {
+            let (zh_basis, en_basis) = if year {
+                ("同比", "the same month last year")
+            } else {
+                ("环比", "the previous month")
+            };
+            let base = if year { k.year_ago() } else { k.previous() };
+            let Some(c) = k.change(base) else {
+                return match lang {
+                    Lang::Zh => format!("{zh_basis}无可比数据"),
+                    Lang::En => format!("no figure for {en_basis} to compare"),
+                };
+            };
+            let amount = match k.kind {
+                KpiKind::Rate => format!(
+                    "{:.1}{}",
+                    (c * 100.0).abs(),
+                    lang.pick("个百分点", " points")
                 ),
-                (Some(c), KpiKind::Rate, Lang::En) => format!(
-                    "{} {:.1} points {en_basis}",
-                    if c >= 0.0 { "up" } else { "down" },
-                    (c * 100.0).abs()
+                _ => format!("{:.1}%", (c * 100.0).abs()),
+            };
+            match lang {
+                Lang::Zh => format!(
+                    "{zh_basis}{}{amount}",
+                    if c >= 0.0 { "上升" } else { "下降" }
                 ),
-                (Some(c), _, Lang::Zh) => format!(
-                    "{zh_basis}{}{:.1}%",
-                    if c >= 0.0 { "上升" } else { "下降" },
-                    (c * 100.0).abs()
-                ),
-                (Some(c), _, Lang::En) => format!(
-                    "{} {:.1}% {en_basis}",
-                    if c >= 0.0 { "up" } else { "down" },
-                    (c * 100.0).abs()
+                Lang::En => format!(
+                    "{} {amount} on {en_basis}",
+                    if c >= 0.0 { "up" } else { "down" }
                 ),
             }
         };
-        let both = |k: &Kpi| match lang {
-            Lang::Zh => format!(
-                "{}，{}",
-                change_words(k, k.previous(), "环比", ""),
-                change_words(k, k.year_ago(), "同比", "")
-            ),
-            Lang::En => format!(
-                "{} and {}",
-                change_words(k, k.previous(), "", "on the previous month"),
-                change_words(k, k.year_ago(), "", "on the same month last year")
-            ),
+        let both = |k: &Kpi| {
+            format!(
+                "{}{}{}",
+                change_words(k, false),
+                lang.pick("，", " and "),
+                change_words(k, true)
+            )
         };
         let (calls, answer, complaints, on_time, satisfaction, churn) = (
             get("calls_offered"),
@@ -835,7 +838,7 @@ impl Figures {
                     count(complaints.current()),
                     both(complaints),
                     on_time.format(on_time.current()),
-                    change_words(on_time, on_time.previous(), "环比", "")
+                    change_words(on_time, false)
                 ));
                 parts.push(format!(
                     "回访满意度 {}{}{}。客户流失率 {}，{}。",
@@ -843,7 +846,7 @@ impl Figures {
                     if region_words.is_empty() { "" } else { "：" },
                     region_words.join(sep),
                     churn.format(churn.current()),
-                    change_words(churn, churn.previous(), "环比", "")
+                    change_words(churn, false)
                 ));
             }
             Lang::En => {
@@ -859,7 +862,7 @@ impl Figures {
                     count(complaints.current()),
                     both(complaints),
                     on_time.format(on_time.current()),
-                    change_words(on_time, on_time.previous(), "", "on the previous month")
+                    change_words(on_time, false)
                 ));
                 parts.push(format!(
                     "Callback satisfaction {}{}{}. Churn (closures) {}, {}.",
@@ -867,7 +870,7 @@ impl Figures {
                     if region_words.is_empty() { "" } else { ": " },
                     region_words.join(sep),
                     churn.format(churn.current()),
-                    change_words(churn, churn.previous(), "", "on the previous month")
+                    change_words(churn, false)
                 ));
             }
         }
@@ -920,8 +923,9 @@ impl Figures {
                     spots.join("、")
                 ),
                 Lang::En => format!(
-                    "{} complaint hot spots this month, among them {}.",
+                    "{} complaint hot spot{} this month, among them {}.",
                     self.hotspots.len(),
+                    if self.hotspots.len() == 1 { "" } else { "s" },
                     spots.join(", ")
                 ),
             });

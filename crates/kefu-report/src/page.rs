@@ -165,6 +165,16 @@ pub(crate) fn render(
             .iter()
             .filter(|b| b.place == place)
             .collect();
+        if list.is_empty() {
+            // With few branches the query lists every one of them at the top.
+            return format!(
+                "<p class=\"note\">{}</p>",
+                l(
+                    "分支机构较少，已全部列入前列。",
+                    "Few branches: every one is listed in the top list."
+                )
+            );
+        }
         charts::hbars(
             title,
             &list
