@@ -361,6 +361,7 @@ fn the_scheduler_catches_up_a_missed_run_once() {
     let dir = tmp.path();
     let jobs = dir.join("jobs");
     std::fs::create_dir_all(&jobs).unwrap();
+    std::fs::create_dir_all(dir.join("wh")).unwrap();
     std::fs::write(
         jobs.join("daily.toml"),
         "name = \"daily\"\nwarehouse = \"../wh\"\nschedule = \"0 3 * * *\"\noutput_dir = \"../out\"\n[[step]]\ntype = \"query\"\nsql = \"SELECT CAST({{day}} AS VARCHAR) AS day\"\nparams = { day = \"yesterday\" }\n[[step.output]]\npath = \"day.csv\"\n",
@@ -632,6 +633,19 @@ fn failed_steps_give_their_exit_codes_and_the_rest_still_runs() {
         std::fs::read_to_string(dir.join("one.csv")).unwrap(),
         "one\n1\n"
     );
+
+    // A query job over a warehouse that is not there: an error, not empty tables.
+    std::fs::write(
+        dir.join("typo.toml"),
+        format!("name = \"typo\"\nwarehouse = \"whh\"\n{ok_step}"),
+    )
+    .unwrap();
+    kefu(dir)
+        .args(["run", "typo.toml"])
+        .assert()
+        .code(4)
+        .stderr(predicates::str::contains("whh/: no warehouse there"));
+    assert!(!dir.join("whh").exists());
 
     // A step failing at run time, another succeeding: partial failure, exit 5.
     std::fs::write(

@@ -227,6 +227,19 @@ pub fn run(
         Some(state_dir.lock(&job.name)?)
     };
     let state = state_dir.load()?;
+    if let Some(dir) = job.warehouse.local_path()
+        && !dir.is_dir()
+        && !matches!(
+            job.steps.first().map(|s| &s.kind),
+            Some(StepKind::Ingest(_))
+        )
+    {
+        // Opening would create an empty warehouse and every query would find no rows.
+        return Err(JobError::io(
+            dir.display(),
+            "no warehouse there, and the job does not start with an ingest step to create one (check `warehouse`)",
+        ));
+    }
     let warehouse = Warehouse::open(&job.warehouse).map_err(|e| JobError::Run(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -156,6 +156,7 @@ mod tests {
         let path = dir.path().join("m.toml");
         let text = "name = \"m\"\nwarehouse = \"wh\"\nschedule = \"* * * * *\"\n[[step]]\ntype = \"query\"\nsql = \"SELECT 1 AS one\"\n[[step.output]]\npath = \"one.csv\"\n";
         std::fs::write(&path, text).unwrap();
+        std::fs::create_dir_all(dir.path().join("wh")).unwrap();
         let jobs = vec![Job::load(&path).unwrap()];
         let progress = kefu_progress::NoProgress;
         let armed = tick(&jobs, at("2026-11-23T08:57:21.4+08:00"), &progress);
