@@ -74,7 +74,7 @@ pub enum IngestError {
     #[error("writing the batch failed: {0}")]
     Write(String),
     #[error(
-        "{rejected} of {records} records rejected ({:.2}%), more than --max-reject-ratio {max_ratio}: nothing of this batch was committed",
+        "{rejected} of {records} records rejected ({:.2}%), more than the allowed ratio {max_ratio} (--max-reject-ratio, or max_reject_ratio in a job): nothing of this batch was committed",
         100.0 * *rejected as f64 / (*records).max(1) as f64
     )]
     TooManyRejects {
