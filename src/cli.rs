@@ -162,6 +162,24 @@ pub enum Command {
     /// run reports and reports/<month>/index.html). Takes a few minutes on 2 cores.
     Demo(crate::jobs::DemoArgs),
 
+    /// Serve the warehouse over HTTP (work in progress: health and SQL so far).
+    ///
+    /// `GET /healthz`; `POST /api/v1/sql` with a bearer token of an analyst or admin:
+    /// `{"sql": "SELECT …"}` or `{"query": "calls_kpis", "params": {…}}`, results as JSON,
+    /// CSV or Arrow IPC (`format` or the Accept header), read-only, with the row limit,
+    /// timeout and memory limit of the configuration. Stops cleanly on SIGTERM or Ctrl-C.
+    #[command(after_help = "Example server.toml:\n  \
+        listen = \"127.0.0.1:8080\"\n  \
+        [sql]\n  \
+        max_rows = 100000\n  \
+        timeout_seconds = 60\n  \
+        memory_limit = \"2GB\"\n  \
+        [[token]]\n  \
+        name = \"analysts\"\n  \
+        token_env = \"KEFU_ANALYST_TOKEN\"\n  \
+        role = \"analyst\"   # office (with region), analyst or admin")]
+    Serve(crate::serve::ServeArgs),
+
     /// Show a warehouse: tables with rows, partitions and bytes, and the last batches.
     Status {
         #[command(flatten)]
@@ -396,6 +414,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Schedule(args) => crate::jobs::schedule_command(&args),
         Command::Report(args) => crate::jobs::report_command(&args),
         Command::Demo(args) => crate::jobs::demo_command(&args),
+        Command::Serve(args) => crate::serve::serve_command(&args),
         Command::Status {
             warehouse,
             batches,

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod jobs;
 pub mod progress;
+pub mod serve;
 pub mod shell;
 pub mod sql;
 pub mod status;

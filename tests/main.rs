@@ -7,4 +7,5 @@ mod generate;
 mod ingest;
 mod jobs;
 mod model;
+mod serve;
 mod sql;

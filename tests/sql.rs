@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::common::kefu;
 
 /// A warehouse `wh` in `dir` with fixtures/sql ingested.
-fn fixture_warehouse(dir: &Path) {
+pub(crate) fn fixture_warehouse(dir: &Path) {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sql");
     kefu(dir)
         .args([

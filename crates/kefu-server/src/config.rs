@@ -1,0 +1,272 @@
+//! `server.toml`: where the server listens, its limits, and the tokens with their roles.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//!
+//! [sql]
+//! max_rows = 100000          # rows a response carries at most (the rest is cut, and said)
+//! timeout_seconds = 60
+//! memory_limit = "2GB"       # per query; sorts and joins spill beyond it
+//!
+//! [[token]]
+//! name = "beijing-office"    # shown in logs; the token itself never is
+//! token_env = "KEFU_TOKEN_BEIJING"   # or token = "…" (keep the file private)
+//! role = "office"            # office | analyst | admin
+//! region = "beijing"         # an office token is bound to one region
+//! ```
+
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::ServerError;
+use crate::auth::{Role, TokenEntry};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<Spanned<String>>,
+    #[serde(default)]
+    sql: Option<RawSql>,
+    #[serde(default)]
+    token: Vec<Spanned<RawToken>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSql {
+    max_rows: Option<usize>,
+    timeout_seconds: Option<u64>,
+    memory_limit: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: Spanned<String>,
+    token: Option<String>,
+    token_env: Option<Spanned<String>>,
+    role: Spanned<String>,
+    region: Option<Spanned<String>>,
+}
+
+impl std::fmt::Debug for RawToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawToken")
+            .field("name", &self.name)
+            .field("token", &"<redacted>")
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Limits on SQL over HTTP.
+#[derive(Debug, Clone)]
+pub struct SqlLimits {
+    pub max_rows: usize,
+    pub timeout: std::time::Duration,
+    pub memory_limit: Option<usize>,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        SqlLimits {
+            max_rows: 100_000,
+            timeout: std::time::Duration::from_secs(60),
+            memory_limit: Some(2 << 30),
+        }
+    }
+}
+
+/// A validated server configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub sql: SqlLimits,
+    pub tokens: Vec<TokenEntry>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+impl ServerConfig {
+    pub fn load(path: &Path) -> Result<Self, ServerError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ServerError::Config {
+            path: path.display().to_string(),
+            line: 0,
+            message: e.to_string(),
+        })?;
+        Self::parse(path, &text, |name| std::env::var(name).ok())
+    }
+
+    /// Parses `text`; `env` reads the variables named by `token_env`.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ServerError> {
+        let err = |offset: usize, message: String| ServerError::Config {
+            path: path.display().to_string(),
+            line: line_of(text, offset),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            err(
+                e.span().map_or(0, |s| s.start),
+                e.message().trim().to_string(),
+            )
+        })?;
+        let mut sql = SqlLimits::default();
+        if let Some(s) = &raw.sql {
+            if let Some(n) = s.max_rows {
+                sql.max_rows = n;
+            }
+            if let Some(t) = s.timeout_seconds {
+                sql.timeout = std::time::Duration::from_secs(t);
+            }
+            if let Some(m) = &s.memory_limit {
+                let bytes: bytesize::ByteSize = m
+                    .get_ref()
+                    .parse()
+                    .map_err(|e: String| err(m.span().start, format!("memory_limit: {e}")))?;
+                sql.memory_limit = Some(bytes.as_u64() as usize);
+            }
+        }
+        let mut tokens = Vec::new();
+        for t in &raw.token {
+            let start = t.span().start;
+            let t = t.get_ref();
+            let role = match t.role.get_ref().as_str() {
+                "office" => Role::Office,
+                "analyst" => Role::Analyst,
+                "admin" => Role::Admin,
+                other => {
+                    return Err(err(
+                        t.role.span().start,
+                        format!("role '{other}': use office, analyst or admin"),
+                    ));
+                }
+            };
+            let secret = match (&t.token, &t.token_env) {
+                (Some(s), None) => s.clone(),
+                (None, Some(var)) => env(var.get_ref()).ok_or_else(|| {
+                    err(
+                        var.span().start,
+                        format!(
+                            "token {}: environment variable {} is not set",
+                            t.name.get_ref(),
+                            var.get_ref()
+                        ),
+                    )
+                })?,
+                _ => {
+                    return Err(err(
+                        start,
+                        format!(
+                            "token {}: give exactly one of `token` and `token_env`",
+                            t.name.get_ref()
+                        ),
+                    ));
+                }
+            };
+            if secret.len() < 16 {
+                return Err(err(
+                    start,
+                    format!(
+                        "token {}: use at least 16 characters (e.g. openssl rand -hex 24)",
+                        t.name.get_ref()
+                    ),
+                ));
+            }
+            let region = t.region.as_ref().map(|r| r.get_ref().clone());
+            if role == Role::Office && region.is_none() {
+                return Err(err(
+                    start,
+                    format!(
+                        "token {}: an office token needs its `region`",
+                        t.name.get_ref()
+                    ),
+                ));
+            }
+            tokens.push(TokenEntry::new(
+                t.name.get_ref().clone(),
+                secret,
+                role,
+                region,
+            ));
+        }
+        Ok(ServerConfig {
+            listen: raw
+                .listen
+                .map_or_else(|| "127.0.0.1:8080".to_string(), Spanned::into_inner),
+            sql,
+            tokens,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ServerConfig, ServerError> {
+        ServerConfig::parse(Path::new("server.toml"), text, |v| {
+            (v == "T").then(|| "from-the-environment-0123".to_string())
+        })
+    }
+
+    #[test]
+    fn tokens_roles_and_limits() {
+        let c = parse(
+            "listen = \"127.0.0.1:9\"\n[sql]\nmax_rows = 10\nmemory_limit = \"512MiB\"\n[[token]]\nname = \"bj\"\ntoken_env = \"T\"\nrole = \"office\"\nregion = \"beijing\"\n[[token]]\nname = \"a\"\ntoken = \"analyst-token-0123456\"\nrole = \"analyst\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9");
+        assert_eq!(c.sql.max_rows, 10);
+        assert_eq!(c.sql.memory_limit, Some(512 << 20));
+        assert_eq!(c.tokens.len(), 2);
+        assert!(
+            !format!("{c:?}").contains("from-the-environment"),
+            "a token leaked into Debug"
+        );
+    }
+
+    #[test]
+    fn bad_configs_name_the_line() {
+        for (text, line, needle) in [
+            (
+                "[[token]]\nname = \"x\"\ntoken = \"0123456789abcdef\"\nrole = \"boss\"\n",
+                4,
+                "role 'boss'",
+            ),
+            (
+                "[[token]]\nname = \"x\"\ntoken = \"short\"\nrole = \"admin\"\n",
+                1,
+                "at least 16",
+            ),
+            (
+                "\n[[token]]\nname = \"x\"\ntoken = \"0123456789abcdef\"\nrole = \"office\"\n",
+                2,
+                "needs its `region`",
+            ),
+            (
+                "[[token]]\nname = \"x\"\ntoken_env = \"UNSET\"\nrole = \"admin\"\n",
+                3,
+                "UNSET is not set",
+            ),
+            ("listen = 8080\n", 1, "invalid type"),
+        ] {
+            match parse(text) {
+                Err(ServerError::Config {
+                    line: l, message, ..
+                }) => {
+                    assert!(message.contains(needle), "{message}");
+                    assert_eq!(l, line, "{message}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The HTTP API.
+//!
+//! - `GET /healthz`: `ok` when the server is up (no token needed).
+//! - `POST /api/v1/sql` (analyst, admin): `{"sql": "SELECT …"}` or
+//!   `{"query": "calls_kpis", "params": {"from": "2026-01-01"}}`, optionally with
+//!   `"format"` (`json`, `csv`, `arrow`) and `"max_rows"`; without `format` the `Accept`
+//!   header decides (`text/csv`, `application/vnd.apache.arrow.stream`, else JSON). Ad hoc
+//!   SQL is read-only. Results are cut at the row limit (`"truncated": true`, or the
+//!   `X-Kefu-Truncated` header), a query running past the timeout is cancelled (504), and
+//!   each query has its own memory limit. Errors are JSON: `{"error": …, "line": …,
+//!   "column": …}` (the position in the SQL where the parser gives one).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kefu_sql::{Engine, EngineOptions, Format, QueryLibrary};
+use kefu_storage::Warehouse;
+use serde::Deserialize;
+
+use crate::auth::{Denied, Right, Tokens};
+use crate::config::SqlLimits;
+
+/// What every request handler shares.
+pub struct AppState {
+    pub warehouse: Warehouse,
+    pub tokens: Tokens,
+    pub sql: SqlLimits,
+    pub library: QueryLibrary,
+    /// Queries run on their own runtime: DataFusion keeps its threads busy, and the
+    /// server's must stay free to answer (health, timeouts, other requests).
+    pub queries: tokio::runtime::Handle,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/v1/sql", post(sql))
+        .with_state(state)
+}
+
+/// A JSON error response.
+fn error(status: StatusCode, message: &str, position: Option<(u64, u64)>) -> Response {
+    let mut body = serde_json::json!({ "error": message });
+    if let Some((line, column)) = position {
+        body["line"] = line.into();
+        body["column"] = column.into();
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+fn denied(d: Denied) -> Response {
+    match d {
+        Denied::Unauthenticated => {
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "missing or unknown token (Authorization: Bearer <token>)",
+                None,
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        }
+        Denied::Forbidden => error(
+            StatusCode::FORBIDDEN,
+            "this token's role may not do that",
+            None,
+        ),
+    }
+}
+
+/// "… at Line: 3, Column: 14" in a parser message → (3, 14).
+fn sql_position(message: &str) -> Option<(u64, u64)> {
+    let after = |key: &str| -> Option<u64> {
+        let rest = &message[message.find(key)? + key.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    Some((after("Line: ")?, after("Column: ")?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    sql: Option<String>,
+    query: Option<String>,
+    #[serde(default)]
+    params: BTreeMap<String, serde_json::Value>,
+    format: Option<String>,
+    max_rows: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResultFormat {
+    Json,
+    Csv,
+    Arrow,
+}
+
+const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+fn result_format(requested: Option<&str>, headers: &HeaderMap) -> Result<ResultFormat, String> {
+    match requested {
+        Some("json") => Ok(ResultFormat::Json),
+        Some("csv") => Ok(ResultFormat::Csv),
+        Some("arrow") => Ok(ResultFormat::Arrow),
+        Some(other) => Err(format!("format '{other}': use json, csv or arrow")),
+        None => {
+            let accept = headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            Ok(if accept.contains(ARROW_STREAM) {
+                ResultFormat::Arrow
+            } else if accept.contains("text/csv") {
+                ResultFormat::Csv
+            } else {
+                ResultFormat::Json
+            })
+        }
+    }
+}
+
+async fn sql(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let principal = match state.tokens.authorize(auth, Right::Query) {
+        Ok(p) => p,
+        Err(d) => return denied(d),
+    };
+    let request: SqlRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "the body is not a valid request: {e} (send {{\"sql\": \"…\"}} or {{\"query\": \"name\", \"params\": {{…}}}})"
+                ),
+                None,
+            );
+        }
+    };
+    let format = match result_format(request.format.as_deref(), &headers) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e, None),
+    };
+    let text = match (&request.sql, &request.query) {
+        (Some(sql), None) => sql.clone(),
+        (None, Some(name)) => {
+            let params: Vec<(String, String)> = request
+                .params
+                .iter()
+                .map(|(k, v)| {
+                    let value = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), value)
+                })
+                .collect();
+            match state.library.get(name).and_then(|q| q.render(&params)) {
+                Ok(sql) => sql,
+                Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string(), None),
+            }
+        }
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "give exactly one of `sql` and `query`",
+                None,
+            );
+        }
+    };
+    let max_rows = request
+        .max_rows
+        .map_or(state.sql.max_rows, |n| n.min(state.sql.max_rows));
+    let started = std::time::Instant::now();
+    let mut task = state.queries.spawn({
+        let state = state.clone();
+        async move { run(&state, &text, max_rows).await }
+    });
+    let outcome = match tokio::time::timeout(state.sql.timeout, &mut task).await {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(join)) => Ok(Err(format!("the query failed: {join}"))),
+        Err(elapsed) => {
+            // Dropping the task's streams stops DataFusion's work at its next yield.
+            task.abort();
+            Err(elapsed)
+        }
+    };
+    let (schema, batches, truncated) = match outcome {
+        Err(_) => {
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!(
+                    "the query ran longer than {} s and was cancelled",
+                    state.sql.timeout.as_secs_f64()
+                ),
+                None,
+            );
+        }
+        Ok(Err(message)) => {
+            let position = sql_position(&message);
+            return error(StatusCode::BAD_REQUEST, &message, position);
+        }
+        Ok(Ok(r)) => r,
+    };
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    tracing::info!(
+        token = %principal.name,
+        rows,
+        truncated,
+        seconds = started.elapsed().as_secs_f64(),
+        "sql"
+    );
+    respond(format, schema, &batches, truncated)
+}
+
+/// Runs `sql` to at most `max_rows` rows; says whether there were more.
+async fn run(
+    state: &AppState,
+    sql: &str,
+    max_rows: usize,
+) -> Result<(SchemaRef, Vec<RecordBatch>, bool), String> {
+    let options = EngineOptions {
+        memory_limit: state.sql.memory_limit,
+        ..EngineOptions::default()
+    };
+    let engine = Engine::open(&state.warehouse, &options).map_err(|e| e.to_string())?;
+    let df = engine.sql(sql).await.map_err(|e| e.to_string())?;
+    // One row more than allowed tells whether the result was cut.
+    let df = df
+        .limit(0, Some(max_rows.saturating_add(1)))
+        .map_err(|e| e.to_string())?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let mut batches = df
+        .collect()
+        .await
+        .map_err(|e| kefu_sql::SqlError::from(e).to_string())?;
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let truncated = total > max_rows;
+    if truncated {
+        let mut keep = max_rows;
+        batches = batches
+            .into_iter()
+            .filter_map(|b| {
+                let n = b.num_rows().min(keep);
+                keep -= n;
+                (n > 0).then(|| b.slice(0, n))
+            })
+            .collect();
+    }
+    Ok((schema, batches, truncated))
+}
+
+fn respond(
+    format: ResultFormat,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    truncated: bool,
+) -> Response {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let encoded = match format {
+        ResultFormat::Json => kefu_sql::output::encode(Format::Json, schema.clone(), batches)
+            .map(|array| {
+                let columns: Vec<serde_json::Value> = schema
+                    .fields()
+                    .iter()
+                    .map(|f| serde_json::json!({ "name": f.name(), "type": f.data_type().to_string() }))
+                    .collect();
+                // The rows are already JSON; splice them in rather than parse them again.
+                let array = if array.is_empty() { b"[]".to_vec() } else { array };
+                let mut body = format!(
+                    "{{\"columns\":{},\"row_count\":{rows},\"truncated\":{truncated},\"rows\":",
+                    serde_json::Value::Array(columns)
+                )
+                .into_bytes();
+                body.extend_from_slice(&array);
+                body.push(b'}');
+                (body, "application/json")
+            })
+            .map_err(|e| e.to_string()),
+        ResultFormat::Csv => kefu_sql::output::encode(Format::Csv, schema, batches)
+            .map(|b| (b, "text/csv; charset=utf-8"))
+            .map_err(|e| e.to_string()),
+        ResultFormat::Arrow => {
+            let mut out = Vec::new();
+            let written = (|| {
+                let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut out, &schema)?;
+                for b in batches {
+                    w.write(b)?;
+                }
+                w.finish()
+            })();
+            written.map(|()| (out, ARROW_STREAM)).map_err(|e| e.to_string())
+        }
+    };
+    match encoded {
+        Ok((bytes, content_type)) => {
+            let mut response = Response::new(Body::from(bytes));
+            let h = response.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            h.insert("x-kefu-rows", HeaderValue::from(rows));
+            h.insert(
+                "x-kefu-truncated",
+                HeaderValue::from_static(if truncated { "true" } else { "false" }),
+            );
+            response
+        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("encoding the result: {e}"),
+            None,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_from_parser_messages() {
+        assert_eq!(
+            sql_position(
+                "sql parser error: Expected: end of statement, found: FORM at Line: 2, Column: 10"
+            ),
+            Some((2, 10))
+        );
+        assert_eq!(sql_position("No field named nope"), None);
+    }
+}
