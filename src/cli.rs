@@ -162,9 +162,12 @@ pub enum Command {
     /// run reports and reports/<month>/index.html). Takes a few minutes on 2 cores.
     Demo(crate::jobs::DemoArgs),
 
-    /// Serve the warehouse over HTTP (work in progress: health and SQL so far).
+    /// Serve the warehouse over HTTP (work in progress: health, metrics and SQL so far).
     ///
-    /// `GET /healthz`; `POST /api/v1/sql` with a bearer token of an analyst or admin:
+    /// `GET /healthz`; `GET /metrics` (Prometheus text: requests by route and status,
+    /// queries by outcome, query time, rows returned); every response carries an
+    /// `X-Request-Id` (the caller's, or a new one) that the logs name too;
+    /// `POST /api/v1/sql` with a bearer token of an analyst or admin:
     /// `{"sql": "SELECT …"}` or `{"query": "calls_kpis", "params": {…}}`, results as JSON,
     /// CSV or Arrow IPC (`format` or the Accept header), read-only, with the row limit,
     /// timeout and memory limit of the configuration. Stops cleanly on SIGTERM or Ctrl-C.

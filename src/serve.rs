@@ -41,6 +41,7 @@ pub fn serve_command(args: &ServeArgs) -> CliResult {
         sql: config.sql.clone(),
         library,
         queries: queries.handle().clone(),
+        metrics: kefu_server::metrics::Metrics::default(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("kefu-http")

@@ -241,6 +241,51 @@ fn sql_over_http_with_tokens_formats_limits_and_errors() {
     assert!(String::from_utf8_lossy(&e).contains("not an integer"));
     let (status, _, _) = server.sql(Some(ANALYST), "not json", "application/json");
     assert_eq!(status, 400);
+
+    // Request ids: a caller's own is echoed, else one is made.
+    let (_, head, _) = server.request("GET", "/healthz", &[("X-Request-Id", "office-42")], "");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-request-id: office-42"),
+        "{head}"
+    );
+    let (_, head, _) = server.request("GET", "/healthz", &[], "");
+    let made = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-request-id: ")
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| panic!("no request id in {head}"));
+    assert_eq!(made.len(), 36, "{made}");
+
+    // Metrics count what happened above, in the Prometheus text format.
+    let (status, head, text) = server.request("GET", "/metrics", &[], "");
+    let text = String::from_utf8(text).unwrap();
+    assert_eq!(status, 200, "{head}");
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert_eq!(
+        value("kefu_http_requests_total{route=\"/api/v1/sql\",status=\"401\"}"),
+        3.0
+    );
+    assert_eq!(
+        value("kefu_http_requests_total{route=\"/api/v1/sql\",status=\"403\"}"),
+        1.0
+    );
+    assert_eq!(value("kefu_sql_queries_total{outcome=\"ok\"}"), 6.0);
+    assert_eq!(value("kefu_sql_queries_total{outcome=\"error\"}"), 2.0);
+    // Rows: two `SELECT 1`, the CSV's rows, 5 cut JSON rows, one count, the Arrow rows.
+    let csv_rows = expected.lines().count() - 1;
+    assert_eq!(
+        value("kefu_sql_rows_returned_total"),
+        (2 + csv_rows + 5 + 1 + rows) as f64
+    );
+    assert!(value("kefu_sql_query_seconds_count") >= 8.0);
 }
 
 #[test]
@@ -263,6 +308,11 @@ fn serve_cancels_slow_queries_stops_on_sigterm_and_refuses_bad_configs() {
     assert!(String::from_utf8_lossy(&body).contains("longer than 1 s"));
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     assert_eq!(server.request("GET", "/healthz", &[], "").0, 200);
+    let metrics = String::from_utf8(server.request("GET", "/metrics", &[], "").2).unwrap();
+    assert!(
+        metrics.contains("kefu_sql_queries_total{outcome=\"timeout\"} 1"),
+        "{metrics}"
+    );
 
     let status = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])

@@ -27,6 +27,7 @@ use serde::Deserialize;
 
 use crate::auth::{Denied, Right, Tokens};
 use crate::config::SqlLimits;
+use crate::metrics::{Metrics, RequestLabels};
 
 /// What every request handler shares.
 pub struct AppState {
@@ -37,13 +38,68 @@ pub struct AppState {
     /// Queries run on their own runtime: DataFusion keeps its threads busy, and the
     /// server's must stay free to answer (health, timeouts, other requests).
     pub queries: tokio::runtime::Handle,
+    pub metrics: Metrics,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
         .route("/api/v1/sql", post(sql))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let mut response = Response::new(Body::from(state.metrics.encode()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+/// Gives every request an id (the caller's `X-Request-Id` when it is a plain token,
+/// else a new UUID), logs it with its route, status and time, counts it, and returns the
+/// id in the response.
+async fn track(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
+    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    let status = response.status();
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            status: status.as_u16().to_string(),
+        })
+        .inc();
+    tracing::info!(parent: &span, status = status.as_u16(), seconds = started.elapsed().as_secs_f64(), "request");
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
 }
 
 /// A JSON error response.
@@ -200,8 +256,10 @@ async fn sql(
             Err(elapsed)
         }
     };
+    let seconds = started.elapsed().as_secs_f64();
     let (schema, batches, truncated) = match outcome {
         Err(_) => {
+            state.metrics.query("timeout", seconds, 0);
             return error(
                 StatusCode::GATEWAY_TIMEOUT,
                 &format!(
@@ -212,17 +270,19 @@ async fn sql(
             );
         }
         Ok(Err(message)) => {
+            state.metrics.query("error", seconds, 0);
             let position = sql_position(&message);
             return error(StatusCode::BAD_REQUEST, &message, position);
         }
         Ok(Ok(r)) => r,
     };
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    state.metrics.query("ok", seconds, rows as u64);
     tracing::info!(
         token = %principal.name,
         rows,
         truncated,
-        seconds = started.elapsed().as_secs_f64(),
+        seconds,
         "sql"
     );
     respond(format, schema, &batches, truncated)

@@ -2,14 +2,15 @@
 //! and that analysts and BI tools query. This crate holds the server's configuration and
 //! token roles ([`config`], [`auth`]) and its HTTP API ([`http`]): health and SQL over
 //! HTTP (read-only SQL or a named query, as JSON, CSV or Arrow IPC, with a row limit, a
-//! timeout and a memory limit per query).
+//! timeout and a memory limit per query), `/metrics` ([`metrics`]) and request ids.
 //!
-//! Work in progress (issue 6): uploads and the ingest queue, `kefu upload`, Flight SQL,
-//! the web console and metrics are still to come.
+//! Work in progress (issue 6): uploads and the ingest queue, `kefu upload`, Flight SQL
+//! and the web console are still to come.
 
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod metrics;
 
 pub use config::ServerConfig;
 
