@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use chrono::{Datelike, Months, NaiveDate};
+use chrono::{Months, NaiveDate};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::LogicalPlan;
 use kefu_progress::{Progress, Unit};
@@ -209,6 +209,8 @@ struct Runner<'a> {
     warehouse: Warehouse,
     progress: &'a dyn Progress,
     outputs_written: u64,
+    /// The ledger's files, read once per run and again only after an ingest commits.
+    inventory: Option<std::sync::Arc<Inventory>>,
 }
 
 /// Runs `job`. Configuration problems were caught when the job was loaded; failures of a
@@ -254,6 +256,7 @@ pub fn run(
         warehouse,
         progress,
         outputs_written: 0,
+        inventory: None,
     };
     let mut steps = Vec::new();
     for step in &job.steps {
@@ -441,7 +444,7 @@ fn last_month(to: Option<NaiveDate>, lookahead: Lookahead) -> Option<String> {
         Lookahead::Months(n) => last_day.checked_add_months(Months::new(n))?,
         Lookahead::All => return None,
     };
-    Some(format!("{:04}-{:02}", month.year(), month.month()))
+    Some(Period::Month.label(month))
 }
 
 /// The tables a query reads (its plan's scans, subqueries included).
@@ -476,14 +479,22 @@ fn read_cache(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
     Ok((schema, batches))
 }
 
+/// Whether an output is there; an object store that cannot answer counts as "not there",
+/// so the output is written again.
 async fn exists(target: &Target) -> bool {
-    match target {
-        Target::Local(p) => p.exists(),
-        Target::Object(_) => target.get().await.ok().flatten().is_some(),
-    }
+    target.exists().await.unwrap_or(false)
 }
 
 impl Runner<'_> {
+    async fn inventory(&mut self) -> Result<std::sync::Arc<Inventory>, String> {
+        if let Some(inventory) = &self.inventory {
+            return Ok(inventory.clone());
+        }
+        let inventory = std::sync::Arc::new(Inventory::read(&self.warehouse).await?);
+        self.inventory = Some(inventory.clone());
+        Ok(inventory)
+    }
+
     fn engine(&self) -> Result<Engine, String> {
         Engine::open(&self.warehouse, &EngineOptions::default()).map_err(|e| e.to_string())
     }
@@ -524,6 +535,8 @@ impl Runner<'_> {
                     report.message =
                         format!("no new sources ({} already ingested)", r.skipped.len());
                 } else {
+                    // The ledger has a new batch: the files the fingerprints see changed.
+                    self.inventory = None;
                     report.message = format!(
                         "batch {}: {} rows landed, {} rejected, {} duplicates from {} new sources",
                         summary.batch.unwrap_or_default(),
@@ -631,7 +644,7 @@ impl Runner<'_> {
     ) -> Result<(), String> {
         let units = self.plan_units(step, self.options.range)?;
         let engine = self.engine()?;
-        let inventory = Inventory::read(&self.warehouse).await?;
+        let inventory = self.inventory().await?;
         let tables = match units.first() {
             Some(u) => tables_read(&engine, &u.sql)
                 .await
@@ -640,6 +653,7 @@ impl Runner<'_> {
         };
         self.progress
             .start(name, Some(units.len() as u64), Unit::Items("periods"));
+        let per_period: Vec<_> = step.outputs.iter().filter(|o| o.per_period()).collect();
         let mut computed = 0;
         for unit in &units {
             let begun = Instant::now();
@@ -667,7 +681,6 @@ impl Runner<'_> {
                 rows: self.state.units.get(&key).map_or(0, |u| u.rows),
                 seconds: 0.0,
             };
-            let per_period: Vec<_> = step.outputs.iter().filter(|o| o.per_period()).collect();
             if fresh {
                 // Put back a per-period output someone deleted.
                 for o in &per_period {
@@ -745,11 +758,11 @@ impl Runner<'_> {
             .collect();
         let mut rewritten = 0;
         let mut note = None;
+        // A dry run has not recorded the periods it would compute: they change it too.
+        let would_change = report.units.iter().any(|u| u.status == "would_compute");
         for o in step.outputs.iter().filter(|o| !o.per_period()) {
             let target = self.target(&o.path)?;
             let key = target.to_string();
-            // A dry run has not recorded the periods it would compute: they change it too.
-            let would_change = report.units.iter().any(|u| u.status == "would_compute");
             if !self.options.force
                 && !would_change
                 && self.state.outputs.get(&key) == Some(&combined)
@@ -842,7 +855,7 @@ impl Runner<'_> {
             None => vec![Period::Month.start(dates::eval(&step.month, self.run_date)?)],
         };
         let engine = self.engine()?;
-        let inventory = Inventory::read(&self.warehouse).await?;
+        let inventory = self.inventory().await?;
         let mut built = 0;
         for month in months {
             let label = Period::Month.label(month);
@@ -874,55 +887,38 @@ impl Runner<'_> {
                 &fingerprint,
                 exists(&dir.join("index.html")).await,
             );
-            if reason.is_none() {
-                report.units.push(UnitReport {
-                    period: label,
-                    from: Some(month),
-                    to: None,
-                    status: "up_to_date",
-                    reason,
-                    rows: 0,
-                    seconds: 0.0,
-                });
-                continue;
-            }
-            if self.options.dry_run {
-                report.units.push(UnitReport {
-                    period: label,
-                    from: Some(month),
-                    to: None,
-                    status: "would_compute",
-                    reason,
-                    rows: 0,
-                    seconds: 0.0,
-                });
-                continue;
-            }
             let begun = Instant::now();
-            let built_report =
-                kefu_report::build(&engine, &self.job.library, &request, self.progress)
-                    .await
-                    .map_err(|e| format!("report {label}: {e}"))?;
-            let written = built_report
-                .publish(&dir)
-                .await
-                .map_err(|e| e.to_string())?;
-            failpoint_after_output(&mut self.outputs_written);
-            report.outputs.push(dir.join("index.html").to_string());
-            self.state.units.insert(
-                key,
-                UnitState {
-                    fingerprint,
-                    rows: written.len() as u64,
-                    computed_at: chrono::Utc::now(),
-                },
-            );
-            built += 1;
+            let status = match reason {
+                None => "up_to_date",
+                Some(_) if self.options.dry_run => "would_compute",
+                Some(_) => {
+                    let built_report =
+                        kefu_report::build(&engine, &self.job.library, &request, self.progress)
+                            .await
+                            .map_err(|e| format!("report {label}: {e}"))?;
+                    let written = built_report
+                        .publish(&dir)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    failpoint_after_output(&mut self.outputs_written);
+                    report.outputs.push(dir.join("index.html").to_string());
+                    self.state.units.insert(
+                        key,
+                        UnitState {
+                            fingerprint,
+                            rows: written.len() as u64,
+                            computed_at: chrono::Utc::now(),
+                        },
+                    );
+                    built += 1;
+                    "computed"
+                }
+            };
             report.units.push(UnitReport {
                 period: label,
                 from: Some(month),
                 to: None,
-                status: "computed",
+                status,
                 reason,
                 rows: 0,
                 seconds: begun.elapsed().as_secs_f64(),

@@ -93,8 +93,10 @@ pub fn tick(jobs: &[Job], now: DateTime<Utc>, progress: &dyn Progress) -> Vec<Ev
             .map(|t| t.with_timezone(&Utc));
         let Some(last_fire) = state.last_fire else {
             state.last_fire = Some(latest.unwrap_or(now));
-            let _ = std::fs::create_dir_all(&job.state_dir);
-            let _ = state_dir.save(&state);
+            if let Err(e) = state_dir.save(&state) {
+                // Not remembered: the job is armed again at the next tick, never run.
+                tracing::warn!(job = %job.name, error = %e, "cannot arm the job");
+            }
             events.push(Event::Armed {
                 job: job.name.clone(),
                 next: next_fire(job, now),
@@ -127,9 +129,13 @@ pub fn tick(jobs: &[Job], now: DateTime<Utc>, progress: &dyn Progress) -> Vec<Ev
         let result = crate::run::run(job, &options, progress);
         if !matches!(result, Err(JobError::Locked { .. })) {
             // Reload: the run saved its own state meanwhile.
-            if let Ok(mut after) = state_dir.load() {
+            let recorded = state_dir.load().and_then(|mut after| {
                 after.last_fire = Some(due);
-                let _ = state_dir.save(&after);
+                state_dir.save(&after)
+            });
+            if let Err(e) = recorded {
+                // Not remembered: the job runs again at the next tick.
+                tracing::warn!(job = %job.name, error = %e, "cannot record the run's time");
             }
         }
         events.push(Event::Ran {

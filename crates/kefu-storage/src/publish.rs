@@ -114,19 +114,16 @@ impl Target {
         }
     }
 
-    /// The file's bytes, or `None` when it does not exist.
-    pub async fn get(&self) -> Result<Option<Vec<u8>>, StorageError> {
+    /// Whether the file or object exists (a HEAD request on an object store: nothing is
+    /// downloaded).
+    pub async fn exists(&self) -> Result<bool, StorageError> {
         match self {
-            Target::Local(path) => match std::fs::read(path) {
-                Ok(b) => Ok(Some(b)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(self.err(e)),
-            },
+            Target::Local(path) => Ok(path.exists()),
             Target::Object(url) => {
                 let (store, path) = object_store_for(url).map_err(|e| self.err(e))?;
-                match store.get(&path).await {
-                    Ok(r) => Ok(Some(r.bytes().await.map_err(|e| self.err(e))?.to_vec())),
-                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                match store.head(&path).await {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::NotFound { .. }) => Ok(false),
                     Err(e) => Err(self.err(e)),
                 }
             }
@@ -198,9 +195,11 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
+        assert!(!rt.block_on(target.exists()).unwrap());
         rt.block_on(target.put_atomic(b"one".to_vec())).unwrap();
+        assert!(rt.block_on(target.exists()).unwrap());
         rt.block_on(target.put_atomic(b"two".to_vec())).unwrap();
-        assert_eq!(rt.block_on(target.get()).unwrap().unwrap(), b"two");
+        assert_eq!(std::fs::read(dir.path().join("sub/a.csv")).unwrap(), b"two");
         let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
