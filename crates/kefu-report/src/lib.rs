@@ -132,26 +132,16 @@ pub struct DerivedTable {
 }
 
 impl DerivedTable {
-    fn csv(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut line = |cells: &[String]| {
-            let escaped: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
-            out.extend_from_slice(escaped.join(",").as_bytes());
-            out.push(b'\n');
-        };
-        line(&self.columns);
+    fn csv(&self) -> Result<Vec<u8>, ReportError> {
+        let fail = |e: csv::Error| ReportError::Write(format!("{}: {e}", self.name));
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(&self.columns).map_err(fail)?;
         for row in &self.rows {
-            line(row);
+            writer.write_record(row).map_err(fail)?;
         }
-        out
-    }
-}
-
-fn csv_cell(c: &str) -> String {
-    if c.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", c.replace('"', "\"\""))
-    } else {
-        c.to_string()
+        writer
+            .into_inner()
+            .map_err(|e| ReportError::Write(format!("{}: {e}", self.name)))
     }
 }
 
@@ -262,14 +252,22 @@ impl MonthlyReport {
             files.push((format!("tables/{}.csv", q.name), bytes));
         }
         for t in &self.derived {
-            files.push((format!("tables/{}.csv", t.name), t.csv()));
+            files.push((format!("tables/{}.csv", t.name), t.csv()?));
         }
-        let mut params = String::from("query,parameters\n");
-        for q in &self.queries {
-            let text: Vec<String> = q.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            params.push_str(&format!("{},{}\n", q.name, csv_cell(&text.join(" "))));
-        }
-        files.push(("tables/_queries.csv".to_string(), params.into_bytes()));
+        let parameters = DerivedTable {
+            name: "_queries".into(),
+            columns: vec!["query".into(), "parameters".into()],
+            rows: self
+                .queries
+                .iter()
+                .map(|q| {
+                    let text: Vec<String> =
+                        q.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    vec![q.name.clone(), text.join(" ")]
+                })
+                .collect(),
+        };
+        files.push(("tables/_queries.csv".to_string(), parameters.csv()?));
         Ok(files)
     }
 
