@@ -284,23 +284,12 @@ pub fn schedule_command(args: &ScheduleArgs) -> CliResult {
 }
 
 pub fn report_command(args: &ReportArgs) -> CliResult {
-    let mut library =
-        kefu_sql::QueryLibrary::embedded().map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
-    if let Some(dir) = &args.queries {
-        library = library
-            .with_overrides(dir)
-            .map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
-    }
-    let location = &args.warehouse.warehouse;
-    if let Some(dir) = location.local_path()
-        && !dir.is_dir()
-    {
-        return Err((exit::IO, format!("no warehouse at {}", dir.display())));
-    }
-    let warehouse =
-        kefu_storage::Warehouse::open(location).map_err(|e| (exit::IO, e.to_string()))?;
-    let engine = kefu_sql::Engine::open(&warehouse, &kefu_sql::EngineOptions::default())
-        .map_err(|e| (exit::IO, e.to_string()))?;
+    let library = crate::sql::query_library(args.queries.as_deref())
+        .map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
+    let engine = crate::sql::open_engine_at(
+        &args.warehouse.warehouse,
+        &kefu_sql::EngineOptions::default(),
+    )?;
     let cwd = std::env::current_dir().map_err(|e| (exit::IO, e.to_string()))?;
     let out = Target::parse_in(&args.out, &cwd).map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
     let request = kefu_report::ReportRequest {
@@ -310,11 +299,7 @@ pub fn report_command(args: &ReportArgs) -> CliResult {
     };
     let progress = BarProgress::new(args.quiet);
     let started = Instant::now();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| (exit::FAILURE, e.to_string()))?;
-    let written = runtime
+    let written = crate::sql::runtime()?
         .block_on(async {
             let report = kefu_report::build(&engine, &library, &request, &progress).await?;
             let written = report.publish(&out).await?;

@@ -9,7 +9,7 @@ use clap::Args;
 use kefu_sql::output::{TableStyle, write_stream};
 use kefu_sql::udf::WorkingCalendar;
 use kefu_sql::{Engine, EngineOptions, Format, QueryLibrary, SqlError};
-use kefu_storage::Warehouse;
+use kefu_storage::{Warehouse, WarehouseLocation};
 
 use crate::cli::{CliResult, WarehouseArgs, exit};
 
@@ -102,15 +102,28 @@ fn fail(e: &SqlError) -> (u8, String) {
     (error_code(e), e.to_string())
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, (u8, String)> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, (u8, String)> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| (exit::FAILURE, format!("cannot start the runtime: {e}")))
 }
 
-fn open_engine(args: &SessionArgs) -> Result<Engine, (u8, String)> {
-    let location = &args.warehouse.warehouse;
+/// The embedded query library, overridden by the `.sql` files of `dir`.
+pub(crate) fn query_library(dir: Option<&Path>) -> Result<QueryLibrary, SqlError> {
+    let library = QueryLibrary::embedded()?;
+    match dir {
+        Some(dir) => library.with_overrides(dir),
+        None => Ok(library),
+    }
+}
+
+/// A session over the warehouse at `location`, which must exist (a missing local
+/// directory is an error, not an empty warehouse).
+pub(crate) fn open_engine_at(
+    location: &WarehouseLocation,
+    options: &EngineOptions,
+) -> Result<Engine, (u8, String)> {
     if let Some(dir) = location.local_path()
         && !dir.is_dir()
     {
@@ -124,6 +137,10 @@ fn open_engine(args: &SessionArgs) -> Result<Engine, (u8, String)> {
         ));
     }
     let warehouse = Warehouse::open(location).map_err(|e| (exit::IO, e.to_string()))?;
+    Engine::open(&warehouse, options).map_err(|e| fail(&e))
+}
+
+fn open_engine(args: &SessionArgs) -> Result<Engine, (u8, String)> {
     let calendar = match &args.calendar {
         None => WorkingCalendar::default(),
         Some(path) => {
@@ -138,7 +155,7 @@ fn open_engine(args: &SessionArgs) -> Result<Engine, (u8, String)> {
         calendar,
         ..EngineOptions::default()
     };
-    Engine::open(&warehouse, &options).map_err(|e| fail(&e))
+    open_engine_at(&args.warehouse.warehouse, &options)
 }
 
 /// Where results go: stdout, or a file written beside its destination and renamed over
@@ -288,10 +305,7 @@ pub fn sql_command(args: &SqlArgs) -> CliResult {
 }
 
 pub fn query_command(args: &QueryArgs) -> CliResult {
-    let mut library = QueryLibrary::embedded().map_err(|e| fail(&e))?;
-    if let Some(dir) = &args.queries {
-        library = library.with_overrides(dir).map_err(|e| fail(&e))?;
-    }
+    let library = query_library(args.queries.as_deref()).map_err(|e| fail(&e))?;
     if args.list {
         let mut out = std::io::stdout().lock();
         for q in library.iter() {
