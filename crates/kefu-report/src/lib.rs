@@ -98,7 +98,7 @@ pub struct ReportRequest {
 
 impl ReportRequest {
     pub fn month_label(&self) -> String {
-        self.month.format("%Y-%m").to_string()
+        month_key(self.month)
     }
 
     /// The 13 months of the trends, oldest first; the last is the report's month.
