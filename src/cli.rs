@@ -162,26 +162,48 @@ pub enum Command {
     /// run reports and reports/<month>/index.html). Takes a few minutes on 2 cores.
     Demo(crate::jobs::DemoArgs),
 
-    /// Serve the warehouse over HTTP (work in progress: health, metrics and SQL so far).
+    /// Serve the warehouse: uploads from regional offices, SQL over HTTP, metrics.
     ///
-    /// `GET /healthz`; `GET /metrics` (Prometheus text: requests by route and status,
-    /// queries by outcome, query time, rows returned); every response carries an
-    /// `X-Request-Id` (the caller's, or a new one) that the logs name too;
-    /// `POST /api/v1/sql` with a bearer token of an analyst or admin:
-    /// `{"sql": "SELECT …"}` or `{"query": "calls_kpis", "params": {…}}`, results as JSON,
-    /// CSV or Arrow IPC (`format` or the Accept header), read-only, with the row limit,
-    /// timeout and memory limit of the configuration. Stops cleanly on SIGTERM or Ctrl-C.
+    /// Offices `POST /api/v1/uploads?name=FILE` (or use `kefu upload`): the file is
+    /// stored in the inbox (fsynced) and answered 202 with an upload id, then ingested by a
+    /// queue (in order per region) with the office's profile; rows of another region are
+    /// rejected. `GET /api/v1/uploads/{id}` gives the status and counts, and
+    /// `/api/v1/uploads/{id}/rejects.csv` the rejected records. Content uploaded or
+    /// ingested before is answered as a duplicate. A stop (SIGTERM) loses nothing: the next
+    /// start resumes the inbox, and every upload commits exactly once.
+    ///
+    /// Analysts `POST /api/v1/sql` with `{"sql": …}` or `{"query": NAME, "params": …}`:
+    /// JSON, CSV or Arrow IPC (`format` or the Accept header), read-only, with the row
+    /// limit, timeout and memory limit of the configuration. `GET /healthz`, `GET /metrics`
+    /// (Prometheus text); every response carries an X-Request-Id. TLS: put the server
+    /// behind a reverse proxy (nginx, Caddy) that terminates it.
     #[command(after_help = "Example server.toml:\n  \
         listen = \"127.0.0.1:8080\"\n  \
         [sql]\n  \
         max_rows = 100000\n  \
         timeout_seconds = 60\n  \
         memory_limit = \"2GB\"\n  \
+        [uploads]\n  \
+        max_bytes = \"1GiB\"\n  \
+        concurrency = 2\n  \
         [[token]]\n  \
-        name = \"analysts\"\n  \
-        token_env = \"KEFU_ANALYST_TOKEN\"\n  \
-        role = \"analyst\"   # office (with region), analyst or admin")]
+        name = \"beijing-office\"\n  \
+        token_env = \"KEFU_TOKEN_BEIJING\"\n  \
+        role = \"office\"   # office (with region), analyst or admin\n  \
+        region = \"beijing\"")]
     Serve(crate::serve::ServeArgs),
+
+    /// Upload exports to a kefu server (the regional offices' client).
+    ///
+    /// Each file is streamed with a progress bar; network errors and 502/503/504 are
+    /// retried with exponential backoff. Prints each upload's id and status; with --wait,
+    /// waits until each is ingested and prints the rows landed, rejected and duplicated.
+    /// Exit status: 0 all accepted (or done), 1 an ingest failed, 2 refused by the server
+    /// (token, size, name), 4 the server could not be reached.
+    #[command(after_help = "Examples:\n  \
+        kefu upload exports/beijing/beijing_20260301.zip --server http://head-office:8080 --token $KEFU_TOKEN\n  \
+        kefu upload exports/beijing/*.zip --server http://head-office:8080 --wait")]
+    Upload(crate::serve::UploadArgs),
 
     /// Show a warehouse: tables with rows, partitions and bytes, and the last batches.
     Status {
@@ -418,6 +440,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Report(args) => crate::jobs::report_command(&args),
         Command::Demo(args) => crate::jobs::demo_command(&args),
         Command::Serve(args) => crate::serve::serve_command(&args),
+        Command::Upload(args) => crate::serve::upload_command(&args),
         Command::Status {
             warehouse,
             batches,

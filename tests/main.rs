@@ -9,3 +9,4 @@ mod jobs;
 mod model;
 mod serve;
 mod sql;
+mod uploads;

@@ -13,9 +13,9 @@ const ANALYST: &str = "analyst-token-000000001";
 const ADMIN: &str = "admin-token-00000000001";
 
 /// A `kefu serve` child on a free port, killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
 }
 
 impl Drop for Server {
@@ -26,10 +26,16 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn start(dir: &Path, config: &str) -> Server {
+    pub(crate) fn start(dir: &Path, config: &str) -> Server {
+        Server::start_with(dir, config, &[])
+    }
+
+    /// Starts with extra environment variables (a failpoint).
+    pub(crate) fn start_with(dir: &Path, config: &str, env: &[(&str, &str)]) -> Server {
         std::fs::write(dir.join("server.toml"), config).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_kefu"))
             .env_clear()
+            .envs(env.iter().copied())
             .current_dir(dir)
             .args([
                 "serve",
@@ -58,12 +64,22 @@ impl Server {
     }
 
     /// One HTTP/1.1 request (Connection: close): (status, headers, body).
-    fn request(
+    pub(crate) fn request(
         &self,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
         body: &str,
+    ) -> (u16, String, Vec<u8>) {
+        self.request_bytes(method, path, headers, body.as_bytes())
+    }
+
+    pub(crate) fn request_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
     ) -> (u16, String, Vec<u8>) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         let mut head = format!(
@@ -75,23 +91,18 @@ impl Server {
         }
         head.push_str("\r\n");
         stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(body.as_bytes()).unwrap();
+        stream.write_all(body).unwrap();
         let mut response = Vec::new();
         stream.read_to_end(&mut response).unwrap();
-        let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        let head = String::from_utf8_lossy(&response[..split]).to_string();
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        let mut body = response[split + 4..].to_vec();
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            body = dechunk(&body);
-        }
-        (status, head, body)
+        parse_response(&response)
     }
 
-    fn sql(&self, token: Option<&str>, body: &str, accept: &str) -> (u16, String, Vec<u8>) {
+    pub(crate) fn sql(
+        &self,
+        token: Option<&str>,
+        body: &str,
+        accept: &str,
+    ) -> (u16, String, Vec<u8>) {
         let auth = token.map(|t| format!("Bearer {t}"));
         let mut headers = vec![("Content-Type", "application/json"), ("Accept", accept)];
         if let Some(a) = &auth {
@@ -99,6 +110,39 @@ impl Server {
         }
         self.request("POST", "/api/v1/sql", &headers, body)
     }
+
+    /// SIGTERM, then the exit status and the rest of stdout.
+    pub(crate) fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        let mut rest = String::new();
+        self.child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_to_string(&mut rest)
+            .unwrap();
+        (exit, rest)
+    }
+}
+
+/// (status, head, body) of a whole HTTP/1.1 response.
+pub(crate) fn parse_response(response: &[u8]) -> (u16, String, Vec<u8>) {
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut body = response[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, head, body)
 }
 
 fn dechunk(mut body: &[u8]) -> Vec<u8> {
@@ -294,7 +338,7 @@ fn serve_cancels_slow_queries_stops_on_sigterm_and_refuses_bad_configs() {
     let dir = tmp.path();
     crate::sql::fixture_warehouse(dir);
     // A query past the timeout is cancelled with 504, and the server goes on answering.
-    let mut server = Server::start(
+    let server = Server::start(
         dir,
         &config().replace("[sql]\n", "[sql]\ntimeout_seconds = 1\n"),
     );
@@ -314,21 +358,8 @@ fn serve_cancels_slow_queries_stops_on_sigterm_and_refuses_bad_configs() {
         "{metrics}"
     );
 
-    let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = server.child.wait().unwrap();
+    let (exit, rest) = server.terminate();
     assert!(exit.success(), "{exit:?}");
-    let mut rest = String::new();
-    server
-        .child
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_to_string(&mut rest)
-        .unwrap();
     assert!(rest.contains("stopped"), "{rest}");
 
     std::fs::write(

@@ -38,6 +38,8 @@ pub enum RejectReason {
     InvalidJson,
     /// An event id seen earlier in the same batch (counted as a duplicate, not a reject).
     DuplicateId,
+    /// A row of another region than the only one the profile allows (an office's upload).
+    RegionNotAllowed,
 }
 
 impl RejectReason {
@@ -55,6 +57,7 @@ impl RejectReason {
             RejectReason::InvalidText => "invalid_text",
             RejectReason::InvalidJson => "invalid_json",
             RejectReason::DuplicateId => "duplicate_id",
+            RejectReason::RegionNotAllowed => "region_not_allowed",
         }
     }
 }
@@ -269,6 +272,8 @@ pub struct Converter {
     pairs: Vec<(usize, usize)>,
     /// Where to derive call durations, when the profile asks for it.
     derive_calls: Option<CallColumns>,
+    /// The region column and the one region allowed in it, when the profile restricts.
+    only_region: Option<(usize, String)>,
 }
 
 impl Converter {
@@ -329,6 +334,12 @@ impl Converter {
                 .map(|c| profile.constants.get(c.name).cloned())
                 .collect(),
             builders: columns.iter().map(|c| Builder::new(c.kind)).collect(),
+            only_region: profile.only_region.as_ref().and_then(|r| {
+                columns
+                    .iter()
+                    .position(|c| c.name == "region")
+                    .map(|i| (i, r.clone()))
+            }),
             rows: 0,
             map,
             times,
@@ -393,6 +404,20 @@ impl Converter {
                     },
                     detail: format!("{} is required", c.name),
                     column,
+                });
+            }
+        }
+        if let Some((i, allowed)) = &self.only_region {
+            let value = match cells[*i] {
+                Cell::Text(v) => v,
+                Cell::Constant(c) => self.constants[c].as_deref().unwrap_or_default(),
+                _ => "",
+            };
+            if value != allowed {
+                return Err(Reject {
+                    reason: RejectReason::RegionNotAllowed,
+                    column: self.source_header(*i),
+                    detail: format!("region '{value}' is not '{allowed}', the only one allowed"),
                 });
             }
         }

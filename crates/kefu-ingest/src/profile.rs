@@ -40,6 +40,9 @@ pub struct Profile {
     pub time_formats: Vec<String>,
     /// Fill missing durations from the row's timestamps (wait, talk).
     pub derive_durations: bool,
+    /// When set, only rows of this region land; rows of any other region are rejected
+    /// (`region_not_allowed`). A regional office's uploads are ingested with its own.
+    pub only_region: Option<String>,
 }
 
 impl Profile {
@@ -60,6 +63,7 @@ impl Profile {
             date_formats: owned(DEFAULT_DATE_FORMATS),
             time_formats: owned(DEFAULT_TIME_FORMATS),
             derive_durations: true,
+            only_region: None,
         }
     }
 }

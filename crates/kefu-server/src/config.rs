@@ -8,12 +8,21 @@
 //! timeout_seconds = 60
 //! memory_limit = "2GB"       # per query; sorts and joins spill beyond it
 //!
+//! [uploads]
+//! dir = "/srv/kefu/inbox"    # default: <warehouse>/_inbox (a local warehouse)
+//! max_bytes = "1GiB"         # larger uploads are refused (413) before they are read
+//! concurrency = 2            # uploads ingested at the same time (one region's in order)
+//! max_reject_ratio = 0.05    # an upload rejecting more lands nothing and fails
+//!
 //! [[token]]
 //! name = "beijing-office"    # shown in logs; the token itself never is
 //! token_env = "KEFU_TOKEN_BEIJING"   # or token = "…" (keep the file private)
 //! role = "office"            # office | analyst | admin
 //! region = "beijing"         # an office token is bound to one region
+//! profile = "profiles/beijing.toml"  # mapping profile of its exports (default: built-in)
 //! ```
+//!
+//! Relative paths are relative to the configuration file.
 
 use std::path::Path;
 
@@ -22,6 +31,7 @@ use toml::Spanned;
 
 use crate::ServerError;
 use crate::auth::{Role, TokenEntry};
+use crate::uploads::UploadSettings;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +40,18 @@ struct RawConfig {
     #[serde(default)]
     sql: Option<RawSql>,
     #[serde(default)]
+    uploads: Option<RawUploads>,
+    #[serde(default)]
     token: Vec<Spanned<RawToken>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUploads {
+    dir: Option<String>,
+    max_bytes: Option<Spanned<String>>,
+    concurrency: Option<Spanned<usize>>,
+    max_reject_ratio: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +70,7 @@ struct RawToken {
     token_env: Option<Spanned<String>>,
     role: Spanned<String>,
     region: Option<Spanned<String>>,
+    profile: Option<Spanned<String>>,
 }
 
 impl std::fmt::Debug for RawToken {
@@ -84,7 +106,10 @@ impl Default for SqlLimits {
 pub struct ServerConfig {
     pub listen: String,
     pub sql: SqlLimits,
+    pub uploads: UploadSettings,
     pub tokens: Vec<TokenEntry>,
+    /// Mapping profiles by token name, loaded.
+    pub profiles: std::collections::HashMap<String, kefu_ingest::Profile>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -134,6 +159,34 @@ impl ServerConfig {
                 sql.memory_limit = Some(bytes.as_u64() as usize);
             }
         }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut uploads = UploadSettings::default();
+        if let Some(u) = &raw.uploads {
+            uploads.dir = u.dir.as_ref().map(|d| base.join(d));
+            if let Some(m) = &u.max_bytes {
+                let bytes: bytesize::ByteSize = m
+                    .get_ref()
+                    .parse()
+                    .map_err(|e: String| err(m.span().start, format!("max_bytes: {e}")))?;
+                uploads.max_bytes = bytes.as_u64();
+            }
+            if let Some(c) = &u.concurrency {
+                if *c.get_ref() == 0 {
+                    return Err(err(c.span().start, "concurrency: at least 1".into()));
+                }
+                uploads.concurrency = *c.get_ref();
+            }
+            if let Some(r) = &u.max_reject_ratio {
+                if !(0.0..=1.0).contains(r.get_ref()) {
+                    return Err(err(
+                        r.span().start,
+                        "max_reject_ratio: between 0 and 1".into(),
+                    ));
+                }
+                uploads.max_reject_ratio = *r.get_ref();
+            }
+        }
+        let mut profiles = std::collections::HashMap::new();
         let mut tokens = Vec::new();
         for t in &raw.token {
             let start = t.span().start;
@@ -181,6 +234,20 @@ impl ServerConfig {
                 ));
             }
             let region = t.region.as_ref().map(|r| r.get_ref().clone());
+            if let Some(p) = &t.profile {
+                let profile = kefu_ingest::Profile::load(&base.join(p.get_ref()))
+                    .map_err(|e| err(p.span().start, e.to_string()))?;
+                profiles.insert(t.name.get_ref().clone(), profile);
+            }
+            if tokens
+                .iter()
+                .any(|e: &TokenEntry| e.name == *t.name.get_ref())
+            {
+                return Err(err(
+                    t.name.span().start,
+                    format!("token name '{}' is used twice", t.name.get_ref()),
+                ));
+            }
             if role == Role::Office && region.is_none() {
                 return Err(err(
                     start,
@@ -202,7 +269,9 @@ impl ServerConfig {
                 .listen
                 .map_or_else(|| "127.0.0.1:8080".to_string(), Spanned::into_inner),
             sql,
+            uploads,
             tokens,
+            profiles,
         })
     }
 }

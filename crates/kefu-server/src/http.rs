@@ -38,7 +38,9 @@ pub struct AppState {
     /// Queries run on their own runtime: DataFusion keeps its threads busy, and the
     /// server's must stay free to answer (health, timeouts, other requests).
     pub queries: tokio::runtime::Handle,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// The inbox and the ingest queue.
+    pub ingest: Arc<crate::uploads::IngestContext>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -46,6 +48,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/api/v1/sql", post(sql))
+        .route(
+            "/api/v1/uploads",
+            post(crate::upload_api::receive).get(crate::upload_api::list),
+        )
+        .route("/api/v1/uploads/{id}", get(crate::upload_api::status))
+        .route(
+            "/api/v1/uploads/{id}/rejects.csv",
+            get(crate::upload_api::rejects),
+        )
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -103,7 +114,7 @@ async fn track(
 }
 
 /// A JSON error response.
-fn error(status: StatusCode, message: &str, position: Option<(u64, u64)>) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str, position: Option<(u64, u64)>) -> Response {
     let mut body = serde_json::json!({ "error": message });
     if let Some((line, column)) = position {
         body["line"] = line.into();
@@ -112,7 +123,7 @@ fn error(status: StatusCode, message: &str, position: Option<(u64, u64)>) -> Res
     (status, axum::Json(body)).into_response()
 }
 
-fn denied(d: Denied) -> Response {
+pub(crate) fn denied(d: Denied) -> Response {
     match d {
         Denied::Unauthenticated => {
             let mut r = error(
@@ -245,7 +256,7 @@ async fn sql(
     let started = std::time::Instant::now();
     let mut task = state.queries.spawn({
         let state = state.clone();
-        async move { run(&state, &text, max_rows).await }
+        async move { run(&state, &text, Some(max_rows)).await }
     });
     let outcome = match tokio::time::timeout(state.sql.timeout, &mut task).await {
         Ok(Ok(result)) => Ok(result),
@@ -288,30 +299,32 @@ async fn sql(
     respond(format, schema, &batches, truncated)
 }
 
-/// Runs `sql` to at most `max_rows` rows; says whether there were more.
-async fn run(
+/// Runs `sql` to at most `max_rows` rows (all with `None`); says whether there were more.
+pub(crate) async fn run(
     state: &AppState,
     sql: &str,
-    max_rows: usize,
+    max_rows: Option<usize>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>, bool), String> {
     let options = EngineOptions {
         memory_limit: state.sql.memory_limit,
         ..EngineOptions::default()
     };
     let engine = Engine::open(&state.warehouse, &options).map_err(|e| e.to_string())?;
-    let df = engine.sql(sql).await.map_err(|e| e.to_string())?;
-    // One row more than allowed tells whether the result was cut.
-    let df = df
-        .limit(0, Some(max_rows.saturating_add(1)))
-        .map_err(|e| e.to_string())?;
+    let mut df = engine.sql(sql).await.map_err(|e| e.to_string())?;
+    if let Some(max_rows) = max_rows {
+        // One row more than allowed tells whether the result was cut.
+        df = df
+            .limit(0, Some(max_rows.saturating_add(1)))
+            .map_err(|e| e.to_string())?;
+    }
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let mut batches = df
         .collect()
         .await
         .map_err(|e| kefu_sql::SqlError::from(e).to_string())?;
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let truncated = total > max_rows;
-    if truncated {
+    let truncated = max_rows.is_some_and(|m| total > m);
+    if let Some(max_rows) = max_rows.filter(|_| truncated) {
         let mut keep = max_rows;
         batches = batches
             .into_iter()

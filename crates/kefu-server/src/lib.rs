@@ -1,16 +1,17 @@
 //! `kefu serve`: one long-running process that regional offices upload their exports to
 //! and that analysts and BI tools query. This crate holds the server's configuration and
-//! token roles ([`config`], [`auth`]) and its HTTP API ([`http`]): health and SQL over
-//! HTTP (read-only SQL or a named query, as JSON, CSV or Arrow IPC, with a row limit, a
+//! token roles ([`config`], [`auth`]), the inbox and ingest queue of uploads
+//! ([`uploads`], [`upload_api`]) and the HTTP API ([`http`]): health, SQL over HTTP
+//! (read-only SQL or a named query, as JSON, CSV or Arrow IPC, with a row limit, a
 //! timeout and a memory limit per query), `/metrics` ([`metrics`]) and request ids.
-//!
-//! Work in progress (issue 6): uploads and the ingest queue, `kefu upload`, Flight SQL
-//! and the web console are still to come.
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod upload_api;
+pub mod uploads;
 
 pub use config::ServerConfig;
 
@@ -28,6 +29,63 @@ pub enum ServerError {
     Warehouse(String),
     #[error("server: {0}")]
     Io(String),
+    #[error("{url}: {message}")]
+    Client { url: String, message: String },
+    #[error("the server refused: {status}: {message}")]
+    Refused { status: u16, message: String },
+}
+
+/// The server's shared state over `warehouse`, with the inbox opened; also returns the
+/// uploads to queue again (see [`resume`]).
+pub fn open(
+    config: &ServerConfig,
+    warehouse: kefu_storage::Warehouse,
+    library: kefu_sql::QueryLibrary,
+    queries: tokio::runtime::Handle,
+) -> Result<(std::sync::Arc<http::AppState>, Vec<String>), ServerError> {
+    let dir = match (&config.uploads.dir, warehouse.local_dir()) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(local)) => local.join("_inbox"),
+        (None, None) => {
+            return Err(ServerError::Warehouse(
+                "a warehouse on an object store needs an inbox on local disk: set `dir` in [uploads]"
+                    .into(),
+            ));
+        }
+    };
+    let (inbox, resume) = uploads::Inbox::open(&dir)?;
+    let metrics = std::sync::Arc::new(metrics::Metrics::default());
+    let ingest = std::sync::Arc::new(uploads::IngestContext {
+        warehouse: warehouse.clone(),
+        uploads: uploads::Uploads::new(config.uploads.clone(), inbox, config.profiles.clone()),
+        metrics: metrics.clone(),
+    });
+    let state = std::sync::Arc::new(http::AppState {
+        warehouse,
+        tokens: auth::Tokens::new(config.tokens.clone()),
+        sql: config.sql.clone(),
+        library,
+        queries,
+        metrics,
+        ingest,
+    });
+    Ok((state, resume))
+}
+
+/// Queues again the uploads a stop left queued or ingesting, oldest first. Must be called
+/// in the server's runtime.
+pub fn resume(state: &http::AppState, ids: &[String]) {
+    if !ids.is_empty() {
+        tracing::info!(
+            uploads = ids.len(),
+            "resuming the uploads left by the last stop"
+        );
+    }
+    for id in ids {
+        if let Some(upload) = state.ingest.uploads.inbox.get(id) {
+            uploads::enqueue(&state.ingest, &upload);
+        }
+    }
 }
 
 /// Binds the configured address (port 0 picks a free one).

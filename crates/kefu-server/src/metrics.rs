@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -18,6 +19,12 @@ pub struct QueryLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UploadLabels {
+    /// accepted, duplicate, too_large, refused (bad request), done or failed.
+    pub status: String,
+}
+
 /// The server's counters.
 pub struct Metrics {
     registry: Registry,
@@ -25,6 +32,11 @@ pub struct Metrics {
     pub queries: Family<QueryLabels, Counter>,
     pub query_seconds: Histogram,
     pub rows_returned: Counter,
+    pub uploads: Family<UploadLabels, Counter>,
+    pub upload_bytes: Counter,
+    pub rows_landed: Counter,
+    pub rows_rejected: Counter,
+    pub queue_depth: Gauge,
 }
 
 impl Default for Metrics {
@@ -54,12 +66,47 @@ impl Default for Metrics {
             "Rows returned by SQL queries",
             rows_returned.clone(),
         );
+        let uploads = Family::<UploadLabels, Counter>::default();
+        registry.register(
+            "uploads",
+            "Uploads by status: accepted, duplicate, too_large, refused when received; done or failed when ingested",
+            uploads.clone(),
+        );
+        let upload_bytes = Counter::default();
+        registry.register(
+            "upload_bytes",
+            "Bytes of accepted uploads",
+            upload_bytes.clone(),
+        );
+        let rows_landed = Counter::default();
+        registry.register(
+            "rows_landed",
+            "Rows landed by the ingest of uploads",
+            rows_landed.clone(),
+        );
+        let rows_rejected = Counter::default();
+        registry.register(
+            "rows_rejected",
+            "Records rejected by the ingest of uploads",
+            rows_rejected.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "ingest_queue_depth",
+            "Uploads waiting for the ingest queue",
+            queue_depth.clone(),
+        );
         Metrics {
             registry,
             requests,
             queries,
             query_seconds,
             rows_returned,
+            uploads,
+            upload_bytes,
+            rows_landed,
+            rows_rejected,
+            queue_depth,
         }
     }
 }
@@ -73,6 +120,22 @@ impl Metrics {
             .inc();
         self.query_seconds.observe(seconds);
         self.rows_returned.inc_by(rows);
+    }
+
+    /// Counts an upload under `status` (see [`UploadLabels`]).
+    pub fn upload(&self, status: &str) {
+        self.uploads
+            .get_or_create(&UploadLabels {
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts an upload whose ingest finished.
+    pub fn upload_finished(&self, upload: &crate::uploads::Upload) {
+        self.upload(upload.status.name());
+        self.rows_landed.inc_by(upload.counts.landed);
+        self.rows_rejected.inc_by(upload.counts.rejected);
     }
 
     /// The text exposition.

@@ -1,0 +1,415 @@
+//! Uploads to `kefu serve` through real HTTP on 127.0.0.1: the token matrix, upload →
+//! status → SQL sees the rows, rows of another region rejected, duplicates, the size
+//! limit answered before the body is read, `kefu upload`, exactly once across a crash
+//! after the commit and across SIGTERM mid-ingest, and a load of 50 concurrent uploads.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::common::kefu;
+use crate::serve::{Server, parse_response};
+
+const BEIJING: &str = "office-token-beijing-0001";
+const SHANGHAI: &str = "office-token-shanghai-001";
+const ANALYST: &str = "analyst-token-000000001";
+const ADMIN: &str = "admin-token-00000000001";
+
+fn config(uploads: &str) -> String {
+    format!(
+        "[uploads]\n{uploads}\n\n\
+         [[token]]\nname = \"beijing\"\ntoken = \"{BEIJING}\"\nrole = \"office\"\nregion = \"beijing\"\n\n\
+         [[token]]\nname = \"shanghai\"\ntoken = \"{SHANGHAI}\"\nrole = \"office\"\nregion = \"shanghai\"\n\n\
+         [[token]]\nname = \"analysts\"\ntoken = \"{ANALYST}\"\nrole = \"analyst\"\n\n\
+         [[token]]\nname = \"admin\"\ntoken = \"{ADMIN}\"\nrole = \"admin\"\n"
+    )
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+impl Server {
+    fn upload(&self, token: Option<&str>, query: &str, body: &[u8]) -> (u16, serde_json::Value) {
+        let auth = token.map(bearer);
+        let mut headers = vec![];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        let (status, head, body) =
+            self.request_bytes("POST", &format!("/api/v1/uploads?{query}"), &headers, body);
+        let json = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| panic!("{head}\n{}", String::from_utf8_lossy(&body)));
+        (status, json)
+    }
+
+    fn get_json(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        let auth = bearer(token);
+        let (status, head, body) = self.request("GET", path, &[("Authorization", &auth)], "");
+        let json = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| panic!("{path}: {head}\n{}", String::from_utf8_lossy(&body)));
+        (status, json)
+    }
+
+    /// Polls an upload until it is done or failed.
+    fn finished(&self, id: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let (status, record) = self.get_json(ADMIN, &format!("/api/v1/uploads/{id}"));
+            assert_eq!(status, 200, "{record}");
+            if record["status"] == "done" || record["status"] == "failed" {
+                return record;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "upload {id} never finished: {record}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// One number from a SQL query (analyst token).
+    fn count(&self, sql: &str) -> i64 {
+        let body = serde_json::json!({ "sql": sql }).to_string();
+        let (status, _, json) = self.sql(Some(ANALYST), &body, "application/json");
+        let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(status, 200, "{json}");
+        json["rows"][0]["n"].as_i64().unwrap()
+    }
+
+    fn metric(&self, series: &str) -> f64 {
+        let text = String::from_utf8(self.request("GET", "/metrics", &[], "").2).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    }
+}
+
+/// Data rows of a CSV file whose `region` column is (or, with `invert`, is not) `region`;
+/// with their 1-based line numbers.
+fn rows_of_region(path: &Path, region: &str) -> Vec<u64> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let at = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "region")
+        .unwrap();
+    reader
+        .records()
+        .map(Result::unwrap)
+        .filter(|r| &r[at] == region)
+        .map(|r| r.position().unwrap().line())
+        .collect()
+}
+
+fn data_rows(path: &Path) -> i64 {
+    csv::Reader::from_path(path).unwrap().records().count() as i64
+}
+
+#[test]
+fn uploads_land_once_with_region_checks_duplicates_and_limits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sql");
+    let calls = std::fs::read(fixtures.join("calls.csv")).unwrap();
+    let beijing_lines = rows_of_region(&fixtures.join("calls.csv"), "beijing");
+    let shanghai_lines = rows_of_region(&fixtures.join("calls.csv"), "shanghai");
+    assert!(!beijing_lines.is_empty() && !shanghai_lines.is_empty());
+    let server = Server::start(
+        dir,
+        &config("max_bytes = \"64KiB\"\nmax_reject_ratio = 0.5\nconcurrency = 2"),
+    );
+
+    // The token matrix of the upload endpoints.
+    for (token, want) in [
+        (None, 401),
+        (Some("not-a-configured-token-00"), 401),
+        (Some(ANALYST), 403),
+    ] {
+        let (status, body) = server.upload(token, "name=calls.csv", &calls);
+        assert_eq!(status, want, "{token:?}: {body}");
+    }
+    let (status, body) = server.upload(Some(BEIJING), "name=calls.csv&region=shanghai", &calls);
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = server.upload(Some(BEIJING), "name=../calls.csv", &calls);
+    assert_eq!(status, 400, "{body}");
+
+    // Upload → 202 → done; the other region's rows are rejected, never landed.
+    let (status, accepted) = server.upload(Some(BEIJING), "name=calls.csv", &calls);
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["status"], "queued");
+    assert_eq!(accepted["bytes"], calls.len());
+    assert_eq!(accepted["sha256"].as_str().unwrap().len(), 64);
+    let id = accepted["id"].as_str().unwrap().to_string();
+    let done = server.finished(&id);
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["counts"]["landed"], beijing_lines.len(), "{done}");
+    assert_eq!(done["counts"]["rejected"], shanghai_lines.len(), "{done}");
+    assert_eq!(
+        done["rejects_by_reason"]["region_not_allowed"],
+        shanghai_lines.len(),
+        "{done}"
+    );
+    assert_eq!(
+        server.count("SELECT count(*) AS n FROM calls"),
+        beijing_lines.len() as i64
+    );
+    assert_eq!(
+        server.count("SELECT count(*) AS n FROM calls WHERE region <> 'beijing'"),
+        0
+    );
+
+    // The rejects as CSV: the shanghai rows, by line.
+    let auth = bearer(BEIJING);
+    let (status, head, csv) = server.request(
+        "GET",
+        &format!("/api/v1/uploads/{id}/rejects.csv"),
+        &[("Authorization", &auth)],
+        "",
+    );
+    assert_eq!(status, 200, "{head}");
+    let mut reader = csv::Reader::from_reader(csv.as_slice());
+    let rejects: Vec<(u64, String)> = reader
+        .deserialize::<std::collections::HashMap<String, String>>()
+        .map(|r| {
+            let r = r.unwrap();
+            (r["line"].parse().unwrap(), r["reason"].clone())
+        })
+        .collect();
+    let want: Vec<(u64, String)> = shanghai_lines
+        .iter()
+        .map(|&l| (l, "region_not_allowed".to_string()))
+        .collect();
+    assert_eq!(rejects, want);
+
+    // Who sees the upload: its office and the admin; not another office, not analysts.
+    assert_eq!(
+        server
+            .get_json(SHANGHAI, &format!("/api/v1/uploads/{id}"))
+            .0,
+        404
+    );
+    assert_eq!(
+        server.get_json(ANALYST, &format!("/api/v1/uploads/{id}")).0,
+        403
+    );
+    assert_eq!(
+        server.get_json(BEIJING, &format!("/api/v1/uploads/{id}")).0,
+        200
+    );
+    let (_, list) = server.get_json(SHANGHAI, "/api/v1/uploads");
+    assert_eq!(list["uploads"].as_array().unwrap().len(), 0);
+    let (_, list) = server.get_json(BEIJING, "/api/v1/uploads");
+    assert_eq!(list["uploads"][0]["id"], id.as_str());
+
+    // The same content again, under another name: a duplicate, not ingested again.
+    let (status, dup) = server.upload(Some(BEIJING), "name=calls-again.csv", &calls);
+    assert_eq!(status, 200, "{dup}");
+    assert_eq!(dup["duplicate"], true);
+    assert_eq!(dup["duplicate_of"]["upload"], id.as_str());
+    assert_eq!(
+        server.count("SELECT count(*) AS n FROM calls"),
+        beijing_lines.len() as i64
+    );
+
+    // Larger than the limit: 413 at once from Content-Length, before any body byte is
+    // sent (a server that waited for the body would time out here).
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /api/v1/uploads?name=big.csv HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {BEIJING}\r\nContent-Length: 1073741824\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream
+            .read(&mut buf)
+            .expect("the server answers without the body");
+        assert!(n > 0, "closed without an answer");
+        response.extend_from_slice(&buf[..n]);
+    }
+    let (status, head, _) = parse_response(&response);
+    assert_eq!(status, 413, "{head}");
+
+    // `kefu upload`: an admin's upload (no region restriction) waited for, and a file over
+    // the limit refused with exit 2.
+    let tickets = fixtures.join("tickets.csv");
+    let out = kefu(dir)
+        .args([
+            "upload",
+            "--server",
+            &format!("http://127.0.0.1:{}", server.port),
+        ])
+        .args(["--wait", "-q"])
+        .env("KEFU_TOKEN", ADMIN)
+        .arg(&tickets)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("done: {} landed, 0 rejected", data_rows(&tickets))),
+        "{stdout}"
+    );
+    assert_eq!(
+        server.count("SELECT count(*) AS n FROM tickets"),
+        data_rows(&tickets)
+    );
+    std::fs::write(dir.join("huge.csv"), vec![b'x'; 100 * 1024]).unwrap();
+    let out = kefu(dir)
+        .args(["upload", "huge.csv", "-q", "--token", BEIJING, "--server"])
+        .arg(format!("http://127.0.0.1:{}", server.port))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("larger than the server's limit of 64.0 KiB"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Nothing half-received stays in the inbox: the two accepted uploads only.
+    let inbox: Vec<_> = std::fs::read_dir(dir.join("wh/_inbox"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(inbox.len(), 2, "{inbox:?}");
+
+    assert_eq!(
+        server.metric("kefu_uploads_total{status=\"accepted\"}"),
+        2.0
+    );
+    assert_eq!(
+        server.metric("kefu_uploads_total{status=\"duplicate\"}"),
+        1.0
+    );
+    assert_eq!(
+        server.metric("kefu_uploads_total{status=\"too_large\"}"),
+        2.0
+    );
+    assert_eq!(server.metric("kefu_uploads_total{status=\"done\"}"), 2.0);
+    assert_eq!(
+        server.metric("kefu_rows_landed_total"),
+        (beijing_lines.len() as i64 + data_rows(&tickets)) as f64
+    );
+    assert_eq!(
+        server.metric("kefu_rows_rejected_total"),
+        shanghai_lines.len() as f64
+    );
+    assert_eq!(server.metric("kefu_ingest_queue_depth"), 0.0);
+}
+
+/// `kefu gen` plain output for one region (beijing).
+fn generate(dir: &Path, customers: u32, days: u32, regions: u32) {
+    kefu(dir)
+        .args(["gen", "--out", "gen", "-q"])
+        .args(["--customers", &customers.to_string()])
+        .args(["--days", &days.to_string()])
+        .args(["--regions", &regions.to_string()])
+        .assert()
+        .success();
+}
+
+#[test]
+fn uploads_commit_exactly_once_across_a_crash_and_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    generate(dir, 20_000, 30, 1);
+    let exports = dir.join("gen");
+    let config = config("concurrency = 1");
+
+    // A crash right after a batch commits, before the upload's record says so: the next
+    // start finishes the upload from the ledger instead of ingesting it again.
+    let mut server = Server::start_with(dir, &config, &[("KEFU_FAILPOINT", "upload_after_commit")]);
+    let (status, accepted) = server.upload(
+        Some(BEIJING),
+        "name=calls.csv",
+        &std::fs::read(exports.join("calls.csv")).unwrap(),
+    );
+    assert_eq!(status, 202, "{accepted}");
+    let crashed = server.child.wait().unwrap();
+    assert!(
+        !crashed.success(),
+        "the failpoint should have aborted the server"
+    );
+    let id = accepted["id"].as_str().unwrap().to_string();
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join(format!("wh/_inbox/{id}/upload.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["status"], "ingesting", "{record}");
+    drop(server);
+    let server = Server::start(dir, &config);
+    let done = server.finished(&id);
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["batch_seq"], 1, "{done}");
+    assert!(done["duplicate_of"].is_null(), "{done}");
+    assert_eq!(
+        done["counts"]["landed"],
+        data_rows(&exports.join("calls.csv"))
+    );
+    assert_eq!(
+        server.count("SELECT count(*) AS n FROM calls"),
+        data_rows(&exports.join("calls.csv"))
+    );
+
+    // SIGTERM while an upload is ingesting and others wait: after a restart every
+    // accepted upload lands, once.
+    let tables = ["visits", "tickets", "callbacks", "customers"];
+    let mut ids = Vec::new();
+    for table in tables {
+        let body = std::fs::read(exports.join(format!("{table}.csv"))).unwrap();
+        let (status, accepted) = server.upload(Some(BEIJING), &format!("name={table}.csv"), &body);
+        assert_eq!(status, 202, "{accepted}");
+        ids.push(accepted["id"].as_str().unwrap().to_string());
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ingesting = loop {
+        let (_, list) = server.get_json(ADMIN, "/api/v1/uploads");
+        let statuses: Vec<String> = list["uploads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["status"].as_str().unwrap().to_string())
+            .collect();
+        if statuses.iter().any(|s| s == "ingesting") {
+            break statuses;
+        }
+        assert!(Instant::now() < deadline, "nothing started: {statuses:?}");
+    };
+    let (exit, stdout) = server.terminate();
+    assert!(exit.success(), "{exit:?} {stdout}");
+    assert!(
+        stdout.contains("wait in the inbox for the next start"),
+        "{ingesting:?}: {stdout}"
+    );
+    let server = Server::start(dir, &config);
+    for (id, table) in ids.iter().zip(tables) {
+        let done = server.finished(id);
+        assert_eq!(done["status"], "done", "{done}");
+        let rows = data_rows(&exports.join(format!("{table}.csv")));
+        assert_eq!(done["counts"]["landed"], rows, "{table}: {done}");
+        assert_eq!(
+            server.count(&format!("SELECT count(*) AS n FROM {table}")),
+            rows,
+            "{table}"
+        );
+    }
+    // Five uploads, five batches: none committed twice.
+    let status = kefu(dir)
+        .args(["status", "--warehouse", "wh", "--json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["batches"].as_array().unwrap().len(), 5, "{status}");
+}
