@@ -413,3 +413,151 @@ fn uploads_commit_exactly_once_across_a_crash_and_sigterm() {
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["batches"].as_array().unwrap().len(), 5, "{status}");
 }
+
+/// Cuts `per_region` files of equal row counts (each with the header) from each region's
+/// calls in `calls.csv`, as many rows each as the smallest region allows, into `dir`;
+/// returns (region, file, data rows) for each.
+fn split_by_region(
+    calls: &Path,
+    dir: &Path,
+    per_region: usize,
+) -> Vec<(String, std::path::PathBuf, i64)> {
+    let text = std::fs::read_to_string(calls).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let at = header.split(',').position(|h| h == "region").unwrap();
+    let mut by_region: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+    for line in lines {
+        // Generated calls have no quoted commas in the columns before `region`.
+        let region = line.split(',').nth(at).unwrap().to_string();
+        by_region.entry(region).or_default().push(line);
+    }
+    let chunk = by_region.values().map(Vec::len).min().unwrap() / per_region;
+    let mut out = Vec::new();
+    for (region, rows) in by_region {
+        for (i, part) in rows.chunks(chunk).take(per_region).enumerate() {
+            let path = dir.join(format!("{region}_{i}.csv"));
+            let mut body = String::with_capacity(part.len() * 200);
+            body.push_str(header);
+            body.push('\n');
+            for row in part {
+                body.push_str(row);
+                body.push('\n');
+            }
+            std::fs::write(&path, body).unwrap();
+            out.push((region.clone(), path, part.len() as i64));
+        }
+    }
+    out
+}
+
+#[test]
+fn fifty_concurrent_uploads_from_ten_offices_land_once_while_sql_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Calls of 10 regions, enough for 50 uploads of about 5 MB (the smallest region
+    // decides the size).
+    generate(dir, 175_000, 150, 10);
+    let parts_dir = dir.join("parts");
+    std::fs::create_dir_all(&parts_dir).unwrap();
+    let parts = split_by_region(&dir.join("gen/calls.csv"), &parts_dir, 5);
+    for table in ["calls", "tickets", "callbacks", "visits", "customers"] {
+        std::fs::remove_file(dir.join(format!("gen/{table}.csv"))).unwrap();
+    }
+    let regions: std::collections::BTreeSet<&str> = parts.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!((regions.len(), parts.len()), (10, 50));
+    let sizes: Vec<u64> = parts
+        .iter()
+        .map(|p| std::fs::metadata(&p.1).unwrap().len())
+        .collect();
+    let (smallest, largest) = (*sizes.iter().min().unwrap(), *sizes.iter().max().unwrap());
+    assert!(
+        smallest > 4_000_000 && largest < 7_000_000,
+        "parts of {smallest}..{largest} bytes"
+    );
+    let token_of = |region: &str| format!("office-token-{region:0<12}");
+    let mut config = format!(
+        "[uploads]\nconcurrency = 2\n\n[[token]]\nname = \"analysts\"\ntoken = \"{ANALYST}\"\nrole = \"analyst\"\n\n[[token]]\nname = \"admin\"\ntoken = \"{ADMIN}\"\nrole = \"admin\"\n"
+    );
+    for r in &regions {
+        config.push_str(&format!(
+            "\n[[token]]\nname = \"{r}\"\ntoken = \"{}\"\nrole = \"office\"\nregion = \"{r}\"\n",
+            token_of(r)
+        ));
+    }
+    let server = Server::start(dir, &config);
+    let total: i64 = parts.iter().map(|p| p.2).sum();
+
+    let started = Instant::now();
+    let uploading = std::sync::atomic::AtomicBool::new(true);
+    let (ids, answers) = std::thread::scope(|scope| {
+        // A stream of SQL queries while the uploads arrive and are ingested.
+        let queries = scope.spawn(|| {
+            let mut answers = Vec::new();
+            while uploading.load(std::sync::atomic::Ordering::Relaxed) {
+                let asked = Instant::now();
+                let n = server.count("SELECT count(*) AS n FROM calls");
+                answers.push((n, asked.elapsed()));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            answers
+        });
+        let uploads: Vec<_> = parts
+            .iter()
+            .map(|(region, path, _)| {
+                let server = &server;
+                let token = token_of(region);
+                scope.spawn(move || {
+                    let body = std::fs::read(path).unwrap();
+                    let name = path.file_name().unwrap().to_string_lossy();
+                    let (status, accepted) =
+                        server.upload(Some(&token), &format!("name={name}"), &body);
+                    assert_eq!(status, 202, "{accepted}");
+                    accepted["id"].as_str().unwrap().to_string()
+                })
+            })
+            .collect();
+        let ids: Vec<String> = uploads.into_iter().map(|h| h.join().unwrap()).collect();
+        for id in &ids {
+            server.finished(id);
+        }
+        uploading.store(false, std::sync::atomic::Ordering::Relaxed);
+        (ids, queries.join().unwrap())
+    });
+    let elapsed = started.elapsed();
+
+    for (id, (region, path, rows)) in ids.iter().zip(&parts) {
+        let (_, record) = server.get_json(ADMIN, &format!("/api/v1/uploads/{id}"));
+        assert_eq!(record["status"], "done", "{}: {record}", path.display());
+        assert_eq!(record["counts"]["landed"], *rows, "{record}");
+        assert_eq!(record["counts"]["rejected"], 0, "{record}");
+        assert_eq!(record["region"], region.as_str());
+    }
+    assert_eq!(server.count("SELECT count(*) AS n FROM calls"), total);
+    assert_eq!(
+        server.count("SELECT count(DISTINCT call_id) AS n FROM calls"),
+        total
+    );
+    for r in &regions {
+        let want: i64 = parts.iter().filter(|p| p.0 == *r).map(|p| p.2).sum();
+        assert_eq!(
+            server.count(&format!(
+                "SELECT count(*) AS n FROM calls WHERE region = '{r}'"
+            )),
+            want,
+            "{r}"
+        );
+    }
+    // The queries kept answering, and saw whole batches only (never more than all).
+    assert!(answers.len() >= 3, "{answers:?}");
+    assert!(answers.iter().all(|(n, _)| *n <= total));
+    assert!(answers.windows(2).all(|w| w[0].0 <= w[1].0), "{answers:?}");
+    let slowest = answers.iter().map(|a| a.1).max().unwrap();
+    eprintln!(
+        "50 uploads, {} MB, {total} rows: all done in {:.1} s; {} SQL answers meanwhile, slowest {:.2} s",
+        sizes.iter().sum::<u64>() / 1_000_000,
+        elapsed.as_secs_f64(),
+        answers.len(),
+        slowest.as_secs_f64()
+    );
+}
