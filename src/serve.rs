@@ -18,6 +18,9 @@ pub struct ServeArgs {
     /// Listen here instead of the configuration's `listen` (port 0: any free port).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Serve Flight SQL here (instead of the configuration's `flight`; port 0: any).
+    #[arg(long, value_name = "ADDR")]
+    pub flight: Option<String>,
 }
 
 pub fn serve_command(args: &ServeArgs) -> CliResult {
@@ -25,6 +28,9 @@ pub fn serve_command(args: &ServeArgs) -> CliResult {
         .map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
     if let Some(listen) = &args.listen {
         config.listen = listen.clone();
+    }
+    if let Some(flight) = &args.flight {
+        config.flight = Some(flight.clone());
     }
     let warehouse = kefu_storage::Warehouse::open(&args.warehouse.warehouse)
         .map_err(|e| (exit::IO, e.to_string()))?;
@@ -49,14 +55,51 @@ pub fn serve_command(args: &ServeArgs) -> CliResult {
         let address = listener
             .local_addr()
             .map_err(|e| (exit::IO, e.to_string()))?;
+        let flight = match &config.flight {
+            Some(address) => Some(
+                kefu_server::bind(address)
+                    .await
+                    .map_err(|e| (exit::IO, e.to_string()))?,
+            ),
+            None => None,
+        };
         let stop = kefu_server::termination();
         kefu_server::resume(&state, &resume);
-        // The address on stdout, first, so that scripts (and tests) can find the port.
+        // The addresses on stdout, first, so that scripts (and tests) can find the ports.
         println!("kefu serve: listening on http://{address}");
+        let stopping = tokio_util::sync::CancellationToken::new();
+        let flight_task = match flight {
+            Some(listener) => {
+                let at = listener
+                    .local_addr()
+                    .map_err(|e| (exit::IO, e.to_string()))?;
+                println!("kefu serve: flight sql on grpc://{at}");
+                let stopped = stopping.clone();
+                Some(tokio::spawn(kefu_server::flight::serve(
+                    listener,
+                    state.clone(),
+                    async move { stopped.cancelled().await },
+                )))
+            }
+            None => None,
+        };
         let _ = std::io::stdout().flush();
-        kefu_server::serve(listener, state.clone(), stop)
-            .await
-            .map_err(|e| (exit::IO, e.to_string()))?;
+        let stopped = stopping.clone();
+        tokio::spawn(async move {
+            stop.await;
+            stopped.cancel();
+        });
+        kefu_server::serve(listener, state.clone(), async move {
+            stopping.cancelled().await
+        })
+        .await
+        .map_err(|e| (exit::IO, e.to_string()))?;
+        if let Some(task) = flight_task {
+            match task.await {
+                Ok(result) => result.map_err(|e| (exit::IO, e.to_string()))?,
+                Err(e) => return Err((exit::FAILURE, e.to_string())),
+            }
+        }
         Ok(())
     })?;
     // An ingest still running is not waited for: the ledger either has its batch or not,

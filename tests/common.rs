@@ -28,3 +28,21 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     }
     out
 }
+
+/// A Python that can import `module`: $KEFU_PYTHON (set by .ci/run), else python3.
+pub fn python_with(module: &str) -> Option<String> {
+    let candidates = std::env::var("KEFU_PYTHON")
+        .into_iter()
+        .chain(["python3".to_string()]);
+    for python in candidates {
+        let ok = std::process::Command::new(&python)
+            .args(["-c", &format!("import {module}")])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Some(python);
+        }
+    }
+    None
+}

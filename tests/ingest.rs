@@ -293,24 +293,6 @@ fn reingesting_and_status() {
     assert!(parquet_files(&dir.path().join("strict")).is_empty());
 }
 
-/// A Python with DuckDB: $KEFU_PYTHON (set by .ci/run), else python3 if it has duckdb.
-fn python_with_duckdb() -> Option<String> {
-    let candidates = std::env::var("KEFU_PYTHON")
-        .into_iter()
-        .chain(["python3".to_string()]);
-    for python in candidates {
-        let ok = Command::new(&python)
-            .args(["-c", "import duckdb"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Some(python);
-        }
-    }
-    None
-}
-
 const DUCKDB_READ: &str = r#"
 import duckdb, json, sys
 wh = sys.argv[1]
@@ -335,7 +317,7 @@ print(json.dumps(out, ensure_ascii=False))
 
 #[test]
 fn duckdb_reads_the_warehouse_and_agrees() {
-    let Some(python) = python_with_duckdb() else {
+    let Some(python) = crate::common::python_with("duckdb") else {
         assert!(
             std::env::var_os("KEFU_REQUIRE_DUCKDB").is_none(),
             "KEFU_REQUIRE_DUCKDB is set but no Python with duckdb was found"

@@ -3,6 +3,7 @@
 mod browser;
 mod check;
 mod common;
+mod flight;
 mod generate;
 mod ingest;
 mod jobs;

@@ -16,6 +16,8 @@ const ADMIN: &str = "admin-token-00000000001";
 pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) port: u16,
+    /// The Flight SQL port, when started with one.
+    pub(crate) flight: Option<u16>,
 }
 
 impl Drop for Server {
@@ -32,6 +34,16 @@ impl Server {
 
     /// Starts with extra environment variables (a failpoint).
     pub(crate) fn start_with(dir: &Path, config: &str, env: &[(&str, &str)]) -> Server {
+        Server::start_args(dir, config, env, &[])
+    }
+
+    /// Starts with extra environment variables and arguments (`--flight 127.0.0.1:0`).
+    pub(crate) fn start_args(
+        dir: &Path,
+        config: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Server {
         std::fs::write(dir.join("server.toml"), config).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_kefu"))
             .env_clear()
@@ -46,21 +58,29 @@ impl Server {
                 "--listen",
                 "127.0.0.1:0",
             ])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Server { child, port }
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut port_of_line = || -> u16 {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            line.trim()
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("no address in {line:?}"))
+        };
+        let port = port_of_line();
+        let flight = args.contains(&"--flight").then(&mut port_of_line);
+        child.stdout = Some(stdout.into_inner());
+        Server {
+            child,
+            port,
+            flight,
+        }
     }
 
     /// One HTTP/1.1 request (Connection: close): (status, headers, body).

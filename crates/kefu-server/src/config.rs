@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:8080"
+//! flight = "127.0.0.1:50051" # Flight SQL for BI tools (none when absent)
 //!
 //! [sql]
 //! max_rows = 100000          # rows a response carries at most (the rest is cut, and said)
@@ -37,6 +38,7 @@ use crate::uploads::UploadSettings;
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<Spanned<String>>,
+    flight: Option<String>,
     #[serde(default)]
     sql: Option<RawSql>,
     #[serde(default)]
@@ -105,6 +107,8 @@ impl Default for SqlLimits {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: String,
+    /// Where Flight SQL listens, if anywhere.
+    pub flight: Option<String>,
     pub sql: SqlLimits,
     pub uploads: UploadSettings,
     pub tokens: Vec<TokenEntry>,
@@ -268,6 +272,7 @@ impl ServerConfig {
             listen: raw
                 .listen
                 .map_or_else(|| "127.0.0.1:8080".to_string(), Spanned::into_inner),
+            flight: raw.flight,
             sql,
             uploads,
             tokens,

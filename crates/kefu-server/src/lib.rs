@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod flight;
 pub mod http;
 pub mod metrics;
 pub mod upload_api;

@@ -1,0 +1,579 @@
+//! Flight SQL on its own port, for BI tools (DBeaver, Superset, Tableau through the Arrow
+//! Flight SQL JDBC or ADBC drivers): statement queries, prepared statements with
+//! parameters (`$1`, `$2`, …), and catalog metadata (catalogs, schemas, tables, table
+//! types, SQL info). Read-only, with the same tokens as HTTP (`authorization: Bearer …`
+//! on every call; analyst and admin tokens may query), the same timeout and per-query
+//! memory limit, and counted in the same query metrics. Results are not cut at the HTTP
+//! row limit: a BI tool fetches what it asked for.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
+    CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
+    TicketStatementQuery,
+};
+use arrow_flight::{
+    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
+    IpcMessage, SchemaAsIpc, Ticket,
+};
+use datafusion::dataframe::DataFrame;
+use datafusion::scalar::ScalarValue;
+use futures::{Stream, StreamExt, TryStreamExt};
+use kefu_sql::{Engine, EngineOptions};
+use prost::Message;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::{Denied, Principal, Right};
+use crate::http::AppState;
+
+/// The catalog and schema the warehouse's tables are in (DataFusion's defaults).
+const CATALOG: &str = "datafusion";
+const SCHEMA: &str = "public";
+
+type DataStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
+
+/// A prepared statement: its SQL and the parameters last bound to it.
+struct Prepared {
+    sql: String,
+    params: Option<RecordBatch>,
+}
+
+/// The Flight SQL service over the server's state.
+pub struct FlightSql {
+    state: Arc<AppState>,
+    prepared: Mutex<HashMap<String, Prepared>>,
+    sql_info: SqlInfoData,
+}
+
+/// The gRPC service to serve.
+pub fn service(state: Arc<AppState>) -> FlightServiceServer<FlightSql> {
+    let mut info = SqlInfoDataBuilder::new();
+    info.append(SqlInfo::FlightSqlServerName, "kefu");
+    info.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    info.append(SqlInfo::FlightSqlServerArrowVersion, "59");
+    info.append(SqlInfo::FlightSqlServerReadOnly, true);
+    info.append(SqlInfo::FlightSqlServerSql, true);
+    info.append(SqlInfo::FlightSqlServerSubstrait, false);
+    info.append(SqlInfo::FlightSqlServerTransaction, 0i32);
+    let sql_info = info.build().expect("static SQL info");
+    FlightServiceServer::new(FlightSql {
+        state,
+        prepared: Mutex::new(HashMap::new()),
+        sql_info,
+    })
+}
+
+fn status_of(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+/// One batch as a Flight data stream.
+fn one_batch(schema: SchemaRef, batch: RecordBatch) -> DataStream {
+    Box::pin(
+        FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(futures::stream::once(async { Ok(batch) }))
+            .map_err(Status::from),
+    )
+}
+
+fn schema_ipc(schema: &Schema) -> Result<bytes::Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+    Ok(bytes)
+}
+
+fn flight_info(
+    schema: &Schema,
+    ticket: &Any,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo, Status> {
+    let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket.encode_to_vec()));
+    Ok(FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(e.to_string()))?
+        .with_endpoint(endpoint)
+        .with_descriptor(descriptor))
+}
+
+impl FlightSql {
+    fn authorize<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        self.state
+            .tokens
+            .authorize(header, Right::Query)
+            .map_err(|d| match d {
+                Denied::Unauthenticated => Status::unauthenticated(
+                    "missing or unknown token (authorization: Bearer <token>)",
+                ),
+                Denied::Forbidden => Status::permission_denied("this token's role may not query"),
+            })
+    }
+
+    fn engine(&self) -> Result<Engine, Status> {
+        let options = EngineOptions {
+            memory_limit: self.state.sql.memory_limit,
+            ..EngineOptions::default()
+        };
+        Engine::open(&self.state.warehouse, &options).map_err(|e| Status::internal(e.to_string()))
+    }
+
+    /// Plans `sql` (read-only) with `params` bound to `$1`, `$2`, … (the first row).
+    async fn plan(&self, sql: &str, params: Option<&RecordBatch>) -> Result<DataFrame, Status> {
+        let df = self.engine()?.sql(sql).await.map_err(status_of)?;
+        match params {
+            Some(batch) if batch.num_rows() > 0 => {
+                let values = batch
+                    .columns()
+                    .iter()
+                    .map(|c| ScalarValue::try_from_array(c, 0))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(status_of)?;
+                df.with_param_values(values).map_err(status_of)
+            }
+            _ => Ok(df),
+        }
+    }
+
+    /// Runs `sql` on the query runtime, within the timeout, streaming its batches.
+    async fn execute(
+        &self,
+        sql: String,
+        params: Option<RecordBatch>,
+    ) -> Result<DataStream, Status> {
+        let df = self.plan(&sql, params.as_ref()).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, FlightError>>(2);
+        let state = self.state.clone();
+        let timeout = state.sql.timeout;
+        self.state.queries.spawn(async move {
+            let started = std::time::Instant::now();
+            let run = async {
+                let mut stream = df.execute_stream().await?;
+                let mut rows = 0u64;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch?;
+                    rows += batch.num_rows() as u64;
+                    if tx.send(Ok(batch)).await.is_err() {
+                        break; // the client went away
+                    }
+                }
+                Ok::<u64, datafusion::error::DataFusionError>(rows)
+            };
+            match tokio::time::timeout(timeout, run).await {
+                Ok(Ok(rows)) => {
+                    state
+                        .metrics
+                        .query("ok", started.elapsed().as_secs_f64(), rows);
+                }
+                Ok(Err(e)) => {
+                    state
+                        .metrics
+                        .query("error", started.elapsed().as_secs_f64(), 0);
+                    let _ = tx.send(Err(FlightError::ExternalError(Box::new(e)))).await;
+                }
+                Err(_) => {
+                    state
+                        .metrics
+                        .query("timeout", started.elapsed().as_secs_f64(), 0);
+                    let _ = tx
+                        .send(Err(FlightError::Tonic(Box::new(
+                            Status::deadline_exceeded(format!(
+                                "the query ran longer than {} s and was cancelled",
+                                timeout.as_secs_f64()
+                            )),
+                        ))))
+                        .await;
+                }
+            }
+        });
+        let batches = tokio_stream_of(rx);
+        Ok(Box::pin(
+            FlightDataEncoderBuilder::new()
+                .with_schema(schema)
+                .build(batches)
+                .map_err(Status::from),
+        ))
+    }
+
+    fn prepared(&self, handle: &[u8]) -> Result<(String, Option<RecordBatch>), Status> {
+        let handle = String::from_utf8_lossy(handle);
+        self.prepared
+            .lock()
+            .expect("prepared lock")
+            .get(handle.as_ref())
+            .map(|p| (p.sql.clone(), p.params.clone()))
+            .ok_or_else(|| Status::not_found(format!("no prepared statement {handle}")))
+    }
+}
+
+/// A receiver as a stream.
+fn tokio_stream_of<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for FlightSql {
+    type FlightService = FlightSql;
+
+    /// Clients that insist on a handshake get the bearer token they presented back.
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
+        Status,
+    > {
+        self.authorize(&request)?;
+        let token = request
+            .metadata()
+            .get("authorization")
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("no token"))?;
+        let mut response: Response<
+            Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>,
+        > = Response::new(Box::pin(futures::stream::empty()));
+        response.metadata_mut().insert("authorization", token);
+        Ok(response)
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let principal = self.authorize(&request)?;
+        let df = self.plan(&query.query, None).await?;
+        tracing::info!(token = %principal.name, "flight sql statement");
+        let ticket = TicketStatementQuery {
+            statement_handle: query.query.into_bytes().into(),
+        };
+        let info = flight_info(
+            df.schema().as_arrow(),
+            &ticket.as_any(),
+            request.into_inner(),
+        )?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.authorize(&request)?;
+        let sql = String::from_utf8(ticket.statement_handle.to_vec()).map_err(status_of)?;
+        Ok(Response::new(self.execute(sql, None).await?))
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        self.authorize(&request)?;
+        let df = self.plan(&query.query, None).await?;
+        // Parameter types where DataFusion can infer them all ($1, $2, … in order).
+        let types = df.logical_plan().get_parameter_types().map_err(status_of)?;
+        let mut names: Vec<&String> = types.keys().collect();
+        names.sort_by_key(|n| {
+            n.trim_start_matches('$')
+                .parse::<usize>()
+                .unwrap_or(usize::MAX)
+        });
+        let parameter_schema = if names.iter().all(|n| types[*n].is_some()) {
+            let fields: Vec<arrow::datatypes::Field> = names
+                .iter()
+                .map(|n| {
+                    arrow::datatypes::Field::new(
+                        n.as_str(),
+                        types[*n].clone().expect("checked above"),
+                        true,
+                    )
+                })
+                .collect();
+            schema_ipc(&Schema::new(fields))?
+        } else {
+            Default::default()
+        };
+        let handle = uuid::Uuid::new_v4().to_string();
+        self.prepared.lock().expect("prepared lock").insert(
+            handle.clone(),
+            Prepared {
+                sql: query.query,
+                params: None,
+            },
+        );
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.into_bytes().into(),
+            dataset_schema: schema_ipc(df.schema().as_arrow())?,
+            parameter_schema,
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        self.authorize(&request)?;
+        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).into_owned();
+        let stream = request
+            .into_inner()
+            .map_err(|s| FlightError::Tonic(Box::new(s)));
+        let batches: Vec<RecordBatch> =
+            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
+                .try_collect()
+                .await
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let params = match batches.first() {
+            Some(first) => {
+                Some(arrow::compute::concat_batches(&first.schema(), &batches).map_err(status_of)?)
+            }
+            None => None,
+        };
+        let mut prepared = self.prepared.lock().expect("prepared lock");
+        let entry = prepared
+            .get_mut(&handle)
+            .ok_or_else(|| Status::not_found(format!("no prepared statement {handle}")))?;
+        entry.params = params;
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(handle.into_bytes().into()),
+        })
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        let (sql, params) = self.prepared(&query.prepared_statement_handle)?;
+        let df = self.plan(&sql, params.as_ref()).await?;
+        let info = flight_info(
+            df.schema().as_arrow(),
+            &query.as_any(),
+            request.into_inner(),
+        )?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.authorize(&request)?;
+        let (sql, params) = self.prepared(&query.prepared_statement_handle)?;
+        Ok(Response::new(self.execute(sql, params).await?))
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
+        self.authorize(&request)?;
+        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).into_owned();
+        self.prepared.lock().expect("prepared lock").remove(&handle);
+        Ok(())
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        let schema = query.into_builder().schema();
+        Ok(Response::new(flight_info(
+            &schema,
+            &query.as_any(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.authorize(&request)?;
+        let mut builder = query.into_builder();
+        builder.append(CATALOG);
+        let schema = builder.schema();
+        let batch = builder.build().map_err(status_of)?;
+        Ok(Response::new(one_batch(schema, batch)))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(flight_info(
+            &schema,
+            &query.as_any(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.authorize(&request)?;
+        // The builder applies the request's catalog and schema filters.
+        let mut builder = query.into_builder();
+        builder.append(CATALOG, SCHEMA);
+        let schema = builder.schema();
+        let batch = builder.build().map_err(status_of)?;
+        Ok(Response::new(one_batch(schema, batch)))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(flight_info(
+            &schema,
+            &query.as_any(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.authorize(&request)?;
+        let engine = self.engine()?;
+        // The builder applies the request's filters (catalog, schema and table patterns,
+        // table types) and adds each table's schema when asked.
+        let mut builder = query.into_builder();
+        for table in engine.tables() {
+            let df = engine
+                .context()
+                .table(table.name.as_str())
+                .await
+                .map_err(status_of)?;
+            builder
+                .append(
+                    CATALOG,
+                    SCHEMA,
+                    &table.name,
+                    "TABLE",
+                    df.schema().as_arrow(),
+                )
+                .map_err(status_of)?;
+        }
+        let schema = builder.schema();
+        let batch = builder.build().map_err(status_of)?;
+        Ok(Response::new(one_batch(schema, batch)))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        let schema = Schema::new(vec![arrow::datatypes::Field::new(
+            "table_type",
+            arrow::datatypes::DataType::Utf8,
+            false,
+        )]);
+        Ok(Response::new(flight_info(
+            &schema,
+            &query.as_any(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_table_types(
+        &self,
+        _query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.authorize(&request)?;
+        let schema: SchemaRef = Arc::new(Schema::new(vec![arrow::datatypes::Field::new(
+            "table_type",
+            arrow::datatypes::DataType::Utf8,
+            false,
+        )]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(arrow::array::StringArray::from(vec!["TABLE"]))],
+        )
+        .map_err(status_of)?;
+        Ok(Response::new(one_batch(schema, batch)))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        let schema = query.clone().into_builder(&self.sql_info).schema();
+        Ok(Response::new(flight_info(
+            &schema,
+            &query.as_any(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.authorize(&request)?;
+        let builder = query.into_builder(&self.sql_info);
+        let schema = builder.schema();
+        let batch = builder.build().map_err(status_of)?;
+        Ok(Response::new(one_batch(schema, batch)))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+/// Serves Flight SQL on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), crate::ServerError> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tonic::transport::Server::builder()
+        .add_service(service(state))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| crate::ServerError::Io(format!("flight sql: {e}")))
+}
