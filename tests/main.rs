@@ -3,6 +3,7 @@
 mod browser;
 mod check;
 mod common;
+mod console;
 mod flight;
 mod generate;
 mod ingest;

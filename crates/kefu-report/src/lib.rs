@@ -11,7 +11,7 @@
 
 pub mod charts;
 mod figures;
-mod page;
+pub mod page;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;

@@ -10,23 +10,26 @@ use crate::{Lang, ReportError, ReportRequest};
 
 const TEMPLATE: &str = include_str!("report.html");
 
-#[derive(Serialize)]
-struct KpiCard {
-    key: &'static str,
-    label: &'static str,
-    value: String,
-    previous: String,
-    year_ago: String,
-    mom: String,
-    yoy: String,
-    mom_class: &'static str,
-    yoy_class: &'static str,
+/// A headline card: the month's value with 环比 (against the previous month) and 同比
+/// (against the same month a year earlier).
+#[derive(Debug, Clone, Serialize)]
+pub struct KpiCard {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub value: String,
+    pub previous: String,
+    pub year_ago: String,
+    pub mom: String,
+    pub yoy: String,
+    pub mom_class: &'static str,
+    pub yoy_class: &'static str,
 }
 
-#[derive(Serialize)]
-struct Chart {
-    title: String,
-    svg: String,
+/// A chart: its title and its SVG (self-contained, text escaped).
+#[derive(Debug, Clone, Serialize)]
+pub struct Chart {
+    pub title: String,
+    pub svg: String,
 }
 
 fn change_text(k: &Kpi, base: Option<f64>, lang: Lang) -> (String, &'static str) {
@@ -96,45 +99,8 @@ pub(crate) fn render(
         figures.months.first().cloned().unwrap_or_default(),
         figures.months.last().cloned().unwrap_or_default()
     );
-    let kpis: Vec<KpiCard> = figures
-        .kpis
-        .iter()
-        .map(|k| {
-            let (mom, mom_class) = change_text(k, k.previous(), lang);
-            let (yoy, yoy_class) = change_text(k, k.year_ago(), lang);
-            KpiCard {
-                key: k.key,
-                label: k.label(lang),
-                value: k.format(k.current()),
-                previous: k.format(k.previous()),
-                year_ago: k.format(k.year_ago()),
-                mom,
-                yoy,
-                mom_class,
-                yoy_class,
-            }
-        })
-        .collect();
-    let trend_charts: Vec<Chart> = [
-        "calls_offered",
-        "answer_rate",
-        "complaints",
-        "on_time_rate",
-        "satisfaction",
-        "churn_rate",
-    ]
-    .iter()
-    .filter_map(|key| figures.kpi(key))
-    .map(|k| {
-        let title = k.label(lang).to_string();
-        let svg = if k.kind == KpiKind::Count {
-            charts::bars(&title, &figures.months, &k.series, k.kind.scale())
-        } else {
-            charts::line(&title, &figures.months, &k.series, k.kind.scale())
-        };
-        Chart { title, svg }
-    })
-    .collect();
+    let kpis = kpi_cards(figures, lang);
+    let trend_charts = trend_charts(figures, lang);
     let regions_table = table(
         &[
             l("区域", "Region"),
@@ -328,4 +294,51 @@ pub(crate) fn render(
             })
         })
         .map_err(|e| ReportError::Template(e.to_string()))
+}
+
+/// The headline cards of the month.
+pub fn kpi_cards(figures: &Figures, lang: Lang) -> Vec<KpiCard> {
+    figures
+        .kpis
+        .iter()
+        .map(|k| {
+            let (mom, mom_class) = change_text(k, k.previous(), lang);
+            let (yoy, yoy_class) = change_text(k, k.year_ago(), lang);
+            KpiCard {
+                key: k.key,
+                label: k.label(lang),
+                value: k.format(k.current()),
+                previous: k.format(k.previous()),
+                year_ago: k.format(k.year_ago()),
+                mom,
+                yoy,
+                mom_class,
+                yoy_class,
+            }
+        })
+        .collect()
+}
+
+/// The six 13-month trend charts: bars for counts, lines for rates.
+pub fn trend_charts(figures: &Figures, lang: Lang) -> Vec<Chart> {
+    [
+        "calls_offered",
+        "answer_rate",
+        "complaints",
+        "on_time_rate",
+        "satisfaction",
+        "churn_rate",
+    ]
+    .iter()
+    .filter_map(|key| figures.kpi(key))
+    .map(|k| {
+        let title = k.label(lang).to_string();
+        let svg = if k.kind == KpiKind::Count {
+            charts::bars(&title, &figures.months, &k.series, k.kind.scale())
+        } else {
+            charts::line(&title, &figures.months, &k.series, k.kind.scale())
+        };
+        Chart { title, svg }
+    })
+    .collect()
 }

@@ -53,6 +53,16 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(crate::upload_api::receive).get(crate::upload_api::list),
         )
         .route("/api/v1/uploads/{id}", get(crate::upload_api::status))
+        .route("/api/v1/whoami", get(crate::console::whoami))
+        .route("/api/v1/queries", get(crate::console::queries))
+        .route("/api/v1/dashboard", get(crate::console::dashboard))
+        .route("/", get(crate::console::root))
+        .route("/console/", get(crate::console::home))
+        .route("/console/upload", get(crate::console::upload_page))
+        .route("/console/sql", get(crate::console::sql_page))
+        .route("/console/dashboard", get(crate::console::dashboard_page))
+        .route("/console/console.js", get(crate::console::script))
+        .route("/console/console.css", get(crate::console::style))
         .route(
             "/api/v1/uploads/{id}/rejects.csv",
             get(crate::upload_api::rejects),

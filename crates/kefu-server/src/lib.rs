@@ -1,13 +1,16 @@
 //! `kefu serve`: one long-running process that regional offices upload their exports to
 //! and that analysts and BI tools query. This crate holds the server's configuration and
 //! token roles ([`config`], [`auth`]), the inbox and ingest queue of uploads
-//! ([`uploads`], [`upload_api`]) and the HTTP API ([`http`]): health, SQL over HTTP
+//! ([`uploads`], [`upload_api`]), the HTTP API ([`http`]): health, SQL over HTTP
 //! (read-only SQL or a named query, as JSON, CSV or Arrow IPC, with a row limit, a
-//! timeout and a memory limit per query), `/metrics` ([`metrics`]) and request ids.
+//! timeout and a memory limit per query), `/metrics` ([`metrics`]) and request ids; Flight
+//! SQL for BI tools ([`flight`]); the web console ([`console`]); and the offices' upload
+//! client ([`client`]).
 
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod flight;
 pub mod http;
 pub mod metrics;
