@@ -22,6 +22,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "KEFU_LOG", default_value = "warn")]
     pub log: String,
 
+    /// Log format on stderr: text for people, json (one object per line, with the
+    /// request id and fields of each span) for log collectors.
+    #[arg(long, global = true, env = "KEFU_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -388,7 +393,7 @@ pub mod exit {
 pub fn main() -> ExitCode {
     quiet_broken_pipe();
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    init_logging(&cli.log, cli.log_format == "json");
     match run(cli) {
         Ok(()) => ExitCode::from(exit::OK),
         Err((code, message)) => {
@@ -416,14 +421,17 @@ fn quiet_broken_pipe() {
     }));
 }
 
-fn init_logging(level: &str) {
+fn init_logging(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().with_current_span(true).init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }
 
 pub type CliResult = Result<(), (u8, String)>;

@@ -37,7 +37,8 @@ impl Server {
         Server::start_args(dir, config, env, &[])
     }
 
-    /// Starts with extra environment variables and arguments (`--flight 127.0.0.1:0`).
+    /// Starts with extra environment variables and arguments (`--flight 127.0.0.1:0`, or
+    /// `--listen` for a given port). Its stderr (the logs) goes to `serve.log` in `dir`.
     pub(crate) fn start_args(
         dir: &Path,
         config: &str,
@@ -49,18 +50,21 @@ impl Server {
             .env_clear()
             .envs(env.iter().copied())
             .current_dir(dir)
-            .args([
-                "serve",
-                "--warehouse",
-                "wh",
-                "--config",
-                "server.toml",
-                "--listen",
-                "127.0.0.1:0",
-            ])
+            .args(["serve", "--warehouse", "wh", "--config", "server.toml"])
+            .args(if args.contains(&"--listen") {
+                &[][..]
+            } else {
+                &["--listen", "127.0.0.1:0"][..]
+            })
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("serve.log"))
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());

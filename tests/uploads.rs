@@ -561,3 +561,145 @@ fn fifty_concurrent_uploads_from_ten_offices_land_once_while_sql_answers() {
         slowest.as_secs_f64()
     );
 }
+
+#[test]
+fn every_endpoint_checks_its_tokens_and_logs_never_hold_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sql");
+    let server = Server::start_with(
+        dir,
+        &config("max_reject_ratio = 0.5"),
+        &[("KEFU_LOG", "info"), ("KEFU_LOG_FORMAT", "json")],
+    );
+    let calls = std::fs::read(fixtures.join("calls.csv")).unwrap();
+    let (status, accepted) = server.upload(Some(BEIJING), "name=calls.csv", &calls);
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["id"].as_str().unwrap().to_string();
+    assert_eq!(server.finished(&id)["status"], "done");
+
+    // Who may do what: none, an unknown token, the two offices, an analyst, the admin.
+    const OK: u16 = 200;
+    let principals = [
+        None,
+        Some("not-a-configured-token-00"),
+        Some(BEIJING),
+        Some(SHANGHAI),
+        Some(ANALYST),
+        Some(ADMIN),
+    ];
+    let status_path = format!("/api/v1/uploads/{id}");
+    let rejects_path = format!("/api/v1/uploads/{id}/rejects.csv");
+    let matrix: [(&str, &str, &str, [u16; 6]); 11] = [
+        (
+            "POST",
+            "/api/v1/sql",
+            r#"{"sql": "SELECT 1"}"#,
+            [401, 401, 403, 403, OK, OK],
+        ),
+        ("GET", "/api/v1/queries", "", [401, 401, 403, 403, OK, OK]),
+        (
+            "GET",
+            "/api/v1/dashboard?month=2026-01&lang=en",
+            "",
+            [401, 401, 403, 403, OK, OK],
+        ),
+        ("GET", "/api/v1/whoami", "", [401, 401, OK, OK, OK, OK]),
+        ("GET", "/api/v1/uploads", "", [401, 401, OK, OK, 403, OK]),
+        ("GET", &status_path, "", [401, 401, OK, 404, 403, OK]),
+        ("GET", &rejects_path, "", [401, 401, OK, 404, 403, OK]),
+        (
+            "POST",
+            "/api/v1/uploads?name=calls.csv",
+            "x",
+            [401, 401, 202, 202, 403, 202],
+        ),
+        ("GET", "/healthz", "", [OK; 6]),
+        ("GET", "/metrics", "", [OK; 6]),
+        ("GET", "/console/", "", [OK; 6]),
+    ];
+    for (method, path, body, want) in matrix {
+        for (principal, want) in principals.iter().zip(want) {
+            let auth = principal.map(bearer);
+            let mut headers = vec![("X-Request-Id", "matrix-1")];
+            if let Some(a) = &auth {
+                headers.push(("Authorization", a.as_str()));
+            }
+            // Each upload's content differs, so none is a duplicate of another.
+            let body = if method == "POST" && path.contains("uploads") {
+                format!("call_id,region\n{}\n", principal.unwrap_or("none"))
+            } else {
+                body.to_string()
+            };
+            let (status, head, response) = server.request(method, path, &headers, &body);
+            assert_eq!(
+                status,
+                want,
+                "{method} {path} as {principal:?}: {head}\n{}",
+                String::from_utf8_lossy(&response)
+            );
+        }
+    }
+
+    // The logs are JSON lines carrying the request ids, and never a token.
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["span"]["id"] == "matrix-1" && l["span"]["route"] == "/api/v1/sql"),
+        "{log}"
+    );
+    for secret in [BEIJING, SHANGHAI, ANALYST, ADMIN] {
+        assert!(!log.contains(secret), "a token is in the log");
+    }
+}
+
+#[test]
+fn kefu_upload_retries_until_the_server_is_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let tickets = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sql/tickets.csv");
+    // A port nobody listens on yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = std::process::Command::new(env!("CARGO_BIN_EXE_kefu"))
+        .env_clear()
+        .current_dir(dir)
+        .args(["--log", "warn", "upload", "-q", "--wait", "--retries", "8"])
+        .args([
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+            "--token",
+            ADMIN,
+        ])
+        .arg(&tickets)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let _server = Server::start_args(
+        dir,
+        &config(""),
+        &[],
+        &["--listen", &format!("127.0.0.1:{port}")],
+    );
+    let out = client.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("trying again in"), "{stderr}");
+    assert!(
+        stdout.contains(&format!("done: {} landed", data_rows(&tickets))),
+        "{stdout}"
+    );
+}
