@@ -180,10 +180,16 @@ pub enum Command {
     /// Analysts `POST /api/v1/sql` with `{"sql": …}` or `{"query": NAME, "params": …}`:
     /// JSON, CSV or Arrow IPC (`format` or the Accept header), read-only, with the row
     /// limit, timeout and memory limit of the configuration. `GET /healthz`, `GET /metrics`
-    /// (Prometheus text); every response carries an X-Request-Id. TLS: put the server
-    /// behind a reverse proxy (nginx, Caddy) that terminates it.
+    /// (Prometheus text); every response carries an X-Request-Id.
+    ///
+    /// Flight SQL for BI tools on its own port (--flight or `flight` in the
+    /// configuration): statements, prepared statements with $1 parameters, catalogs,
+    /// schemas and tables; same tokens. The web console is at http://ADDR/: uploads,
+    /// SQL and named queries, and the KPI dashboard, in Chinese and English. TLS: put
+    /// the server behind a reverse proxy (nginx, Caddy, Envoy) that terminates it.
     #[command(after_help = "Example server.toml:\n  \
         listen = \"127.0.0.1:8080\"\n  \
+        flight = \"127.0.0.1:50051\"\n  \
         [sql]\n  \
         max_rows = 100000\n  \
         timeout_seconds = 60\n  \
