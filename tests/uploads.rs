@@ -526,12 +526,25 @@ fn fifty_concurrent_uploads_from_ten_offices_land_once_while_sql_answers() {
     });
     let elapsed = started.elapsed();
 
+    let mut by_region: std::collections::BTreeMap<String, Vec<(String, u64)>> = Default::default();
     for (id, (region, path, rows)) in ids.iter().zip(&parts) {
         let (_, record) = server.get_json(ADMIN, &format!("/api/v1/uploads/{id}"));
         assert_eq!(record["status"], "done", "{}: {record}", path.display());
         assert_eq!(record["counts"]["landed"], *rows, "{record}");
         assert_eq!(record["counts"]["rejected"], 0, "{record}");
         assert_eq!(record["region"], region.as_str());
+        by_region.entry(region.clone()).or_default().push((
+            record["received_at"].as_str().unwrap().to_string(),
+            record["batch_seq"].as_u64().unwrap(),
+        ));
+    }
+    // One region's uploads committed in the order they were accepted.
+    for (region, mut uploads) in by_region {
+        uploads.sort();
+        assert!(
+            uploads.windows(2).all(|w| w[0].1 < w[1].1),
+            "{region}: {uploads:?}"
+        );
     }
     assert_eq!(server.count("SELECT count(*) AS n FROM calls"), total);
     assert_eq!(

@@ -80,14 +80,27 @@ fn status_of(e: impl std::fmt::Display) -> Status {
     Status::invalid_argument(e.to_string())
 }
 
-/// One batch as a Flight data stream.
-fn one_batch(schema: SchemaRef, batch: RecordBatch) -> DataStream {
-    Box::pin(
+/// A metadata command's one batch as the answer to DoGet.
+fn answer<E: std::fmt::Display>(
+    schema: SchemaRef,
+    batch: Result<RecordBatch, E>,
+) -> Result<Response<DataStream>, Status> {
+    let batch = batch.map_err(status_of)?;
+    Ok(Response::new(Box::pin(
         FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(futures::stream::once(async { Ok(batch) }))
             .map_err(Status::from),
-    )
+    )))
+}
+
+/// The result of GetTableTypes.
+fn table_types_schema() -> Schema {
+    Schema::new(vec![arrow::datatypes::Field::new(
+        "table_type",
+        arrow::datatypes::DataType::Utf8,
+        false,
+    )])
 }
 
 fn schema_ipc(schema: &Schema) -> Result<bytes::Bytes, Status> {
@@ -211,6 +224,22 @@ impl FlightSql {
                 .build(batches)
                 .map_err(Status::from),
         ))
+    }
+
+    /// The FlightInfo of a command answered in one DoGet: its result schema, and the
+    /// command itself as the ticket.
+    fn describe(
+        &self,
+        request: Request<FlightDescriptor>,
+        schema: &Schema,
+        command: &Any,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        Ok(Response::new(flight_info(
+            schema,
+            command,
+            request.into_inner(),
+        )?))
     }
 
     fn prepared(&self, handle: &[u8]) -> Result<(String, Option<RecordBatch>), Status> {
@@ -403,13 +432,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(&request)?;
         let schema = query.into_builder().schema();
-        Ok(Response::new(flight_info(
-            &schema,
-            &query.as_any(),
-            request.into_inner(),
-        )?))
+        self.describe(request, &schema, &query.as_any())
     }
 
     async fn do_get_catalogs(
@@ -420,9 +444,7 @@ impl FlightSqlService for FlightSql {
         self.authorize(&request)?;
         let mut builder = query.into_builder();
         builder.append(CATALOG);
-        let schema = builder.schema();
-        let batch = builder.build().map_err(status_of)?;
-        Ok(Response::new(one_batch(schema, batch)))
+        answer(builder.schema(), builder.build())
     }
 
     async fn get_flight_info_schemas(
@@ -430,13 +452,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(&request)?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(flight_info(
-            &schema,
-            &query.as_any(),
-            request.into_inner(),
-        )?))
+        self.describe(request, &schema, &query.as_any())
     }
 
     async fn do_get_schemas(
@@ -448,9 +465,7 @@ impl FlightSqlService for FlightSql {
         // The builder applies the request's catalog and schema filters.
         let mut builder = query.into_builder();
         builder.append(CATALOG, SCHEMA);
-        let schema = builder.schema();
-        let batch = builder.build().map_err(status_of)?;
-        Ok(Response::new(one_batch(schema, batch)))
+        answer(builder.schema(), builder.build())
     }
 
     async fn get_flight_info_tables(
@@ -458,13 +473,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(&request)?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(flight_info(
-            &schema,
-            &query.as_any(),
-            request.into_inner(),
-        )?))
+        self.describe(request, &schema, &query.as_any())
     }
 
     async fn do_get_tables(
@@ -493,9 +503,7 @@ impl FlightSqlService for FlightSql {
                 )
                 .map_err(status_of)?;
         }
-        let schema = builder.schema();
-        let batch = builder.build().map_err(status_of)?;
-        Ok(Response::new(one_batch(schema, batch)))
+        answer(builder.schema(), builder.build())
     }
 
     async fn get_flight_info_table_types(
@@ -503,17 +511,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(&request)?;
-        let schema = Schema::new(vec![arrow::datatypes::Field::new(
-            "table_type",
-            arrow::datatypes::DataType::Utf8,
-            false,
-        )]);
-        Ok(Response::new(flight_info(
-            &schema,
-            &query.as_any(),
-            request.into_inner(),
-        )?))
+        let schema = table_types_schema();
+        self.describe(request, &schema, &query.as_any())
     }
 
     async fn do_get_table_types(
@@ -522,17 +521,12 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.authorize(&request)?;
-        let schema: SchemaRef = Arc::new(Schema::new(vec![arrow::datatypes::Field::new(
-            "table_type",
-            arrow::datatypes::DataType::Utf8,
-            false,
-        )]));
+        let schema: SchemaRef = Arc::new(table_types_schema());
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![Arc::new(arrow::array::StringArray::from(vec!["TABLE"]))],
-        )
-        .map_err(status_of)?;
-        Ok(Response::new(one_batch(schema, batch)))
+        );
+        answer(schema, batch)
     }
 
     async fn get_flight_info_sql_info(
@@ -540,13 +534,8 @@ impl FlightSqlService for FlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(&request)?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
-        Ok(Response::new(flight_info(
-            &schema,
-            &query.as_any(),
-            request.into_inner(),
-        )?))
+        self.describe(request, &schema, &query.as_any())
     }
 
     async fn do_get_sql_info(
@@ -556,9 +545,7 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.authorize(&request)?;
         let builder = query.into_builder(&self.sql_info);
-        let schema = builder.schema();
-        let batch = builder.build().map_err(status_of)?;
-        Ok(Response::new(one_batch(schema, batch)))
+        answer(builder.schema(), builder.build())
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

@@ -27,7 +27,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::auth::{Denied, Principal, Right, Role};
 use crate::http::{AppState, denied, error};
-use crate::uploads::{DuplicateOf, Status, Upload, UploadCounts, enqueue, find_in_ledger};
+use crate::uploads::{Accepted, DuplicateOf, Status, Upload, UploadCounts, accept, find_in_ledger};
 
 /// Why a caller gets no upload.
 enum Refused {
@@ -223,30 +223,58 @@ pub async fn receive(
             };
         }
     };
-    // Content seen before, in the inbox or in the warehouse, is not ingested again.
-    let mut duplicate_of =
-        uploads
-            .inbox
-            .find_content(&received.content_hash)
-            .map(|u| DuplicateOf {
-                upload: Some(u.id),
-                batch: u.batch_seq,
-            });
+    // Content seen before, in the warehouse or (see `accept`) in the inbox, is not
+    // ingested again.
+    let mut duplicate_of = match state.warehouse.ledger().await {
+        Ok(ledger) => find_in_ledger(&ledger, &received.content_hash).map(|(b, _)| DuplicateOf {
+            // The upload that brought it, when it came through the server.
+            upload: uploads
+                .inbox
+                .find_content(&received.content_hash)
+                .map(|u| u.id),
+            batch: Some(b.seq),
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the ledger; the ingest will still skip known content");
+            None
+        }
+    };
+    let mut queued = None;
     if duplicate_of.is_none() {
-        match state.warehouse.ledger().await {
-            Ok(ledger) => {
-                duplicate_of =
-                    find_in_ledger(&ledger, &received.content_hash).map(|(b, _)| DuplicateOf {
-                        upload: None,
-                        batch: Some(b.seq),
-                    });
-            }
+        let upload = Upload {
+            id: id.clone(),
+            file_name: name.clone(),
+            region,
+            token: principal.name.clone(),
+            bytes: received.bytes,
+            sha256: received.sha256.clone(),
+            content_hash: received.content_hash,
+            received_at: chrono::Utc::now(),
+            status: Status::Queued,
+            duplicate_of: None,
+            batch_id: None,
+            batch_seq: None,
+            counts: UploadCounts::default(),
+            rejects_by_reason: Default::default(),
+            error: None,
+            finished_at: None,
+        };
+        match accept(&state.ingest, upload) {
+            Ok(Accepted::Queued(u)) => queued = Some(*u),
+            Ok(Accepted::Duplicate(d)) => duplicate_of = Some(d),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the ledger; the ingest will still skip known content");
+                let _ = tokio::fs::remove_dir_all(&dir).await;
+                tracing::error!(upload = %id, error = %e, "cannot record an upload");
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("the server could not record the upload: {e}"),
+                    None,
+                );
             }
         }
     }
-    if let Some(duplicate_of) = duplicate_of {
+    let Some(upload) = queued else {
+        // Not queued: a duplicate (of the ledger, or of an upload in the inbox).
         let _ = tokio::fs::remove_dir_all(&dir).await;
         metrics.upload("duplicate");
         tracing::info!(token = %principal.name, file = %name, "duplicate upload");
@@ -262,38 +290,10 @@ pub async fn receive(
             })),
         )
             .into_response();
-    }
-    let upload = Upload {
-        id: id.clone(),
-        file_name: name,
-        region,
-        token: principal.name.clone(),
-        bytes: received.bytes,
-        sha256: received.sha256,
-        content_hash: received.content_hash,
-        received_at: chrono::Utc::now(),
-        status: Status::Queued,
-        duplicate_of: None,
-        batch_id: None,
-        batch_seq: None,
-        counts: UploadCounts::default(),
-        rejects_by_reason: Default::default(),
-        error: None,
-        finished_at: None,
     };
-    if let Err(e) = uploads.inbox.save(&upload) {
-        let _ = tokio::fs::remove_dir_all(&dir).await;
-        tracing::error!(upload = %id, error = %e, "cannot record an upload");
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("the server could not record the upload: {e}"),
-            None,
-        );
-    }
     metrics.upload("accepted");
     metrics.upload_bytes.inc_by(upload.bytes);
     tracing::info!(upload = %id, token = %principal.name, file = %upload.file_name, bytes = upload.bytes, "upload accepted");
-    enqueue(&state.ingest, &upload);
     let mut response = (StatusCode::ACCEPTED, axum::Json(shown(&upload))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/uploads/{id}")) {
         response.headers_mut().insert(header::LOCATION, v);

@@ -191,12 +191,13 @@ impl Inbox {
                 Err(e) => return Err(io_error("cannot read", &record, &e)),
             }
         }
-        // Ids are UUID v7: in the order of arrival.
-        let resume = uploads
+        // In the order they were queued.
+        let mut pending: Vec<&Upload> = uploads
             .values()
             .filter(|u| matches!(u.status, Status::Queued | Status::Ingesting))
-            .map(|u| u.id.clone())
             .collect();
+        pending.sort_by_key(|u| (u.received_at, u.id.clone()));
+        let resume = pending.iter().map(|u| u.id.clone()).collect();
         Ok((
             Inbox {
                 dir: dir.to_path_buf(),
@@ -288,6 +289,9 @@ pub struct Uploads {
     pub profiles: HashMap<String, Profile>,
     queues: Mutex<HashMap<String, tokio::sync::mpsc::UnboundedSender<String>>>,
     permits: Arc<tokio::sync::Semaphore>,
+    /// Held while an upload is checked against the inbox, stamped, recorded and queued,
+    /// so that `received_at` orders a region's uploads as its queue does.
+    accepting: Mutex<()>,
 }
 
 impl Uploads {
@@ -299,6 +303,7 @@ impl Uploads {
             profiles,
             queues: Mutex::new(HashMap::new()),
             permits,
+            accepting: Mutex::new(()),
         }
     }
 }
@@ -308,6 +313,31 @@ pub struct IngestContext {
     pub warehouse: Warehouse,
     pub uploads: Uploads,
     pub metrics: Arc<Metrics>,
+}
+
+/// What became of a received upload.
+pub enum Accepted {
+    Queued(Box<Upload>),
+    /// An upload in the inbox (not failed) has the same content.
+    Duplicate(DuplicateOf),
+}
+
+/// Records a received upload as queued and queues it, unless the inbox has its content
+/// already; stamps `received_at` in queue order.
+pub fn accept(context: &Arc<IngestContext>, mut upload: Upload) -> Result<Accepted, ServerError> {
+    let uploads = &context.uploads;
+    let _order = uploads.accepting.lock().expect("accepting lock");
+    if let Some(earlier) = uploads.inbox.find_content(&upload.content_hash) {
+        return Ok(Accepted::Duplicate(DuplicateOf {
+            upload: Some(earlier.id),
+            batch: earlier.batch_seq,
+        }));
+    }
+    upload.received_at = Utc::now();
+    upload.status = Status::Queued;
+    uploads.inbox.save(&upload)?;
+    enqueue(context, &upload);
+    Ok(Accepted::Queued(Box::new(upload)))
 }
 
 /// Queues an upload for ingest: after the uploads of its region queued before it, and
