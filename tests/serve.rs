@@ -376,9 +376,38 @@ fn serve_cancels_slow_queries_stops_on_sigterm_and_refuses_bad_configs() {
     assert!(String::from_utf8_lossy(&body).contains("longer than 1 s"));
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     assert_eq!(server.request("GET", "/healthz", &[], "").0, 200);
+
+    // A cancelled cross join stops computing (DataFusion's joins do not yield by
+    // themselves; the server makes them): the server's CPU time stays still after the 504.
+    let (status, _, body) = server.sql(
+        Some(ANALYST),
+        r#"{"sql": "SELECT count(*) AS n FROM generate_series(1, 200000) a CROSS JOIN generate_series(1, 200000) b"}"#,
+        "application/json",
+    );
+    assert_eq!(status, 504, "{}", String::from_utf8_lossy(&body));
+    #[cfg(target_os = "linux")]
+    {
+        let cpu_ticks = || -> u64 {
+            let stat =
+                std::fs::read_to_string(format!("/proc/{}/stat", server.child.id())).unwrap();
+            // utime and stime, after the command name in parentheses.
+            let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+            fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let before = cpu_ticks();
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let spent = cpu_ticks() - before;
+        // A join still running would spend about 2 s per core (200 ticks at 100 Hz).
+        assert!(
+            spent < 50,
+            "the cancelled join kept computing: {spent} ticks in 2 s"
+        );
+    }
+
     let metrics = String::from_utf8(server.request("GET", "/metrics", &[], "").2).unwrap();
     assert!(
-        metrics.contains("kefu_sql_queries_total{outcome=\"timeout\"} 1"),
+        metrics.contains("kefu_sql_queries_total{outcome=\"timeout\"} 2"),
         "{metrics}"
     );
 

@@ -178,10 +178,20 @@ impl FlightSql {
         let timeout = state.sql.timeout;
         self.state.queries.spawn(async move {
             let started = std::time::Instant::now();
+            let deadline = tokio::time::Instant::now() + timeout;
             let run = async {
-                let mut stream = df.execute_stream().await?;
+                let mut stream = kefu_sql::execute_cancellable(df)
+                    .await
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
                 let mut rows = 0u64;
                 while let Some(batch) = stream.next().await {
+                    // An operator that never pauses is stopped here, between batches
+                    // (the timeout below stops the others at their next pause).
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(datafusion::error::DataFusionError::ResourcesExhausted(
+                            "the query ran past the timeout and was cancelled".into(),
+                        ));
+                    }
                     let batch = batch?;
                     rows += batch.num_rows() as u64;
                     if tx.send(Ok(batch)).await.is_err() {

@@ -328,10 +328,21 @@ pub(crate) async fn run(
             .map_err(|e| e.to_string())?;
     }
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let mut batches = df
-        .collect()
+    // The handler answers 504 at the timeout and aborts this task, which stops a plan at
+    // its next pause; an operator that never pauses (a nested-loop join emitting batch
+    // after batch) is stopped here instead, between two of its batches.
+    let deadline = tokio::time::Instant::now() + state.sql.timeout;
+    let failed = |e| kefu_sql::SqlError::from(e).to_string();
+    let mut stream = kefu_sql::execute_cancellable(df)
         .await
-        .map_err(|e| kefu_sql::SqlError::from(e).to_string())?;
+        .map_err(|e| e.to_string())?;
+    let mut batches = Vec::new();
+    while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+        if tokio::time::Instant::now() >= deadline {
+            return Err("the query ran past the timeout and was cancelled".into());
+        }
+        batches.push(batch.map_err(failed)?);
+    }
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let truncated = max_rows.is_some_and(|m| total > m);
     if let Some(max_rows) = max_rows.filter(|_| truncated) {

@@ -209,6 +209,32 @@ impl Engine {
     }
 }
 
+/// Runs `df` as one stream that a task abort or a dropped consumer stops promptly.
+///
+/// DataFusion's joins (55) do not yield to Tokio while they emit, so an aborted query
+/// over a large cross or nested-loop join would compute to its end (apache/datafusion
+/// #19358). Each join is wrapped here in a [`CooperativeExec`], which spends the task's
+/// Tokio budget per batch and so gives the runtime a point to cancel at.
+pub async fn execute_cancellable(
+    df: DataFrame,
+) -> Result<datafusion::physical_plan::SendableRecordBatchStream, SqlError> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::physical_plan::ExecutionPlan;
+    use datafusion::physical_plan::coop::CooperativeExec;
+    let task = Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await?;
+    let plan = plan
+        .transform_up(|node: Arc<dyn ExecutionPlan>| {
+            Ok(if node.name().contains("Join") {
+                Transformed::yes(Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>)
+            } else {
+                Transformed::no(node)
+            })
+        })?
+        .data;
+    Ok(datafusion::physical_plan::execute_stream(plan, task)?)
+}
+
 fn register(
     ctx: &SessionContext,
     root: &url::Url,

@@ -11,7 +11,7 @@ pub mod output;
 pub mod queries;
 pub mod udf;
 
-pub use engine::{Engine, EngineOptions, TableInfo};
+pub use engine::{Engine, EngineOptions, TableInfo, execute_cancellable};
 pub use output::Format;
 pub use queries::{NamedQuery, QueryLibrary};
 
