@@ -49,9 +49,9 @@ shapes AS (
 cohorts AS (
     SELECT CAST(value AS DATE) AS cohort_start,
            date_diff('month', {{from}}, CAST(value AS DATE)) AS cohort
-    FROM generate_series(date_trunc('month', CAST({{from}} AS TIMESTAMP)),
+    FROM (SELECT unnest(generate_series(date_trunc('month', CAST({{from}} AS TIMESTAMP)),
                          date_trunc('month', CAST({{to}} AS TIMESTAMP)) - INTERVAL '1 day',
-                         INTERVAL '1 month')
+                         INTERVAL '1 month')) AS value)
 )
 SELECT
     c.cohort_start AS cohort,
@@ -64,6 +64,6 @@ SELECT
         / sum(s.customers) AS retention
 FROM shapes s
 JOIN cohorts c ON c.cohort = s.cohort
-CROSS JOIN (SELECT value FROM generate_series(0, {{months}})) k
+CROSS JOIN (SELECT value FROM (SELECT unnest(generate_series(0, {{months}})) AS value)) k
 GROUP BY c.cohort_start, k.value
 ORDER BY 1, 2

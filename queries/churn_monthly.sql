@@ -18,8 +18,8 @@
 WITH months AS (
     SELECT CAST(value AS DATE) AS month_start,
            CAST(value + INTERVAL '1 month' AS DATE) AS month_end
-    FROM generate_series(date_trunc('month', CAST({{from}} AS TIMESTAMP)),
-                         CAST({{to}} AS TIMESTAMP) - INTERVAL '1 day', INTERVAL '1 month')
+    FROM (SELECT unnest(generate_series(date_trunc('month', CAST({{from}} AS TIMESTAMP)),
+                         CAST({{to}} AS TIMESTAMP) - INTERVAL '1 day', INTERVAL '1 month')) AS value)
 ),
 cust AS (
     SELECT customer_id, region, segment, tier,

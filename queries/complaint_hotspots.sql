@@ -13,10 +13,10 @@
 -- param: min_count int 5 fewest complaints in a week to flag
 WITH weeks AS (
     SELECT CAST(value AS DATE) AS week
-    FROM generate_series(
+    FROM (SELECT unnest(generate_series(
         date_trunc('week', CAST({{from}} AS TIMESTAMP)) - {{weeks:weeks}},
         CAST({{to}} AS TIMESTAMP) - INTERVAL '1 day',
-        INTERVAL '7 days')
+        INTERVAL '7 days')) AS value)
 ),
 counts AS (
     SELECT

@@ -13,11 +13,11 @@ WITH periods AS (
            CAST(value + CASE {{period}} WHEN 'month' THEN INTERVAL '1 month'
                 WHEN 'quarter' THEN INTERVAL '3 months' ELSE INTERVAL '1 year' END AS DATE)
                AS period_end
-    FROM generate_series(
+    FROM (SELECT unnest(generate_series(
         date_trunc({{period}}, CAST({{from}} AS TIMESTAMP)),
         CAST({{to}} AS TIMESTAMP) - INTERVAL '1 day',
         CASE {{period}} WHEN 'month' THEN INTERVAL '1 month'
-             WHEN 'quarter' THEN INTERVAL '3 months' ELSE INTERVAL '1 year' END)
+             WHEN 'quarter' THEN INTERVAL '3 months' ELSE INTERVAL '1 year' END)) AS value)
 ),
 exposure AS (
     SELECT

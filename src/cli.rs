@@ -216,6 +216,16 @@ pub enum Command {
         kefu upload exports/beijing/*.zip --server http://head-office:8080 --wait")]
     Upload(crate::serve::UploadArgs),
 
+    /// Run a Ballista scheduler or executor (kefu's functions built in), for
+    /// `--cluster df://HOST:PORT` on `kefu sql`, `kefu query` and `kefu report`.
+    #[cfg(feature = "cluster")]
+    #[command(after_help = "A cluster on one machine:\n  \
+        kefu cluster scheduler --bind 127.0.0.1:50050 &\n  \
+        kefu cluster executor --scheduler 127.0.0.1:50050 --port 50051 --grpc-port 50052 &\n  \
+        kefu cluster executor --scheduler 127.0.0.1:50050 --port 50061 --grpc-port 50062 &\n  \
+        kefu query calls_kpis --cluster df://127.0.0.1:50050")]
+    Cluster(crate::cluster::ClusterArgs),
+
     /// Show a warehouse: tables with rows, partitions and bytes, and the last batches.
     Status {
         #[command(flatten)]
@@ -455,6 +465,8 @@ fn run(cli: Cli) -> CliResult {
         Command::Demo(args) => crate::jobs::demo_command(&args),
         Command::Serve(args) => crate::serve::serve_command(&args),
         Command::Upload(args) => crate::serve::upload_command(&args),
+        #[cfg(feature = "cluster")]
+        Command::Cluster(args) => crate::cluster::cluster_command(&args),
         Command::Status {
             warehouse,
             batches,

@@ -79,6 +79,9 @@ pub struct ReportArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Run the report's queries on a Ballista cluster: df://HOST:PORT (see `kefu cluster`).
+    #[arg(long, env = "KEFU_CLUSTER", value_name = "URL")]
+    pub cluster: Option<String>,
 }
 
 fn parse_month(s: &str) -> Result<NaiveDate, String> {
@@ -289,6 +292,7 @@ pub fn report_command(args: &ReportArgs) -> CliResult {
     let engine = crate::sql::open_engine_at(
         &args.warehouse.warehouse,
         &kefu_sql::EngineOptions::default(),
+        args.cluster.as_deref(),
     )?;
     let cwd = std::env::current_dir().map_err(|e| (exit::IO, e.to_string()))?;
     let out = Target::parse_in(&args.out, &cwd).map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;

@@ -3,6 +3,8 @@
 //! command calls a library function that the server and the scheduled jobs can call too.
 
 pub mod cli;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod jobs;
 pub mod progress;
 pub mod serve;

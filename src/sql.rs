@@ -36,6 +36,10 @@ pub struct SessionArgs {
     /// Table format: rows shown at most (the row count still covers all).
     #[arg(long, default_value_t = 1000)]
     pub max_rows: usize,
+    /// Run on a Ballista cluster: its scheduler's URL, df://HOST:PORT (see `kefu
+    /// cluster`). The SQL is planned here and executed by the cluster's executors.
+    #[arg(long, env = "KEFU_CLUSTER", value_name = "URL")]
+    pub cluster: Option<String>,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -123,6 +127,7 @@ pub(crate) fn query_library(dir: Option<&Path>) -> Result<QueryLibrary, SqlError
 pub(crate) fn open_engine_at(
     location: &WarehouseLocation,
     options: &EngineOptions,
+    cluster: Option<&str>,
 ) -> Result<Engine, (u8, String)> {
     if let Some(dir) = location.local_path()
         && !dir.is_dir()
@@ -137,7 +142,17 @@ pub(crate) fn open_engine_at(
         ));
     }
     let warehouse = Warehouse::open(location).map_err(|e| (exit::IO, e.to_string()))?;
-    Engine::open(&warehouse, options).map_err(|e| fail(&e))
+    match cluster {
+        None => Engine::open(&warehouse, options).map_err(|e| fail(&e)),
+        #[cfg(feature = "cluster")]
+        Some(url) => kefu_cluster::open_engine(&warehouse, options, url)
+            .map_err(|e| (exit::BAD_CONFIG, e.to_string())),
+        #[cfg(not(feature = "cluster"))]
+        Some(_) => Err((
+            exit::BAD_CONFIG,
+            "this kefu was built without the `cluster` feature (Ballista)".to_string(),
+        )),
+    }
 }
 
 fn open_engine(args: &SessionArgs) -> Result<Engine, (u8, String)> {
@@ -155,7 +170,7 @@ fn open_engine(args: &SessionArgs) -> Result<Engine, (u8, String)> {
         calendar,
         ..EngineOptions::default()
     };
-    open_engine_at(&args.warehouse.warehouse, &options)
+    open_engine_at(&args.warehouse.warehouse, &options, args.cluster.as_deref())
 }
 
 /// Where results go: stdout, or a file written beside its destination and renamed over

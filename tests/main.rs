@@ -2,6 +2,8 @@
 
 mod browser;
 mod check;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod common;
 mod console;
 mod flight;

@@ -13,6 +13,7 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement};
 use kefu_model::Table;
@@ -79,6 +80,16 @@ impl Engine {
     /// Opens a session over `warehouse`. Registration reads no data files: schemas come
     /// from the model, and files are listed when a query runs.
     pub fn open(warehouse: &Warehouse, options: &EngineOptions) -> Result<Self, SqlError> {
+        Engine::open_with(warehouse, options, Ok)
+    }
+
+    /// Opens a session whose state `upgrade` may change before the warehouse's functions
+    /// and tables are registered in it: `kefu-cluster` makes it run on a Ballista cluster.
+    pub fn open_with(
+        warehouse: &Warehouse,
+        options: &EngineOptions,
+        upgrade: impl FnOnce(SessionState) -> datafusion::error::Result<SessionState>,
+    ) -> Result<Self, SqlError> {
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(limit) = options.memory_limit {
             runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
@@ -122,7 +133,12 @@ impl Engine {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| n.get().max(4)));
         config = config.with_target_partitions(partitions.max(1));
         apply_environment(config.options_mut())?;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(upgrade(state).map_err(SqlError::DataFusion)?);
         crate::udf::register(&ctx, &options.calendar);
 
         let root = warehouse.location().url().clone();

@@ -1,0 +1,179 @@
+//! kefu on an Apache DataFusion Ballista cluster, for when one machine is not enough. The
+//! scheduler and the executors run inside the kefu binary ([`run_scheduler`],
+//! [`run_executor`]), so that they know kefu's own functions (`local_trunc`,
+//! `business_seconds`, the by-key aggregates, …) and read the warehouse from local paths
+//! or `s3://` URLs with the same `AWS_*` configuration as the client; [`open_engine`] gives
+//! a [`kefu_sql::Engine`] whose queries are planned here and executed by the cluster.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ballista_core::extension::SessionStateExt;
+use ballista_core::registry::BallistaFunctionRegistry;
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionState;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use kefu_sql::{Engine, EngineOptions};
+use kefu_storage::Warehouse;
+use object_store::ObjectStore;
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cluster URL '{0}': use df://HOST:PORT (the scheduler's address)")]
+    Url(String),
+    #[error("cannot listen on {address}: {reason}")]
+    Listen { address: String, reason: String },
+    #[error("scheduler: {0}")]
+    Scheduler(String),
+    #[error("executor: {0}")]
+    Executor(String),
+    #[error(transparent)]
+    Sql(#[from] kefu_sql::SqlError),
+}
+
+/// The scheduler's address in a `df://HOST:PORT` URL.
+pub fn scheduler_address(url: &str) -> Result<(String, u16), ClusterError> {
+    let bad = || ClusterError::Url(url.to_string());
+    let parsed = Url::parse(url).map_err(|_| bad())?;
+    if parsed.scheme() != "df" {
+        return Err(bad());
+    }
+    let host = parsed.host_str().ok_or_else(bad)?.to_string();
+    let port = parsed.port().unwrap_or(50050);
+    Ok((host, port))
+}
+
+/// Object stores by URL: those registered, and for `s3://bucket` a store made on first
+/// use from the `AWS_*` environment (as `kefu` does everywhere), so that executors and the
+/// scheduler read a warehouse on S3 without being told about its bucket.
+#[derive(Debug, Default)]
+pub struct KefuObjectStores {
+    inner: DefaultObjectStoreRegistry,
+}
+
+impl ObjectStoreRegistry for KefuObjectStores {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        self.inner.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        self.inner.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        match self.inner.get_store(url) {
+            Ok(store) => Ok(store),
+            Err(missing) if url.scheme() == "s3" => {
+                let mut bucket = url.clone();
+                bucket.set_path("");
+                let store: Arc<dyn ObjectStore> = Arc::new(
+                    object_store::aws::AmazonS3Builder::from_env()
+                        .with_url(bucket.as_str())
+                        .build()
+                        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?,
+                );
+                tracing::debug!(%bucket, "object store made from the environment");
+                self.inner.register_store(&bucket, store.clone());
+                let _ = missing;
+                Ok(store)
+            }
+            Err(missing) => Err(missing),
+        }
+    }
+}
+
+fn runtime() -> datafusion::error::Result<Arc<RuntimeEnv>> {
+    RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(KefuObjectStores::default()))
+        .build_arc()
+}
+
+/// kefu's functions, as the executors look them up in plans.
+pub fn function_registry() -> BallistaFunctionRegistry {
+    let ctx = SessionContext::new();
+    kefu_sql::udf::register(&ctx, &kefu_sql::udf::WorkingCalendar::default());
+    BallistaFunctionRegistry::from(&ctx.state())
+}
+
+/// The scheduler's sessions: Ballista's defaults, kefu's functions and object stores.
+fn session_state(config: SessionConfig) -> datafusion::error::Result<SessionState> {
+    let state = ballista_core::utils::default_session_builder(config)?;
+    let ctx = SessionContext::new_with_state(
+        datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
+            .with_runtime_env(runtime()?)
+            .build(),
+    );
+    kefu_sql::udf::register(&ctx, &kefu_sql::udf::WorkingCalendar::default());
+    Ok(ctx.state())
+}
+
+/// Runs a scheduler on `bind` until the process ends.
+pub async fn run_scheduler(bind: SocketAddr) -> Result<(), ClusterError> {
+    let mut config = ballista_scheduler::config::SchedulerConfig::default()
+        .with_hostname(bind.ip().to_string())
+        .with_port(bind.port());
+    config.bind_host = bind.ip().to_string();
+    config.override_session_builder = Some(Arc::new(session_state));
+    let config = Arc::new(config);
+    let cluster = ballista_scheduler::cluster::BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(|e| ClusterError::Scheduler(e.to_string()))?;
+    ballista_scheduler::scheduler_process::start_server(cluster, bind, config)
+        .await
+        .map_err(|e| ClusterError::Scheduler(e.to_string()))
+}
+
+/// Where an executor listens and what it may use.
+#[derive(Debug, Clone)]
+pub struct ExecutorSettings {
+    pub scheduler_host: String,
+    pub scheduler_port: u16,
+    /// The host other executors and the client reach this one at.
+    pub host: String,
+    /// Flight (shuffle and result) port; gRPC port.
+    pub port: u16,
+    pub grpc_port: u16,
+    /// Tasks run at once.
+    pub concurrency: usize,
+    /// Shuffle files.
+    pub work_dir: Option<String>,
+}
+
+/// Runs an executor until the process ends.
+pub async fn run_executor(settings: &ExecutorSettings) -> Result<(), ClusterError> {
+    let config = ballista_executor::executor_process::ExecutorProcessConfig {
+        bind_host: settings.host.clone(),
+        external_host: Some(settings.host.clone()),
+        port: settings.port,
+        grpc_port: settings.grpc_port,
+        scheduler_host: settings.scheduler_host.clone(),
+        scheduler_port: settings.scheduler_port,
+        vcores: settings.concurrency.max(1),
+        work_dir: settings.work_dir.clone(),
+        override_function_registry: Some(Arc::new(function_registry())),
+        override_runtime_producer: Some(Arc::new(|_config: &SessionConfig| runtime())),
+        ..Default::default()
+    };
+    ballista_executor::executor_process::start_executor_process(Arc::new(config))
+        .await
+        .map_err(|e| ClusterError::Executor(e.to_string()))
+}
+
+/// A session over `warehouse` whose queries run on the cluster at `url` (`df://HOST:PORT`).
+pub fn open_engine(
+    warehouse: &Warehouse,
+    options: &EngineOptions,
+    url: &str,
+) -> Result<Engine, ClusterError> {
+    let (host, port) = scheduler_address(url)?;
+    let scheduler = format!("df://{host}:{port}");
+    Ok(Engine::open_with(warehouse, options, |state| {
+        state.upgrade_for_ballista(scheduler)
+    })?)
+}
