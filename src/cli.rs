@@ -217,7 +217,7 @@ pub enum Command {
     Upload(crate::serve::UploadArgs),
 
     /// Run a Ballista scheduler or executor (kefu's functions built in), for
-    /// `--cluster df://HOST:PORT` on `kefu sql`, `kefu query` and `kefu report`.
+    /// `--cluster df://HOST:PORT` on `kefu sql`, `kefu query`, `kefu report` and `kefu run`.
     #[cfg(feature = "cluster")]
     #[command(after_help = "A cluster on one machine:\n  \
         kefu cluster scheduler --bind 127.0.0.1:50050 &\n  \

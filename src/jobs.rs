@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// Print the run report as JSON on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
+    /// Run the query and report steps on a Ballista cluster: df://HOST:PORT (see `kefu
+    /// cluster`); ingest steps still run here.
+    #[arg(long, env = "KEFU_CLUSTER", value_name = "URL")]
+    pub cluster: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -131,9 +135,35 @@ fn load_job(path: &Path) -> Result<Job, (u8, String)> {
     Job::load(path).map_err(|e| (job_error_code(&e), e.to_string()))
 }
 
+/// The sessions of `kefu run --cluster URL`: on that Ballista cluster.
+fn cluster_engine(url: Option<&str>) -> Result<Option<kefu_jobs::run::EngineOpener>, (u8, String)> {
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    #[cfg(feature = "cluster")]
+    {
+        let url = url.to_string();
+        kefu_cluster::scheduler_address(&url).map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
+        Ok(Some(kefu_jobs::run::EngineOpener(std::sync::Arc::new(
+            move |warehouse, options| {
+                kefu_cluster::open_engine(warehouse, options, &url).map_err(|e| e.to_string())
+            },
+        ))))
+    }
+    #[cfg(not(feature = "cluster"))]
+    {
+        let _ = url;
+        Err((
+            exit::BAD_CONFIG,
+            "this kefu was built without the `cluster` feature (Ballista)".to_string(),
+        ))
+    }
+}
+
 pub fn run_command(args: &RunArgs) -> CliResult {
     let job = load_job(&args.job)?;
     let options = RunOptions {
+        engine: cluster_engine(args.cluster.as_deref())?,
         run_date: args.date,
         range: args.from.zip(args.to),
         dry_run: args.dry_run,

@@ -184,4 +184,36 @@ fn every_named_query_on_a_two_executor_cluster_equals_local_mode() {
         String::from_utf8_lossy(&out.stdout).lines().count(),
         customers + 1
     );
+
+    // A job's query steps on the cluster write what a local run writes.
+    for (name, cluster) in [("local", None), ("remote", Some(url.as_str()))] {
+        std::fs::write(
+            dir.join(format!("{name}.toml")),
+            format!(
+                "name = \"{name}\"\nwarehouse = \"wh\"\noutput_dir = \"out-{name}\"\n\n\
+                 [[step]]\ntype = \"query\"\nquery = \"complaints_trend\"\n\
+                 params = {{ from = \"2026-01-01\", to = \"2026-03-01\" }}\npartition = \"month\"\n\
+                 [[step.output]]\npath = \"complaints.csv\"\n"
+            ),
+        )
+        .unwrap();
+        let mut run = kefu(dir);
+        run.args(["run", &format!("{name}.toml"), "-q"]);
+        if let Some(url) = cluster {
+            run.args(["--cluster", url]);
+        }
+        let out = run.timeout(Duration::from_secs(120)).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let local = std::fs::read(dir.join("out-local/complaints.csv")).unwrap();
+    assert!(local.len() > 100);
+    assert_eq!(
+        std::fs::read(dir.join("out-remote/complaints.csv")).unwrap(),
+        local
+    );
 }

@@ -29,9 +29,25 @@ use crate::job::{IngestStep, Job, Lookahead, QueryStep, ReportStep, StepKind};
 use crate::state::{State, StateDir, UnitState};
 use crate::{JobError, local_today};
 
+/// Opens the SQL sessions of a run's query and report steps (`kefu run --cluster` gives
+/// one that runs them on a Ballista cluster).
+#[derive(Clone)]
+pub struct EngineOpener(pub std::sync::Arc<OpenEngine>);
+
+/// What an [`EngineOpener`] calls.
+pub type OpenEngine = dyn Fn(&Warehouse, &EngineOptions) -> Result<Engine, String> + Send + Sync;
+
+impl std::fmt::Debug for EngineOpener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EngineOpener")
+    }
+}
+
 /// How to run a job.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
+    /// How to open SQL sessions; default a local [`Engine`].
+    pub engine: Option<EngineOpener>,
     /// The day the run is for (date expressions are evaluated against it); default today
     /// in Asia/Shanghai.
     pub run_date: Option<NaiveDate>,
@@ -496,7 +512,12 @@ impl Runner<'_> {
     }
 
     fn engine(&self) -> Result<Engine, String> {
-        Engine::open(&self.warehouse, &EngineOptions::default()).map_err(|e| e.to_string())
+        match &self.options.engine {
+            Some(open) => (open.0)(&self.warehouse, &EngineOptions::default()),
+            None => {
+                Engine::open(&self.warehouse, &EngineOptions::default()).map_err(|e| e.to_string())
+            }
+        }
     }
 
     fn ingest(&mut self, step: &IngestStep, report: &mut StepReport) -> Result<(), String> {
