@@ -28,9 +28,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(dir: &Path, args: &[String]) -> Child {
+fn spawn(dir: &Path, args: &[String], env: &[(&str, String)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kefu"))
         .env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(dir)
         .args(args)
         .stdout(Stdio::null())
@@ -45,8 +46,9 @@ fn spawn(dir: &Path, args: &[String]) -> Child {
         .unwrap()
 }
 
-/// A scheduler and two executors on free ports; returns their processes and the URL.
-fn start_cluster(dir: &Path) -> (Processes, String) {
+/// A scheduler and two executors on free ports, with `env`; returns their processes and
+/// the URL.
+fn start_cluster(dir: &Path, env: &[(&str, String)]) -> (Processes, String) {
     let scheduler = free_port();
     let mut processes = Processes(vec![spawn(
         dir,
@@ -56,6 +58,7 @@ fn start_cluster(dir: &Path) -> (Processes, String) {
             "--bind".into(),
             format!("127.0.0.1:{scheduler}"),
         ],
+        env,
     )]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", scheduler)).is_err() {
@@ -81,14 +84,22 @@ fn start_cluster(dir: &Path) -> (Processes, String) {
                 "--work-dir".into(),
                 work.display().to_string(),
             ],
+            env,
         ));
     }
     (processes, format!("df://127.0.0.1:{scheduler}"))
 }
 
-fn query(dir: &Path, name: &str, cluster: Option<&str>) -> std::process::Output {
+fn query_in(
+    dir: &Path,
+    warehouse: &str,
+    name: &str,
+    cluster: Option<&str>,
+    env: &[(&str, String)],
+) -> std::process::Output {
     let mut cmd = kefu(dir);
-    cmd.args(["query", name, "--warehouse", "wh", "--format", "csv"]);
+    cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    cmd.args(["query", name, "--warehouse", warehouse, "--format", "csv"]);
     if let Some(url) = cluster {
         cmd.args(["--cluster", url]);
     }
@@ -101,50 +112,9 @@ fn every_named_query_on_a_two_executor_cluster_equals_local_mode() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     crate::sql::fixture_warehouse(dir);
-    let (_cluster, url) = start_cluster(dir);
+    let (_cluster, url) = start_cluster(dir, &[]);
 
-    // The executors register within a few seconds: wait until a query runs.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let out = query(dir, "calls_kpis", Some(&url));
-        if out.status.success() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the cluster never answered: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(dir.join("cluster.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-
-    let library = kefu_sql::QueryLibrary::embedded().unwrap();
-    let mut compared = 0;
-    for named in library.iter() {
-        let local = query(dir, &named.name, None);
-        assert!(
-            local.status.success(),
-            "{}: {}",
-            named.name,
-            String::from_utf8_lossy(&local.stderr)
-        );
-        let remote = query(dir, &named.name, Some(&url));
-        assert!(
-            remote.status.success(),
-            "{} on the cluster: {}",
-            named.name,
-            String::from_utf8_lossy(&remote.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&remote.stdout),
-            String::from_utf8_lossy(&local.stdout),
-            "{}",
-            named.name
-        );
-        compared += 1;
-    }
-    assert_eq!(compared, library.iter().count());
+    let compared = compare_named_queries(dir, "wh", &url, &[]);
     assert!(compared >= 20);
 
     // A join whose one side is empty (a scan pruned to no files): Ballista's adaptive
@@ -216,4 +186,80 @@ fn every_named_query_on_a_two_executor_cluster_equals_local_mode() {
         std::fs::read(dir.join("out-remote/complaints.csv")).unwrap(),
         local
     );
+}
+
+/// Waits until the cluster at `url` answers a query, then compares every named query with
+/// local mode over `warehouse`; returns how many were compared.
+fn compare_named_queries(dir: &Path, warehouse: &str, url: &str, env: &[(&str, String)]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !query_in(dir, warehouse, "calls_kpis", Some(url), env)
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the cluster never answered: {}",
+            std::fs::read_to_string(dir.join("cluster.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let library = kefu_sql::QueryLibrary::embedded().unwrap();
+    for named in library.iter() {
+        let local = query_in(dir, warehouse, &named.name, None, env);
+        let remote = query_in(dir, warehouse, &named.name, Some(url), env);
+        assert!(
+            local.status.success() && remote.status.success(),
+            "{}: {}{}",
+            named.name,
+            String::from_utf8_lossy(&local.stderr),
+            String::from_utf8_lossy(&remote.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&remote.stdout),
+            String::from_utf8_lossy(&local.stdout),
+            "{}",
+            named.name
+        );
+    }
+    library.iter().count()
+}
+
+#[test]
+fn named_queries_on_a_cluster_over_an_s3_warehouse_equal_local_mode() {
+    let Some(moto) = crate::ingest::Moto::start() else {
+        assert!(
+            std::env::var_os("KEFU_REQUIRE_MOTO").is_none(),
+            "KEFU_REQUIRE_MOTO is set but moto_server could not be started"
+        );
+        eprintln!(
+            "SKIPPED named_queries_on_a_cluster_over_an_s3_warehouse_equal_local_mode: no \
+             moto_server (set KEFU_MOTO_SERVER; .ci/run installs one)"
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    moto.put("/kefu-cluster", b"");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sql");
+    let os = std::ffi::OsStr::new;
+    moto.kefu(&[
+        os("ingest"),
+        os("--warehouse"),
+        os("s3://kefu-cluster/wh"),
+        os("-q"),
+        os("--max-reject-ratio"),
+        os("0"),
+        fixtures.as_os_str(),
+    ]);
+    // The executors and the scheduler read the bucket with the same environment.
+    let env = [
+        ("AWS_ENDPOINT", moto.endpoint()),
+        ("AWS_ACCESS_KEY_ID", "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ALLOW_HTTP", "true".to_string()),
+    ];
+    let (_cluster, url) = start_cluster(dir, &env);
+    let compared = compare_named_queries(dir, "s3://kefu-cluster/wh", &url, &env);
+    assert!(compared >= 20);
 }

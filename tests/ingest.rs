@@ -391,7 +391,7 @@ fn ingest_waits_for_a_concurrent_ingest() {
 }
 
 /// An S3-compatible server (moto) on 127.0.0.1, stopped on drop.
-struct Moto {
+pub(crate) struct Moto {
     child: std::process::Child,
     port: u16,
     program: String,
@@ -406,7 +406,7 @@ impl Drop for Moto {
 
 impl Moto {
     /// `$KEFU_MOTO_SERVER` (set by .ci/run), else `moto_server` on the PATH; None if absent.
-    fn start() -> Option<Moto> {
+    pub(crate) fn start() -> Option<Moto> {
         let program = std::env::var("KEFU_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .ok()?
@@ -433,12 +433,12 @@ impl Moto {
         None
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// A plain HTTP PUT (moto accepts unsigned requests); `path` is already escaped.
-    fn put(&self, path: &str, body: &[u8]) {
+    pub(crate) fn put(&self, path: &str, body: &[u8]) {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         write!(
@@ -483,7 +483,7 @@ impl Moto {
     }
 
     /// Runs `kefu ARGS…` with the credentials and endpoint of this server.
-    fn kefu(&self, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    pub(crate) fn kefu(&self, args: &[&std::ffi::OsStr]) -> std::process::Output {
         run_ok(
             Command::new(env!("CARGO_BIN_EXE_kefu"))
                 .env_clear()
