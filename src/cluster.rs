@@ -18,6 +18,10 @@ pub enum ClusterCommand {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:50050", value_name = "ADDR")]
         bind: std::net::SocketAddr,
+        /// Seconds without a heartbeat after which an executor is lost and its tasks run
+        /// again on the others (Ballista's default is 180).
+        #[arg(long, default_value_t = 20, value_name = "SECONDS")]
+        executor_timeout: u64,
     },
     /// Run an executor: it registers with the scheduler and runs its tasks, reading the
     /// warehouse itself (a shared directory at the same path everywhere, or s3:// with
@@ -41,6 +45,10 @@ pub enum ClusterCommand {
         /// Directory for shuffle files (default: a temporary directory).
         #[arg(long, value_name = "DIR")]
         work_dir: Option<std::path::PathBuf>,
+        /// Seconds between heartbeats to the scheduler (keep it well under the
+        /// scheduler's --executor-timeout).
+        #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+        heartbeat: u64,
     },
 }
 
@@ -54,9 +62,16 @@ pub fn cluster_command(args: &ClusterArgs) -> CliResult {
         .map_err(|e| (exit::FAILURE, format!("cannot start the runtime: {e}")))?;
     let result = runtime.block_on(async {
         match &args.command {
-            ClusterCommand::Scheduler { bind } => {
+            ClusterCommand::Scheduler {
+                bind,
+                executor_timeout,
+            } => {
                 eprintln!("kefu cluster: scheduler on df://{bind}");
-                kefu_cluster::run_scheduler(*bind).await
+                kefu_cluster::run_scheduler(
+                    *bind,
+                    std::time::Duration::from_secs(*executor_timeout),
+                )
+                .await
             }
             ClusterCommand::Executor {
                 scheduler,
@@ -65,6 +80,7 @@ pub fn cluster_command(args: &ClusterArgs) -> CliResult {
                 grpc_port,
                 concurrency,
                 work_dir,
+                heartbeat,
             } => {
                 let (scheduler_host, scheduler_port) =
                     kefu_cluster::scheduler_address(&format!("df://{scheduler}"))?;
@@ -78,6 +94,7 @@ pub fn cluster_command(args: &ClusterArgs) -> CliResult {
                         std::thread::available_parallelism().map_or(2, |n| n.get())
                     }),
                     work_dir: work_dir.as_ref().map(|d| d.display().to_string()),
+                    heartbeat: std::time::Duration::from_secs(*heartbeat),
                 };
                 eprintln!("kefu cluster: executor on {host}:{port} for df://{scheduler}");
                 kefu_cluster::run_executor(&settings).await

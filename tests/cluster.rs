@@ -49,6 +49,14 @@ fn spawn(dir: &Path, args: &[String], env: &[(&str, String)]) -> Child {
 /// A scheduler and two executors on free ports, with `env`; returns their processes and
 /// the URL.
 fn start_cluster(dir: &Path, env: &[(&str, String)]) -> (Processes, String) {
+    start_cluster_with(dir, env, 2)
+}
+
+fn start_cluster_with(
+    dir: &Path,
+    env: &[(&str, String)],
+    concurrency: usize,
+) -> (Processes, String) {
     let scheduler = free_port();
     let mut processes = Processes(vec![spawn(
         dir,
@@ -80,7 +88,7 @@ fn start_cluster(dir: &Path, env: &[(&str, String)]) -> (Processes, String) {
                 "--grpc-port".into(),
                 free_port().to_string(),
                 "--concurrency".into(),
-                "2".into(),
+                concurrency.to_string(),
                 "--work-dir".into(),
                 work.display().to_string(),
             ],
@@ -262,4 +270,137 @@ fn named_queries_on_a_cluster_over_an_s3_warehouse_equal_local_mode() {
     let (_cluster, url) = start_cluster(dir, &env);
     let compared = compare_named_queries(dir, "s3://kefu-cluster/wh", &url, &env);
     assert!(compared >= 20);
+}
+
+/// Whether `dir` holds a file anywhere below it.
+fn has_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                has_files(&path)
+            } else {
+                true
+            }
+        })
+    })
+}
+
+#[test]
+fn a_query_survives_losing_an_executor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    kefu(dir)
+        .args([
+            "gen",
+            "--out",
+            "gen",
+            "-q",
+            "--customers",
+            "30000",
+            "--days",
+            "60",
+        ])
+        .args(["--regions", "4"])
+        .assert()
+        .success();
+    kefu(dir)
+        .args(["ingest", "--warehouse", "wh", "-q", "gen"])
+        .assert()
+        .success();
+    // One task at a time per executor, so that the query has tasks on both for a while.
+    let (mut cluster, url) = start_cluster_with(dir, &[], 1);
+    let params = ["-p", "from=2026-01-01", "-p", "to=2026-03-01"];
+    let local = kefu(dir)
+        .args([
+            "query",
+            "churn_monthly",
+            "--warehouse",
+            "wh",
+            "--format",
+            "csv",
+        ])
+        .args(params)
+        .output()
+        .unwrap();
+    assert!(local.status.success());
+    // The cluster answers first (the executors have registered).
+    assert!(compare_one(dir, &url, &params, &local.stdout));
+
+    // Again, and the second executor is killed as soon as it writes shuffle data.
+    let _ = std::fs::remove_dir_all(dir.join("e2"));
+    std::fs::create_dir_all(dir.join("e2")).unwrap();
+    let remote = Command::new(env!("CARGO_BIN_EXE_kefu"))
+        .env_clear()
+        .current_dir(dir)
+        .args([
+            "query",
+            "churn_monthly",
+            "--warehouse",
+            "wh",
+            "--format",
+            "csv",
+        ])
+        .args(params)
+        .args(["--cluster", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !has_files(&dir.join("e2")) {
+        assert!(
+            Instant::now() < deadline,
+            "the second executor never got a task"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let executor = &mut cluster.0[2];
+    executor.kill().unwrap();
+    executor.wait().unwrap();
+    let out = std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| remote.wait_with_output().unwrap());
+        waiting.join().unwrap()
+    });
+    // The scheduler resets the lost executor's tasks and the query completes on the other
+    // executor, with the same rows.
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&local.stdout)
+    );
+    let log = std::fs::read_to_string(dir.join("cluster.log")).unwrap();
+    assert!(log.contains("on lost Executor"), "{log}");
+}
+
+/// Whether churn_monthly with `params` on the cluster gives `expected`.
+fn compare_one(dir: &Path, url: &str, params: &[&str], expected: &[u8]) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = kefu(dir)
+            .args([
+                "query",
+                "churn_monthly",
+                "--warehouse",
+                "wh",
+                "--format",
+                "csv",
+            ])
+            .args(params)
+            .args(["--cluster", url])
+            .timeout(Duration::from_secs(120))
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return out.stdout == expected;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -113,12 +113,20 @@ fn session_state(config: SessionConfig) -> datafusion::error::Result<SessionStat
     Ok(ctx.state())
 }
 
-/// Runs a scheduler on `bind` until the process ends.
-pub async fn run_scheduler(bind: SocketAddr) -> Result<(), ClusterError> {
+/// Runs a scheduler on `bind` until the process ends. An executor silent for
+/// `executor_timeout` is declared lost, and its tasks run again elsewhere.
+pub async fn run_scheduler(
+    bind: SocketAddr,
+    executor_timeout: std::time::Duration,
+) -> Result<(), ClusterError> {
     let mut config = ballista_scheduler::config::SchedulerConfig::default()
         .with_hostname(bind.ip().to_string())
         .with_port(bind.port());
     config.bind_host = bind.ip().to_string();
+    let timeout = executor_timeout.as_secs().max(2);
+    config.executor_timeout_seconds = timeout;
+    config.expire_dead_executor_interval_seconds = (timeout / 4).max(1);
+    config.no_executors_grace_period_seconds = timeout;
     config.override_session_builder = Some(Arc::new(session_state));
     let config = Arc::new(config);
     let cluster = ballista_scheduler::cluster::BallistaCluster::new_from_config(&config)
@@ -143,6 +151,8 @@ pub struct ExecutorSettings {
     pub concurrency: usize,
     /// Shuffle files.
     pub work_dir: Option<String>,
+    /// How often the executor tells the scheduler it is alive.
+    pub heartbeat: std::time::Duration,
 }
 
 /// Runs an executor until the process ends.
@@ -156,6 +166,7 @@ pub async fn run_executor(settings: &ExecutorSettings) -> Result<(), ClusterErro
         scheduler_port: settings.scheduler_port,
         vcores: settings.concurrency.max(1),
         work_dir: settings.work_dir.clone(),
+        executor_heartbeat_interval_seconds: settings.heartbeat.as_secs().max(1),
         override_function_registry: Some(Arc::new(function_registry())),
         override_runtime_producer: Some(Arc::new(|_config: &SessionConfig| runtime())),
         ..Default::default()
