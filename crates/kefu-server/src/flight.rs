@@ -32,7 +32,7 @@ use arrow_flight::{
 use datafusion::dataframe::DataFrame;
 use datafusion::scalar::ScalarValue;
 use futures::{Stream, StreamExt, TryStreamExt};
-use kefu_sql::{Engine, EngineOptions};
+use kefu_sql::Engine;
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -141,11 +141,9 @@ impl FlightSql {
     }
 
     fn engine(&self) -> Result<Engine, Status> {
-        let options = EngineOptions {
-            memory_limit: self.state.sql.memory_limit,
-            ..EngineOptions::default()
-        };
-        Engine::open(&self.state.warehouse, &options).map_err(|e| Status::internal(e.to_string()))
+        self.state
+            .engine()
+            .map_err(|e| Status::internal(e.to_string()))
     }
 
     /// Plans `sql` (read-only) with `params` bound to `$1`, `$2`, … (the first row).
