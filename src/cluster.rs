@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use crate::cli::{CliResult, exit};
+use crate::cli::{CliResult, WarehouseArgs, exit};
 
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
@@ -50,6 +50,23 @@ pub enum ClusterCommand {
         #[arg(long, default_value_t = 5, value_name = "SECONDS")]
         heartbeat: u64,
     },
+    /// Check a cluster: list the executors registered with the scheduler, run a small
+    /// query over the warehouse's latest month of calls with one task per task slot (so
+    /// every executor runs part of it; it uses kefu's functions), and compare the answer
+    /// with the same query run here. Exits 1 unless every executor took part and the
+    /// answers are equal.
+    #[command(after_help = "Example:\n  \
+        kefu cluster check df://scheduler:50050 --warehouse s3://kefu-warehouse/prod")]
+    Check {
+        /// The scheduler, df://HOST:PORT.
+        #[arg(value_name = "URL")]
+        url: String,
+        #[command(flatten)]
+        warehouse: WarehouseArgs,
+        /// Working calendar (TOML) of business_seconds, as the cluster's clients use it.
+        #[arg(long, env = "KEFU_CALENDAR", value_name = "FILE")]
+        calendar: Option<std::path::PathBuf>,
+    },
 }
 
 pub fn cluster_command(args: &ClusterArgs) -> CliResult {
@@ -60,46 +77,171 @@ pub fn cluster_command(args: &ClusterArgs) -> CliResult {
         .thread_stack_size(64 << 20)
         .build()
         .map_err(|e| (exit::FAILURE, format!("cannot start the runtime: {e}")))?;
-    let result = runtime.block_on(async {
-        match &args.command {
-            ClusterCommand::Scheduler {
-                bind,
-                executor_timeout,
-            } => {
-                eprintln!("kefu cluster: scheduler on df://{bind}");
-                kefu_cluster::run_scheduler(
-                    *bind,
-                    std::time::Duration::from_secs(*executor_timeout),
-                )
+    match &args.command {
+        ClusterCommand::Check {
+            url,
+            warehouse,
+            calendar,
+        } => runtime.block_on(check(url, warehouse, calendar.as_deref())),
+        node => runtime
+            .block_on(run_node(node))
+            .map_err(|e| (exit::FAILURE, e.to_string())),
+    }
+}
+
+/// Runs a scheduler or an executor until the process ends.
+async fn run_node(command: &ClusterCommand) -> Result<(), kefu_cluster::ClusterError> {
+    match command {
+        ClusterCommand::Scheduler {
+            bind,
+            executor_timeout,
+        } => {
+            eprintln!("kefu cluster: scheduler on df://{bind}");
+            kefu_cluster::run_scheduler(*bind, std::time::Duration::from_secs(*executor_timeout))
                 .await
-            }
-            ClusterCommand::Executor {
-                scheduler,
-                host,
-                port,
-                grpc_port,
-                concurrency,
-                work_dir,
-                heartbeat,
-            } => {
-                let (scheduler_host, scheduler_port) =
-                    kefu_cluster::scheduler_address(&format!("df://{scheduler}"))?;
-                let settings = kefu_cluster::ExecutorSettings {
-                    scheduler_host,
-                    scheduler_port,
-                    host: host.clone(),
-                    port: *port,
-                    grpc_port: *grpc_port,
-                    concurrency: concurrency.unwrap_or_else(|| {
-                        std::thread::available_parallelism().map_or(2, |n| n.get())
-                    }),
-                    work_dir: work_dir.as_ref().map(|d| d.display().to_string()),
-                    heartbeat: std::time::Duration::from_secs(*heartbeat),
-                };
-                eprintln!("kefu cluster: executor on {host}:{port} for df://{scheduler}");
-                kefu_cluster::run_executor(&settings).await
-            }
         }
-    });
-    result.map_err(|e| (exit::FAILURE, e.to_string()))
+        ClusterCommand::Executor {
+            scheduler,
+            host,
+            port,
+            grpc_port,
+            concurrency,
+            work_dir,
+            heartbeat,
+        } => {
+            let (scheduler_host, scheduler_port) =
+                kefu_cluster::scheduler_address(&format!("df://{scheduler}"))?;
+            let settings = kefu_cluster::ExecutorSettings {
+                scheduler_host,
+                scheduler_port,
+                host: host.clone(),
+                port: *port,
+                grpc_port: *grpc_port,
+                concurrency: concurrency
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+                work_dir: work_dir.as_ref().map(|d| d.display().to_string()),
+                heartbeat: std::time::Duration::from_secs(*heartbeat),
+            };
+            eprintln!("kefu cluster: executor on {host}:{port} for df://{scheduler}");
+            kefu_cluster::run_executor(&settings).await
+        }
+        ClusterCommand::Check { .. } => Ok(()),
+    }
+}
+
+async fn check(
+    url: &str,
+    warehouse: &WarehouseArgs,
+    calendar: Option<&std::path::Path>,
+) -> CliResult {
+    let options = kefu_sql::EngineOptions {
+        calendar: crate::sql::load_calendar(calendar)?,
+        ..Default::default()
+    };
+    let location = &warehouse.warehouse;
+    if let Some(dir) = location.local_path()
+        && !dir.is_dir()
+    {
+        return Err((exit::IO, format!("no warehouse at {}", dir.display())));
+    }
+    let opened = kefu_storage::Warehouse::open(location).map_err(|e| (exit::IO, e.to_string()))?;
+    let report = kefu_cluster::check::check(url, &opened, &options)
+        .await
+        .map_err(|e| match e {
+            kefu_cluster::ClusterError::Unreachable { .. } => (exit::IO, e.to_string()),
+            kefu_cluster::ClusterError::Warehouse(_) => (exit::IO, e.to_string()),
+            _ => (exit::FAILURE, e.to_string()),
+        })?;
+    print_check(&report);
+    if report.passed() {
+        Ok(())
+    } else {
+        Err((exit::FAILURE, check_failure(&report)))
+    }
+}
+
+fn print_check(report: &kefu_cluster::check::CheckReport) {
+    let slots: u64 = report.executors.iter().map(|e| e.task_slots).sum();
+    println!(
+        "scheduler {} (Ballista {}): {} executor(s), {slots} task slot(s)",
+        report.scheduler,
+        report.version,
+        report.executors.len()
+    );
+    if report.executors.is_empty() {
+        return;
+    }
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header([
+        "executor",
+        "address",
+        "slots",
+        "last heartbeat",
+        "tasks run",
+    ]);
+    for executor in &report.executors {
+        table.add_row([
+            executor.id.clone(),
+            format!("{}:{}", executor.host, executor.port),
+            executor.task_slots.to_string(),
+            executor
+                .last_seen
+                .map_or("?".to_string(), |d| format!("{:.1} s ago", d.as_secs_f64())),
+            executor.tasks.to_string(),
+        ]);
+    }
+    println!("{table}");
+    println!(
+        "check query: calls of {} per region (local_date, business_seconds), {} run(s) on the \
+         cluster in {:.2} s, here in {:.2} s; answers {} ({} rows)",
+        report.month,
+        report.runs,
+        report.cluster_time.as_secs_f64(),
+        report.local_time.as_secs_f64(),
+        if report.equal_to_local {
+            "equal"
+        } else {
+            "DIFFER"
+        },
+        report.rows.len()
+    );
+    if report.passed() {
+        println!(
+            "ok: every executor ran part of the query and the cluster answers as local mode does"
+        );
+    }
+}
+
+fn check_failure(report: &kefu_cluster::check::CheckReport) -> String {
+    if report.executors.is_empty() {
+        return format!(
+            "no executor has registered with {}: start one with `kefu cluster executor \
+             --scheduler HOST:PORT` and check its log",
+            report.scheduler
+        );
+    }
+    let mut problems = Vec::new();
+    let idle: Vec<&str> = report
+        .executors
+        .iter()
+        .filter(|e| e.tasks == 0)
+        .map(|e| e.id.as_str())
+        .collect();
+    if !idle.is_empty() {
+        problems.push(format!(
+            "executor(s) {} ran no task in {} run(s) (busy, or not taking tasks: see their logs)",
+            idle.join(", "),
+            report.runs
+        ));
+    }
+    if !report.equal_to_local {
+        problems.push(format!(
+            "the cluster's answer differs from local mode's (do the executors see the same \
+             warehouse, and run the same kefu?):\n  here:    {}\n  cluster: {}",
+            report.rows.join("\n           "),
+            report.cluster_rows.join("\n           ")
+        ));
+    }
+    format!("cluster check failed: {}", problems.join("; "))
 }

@@ -155,19 +155,21 @@ pub(crate) fn open_engine_at(
     }
 }
 
-fn open_engine(args: &SessionArgs) -> Result<Engine, (u8, String)> {
-    let calendar = match &args.calendar {
-        None => WorkingCalendar::default(),
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| (exit::BAD_CONFIG, format!("{}: {e}", path.display())))?;
-            WorkingCalendar::from_toml(&text)
-                .map_err(|e| (exit::BAD_CONFIG, format!("{}: {e}", path.display())))?
-        }
+/// The working calendar of `--calendar FILE`, or the default.
+pub(crate) fn load_calendar(path: Option<&Path>) -> Result<WorkingCalendar, (u8, String)> {
+    let Some(path) = path else {
+        return Ok(WorkingCalendar::default());
     };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| (exit::BAD_CONFIG, format!("{}: {e}", path.display())))?;
+    WorkingCalendar::from_toml(&text)
+        .map_err(|e| (exit::BAD_CONFIG, format!("{}: {e}", path.display())))
+}
+
+fn open_engine(args: &SessionArgs) -> Result<Engine, (u8, String)> {
     let options = EngineOptions {
         memory_limit: args.memory_limit.map(|b| b.as_u64() as usize),
-        calendar,
+        calendar: load_calendar(args.calendar.as_deref())?,
         ..EngineOptions::default()
     };
     open_engine_at(&args.warehouse.warehouse, &options, args.cluster.as_deref())

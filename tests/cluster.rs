@@ -125,6 +125,67 @@ fn every_named_query_on_a_two_executor_cluster_equals_local_mode() {
     let compared = compare_named_queries(dir, "wh", &url, &[]);
     assert!(compared >= 20);
 
+    // `kefu cluster check`: both executors run part of its query, and it equals local.
+    let out = kefu(dir)
+        .args(["cluster", "check", &url, "--warehouse", "wh"])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("2 executor(s), 4 task slot(s)"), "{report}");
+    let tasks: Vec<u64> = report
+        .lines()
+        .filter(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .is_some_and(|address| address.starts_with("127.0.0.1:"))
+        })
+        .map(|line| line.split_whitespace().last().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(tasks.len(), 2, "{report}");
+    assert!(tasks.iter().all(|&n| n > 0), "{report}");
+    assert!(report.contains("answers equal"), "{report}");
+
+    // business_seconds counts under the client's working calendar on the executors too.
+    std::fs::write(
+        dir.join("calendar.toml"),
+        "hours = [\"08:00-20:00\"]\nweekdays = [1, 2, 3, 4, 5, 6, 7]\nholidays = [\"2026-01-15\"]\n",
+    )
+    .unwrap();
+    let working = |calendar: bool, cluster: bool| {
+        let mut cmd = kefu(dir);
+        cmd.args(["sql", "--warehouse", "wh", "--format", "csv", "-e"])
+            .arg(
+                "SELECT region, sum(business_seconds(queued_at, ended_at)) AS s FROM calls \
+             GROUP BY region ORDER BY region",
+            );
+        if calendar {
+            cmd.args(["--calendar", "calendar.toml"]);
+        }
+        if cluster {
+            cmd.args(["--cluster", &url]);
+        }
+        let out = cmd.timeout(Duration::from_secs(120)).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let local = working(true, false);
+    assert_ne!(
+        local,
+        working(false, false),
+        "the calendar changes the answer"
+    );
+    assert_eq!(working(true, true), local);
+
     // A join whose one side is empty (a scan pruned to no files): Ballista's adaptive
     // planner never finished it (the churn queries met it), so kefu uses the static one.
     let out = kefu(dir)
@@ -193,6 +254,62 @@ fn every_named_query_on_a_two_executor_cluster_equals_local_mode() {
     assert_eq!(
         std::fs::read(dir.join("out-remote/complaints.csv")).unwrap(),
         local
+    );
+}
+
+#[test]
+fn cluster_check_fails_clearly_without_a_scheduler_or_executors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    crate::sql::fixture_warehouse(dir);
+    let check = |url: &str| {
+        kefu(dir)
+            .args(["cluster", "check", url, "--warehouse", "wh"])
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap()
+    };
+    let nobody = format!("df://127.0.0.1:{}", free_port());
+    let out = check(&nobody);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach the scheduler"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A scheduler alone.
+    let port = free_port();
+    let _scheduler = Processes(vec![spawn(
+        dir,
+        &[
+            "cluster".into(),
+            "scheduler".into(),
+            "--bind".into(),
+            format!("127.0.0.1:{port}"),
+        ],
+        &[],
+    )]);
+    let url = format!("df://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let out = loop {
+        let out = check(&url);
+        if out.status.code() != Some(4) || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 executor(s)"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no executor has registered"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

@@ -3,12 +3,16 @@
 //! [`run_executor`]), so that they know kefu's own functions (`local_trunc`,
 //! `business_seconds`, the by-key aggregates, …) and read the warehouse from local paths
 //! or `s3://` URLs with the same `AWS_*` configuration as the client; [`open_engine`] gives
-//! a [`kefu_sql::Engine`] whose queries are planned here and executed by the cluster.
+//! a [`kefu_sql::Engine`] whose queries are planned here and executed by the cluster,
+//! and [`check::check`] tells whether a cluster is fit to run them.
+
+pub mod check;
+pub mod codec;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ballista_core::extension::SessionStateExt;
+use ballista_core::extension::{SessionConfigExt, SessionStateExt};
 use ballista_core::registry::BallistaFunctionRegistry;
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -29,6 +33,10 @@ pub enum ClusterError {
     Scheduler(String),
     #[error("executor: {0}")]
     Executor(String),
+    #[error("cannot reach the scheduler at {scheduler}: {reason}")]
+    Unreachable { scheduler: String, reason: String },
+    #[error("warehouse: {0}")]
+    Warehouse(String),
     #[error(transparent)]
     Sql(#[from] kefu_sql::SqlError),
 }
@@ -128,6 +136,8 @@ pub async fn run_scheduler(
     config.expire_dead_executor_interval_seconds = (timeout / 4).max(1);
     config.no_executors_grace_period_seconds = timeout;
     config.override_session_builder = Some(Arc::new(session_state));
+    config.override_logical_codec = Some(Arc::new(codec::KefuLogicalCodec::default()));
+    config.override_physical_codec = Some(Arc::new(codec::KefuPhysicalCodec::default()));
     let config = Arc::new(config);
     let cluster = ballista_scheduler::cluster::BallistaCluster::new_from_config(&config)
         .await
@@ -169,6 +179,8 @@ pub async fn run_executor(settings: &ExecutorSettings) -> Result<(), ClusterErro
         executor_heartbeat_interval_seconds: settings.heartbeat.as_secs().max(1),
         override_function_registry: Some(Arc::new(function_registry())),
         override_runtime_producer: Some(Arc::new(|_config: &SessionConfig| runtime())),
+        override_logical_codec: Some(Arc::new(codec::KefuLogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(codec::KefuPhysicalCodec::default())),
         ..Default::default()
     };
     ballista_executor::executor_process::start_executor_process(Arc::new(config))
@@ -185,6 +197,16 @@ pub fn open_engine(
     let (host, port) = scheduler_address(url)?;
     let scheduler = format!("df://{host}:{port}");
     Ok(Engine::open_with(warehouse, options, |state| {
+        // Plans carry business_seconds' calendar (see `codec`).
+        let config = state
+            .config()
+            .clone()
+            .with_ballista_logical_extension_codec(Arc::new(codec::KefuLogicalCodec::default()))
+            .with_ballista_physical_extension_codec(Arc::new(codec::KefuPhysicalCodec::default()));
+        let state =
+            datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
+                .with_config(config)
+                .build();
         let mut state = state.upgrade_for_ballista(scheduler)?;
         // Ballista 55's adaptive planner never finishes a join whose one side is empty
         // (a scan pruned to no files): its jobs keep scheduling stages. The static

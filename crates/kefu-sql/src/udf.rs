@@ -43,7 +43,7 @@ pub fn register(ctx: &SessionContext, calendar: &WorkingCalendar) {
     for part in [LocalPart::Date, LocalPart::Hour, LocalPart::Weekday] {
         ctx.register_udf(ScalarUDF::from(LocalTime::new(part)));
     }
-    ctx.register_udf(ScalarUDF::from(BusinessSeconds::new(calendar.clone())));
+    ctx.register_udf(business_seconds(calendar.clone()));
     ctx.register_udf(ScalarUDF::from(LocalTrunc::new()));
     ctx.register_udf(ScalarUDF::from(DateDiff::new()));
     ctx.register_udf(ScalarUDF::from(RaiseError::new()));
@@ -544,6 +544,35 @@ impl WorkingCalendar {
         Ok(calendar)
     }
 
+    /// The calendar as TOML that [`WorkingCalendar::from_toml`] reads back.
+    pub fn to_toml(&self) -> String {
+        let quoted = |items: Vec<String>| {
+            let items: Vec<String> = items.into_iter().map(|i| format!("\"{i}\"")).collect();
+            format!("[{}]", items.join(", "))
+        };
+        let days = |set: &BTreeSet<NaiveDate>| {
+            quoted(
+                set.iter()
+                    .map(|d| d.format("%Y-%m-%d").to_string())
+                    .collect(),
+            )
+        };
+        let hours = quoted(
+            self.hours
+                .iter()
+                .map(|(open, close)| format!("{}-{}", open.format("%H:%M"), close.format("%H:%M")))
+                .collect(),
+        );
+        let weekdays: Vec<String> = self.weekdays.iter().map(u32::to_string).collect();
+        format!(
+            "time_zone = \"{}\"\nhours = {hours}\nweekdays = [{}]\nholidays = {}\nworkdays = {}\n",
+            self.time_zone.name(),
+            weekdays.join(", "),
+            days(&self.holidays),
+            days(&self.workdays),
+        )
+    }
+
     fn is_working_day(&self, day: NaiveDate) -> bool {
         if self.workdays.contains(&day) {
             return true;
@@ -608,6 +637,20 @@ fn parse_interval(s: &str) -> Result<(NaiveTime, NaiveTime), String> {
         return Err(format!("hours: '{s}' ends before it starts"));
     }
     Ok((open, close))
+}
+
+/// `business_seconds` under `calendar`.
+pub fn business_seconds(calendar: WorkingCalendar) -> ScalarUDF {
+    ScalarUDF::from(BusinessSeconds::new(calendar))
+}
+
+/// The calendar a `business_seconds` function counts under; `None` for other functions.
+/// Plans sent to a cluster carry it, so executors count under the client's calendar.
+pub fn calendar_of(function: &ScalarUDF) -> Option<&WorkingCalendar> {
+    function
+        .inner()
+        .downcast_ref::<BusinessSeconds>()
+        .map(|f| &f.calendar)
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -752,6 +795,17 @@ mod tests {
             Some(2 * 8 * 3600)
         );
         assert!(WorkingCalendar::from_toml("hours = [\"18:00-09:00\"]").is_err());
+        assert_eq!(
+            WorkingCalendar::from_toml(&c.to_toml()).unwrap(),
+            c,
+            "{}",
+            c.to_toml()
+        );
+        let default = WorkingCalendar::default();
+        assert_eq!(
+            WorkingCalendar::from_toml(&default.to_toml()).unwrap(),
+            default
+        );
         assert!(WorkingCalendar::from_toml("weekdays = [8]").is_err());
         assert!(WorkingCalendar::from_toml("colour = 1").is_err());
     }

@@ -1,0 +1,174 @@
+//! Plan codecs that carry `business_seconds`' working calendar from the client to the
+//! scheduler and on to the executors. Ballista sends functions by name, and an executor
+//! would otherwise count working time under its own default calendar, not the one the
+//! client was given (`--calendar`): the same query would answer differently on a cluster.
+//! Everything else is Ballista's own codec.
+
+use std::sync::Arc;
+
+use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::{DataFusionError, Result, TableReference};
+use datafusion::datasource::TableProvider;
+use datafusion::datasource::file_format::FileFormatFactory;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{Extension, LogicalPlan, ScalarUDF};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_proto::logical_plan::LogicalExtensionCodec;
+use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use kefu_sql::udf::{WorkingCalendar, business_seconds, calendar_of};
+
+/// `business_seconds` with its calendar as TOML; other functions by name only.
+fn encode_function(function: &ScalarUDF, buf: &mut Vec<u8>) {
+    if let Some(calendar) = calendar_of(function) {
+        buf.extend_from_slice(calendar.to_toml().as_bytes());
+    }
+}
+
+fn decode_function(name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+    if name != "business_seconds" {
+        return Err(DataFusionError::NotImplemented(format!(
+            "no definition is sent for function {name}; it comes from the registry"
+        )));
+    }
+    let calendar = std::str::from_utf8(buf)
+        .map_err(|e| DataFusionError::Internal(format!("business_seconds calendar: {e}")))
+        .and_then(|text| {
+            WorkingCalendar::from_toml(text)
+                .map_err(|e| DataFusionError::Internal(format!("business_seconds calendar: {e}")))
+        })?;
+    Ok(Arc::new(business_seconds(calendar)))
+}
+
+/// Ballista's logical codec, with kefu's function definitions.
+#[derive(Debug, Default)]
+pub struct KefuLogicalCodec {
+    ballista: BallistaLogicalExtensionCodec,
+}
+
+impl LogicalExtensionCodec for KefuLogicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        ctx: &TaskContext,
+    ) -> Result<Extension> {
+        self.ballista.try_decode(buf, inputs, ctx)
+    }
+
+    fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
+        self.ballista.try_encode(node, buf)
+    }
+
+    fn try_decode_table_provider(
+        &self,
+        buf: &[u8],
+        table_ref: &TableReference,
+        schema: SchemaRef,
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn TableProvider>> {
+        self.ballista
+            .try_decode_table_provider(buf, table_ref, schema, ctx)
+    }
+
+    fn try_encode_table_provider(
+        &self,
+        table_ref: &TableReference,
+        node: Arc<dyn TableProvider>,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        self.ballista
+            .try_encode_table_provider(table_ref, node, buf)
+    }
+
+    fn try_decode_file_format(
+        &self,
+        buf: &[u8],
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn FileFormatFactory>> {
+        self.ballista.try_decode_file_format(buf, ctx)
+    }
+
+    fn try_encode_file_format(
+        &self,
+        buf: &mut Vec<u8>,
+        node: Arc<dyn FileFormatFactory>,
+    ) -> Result<()> {
+        self.ballista.try_encode_file_format(buf, node)
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        decode_function(name, buf)
+    }
+
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+        encode_function(node, buf);
+        Ok(())
+    }
+}
+
+/// Ballista's physical codec (shuffles and its other operators), with kefu's function
+/// definitions.
+#[derive(Debug, Default)]
+pub struct KefuPhysicalCodec {
+    ballista: BallistaPhysicalExtensionCodec,
+}
+
+impl PhysicalExtensionCodec for KefuPhysicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.ballista.try_decode(buf, inputs, ctx, proto_converter)
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<()> {
+        self.ballista.try_encode(node, buf, proto_converter)
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        decode_function(name, buf)
+    }
+
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+        encode_function(node, buf);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn business_seconds_travels_with_its_calendar_and_other_functions_by_name() {
+        let calendar = WorkingCalendar::from_toml(
+            "hours = [\"08:30-17:30\"]\nweekdays = [1, 2, 3, 4, 5, 6]\nholidays = [\"2026-10-01\"]",
+        )
+        .unwrap();
+        let codec = KefuPhysicalCodec::default();
+        let mut buf = Vec::new();
+        codec
+            .try_encode_udf(&business_seconds(calendar.clone()), &mut buf)
+            .unwrap();
+        let decoded = codec.try_decode_udf("business_seconds", &buf).unwrap();
+        assert_eq!(calendar_of(&decoded), Some(&calendar));
+
+        let mut other = Vec::new();
+        let ctx = datafusion::prelude::SessionContext::new();
+        kefu_sql::udf::register(&ctx, &WorkingCalendar::default());
+        let local_trunc = ctx.state().scalar_functions()["local_trunc"].clone();
+        KefuLogicalCodec::default()
+            .try_encode_udf(&local_trunc, &mut other)
+            .unwrap();
+        assert!(other.is_empty(), "sent by name, found in the registry");
+    }
+}
