@@ -21,12 +21,11 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
 from alternate import alternate
-from compare_queries import add_common_arguments, compare, query_runs, timed, warehouse_dir, TABLES
+from compare_queries import add_common_arguments, compare, prepare_warehouse, query_runs, timed
 
 
 def free_port():
@@ -119,19 +118,7 @@ def main():
                     help="also print each query's stages, scan and shuffle volumes on the cluster")
     args = ap.parse_args()
 
-    wh = os.path.abspath(warehouse_dir(args))
-    if not os.path.isdir(os.path.join(wh, "calls")):
-        data = os.path.join(os.path.dirname(wh), "data")
-        print(f"generating {args.customers} customers x {args.days} days ...", file=sys.stderr)
-        subprocess.run([args.kefu, "gen", "--out", data, "--customers", str(args.customers),
-                        "--days", str(args.days), "-q"], check=True, capture_output=True)
-        subprocess.run([args.kefu, "ingest", data, "--warehouse", wh, "-q"], check=True)
-        shutil.rmtree(data)
-    counts = subprocess.run(
-        [args.kefu, "sql", "--warehouse", wh, "--format", "csv", "-e",
-         "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in TABLES)],
-        capture_output=True, text=True, check=True).stdout.splitlines()[1].split(",")
-    print("warehouse: " + ", ".join(f"{t} {int(n):,}" for t, n in zip(TABLES, counts)))
+    wh = prepare_warehouse(args)
 
     tmp = tempfile.mkdtemp()
     procs, url = start_cluster(args.kefu, tmp, args.executors, args.concurrency)

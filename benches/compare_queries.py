@@ -152,6 +152,25 @@ def warehouse_dir(args):
     return os.path.join(args.data, f"queries-{args.customers}-{args.days}", "wh")
 
 
+def prepare_warehouse(args):
+    """The generated warehouse of --customers x --days (made once, cached under --data),
+    its table sizes printed; returns its absolute path."""
+    wh = os.path.abspath(warehouse_dir(args))
+    if not os.path.isdir(os.path.join(wh, "calls")):
+        data = os.path.join(os.path.dirname(wh), "data")
+        print(f"generating {args.customers} customers x {args.days} days ...", file=sys.stderr)
+        subprocess.run([args.kefu, "gen", "--out", data, "--customers", str(args.customers),
+                        "--days", str(args.days), "-q"], check=True, capture_output=True)
+        subprocess.run([args.kefu, "ingest", data, "--warehouse", wh, "-q"], check=True)
+        shutil.rmtree(data)
+    counts = subprocess.run(
+        [args.kefu, "sql", "--warehouse", wh, "--format", "csv", "-e",
+         "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in TABLES)],
+        capture_output=True, text=True, check=True).stdout.splitlines()[1].split(",")
+    print("warehouse: " + ", ".join(f"{t} {int(n):,}" for t, n in zip(TABLES, counts)))
+    return wh
+
+
 def query_runs(args):
     """(name, --param arguments) of every named query, or of those in --only."""
     listing = subprocess.run([args.kefu, "query", "--list"], capture_output=True, text=True,
@@ -167,20 +186,7 @@ def main():
     add_common_arguments(ap)
     args = ap.parse_args()
 
-    wh = warehouse_dir(args)
-    base = os.path.dirname(wh)
-    if not os.path.isdir(os.path.join(wh, "calls")):
-        data = os.path.join(base, "data")
-        print(f"generating {args.customers} customers x {args.days} days ...", file=sys.stderr)
-        subprocess.run([args.kefu, "gen", "--out", data, "--customers", str(args.customers),
-                        "--days", str(args.days), "-q"], check=True, capture_output=True)
-        subprocess.run([args.kefu, "ingest", data, "--warehouse", wh, "-q"], check=True)
-        shutil.rmtree(data)
-    counts = subprocess.run(
-        [args.kefu, "sql", "--warehouse", wh, "--format", "csv", "-e",
-         "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in TABLES)],
-        capture_output=True, text=True, check=True).stdout.splitlines()[1].split(",")
-    print("warehouse: " + ", ".join(f"{t} {int(n):,}" for t, n in zip(TABLES, counts)))
+    wh = prepare_warehouse(args)
     threads = os.cpu_count() or 1
 
     tmp = tempfile.mkdtemp()

@@ -217,13 +217,18 @@ pub enum Command {
     Upload(crate::serve::UploadArgs),
 
     /// Run a Ballista scheduler or executor (kefu's functions built in), for
-    /// `--cluster df://HOST:PORT` on `kefu sql`, `kefu query`, `kefu report` and `kefu run`.
+    /// `--cluster df://HOST:PORT` on `kefu sql`, `kefu query`, `kefu report` and `kefu run`;
+    /// check a cluster.
     #[cfg(feature = "cluster")]
     #[command(after_help = "A cluster on one machine:\n  \
         kefu cluster scheduler --bind 127.0.0.1:50050 &\n  \
         kefu cluster executor --scheduler 127.0.0.1:50050 --port 50051 --grpc-port 50052 &\n  \
         kefu cluster executor --scheduler 127.0.0.1:50050 --port 50061 --grpc-port 50062 &\n  \
-        kefu query calls_kpis --cluster df://127.0.0.1:50050")]
+        kefu cluster check df://127.0.0.1:50050\n  \
+        kefu query calls_kpis --cluster df://127.0.0.1:50050\n\n\
+        The warehouse must be where every executor sees it under the same name: s3:// (with \
+        the same AWS_* environment everywhere) or a shared filesystem at the same absolute \
+        path. See the README's \"On a cluster\" for systemd units and sizing.")]
     Cluster(crate::cluster::ClusterArgs),
 
     /// Show a warehouse: tables with rows, partitions and bytes, and the last batches.
