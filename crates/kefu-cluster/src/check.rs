@@ -12,7 +12,6 @@ use ballista_core::execution_plans::DistributedQueryExec;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use ballista_core::serde::protobuf::{GetJobStatusParams, job_status};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::physical_plan::collect;
 use datafusion_proto::protobuf::LogicalPlanNode;
 use kefu_sql::{Engine, EngineOptions};
@@ -266,22 +265,11 @@ async fn latest_month(warehouse: &Warehouse) -> Result<String, ClusterError> {
 
 /// Each row as its values joined by `|`.
 fn rows(batches: &[RecordBatch]) -> Result<Vec<String>, ClusterError> {
-    let options = FormatOptions::default().with_null("NULL");
     let mut out = Vec::new();
     for batch in batches {
-        let formatters = batch
-            .columns()
-            .iter()
-            .map(|column| ArrayFormatter::try_new(column.as_ref(), &options))
-            .collect::<Result<Vec<_>, _>>()
+        let rows = kefu_sql::output::text_rows(batch, usize::MAX)
             .map_err(|e| ClusterError::Scheduler(format!("cannot show the answer: {e}")))?;
-        for row in 0..batch.num_rows() {
-            let values: Vec<String> = formatters
-                .iter()
-                .map(|f| f.value(row).to_string())
-                .collect();
-            out.push(values.join("|"));
-        }
+        out.extend(rows.into_iter().map(|values| values.join("|")));
     }
     Ok(out)
 }

@@ -242,7 +242,7 @@ fn output_error(format: Format, e: impl fmt::Display) -> SqlError {
 }
 
 /// The first `limit` rows of `batch` as display text (nulls as `NULL`).
-fn text_rows(
+pub fn text_rows(
     batch: &RecordBatch,
     limit: usize,
 ) -> Result<Vec<Vec<String>>, arrow::error::ArrowError> {
