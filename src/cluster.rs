@@ -138,13 +138,7 @@ async fn check(
         calendar: crate::sql::load_calendar(calendar)?,
         ..Default::default()
     };
-    let location = &warehouse.warehouse;
-    if let Some(dir) = location.local_path()
-        && !dir.is_dir()
-    {
-        return Err((exit::IO, format!("no warehouse at {}", dir.display())));
-    }
-    let opened = kefu_storage::Warehouse::open(location).map_err(|e| (exit::IO, e.to_string()))?;
+    let opened = crate::sql::open_existing_warehouse(&warehouse.warehouse)?;
     let report = kefu_cluster::check::check(url, &opened, &options)
         .await
         .map_err(|e| match e {

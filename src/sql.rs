@@ -122,13 +122,11 @@ pub(crate) fn query_library(dir: Option<&Path>) -> Result<QueryLibrary, SqlError
     }
 }
 
-/// A session over the warehouse at `location`, which must exist (a missing local
-/// directory is an error, not an empty warehouse).
-pub(crate) fn open_engine_at(
+/// The warehouse at `location`, which must exist (a missing local directory is an error,
+/// not an empty warehouse).
+pub(crate) fn open_existing_warehouse(
     location: &WarehouseLocation,
-    options: &EngineOptions,
-    cluster: Option<&str>,
-) -> Result<Engine, (u8, String)> {
+) -> Result<Warehouse, (u8, String)> {
     if let Some(dir) = location.local_path()
         && !dir.is_dir()
     {
@@ -141,7 +139,17 @@ pub(crate) fn open_engine_at(
             ),
         ));
     }
-    let warehouse = Warehouse::open(location).map_err(|e| (exit::IO, e.to_string()))?;
+    Warehouse::open(location).map_err(|e| (exit::IO, e.to_string()))
+}
+
+/// A session over the existing warehouse at `location`, locally or on the cluster at
+/// `cluster`.
+pub(crate) fn open_engine_at(
+    location: &WarehouseLocation,
+    options: &EngineOptions,
+    cluster: Option<&str>,
+) -> Result<Engine, (u8, String)> {
+    let warehouse = open_existing_warehouse(location)?;
     match cluster {
         None => Engine::open(&warehouse, options).map_err(|e| fail(&e)),
         #[cfg(feature = "cluster")]
