@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::kefu;
+use crate::common::{generate, kefu};
 
 /// Child processes killed on drop.
 struct Processes(Vec<Child>);
@@ -98,19 +98,33 @@ fn start_cluster_with(
     (processes, format!("df://127.0.0.1:{scheduler}"))
 }
 
+/// `kefu query NAME` over `warehouse` as CSV, with `params` (`-p NAME=VALUE` pairs), on
+/// the cluster at `cluster` if given.
+fn query_args<'a>(
+    warehouse: &'a str,
+    name: &'a str,
+    params: &[&'a str],
+    cluster: Option<&'a str>,
+) -> Vec<&'a str> {
+    let mut args = vec!["query", name, "--warehouse", warehouse, "--format", "csv"];
+    args.extend_from_slice(params);
+    if let Some(url) = cluster {
+        args.extend(["--cluster", url]);
+    }
+    args
+}
+
 fn query_in(
     dir: &Path,
     warehouse: &str,
     name: &str,
+    params: &[&str],
     cluster: Option<&str>,
     env: &[(&str, String)],
 ) -> std::process::Output {
     let mut cmd = kefu(dir);
     cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
-    cmd.args(["query", name, "--warehouse", warehouse, "--format", "csv"]);
-    if let Some(url) = cluster {
-        cmd.args(["--cluster", url]);
-    }
+    cmd.args(query_args(warehouse, name, params, cluster));
     // A job the cluster never finishes fails the test instead of hanging it.
     cmd.timeout(Duration::from_secs(120)).output().unwrap()
 }
@@ -317,7 +331,7 @@ fn cluster_check_fails_clearly_without_a_scheduler_or_executors() {
 /// local mode over `warehouse`; returns how many were compared.
 fn compare_named_queries(dir: &Path, warehouse: &str, url: &str, env: &[(&str, String)]) -> usize {
     let deadline = Instant::now() + Duration::from_secs(90);
-    while !query_in(dir, warehouse, "calls_kpis", Some(url), env)
+    while !query_in(dir, warehouse, "calls_kpis", &[], Some(url), env)
         .status
         .success()
     {
@@ -330,8 +344,8 @@ fn compare_named_queries(dir: &Path, warehouse: &str, url: &str, env: &[(&str, S
     }
     let library = kefu_sql::QueryLibrary::embedded().unwrap();
     for named in library.iter() {
-        let local = query_in(dir, warehouse, &named.name, None, env);
-        let remote = query_in(dir, warehouse, &named.name, Some(url), env);
+        let local = query_in(dir, warehouse, &named.name, &[], None, env);
+        let remote = query_in(dir, warehouse, &named.name, &[], Some(url), env);
         assert!(
             local.status.success() && remote.status.success(),
             "{}: {}{}",
@@ -407,20 +421,7 @@ fn has_files(dir: &Path) -> bool {
 fn a_query_survives_losing_an_executor() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    kefu(dir)
-        .args([
-            "gen",
-            "--out",
-            "gen",
-            "-q",
-            "--customers",
-            "30000",
-            "--days",
-            "60",
-        ])
-        .args(["--regions", "4"])
-        .assert()
-        .success();
+    generate(dir, 30_000, 60, 4);
     kefu(dir)
         .args(["ingest", "--warehouse", "wh", "-q", "gen"])
         .assert()
@@ -428,18 +429,7 @@ fn a_query_survives_losing_an_executor() {
     // One task at a time per executor, so that the query has tasks on both for a while.
     let (mut cluster, url) = start_cluster_with(dir, &[], 1);
     let params = ["-p", "from=2026-01-01", "-p", "to=2026-03-01"];
-    let local = kefu(dir)
-        .args([
-            "query",
-            "churn_monthly",
-            "--warehouse",
-            "wh",
-            "--format",
-            "csv",
-        ])
-        .args(params)
-        .output()
-        .unwrap();
+    let local = query_in(dir, "wh", "churn_monthly", &params, None, &[]);
     assert!(local.status.success());
     // The cluster answers first (the executors have registered).
     assert!(compare_one(dir, &url, &params, &local.stdout));
@@ -450,16 +440,7 @@ fn a_query_survives_losing_an_executor() {
     let remote = Command::new(env!("CARGO_BIN_EXE_kefu"))
         .env_clear()
         .current_dir(dir)
-        .args([
-            "query",
-            "churn_monthly",
-            "--warehouse",
-            "wh",
-            "--format",
-            "csv",
-        ])
-        .args(params)
-        .args(["--cluster", &url])
+        .args(query_args("wh", "churn_monthly", &params, Some(&url)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -498,20 +479,7 @@ fn a_query_survives_losing_an_executor() {
 fn compare_one(dir: &Path, url: &str, params: &[&str], expected: &[u8]) -> bool {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let out = kefu(dir)
-            .args([
-                "query",
-                "churn_monthly",
-                "--warehouse",
-                "wh",
-                "--format",
-                "csv",
-            ])
-            .args(params)
-            .args(["--cluster", url])
-            .timeout(Duration::from_secs(120))
-            .output()
-            .unwrap();
+        let out = query_in(dir, "wh", "churn_monthly", params, Some(url), &[]);
         if out.status.success() {
             return out.stdout == expected;
         }

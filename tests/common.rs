@@ -11,6 +11,18 @@ pub fn kefu(dir: &Path) -> assert_cmd::Command {
     cmd
 }
 
+/// `kefu gen` plain output (one CSV per table) for `customers`, `days` and the first
+/// `regions` regions, under `dir/gen`.
+pub fn generate(dir: &Path, customers: u32, days: u32, regions: u32) {
+    kefu(dir)
+        .args(["gen", "--out", "gen", "-q"])
+        .args(["--customers", &customers.to_string()])
+        .args(["--days", &days.to_string()])
+        .args(["--regions", &regions.to_string()])
+        .assert()
+        .success();
+}
+
 /// Every file below `dir`, by relative path, with its bytes.
 pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::kefu;
+use crate::common::{generate, kefu};
 use crate::serve::Server;
 
 const OFFICE: &str = "office-token-beijing-0001";
@@ -34,20 +34,7 @@ fn the_console_uploads_queries_and_charts_in_a_browser() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    kefu(dir)
-        .args([
-            "gen",
-            "--out",
-            "gen",
-            "-q",
-            "--customers",
-            "400",
-            "--days",
-            "70",
-        ])
-        .args(["--regions", "1"])
-        .assert()
-        .success();
+    generate(dir, 400, 70, 1);
     let tables = ["calls", "tickets", "callbacks", "visits", "customers"];
     let files: Vec<_> = tables
         .iter()

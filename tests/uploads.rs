@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::kefu;
+use crate::common::{generate, kefu};
 use crate::serve::{Server, parse_response};
 
 const BEIJING: &str = "office-token-beijing-0001";
@@ -307,17 +307,6 @@ fn uploads_land_once_with_region_checks_duplicates_and_limits() {
         shanghai_lines.len() as f64
     );
     assert_eq!(server.metric("kefu_ingest_queue_depth"), 0.0);
-}
-
-/// `kefu gen` plain output for one region (beijing).
-fn generate(dir: &Path, customers: u32, days: u32, regions: u32) {
-    kefu(dir)
-        .args(["gen", "--out", "gen", "-q"])
-        .args(["--customers", &customers.to_string()])
-        .args(["--days", &days.to_string()])
-        .args(["--regions", &regions.to_string()])
-        .assert()
-        .success();
 }
 
 #[test]
