@@ -77,28 +77,21 @@ pub fn cluster_command(args: &ClusterArgs) -> CliResult {
         .thread_stack_size(64 << 20)
         .build()
         .map_err(|e| (exit::FAILURE, format!("cannot start the runtime: {e}")))?;
-    match &args.command {
+    let ran = match &args.command {
         ClusterCommand::Check {
             url,
             warehouse,
             calendar,
-        } => runtime.block_on(check(url, warehouse, calendar.as_deref())),
-        node => runtime
-            .block_on(run_node(node))
-            .map_err(|e| (exit::FAILURE, e.to_string())),
-    }
-}
-
-/// Runs a scheduler or an executor until the process ends.
-async fn run_node(command: &ClusterCommand) -> Result<(), kefu_cluster::ClusterError> {
-    match command {
+        } => return runtime.block_on(check(url, warehouse, calendar.as_deref())),
         ClusterCommand::Scheduler {
             bind,
             executor_timeout,
         } => {
             eprintln!("kefu cluster: scheduler on df://{bind}");
-            kefu_cluster::run_scheduler(*bind, std::time::Duration::from_secs(*executor_timeout))
-                .await
+            runtime.block_on(kefu_cluster::run_scheduler(
+                *bind,
+                std::time::Duration::from_secs(*executor_timeout),
+            ))
         }
         ClusterCommand::Executor {
             scheduler,
@@ -108,25 +101,26 @@ async fn run_node(command: &ClusterCommand) -> Result<(), kefu_cluster::ClusterE
             concurrency,
             work_dir,
             heartbeat,
-        } => {
-            let (scheduler_host, scheduler_port) =
-                kefu_cluster::scheduler_address(&format!("df://{scheduler}"))?;
-            let settings = kefu_cluster::ExecutorSettings {
-                scheduler_host,
-                scheduler_port,
-                host: host.clone(),
-                port: *port,
-                grpc_port: *grpc_port,
-                concurrency: concurrency
-                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-                work_dir: work_dir.as_ref().map(|d| d.display().to_string()),
-                heartbeat: std::time::Duration::from_secs(*heartbeat),
-            };
-            eprintln!("kefu cluster: executor on {host}:{port} for df://{scheduler}");
-            kefu_cluster::run_executor(&settings).await
-        }
-        ClusterCommand::Check { .. } => Ok(()),
-    }
+        } => kefu_cluster::scheduler_address(&format!("df://{scheduler}")).and_then(
+            |(scheduler_host, scheduler_port)| {
+                let settings = kefu_cluster::ExecutorSettings {
+                    scheduler_host,
+                    scheduler_port,
+                    host: host.clone(),
+                    port: *port,
+                    grpc_port: *grpc_port,
+                    concurrency: concurrency.unwrap_or_else(|| {
+                        std::thread::available_parallelism().map_or(2, |n| n.get())
+                    }),
+                    work_dir: work_dir.as_ref().map(|d| d.display().to_string()),
+                    heartbeat: std::time::Duration::from_secs(*heartbeat),
+                };
+                eprintln!("kefu cluster: executor on {host}:{port} for df://{scheduler}");
+                runtime.block_on(kefu_cluster::run_executor(&settings))
+            },
+        ),
+    };
+    ran.map_err(|e| (exit::FAILURE, e.to_string()))
 }
 
 async fn check(
