@@ -89,10 +89,14 @@ pub async fn check(
         scheduler: scheduler.clone(),
         reason: e.to_string(),
     };
-    let version: serde_json::Value = get_json(&format!("{http}/api/version"))
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| unreachable(&e))?;
+    let version: serde_json::Value = get_json(&client, &format!("{http}/api/version"))
         .await
         .map_err(|e| unreachable(&e))?;
-    let listed: Vec<serde_json::Value> = get_json(&format!("{http}/api/executors"))
+    let listed: Vec<serde_json::Value> = get_json(&client, &format!("{http}/api/executors"))
         .await
         .map_err(|e| unreachable(&e))?;
     let mut executors: Vec<ExecutorReport> = listed.iter().map(executor_report).collect();
@@ -196,10 +200,11 @@ pub async fn check(
     Ok(report)
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> Result<T, reqwest::Error> {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?
+async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<T, reqwest::Error> {
+    client
         .get(url)
         .send()
         .await?
