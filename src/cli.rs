@@ -36,9 +36,17 @@ pub enum Command {
     /// Generate realistic, deterministic customer-service logs (the five canonical tables).
     ///
     /// Plain output is one file per table (calls, tickets, callbacks, visits, customers) in
-    /// canonical form. With --messy, the files look like real office exports: one archive per
-    /// region and day, GBK or UTF-8 with BOM, Chinese headers, split date/time columns, and a
-    /// known set of bad rows listed in manifest.json. The same arguments always produce
+    /// canonical form: the world as known at the end of the period (the final truth).
+    ///
+    /// With --messy, the files are office exports as they really arrive: one archive per
+    /// region and day holding only what was known that day (calls that ended, tickets
+    /// received or changed — in their state that day —, callbacks, visits, customers
+    /// opened, changed or closed), full customer snapshots monthly; GBK or UTF-8 with BOM,
+    /// Chinese headers, split date/time columns; some archives late, re-sent re-zipped,
+    /// or re-exported for the last week (--resend-rate); and a known set of bad rows.
+    /// manifest.json lists every file with its delivery day (`deliveries`: what a daily
+    /// ingest takes as one batch) and every bad row. The newest version of every record
+    /// over all files is exactly the plain output. The same arguments always produce
     /// byte-identical files.
     #[command(after_help = "Examples:\n  \
         kefu gen --out data --customers 100000 --days 365\n  \
@@ -61,20 +69,29 @@ pub enum Command {
         kefu check baltimore_311_sample.csv --profile fixtures/profiles/baltimore_311.toml --json")]
     Check(CheckArgs),
 
-    /// Ingest office exports into the warehouse as one batch, exactly once.
+    /// Ingest office exports into the warehouse as one batch, exactly once per record.
     ///
     /// Sources are files, directories, globs, zip/tar/tar.gz archives, .gz/.zst files,
     /// file:// URLs and s3://bucket/key or s3://bucket/prefix/ objects (AWS_* environment
     /// variables), in CSV or TSV (delimiter sniffed), JSON Lines or Excel .xlsx (first
     /// sheet), UTF-8 (with or without BOM) or GBK/GB18030 (detected), with English or
-    /// Chinese headers or a mapping profile. Every record lands in its table
-    /// or in `_rejects` (with file, member, line, column, reason and the raw record); event
-    /// ids repeated within the batch are dropped and counted. Sources already ingested (same
-    /// content) are skipped. The batch commits whole or not at all: if reading fails, or the
-    /// rejected share exceeds --max-reject-ratio, nothing of it is written.
+    /// Chinese headers or a mapping profile. Sources already ingested (same content) are
+    /// skipped.
     ///
-    /// Tables are Hive-partitioned Parquet (zstd, sorted by region and event time, page
-    /// index on) under <warehouse>/<table>/month=YYYY-MM/, months in Asia/Shanghai time.
+    /// Every record is keyed (call_id, ticket_id, callback_id, visit_id, customer_id): the
+    /// warehouse holds each record's newest version, whatever file it came in and in
+    /// whatever order files arrive. A newer version (a later updated_at, else further in
+    /// its workflow) replaces the stored one; an identical one (a re-sent or overlapping
+    /// export) or an older one (a late export) is counted and dropped. Per table the batch
+    /// counts new, updated, unchanged, stale and rejected records, which add up to the
+    /// records read. Rejects land in `_rejects` with file, member, line, column, reason and
+    /// the raw record. The batch commits in every table at once, or not at all (if reading
+    /// fails, or the rejected share exceeds --max-reject-ratio); `kefu batch revert` takes
+    /// it back.
+    ///
+    /// Tables are Delta Lake tables of zstd Parquet (sorted by region and event time, page
+    /// index on) under <warehouse>/<table>/, partitioned by month (Asia/Shanghai). A
+    /// partition left with more than --compact-after files is compacted after the batch.
     ///
     /// Exit status: 0 committed (or nothing new), 2 bad arguments or profile, 3 too many
     /// rejects (nothing committed), 4 a source or the warehouse could not be read or written.
@@ -231,11 +248,44 @@ pub enum Command {
         path. See the README's \"On a cluster\" for systemd units and sizing.")]
     Cluster(crate::cluster::ClusterArgs),
 
-    /// Show a warehouse: tables with rows, partitions and bytes, and the last batches.
+    /// List the warehouse's batches and other operations; take a batch back.
+    #[command(after_help = "Examples:\n  \
+        kefu batch list\n  \
+        kefu batch revert 42 --note \"wrong profile\"")]
+    Batch(crate::batch::BatchArgs),
+
+    /// Rewrite partitions of many small files (one per daily batch, plus upsert rewrites)
+    /// as few large ones, sorted by region and event time again.
+    ///
+    /// The data does not change: readers at any version, and the jobs' cached results,
+    /// are unaffected. Ingest does this by itself for partitions over --compact-after files.
+    #[command(after_help = "Examples:\n  \
+        kefu compact\n  \
+        kefu compact --table calls --partition 2026-11")]
+    Compact(crate::batch::CompactArgs),
+
+    /// Delete files no table version within the retention period names: those replaced by
+    /// upserts and compactions, and those an interrupted batch left. Time travel reaches
+    /// back as far as the retention period, no further.
+    #[command(after_help = "Examples:\n  \
+        kefu vacuum --dry-run\n  \
+        kefu vacuum --retain 30d")]
+    Vacuum(crate::batch::VacuumArgs),
+
+    /// Convert a warehouse of an earlier kefu (Hive-partitioned Parquet with its own
+    /// ledger) into Delta tables, in place. Its batches' sources stay ingested. Run it
+    /// with no other kefu writing to the warehouse; if interrupted, run it again.
+    Convert {
+        #[command(flatten)]
+        warehouse: WarehouseArgs,
+    },
+
+    /// Show a warehouse: tables with their Delta version, rows, files, partitions and
+    /// bytes, and the last operations.
     Status {
         #[command(flatten)]
         warehouse: WarehouseArgs,
-        /// Batches to list, newest first.
+        /// Operations to list, newest first.
         #[arg(long, default_value_t = 10)]
         batches: usize,
         /// Print as JSON on stdout.
@@ -309,6 +359,10 @@ pub struct IngestArgs {
     /// Refuse the whole batch when more than this share of its records is rejected.
     #[arg(long, default_value_t = kefu_ingest::ingest::DEFAULT_MAX_REJECT_RATIO, value_name = "R")]
     pub max_reject_ratio: f64,
+    /// After the batch, compact each partition it touched that holds more than N files
+    /// (0: never).
+    #[arg(long, env = "KEFU_COMPACT_AFTER", default_value_t = kefu_ingest::ingest::DEFAULT_COMPACT_AFTER, value_name = "N")]
+    pub compact_after: usize,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -355,6 +409,12 @@ pub struct GenArgs {
     /// With --messy: share of extra, deliberately bad rows (0 to 0.2).
     #[arg(long, default_value_t = 0.002)]
     pub bad_row_rate: f64,
+    /// With --messy: how often offices deliver at least once, not exactly once (0 to
+    /// 0.5): the chance that a day's archive arrives 2–4 days late, that it is sent
+    /// again (re-zipped) days later, and that an office re-exports its last seven days.
+    /// 0: one archive per region and day, delivered the next morning.
+    #[arg(long, default_value_t = 0.05, value_name = "RATE")]
+    pub resend_rate: f64,
     /// Calls per customer per month.
     #[arg(long, default_value_t = 3.0)]
     pub calls_per_customer_month: f64,
@@ -387,6 +447,7 @@ impl From<&GenArgs> for GenConfig {
             },
             messy: a.messy,
             bad_row_rate: a.bad_row_rate,
+            resend_rate: a.resend_rate,
             calls_per_customer_month: a.calls_per_customer_month,
             tickets_per_customer_month: a.tickets_per_customer_month,
             visits_per_customer_month: a.visits_per_customer_month,
@@ -472,6 +533,10 @@ fn run(cli: Cli) -> CliResult {
         Command::Upload(args) => crate::serve::upload_command(&args),
         #[cfg(feature = "cluster")]
         Command::Cluster(args) => crate::cluster::cluster_command(&args),
+        Command::Batch(args) => crate::batch::batch_command(&args),
+        Command::Compact(args) => crate::batch::compact_command(&args),
+        Command::Vacuum(args) => crate::batch::vacuum_command(&args),
+        Command::Convert { warehouse } => crate::batch::convert_command(&warehouse),
         Command::Status {
             warehouse,
             batches,
@@ -571,7 +636,7 @@ fn ingest_command(args: &IngestArgs) -> CliResult {
     let options = kefu_ingest::IngestOptions {
         profile,
         max_reject_ratio: args.max_reject_ratio,
-        ..kefu_ingest::IngestOptions::default()
+        compact_after: args.compact_after,
     };
     let progress = BarProgress::new(args.quiet || args.json);
     let report =
@@ -579,6 +644,7 @@ fn ingest_command(args: &IngestArgs) -> CliResult {
             let code = match e {
                 E::Options(_) | E::Profile { .. } => exit::BAD_CONFIG,
                 E::TooManyRejects { .. } => exit::REJECTS,
+                E::Storage(kefu_storage::StorageError::Legacy { .. }) => exit::BAD_CONFIG,
                 _ => exit::IO,
             };
             (code, e.to_string())

@@ -86,6 +86,11 @@ pub struct ReportArgs {
     /// Run the report's queries on a Ballista cluster: df://HOST:PORT (see `kefu cluster`).
     #[arg(long, env = "KEFU_CLUSTER", value_name = "URL")]
     pub cluster: Option<String>,
+    /// Report from the warehouse as it was after batch N, or at a time (2026-12-01 is the
+    /// end of that day): reproduces a report published then. The report records the batch
+    /// and table versions it read (tables/_snapshot.json).
+    #[arg(long, env = "KEFU_AS_OF", value_name = "BATCH|TIME", value_parser = crate::sql::parse_as_of)]
+    pub as_of: Option<kefu_storage::AsOf>,
 }
 
 fn parse_month(s: &str) -> Result<NaiveDate, String> {
@@ -146,7 +151,12 @@ fn cluster_engine(url: Option<&str>) -> Result<Option<kefu_jobs::run::EngineOpen
         kefu_cluster::scheduler_address(&url).map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
         Ok(Some(kefu_jobs::run::EngineOpener(std::sync::Arc::new(
             move |warehouse, options| {
-                kefu_cluster::open_engine(warehouse, options, &url).map_err(|e| e.to_string())
+                let url = url.clone();
+                Box::pin(async move {
+                    kefu_cluster::open_engine(&warehouse, &options, &url)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
             },
         ))))
     }
@@ -319,9 +329,14 @@ pub fn schedule_command(args: &ScheduleArgs) -> CliResult {
 pub fn report_command(args: &ReportArgs) -> CliResult {
     let library = crate::sql::query_library(args.queries.as_deref())
         .map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
+    let runtime = crate::sql::runtime()?;
     let engine = crate::sql::open_engine_at(
+        &runtime,
         &args.warehouse.warehouse,
-        &kefu_sql::EngineOptions::default(),
+        &kefu_sql::EngineOptions {
+            as_of: args.as_of.unwrap_or_default(),
+            ..kefu_sql::EngineOptions::default()
+        },
         args.cluster.as_deref(),
     )?;
     let cwd = std::env::current_dir().map_err(|e| (exit::IO, e.to_string()))?;
@@ -333,7 +348,7 @@ pub fn report_command(args: &ReportArgs) -> CliResult {
     };
     let progress = BarProgress::new(args.quiet);
     let started = Instant::now();
-    let written = crate::sql::runtime()?
+    let written = runtime
         .block_on(async {
             let report = kefu_report::build(&engine, &library, &request, &progress).await?;
             let written = report.publish(&out).await?;

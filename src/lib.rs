@@ -2,6 +2,7 @@
 //! library crates (`kefu-model`, `kefu-gen`, …). Nothing here computes results; every
 //! command calls a library function that the server and the scheduled jobs can call too.
 
+pub mod batch;
 pub mod cli;
 #[cfg(feature = "cluster")]
 pub mod cluster;

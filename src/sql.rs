@@ -40,6 +40,16 @@ pub struct SessionArgs {
     /// cluster`). The SQL is planned here and executed by the cluster's executors.
     #[arg(long, env = "KEFU_CLUSTER", value_name = "URL")]
     pub cluster: Option<String>,
+    /// Read the warehouse as it was: after batch N (`kefu batch list` numbers them), or
+    /// at a time (2026-12-01 is the end of that day, 2026-12-01 08:00, or RFC 3339).
+    /// Files removed by `kefu vacuum` are gone for good: time travel reaches back as far
+    /// as its retention period.
+    #[arg(long, env = "KEFU_AS_OF", value_name = "BATCH|TIME", value_parser = parse_as_of)]
+    pub as_of: Option<kefu_storage::AsOf>,
+}
+
+pub(crate) fn parse_as_of(s: &str) -> Result<kefu_storage::AsOf, String> {
+    s.parse()
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -145,15 +155,19 @@ pub(crate) fn open_existing_warehouse(
 /// A session over the existing warehouse at `location`, locally or on the cluster at
 /// `cluster`.
 pub(crate) fn open_engine_at(
+    runtime: &tokio::runtime::Runtime,
     location: &WarehouseLocation,
     options: &EngineOptions,
     cluster: Option<&str>,
 ) -> Result<Engine, (u8, String)> {
     let warehouse = open_existing_warehouse(location)?;
     match cluster {
-        None => Engine::open(&warehouse, options).map_err(|e| fail(&e)),
+        None => runtime
+            .block_on(Engine::open(&warehouse, options))
+            .map_err(|e| fail(&e)),
         #[cfg(feature = "cluster")]
-        Some(url) => kefu_cluster::open_engine(&warehouse, options, url)
+        Some(url) => runtime
+            .block_on(kefu_cluster::open_engine(&warehouse, options, url))
             .map_err(|e| (exit::BAD_CONFIG, e.to_string())),
         #[cfg(not(feature = "cluster"))]
         Some(_) => Err((
@@ -174,13 +188,22 @@ pub(crate) fn load_calendar(path: Option<&Path>) -> Result<WorkingCalendar, (u8,
         .map_err(|e| (exit::BAD_CONFIG, format!("{}: {e}", path.display())))
 }
 
-fn open_engine(args: &SessionArgs) -> Result<Engine, (u8, String)> {
+fn open_engine(
+    runtime: &tokio::runtime::Runtime,
+    args: &SessionArgs,
+) -> Result<Engine, (u8, String)> {
     let options = EngineOptions {
         memory_limit: args.memory_limit.map(|b| b.as_u64() as usize),
         calendar: load_calendar(args.calendar.as_deref())?,
+        as_of: args.as_of.unwrap_or_default(),
         ..EngineOptions::default()
     };
-    open_engine_at(&args.warehouse.warehouse, &options, args.cluster.as_deref())
+    open_engine_at(
+        runtime,
+        &args.warehouse.warehouse,
+        &options,
+        args.cluster.as_deref(),
+    )
 }
 
 /// Where results go: stdout, or a file written beside its destination and renamed over
@@ -291,7 +314,7 @@ pub(crate) async fn run_script(
 
 pub fn sql_command(args: &SqlArgs) -> CliResult {
     let runtime = runtime()?;
-    let engine = open_engine(&args.session)?;
+    let engine = open_engine(&runtime, &args.session)?;
     let destination = Destination::new(&args.session);
     let mut scripts: Vec<(String, String)> = args
         .execute
@@ -349,7 +372,7 @@ pub fn query_command(args: &QueryArgs) -> CliResult {
         return Ok(());
     }
     let runtime = runtime()?;
-    let engine = open_engine(&args.session)?;
+    let engine = open_engine(&runtime, &args.session)?;
     let destination = Destination::new(&args.session);
     runtime.block_on(async {
         let df = engine.sql(&sql).await.map_err(|e| {

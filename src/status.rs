@@ -1,9 +1,11 @@
 //! Printing ingest results and warehouse status, as text for people or JSON for programs.
 
+use std::collections::BTreeMap;
+
 use kefu_ingest::IngestReport;
-use kefu_model::Table;
-use kefu_storage::WarehouseLocation;
-use kefu_storage::warehouse::REJECTS_TABLE;
+use kefu_storage::ledger::TableCounts;
+use kefu_storage::tables::REJECTS_TABLE;
+use kefu_storage::{OperationRecord, WarehouseLocation};
 
 use crate::cli::{count, describe_reject, exit, thousands};
 
@@ -11,22 +13,57 @@ fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
 
+/// Counts as JSON: every category and the total.
+pub fn counts_json(c: &TableCounts) -> serde_json::Value {
+    serde_json::json!({
+        "records": c.records,
+        "new": c.new,
+        "updated": c.updated,
+        "unchanged": c.unchanged,
+        "stale": c.stale,
+        "rejected": c.rejected,
+    })
+}
+
+/// "12,345 new, 310 updated, 2,001 unchanged, 17 stale, 3 rejected".
+pub fn counts_text(c: &TableCounts) -> String {
+    format!(
+        "{} new, {} updated, {} unchanged, {} stale, {} rejected",
+        thousands(c.new),
+        thousands(c.updated),
+        thousands(c.unchanged),
+        thousands(c.stale),
+        thousands(c.rejected)
+    )
+}
+
+fn per_table_json(counts: &BTreeMap<String, TableCounts>) -> serde_json::Value {
+    counts
+        .iter()
+        .map(|(t, c)| (t.clone(), counts_json(c)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 /// The summary of one `kefu ingest`.
 pub fn print_ingest_report(report: &IngestReport, json: bool) {
     let seconds = report.elapsed.as_secs_f64();
-    let c = report.counts;
+    let total = report.totals();
     if json {
         let value = serde_json::json!({
             "batch": report.batch.as_ref().map(|b| serde_json::json!({
                 "seq": b.seq,
-                "batch_id": b.batch_id,
-                "tables": b.tables,
-                "files": b.files.len(),
+                "batch_id": b.id,
+                "versions": b.versions,
+                "changes": b.changes,
             })),
-            "records": c.records,
-            "landed": c.landed,
-            "rejected": c.rejected,
-            "duplicates": c.duplicates,
+            "tables": per_table_json(&report.counts),
+            "records": total.records,
+            "new": total.new,
+            "updated": total.updated,
+            "unchanged": total.unchanged,
+            "stale": total.stale,
+            "rejected": total.rejected,
             "rejects_by_reason": report.rejects_by_reason,
             "sources": report.sources,
             "bytes": report.bytes,
@@ -35,7 +72,11 @@ pub fn print_ingest_report(report: &IngestReport, json: bool) {
                 "source": s.name,
                 "committed_in": s.committed_in,
             })).collect::<Vec<_>>(),
-            "recovered_batches": report.recovery.completed,
+            "recovered_operations": report.recovery.completed,
+            "compaction": report.compaction.as_ref().and_then(|c| c.record.as_ref()).map(|r| serde_json::json!({
+                "seq": r.seq,
+                "changes": r.changes,
+            })),
         });
         println!("{value}");
         return;
@@ -54,29 +95,32 @@ pub fn print_ingest_report(report: &IngestReport, json: bool) {
         );
     }
     let Some(batch) = &report.batch else {
-        println!(
-            "nothing to ingest: {} already in the warehouse",
-            count(report.skipped.len() as u64, "source")
-        );
+        if report.sources == 0 {
+            println!(
+                "nothing to ingest: {} already in the warehouse",
+                count(report.skipped.len() as u64, "source")
+            );
+        } else {
+            println!(
+                "nothing changed: {} records read, {} (every record was already in the warehouse)",
+                thousands(total.records),
+                counts_text(&total)
+            );
+        }
         return;
     };
-    let tables: Vec<String> = batch
-        .tables
-        .iter()
-        .map(|(t, n)| format!("{t} {}", thousands(*n)))
-        .collect();
     println!(
-        "batch {} committed: {} rows landed ({}), {} rejected, {} duplicates, from {} ({:.1} MB) in {:.2} s, {:.1} MB/s",
+        "batch {} committed: {} records from {} ({:.1} MB) in {:.2} s, {:.1} MB/s",
         batch.seq,
-        thousands(c.landed),
-        tables.join(", "),
-        thousands(c.rejected),
-        thousands(c.duplicates),
+        thousands(total.records),
         count(report.sources as u64, "file"),
         mb(report.bytes),
         seconds,
         mb(report.bytes) / seconds.max(1e-9),
     );
+    for (table, c) in &report.counts {
+        println!("  {table:<10} {}", counts_text(c));
+    }
     if !report.rejects_by_reason.is_empty() {
         let reasons: Vec<String> = report
             .rejects_by_reason
@@ -86,12 +130,56 @@ pub fn print_ingest_report(report: &IngestReport, json: bool) {
         println!(
             "rejects by reason: {}; query them in {REJECTS_TABLE} (batch_id = '{}')",
             reasons.join(", "),
-            batch.batch_id
+            batch.id
         );
         for (source, r) in report.examples.iter().take(5) {
             println!("  {source} {}", describe_reject(r));
         }
     }
+    if let Some(c) = &report.compaction
+        && let Some(r) = &c.record
+    {
+        println!(
+            "compacted (operation {}): {} partitions, {} files into {}",
+            r.seq, c.partitions, c.files_before, c.files_after
+        );
+    }
+}
+
+/// One operation of the ledger as a line.
+pub fn operation_line(op: &OperationRecord, reverted: bool) -> String {
+    let when = op.committed_at.format("%Y-%m-%d %H:%M:%S UTC");
+    let mark = if reverted { " [reverted]" } else { "" };
+    let body = match op.kind {
+        kefu_storage::OperationKind::Ingest => {
+            let t = op.totals();
+            format!(
+                "{} sources, {} records: {}",
+                op.sources.len(),
+                thousands(t.records),
+                counts_text(&t)
+            )
+        }
+        kefu_storage::OperationKind::Revert => {
+            let list: Vec<String> = op.reverts.iter().map(u64::to_string).collect();
+            format!(
+                "reverted batch{} {}{}",
+                if op.reverts.len() == 1 { "" } else { "es" },
+                list.join(", "),
+                op.note
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            )
+        }
+        _ => op.note.clone().unwrap_or_default(),
+    };
+    format!(
+        "#{:<5} {:<8} {when}  {body} ({:.1} s){mark}",
+        op.seq,
+        op.kind.name(),
+        op.seconds
+    )
 }
 
 /// `kefu status`.
@@ -102,61 +190,71 @@ pub fn status_command(
 ) -> Result<(), (u8, String)> {
     let io = |e: kefu_storage::StorageError| (exit::IO, e.to_string());
     let warehouse = kefu_storage::Warehouse::open(location).map_err(io)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| (exit::IO, e.to_string()))?;
-    let mut names: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
-    names.push(REJECTS_TABLE);
-    let status = runtime.block_on(warehouse.status(&names)).map_err(io)?;
-    let recent: Vec<_> = status.batches.iter().rev().take(batches).collect();
+    let runtime = crate::sql::runtime()?;
+    let status = runtime.block_on(warehouse.status()).map_err(io)?;
+    let reverted = kefu_storage::maintain::reverted(&status.operations);
+    let recent: Vec<_> = status.operations.iter().rev().take(batches).collect();
     if json {
         let value = serde_json::json!({
             "warehouse": location.to_string(),
+            "as_of": status.cut,
             "tables": status.tables,
-            "batches": recent,
+            "operations": recent,
+            "reverted": reverted,
         });
         println!("{value}");
         return Ok(());
     }
-    println!("warehouse {location}");
     println!(
-        "{:<12} {:>14} {:>6} {:>11} {:>10}",
-        "table", "rows", "files", "partitions", "MB"
+        "warehouse {location} (Delta tables), as of operation {}",
+        status.cut.seq
     );
+    println!(
+        "{:<12} {:>8} {:>14} {:>6} {:>11} {:>10}",
+        "table", "version", "rows", "files", "partitions", "MB"
+    );
+    let mut hints = Vec::new();
     for t in &status.tables {
         println!(
-            "{:<12} {:>14} {:>6} {:>11} {:>10.1}",
+            "{:<12} {:>8} {:>14} {:>6} {:>11} {:>10.1}",
             t.table,
+            t.version,
             thousands(t.rows),
             t.files,
             t.partitions,
             mb(t.bytes)
         );
-        if t.unrecorded_files > 0 || t.missing_files > 0 {
-            println!(
-                "  warning: {} files not written by a committed batch, {} committed files missing (an interrupted ingest is completed by the next one)",
-                t.unrecorded_files, t.missing_files
-            );
+        if t.missing_files > 0 {
+            hints.push(format!(
+                "  warning: {}: {} files its current version names are missing",
+                t.table, t.missing_files
+            ));
+        }
+        if t.partitions_to_compact > 0 {
+            hints.push(format!(
+                "  {}: {} partitions hold several files (kefu compact merges them)",
+                t.table, t.partitions_to_compact
+            ));
+        }
+        if t.unreferenced_files > 0 {
+            hints.push(format!(
+                "  {}: {} files ({:.1} MB) no longer in the table (replaced, or left by an interrupted batch; kefu vacuum deletes them after the retention period)",
+                t.table,
+                t.unreferenced_files,
+                mb(t.unreferenced_bytes)
+            ));
         }
     }
+    for h in hints {
+        println!("{h}");
+    }
     println!(
-        "\n{} batches; the last {}:",
-        status.batches.len(),
+        "\n{}; the last {}:",
+        count(status.operations.len() as u64, "operation"),
         recent.len()
     );
-    for b in recent {
-        println!(
-            "  #{:<4} {}  {} sources, {} records: {} landed, {} rejected, {} duplicates ({:.1} s)",
-            b.seq,
-            b.committed_at.format("%Y-%m-%d %H:%M:%S UTC"),
-            b.sources.len(),
-            thousands(b.records),
-            thousands(b.landed),
-            thousands(b.rejected),
-            thousands(b.duplicates),
-            b.seconds
-        );
+    for op in recent {
+        println!("  {}", operation_line(op, reverted.contains(&op.seq)));
     }
     Ok(())
 }

@@ -120,7 +120,7 @@ pub async fn check(
 
     let sql = check_sql(&month);
     let started = Instant::now();
-    let local = Engine::open(warehouse, options)?;
+    let local = Engine::open(warehouse, options).await?;
     let mut local_rows = rows(&local.collect(&sql).await?.1)?;
     local_rows.sort();
     report.local_time = started.elapsed();
@@ -132,7 +132,7 @@ pub async fn check(
         target_partitions: Some(slots as usize),
         ..options.clone()
     };
-    let engine = open_engine(warehouse, &cluster_options, url)?;
+    let engine = open_engine(warehouse, &cluster_options, url).await?;
     {
         // Spread the query over every slot even when the month is a few small files:
         // without statistics DataFusion does not judge the input too small to
@@ -245,20 +245,17 @@ fn vcores(specification: &serde_json::Value) -> u64 {
     }
 }
 
-/// The latest `month=` partition of `calls`.
+/// The latest month partition of `calls`.
 async fn latest_month(warehouse: &Warehouse) -> Result<String, ClusterError> {
-    let prefix = format!("{MONTH_COLUMN}=");
+    let err = |e: kefu_storage::StorageError| ClusterError::Warehouse(e.to_string());
+    let cut = warehouse.cut(kefu_storage::AsOf::Latest).await.map_err(err)?;
     let files = warehouse
-        .table_files("calls")
+        .files_at(&cut, kefu_storage::StoredTable::Model(kefu_model::Table::Calls))
         .await
-        .map_err(|e| ClusterError::Warehouse(e.to_string()))?;
+        .map_err(err)?;
     files
         .iter()
-        .filter_map(|(path, _)| {
-            path.split('/')
-                .find_map(|part| part.strip_prefix(&prefix))
-                .map(str::to_string)
-        })
+        .filter_map(|f| f.partition.clone())
         .max()
         .ok_or_else(|| {
             ClusterError::Warehouse(format!(

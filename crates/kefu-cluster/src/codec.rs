@@ -2,7 +2,9 @@
 //! scheduler and on to the executors. Ballista sends functions by name, and an executor
 //! would otherwise count working time under its own default calendar, not the one the
 //! client was given (`--calendar`): the same query would answer differently on a cluster.
-//! Everything else is Ballista's own codec.
+//! Warehouse tables travel with their snapshot: the Delta version and the files the client
+//! planned against (`kefu_sql::snapshot::SnapshotTable`), so the scheduler plans the scan of
+//! exactly those files. Everything else is Ballista's own codec.
 
 use std::sync::Arc;
 
@@ -16,7 +18,11 @@ use datafusion::logical_expr::{Extension, LogicalPlan, ScalarUDF};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use kefu_sql::snapshot::SnapshotTable;
 use kefu_sql::udf::{WorkingCalendar, business_seconds, calendar_of};
+
+/// Marks an encoded warehouse table (Ballista's own encodings never start with it).
+const SNAPSHOT_TAG: &[u8] = b"kefu-snapshot:";
 
 /// `business_seconds` with its calendar as TOML; other functions by name only.
 fn encode_function(function: &ScalarUDF, buf: &mut Vec<u8>) {
@@ -67,8 +73,12 @@ impl LogicalExtensionCodec for KefuLogicalCodec {
         schema: SchemaRef,
         ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
-        self.ballista
-            .try_decode_table_provider(buf, table_ref, schema, ctx)
+        match buf.strip_prefix(SNAPSHOT_TAG) {
+            Some(snapshot) => Ok(Arc::new(SnapshotTable::from_bytes(snapshot)?)),
+            None => self
+                .ballista
+                .try_decode_table_provider(buf, table_ref, schema, ctx),
+        }
     }
 
     fn try_encode_table_provider(
@@ -77,8 +87,17 @@ impl LogicalExtensionCodec for KefuLogicalCodec {
         node: Arc<dyn TableProvider>,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        self.ballista
-            .try_encode_table_provider(table_ref, node, buf)
+        let any: &dyn std::any::Any = node.as_ref();
+        match any.downcast_ref::<SnapshotTable>() {
+            Some(snapshot) => {
+                buf.extend_from_slice(SNAPSHOT_TAG);
+                buf.extend_from_slice(&snapshot.to_bytes());
+                Ok(())
+            }
+            None => self
+                .ballista
+                .try_encode_table_provider(table_ref, node, buf),
+        }
     }
 
     fn try_decode_file_format(

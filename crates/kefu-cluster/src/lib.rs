@@ -189,7 +189,7 @@ pub async fn run_executor(settings: &ExecutorSettings) -> Result<(), ClusterErro
 }
 
 /// A session over `warehouse` whose queries run on the cluster at `url` (`df://HOST:PORT`).
-pub fn open_engine(
+pub async fn open_engine(
     warehouse: &Warehouse,
     options: &EngineOptions,
     url: &str,
@@ -216,5 +216,6 @@ pub fn open_engine(
             .options_mut()
             .set("ballista.planner.adaptive.enabled", "false")?;
         Ok(state)
-    })?)
+    })
+    .await?)
 }

@@ -41,6 +41,11 @@ pub struct GenConfig {
     pub messy: bool,
     /// With `messy`: share of extra, deliberately bad rows per written row.
     pub bad_row_rate: f64,
+    /// With `messy`: how often offices deliver at least once rather than exactly once —
+    /// the chance that a day's archive arrives 2–4 days late, that it is sent again
+    /// (re-zipped) 2–8 days later, and, per day, that an office re-exports its last seven
+    /// days. 0 gives one archive per region and day, delivered the next morning.
+    pub resend_rate: f64,
     pub calls_per_customer_month: f64,
     pub tickets_per_customer_month: f64,
     pub visits_per_customer_month: f64,
@@ -59,6 +64,7 @@ impl GenConfig {
             format: OutputFormat::Csv,
             messy: false,
             bad_row_rate: 0.002,
+            resend_rate: 0.05,
             calls_per_customer_month: 3.0,
             tickets_per_customer_month: 0.3,
             visits_per_customer_month: 1.0,
@@ -88,6 +94,12 @@ impl GenConfig {
             return bad(
                 "bad_row_rate",
                 format!("must be between 0 and 0.2, got {}", self.bad_row_rate),
+            );
+        }
+        if !(0.0..=0.5).contains(&self.resend_rate) {
+            return bad(
+                "resend_rate",
+                format!("must be between 0 and 0.5, got {}", self.resend_rate),
             );
         }
         for (name, v) in [

@@ -28,7 +28,7 @@ use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
 pub use config::{GenConfig, OutputFormat};
-pub use messy::{BadReason, BadRow, FileEntry, Manifest};
+pub use messy::{ArchiveEntry, BadReason, BadRow, Delivery, ExportKind, FileEntry, Manifest};
 
 use calendar::{DAY_S, TimeFormatter, day_info};
 use messy::MessySink;
@@ -104,7 +104,6 @@ pub fn generate(cfg: &GenConfig, progress: &dyn Progress) -> Result<GenSummary, 
     progress.start("generating", Some(u64::from(cfg.days)), Unit::Items("days"));
     let tick = |_| progress.advance(1);
     let summary = if cfg.messy {
-        let last_day = cfg.start + chrono::Days::new(u64::from(cfg.days) - 1);
         let manifest = Manifest {
             generator: format!("kefu-gen {}", env!("CARGO_PKG_VERSION")),
             seed: cfg.seed,
@@ -112,10 +111,14 @@ pub fn generate(cfg: &GenConfig, progress: &dyn Progress) -> Result<GenSummary, 
             days: cfg.days,
             customers: cfg.customers,
             bad_row_rate: cfg.bad_row_rate,
+            resend_rate: cfg.resend_rate,
             regions: Vec::new(),
             rows: BTreeMap::new(),
+            records: BTreeMap::new(),
             bad_row_counts: BTreeMap::new(),
             blanked_durations: 0,
+            archives: Vec::new(),
+            deliveries: Vec::new(),
             files: Vec::new(),
             bad_rows: Vec::new(),
         };
@@ -124,13 +127,15 @@ pub fn generate(cfg: &GenConfig, progress: &dyn Progress) -> Result<GenSummary, 
             &world,
             times,
             stream(cfg.seed, 3),
+            stream(cfg.seed, 4),
             manifest,
-            last_day.format("%Y%m%d").to_string(),
+            start,
+            cfg.days,
         )?;
         sim.run(&mut sink, tick)?;
         let manifest_path = sink.write_manifest()?;
         let m = &sink.manifest;
-        let mut files: Vec<PathBuf> = m.files.iter().map(|f| cfg.out.join(&f.path)).collect();
+        let mut files: Vec<PathBuf> = m.archives.iter().map(|f| cfg.out.join(&f.path)).collect();
         files.dedup();
         files.push(manifest_path.clone());
         GenSummary {
@@ -142,7 +147,7 @@ pub fn generate(cfg: &GenConfig, progress: &dyn Progress) -> Result<GenSummary, 
             manifest: Some(manifest_path),
         }
     } else {
-        let mut sink = PlainSink::create(&cfg.out, cfg.format, times)?;
+        let mut sink = PlainSink::create(&cfg.out, cfg.format, times, end)?;
         sim.run(&mut sink, tick)?;
         let written = sink.finish()?;
         let files: Vec<PathBuf> = written.iter().map(|(_, p, _)| p.clone()).collect();

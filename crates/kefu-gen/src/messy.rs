@@ -1,15 +1,28 @@
-//! Messy output: the files as regional offices really send them.
+//! Messy output: the files as regional offices really send them, and as they really
+//! arrive.
 //!
 //! Layout: `<out>/<region>/<region>_<yyyymmdd>.zip|tar.gz`, one archive per region and
-//! local day holding that day's calls, tickets, callbacks and visits (one CSV each, named
-//! after the table in English or Chinese), plus `<out>/<region>/<customers file>.csv`, the
-//! customer snapshot at the end of the period, and `<out>/manifest.json`.
+//! local day D holding what an export made at the end of D knows (one CSV per table, named
+//! after the table in English or Chinese): the calls that ended on D, the tickets received
+//! on D and those whose state changed on D — each in its state at the end of D, with
+//! `updated_at` its latest workflow event —, the callbacks and visits of D, and the
+//! customers opened, changed (tier) or closed on D. Nothing in an archive happened after its
+//! day. Full customer snapshots (`<out>/<region>/<customers file>_<yyyymmdd>.csv`) come on
+//! the first day and on the first of every month.
+//!
+//! Offices deliver at least once and not always on time ([`GenConfig::resend_rate`]): an
+//! archive may arrive days late, be sent again as a re-zipped copy, and an office may
+//! re-export its last seven days (`<region>_<from>-<to>.zip`, states as of the last day).
+//! Each archive's delivery day is in the manifest (`archives`, `deliveries`), so a test or
+//! the demo can ingest what arrived each day as one batch.
 //!
 //! Every region has its own [`ExportStyle`] (encoding, headers, line endings, date and
 //! duration formats). After a random share of rows an extra, deliberately bad row is written
 //! (a corrupted copy of the row before it, with an id nothing references); the manifest
 //! lists each with its file, archive member, line number, column and reason, so ingest can
-//! be checked against it. The good rows are exactly the rows of the plain output.
+//! be checked against it. The newest version of every good row, over all files, is exactly
+//! the plain output (the world as known at the end of the period); the manifest's `rows`
+//! counts those, `records` every good record written.
 
 use std::collections::BTreeMap;
 use std::io::{Cursor, Write};
@@ -24,7 +37,7 @@ use crate::GenError;
 use crate::calendar::{DayInfo, TimeFormatter};
 use crate::fields::CsvFields;
 use crate::record::{CallRec, CallbackRec, CustomerRow, Row, TicketRec, VisitRec};
-use crate::sim::{DayRows, Sink};
+use crate::sim::{DayRows, Sink, lifecycle_events, observe};
 use crate::style::{ArchiveKind, ExportStyle, Part, TextEncoding, file_fields, member_name};
 use crate::world::World;
 
@@ -94,6 +107,40 @@ pub struct RegionStyle {
     pub style: ExportStyle,
 }
 
+/// What an archive or plain file of the export is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportKind {
+    /// The export of one day.
+    Daily,
+    /// A daily archive sent again, re-zipped (other bytes, the same records).
+    Resent,
+    /// The last seven days exported again, in their state at the last of them.
+    Reexport,
+    /// Every customer as of the end of a day.
+    CustomerSnapshot,
+}
+
+/// One file an office delivers: an archive, or a plain customer snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchiveEntry {
+    /// Relative to the output directory.
+    pub path: String,
+    pub region: String,
+    pub kind: ExportKind,
+    /// The days whose events it reports, `YYYY-MM-DD`, first and last.
+    pub covers: (String, String),
+    /// The day it reaches the head office (`YYYY-MM-DD`).
+    pub delivered: String,
+}
+
+/// The files that arrive on one day: what a daily scheduled ingest takes as one batch.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    pub date: String,
+    pub paths: Vec<String>,
+}
+
 /// `manifest.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Manifest {
@@ -103,16 +150,42 @@ pub struct Manifest {
     pub days: u32,
     pub customers: u32,
     pub bad_row_rate: f64,
+    pub resend_rate: f64,
     pub regions: Vec<RegionStyle>,
-    /// Good rows per table over all files.
+    /// Rows per table of the final truth: the newest version of each record, which is
+    /// what the plain output holds.
     pub rows: BTreeMap<&'static str, u64>,
+    /// Good records written per table, over all files (versions and repeats included).
+    pub records: BTreeMap<&'static str, u64>,
     /// Bad rows per reason.
     pub bad_row_counts: BTreeMap<BadReason, u64>,
     /// Good call rows whose wait_s or talk_s was left empty although their timestamps
     /// determine it (ingest should derive it, not reject the row).
     pub blanked_durations: u64,
+    /// Every delivered file, in the order written.
+    pub archives: Vec<ArchiveEntry>,
+    /// Delivered files by day of arrival, in date order.
+    pub deliveries: Vec<Delivery>,
+    /// Every CSV written (archive members and plain files).
     pub files: Vec<FileEntry>,
     pub bad_rows: Vec<BadRow>,
+}
+
+impl Manifest {
+    /// Groups `archives` by delivery day into `deliveries`.
+    pub fn plan_deliveries(&mut self) {
+        let mut by_day: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for a in &self.archives {
+            by_day
+                .entry(a.delivered.clone())
+                .or_default()
+                .push(a.path.clone());
+        }
+        self.deliveries = by_day
+            .into_iter()
+            .map(|(date, paths)| Delivery { date, paths })
+            .collect();
+    }
 }
 
 /// One CSV file being built in memory, with line tracking for the manifest.
@@ -185,11 +258,46 @@ pub struct MessySink<R: Rng> {
     styles: Vec<ExportStyle>,
     times: TimeFormatter,
     rng: R,
+    /// Draws delivery delays, re-sends and re-exports, apart from the rows' randomness.
+    plan: R,
     rate: f64,
-    end_yyyymmdd: String,
+    resend_rate: f64,
     record: ByteRecord,
     next_bad: u64,
+    /// Local midnight starting the first day, and the end of the period.
+    start: i64,
+    end: i64,
+    /// Calls not yet ended at the last cut.
+    pending_calls: Vec<CallRec>,
+    /// Tickets (whole lifecycles) with workflow events still to come at the last cut.
+    open_tickets: Vec<TicketRec>,
+    /// Customers (indices) with an opening, tier change or closing on each day of the
+    /// period.
+    customer_changes: Vec<Vec<u32>>,
+    /// What each of the last seven days' exports held, for re-exports.
+    recent: std::collections::VecDeque<DayExport>,
     pub manifest: Manifest,
+}
+
+/// What one day's export reported (tickets as whole lifecycles, customers as indices), so
+/// that a re-export can show the same records in a later state.
+struct DayExport {
+    date: chrono::NaiveDate,
+    calls: Vec<CallRec>,
+    tickets: Vec<TicketRec>,
+    callbacks: Vec<CallbackRec>,
+    visits: Vec<VisitRec>,
+    customers: Vec<u32>,
+}
+
+/// The records of one export, in the state it shows.
+#[derive(Default)]
+struct ExportRows {
+    calls: Vec<CallRec>,
+    tickets: Vec<TicketRec>,
+    callbacks: Vec<CallbackRec>,
+    visits: Vec<VisitRec>,
+    customers: Vec<CustomerRow>,
 }
 
 /// Values a timestamp field can hold that no parser should accept (never a null token).
@@ -215,13 +323,16 @@ fn required_enum(table: Table) -> &'static str {
 }
 
 impl<R: Rng> MessySink<R> {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         out: &Path,
         world: &World,
         times: TimeFormatter,
         rng: R,
+        plan: R,
         manifest: Manifest,
-        end_yyyymmdd: String,
+        start: i64,
+        days: u32,
     ) -> Result<Self, GenError> {
         let styles: Vec<ExportStyle> = (0..world.regions.len())
             .map(crate::style::style_for_region)
@@ -241,15 +352,40 @@ impl<R: Rng> MessySink<R> {
                 style: s.clone(),
             })
             .collect();
+        let end = start + i64::from(days) * crate::calendar::DAY_S;
+        let mut customer_changes = vec![Vec::new(); days as usize];
+        for (i, c) in world.customers.iter().enumerate() {
+            let mut days_changed: Vec<i64> = [Some(c.opened_at), c.tier_changed_at, c.closed_at]
+                .into_iter()
+                .flatten()
+                .filter(|&t| t >= start && t < end)
+                .map(|t| (t - start).div_euclid(crate::calendar::DAY_S))
+                .collect();
+            days_changed.dedup();
+            for d in days_changed {
+                customer_changes[d as usize].push(i as u32);
+            }
+        }
+        manifest.rows.insert(
+            Table::Customers.name(),
+            world.customers.len() as u64,
+        );
         Ok(MessySink {
             out: out.to_path_buf(),
             rate: manifest.bad_row_rate,
+            resend_rate: manifest.resend_rate,
             styles,
             times,
             rng,
-            end_yyyymmdd,
+            plan,
             record: ByteRecord::new(),
             next_bad: 0,
+            start,
+            end,
+            pending_calls: Vec::new(),
+            open_tickets: Vec::new(),
+            customer_changes,
+            recent: std::collections::VecDeque::new(),
             manifest,
         })
     }
@@ -395,7 +531,7 @@ impl<R: Rng> MessySink<R> {
         member: Option<&str>,
         region: usize,
     ) -> Vec<u8> {
-        *self.manifest.rows.entry(buf.table.name()).or_default() += buf.rows;
+        *self.manifest.records.entry(buf.table.name()).or_default() += buf.rows;
         let encoding = self.styles[region].encoding;
         self.manifest.files.push(FileEntry {
             path: path.to_string(),
@@ -432,9 +568,16 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), GenError
     std::fs::rename(&partial, path).map_err(err)
 }
 
-fn archive(kind: ArchiveKind, day: &DayInfo, members: &[(String, Vec<u8>)]) -> Vec<u8> {
+/// An archive of `members` with the export time (02:00 the next morning) as its members'
+/// time, so archives are reproducible; `level` is the compression level (another level
+/// makes other bytes with the same members, as a re-zipped copy has).
+fn archive(
+    kind: ArchiveKind,
+    day: &DayInfo,
+    members: &[(String, Vec<u8>)],
+    level: u32,
+) -> Vec<u8> {
     use chrono::Datelike;
-    // Members carry the export time (02:00 the next morning), so archives are reproducible.
     let next = day.date + chrono::Days::new(1);
     match kind {
         ArchiveKind::Zip => {
@@ -450,7 +593,7 @@ fn archive(kind: ArchiveKind, day: &DayInfo, members: &[(String, Vec<u8>)]) -> V
             let options = zip::write::SimpleFileOptions::default()
                 .compression_method(zip::CompressionMethod::Deflated)
                 // Fast deflate: the exports are test data, produced far more often than read.
-                .compression_level(Some(1))
+                .compression_level(Some(i64::from(level)))
                 .last_modified_time(mtime)
                 .unix_permissions(0o644);
             let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
@@ -464,7 +607,7 @@ fn archive(kind: ArchiveKind, day: &DayInfo, members: &[(String, Vec<u8>)]) -> V
             let mtime = (day.midnight_utc + crate::calendar::DAY_S + 2 * 3600).max(0) as u64;
             let gz = flate2::GzBuilder::new()
                 .mtime(mtime as u32)
-                .write(Vec::new(), flate2::Compression::fast());
+                .write(Vec::new(), flate2::Compression::new(level));
             let mut tar = tar::Builder::new(gz);
             tar.mode(tar::HeaderMode::Deterministic);
             for (name, bytes) in members {
@@ -574,51 +717,275 @@ fn rows_of_region<'r, T>(
     rows.iter().filter(move |r| of(r) == region)
 }
 
-impl<R: Rng> Sink for MessySink<R> {
-    fn day(&mut self, world: &World, day: &DayInfo, rows: &DayRows) -> Result<(), GenError> {
-        let ymd = day.date.format("%Y%m%d").to_string();
+fn ymd(date: chrono::NaiveDate) -> String {
+    date.format("%Y%m%d").to_string()
+}
+
+impl<R: Rng> MessySink<R> {
+    /// Writes one archive per region with `rows` (members named `<table>_<label>.csv`)
+    /// and records it as delivered on the day `delivered` (days after `day`).
+    #[allow(clippy::too_many_arguments)]
+    fn write_archives(
+        &mut self,
+        world: &World,
+        day: &DayInfo,
+        rows: &ExportRows,
+        label: &str,
+        kind: ExportKind,
+        covers: (chrono::NaiveDate, chrono::NaiveDate),
+    ) -> Result<(), GenError> {
         for (r, region) in world.regions.iter().enumerate() {
             let style = self.styles[r].clone();
-            let archive_name = format!("{}_{ymd}.{}", region.code, style.archive.extension());
+            let archive_name = format!("{}_{label}.{}", region.code, style.archive.extension());
             let path = format!("{}/{archive_name}", region.code);
             let r16 = r as u16;
-            let mut members = Vec::with_capacity(4);
+            let mut members = Vec::with_capacity(5);
+            let first_bad = self.manifest.bad_rows.len();
+            let first_file = self.manifest.files.len();
             macro_rules! member {
                 ($rows:expr, $ty:ty, $region:expr) => {{
-                    let name = member_name(<$ty>::TABLE, &style, &ymd);
+                    let name = member_name(<$ty>::TABLE, &style, label);
                     let mut buf = MemberBuf::new(<$ty>::TABLE, &style);
                     for row in rows_of_region(&$rows, r16, $region) {
                         self.put(world, &style, &mut buf, &path, Some(&name), row);
                     }
-                    let bytes = self.finish_member(buf, &path, Some(&name), r);
-                    members.push((name, bytes));
+                    if buf.rows > 0 || <$ty>::TABLE != Table::Customers {
+                        let bytes = self.finish_member(buf, &path, Some(&name), r);
+                        members.push((name, bytes));
+                    }
                 }};
             }
             member!(rows.calls, CallRec, |c: &CallRec| c.region);
             member!(rows.tickets, TicketRec, |t: &TicketRec| t.region);
             member!(rows.callbacks, CallbackRec, |c: &CallbackRec| c.region);
             member!(rows.visits, VisitRec, |v: &VisitRec| v.region);
-            let bytes = archive(style.archive, day, &members);
+            member!(rows.customers, CustomerRow, |c: &CustomerRow| c
+                .customer
+                .region);
+            let bytes = archive(style.archive, day, &members, 1);
             write_atomically(&self.out.join(&path), &bytes)?;
+            // Most archives arrive the next morning; some days later.
+            let late = self.plan.random::<f64>() < self.resend_rate;
+            let delay = if late {
+                self.plan.random_range(2..=4)
+            } else {
+                1
+            };
+            self.record_archive(&path, r, kind, covers, day.date, delay);
+            // A daily archive may come again later, re-zipped: other bytes, the same rows.
+            if kind == ExportKind::Daily && self.plan.random::<f64>() < self.resend_rate {
+                let copy = format!(
+                    "{}/{}_{label}_r1.{}",
+                    region.code,
+                    region.code,
+                    style.archive.extension()
+                );
+                let bytes = archive(style.archive, day, &members, 6);
+                write_atomically(&self.out.join(&copy), &bytes)?;
+                let delay = self.plan.random_range(2..=8);
+                self.record_archive(&copy, r, ExportKind::Resent, covers, day.date, delay);
+                self.repeat_entries(first_file, first_bad, &path, &copy);
+            }
         }
         Ok(())
     }
 
-    fn customers(&mut self, world: &World) -> Result<(), GenError> {
+    fn record_archive(
+        &mut self,
+        path: &str,
+        region: usize,
+        kind: ExportKind,
+        covers: (chrono::NaiveDate, chrono::NaiveDate),
+        day: chrono::NaiveDate,
+        delay: u64,
+    ) {
+        self.manifest.archives.push(ArchiveEntry {
+            path: path.to_string(),
+            region: self.manifest.regions[region].region.clone(),
+            kind,
+            covers: (covers.0.to_string(), covers.1.to_string()),
+            delivered: (day + chrono::Days::new(delay)).to_string(),
+        });
+    }
+
+    /// The manifest entries of a re-sent copy: its members and bad rows are those of the
+    /// original, under the copy's path.
+    fn repeat_entries(&mut self, first_file: usize, first_bad: usize, from: &str, to: &str) {
+        let files: Vec<FileEntry> = self.manifest.files[first_file..]
+            .iter()
+            .filter(|f| f.path == from)
+            .map(|f| FileEntry {
+                path: to.to_string(),
+                ..f.clone()
+            })
+            .collect();
+        for f in &files {
+            *self.manifest.records.entry(f.table).or_default() += f.rows;
+        }
+        self.manifest.files.extend(files);
+        let bad: Vec<BadRow> = self.manifest.bad_rows[first_bad..]
+            .iter()
+            .filter(|b| b.path == from)
+            .map(|b| BadRow {
+                path: to.to_string(),
+                ..b.clone()
+            })
+            .collect();
+        for b in &bad {
+            *self.manifest.bad_row_counts.entry(b.reason).or_default() += 1;
+        }
+        self.manifest.bad_rows.extend(bad);
+    }
+
+    /// A full customer snapshot per region as of `cut`, as a plain CSV file.
+    fn customer_snapshot(
+        &mut self,
+        world: &World,
+        date: chrono::NaiveDate,
+        cut: i64,
+    ) -> Result<(), GenError> {
+        let label = ymd(date);
         for (r, region) in world.regions.iter().enumerate() {
             let style = self.styles[r].clone();
-            let name = member_name(Table::Customers, &style, &self.end_yyyymmdd);
+            let name = member_name(Table::Customers, &style, &label);
             let path = format!("{}/{name}", region.code);
             let mut buf = MemberBuf::new(Table::Customers, &style);
             for (i, c) in world.customers.iter().enumerate() {
-                if usize::from(c.region) == r {
-                    let row = CustomerRow::of(world, i as u32);
+                if usize::from(c.region) == r && c.opened_at < cut {
+                    let row = CustomerRow::of(world, i as u32, cut);
                     self.put(world, &style, &mut buf, &path, None, &row);
                 }
             }
             let bytes = self.finish_member(buf, &path, None, r);
             write_atomically(&self.out.join(&path), &bytes)?;
+            self.record_archive(
+                &path,
+                r,
+                ExportKind::CustomerSnapshot,
+                (date, date),
+                date,
+                1,
+            );
         }
         Ok(())
     }
+}
+
+impl<R: Rng> Sink for MessySink<R> {
+    fn day(&mut self, world: &World, day: &DayInfo, rows: &DayRows) -> Result<(), GenError> {
+        let previous_cut = day.midnight_utc;
+        let cut = (day.midnight_utc + crate::calendar::DAY_S).min(self.end);
+        let d = ((day.midnight_utc - self.start) / crate::calendar::DAY_S) as usize;
+        // Calls: those that ended today; the others wait for the day they end.
+        let mut calls = Vec::new();
+        for c in std::mem::take(&mut self.pending_calls)
+            .into_iter()
+            .chain(rows.calls.iter().cloned())
+        {
+            if c.ended_at < cut {
+                calls.push(c);
+            } else if c.ended_at < self.end {
+                self.pending_calls.push(c);
+            }
+        }
+        *self.manifest.rows.entry(Table::Calls.name()).or_default() += calls.len() as u64;
+        // Tickets received today, and those whose state changed today.
+        self.open_tickets.extend(rows.tickets.iter().cloned());
+        *self.manifest.rows.entry(Table::Tickets.name()).or_default() += rows.tickets.len() as u64;
+        let mut tickets = Vec::new();
+        self.open_tickets.retain(|t| {
+            if lifecycle_events(t).any(|e| e >= previous_cut && e < cut) {
+                tickets.push(t.clone());
+            }
+            lifecycle_events(t).any(|e| e >= cut)
+        });
+        tickets.sort_by_key(|t| t.id);
+        let customers = self.customer_changes.get(d).cloned().unwrap_or_default();
+        *self.manifest.rows.entry(Table::Callbacks.name()).or_default() +=
+            rows.callbacks.len() as u64;
+        *self.manifest.rows.entry(Table::Visits.name()).or_default() += rows.visits.len() as u64;
+        let export = DayExport {
+            date: day.date,
+            calls,
+            tickets,
+            callbacks: rows.callbacks.clone(),
+            visits: rows.visits.clone(),
+            customers,
+        };
+        let daily = observe_export(world, std::slice::from_ref(&export), cut);
+        self.write_archives(
+            world,
+            day,
+            &daily,
+            &ymd(day.date),
+            ExportKind::Daily,
+            (day.date, day.date),
+        )?;
+        if d == 0 || chrono::Datelike::day(&day.date) == 1 {
+            self.customer_snapshot(world, day.date, cut)?;
+        }
+        self.recent.push_back(export);
+        if self.recent.len() > 7 {
+            self.recent.pop_front();
+        }
+        // Now and then an office exports its last seven days again.
+        if self.recent.len() == 7 && self.plan.random::<f64>() < self.resend_rate {
+            let exports: Vec<&DayExport> = self.recent.iter().collect();
+            let first = exports[0].date;
+            let owned: Vec<DayExport> = exports
+                .iter()
+                .map(|e| DayExport {
+                    date: e.date,
+                    calls: e.calls.clone(),
+                    tickets: e.tickets.clone(),
+                    callbacks: e.callbacks.clone(),
+                    visits: e.visits.clone(),
+                    customers: e.customers.clone(),
+                })
+                .collect();
+            let again = observe_export(world, &owned, cut);
+            let label = format!("{}-{}", ymd(first), ymd(day.date));
+            self.write_archives(
+                world,
+                day,
+                &again,
+                &label,
+                ExportKind::Reexport,
+                (first, day.date),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn customers(&mut self, _world: &World) -> Result<(), GenError> {
+        // Customers arrive with the day archives and the snapshots; calls still going at
+        // the end are not known yet.
+        self.pending_calls.clear();
+        self.manifest.plan_deliveries();
+        Ok(())
+    }
+}
+
+/// The rows of one or more days' exports as an export made at `cut` shows them: each
+/// ticket and customer once, in its state at the cut.
+fn observe_export(world: &World, days: &[DayExport], cut: i64) -> ExportRows {
+    let mut rows = ExportRows::default();
+    let mut tickets = std::collections::BTreeSet::new();
+    let mut customers = std::collections::BTreeSet::new();
+    for d in days {
+        rows.calls.extend(d.calls.iter().cloned());
+        rows.callbacks.extend(d.callbacks.iter().cloned());
+        rows.visits.extend(d.visits.iter().cloned());
+        for t in &d.tickets {
+            if tickets.insert(t.id) {
+                rows.tickets.push(observe(t.clone(), cut));
+            }
+        }
+        customers.extend(d.customers.iter().copied());
+    }
+    rows.customers = customers
+        .into_iter()
+        .map(|i| CustomerRow::of(world, i, cut))
+        .collect();
+    rows
 }

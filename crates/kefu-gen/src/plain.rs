@@ -10,8 +10,8 @@ use crate::GenError;
 use crate::calendar::{DayInfo, TimeFormatter};
 use crate::config::OutputFormat;
 use crate::fields::{CsvFields, DirectCsv, JsonFields};
-use crate::record::{CustomerRow, Row};
-use crate::sim::{DayRows, Sink};
+use crate::record::{CallRec, CustomerRow, Row, TicketRec};
+use crate::sim::{DayRows, Sink, observe};
 use crate::world::World;
 
 enum TableOut {
@@ -29,10 +29,14 @@ struct TableFile {
 
 /// Writes each table to `<name>.<ext>.partial` and renames it into place at the end, so a
 /// failed or interrupted run never leaves a file that looks complete.
+///
+/// The output is the world as known at the end of the period (`end`): tickets in the
+/// state they show then, calls that have ended by then.
 pub struct PlainSink {
     files: Vec<TableFile>,
     times: TimeFormatter,
     json: Vec<u8>,
+    end: i64,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> GenError + '_ {
@@ -47,6 +51,7 @@ impl PlainSink {
         dir: &Path,
         format: OutputFormat,
         times: TimeFormatter,
+        end: i64,
     ) -> Result<Self, GenError> {
         let mut files = Vec::new();
         for table in Table::ALL {
@@ -76,6 +81,7 @@ impl PlainSink {
             files,
             times,
             json: Vec::new(),
+            end,
         })
     }
 
@@ -142,15 +148,32 @@ pub(crate) fn csv_err(path: &Path, e: csv::Error) -> GenError {
 
 impl Sink for PlainSink {
     fn day(&mut self, world: &World, _day: &DayInfo, rows: &DayRows) -> Result<(), GenError> {
-        self.write(world, &rows.calls)?;
-        self.write(world, &rows.tickets)?;
+        let end = self.end;
+        if rows.calls.iter().all(|c| c.ended_at < end) {
+            self.write(world, &rows.calls)?;
+        } else {
+            // A call still going at the end of the period is not known yet.
+            let ended: Vec<CallRec> = rows
+                .calls
+                .iter()
+                .filter(|c| c.ended_at < end)
+                .cloned()
+                .collect();
+            self.write(world, &ended)?;
+        }
+        let tickets: Vec<TicketRec> = rows
+            .tickets
+            .iter()
+            .map(|t| observe(t.clone(), end))
+            .collect();
+        self.write(world, &tickets)?;
         self.write(world, &rows.callbacks)?;
         self.write(world, &rows.visits)
     }
 
     fn customers(&mut self, world: &World) -> Result<(), GenError> {
         let all: Vec<CustomerRow> = (0..world.customers.len() as u32)
-            .map(|i| CustomerRow::of(world, i))
+            .map(|i| CustomerRow::of(world, i, self.end))
             .collect();
         self.write(world, &all)
     }

@@ -135,6 +135,9 @@ pub struct TicketRec {
     pub description: &'static str,
     /// A handler's follow-up note appended on a second line.
     pub note: Option<&'static str>,
+    /// The latest workflow event of the state this record shows (set when the lifecycle
+    /// is observed at a cut; see `sim::observe`).
+    pub updated_at: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -232,6 +235,7 @@ impl TicketRec {
             Some(note) => f.text(Some(&format!("{}\n{note}", self.description))),
             None => f.text(Some(self.description)),
         }
+        f.timestamp(Some(self.updated_at));
         f.end_row();
     }
 }
@@ -286,33 +290,71 @@ impl VisitRec {
     }
 }
 
-/// One row of the customer dimension (current state as of the end of the period).
+/// One row of the customer dimension: the customer's state as of a cut (the end of a
+/// day: what an export made then shows).
 #[derive(Debug, Clone)]
 pub struct CustomerRow {
     /// Index behind the customer id (`CU` + index + 1).
     pub id: u32,
     pub customer: Customer,
+    /// The instant the state is observed at (exclusive).
+    pub at: i64,
 }
 
 impl CustomerRow {
-    pub fn of(world: &World, index: u32) -> Self {
+    /// The customer's state as of `at`.
+    pub fn of(world: &World, index: u32, at: i64) -> Self {
         CustomerRow {
             id: index,
             customer: world.customers[index as usize].clone(),
+            at,
         }
+    }
+
+    /// Whether the customer exists as of the cut.
+    pub fn opened(&self) -> bool {
+        self.customer.opened_at < self.at
+    }
+
+    pub fn tier(&self) -> CustomerTier {
+        match self.customer.tier_changed_at {
+            Some(t) if t < self.at => self.customer.tier_final,
+            _ => self.customer.tier_initial,
+        }
+    }
+
+    pub fn closed_at(&self) -> Option<i64> {
+        self.customer.closed_at.filter(|&t| t < self.at)
+    }
+
+    /// The latest change seen as of the cut: opening, tier change, closing.
+    pub fn updated_at(&self) -> i64 {
+        let c = &self.customer;
+        [Some(c.opened_at), c.tier_changed_at, c.closed_at]
+            .into_iter()
+            .flatten()
+            .filter(|&t| t < self.at)
+            .max()
+            .unwrap_or(c.opened_at)
     }
 
     pub fn write(&self, w: &World, f: &mut impl FieldWriter) {
         let c = &self.customer;
         let region = &w.regions[c.region as usize];
+        let closed = self.closed_at();
         f.id(Some(Id::customer(self.id)));
         f.text(Some(&region.code));
         f.text(Some(&region.branches[c.branch as usize].id));
         f.term(Some(c.segment.term()));
-        f.term(Some(c.tier_final.term()));
+        f.term(Some(self.tier().term()));
         f.timestamp(Some(c.opened_at));
-        f.timestamp(c.closed_at);
-        f.term(c.close_reason.map(CloseReason::term));
+        f.timestamp(closed);
+        f.term(
+            c.close_reason
+                .filter(|_| closed.is_some())
+                .map(CloseReason::term),
+        );
+        f.timestamp(Some(self.updated_at()));
         f.end_row();
     }
 }

@@ -313,7 +313,6 @@ pub struct Simulation<'a, R: Rng> {
     rng: R,
     start_midnight: i64,
     /// End of the observed period: nothing after it has happened yet.
-    end: i64,
     next_call: u64,
     next_ticket: u64,
     next_callback: u64,
@@ -365,7 +364,6 @@ impl<'a, R: Rng> Simulation<'a, R> {
             cfg,
             world,
             start_midnight,
-            end: start_midnight + days as i64 * DAY_S,
             next_call: 1,
             next_ticket: 1,
             next_callback: 1,
@@ -791,8 +789,9 @@ impl<'a, R: Rng> Simulation<'a, R> {
         info.midnight_utc + hour as i64 * HOUR + self.rng.random_range(0..HOUR)
     }
 
-    /// Builds a ticket with its whole lifecycle, schedules its callbacks and any escalation,
-    /// then cuts everything that would happen after the end of the period.
+    /// Builds a ticket with its whole lifecycle (what happens after the end of the period
+    /// included: sinks observe it at their cut with [`observe`]), and schedules its
+    /// callbacks and any escalation.
     fn ticket(&mut self, d: i32, p: PendingTicket, kind: Option<TicketKind>) -> TicketRec {
         let id = self.next_ticket;
         self.next_ticket += 1;
@@ -876,6 +875,7 @@ impl<'a, R: Rng> Simulation<'a, R> {
             compensation_fen: None,
             description,
             note: (rng.random::<f64>() < 0.08).then_some("已安抚客户情绪，承诺尽快处理"),
+            updated_at: created,
         };
         if complaint {
             t.justified = Some(rng.random::<f64>() < if at_risk { 0.75 } else { 0.55 });
@@ -893,13 +893,13 @@ impl<'a, R: Rng> Simulation<'a, R> {
             if p.level == Level::First && u < 0.02 {
                 t.status = TicketStatus::Rejected;
                 t.closed_at = Some(created + mins(rng, 60, 24 * 60));
-                return self.observe(t);
+                return t;
             }
             if u < 0.05 {
                 t.status = TicketStatus::Withdrawn;
                 t.dispatched_at = Some(created + mins(rng, 5, 60));
                 t.closed_at = Some(created + mins(rng, 120, 3 * 24 * 60));
-                return self.observe(t);
+                return t;
             }
         }
         let resolved = if on_the_spot {
@@ -975,7 +975,7 @@ impl<'a, R: Rng> Simulation<'a, R> {
                 }
             }
         }
-        self.observe(t)
+        t
     }
 
     /// Schedules the callback attempts after resolution; returns (closed_at, whether the
@@ -1050,43 +1050,6 @@ impl<'a, R: Rng> Simulation<'a, R> {
             });
         }
         (at + mins(&mut self.rng, 5, 120), unhappy, at)
-    }
-
-    /// Cuts the lifecycle at the end of the period and sets the status it shows then.
-    fn observe(&self, mut t: TicketRec) -> TicketRec {
-        let end = self.end;
-        let seen = |v: Option<i64>| v.filter(|&x| x < end);
-        if matches!(t.status, TicketStatus::Rejected | TicketStatus::Withdrawn) {
-            t.dispatched_at = seen(t.dispatched_at);
-            if t.closed_at.is_some_and(|c| c >= end) {
-                t.closed_at = None;
-                t.status = if t.dispatched_at.is_some() {
-                    TicketStatus::Dispatched
-                } else {
-                    TicketStatus::Received
-                };
-            }
-            return t;
-        }
-        t.dispatched_at = seen(t.dispatched_at);
-        t.first_contact_at = seen(t.first_contact_at);
-        t.resolved_at = seen(t.resolved_at);
-        t.closed_at = seen(t.closed_at);
-        t.status = if t.closed_at.is_some() {
-            TicketStatus::Closed
-        } else if t.resolved_at.is_some() {
-            TicketStatus::Replied
-        } else if t.first_contact_at.is_some() {
-            TicketStatus::InProgress
-        } else if t.dispatched_at.is_some() {
-            TicketStatus::Dispatched
-        } else {
-            TicketStatus::Received
-        };
-        if t.resolved_at.is_none() {
-            t.reopened_count = 0;
-        }
-        t
     }
 
     fn visits(&mut self, d: i32, info: &DayInfo, active: &ActiveSet, rows: &mut DayRows) {
@@ -1275,4 +1238,58 @@ impl<'a, R: Rng> Simulation<'a, R> {
         }
         rows.visits = out;
     }
+}
+
+/// A ticket as an export made at `cut` shows it: the workflow events before the cut, the
+/// status they give, and `updated_at` the latest of them. The simulation builds each ticket
+/// with its whole lifecycle; the plain output observes it at the end of the period, the
+/// office exports at the end of each day they report on.
+pub fn observe(mut t: TicketRec, cut: i64) -> TicketRec {
+    let seen = |v: Option<i64>| v.filter(|&x| x < cut);
+    if matches!(t.status, TicketStatus::Rejected | TicketStatus::Withdrawn) {
+        t.dispatched_at = seen(t.dispatched_at);
+        if t.closed_at.is_some_and(|c| c >= cut) {
+            t.closed_at = None;
+            t.status = if t.dispatched_at.is_some() {
+                TicketStatus::Dispatched
+            } else {
+                TicketStatus::Received
+            };
+        }
+    } else {
+        t.dispatched_at = seen(t.dispatched_at);
+        t.first_contact_at = seen(t.first_contact_at);
+        t.resolved_at = seen(t.resolved_at);
+        t.closed_at = seen(t.closed_at);
+        t.status = if t.closed_at.is_some() {
+            TicketStatus::Closed
+        } else if t.resolved_at.is_some() {
+            TicketStatus::Replied
+        } else if t.first_contact_at.is_some() {
+            TicketStatus::InProgress
+        } else if t.dispatched_at.is_some() {
+            TicketStatus::Dispatched
+        } else {
+            TicketStatus::Received
+        };
+        if t.resolved_at.is_none() {
+            t.reopened_count = 0;
+        }
+    }
+    t.updated_at = lifecycle_events(&t).max().unwrap_or(t.created_at);
+    t
+}
+
+/// The instants at which a ticket's exported state changes: received, dispatched, first
+/// contact, resolved, closed.
+pub fn lifecycle_events(t: &TicketRec) -> impl Iterator<Item = i64> {
+    [
+        Some(t.created_at),
+        t.dispatched_at,
+        t.first_contact_at,
+        t.resolved_at,
+        t.closed_at,
+    ]
+    .into_iter()
+    .flatten()
 }

@@ -97,6 +97,8 @@ pub struct Customer {
     pub tier_final: CustomerTier,
     /// Day index from which `tier_final` applies (i32::MAX: never changes).
     pub tier_change_day: i32,
+    /// The instant of the tier change: local midnight starting `tier_change_day`.
+    pub tier_changed_at: Option<i64>,
     pub opened_at: i64,
     /// Day index of the account opening (negative: before the period); the customer is
     /// active from the next day on, so no event precedes `opened_at`.
@@ -271,6 +273,7 @@ impl World {
                 tier_initial: tier,
                 tier_final: tier,
                 tier_change_day: i32::MAX,
+                tier_changed_at: None,
                 opened_at,
                 open_day,
                 close_day: i32::MAX,
@@ -337,6 +340,7 @@ impl World {
             c.tier_final = tier_step(c.tier_initial, up);
             let end = c.close_day.min(days).max(first + 1);
             c.tier_change_day = rng.random_range(first..end);
+            c.tier_changed_at = Some(start_midnight + i64::from(c.tier_change_day) * DAY_S);
         }
     }
 }

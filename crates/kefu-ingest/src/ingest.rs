@@ -1,61 +1,60 @@
-//! Ingest: sources into the warehouse as one batch, exactly once.
+//! Ingest: sources into the warehouse as one batch, exactly once, every record keyed.
 //!
 //! One `ingest` call is one batch. Sources whose content (BLAKE3 of their bytes) is in the
-//! ledger are skipped and reported. The rest are read and converted on all cores; rows are
-//! de-duplicated by event id within the batch, split by table and local month, buffered
-//! within a memory budget, sorted by (region, event time) and written as staged Parquet
-//! files by a separate encoder thread; rejects go to `_rejects`. The batch then commits
-//! through the ledger ([`kefu_storage::warehouse`]) or, if anything failed or the rejects
-//! exceed the threshold, its staged files are deleted and nothing of it is visible.
+//! ledger are skipped and reported. The rest are read and converted on all cores; each
+//! table's rows are merged into it by key (`kefu_storage::merge`): a record already in the
+//! warehouse is replaced only by a newer version, an identical or older one is counted and
+//! dropped — whichever file it came in, in whatever order. Rejects go to `_rejects`. The
+//! batch then commits through the ledger, in every table it touched at once
+//! (`kefu_storage::warehouse`); if anything failed or the rejects exceed the threshold,
+//! nothing of it is committed. Partitions left with many small files are compacted after.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Int64Builder, RecordBatch, StringArray, StringBuilder,
-    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+    ArrayRef, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
-use arrow::compute::filter_record_batch;
-use arrow::datatypes::SchemaRef;
-use chrono::{Datelike, TimeZone};
-use kefu_model::{ColumnKind, Table};
+use kefu_model::Table;
 use kefu_progress::{Progress, Unit};
-use kefu_storage::parquet::Layout;
-use kefu_storage::warehouse::REJECTS_TABLE;
-use kefu_storage::{BatchRecord, Commit, LedgerFile, LedgerSource, Recovery, Warehouse};
+use kefu_storage::ledger::{LedgerSource, OperationKind, TableCounts};
+use kefu_storage::maintain::{CompactOptions, CompactReport, new_operation_id, new_record};
+use kefu_storage::merge::{Appender, MergeResult, TableMerge};
+use kefu_storage::parquet::rejects_layout;
+use kefu_storage::tables::StoredTable;
+use kefu_storage::{AsOf, Commit, Cut, OperationPlan, OperationRecord, Recovery, Warehouse};
 
-use crate::convert::RejectReason;
-use crate::seen::{DEFAULT_IDS_IN_MEMORY, SeenIds};
 use crate::source::{Input, expand_inputs, for_each_input_stream};
 use crate::{IngestError, Profile, RejectTally, RejectedRecord, RowSink, SourceName, convert_csv};
 
-/// The time zone whose calendar months partition the tables (`month=YYYY-MM`): the
-/// reporting calendar of the offices, not UTC.
-pub const PARTITION_TIME_ZONE: chrono_tz::Tz = chrono_tz::Asia::Shanghai;
+pub use kefu_storage::tables::{PARTITION_TIME_ZONE, partitioned_by_month};
 
 /// Rejected share of a batch's records above which the batch is refused, by default.
 pub const DEFAULT_MAX_REJECT_RATIO: f64 = 0.05;
 
-/// Rows buffered (all partitions together) before the largest partition is written out.
+/// A partition holding more files than this after a batch is compacted, by default.
+pub const DEFAULT_COMPACT_AFTER: usize = 16;
+
+/// Rows buffered (all tables together) before the largest table's rows are merged.
 const BUFFER_BYTES: usize = 128 * 1024 * 1024;
-/// Rows per Parquet file at most.
-const FILE_ROWS: usize = 1024 * 1024;
 /// Rejected records a batch report keeps as examples.
 const REJECT_EXAMPLES: usize = 20;
 /// Rejects buffered before a `_rejects` file is written.
 const REJECT_FILE_ROWS: usize = 64 * 1024;
+/// How often a batch is planned again after other writers committed first.
+const COMMIT_ATTEMPTS: usize = 5;
 
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
     pub profile: Profile,
     /// Refuse the batch when rejected / records exceeds this (0 to 1).
     pub max_reject_ratio: f64,
-    /// Event ids held in memory for finding duplicates; older ones spill to temporary
-    /// files (beside the warehouse when it is local), so memory stays bounded.
-    pub ids_in_memory: usize,
+    /// Compact a partition the batch touched once it holds more than this many files
+    /// (0: never).
+    pub compact_after: usize,
 }
 
 impl Default for IngestOptions {
@@ -63,7 +62,7 @@ impl Default for IngestOptions {
         IngestOptions {
             profile: Profile::builtin(),
             max_reject_ratio: DEFAULT_MAX_REJECT_RATIO,
-            ids_in_memory: DEFAULT_IDS_IN_MEMORY,
+            compact_after: DEFAULT_COMPACT_AFTER,
         }
     }
 }
@@ -76,40 +75,51 @@ pub struct SkippedSource {
     pub committed_in: Option<u64>,
 }
 
-/// Counts of a batch or of one source: every record read is landed, rejected or a
-/// duplicate.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
-    pub records: u64,
-    pub landed: u64,
-    pub rejected: u64,
-    pub duplicates: u64,
-}
-
-impl Counts {
-    fn add(&mut self, o: Counts) {
-        self.records += o.records;
-        self.landed += o.landed;
-        self.rejected += o.rejected;
-        self.duplicates += o.duplicates;
-    }
-}
-
 /// What an ingest did.
 #[derive(Debug)]
 pub struct IngestReport {
     /// The committed batch, or `None` when there was nothing new.
-    pub batch: Option<BatchRecord>,
+    pub batch: Option<OperationRecord>,
     pub skipped: Vec<SkippedSource>,
     pub recovery: Recovery,
-    pub counts: Counts,
-    /// Rejects per reason code (duplicates under `duplicate_id`).
+    /// Per table (and `unknown` for records that never reached one): what became of the
+    /// records read.
+    pub counts: BTreeMap<String, TableCounts>,
+    /// Rejects per reason code.
     pub rejects_by_reason: BTreeMap<&'static str, u64>,
     /// The first rejects, as examples.
     pub examples: Vec<(SourceName, RejectedRecord)>,
     pub sources: usize,
     pub bytes: u64,
+    /// The compaction that followed, if a partition needed one.
+    pub compaction: Option<CompactReport>,
     pub elapsed: Duration,
+}
+
+impl IngestReport {
+    /// Every table's counts together.
+    pub fn totals(&self) -> TableCounts {
+        let mut t = TableCounts::default();
+        for c in self.counts.values() {
+            t.add(c);
+        }
+        t
+    }
+}
+
+/// The content hashes of sources in the ledger (of batches not reverted), with the batch
+/// that has each.
+pub fn committed_sources(ledger: &[OperationRecord]) -> BTreeMap<String, u64> {
+    let reverted = kefu_storage::maintain::reverted(ledger);
+    ledger
+        .iter()
+        .filter(|b| !reverted.contains(&b.seq))
+        .flat_map(|b| {
+            b.sources
+                .iter()
+                .map(move |s| (s.content_hash.clone(), b.seq))
+        })
+        .collect()
 }
 
 /// Ingests `inputs` (files, directories, globs, archives) into `warehouse` as one batch.
@@ -128,14 +138,15 @@ pub fn ingest(
     }
     let files = expand_inputs(inputs)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(crate::read::worker_count())
+        .thread_name("kefu-io")
         .enable_all()
         .build()
         .map_err(|e| IngestError::Options(format!("cannot start the I/O runtime: {e}")))?;
     let _lock = warehouse
         .lock(|| {
             tracing::warn!(
-                "another ingest is writing to {}; waiting for it to finish",
+                "another writer is working on {}; waiting for it to finish",
                 warehouse.location()
             )
         })
@@ -143,116 +154,68 @@ pub fn ingest(
     let recovery = runtime
         .block_on(warehouse.recover())
         .map_err(IngestError::Storage)?;
-    for id in &recovery.completed {
-        tracing::warn!(batch = %id, "completed the publishing of a batch an earlier run committed");
+    for seq in &recovery.completed {
+        tracing::warn!(operation = seq, "finished committing an operation an earlier run began");
     }
-    let ledger = runtime
-        .block_on(warehouse.ledger())
+    runtime
+        .block_on(warehouse.ensure_tables())
         .map_err(IngestError::Storage)?;
-    let committed: BTreeMap<&str, u64> = ledger
-        .iter()
-        .flat_map(|b| {
-            b.sources
-                .iter()
-                .map(move |s| (s.content_hash.as_str(), b.seq))
-        })
-        .collect();
 
-    // Identify sources by content, so a renamed copy is still recognised. Large files that
-    // are read front to back are hashed while they are ingested instead of in a pass of
-    // their own (unless the ledger has a file of that name and size: then it is probably
-    // a re-run, and hashing first saves the work).
-    let same_name_and_size: HashSet<(&str, u64)> = ledger
-        .iter()
-        .flat_map(|b| b.sources.iter().map(|s| (s.name.as_str(), s.bytes)))
-        .collect();
+    let mut report = IngestReport {
+        batch: None,
+        skipped: Vec::new(),
+        recovery,
+        counts: BTreeMap::new(),
+        rejects_by_reason: BTreeMap::new(),
+        examples: Vec::new(),
+        sources: 0,
+        bytes: 0,
+        compaction: None,
+        elapsed: Duration::ZERO,
+    };
     let mut listed = Vec::new();
     for file in files {
         let bytes = file.size()?;
-        let name = file.name();
-        let late = bytes >= SMALL_FILE_BYTES
-            && file.reads_sequentially()
-            && !same_name_and_size.contains(&(name.as_str(), bytes));
-        listed.push((file, late, bytes));
+        listed.push((file, bytes));
     }
-    let early_bytes: u64 = listed.iter().filter(|f| !f.1).map(|f| f.2).sum();
-    progress.start("hashing", Some(early_bytes), Unit::Bytes);
-    let mut todo: Vec<(Input, Option<String>, u64)> = Vec::new();
-    let mut skipped = Vec::new();
-    let mut seen = HashSet::new();
-    for (file, late, bytes) in listed {
-        if late {
-            todo.push((file, None, bytes));
-            continue;
-        }
-        let hash = content_hash(&file, progress)?;
-        let name = file.name();
-        if let Some(&seq) = committed.get(hash.as_str()) {
-            skipped.push(SkippedSource {
-                name,
-                committed_in: Some(seq),
-            });
-        } else if !seen.insert(hash.clone()) {
-            skipped.push(SkippedSource {
-                name,
-                committed_in: None,
-            });
-        } else {
-            todo.push((file, Some(hash), bytes));
-        }
-    }
-    progress.finish();
-    let mut report = IngestReport {
-        batch: None,
-        skipped,
-        recovery,
-        counts: Counts::default(),
-        rejects_by_reason: BTreeMap::new(),
-        examples: Vec::new(),
-        sources: todo.len(),
-        bytes: todo.iter().map(|t| t.2).sum(),
-        elapsed: Duration::ZERO,
-    };
-    loop {
+    for _attempt in 0..COMMIT_ATTEMPTS {
+        let ledger = runtime
+            .block_on(warehouse.ledger())
+            .map_err(IngestError::Storage)?;
+        let committed = committed_sources(&ledger);
+        let cut = runtime
+            .block_on(warehouse.cut(AsOf::Latest))
+            .map_err(IngestError::Storage)?;
+        report.skipped.clear();
+        let todo = select_sources(&listed, &ledger, &committed, progress, &mut report)?;
+        report.sources = todo.len();
+        report.bytes = todo.iter().map(|t| t.2).sum();
         if todo.is_empty() {
             report.elapsed = started.elapsed();
             return Ok(report);
         }
-        let batch_id = new_batch_id();
-        let record = match write_batch(
-            &todo,
-            &batch_id,
-            warehouse,
-            &runtime,
-            options,
-            progress,
-            &mut report,
-        ) {
-            Ok(record) => record,
-            Err(e) => {
-                // Nothing of a failed batch may stay behind.
-                if let Err(cleanup) = runtime.block_on(warehouse.discard(&batch_id)) {
-                    tracing::error!(%cleanup, "could not delete the staged files of the failed batch");
-                }
-                return Err(e);
-            }
-        };
+        let mut todo = todo;
         // Sources hashed while they were read may turn out to be known after all (a
         // renamed copy): then the batch is dropped and read again without them.
-        let mut known = Vec::new();
-        let mut hashes = HashSet::new();
-        for (i, source) in record.sources.iter().enumerate() {
-            let repeat = !hashes.insert(source.content_hash.as_str());
-            if let Some(&seq) = committed.get(source.content_hash.as_str()) {
-                known.push((i, Some(seq)));
-            } else if repeat {
-                known.push((i, None));
+        let (plan, discarded) = loop {
+            let batch_id = new_operation_id();
+            let (plan, discarded) = write_batch(
+                &todo, &batch_id, warehouse, &cut, &runtime, options, progress, &mut report,
+            )?;
+            let mut known = Vec::new();
+            let mut hashes = HashSet::new();
+            for (i, source) in plan.record.sources.iter().enumerate() {
+                let repeat = !hashes.insert(source.content_hash.clone());
+                if let Some(&seq) = committed.get(&source.content_hash) {
+                    known.push((i, Some(seq)));
+                } else if repeat {
+                    known.push((i, None));
+                }
             }
-        }
-        if !known.is_empty() {
-            runtime
-                .block_on(warehouse.discard(&batch_id))
-                .map_err(IngestError::Storage)?;
+            if known.is_empty() {
+                break (plan, discarded);
+            }
+            delete_files(warehouse, &runtime, plan.new_files.iter().chain(&discarded));
             for &(i, committed_in) in known.iter().rev() {
                 let (path, _, _) = todo.remove(i);
                 report.skipped.push(SkippedSource {
@@ -262,38 +225,166 @@ pub fn ingest(
             }
             report.sources = todo.len();
             report.bytes = todo.iter().map(|t| t.2).sum();
-            continue;
-        }
-        let mut record = record;
-        record.seconds = started.elapsed().as_secs_f64();
+            if todo.is_empty() {
+                report.counts.clear();
+                report.elapsed = started.elapsed();
+                return Ok(report);
+            }
+        };
+        delete_files(warehouse, &runtime, discarded.iter());
+        let new_files = plan.new_files.clone();
+        let mut plan = plan;
+        plan.record.seconds = started.elapsed().as_secs_f64();
         match runtime
-            .block_on(warehouse.commit(record))
+            .block_on(warehouse.commit(plan))
             .map_err(IngestError::Storage)?
         {
-            Commit::Committed(record) => report.batch = Some(record),
-            Commit::Conflict { already } => {
-                // Another writer committed some of these sources meanwhile (object stores).
-                report
-                    .skipped
-                    .extend(already.into_iter().map(|name| SkippedSource {
-                        name,
-                        committed_in: None,
-                    }));
-                report.counts = Counts::default();
+            Commit::Committed(record) => {
+                let touched: Vec<(String, Vec<String>)> = record
+                    .changes
+                    .iter()
+                    .map(|(t, c)| (t.clone(), c.partitions.clone()))
+                    .collect();
+                report.batch = Some(*record);
+                if options.compact_after > 0 {
+                    report.compaction =
+                        compact_touched(warehouse, &runtime, &touched, options.compact_after)?;
+                }
+                report.elapsed = started.elapsed();
+                return Ok(report);
+            }
+            Commit::Conflict { newest } => {
+                // Another writer (on an object store) committed meanwhile: plan again on
+                // what it left.
+                tracing::warn!(newest, "another writer committed first; planning the batch again");
+                delete_files(warehouse, &runtime, new_files.iter());
             }
         }
-        report.elapsed = started.elapsed();
-        return Ok(report);
+    }
+    Err(IngestError::Write(format!(
+        "other writers kept committing first ({COMMIT_ATTEMPTS} attempts); nothing of this batch was committed"
+    )))
+}
+
+/// Hashes the sources that need it and leaves out those already ingested (or repeated in
+/// this call). Large files read front to back are hashed while they are ingested instead
+/// of in a pass of their own (unless the ledger has a file of that name and size: then it
+/// is probably a re-run, and hashing first saves the work).
+fn select_sources(
+    listed: &[(Input, u64)],
+    ledger: &[OperationRecord],
+    committed: &BTreeMap<String, u64>,
+    progress: &dyn Progress,
+    report: &mut IngestReport,
+) -> Result<Vec<(Input, Option<String>, u64)>, IngestError> {
+    let same_name_and_size: HashSet<(&str, u64)> = ledger
+        .iter()
+        .flat_map(|b| b.sources.iter().map(|s| (s.name.as_str(), s.bytes)))
+        .collect();
+    let mut plan = Vec::new();
+    for (file, bytes) in listed {
+        let name = file.name();
+        let late = *bytes >= SMALL_FILE_BYTES
+            && file.reads_sequentially()
+            && !same_name_and_size.contains(&(name.as_str(), *bytes));
+        plan.push((file.clone(), late, *bytes));
+    }
+    let early_bytes: u64 = plan.iter().filter(|f| !f.1).map(|f| f.2).sum();
+    progress.start("hashing", Some(early_bytes), Unit::Bytes);
+    let mut todo = Vec::new();
+    let mut seen = HashSet::new();
+    for (file, late, bytes) in plan {
+        if late {
+            todo.push((file, None, bytes));
+            continue;
+        }
+        let hash = content_hash(&file, progress)?;
+        let name = file.name();
+        if let Some(&seq) = committed.get(&hash) {
+            report.skipped.push(SkippedSource {
+                name,
+                committed_in: Some(seq),
+            });
+        } else if !seen.insert(hash.clone()) {
+            report.skipped.push(SkippedSource {
+                name,
+                committed_in: None,
+            });
+        } else {
+            todo.push((file, Some(hash), bytes));
+        }
+    }
+    progress.finish();
+    Ok(todo)
+}
+
+/// Deletes files a batch wrote but will not commit (best effort: `kefu vacuum` removes
+/// what is left).
+fn delete_files<'a>(
+    warehouse: &Warehouse,
+    runtime: &tokio::runtime::Runtime,
+    files: impl Iterator<Item = &'a String>,
+) {
+    for f in files {
+        if let Err(e) = runtime.block_on(warehouse.delete_relative(f)) {
+            tracing::warn!(file = %f, error = %e, "could not delete a file of an uncommitted batch");
+        }
     }
 }
 
-fn new_batch_id() -> String {
-    use rand::RngExt;
-    let suffix: u32 = rand::rng().random();
-    format!(
-        "{}-{suffix:08x}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%S")
-    )
+/// Compacts the partitions a batch touched that now hold more than `after` files.
+fn compact_touched(
+    warehouse: &Warehouse,
+    runtime: &tokio::runtime::Runtime,
+    touched: &[(String, Vec<String>)],
+    after: usize,
+) -> Result<Option<CompactReport>, IngestError> {
+    let cut = runtime
+        .block_on(warehouse.cut(AsOf::Latest))
+        .map_err(IngestError::Storage)?;
+    let mut tables = Vec::new();
+    let mut partitions = Vec::new();
+    for (name, touched_partitions) in touched {
+        let Some(table) = StoredTable::from_name(name) else {
+            continue;
+        };
+        let files = runtime
+            .block_on(warehouse.files_at(&cut, table))
+            .map_err(IngestError::Storage)?;
+        let mut per: BTreeMap<Option<&str>, usize> = BTreeMap::new();
+        for f in files.iter() {
+            *per.entry(f.partition.as_deref()).or_default() += 1;
+        }
+        let crowded: Vec<String> = per
+            .iter()
+            .filter(|(p, n)| {
+                **n > after
+                    && (p.is_none() || touched_partitions.iter().any(|t| Some(t.as_str()) == **p))
+            })
+            .map(|(p, _)| p.unwrap_or_default().to_string())
+            .collect();
+        if !crowded.is_empty() {
+            tables.push(table);
+            partitions.extend(crowded);
+        }
+    }
+    if tables.is_empty() {
+        return Ok(None);
+    }
+    // An unpartitioned table's only partition has no value: select it by table alone.
+    let options = CompactOptions {
+        tables,
+        partitions: if partitions.iter().any(String::is_empty) {
+            Vec::new()
+        } else {
+            partitions
+        },
+        min_files: after + 1,
+    };
+    let report = runtime
+        .block_on(kefu_storage::maintain::compact(warehouse, &options))
+        .map_err(IngestError::Storage)?;
+    Ok(Some(report))
 }
 
 fn content_hash(input: &Input, progress: &dyn Progress) -> Result<String, IngestError> {
@@ -315,203 +406,145 @@ fn content_hash(input: &Input, progress: &dyn Progress) -> Result<String, Ingest
     Ok(hasher.finalize().to_hex().to_string())
 }
 
-/// Reads every source into staged files; returns the ledger record to commit.
+/// Reads every source and merges its records into the tables (new files, not yet
+/// committed); returns the operation to commit and the files written and replaced within
+/// it (to delete).
 #[allow(clippy::too_many_arguments)]
 fn write_batch(
     todo: &[(Input, Option<String>, u64)],
     batch_id: &str,
     warehouse: &Warehouse,
+    cut: &Cut,
     runtime: &tokio::runtime::Runtime,
     options: &IngestOptions,
     progress: &dyn Progress,
     report: &mut IngestReport,
-) -> Result<BatchRecord, IngestError> {
+) -> Result<(OperationPlan, Vec<String>), IngestError> {
     let started = Instant::now();
-    let (jobs, job_rx) = sync_channel::<EncodeJob>(1);
-    // Encoding Parquet costs about as much as reading CSV: one encoder per core.
-    let job_rx = Mutex::new(job_rx);
-    let written: Mutex<Vec<LedgerFile>> = Mutex::new(Vec::new());
-    let failure: Mutex<Option<String>> = Mutex::new(None);
-    let handle = runtime.handle().clone();
-    std::thread::scope(|scope| {
-        for _ in 0..encoder_count() {
-            std::thread::Builder::new()
-                .name("kefu-encode".into())
-                .spawn_scoped(scope, || {
-                    encoder(&job_rx, batch_id, warehouse, &handle, &written, &failure)
-                })
-                .map_err(|e| IngestError::Write(format!("cannot start an encoder: {e}")))?;
-        }
-        // Spilled ids go beside the warehouse (not to a /tmp that may be in memory).
-        let spill_dir = match warehouse.local_dir() {
-            Some(dir) => dir.join(Warehouse::staged(batch_id, "")),
-            None => std::env::temp_dir(),
+    let mut sink = BatchSink::new(batch_id, warehouse, cut, runtime);
+    progress.start("ingesting", Some(report.bytes), Unit::Bytes);
+    let mut sources = Vec::new();
+    let outcome = (|| -> Result<(), IngestError> {
+        let on_read = |buf: &[u8]| progress.advance(buf.len() as u64);
+        let mut finished_source = |sink: &mut BatchSink, path: &Input, hash: String, bytes: u64| {
+            let c = sink.source_counts;
+            sources.push(LedgerSource {
+                name: path.name(),
+                content_hash: hash,
+                bytes,
+                records: c.records,
+                rejected: c.rejected,
+            });
+            progress.message(&format!(
+                "{} records, {:.0} records/s",
+                sink.records,
+                sink.records as f64 / started.elapsed().as_secs_f64().max(1e-3)
+            ));
         };
-        let seen = SeenIds::new(options.ids_in_memory, &spill_dir);
-        let mut sink = BatchSink::new(batch_id, jobs, seen);
-        progress.start("ingesting", Some(report.bytes), Unit::Bytes);
-        let mut sources = Vec::new();
-        let outcome = (|| -> Result<(), IngestError> {
-            let on_read = |buf: &[u8]| progress.advance(buf.len() as u64);
-            let mut finished_source =
-                |sink: &mut BatchSink, path: &Input, hash: String, bytes: u64| {
-                    let mut c = sink.source_counts;
-                    c.landed = c.records - c.rejected - c.duplicates;
-                    sink.batch_counts.add(c);
-                    sources.push(LedgerSource {
-                        name: path.name(),
-                        content_hash: hash,
-                        bytes,
-                        records: c.records,
-                        landed: c.landed,
-                        rejected: c.rejected,
-                        duplicates: c.duplicates,
-                    });
-                    progress.message(&format!(
-                        "{} rows, {:.0} rows/s",
-                        sink.batch_counts.records,
-                        sink.batch_counts.records as f64
-                            / started.elapsed().as_secs_f64().max(1e-3)
-                    ));
-                    sink.check_encoder(&failure)
-                };
-            let mut rest = todo;
-            while let Some((path, hash, bytes)) = rest.first() {
-                if *bytes >= SMALL_FILE_BYTES {
-                    // A large file: read as one stream, its chunks converted on all cores,
-                    // and hashed as it is read unless that was done already.
-                    sink.begin_source();
-                    let hasher = Mutex::new(blake3::Hasher::new());
-                    let on_read_and_hash = |buf: &[u8]| {
-                        progress.advance(buf.len() as u64);
-                        if hash.is_none() {
-                            hasher.lock().expect("lock").update(buf);
-                        }
-                    };
-                    for_each_input_stream(path, &on_read_and_hash, |name, reader| {
-                        sink.source = Some(name.clone());
-                        sink.table = None;
-                        let outcome =
-                            convert_csv(reader, &name, &options.profile, None, &mut sink)?;
-                        sink.finish_stream(&name, &outcome);
-                        sink.check_encoder(&failure)
-                    })?;
-                    let hash = hash.clone().unwrap_or_else(|| {
-                        hasher
-                            .into_inner()
-                            .expect("lock")
-                            .finalize()
-                            .to_hex()
-                            .to_string()
-                    });
-                    finished_source(&mut sink, path, hash, *bytes)?;
-                    rest = &rest[1..];
-                    continue;
-                }
-                // A run of small files (archives of a day's exports): one file per core.
-                let run = rest.iter().take_while(|t| t.2 < SMALL_FILE_BYTES).count();
-                let (files, after) = rest.split_at(run);
-                rest = after;
-                read_files_in_parallel(files, &options.profile, &on_read, |i, streams| {
-                    sink.begin_source();
-                    for stream in streams {
-                        sink.replay(stream)?;
+        let mut rest = todo;
+        while let Some((path, hash, bytes)) = rest.first() {
+            if *bytes >= SMALL_FILE_BYTES {
+                // A large file: read as one stream, its chunks converted on all cores,
+                // and hashed as it is read unless that was done already.
+                sink.begin_source();
+                let hasher = Mutex::new(blake3::Hasher::new());
+                let on_read_and_hash = |buf: &[u8]| {
+                    progress.advance(buf.len() as u64);
+                    if hash.is_none() {
+                        hasher.lock().expect("lock").update(buf);
                     }
-                    let (path, hash, bytes) = &files[i];
-                    let hash = hash.clone().expect("small files are hashed first");
-                    finished_source(&mut sink, path, hash, *bytes)
+                };
+                for_each_input_stream(path, &on_read_and_hash, |name, reader| {
+                    sink.source = Some(name.clone());
+                    sink.table = None;
+                    let outcome = convert_csv(reader, &name, &options.profile, None, &mut sink)?;
+                    sink.finish_stream(&name, &outcome);
+                    Ok(())
                 })?;
+                let hash = hash.clone().unwrap_or_else(|| {
+                    hasher
+                        .into_inner()
+                        .expect("lock")
+                        .finalize()
+                        .to_hex()
+                        .to_string()
+                });
+                finished_source(&mut sink, path, hash, *bytes);
+                rest = &rest[1..];
+                continue;
             }
+            // A run of small files (archives of a day's exports): one file per core.
+            let run = rest.iter().take_while(|t| t.2 < SMALL_FILE_BYTES).count();
+            let (files, after) = rest.split_at(run);
+            rest = after;
+            read_files_in_parallel(files, &options.profile, &on_read, |i, streams| {
+                sink.begin_source();
+                for stream in streams {
+                    sink.replay(stream)?;
+                }
+                let (path, hash, bytes) = &files[i];
+                let hash = hash.clone().expect("small files are hashed first");
+                finished_source(&mut sink, path, hash, *bytes);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    })();
+    progress.finish();
+    let rejected: u64 = sink.rejected.values().sum();
+    let ratio = rejected as f64 / sink.records.max(1) as f64;
+    let outcome = outcome.and_then(|()| {
+        if ratio > options.max_reject_ratio {
+            Err(IngestError::TooManyRejects {
+                records: sink.records,
+                rejected,
+                max_ratio: options.max_reject_ratio,
+            })
+        } else {
             Ok(())
-        })();
-        progress.finish();
-        let counts = sink.batch_counts;
-        let ratio = counts.rejected as f64 / counts.records.max(1) as f64;
-        let outcome = outcome.and_then(|()| {
-            if ratio > options.max_reject_ratio {
-                Err(IngestError::TooManyRejects {
-                    records: counts.records,
-                    rejected: counts.rejected,
-                    max_ratio: options.max_reject_ratio,
-                })
-            } else {
-                sink.flush_all()
-            }
-        });
-        report.counts = counts;
-        report.rejects_by_reason = std::mem::take(&mut sink.tally.by_reason);
-        report.examples = std::mem::take(&mut sink.tally.examples);
-        let tables = sink.landed_by_table();
-        drop(sink); // closes the job channel: the encoder finishes and the scope joins it
-        outcome.map(|()| (sources, tables))
-    })
-    .and_then(|(sources, tables)| {
-        if let Some(reason) = failure.lock().expect("lock").take() {
-            return Err(IngestError::Write(reason));
         }
-        let mut files = written.into_inner().expect("lock");
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        let c = report.counts;
-        Ok(BatchRecord {
-            seq: 0,
-            batch_id: batch_id.to_string(),
-            committed_at: chrono::Utc::now(),
-            kefu_version: env!("CARGO_PKG_VERSION").to_string(),
-            profile: options.profile.name.clone(),
-            sources,
-            files,
-            records: c.records,
-            landed: c.landed,
-            rejected: c.rejected,
-            duplicates: c.duplicates,
-            tables,
-            seconds: 0.0,
-        })
-    })
-    .inspect_err(|_| {
-        // The encoder's own error explains a failed hand-off best.
-        if let Some(reason) = failure.lock().expect("lock").take() {
-            tracing::error!(%reason, "writing Parquet failed");
-        }
-    })
-}
-
-/// How a table's files are written: sorted by region and event time; page statistics on
-/// what queries filter by (the event id, times, region, branch); none on other ids, free
-/// text and enum codes (every row group holds most values, so min/max would prune
-/// nothing, and computing them costs a string comparison per value); no dictionary for
-/// ids and times.
-pub fn table_layout(table: Table) -> Layout {
-    let columns = table.columns();
-    let at = |name: &str| columns.iter().position(|c| c.name == name);
-    let names = |keep: &dyn Fn(&kefu_model::Column) -> bool| {
-        columns
-            .iter()
-            .filter(|c| keep(c))
-            .map(|c| c.name.to_string())
-            .collect()
-    };
-    Layout {
-        sort_columns: [at("region"), at(table.event_time_column())]
-            .into_iter()
-            .flatten()
-            .collect(),
-        unique_columns: names(&|c| matches!(c.kind, ColumnKind::Id | ColumnKind::Timestamp)),
-        page_stats_columns: names(&|c| {
-            c.kind == ColumnKind::Timestamp
-                || c.name == table.id_column()
-                || c.name == "region"
-                || c.name == "branch_id"
-        }),
-        no_stats_columns: names(&|c| {
-            matches!(
-                c.kind,
-                ColumnKind::Id | ColumnKind::Text | ColumnKind::Enum(_)
-            ) && c.name != table.id_column()
-                && c.name != "region"
-                && c.name != "branch_id"
-        }),
+    });
+    report.rejects_by_reason = std::mem::take(&mut sink.tally.by_reason);
+    report.examples = std::mem::take(&mut sink.tally.examples);
+    if let Err(e) = outcome {
+        let written = sink.abandon();
+        delete_files(warehouse, runtime, written.iter());
+        return Err(e);
     }
+    progress.start("merging", None, Unit::Items("tables"));
+    let finished = sink.finish();
+    progress.finish();
+    let (results, counts) = match finished {
+        Ok(done) => done,
+        Err((e, written)) => {
+            delete_files(warehouse, runtime, written.iter());
+            return Err(e);
+        }
+    };
+    report.counts = counts.clone();
+    let mut record = new_record(OperationKind::Ingest, batch_id.to_string());
+    record.profile = Some(options.profile.name.clone());
+    record.sources = sources;
+    record.counts = counts;
+    let mut tables = BTreeMap::new();
+    let mut new_files = Vec::new();
+    let mut discarded = Vec::new();
+    for (table, result) in results {
+        new_files.extend(result.new_files);
+        discarded.extend(result.discarded);
+        if let Some(actions) = result.actions {
+            tables.insert(table.name().to_string(), (actions, result.change));
+        }
+    }
+    Ok((
+        OperationPlan {
+            record,
+            base: cut.clone(),
+            tables,
+            new_files,
+        },
+        discarded,
+    ))
 }
 
 /// Files smaller than this are read whole by one thread each, several at a time; larger
@@ -615,123 +648,73 @@ fn read_files_in_parallel(
     })
 }
 
-/// Rows to sort, encode and stage as one file.
-struct EncodeJob {
-    /// Final path relative to the warehouse root.
-    path: String,
-    table: String,
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-    layout: Layout,
-}
-
-fn encoder_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
-}
-
-fn encoder(
-    jobs: &Mutex<Receiver<EncodeJob>>,
-    batch_id: &str,
-    warehouse: &Warehouse,
-    runtime: &tokio::runtime::Handle,
-    written: &Mutex<Vec<LedgerFile>>,
-    failure: &Mutex<Option<String>>,
-) {
-    loop {
-        let next = jobs.lock().expect("lock").recv();
-        let Ok(job) = next else { return };
-        let result = (|| -> Result<LedgerFile, String> {
-            let (bytes, rows) =
-                kefu_storage::parquet::write_sorted(&job.schema, job.batches, &job.layout)
-                    .map_err(|e| format!("{}: {e}", job.path))?;
-            let file = LedgerFile {
-                path: job.path.clone(),
-                table: job.table,
-                rows,
-                bytes: bytes.len() as u64,
-            };
-            runtime
-                .block_on(warehouse.put(&Warehouse::staged(batch_id, &job.path), bytes))
-                .map_err(|e| e.to_string())?;
-            Ok(file)
-        })();
-        match result {
-            Ok(file) => written.lock().expect("lock").push(file),
-            Err(reason) => {
-                *failure.lock().expect("lock") = Some(reason);
-                return;
-            }
-        }
-    }
-}
-
-/// A 64-bit fingerprint of a table's id (aHash with fixed seeds: fast, well mixed). A
-/// false duplicate needs two of a batch's ids to collide in 64 bits: about 1 in 10^6
-/// for 5 million rows.
-fn fingerprint(hasher: &ahash::RandomState, table: Table, id: &str) -> u64 {
-    // Tables get distinct salts, so equal ids of two tables are not duplicates.
-    hasher.hash_one(id) ^ (table as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-}
-
-struct Partition {
-    batches: Vec<RecordBatch>,
-    rows: usize,
-    bytes: usize,
-}
-
-/// Receives converted rows: drops duplicates, splits by month, buffers, hands full
-/// partitions to the encoder; collects rejects.
-struct BatchSink {
+/// Receives converted rows: buffers them per table and merges them into their table a
+/// chunk at a time (the largest table's rows first when memory runs short); collects
+/// rejects into `_rejects`.
+struct BatchSink<'a> {
     batch_id: String,
-    jobs: SyncSender<EncodeJob>,
+    warehouse: &'a Warehouse,
+    cut: &'a Cut,
+    runtime: &'a tokio::runtime::Runtime,
     source: Option<SourceName>,
     /// The table of the source being read.
     table: Option<Table>,
-    seen: SeenIds,
-    fingerprints: ahash::RandomState,
-    /// Scratch space for one record batch's fingerprints and verdicts.
-    batch_ids: Vec<u64>,
-    batch_new: Vec<bool>,
-    partitions: BTreeMap<(Table, String), Partition>,
+    merges: BTreeMap<Table, TableMerge>,
+    buffers: BTreeMap<Table, (Vec<RecordBatch>, usize)>,
     buffered_bytes: usize,
-    files: usize,
-    landed: BTreeMap<Table, u64>,
     rejects: RejectBuilder,
+    appender: Option<Appender>,
+    /// Rejected records per table meant (`unknown` when none).
+    rejected: BTreeMap<String, u64>,
     tally: RejectTally<(SourceName, RejectedRecord)>,
-    source_counts: Counts,
-    batch_counts: Counts,
+    source_counts: SourceCounts,
+    /// Records read in the batch.
+    records: u64,
 }
 
-impl BatchSink {
-    fn new(batch_id: &str, jobs: SyncSender<EncodeJob>, seen: SeenIds) -> Self {
+#[derive(Debug, Default, Clone, Copy)]
+struct SourceCounts {
+    records: u64,
+    rejected: u64,
+}
+
+type Finished = (Vec<(StoredTable, MergeResult)>, BTreeMap<String, TableCounts>);
+
+impl<'a> BatchSink<'a> {
+    fn new(
+        batch_id: &str,
+        warehouse: &'a Warehouse,
+        cut: &'a Cut,
+        runtime: &'a tokio::runtime::Runtime,
+    ) -> Self {
         BatchSink {
             batch_id: batch_id.to_string(),
-            jobs,
+            warehouse,
+            cut,
+            runtime,
             source: None,
             table: None,
-            seen,
-            batch_ids: Vec::new(),
-            batch_new: Vec::new(),
-            fingerprints: ahash::RandomState::with_seeds(0x6b65_6675, 0x5ba2, 0x5ba3, 0x5ba4),
-            partitions: BTreeMap::new(),
+            merges: BTreeMap::new(),
+            buffers: BTreeMap::new(),
             buffered_bytes: 0,
-            files: 0,
-            landed: BTreeMap::new(),
             rejects: RejectBuilder::default(),
+            appender: None,
+            rejected: BTreeMap::new(),
             tally: RejectTally::new(REJECT_EXAMPLES),
-            source_counts: Counts::default(),
-            batch_counts: Counts::default(),
+            source_counts: SourceCounts::default(),
+            records: 0,
         }
     }
 
     fn begin_source(&mut self) {
-        self.source_counts = Counts::default();
+        self.source_counts = SourceCounts::default();
     }
 
     /// Counts a stream once all its rows and rejects were received.
     fn finish_stream(&mut self, name: &SourceName, outcome: &crate::FileOutcome) {
         self.source_counts.records += outcome.records;
         self.source_counts.rejected += outcome.rejected;
+        self.records += outcome.records;
         tracing::info!(source = %name, table = %outcome.table, encoding = outcome.encoding.name(),
             records = outcome.records, rejected = outcome.rejected, "read");
     }
@@ -750,18 +733,35 @@ impl BatchSink {
         Ok(())
     }
 
-    fn check_encoder(&self, failure: &Mutex<Option<String>>) -> Result<(), IngestError> {
-        match failure.lock().expect("lock").clone() {
-            Some(reason) => Err(IngestError::Write(reason)),
-            None => Ok(()),
-        }
+    fn storage(e: kefu_storage::StorageError) -> IngestError {
+        IngestError::Storage(e)
     }
 
-    fn landed_by_table(&self) -> BTreeMap<String, u64> {
-        self.landed
-            .iter()
-            .map(|(t, n)| (t.name().to_string(), *n))
-            .collect()
+    /// The merge of `table`, started on first use.
+    fn merge_of(&mut self, table: Table) -> Result<&mut TableMerge, IngestError> {
+        if !self.merges.contains_key(&table) {
+            let stored = StoredTable::Model(table);
+            let version = self.cut.version(stored).unwrap_or(0);
+            let files = self
+                .runtime
+                .block_on(self.warehouse.files(stored, version))
+                .map_err(Self::storage)?;
+            let merge = TableMerge::new(self.warehouse, table, version, &files)
+                .map_err(Self::storage)?;
+            self.merges.insert(table, merge);
+        }
+        Ok(self.merges.get_mut(&table).expect("just inserted"))
+    }
+
+    /// Merges `table`'s buffered rows into it.
+    fn merge_buffered(&mut self, table: Table) -> Result<(), IngestError> {
+        let Some((batches, bytes)) = self.buffers.remove(&table) else {
+            return Ok(());
+        };
+        self.buffered_bytes -= bytes;
+        let runtime = self.runtime;
+        let merge = self.merge_of(table)?;
+        runtime.block_on(merge.merge(batches)).map_err(Self::storage)
     }
 
     fn note_reject(&mut self, reject: &RejectedRecord) {
@@ -772,259 +772,114 @@ impl BatchSink {
         });
     }
 
-    fn add_reject(
-        &mut self,
-        table: Option<Table>,
-        reject: &RejectedRecord,
-    ) -> Result<(), IngestError> {
-        self.note_reject(reject);
+    fn flush_rejects(&mut self) -> Result<(), IngestError> {
+        if self.rejects.len() == 0 {
+            return Ok(());
+        }
+        if self.appender.is_none() {
+            let version = self.cut.version(StoredTable::Rejects).unwrap_or(0);
+            self.appender = Some(Appender::new(
+                self.warehouse,
+                StoredTable::Rejects,
+                version,
+                rejects_layout(),
+            ));
+        }
+        let appender = self.appender.as_mut().expect("just set");
+        for (table, batch) in self.rejects.finish() {
+            self.runtime
+                .block_on(appender.append(Some(&table), &batch))
+                .map_err(Self::storage)?;
+        }
+        Ok(())
+    }
+
+    /// Merges everything still buffered and returns each table's result with the counts.
+    fn finish(mut self) -> Result<Finished, (IngestError, Vec<String>)> {
+        let outcome = (|| -> Result<(), IngestError> {
+            let tables: Vec<Table> = self.buffers.keys().copied().collect();
+            for table in tables {
+                self.merge_buffered(table)?;
+            }
+            self.flush_rejects()
+        })();
+        if let Err(e) = outcome {
+            return Err((e, self.abandon()));
+        }
+        let mut counts: BTreeMap<String, TableCounts> = BTreeMap::new();
+        let mut results = Vec::new();
+        for (table, merge) in std::mem::take(&mut self.merges) {
+            let result = merge.finish();
+            counts.insert(table.name().to_string(), result.counts);
+            results.push((StoredTable::Model(table), result));
+        }
+        for (table, n) in &self.rejected {
+            let c = counts.entry(table.clone()).or_default();
+            c.records += n;
+            c.rejected += n;
+        }
+        if let Some(appender) = self.appender.take() {
+            results.push((StoredTable::Rejects, appender.finish()));
+        }
+        Ok((results, counts))
+    }
+
+    /// Files written so far, for deleting when the batch is not committed.
+    fn abandon(&mut self) -> Vec<String> {
+        let mut files = Vec::new();
+        for (_, merge) in std::mem::take(&mut self.merges) {
+            let result = merge.finish();
+            files.extend(result.new_files);
+            files.extend(result.discarded);
+        }
+        if let Some(appender) = self.appender.take() {
+            files.extend(appender.finish().new_files);
+        }
+        files
+    }
+}
+
+impl RowSink for BatchSink<'_> {
+    fn batch(&mut self, batch: RecordBatch, _lines: &[u64]) -> Result<(), IngestError> {
+        let table = Table::ALL
+            .into_iter()
+            .find(|t| t.schema().fields() == batch.schema().fields())
+            .expect("batches are in a model schema");
+        let bytes = batch.get_array_memory_size();
+        let buffer = self.buffers.entry(table).or_default();
+        buffer.0.push(batch);
+        buffer.1 += bytes;
+        self.buffered_bytes += bytes;
+        while self.buffered_bytes > BUFFER_BYTES {
+            let largest = self
+                .buffers
+                .iter()
+                .max_by_key(|(_, b)| b.1)
+                .map(|(t, _)| *t)
+                .expect("buffered bytes belong to tables");
+            self.merge_buffered(largest)?;
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, reject: RejectedRecord) -> Result<(), IngestError> {
+        self.note_reject(&reject);
+        let table = self.table;
+        *self
+            .rejected
+            .entry(table.map_or("unknown", Table::name).to_string())
+            .or_default() += 1;
         let source = self.source.as_ref().expect("a source is being read");
-        self.rejects.push(&self.batch_id, source, table, reject);
+        self.rejects.push(&self.batch_id, source, table, &reject);
         if self.rejects.len() >= REJECT_FILE_ROWS {
             self.flush_rejects()?;
         }
         Ok(())
     }
 
-    fn send(&mut self, job: EncodeJob) -> Result<(), IngestError> {
-        self.files += 1;
-        self.jobs
-            .send(job)
-            .map_err(|_| IngestError::Write("the Parquet encoder stopped".into()))
-    }
-
-    fn flush_rejects(&mut self) -> Result<(), IngestError> {
-        for (table, batch) in self.rejects.finish() {
-            let path = format!(
-                "{REJECTS_TABLE}/table={table}/part-{}-{:05}.parquet",
-                self.batch_id, self.files
-            );
-            let schema = batch.schema();
-            self.send(EncodeJob {
-                path,
-                table: REJECTS_TABLE.to_string(),
-                schema,
-                batches: vec![batch],
-                layout: Layout {
-                    // Source, then member and line.
-                    sort_columns: vec![1, 2, 3],
-                    unique_columns: vec!["raw".into(), "line".into(), "detail".into()],
-                    page_stats_columns: vec!["batch_id".into(), "source".into(), "reason".into()],
-                    no_stats_columns: vec!["raw".into(), "detail".into()],
-                },
-            })?;
-        }
-        Ok(())
-    }
-
-    fn flush_partition(&mut self, key: (Table, String)) -> Result<(), IngestError> {
-        let Some(part) = self.partitions.remove(&key) else {
-            return Ok(());
-        };
-        self.buffered_bytes -= part.bytes;
-        let (table, month) = key;
-        let partition = if partitioned_by_month(table) {
-            format!("month={month}/")
-        } else {
-            String::new()
-        };
-        let path = format!(
-            "{}/{partition}part-{}-{:05}.parquet",
-            table.name(),
-            self.batch_id,
-            self.files
-        );
-        self.send(EncodeJob {
-            path,
-            table: table.name().to_string(),
-            schema: table.schema(),
-            batches: part.batches,
-            layout: table_layout(table),
-        })
-    }
-
-    fn flush_all(&mut self) -> Result<(), IngestError> {
-        let keys: Vec<(Table, String)> = self.partitions.keys().cloned().collect();
-        for key in keys {
-            self.flush_partition(key)?;
-        }
-        self.flush_rejects()
-    }
-
-    /// Drops rows whose event id was seen before in this batch, recording each as a
-    /// duplicate.
-    fn drop_duplicates(
-        &mut self,
-        table: Table,
-        batch: RecordBatch,
-        lines: &[u64],
-    ) -> Result<RecordBatch, IngestError> {
-        let ids = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .expect("ids are text");
-        self.batch_ids.clear();
-        self.batch_ids.extend(
-            ids.iter()
-                .map(|id| fingerprint(&self.fingerprints, table, id.unwrap_or_default())),
-        );
-        self.seen
-            .insert_all(&self.batch_ids, &mut self.batch_new)
-            .map_err(|e| IngestError::Write(format!("spilling the duplicate index: {e}")))?;
-        let mut duplicates = Vec::new();
-        for (row, id) in ids.iter().enumerate() {
-            if !self.batch_new[row] {
-                let id = id.unwrap_or_default();
-                duplicates.push(RejectedRecord {
-                    line: lines.get(row).copied().unwrap_or(0),
-                    reject: crate::Reject {
-                        reason: RejectReason::DuplicateId,
-                        column: Some(table.id_column().to_string()),
-                        detail: format!(
-                            "{} {id} appeared earlier in this batch",
-                            table.id_column()
-                        ),
-                    },
-                    raw: id.to_string(),
-                });
-            }
-        }
-        if duplicates.is_empty() {
-            return Ok(batch);
-        }
-        self.source_counts.duplicates += duplicates.len() as u64;
-        for d in &duplicates {
-            self.add_reject(Some(table), d)?;
-        }
-        filter_record_batch(&batch, &BooleanArray::from(self.batch_new.clone()))
-            .map_err(|e| IngestError::Write(e.to_string()))
-    }
-}
-
-impl RowSink for BatchSink {
-    fn batch(&mut self, batch: RecordBatch, lines: &[u64]) -> Result<(), IngestError> {
-        let table = Table::ALL
-            .into_iter()
-            .find(|t| t.schema().fields() == batch.schema().fields())
-            .expect("batches are in a model schema");
-        let batch = self.drop_duplicates(table, batch, lines)?;
-        *self.landed.entry(table).or_default() += batch.num_rows() as u64;
-        let time_column = table
-            .columns()
-            .iter()
-            .position(|c| c.name == table.event_time_column())
-            .expect("event time column");
-        let parts = if partitioned_by_month(table) {
-            split_by_month(&batch, time_column)?
-        } else {
-            vec![(String::new(), batch)]
-        };
-        for (month, rows) in parts {
-            let bytes = rows.get_array_memory_size();
-            let key = (table, month);
-            let part = self.partitions.entry(key.clone()).or_insert(Partition {
-                batches: Vec::new(),
-                rows: 0,
-                bytes: 0,
-            });
-            part.rows += rows.num_rows();
-            part.bytes += bytes;
-            part.batches.push(rows);
-            self.buffered_bytes += bytes;
-            if part.rows >= FILE_ROWS {
-                self.flush_partition(key)?;
-            }
-        }
-        while self.buffered_bytes > BUFFER_BYTES {
-            let largest = self
-                .partitions
-                .iter()
-                .max_by_key(|(_, p)| p.bytes)
-                .map(|(k, _)| k.clone())
-                .expect("buffered bytes belong to partitions");
-            self.flush_partition(largest)?;
-        }
-        Ok(())
-    }
-
-    fn reject(&mut self, reject: RejectedRecord) -> Result<(), IngestError> {
-        self.add_reject(self.table, &reject)
-    }
-
     fn table(&mut self, table: Table) {
         self.table = Some(table);
     }
-}
-
-pub use kefu_storage::warehouse::partitioned_by_month;
-
-/// `YYYY-MM` of local time in [`PARTITION_TIME_ZONE`].
-fn month_of(micros: i64) -> String {
-    let utc = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
-    let local = PARTITION_TIME_ZONE.from_utc_datetime(&utc.naive_utc());
-    format!("{:04}-{:02}", local.year(), local.month())
-}
-
-/// The first instant (µs UTC) of the local month after the one containing `micros`.
-fn next_month_start(micros: i64) -> i64 {
-    let utc = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
-    let local = PARTITION_TIME_ZONE.from_utc_datetime(&utc.naive_utc());
-    let (y, m) = if local.month() == 12 {
-        (local.year() + 1, 1)
-    } else {
-        (local.year(), local.month() + 1)
-    };
-    let start = chrono::NaiveDate::from_ymd_opt(y, m, 1)
-        .expect("valid month")
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight");
-    PARTITION_TIME_ZONE
-        .from_local_datetime(&start)
-        .earliest()
-        .map_or(i64::MAX, |t| t.timestamp_micros())
-}
-
-/// Rows of `batch` per local month of the event time; null times go to Hive's default
-/// partition.
-fn split_by_month(
-    batch: &RecordBatch,
-    time_column: usize,
-) -> Result<Vec<(String, RecordBatch)>, IngestError> {
-    let times = batch
-        .column(time_column)
-        .as_any()
-        .downcast_ref::<TimestampMicrosecondArray>()
-        .expect("event times are timestamps");
-    let (Some(min), Some(max)) = (arrow::compute::min(times), arrow::compute::max(times)) else {
-        return Ok(vec![("__HIVE_DEFAULT_PARTITION__".into(), batch.clone())]);
-    };
-    if times.null_count() == 0 && max < next_month_start(min) {
-        return Ok(vec![(month_of(min), batch.clone())]);
-    }
-    let mut out = Vec::new();
-    if times.null_count() > 0 {
-        let mask = arrow::compute::is_null(times).map_err(|e| IngestError::Write(e.to_string()))?;
-        out.push((
-            "__HIVE_DEFAULT_PARTITION__".to_string(),
-            filter_record_batch(batch, &mask).map_err(|e| IngestError::Write(e.to_string()))?,
-        ));
-    }
-    let mut month_start = min;
-    while month_start <= max {
-        let end = next_month_start(month_start);
-        let mask: BooleanArray = times
-            .iter()
-            .map(|t| Some(t.is_some_and(|t| t >= month_start && t < end)))
-            .collect();
-        let rows =
-            filter_record_batch(batch, &mask).map_err(|e| IngestError::Write(e.to_string()))?;
-        if rows.num_rows() > 0 {
-            out.push((month_of(month_start), rows));
-        }
-        month_start = end;
-    }
-    Ok(out)
 }
 
 /// Builds `_rejects` rows, per table of origin (`unknown` when the record never reached a
@@ -1047,7 +902,7 @@ struct RejectColumns {
     rejected_at: TimestampMicrosecondBuilder,
 }
 
-pub use kefu_storage::warehouse::rejects_schema;
+pub use kefu_storage::tables::rejects_schema;
 
 impl RejectBuilder {
     fn len(&self) -> usize {
@@ -1118,11 +973,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn months_follow_the_local_calendar() {
-        // 2026-01-31T16:00:00Z is 2026-02-01 00:00 in Shanghai.
-        let feb_start = 1_769_875_200_000_000;
-        assert_eq!(month_of(feb_start), "2026-02");
-        assert_eq!(month_of(feb_start - 1), "2026-01");
-        assert_eq!(next_month_start(feb_start - 1), feb_start);
+    fn reject_table_names_match_storage() {
+        assert_eq!(kefu_storage::tables::REJECTS_TABLE, "_rejects");
+        assert_eq!(rejects_schema().fields().len(), 9);
     }
 }

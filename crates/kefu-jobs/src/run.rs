@@ -35,7 +35,12 @@ use crate::{JobError, local_today};
 pub struct EngineOpener(pub std::sync::Arc<OpenEngine>);
 
 /// What an [`EngineOpener`] calls.
-pub type OpenEngine = dyn Fn(&Warehouse, &EngineOptions) -> Result<Engine, String> + Send + Sync;
+pub type OpenEngine = dyn Fn(
+        Warehouse,
+        EngineOptions,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Engine, String>> + Send>>
+    + Send
+    + Sync;
 
 impl std::fmt::Debug for EngineOpener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,10 +109,13 @@ pub struct IngestSummary {
     pub batch: Option<u64>,
     pub sources_new: usize,
     pub sources_skipped: usize,
+    /// Records read; every one is new, updated, unchanged, stale or rejected.
     pub records: u64,
-    pub landed: u64,
+    pub new: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub stale: u64,
     pub rejected: u64,
-    pub duplicates: u64,
     pub rejects_by_reason: BTreeMap<String, u64>,
 }
 
@@ -225,7 +233,8 @@ struct Runner<'a> {
     warehouse: Warehouse,
     progress: &'a dyn Progress,
     outputs_written: u64,
-    /// The ledger's files, read once per run and again only after an ingest commits.
+    /// The warehouse's state the run reads (pinned: every query and fingerprint of the run
+    /// sees it), read once and again only after an ingest commits.
     inventory: Option<std::sync::Arc<Inventory>>,
 }
 
@@ -379,27 +388,36 @@ struct PlannedUnit {
     sql: String,
 }
 
-/// The warehouse's files, from the ledger: (table, month partition, path).
+/// One state of the warehouse (a cut: every table at the version one operation left it)
+/// and the files of each table in it: (table, month partition, path).
 struct Inventory {
+    cut: kefu_storage::Cut,
     files: Vec<(String, Option<String>, String)>,
 }
 
 impl Inventory {
     async fn read(warehouse: &Warehouse) -> Result<Self, String> {
-        let ledger = warehouse.ledger().await.map_err(|e| e.to_string())?;
+        let cut = warehouse
+            .cut(kefu_storage::AsOf::Latest)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut files = Vec::new();
-        for batch in ledger {
-            for f in batch.files {
-                let month = f
-                    .path
-                    .split('/')
-                    .find_map(|p| p.strip_prefix("month="))
-                    .map(str::to_string);
-                files.push((f.table, month, f.path));
+        for table in kefu_storage::StoredTable::ALL {
+            for f in warehouse
+                .files_at(&cut, table)
+                .await
+                .map_err(|e| e.to_string())?
+                .iter()
+            {
+                let month = table
+                    .partition_column()
+                    .filter(|c| *c == kefu_storage::tables::MONTH_COLUMN)
+                    .and(f.partition.clone());
+                files.push((table.name().to_string(), month, f.path.clone()));
             }
         }
         files.sort();
-        Ok(Inventory { files })
+        Ok(Inventory { cut, files })
     }
 
     /// A fingerprint of `seed` and the files of `tables` in months up to `until`
@@ -511,12 +529,18 @@ impl Runner<'_> {
         Ok(inventory)
     }
 
-    fn engine(&self) -> Result<Engine, String> {
+    /// A session at the inventory's cut, so that what a query reads is what its
+    /// fingerprint names.
+    async fn engine(&self, inventory: &Inventory) -> Result<Engine, String> {
+        let options = EngineOptions {
+            as_of: kefu_storage::AsOf::Operation(inventory.cut.seq),
+            ..EngineOptions::default()
+        };
         match &self.options.engine {
-            Some(open) => (open.0)(&self.warehouse, &EngineOptions::default()),
-            None => {
-                Engine::open(&self.warehouse, &EngineOptions::default()).map_err(|e| e.to_string())
-            }
+            Some(open) => (open.0)(self.warehouse.clone(), options).await,
+            None => Engine::open(&self.warehouse, &options)
+                .await
+                .map_err(|e| e.to_string()),
         }
     }
 
@@ -536,34 +560,39 @@ impl Runner<'_> {
         };
         match kefu_ingest::ingest(&step.sources, &self.warehouse, &options, self.progress) {
             Ok(r) => {
+                let totals = r.totals();
                 let summary = IngestSummary {
                     batch: r.batch.as_ref().map(|b| b.seq),
                     sources_new: r.sources,
                     sources_skipped: r.skipped.len(),
-                    records: r.counts.records,
-                    landed: r.counts.landed,
-                    rejected: r.counts.rejected,
-                    duplicates: r.counts.duplicates,
+                    records: totals.records,
+                    new: totals.new,
+                    updated: totals.updated,
+                    unchanged: totals.unchanged,
+                    stale: totals.stale,
+                    rejected: totals.rejected,
                     rejects_by_reason: r
                         .rejects_by_reason
                         .iter()
                         .map(|(k, v)| (k.to_string(), *v))
                         .collect(),
                 };
-                report.rows = r.counts.landed;
+                report.rows = totals.new + totals.updated;
                 if r.batch.is_none() {
                     report.status = StepStatus::UpToDate;
                     report.message =
                         format!("no new sources ({} already ingested)", r.skipped.len());
                 } else {
-                    // The ledger has a new batch: the files the fingerprints see changed.
+                    // A new batch: the state the fingerprints see changed.
                     self.inventory = None;
                     report.message = format!(
-                        "batch {}: {} rows landed, {} rejected, {} duplicates from {} new sources",
+                        "batch {}: {} new, {} updated, {} unchanged, {} stale, {} rejected from {} new sources",
                         summary.batch.unwrap_or_default(),
-                        r.counts.landed,
-                        r.counts.rejected,
-                        r.counts.duplicates,
+                        totals.new,
+                        totals.updated,
+                        totals.unchanged,
+                        totals.stale,
+                        totals.rejected,
                         r.sources,
                     );
                 }
@@ -664,8 +693,8 @@ impl Runner<'_> {
         report: &mut StepReport,
     ) -> Result<(), String> {
         let units = self.plan_units(step, self.options.range)?;
-        let engine = self.engine()?;
         let inventory = self.inventory().await?;
+        let engine = self.engine(&inventory).await?;
         let tables = match units.first() {
             Some(u) => tables_read(&engine, &u.sql)
                 .await
@@ -875,8 +904,8 @@ impl Runner<'_> {
                 .collect(),
             None => vec![Period::Month.start(dates::eval(&step.month, self.run_date)?)],
         };
-        let engine = self.engine()?;
         let inventory = self.inventory().await?;
+        let engine = self.engine(&inventory).await?;
         let mut built = 0;
         for month in months {
             let label = Period::Month.label(month);

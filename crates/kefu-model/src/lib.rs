@@ -10,5 +10,5 @@ pub mod doc;
 pub mod table;
 pub mod vocab;
 
-pub use table::{Column, ColumnKind, Table, UnknownTable};
+pub use table::{Column, ColumnKind, Table, UnknownTable, VersionPart};
 pub use vocab::{Term, UnknownTerm, Vocabulary};

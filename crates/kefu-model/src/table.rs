@@ -440,6 +440,13 @@ static TICKETS: &[Column] = &[
         "问题描述",
         "Free-text description (may contain line breaks).",
     ),
+    col(
+        "updated_at",
+        TS,
+        NULL,
+        "更新时间",
+        "When this version of the ticket came about: its latest workflow event (received, dispatched, first contact, resolved, closed), or the export time of event-log exports. Decides which of two exported versions is newer; null when the export has no such column (then workflow progress decides).",
+    ),
 ];
 
 static CALLBACKS: &[Column] = &[
@@ -682,7 +689,28 @@ static CUSTOMERS: &[Column] = &[
         "销户原因",
         "Churn type; null while active.",
     ),
+    col(
+        "updated_at",
+        TS,
+        NULL,
+        "更新时间",
+        "When the customer record last changed (opened, tier change, closed), or the export time of a snapshot that has no such column per row. Decides which of two exported versions is newer; null when the export has no such column.",
+    ),
 ];
+
+/// One part of a table's version order, most significant first: how kefu decides which of
+/// two exported versions of the same record (same key) is the newer one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionPart {
+    /// A later value of this column is newer; null is oldest.
+    Latest(&'static str),
+    /// A non-null value of this column is newer than null (a survey score that arrived
+    /// later, a closing date).
+    Present(&'static str),
+    /// Workflow progress of a ticket's `status`: received < dispatched < in progress <
+    /// replied < callback done < closed, rejected, withdrawn.
+    Workflow(&'static str),
+}
 
 /// The canonical tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -755,6 +783,44 @@ impl Table {
     /// The unique key of a row.
     pub fn id_column(self) -> &'static str {
         self.columns()[0].name
+    }
+
+    /// The record's key: a record exported again (re-sent, or in a later state) has the
+    /// same key, and the warehouse holds one row per key, its newest version.
+    pub fn key_column(self) -> &'static str {
+        self.id_column()
+    }
+
+    /// How two versions of one record are ordered, most significant part first. Ties
+    /// that differ in content go to the later batch (or the later row within a batch);
+    /// identical versions are duplicates.
+    pub fn version_rule(self) -> &'static [VersionPart] {
+        use VersionPart::*;
+        match self {
+            // A call is exported once it ended; a later export may add the survey score.
+            Table::Calls => &[Latest("ended_at"), Present("score")],
+            // Tickets change state: the export time when the export has it, else workflow
+            // progress (a reopened ticket has gone further than one never reopened).
+            Table::Tickets => &[
+                Latest("updated_at"),
+                Latest("reopened_count"),
+                Workflow("status"),
+                Latest("closed_at"),
+                Latest("resolved_at"),
+                Latest("first_contact_at"),
+                Latest("dispatched_at"),
+            ],
+            Table::Callbacks => &[Latest("performed_at"), Present("score")],
+            // A visit is exported at the end of the branch's day; a later export may
+            // complete it.
+            Table::Visits => &[
+                Latest("service_ended_at"),
+                Latest("service_started_at"),
+                Latest("called_at"),
+            ],
+            // Customers change tier and close: the change time when the export has it.
+            Table::Customers => &[Latest("updated_at"), Present("closed_at")],
+        }
     }
 
     /// The column that places a row in time (partitioning and ordering use it).
@@ -863,6 +929,13 @@ mod tests {
             let time = table.column(table.event_time_column()).unwrap();
             assert_eq!(time.kind, ColumnKind::Timestamp);
             assert!(!time.nullable);
+            let key = table.column(table.key_column()).unwrap();
+            assert!(!key.nullable, "{table}: the key is required");
+            for part in table.version_rule() {
+                let (VersionPart::Latest(c) | VersionPart::Present(c) | VersionPart::Workflow(c)) =
+                    *part;
+                assert!(table.column(c).is_some(), "{table}: version column {c}");
+            }
         }
     }
 

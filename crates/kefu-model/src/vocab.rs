@@ -278,6 +278,21 @@ vocabulary! {
     }
 }
 
+impl TicketStatus {
+    /// How far along the workflow a ticket in this status is: later states rank higher;
+    /// the three final states (closed, rejected, withdrawn) rank equal and highest.
+    pub const fn workflow_rank(self) -> u8 {
+        match self {
+            TicketStatus::Received => 0,
+            TicketStatus::Dispatched => 1,
+            TicketStatus::InProgress => 2,
+            TicketStatus::Replied => 3,
+            TicketStatus::CallbackDone => 4,
+            TicketStatus::Closed | TicketStatus::Rejected | TicketStatus::Withdrawn => 5,
+        }
+    }
+}
+
 vocabulary! {
     /// Outcome of a mediation, for complaints that needed one.
     MediationResult = "mediation_result" {

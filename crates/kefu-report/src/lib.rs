@@ -154,6 +154,8 @@ pub struct MonthlyReport {
     pub derived: Vec<DerivedTable>,
     pub summary: String,
     pub html: String,
+    /// The state of the warehouse the figures come from (batch and table versions).
+    pub snapshot: kefu_storage::Cut,
 }
 
 /// The named queries the report runs, with their parameters for `request`.
@@ -230,7 +232,8 @@ pub async fn build(
     let figures = Figures::derive(request, &by_name)?;
     let derived = figures.tables(request.lang);
     let summary = figures.summary(request);
-    let html = page::render(request, &figures, &summary)?;
+    let snapshot = engine.cut().clone();
+    let html = page::render(request, &figures, &summary, &snapshot)?;
     Ok(MonthlyReport {
         request: request.clone(),
         queries,
@@ -238,6 +241,7 @@ pub async fn build(
         derived,
         summary,
         html,
+        snapshot,
     })
 }
 
@@ -268,6 +272,13 @@ impl MonthlyReport {
                 .collect(),
         };
         files.push(("tables/_queries.csv".to_string(), parameters.csv()?));
+        let snapshot = serde_json::to_vec_pretty(&serde_json::json!({
+            "batch": self.snapshot.seq,
+            "committed_at": self.snapshot.committed_at,
+            "versions": self.snapshot.versions,
+        }))
+        .map_err(|e| ReportError::Write(e.to_string()))?;
+        files.push(("tables/_snapshot.json".to_string(), snapshot));
         Ok(files)
     }
 

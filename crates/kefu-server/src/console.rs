@@ -172,7 +172,7 @@ async fn build_dashboard(
     lang: kefu_report::Lang,
 ) -> Result<serde_json::Value, (StatusCode, String)> {
     let internal = |e: String| (StatusCode::INTERNAL_SERVER_ERROR, e);
-    let engine = state.engine().map_err(|e| internal(e.to_string()))?;
+    let engine = state.engine().await.map_err(|e| internal(e.to_string()))?;
     let month = match month.filter(|m| !m.is_empty()) {
         Some(m) => m,
         None => {

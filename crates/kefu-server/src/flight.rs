@@ -140,15 +140,16 @@ impl FlightSql {
             })
     }
 
-    fn engine(&self) -> Result<Engine, Status> {
+    async fn engine(&self) -> Result<Engine, Status> {
         self.state
             .engine()
+            .await
             .map_err(|e| Status::internal(e.to_string()))
     }
 
     /// Plans `sql` (read-only) with `params` bound to `$1`, `$2`, … (the first row).
     async fn plan(&self, sql: &str, params: Option<&RecordBatch>) -> Result<DataFrame, Status> {
-        let df = self.engine()?.sql(sql).await.map_err(status_of)?;
+        let df = self.engine().await?.sql(sql).await.map_err(status_of)?;
         match params {
             Some(batch) if batch.num_rows() > 0 => {
                 let values = batch
@@ -491,7 +492,7 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.authorize(&request)?;
-        let engine = self.engine()?;
+        let engine = self.engine().await?;
         // The builder applies the request's filters (catalog, schema and table patterns,
         // table types) and adds each table's schema when asked.
         let mut builder = query.into_builder();

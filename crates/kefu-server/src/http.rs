@@ -46,12 +46,12 @@ pub struct AppState {
 impl AppState {
     /// A read-only session over the warehouse with the per-query memory limit: every
     /// query of the server (HTTP, Flight SQL, the dashboard) runs in one.
-    pub fn engine(&self) -> Result<Engine, kefu_sql::SqlError> {
+    pub async fn engine(&self) -> Result<Engine, kefu_sql::SqlError> {
         let options = EngineOptions {
             memory_limit: self.sql.memory_limit,
             ..EngineOptions::default()
         };
-        Engine::open(&self.warehouse, &options)
+        Engine::open(&self.warehouse, &options).await
     }
 }
 
@@ -327,7 +327,7 @@ pub(crate) async fn run(
     sql: &str,
     max_rows: Option<usize>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>, bool), String> {
-    let engine = state.engine().map_err(|e| e.to_string())?;
+    let engine = state.engine().await.map_err(|e| e.to_string())?;
     let mut df = engine.sql(sql).await.map_err(|e| e.to_string())?;
     if let Some(max_rows) = max_rows {
         // One row more than allowed tells whether the result was cut.

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use kefu_ingest::{IngestOptions, Profile};
-use kefu_storage::{BatchRecord, Warehouse};
+use kefu_storage::{OperationRecord, Warehouse};
 use serde::{Deserialize, Serialize};
 
 use crate::ServerError;
@@ -46,13 +46,38 @@ impl Status {
     }
 }
 
-/// Every record of an upload is landed, rejected or a duplicate of another's event id.
+/// What became of an upload's records: each is new, an update of a record in the
+/// warehouse, unchanged (identical to the version kept), stale (older than it) or
+/// rejected. `landed` (new + updated) and `duplicates` (unchanged + stale) sum them up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadCounts {
     pub records: u64,
-    pub landed: u64,
+    #[serde(default)]
+    pub new: u64,
+    #[serde(default)]
+    pub updated: u64,
+    #[serde(default)]
+    pub unchanged: u64,
+    #[serde(default)]
+    pub stale: u64,
     pub rejected: u64,
+    pub landed: u64,
     pub duplicates: u64,
+}
+
+impl From<kefu_storage::TableCounts> for UploadCounts {
+    fn from(c: kefu_storage::TableCounts) -> Self {
+        UploadCounts {
+            records: c.records,
+            new: c.new,
+            updated: c.updated,
+            unchanged: c.unchanged,
+            stale: c.stale,
+            rejected: c.rejected,
+            landed: c.new + c.updated,
+            duplicates: c.unchanged + c.stale,
+        }
+    }
 }
 
 /// What an upload repeats: an earlier upload, or a batch of the ledger.
@@ -270,10 +295,11 @@ impl Inbox {
 
 /// The batch and source of the ledger that hold `content_hash`.
 pub fn find_in_ledger<'l>(
-    ledger: &'l [BatchRecord],
+    ledger: &'l [OperationRecord],
     content_hash: &str,
-) -> Option<(&'l BatchRecord, &'l kefu_storage::LedgerSource)> {
-    ledger.iter().find_map(|b| {
+) -> Option<(&'l OperationRecord, &'l kefu_storage::LedgerSource)> {
+    let reverted = kefu_storage::maintain::reverted(ledger);
+    ledger.iter().filter(|b| !reverted.contains(&b.seq)).find_map(|b| {
         b.sources
             .iter()
             .find(|s| s.content_hash == content_hash)
@@ -388,19 +414,14 @@ async fn ingest_one(context: &Arc<IngestContext>, id: &str) {
     };
     match outcome {
         Ok(Finished::Batch(report)) => {
-            upload.counts = UploadCounts {
-                records: report.counts.records,
-                landed: report.counts.landed,
-                rejected: report.counts.rejected,
-                duplicates: report.counts.duplicates,
-            };
+            upload.counts = UploadCounts::from(report.totals());
             upload.rejects_by_reason = report
                 .rejects_by_reason
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect();
             if let Some(batch) = &report.batch {
-                upload.batch_id = Some(batch.batch_id.clone());
+                upload.batch_id = Some(batch.id.clone());
                 upload.batch_seq = Some(batch.seq);
             } else if let Some(skip) = report.skipped.first() {
                 // Committed by someone else meanwhile (another writer of the warehouse).
@@ -415,14 +436,10 @@ async fn ingest_one(context: &Arc<IngestContext>, id: &str) {
             let own = source.name == uploads.inbox.file_path(&upload).to_string_lossy();
             if own {
                 tracing::info!(upload = %id, batch = batch.seq, "the upload had committed before the last stop");
-                upload.batch_id = Some(batch.batch_id.clone());
+                upload.batch_id = Some(batch.id.clone());
                 upload.batch_seq = Some(batch.seq);
-                upload.counts = UploadCounts {
-                    records: source.records,
-                    landed: source.landed,
-                    rejected: source.rejected,
-                    duplicates: source.duplicates,
-                };
+                // Each upload is a batch of its own: the batch's counts are the upload's.
+                upload.counts = UploadCounts::from(batch.totals());
             } else {
                 upload.duplicate_of = Some(DuplicateOf {
                     upload: None,
@@ -453,7 +470,7 @@ async fn ingest_one(context: &Arc<IngestContext>, id: &str) {
 
 enum Finished {
     Batch(kefu_ingest::IngestReport),
-    Ledger((BatchRecord, kefu_storage::LedgerSource)),
+    Ledger((OperationRecord, kefu_storage::LedgerSource)),
 }
 
 /// Ingests the upload on a thread of its own (the ingest blocks and uses every core; a

@@ -3,12 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use datafusion::config::ConfigOptions;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -16,11 +12,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement};
-use kefu_model::Table;
-use kefu_storage::Warehouse;
-use kefu_storage::warehouse::{
-    MONTH_COLUMN, REJECTS_TABLE, REJECTS_TABLE_COLUMN, partitioned_by_month, rejects_schema,
-};
+use kefu_storage::{AsOf, Cut, StoredTable, Warehouse};
 
 use crate::SqlError;
 
@@ -36,6 +28,8 @@ pub struct EngineOptions {
     pub target_partitions: Option<usize>,
     /// The working calendar of `business_seconds`.
     pub calendar: crate::udf::WorkingCalendar,
+    /// Which state of the warehouse to read (the newest committed by default).
+    pub as_of: AsOf,
 }
 
 /// A registered table: its name, its schema (partition columns last) and what it holds.
@@ -47,10 +41,12 @@ pub struct TableInfo {
 }
 
 /// A read-only SQL session over a warehouse: every canonical table and `_rejects`
-/// registered as Hive-partitioned Parquet with the model's schema.
+/// registered at the versions of one cut (the newest committed operation, or the one
+/// `as_of` names), so every query of the session sees every table as of one batch.
 pub struct Engine {
     ctx: SessionContext,
     tables: Vec<TableInfo>,
+    cut: Cut,
 }
 
 /// DataFusion settings from the environment, over kefu's own: each option `a.b.c` is
@@ -77,19 +73,32 @@ pub fn read_only() -> SQLOptions {
 }
 
 impl Engine {
-    /// Opens a session over `warehouse`. Registration reads no data files: schemas come
-    /// from the model, and files are listed when a query runs.
-    pub fn open(warehouse: &Warehouse, options: &EngineOptions) -> Result<Self, SqlError> {
-        Engine::open_with(warehouse, options, Ok)
+    /// Opens a session over `warehouse` at the cut `options.as_of` names. Reads the
+    /// ledger and each table's list of files (from its log), no data.
+    pub async fn open(warehouse: &Warehouse, options: &EngineOptions) -> Result<Self, SqlError> {
+        Engine::open_with(warehouse, options, Ok).await
     }
 
     /// Opens a session whose state `upgrade` may change before the warehouse's functions
     /// and tables are registered in it: `kefu-cluster` makes it run on a Ballista cluster.
-    pub fn open_with(
+    pub async fn open_with(
         warehouse: &Warehouse,
         options: &EngineOptions,
         upgrade: impl FnOnce(SessionState) -> datafusion::error::Result<SessionState>,
     ) -> Result<Self, SqlError> {
+        let cut = warehouse
+            .cut(options.as_of)
+            .await
+            .map_err(|e| SqlError::Warehouse(e.to_string()))?;
+        let mut files = Vec::new();
+        for table in StoredTable::ALL {
+            files.push(
+                warehouse
+                    .files_at(&cut, table)
+                    .await
+                    .map_err(|e| SqlError::Warehouse(e.to_string()))?,
+            );
+        }
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(limit) = options.memory_limit {
             runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
@@ -149,28 +158,16 @@ impl Engine {
             ctx.register_object_store(&bucket, warehouse.store());
         }
         let mut tables = Vec::new();
-        for table in Table::ALL {
-            let partitions = if partitioned_by_month(table) {
-                vec![MONTH_COLUMN.to_string()]
-            } else {
-                Vec::new()
-            };
-            tables.push(register(
-                &ctx,
-                &root,
-                table.name(),
-                table.schema(),
-                partitions,
-            )?);
+        for (table, files) in StoredTable::ALL.into_iter().zip(files) {
+            tables.push(register(&ctx, &root, table, cut.version(table), files)?);
         }
-        tables.push(register(
-            &ctx,
-            &root,
-            REJECTS_TABLE,
-            rejects_schema(),
-            vec![REJECTS_TABLE_COLUMN.to_string()],
-        )?);
-        Ok(Engine { ctx, tables })
+        Ok(Engine { ctx, tables, cut })
+    }
+
+    /// The state of the warehouse this session reads: the operation and each table's
+    /// version.
+    pub fn cut(&self) -> &Cut {
+        &self.cut
     }
 
     /// The session, for registering more (functions, views) or running trusted SQL.
@@ -254,32 +251,25 @@ pub async fn execute_cancellable(
 fn register(
     ctx: &SessionContext,
     root: &url::Url,
-    name: &str,
-    file_schema: SchemaRef,
-    partition_columns: Vec<String>,
+    table: StoredTable,
+    version: Option<u64>,
+    files: Arc<Vec<kefu_storage::DataFile>>,
 ) -> Result<TableInfo, SqlError> {
+    let name = table.name();
     let url = root
         .join(&format!("{name}/"))
         .map_err(|e| SqlError::Warehouse(format!("table {name}: {e}")))?;
-    let table_url = ListingTableUrl::parse(url.as_str()).map_err(SqlError::DataFusion)?;
-    let listing = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet")
-        .with_table_partition_cols(
-            partition_columns
-                .iter()
-                .map(|c| (c.clone(), DataType::Utf8))
-                .collect(),
-        );
-    let config = ListingTableConfig::new(table_url)
-        .with_listing_options(listing)
-        .with_schema(file_schema);
-    let provider = ListingTable::try_new(config).map_err(SqlError::DataFusion)?;
+    let provider = crate::snapshot::SnapshotTable::new(table, version, &url, files)
+        .map_err(SqlError::DataFusion)?;
     let schema = datafusion::datasource::TableProvider::schema(&provider);
     ctx.register_table(name, Arc::new(provider))
         .map_err(SqlError::DataFusion)?;
     Ok(TableInfo {
         name: name.to_string(),
         schema,
-        partition_columns,
+        partition_columns: table
+            .partition_column()
+            .map(|c| vec![c.to_string()])
+            .unwrap_or_default(),
     })
 }

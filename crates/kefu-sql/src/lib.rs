@@ -1,6 +1,7 @@
 //! SQL over a kefu warehouse. [`Engine`] opens a DataFusion session with every table of
-//! the warehouse registered (Hive-partitioned Parquet, schemas from the model, memory
-//! bounded with spilling), read-only for ad hoc SQL; [`output`] writes results as a
+//! the warehouse registered at one consistent cut ([`snapshot`]: the files each Delta
+//! table's log names at the cut's version; schemas from the model; memory bounded with
+//! spilling), read-only for ad hoc SQL; [`output`] writes results as a
 //! terminal table, CSV, JSON, NDJSON or Parquet; [`queries`] is the library of named,
 //! parameterised KPI queries from `queries/`; [`udf`] adds the functions they need that
 //! SQL lacks, such as business-time durations under a working calendar.
@@ -9,6 +10,7 @@ pub mod by_key;
 pub mod engine;
 pub mod output;
 pub mod queries;
+pub mod snapshot;
 pub mod udf;
 
 pub use engine::{Engine, EngineOptions, TableInfo, execute_cancellable};

@@ -1,18 +1,29 @@
-//! Where a kefu warehouse lives. Every command that reads or writes a warehouse takes one
-//! location, `--warehouse DIR_OR_URL` (env `KEFU_WAREHOUSE`, default `./kefu-warehouse`):
-//! a local directory — the embedded default, no server needed — or an object-store URL
-//! (`file:///abs/dir`, `s3://bucket/prefix`). This crate parses and normalises that
-//! location, opens it as an object store ([`Warehouse`]), keeps the ledger of committed
-//! batches with the commit protocol that makes a batch land whole or not at all
-//! ([`warehouse`]), and says how kefu writes Parquet ([`parquet`]).
+//! Where a kefu warehouse lives and how it stores its tables. Every command that reads or
+//! writes a warehouse takes one location, `--warehouse DIR_OR_URL` (env `KEFU_WAREHOUSE`,
+//! default `./kefu-warehouse`): a local directory — the embedded default, no server
+//! needed — or an object-store URL (`file:///abs/dir`, `s3://bucket/prefix`). This crate
+//! parses and normalises that location, keeps its tables as Delta Lake tables
+//! ([`delta`], [`tables`]), keeps the ledger of operations ([`ledger`]) with the commit
+//! protocol that makes an operation land in every table whole, exactly once, and gives
+//! readers a consistent cut across the tables ([`warehouse`]); it merges keyed records
+//! into the tables, newest version wins ([`merge`]), compacts, vacuums and reverts
+//! ([`maintain`]), and says how kefu writes Parquet ([`parquet`]). It does not read
+//! exports (that is `kefu-ingest`) nor answer SQL (`kefu-sql`).
 
+pub mod delta;
+pub mod ledger;
+pub mod maintain;
+pub mod merge;
 pub mod parquet;
 pub mod publish;
+pub mod tables;
 pub mod warehouse;
 
+pub use delta::{DataFile, DeltaError};
+pub use ledger::{LedgerSource, OperationKind, OperationRecord, TableCounts};
+pub use tables::StoredTable;
 pub use warehouse::{
-    BatchRecord, Commit, LedgerFile, LedgerSource, Recovery, TableStatus, Warehouse,
-    WarehouseStatus,
+    AsOf, Commit, Cut, OperationPlan, Recovery, TableStatus, Warehouse, WarehouseStatus,
 };
 
 use std::fmt;
@@ -28,7 +39,7 @@ pub const DEFAULT_WAREHOUSE: &str = "./kefu-warehouse";
 /// Object-store schemes a warehouse may use.
 pub const SUPPORTED_SCHEMES: &[&str] = &["file", "s3"];
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("warehouse location is empty")]
     Empty,
@@ -42,6 +53,16 @@ pub enum StorageError {
     BadPath { path: PathBuf, reason: String },
     #[error("warehouse {location}: {reason}")]
     Io { location: String, reason: String },
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
+    #[error(
+        "warehouse {location} was written by an earlier kefu (Hive-partitioned Parquet with its own ledger); convert it to Delta tables with `kefu convert --warehouse {location}`"
+    )]
+    Legacy { location: String },
+    #[error("warehouse {location}: {reason}")]
+    NoSuchState { location: String, reason: String },
+    #[error("warehouse {location}: {reason}")]
+    Refused { location: String, reason: String },
 }
 
 /// A validated, normalised warehouse location: always a URL ending in `/`.
@@ -180,10 +201,10 @@ mod tests {
     #[test]
     fn bad_locations_are_refused_with_the_reason() {
         let cwd = Path::new("/");
-        assert_eq!(
+        assert!(matches!(
             WarehouseLocation::parse_in("  ", cwd),
             Err(StorageError::Empty)
-        );
+        ));
         let err = WarehouseLocation::parse_in("ftp://host/wh", cwd).unwrap_err();
         assert!(err.to_string().contains("'ftp' is not supported"), "{err}");
         let err = WarehouseLocation::parse_in("s3:///nobucket", cwd).unwrap_err();

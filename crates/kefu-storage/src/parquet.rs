@@ -65,6 +65,55 @@ pub fn writer_properties(layout: &Layout) -> WriterProperties {
     .build()
 }
 
+/// How a canonical table's files are written: sorted by region and event time; page
+/// statistics on what queries filter by (the key, times, region, branch); none on other
+/// ids, free text and enum codes (every row group holds most values, so min/max would
+/// prune nothing, and computing them costs a string comparison per value); no dictionary
+/// for ids and times.
+pub fn table_layout(table: kefu_model::Table) -> Layout {
+    use kefu_model::ColumnKind;
+    let columns = table.columns();
+    let at = |name: &str| columns.iter().position(|c| c.name == name);
+    let names = |keep: &dyn Fn(&kefu_model::Column) -> bool| {
+        columns
+            .iter()
+            .filter(|c| keep(c))
+            .map(|c| c.name.to_string())
+            .collect()
+    };
+    Layout {
+        sort_columns: [at("region"), at(table.event_time_column())]
+            .into_iter()
+            .flatten()
+            .collect(),
+        unique_columns: names(&|c| matches!(c.kind, ColumnKind::Id | ColumnKind::Timestamp)),
+        page_stats_columns: names(&|c| {
+            c.kind == ColumnKind::Timestamp
+                || c.name == table.id_column()
+                || c.name == "region"
+                || c.name == "branch_id"
+        }),
+        no_stats_columns: names(&|c| {
+            matches!(
+                c.kind,
+                ColumnKind::Id | ColumnKind::Text | ColumnKind::Enum(_)
+            ) && c.name != table.id_column()
+                && c.name != "region"
+                && c.name != "branch_id"
+        }),
+    }
+}
+
+/// How `_rejects` files are written: by source, then member and line.
+pub fn rejects_layout() -> Layout {
+    Layout {
+        sort_columns: vec![1, 2, 3],
+        unique_columns: vec!["raw".into(), "line".into(), "detail".into()],
+        page_stats_columns: vec!["batch_id".into(), "source".into(), "reason".into()],
+        no_stats_columns: vec!["raw".into(), "detail".into()],
+    }
+}
+
 /// Rows gathered per write when sorting: small enough that the allocator reuses the
 /// buffers from one write to the next instead of mapping fresh memory each time.
 const GATHER_ROWS: usize = 16 * 1024;
@@ -262,6 +311,79 @@ pub fn encode(
     writer.write(batch)?;
     writer.close()?;
     Ok(out)
+}
+
+/// Reads a Parquet file of an object store a byte range at a time (only the footer and
+/// the column chunks a projection needs), for `ParquetRecordBatchStreamBuilder`.
+#[derive(Debug, Clone)]
+pub struct ObjectReader {
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+    path: object_store::path::Path,
+    size: u64,
+}
+
+impl ObjectReader {
+    pub fn new(
+        store: std::sync::Arc<dyn object_store::ObjectStore>,
+        path: object_store::path::Path,
+        size: u64,
+    ) -> Self {
+        ObjectReader { store, path, size }
+    }
+}
+
+fn object_error(e: object_store::Error) -> parquet::errors::ParquetError {
+    parquet::errors::ParquetError::External(Box::new(e))
+}
+
+impl parquet::arrow::async_reader::AsyncFileReader for ObjectReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
+        use futures::FutureExt;
+        use object_store::ObjectStoreExt;
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(object_error)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
+        use futures::FutureExt;
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(object_error)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a parquet::arrow::arrow_reader::ArrowReaderOptions>,
+    ) -> futures::future::BoxFuture<
+        'a,
+        parquet::errors::Result<std::sync::Arc<parquet::file::metadata::ParquetMetaData>>,
+    > {
+        use futures::FutureExt;
+        async move {
+            let size = self.size;
+            let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .load_and_finish(self, size)
+                .await?;
+            Ok(std::sync::Arc::new(metadata))
+        }
+        .boxed()
+    }
 }
 
 /// Every `.parquet` file below `dir` (a local table directory), in path order.

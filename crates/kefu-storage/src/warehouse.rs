@@ -1,148 +1,167 @@
-//! An open warehouse: its object store, its ledger of committed batches, and the commit
-//! protocol that makes a batch land whole or not at all.
+//! An open warehouse: its tables (Delta tables), its ledger of operations, and the commit
+//! protocol that makes an operation land in every table it touches, whole, exactly once.
 //!
 //! Layout (paths relative to the warehouse root):
 //!
 //! ```text
-//! calls/month=2026-01/part-<batch>-00000.parquet   tables, Hive-partitioned
-//! _rejects/table=calls/part-<batch>-00000.parquet  rejected records
-//! _kefu/ledger/0000000001.json                     one record per committed batch
-//! _kefu/staging/<batch>/calls/month=…/part-….parquet  files of a batch being written
-//! _kefu/lock                                       held by an ingest (local warehouses)
+//! calls/_delta_log/…                         each table's Delta log
+//! calls/month=2026-01/part-….parquet         its files (partitioned by local month)
+//! tickets/ callbacks/ visits/ customers/ _rejects/
+//! _kefu/ledger/0000000001.json               one record per operation (the commit point)
+//! _kefu/actions/<id>.json                    an operation's actions for each table's log
+//! _kefu/lock                                 held by a writer (local warehouses)
 //! ```
 //!
-//! Commit protocol: a batch writes every file under `_kefu/staging/<batch>/` first. It
-//! commits by creating the next ledger record with put-if-absent (so two writers can never
-//! take the same sequence number), then publishes: each staged file is renamed to its place
-//! in the table. A crash before the ledger record leaves only staged files, which the next
-//! writer deletes; a crash after it leaves a committed batch whose remaining staged files
-//! the next writer (or `recover`) renames into place. Either way the batch is seen whole
-//! or not at all once recovery has run, and it never lands twice.
+//! Commit protocol. An operation writes its new Parquet files into the tables (no reader
+//! sees them: Delta readers read only files the log names), then its actions file, then
+//! creates the next ledger record with put-if-absent — the commit point: two writers can
+//! never take the same number, and a writer that lost the race has committed nothing. Then
+//! it commits each touched table's version `v + 1` with the transaction `(kefu, seq)`.
+//! Readers take the newest record whose table versions all exist (and otherwise the one
+//! before it), so they see every table as of one operation, never half of one. A crash
+//! after the commit point is finished by the next writer from the actions file (a table
+//! already holding its version is recognised by the transaction and left alone); a crash
+//! before it leaves only files no log names, which `kefu vacuum` removes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use crate::delta::{DataFile, TableLog};
+use crate::ledger::{
+    OperationActions, OperationRecord, TableActions, TableChange, actions_path, record_path,
+};
+use crate::tables::{CHECKPOINT_INTERVAL, StoredTable};
 use crate::{StorageError, WarehouseLocation};
 
 pub const LEDGER_DIR: &str = "_kefu/ledger";
-pub const STAGING_DIR: &str = "_kefu/staging";
-pub const REJECTS_TABLE: &str = "_rejects";
-/// The Hive partition column of the event tables: `month=YYYY-MM`, the month of the
-/// event time on the Asia/Shanghai calendar.
-pub const MONTH_COLUMN: &str = "month";
-/// The Hive partition column of `_rejects`: `table=<the table the record was meant for>`.
-pub const REJECTS_TABLE_COLUMN: &str = "table";
+pub const ACTIONS_DIR: &str = "_kefu/actions";
 
-/// The schema of `_rejects` (its `table` is the Hive partition).
-pub fn rejects_schema() -> arrow::datatypes::SchemaRef {
-    Arc::new(arrow::datatypes::Schema::new(vec![
-        arrow::datatypes::Field::new("batch_id", arrow::datatypes::DataType::Utf8, false),
-        arrow::datatypes::Field::new("source", arrow::datatypes::DataType::Utf8, false),
-        arrow::datatypes::Field::new("member", arrow::datatypes::DataType::Utf8, true),
-        arrow::datatypes::Field::new("line", arrow::datatypes::DataType::Int64, false),
-        arrow::datatypes::Field::new("column", arrow::datatypes::DataType::Utf8, true),
-        arrow::datatypes::Field::new("reason", arrow::datatypes::DataType::Utf8, false),
-        arrow::datatypes::Field::new("detail", arrow::datatypes::DataType::Utf8, false),
-        arrow::datatypes::Field::new("raw", arrow::datatypes::DataType::Utf8, false),
-        arrow::datatypes::Field::new(
-            "rejected_at",
-            arrow::datatypes::DataType::Timestamp(
-                arrow::datatypes::TimeUnit::Microsecond,
-                Some("UTC".into()),
-            ),
-            false,
-        ),
-    ]))
+pub use crate::tables::{
+    MONTH_COLUMN, REJECTS_TABLE, REJECTS_TABLE_COLUMN, partitioned_by_month, rejects_schema,
+};
+
+/// Which state of the warehouse to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AsOf {
+    /// The newest committed operation.
+    #[default]
+    Latest,
+    /// The state right after operation (batch) `seq`.
+    Operation(u64),
+    /// The newest operation committed at or before this instant.
+    Time(chrono::DateTime<chrono::Utc>),
 }
 
-/// Event tables are partitioned by month; `customers` is a dimension (one row per
-/// customer, opened over decades) and is not partitioned.
-pub fn partitioned_by_month(table: kefu_model::Table) -> bool {
-    table != kefu_model::Table::Customers
+impl std::str::FromStr for AsOf {
+    type Err = String;
+
+    /// A batch number (`12`), or an instant: RFC 3339 (`2026-12-01T08:00:00+08:00`), or a
+    /// local date or date and time on the Asia/Shanghai calendar (`2026-12-01`,
+    /// `2026-12-01 08:00`), meaning the end of that day or that minute.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use chrono::TimeZone;
+        let s = s.trim();
+        if let Ok(seq) = s.parse::<u64>() {
+            return Ok(AsOf::Operation(seq));
+        }
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+            return Ok(AsOf::Time(t.with_timezone(&chrono::Utc)));
+        }
+        let tz = chrono_tz::Asia::Shanghai;
+        let local = if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            d.succ_opt()
+                .and_then(|n| n.and_hms_opt(0, 0, 0))
+                .map(|t| t - chrono::TimeDelta::microseconds(1))
+        } else {
+            ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"]
+                .iter()
+                .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
+        };
+        local
+            .and_then(|t| tz.from_local_datetime(&t).earliest())
+            .map(|t| AsOf::Time(t.with_timezone(&chrono::Utc)))
+            .ok_or_else(|| {
+                format!(
+                    "'{s}' is neither a batch number nor a time (2026-12-01, 2026-12-01 08:00, or RFC 3339)"
+                )
+            })
+    }
 }
 
-/// Staged files of an uncommitted batch on an object store are only deleted when older
-/// than this (a local warehouse knows through its lock that no other writer is running).
-const ABANDONED_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(24);
-
-/// One source of a batch, as the ledger records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LedgerSource {
-    /// As given on the command line (path or URL).
-    pub name: String,
-    /// BLAKE3 of the source's bytes, hex.
-    pub content_hash: String,
-    pub bytes: u64,
-    pub records: u64,
-    pub landed: u64,
-    pub rejected: u64,
-    pub duplicates: u64,
-}
-
-/// One file a batch wrote.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LedgerFile {
-    /// Relative to the warehouse root, e.g. `calls/month=2026-01/part-….parquet`.
-    pub path: String,
-    pub table: String,
-    pub rows: u64,
-    pub bytes: u64,
-}
-
-/// A committed batch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BatchRecord {
+/// One state of the warehouse: every table at the version an operation left it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Cut {
+    /// The operation (0: none yet).
     pub seq: u64,
-    pub batch_id: String,
-    pub committed_at: chrono::DateTime<chrono::Utc>,
-    pub kefu_version: String,
-    pub profile: String,
-    pub sources: Vec<LedgerSource>,
-    pub files: Vec<LedgerFile>,
-    pub records: u64,
-    pub landed: u64,
-    pub rejected: u64,
-    pub duplicates: u64,
-    /// Landed rows per table.
-    pub tables: BTreeMap<String, u64>,
-    pub seconds: f64,
+    pub committed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Each table's Delta version; tables not created yet are absent.
+    pub versions: BTreeMap<String, u64>,
+}
+
+impl Cut {
+    pub fn version(&self, table: StoredTable) -> Option<u64> {
+        self.versions.get(table.name()).copied()
+    }
 }
 
 /// What `recover` did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Recovery {
-    /// Committed batches whose publishing was completed.
-    pub completed: Vec<String>,
-    /// Uncommitted batches whose staged files were deleted.
-    pub discarded: Vec<String>,
+    /// Operations committed by an earlier, interrupted writer whose tables were finished.
+    pub completed: Vec<u64>,
+}
+
+/// An operation ready to commit: what it writes to each table's log and what it records.
+#[derive(Debug, Clone)]
+pub struct OperationPlan {
+    /// The record (its `seq`, `versions`, `changes[..].version` and `committed_at` are
+    /// filled in by [`Warehouse::commit`]).
+    pub record: OperationRecord,
+    /// The cut the actions were planned against.
+    pub base: Cut,
+    /// Per touched table: its actions and what they change.
+    pub tables: BTreeMap<String, (TableActions, TableChange)>,
+    /// Files the operation wrote (relative to the warehouse), made durable before the
+    /// commit point.
+    pub new_files: Vec<String>,
 }
 
 /// The outcome of a commit attempt.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Commit {
-    Committed(BatchRecord),
-    /// Some of the batch's sources were committed by another writer meanwhile; nothing of
-    /// this batch was committed and its staged files were deleted.
-    Conflict {
-        already: Vec<String>,
-    },
+    Committed(Box<OperationRecord>),
+    /// Another writer committed operation `newest` after the plan's base: nothing of this
+    /// one was committed; plan it again on the new state.
+    Conflict { newest: u64 },
 }
 
 /// An open warehouse.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Warehouse {
     location: WarehouseLocation,
+    /// Rooted at the warehouse (kefu's own files).
     store: Arc<dyn ObjectStore>,
     /// The local directory, for `file://` warehouses (fsync, locking).
     local: Option<PathBuf>,
     root: Path,
+    logs: BTreeMap<StoredTable, TableLog>,
+    /// Each table's files at the versions read or committed in this process.
+    files: Arc<Mutex<HashMap<(StoredTable, u64), Arc<Vec<DataFile>>>>>,
+}
+
+impl std::fmt::Debug for Warehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warehouse")
+            .field("location", &self.location.to_string())
+            .finish()
+    }
 }
 
 fn io(location: &WarehouseLocation, e: impl std::fmt::Display) -> StorageError {
@@ -156,27 +175,46 @@ impl Warehouse {
     /// Opens (creating a local directory if needed) the warehouse at `location`. S3 takes
     /// its credentials, region and endpoint from the usual `AWS_*` environment variables.
     pub fn open(location: &WarehouseLocation) -> Result<Self, StorageError> {
-        let (store, local, root): (Arc<dyn ObjectStore>, _, _) = match location.local_path() {
-            Some(dir) => {
-                std::fs::create_dir_all(&dir).map_err(|e| io(location, e))?;
-                let fs = LocalFileSystem::new_with_prefix(&dir).map_err(|e| io(location, e))?;
-                (Arc::new(fs), Some(dir), Path::default())
-            }
-            None => {
-                let url = location.url();
-                let s3 = object_store::aws::AmazonS3Builder::from_env()
-                    .with_url(url.as_str())
-                    .build()
-                    .map_err(|e| io(location, e))?;
-                let root = Path::from(url.path().trim_matches('/'));
-                (Arc::new(s3), None, root)
-            }
-        };
+        let url = location.url();
+        let (store, url_root, local, root): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>, _, _) =
+            match location.local_path() {
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir).map_err(|e| io(location, e))?;
+                    let fs = LocalFileSystem::new_with_prefix(&dir).map_err(|e| io(location, e))?;
+                    (
+                        Arc::new(fs),
+                        Arc::new(LocalFileSystem::new()),
+                        Some(dir),
+                        Path::default(),
+                    )
+                }
+                None => {
+                    let s3: Arc<dyn ObjectStore> = Arc::new(
+                        object_store::aws::AmazonS3Builder::from_env()
+                            .with_url(url.as_str())
+                            .build()
+                            .map_err(|e| io(location, e))?,
+                    );
+                    let root = Path::from(url.path().trim_matches('/'));
+                    (s3.clone(), s3, None, root)
+                }
+            };
+        let mut logs = BTreeMap::new();
+        for table in StoredTable::ALL {
+            let table_url = url
+                .join(&format!("{}/", table.name()))
+                .map_err(|e| io(location, e))?;
+            let log = TableLog::new(table.name(), url_root.clone(), table_url)
+                .map_err(|e| io(location, e))?;
+            logs.insert(table, log);
+        }
         Ok(Warehouse {
             location: location.clone(),
             store,
             local,
             root,
+            logs,
+            files: Arc::default(),
         })
     }
 
@@ -184,12 +222,18 @@ impl Warehouse {
         &self.location
     }
 
+    /// The store rooted at the warehouse.
     pub fn store(&self) -> Arc<dyn ObjectStore> {
         self.store.clone()
     }
 
     pub fn local_dir(&self) -> Option<&std::path::Path> {
         self.local.as_deref()
+    }
+
+    /// A table's log.
+    pub fn log(&self, table: StoredTable) -> &TableLog {
+        &self.logs[&table]
     }
 
     /// The store path of `relative` (a `/`-separated path inside the warehouse).
@@ -236,35 +280,77 @@ impl Warehouse {
         Ok(Some(WriterLock { _file: file }))
     }
 
-    /// Writes `bytes` at `relative`. On a local disk the file is flushed to the disk in
-    /// the background, so that the disk writes overlap with the work still to do;
-    /// [`Warehouse::commit`] then waits for every file of the batch to be durable before
-    /// its ledger record.
+    /// Writes `bytes` at `relative` (kefu's own files).
     pub async fn put(&self, relative: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
-        let path = self.path(relative);
         self.store
-            .put(&path, PutPayload::from(bytes))
+            .put(&self.path(relative), PutPayload::from(bytes))
             .await
             .map_err(|e| self.err(e))?;
-        if let Some(dir) = &self.local {
-            let file = dir.join(relative);
-            // Best effort: a failure here shows again in the commit's own sync.
-            tokio::task::spawn_blocking(move || {
-                let _ = std::fs::File::open(file).and_then(|f| f.sync_data());
-            });
-        }
         Ok(())
     }
 
-    fn sync(&self, relative: &str) -> Result<(), StorageError> {
+    /// Every object under `relative` (relative paths, sorted).
+    pub async fn list_relative(&self, relative: &str) -> Result<Vec<String>, StorageError> {
+        let mut out: Vec<String> = self
+            .store
+            .list(Some(&self.path(relative)))
+            .map_ok(|m| self.relative(&m.location))
+            .try_collect()
+            .await
+            .map_err(|e| self.err(e))?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// The object at `relative`, if any.
+    pub async fn get_relative(&self, relative: &str) -> Result<Option<bytes::Bytes>, StorageError> {
+        self.get(relative).await
+    }
+
+    /// Moves an object (a rename on a local disk).
+    pub async fn rename_relative(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        self.store
+            .rename(&self.path(from), &self.path(to))
+            .await
+            .map_err(|e| self.err(format!("moving {from} to {to}: {e}")))
+    }
+
+    /// Deletes an object if it exists.
+    pub async fn delete_relative(&self, relative: &str) -> Result<(), StorageError> {
+        match self.store.delete(&self.path(relative)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    async fn get(&self, relative: &str) -> Result<Option<bytes::Bytes>, StorageError> {
+        match self.store.get(&self.path(relative)).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(|e| self.err(e))?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// Flushes `relative` (and its directory) to the disk, on a local warehouse.
+    pub fn sync(&self, relative: &str) -> Result<(), StorageError> {
         if let Some(dir) = &self.local {
             let file = dir.join(relative);
             std::fs::File::open(&file)
                 .and_then(|f| f.sync_all())
                 .map_err(|e| self.err(format!("{}: {e}", file.display())))?;
-            if let Some(parent) = file.parent() {
+        }
+        Ok(())
+    }
+
+    fn sync_dirs<'a>(&self, relatives: impl IntoIterator<Item = &'a str>) -> Result<(), StorageError> {
+        if let Some(dir) = &self.local {
+            let parents: BTreeSet<PathBuf> = relatives
+                .into_iter()
+                .filter_map(|r| dir.join(r).parent().map(std::path::Path::to_path_buf))
+                .collect();
+            for parent in parents {
                 // The directory entry too, so the file survives a power cut.
-                std::fs::File::open(parent)
+                std::fs::File::open(&parent)
                     .and_then(|f| f.sync_all())
                     .map_err(|e| self.err(format!("{}: {e}", parent.display())))?;
             }
@@ -272,209 +358,381 @@ impl Warehouse {
         Ok(())
     }
 
-    /// Every committed batch, oldest first.
-    pub async fn ledger(&self) -> Result<Vec<BatchRecord>, StorageError> {
-        let mut entries: Vec<(u64, Path)> = self
+    /// Creates every table that does not exist yet (empty, version 0).
+    pub async fn ensure_tables(&self) -> Result<(), StorageError> {
+        for (table, log) in &self.logs {
+            log.create(
+                &table.table_schema(),
+                &table.partition_column().into_iter().collect::<Vec<_>>(),
+                &table
+                    .properties()
+                    .into_iter()
+                    .map(|(k, v)| (k, v))
+                    .collect::<Vec<_>>(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The numbers of the ledger's records, ascending.
+    pub async fn ledger_numbers(&self) -> Result<Vec<u64>, StorageError> {
+        let mut seqs: Vec<u64> = self
             .store
             .list(Some(&self.path(LEDGER_DIR)))
             .map_err(|e| self.err(e))
             .try_filter_map(|meta| async move {
-                let seq = meta
+                Ok(meta
                     .location
                     .filename()
                     .and_then(|n| n.strip_suffix(".json"))
-                    .and_then(|n| n.parse::<u64>().ok());
-                Ok(seq.map(|s| (s, meta.location)))
+                    .and_then(|n| n.parse::<u64>().ok()))
             })
             .try_collect()
             .await?;
-        entries.sort();
-        let mut records = Vec::with_capacity(entries.len());
-        for (seq, path) in entries {
-            let bytes = self
-                .store
-                .get(&path)
-                .await
-                .map_err(|e| self.err(e))?
-                .bytes()
-                .await
-                .map_err(|e| self.err(e))?;
-            let record: BatchRecord = serde_json::from_slice(&bytes)
-                .map_err(|e| self.err(format!("ledger record {path}: {e}")))?;
-            if record.seq != seq {
-                return Err(self.err(format!("ledger record {path} says seq {}", record.seq)));
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
+    /// Ledger record `seq`.
+    pub async fn record(&self, seq: u64) -> Result<OperationRecord, StorageError> {
+        let relative = record_path(seq);
+        let bytes = self
+            .get(&relative)
+            .await?
+            .ok_or_else(|| self.err(format!("ledger record {relative} is missing")))?;
+        let record: OperationRecord = serde_json::from_slice(&bytes).map_err(|e| {
+            if serde_json::from_slice::<crate::ledger::LegacyBatch>(&bytes).is_ok() {
+                StorageError::Legacy {
+                    location: self.location.to_string(),
+                }
+            } else {
+                self.err(format!("ledger record {relative}: {e}"))
             }
-            records.push(record);
+        })?;
+        if record.seq != seq {
+            return Err(self.err(format!("ledger record {relative} says seq {}", record.seq)));
         }
+        Ok(record)
+    }
+
+    /// Every ledger record, oldest first.
+    pub async fn ledger(&self) -> Result<Vec<OperationRecord>, StorageError> {
+        let seqs = self.ledger_numbers().await?;
+        let records = futures::stream::iter(seqs.into_iter().map(|s| self.record(s)))
+            .buffered(16)
+            .try_collect()
+            .await?;
         Ok(records)
     }
 
-    /// Where a batch stages a file that will live at `relative`.
-    pub fn staged(batch_id: &str, relative: &str) -> String {
-        format!("{STAGING_DIR}/{batch_id}/{relative}")
+    /// Whether every table an operation touched holds the version it committed.
+    pub async fn is_complete(&self, record: &OperationRecord) -> Result<bool, StorageError> {
+        for (name, change) in &record.changes {
+            let table = self.table_named(name)?;
+            if !self.logs[&table].has_version(change.version).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
-    /// Commits a batch whose files are staged: takes the next ledger number unless one of
-    /// `record.sources` was committed meanwhile, then publishes the files.
-    pub async fn commit(&self, mut record: BatchRecord) -> Result<Commit, StorageError> {
-        loop {
-            let ledger = self.ledger().await?;
-            let committed: BTreeSet<&str> = ledger
-                .iter()
-                .flat_map(|b| b.sources.iter().map(|s| s.content_hash.as_str()))
-                .collect();
-            let already: Vec<String> = record
-                .sources
-                .iter()
-                .filter(|s| committed.contains(s.content_hash.as_str()))
-                .map(|s| s.name.clone())
-                .collect();
-            if !already.is_empty() {
-                self.discard(&record.batch_id).await?;
-                return Ok(Commit::Conflict { already });
+    fn table_named(&self, name: &str) -> Result<StoredTable, StorageError> {
+        StoredTable::from_name(name).ok_or_else(|| self.err(format!("unknown table '{name}'")))
+    }
+
+    /// The state readers see: the newest operation that is complete (every table it
+    /// touched committed), or the one `as_of` names.
+    pub async fn cut(&self, as_of: AsOf) -> Result<Cut, StorageError> {
+        let seqs = self.ledger_numbers().await?;
+        let Some(&newest) = seqs.last() else {
+            return self.initial_cut().await;
+        };
+        let newest_record = self.record(newest).await?;
+        let latest = if self.is_complete(&newest_record).await? {
+            newest_record
+        } else if newest > 1 {
+            self.record(newest - 1).await?
+        } else {
+            return self.initial_cut().await;
+        };
+        let record = match as_of {
+            AsOf::Latest => latest,
+            AsOf::Operation(seq) if seq == latest.seq => latest,
+            AsOf::Operation(0) => return self.initial_cut().await,
+            AsOf::Operation(seq) if seq < latest.seq => self.record(seq).await?,
+            AsOf::Operation(seq) => {
+                return Err(StorageError::NoSuchState {
+                    location: self.location.to_string(),
+                    reason: format!(
+                        "batch {seq} does not exist (the newest committed operation is {})",
+                        latest.seq
+                    ),
+                });
             }
-            // The data must be on disk before the record that makes it visible.
-            for file in &record.files {
-                self.sync(&Self::staged(&record.batch_id, &file.path))?;
-            }
-            record.seq = ledger.last().map_or(1, |b| b.seq + 1);
-            record.committed_at = chrono::Utc::now();
-            let relative = format!("{LEDGER_DIR}/{:010}.json", record.seq);
-            let json = serde_json::to_vec_pretty(&record).map_err(|e| self.err(e))?;
-            let put = self
-                .store
-                .put_opts(
-                    &self.path(&relative),
-                    PutPayload::from(json),
-                    PutOptions {
-                        mode: PutMode::Create,
-                        ..Default::default()
-                    },
-                )
-                .await;
-            match put {
-                Ok(_) => {
-                    self.sync(&relative)?;
-                    self.publish(&record).await?;
-                    return Ok(Commit::Committed(record));
+            AsOf::Time(t) => {
+                let mut found = None;
+                for seq in seqs.iter().rev().filter(|&&s| s <= latest.seq) {
+                    let r = self.record(*seq).await?;
+                    if r.committed_at <= t {
+                        found = Some(r);
+                        break;
+                    }
                 }
-                Err(object_store::Error::AlreadyExists { .. }) => continue,
-                Err(e) => return Err(self.err(e)),
+                match found {
+                    Some(r) => r,
+                    None => return self.initial_cut().await,
+                }
             }
+        };
+        Ok(Cut {
+            seq: record.seq,
+            committed_at: Some(record.committed_at),
+            versions: record.versions,
+        })
+    }
+
+    /// The state before any operation: every table that exists, empty.
+    async fn initial_cut(&self) -> Result<Cut, StorageError> {
+        let mut versions = BTreeMap::new();
+        for (table, log) in &self.logs {
+            if log.exists().await? {
+                versions.insert(table.name().to_string(), 0);
+            }
+        }
+        Ok(Cut {
+            seq: 0,
+            committed_at: None,
+            versions,
+        })
+    }
+
+    /// A table's files at `version` (from its log; kept for the next caller).
+    pub async fn files(
+        &self,
+        table: StoredTable,
+        version: u64,
+    ) -> Result<Arc<Vec<DataFile>>, StorageError> {
+        if let Some(files) = self.files.lock().expect("lock").get(&(table, version)) {
+            return Ok(files.clone());
+        }
+        let files = Arc::new(if version == 0 {
+            Vec::new()
+        } else {
+            self.logs[&table].files(version).await?
+        });
+        self.remember(table, version, files.clone());
+        Ok(files)
+    }
+
+    fn remember(&self, table: StoredTable, version: u64, files: Arc<Vec<DataFile>>) {
+        let mut cache = self.files.lock().expect("lock");
+        // Only the newest two versions of a table are kept.
+        let mut versions: Vec<u64> = cache
+            .keys()
+            .filter(|(t, _)| *t == table)
+            .map(|(_, v)| *v)
+            .collect();
+        versions.sort_unstable();
+        if versions.len() >= 2 {
+            for v in &versions[..versions.len() - 1] {
+                if *v < version {
+                    cache.remove(&(table, *v));
+                }
+            }
+        }
+        cache.insert((table, version), files);
+    }
+
+    /// A table's files in a cut (none if the table does not exist in it).
+    pub async fn files_at(
+        &self,
+        cut: &Cut,
+        table: StoredTable,
+    ) -> Result<Arc<Vec<DataFile>>, StorageError> {
+        match cut.version(table) {
+            Some(v) => self.files(table, v).await,
+            None => Ok(Arc::new(Vec::new())),
         }
     }
 
-    /// Moves a committed batch's staged files into place (idempotent).
-    async fn publish(&self, record: &BatchRecord) -> Result<(), StorageError> {
-        for file in &record.files {
-            let staged = self.path(&Self::staged(&record.batch_id, &file.path));
-            let target = self.path(&file.path);
-            match self.store.rename(&staged, &target).await {
-                Ok(()) => {}
-                // Already moved (by an earlier, interrupted publish).
-                Err(object_store::Error::NotFound { .. }) => {
-                    self.store.head(&target).await.map_err(|e| {
-                        self.err(format!(
-                            "committed batch {} lost its file {}: {e}",
-                            record.batch_id, file.path
-                        ))
-                    })?;
-                }
-                Err(e) => return Err(self.err(e)),
-            }
+    /// Finishes an operation an interrupted writer committed (ledger record written, some
+    /// tables' versions not). Call it holding the writer lock (local warehouses).
+    pub async fn recover(&self) -> Result<Recovery, StorageError> {
+        let mut recovery = Recovery::default();
+        let Some(&newest) = self.ledger_numbers().await?.last() else {
+            return Ok(recovery);
+        };
+        let record = self.record(newest).await?;
+        if self.is_complete(&record).await? {
+            return Ok(recovery);
         }
-        self.discard(&record.batch_id).await
+        let actions = self.actions(&record.id).await?.ok_or_else(|| {
+            self.err(format!(
+                "operation {} is committed but its actions file {} is missing",
+                record.seq,
+                actions_path(&record.id)
+            ))
+        })?;
+        self.apply(&record, &actions).await?;
+        recovery.completed.push(record.seq);
+        Ok(recovery)
     }
 
-    /// Deletes whatever is staged for `batch_id`.
-    pub async fn discard(&self, batch_id: &str) -> Result<(), StorageError> {
-        let prefix = self.path(&format!("{STAGING_DIR}/{batch_id}"));
-        let staged: Vec<Path> = self
+    async fn actions(&self, id: &str) -> Result<Option<OperationActions>, StorageError> {
+        let Some(bytes) = self.get(&actions_path(id)).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| self.err(format!("{}: {e}", actions_path(id))))
+    }
+
+    /// Commits a planned operation (see the module's protocol).
+    pub async fn commit(&self, plan: OperationPlan) -> Result<Commit, StorageError> {
+        let OperationPlan {
+            mut record,
+            base,
+            tables,
+            new_files,
+        } = plan;
+        // The data must be on disk before the record that makes it visible.
+        for f in &new_files {
+            self.sync(f)?;
+        }
+        self.sync_dirs(new_files.iter().map(String::as_str))?;
+        record.seq = base.seq + 1;
+        record.committed_at = chrono::Utc::now();
+        record.versions = base.versions.clone();
+        let mut actions = OperationActions::default();
+        for (name, (table_actions, mut change)) in tables {
+            change.version = table_actions.base_version + 1;
+            record.versions.insert(name.clone(), change.version);
+            record.changes.insert(name.clone(), change);
+            actions.tables.insert(name, table_actions);
+        }
+        let actions_relative = actions_path(&record.id);
+        let json = serde_json::to_vec(&actions).map_err(|e| self.err(e))?;
+        self.put(&actions_relative, json).await?;
+        self.sync(&actions_relative)?;
+        let relative = record_path(record.seq);
+        let json = serde_json::to_vec_pretty(&record).map_err(|e| self.err(e))?;
+        let put = self
             .store
-            .list(Some(&prefix))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .map_err(|e| self.err(e))?;
-        for path in staged {
-            match self.store.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(self.err(e)),
+            .put_opts(
+                &self.path(&relative),
+                PutPayload::from(json),
+                PutOptions {
+                    mode: PutMode::Create,
+                    ..Default::default()
+                },
+            )
+            .await;
+        match put {
+            Ok(_) => {
+                self.sync(&relative)?;
+                self.sync_dirs([relative.as_str()])?;
             }
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let _ = self.store.delete(&self.path(&actions_relative)).await;
+                let newest = self.ledger_numbers().await?.last().copied().unwrap_or(0);
+                return Ok(Commit::Conflict { newest });
+            }
+            Err(e) => return Err(self.err(e)),
         }
-        if let Some(dir) = &self.local {
-            // LocalFileSystem leaves empty directories behind.
-            let staging = dir.join(STAGING_DIR).join(batch_id);
-            if staging.exists() {
-                std::fs::remove_dir_all(&staging).map_err(|e| self.err(e))?;
+        self.apply(&record, &actions).await?;
+        Ok(Commit::Committed(Box::new(record)))
+    }
+
+    /// Writes each table's version of a committed operation (those not written yet).
+    async fn apply(
+        &self,
+        record: &OperationRecord,
+        actions: &OperationActions,
+    ) -> Result<(), StorageError> {
+        for (name, table_actions) in &actions.tables {
+            let table = self.table_named(name)?;
+            let log = &self.logs[&table];
+            let version = table_actions.base_version + 1;
+            let mut info = table_actions.info.clone();
+            info.insert("kefuOperation".into(), record.seq.into());
+            info.insert("kefuKind".into(), record.kind.name().into());
+            log.commit(
+                version,
+                table_actions.actions.clone(),
+                table_actions.operation.clone(),
+                record.seq,
+                info,
+            )
+            .await?;
+            if version % CHECKPOINT_INTERVAL == 0 {
+                if let Err(e) = log.checkpoint(version).await {
+                    // A missing checkpoint only makes readers replay more of the log.
+                    tracing::warn!(table = name, version, error = %e, "could not write a checkpoint");
+                }
+            }
+            let base = self
+                .files
+                .lock()
+                .expect("lock")
+                .get(&(table, table_actions.base_version))
+                .cloned();
+            if let Some(base) = base {
+                self.remember(table, version, Arc::new(apply_actions(&base, &table_actions.actions)));
             }
         }
         Ok(())
     }
 
-    /// Completes committed batches a crash interrupted and deletes abandoned staged files.
-    /// Call it holding the writer lock (local warehouses).
-    pub async fn recover(&self) -> Result<Recovery, StorageError> {
-        let staged: Vec<object_store::ObjectMeta> = self
-            .store
-            .list(Some(&self.path(STAGING_DIR)))
-            .try_collect()
-            .await
-            .map_err(|e| self.err(e))?;
-        let mut batches: BTreeMap<String, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
-        for meta in &staged {
-            let relative = self.relative(&meta.location);
-            if let Some(id) = relative
-                .strip_prefix(STAGING_DIR)
-                .and_then(|r| r.trim_start_matches('/').split('/').next())
-            {
-                let newest = batches.entry(id.to_string()).or_insert(meta.last_modified);
-                *newest = (*newest).max(meta.last_modified);
-            }
-        }
-        if let Some(dir) = &self.local {
-            // Directories left empty by a crash.
-            if let Ok(entries) = std::fs::read_dir(dir.join(STAGING_DIR)) {
-                for e in entries.flatten() {
-                    let id = e.file_name().to_string_lossy().into_owned();
-                    batches.entry(id).or_insert(chrono::DateTime::UNIX_EPOCH);
-                }
-            }
-        }
-        let mut recovery = Recovery::default();
-        if batches.is_empty() {
-            return Ok(recovery);
-        }
-        let ledger = self.ledger().await?;
-        let now = chrono::Utc::now();
-        for (id, newest) in batches {
-            if let Some(record) = ledger.iter().find(|b| b.batch_id == id) {
-                self.publish(record).await?;
-                recovery.completed.push(id);
-            } else if self.local.is_some() || now - newest > ABANDONED_AFTER {
-                self.discard(&id).await?;
-                recovery.discarded.push(id);
-            }
-        }
-        Ok(recovery)
-    }
-
-    /// Parquet files under `<table>/` (relative paths and sizes), sorted.
-    pub async fn table_files(&self, table: &str) -> Result<Vec<(String, u64)>, StorageError> {
+    /// Every Parquet file under a table's directory (relative to the table) with its size:
+    /// those the current version names and any others (written by an interrupted batch,
+    /// or removed by a compaction and not yet vacuumed).
+    pub async fn stored_files(&self, table: StoredTable) -> Result<Vec<(String, u64)>, StorageError> {
+        let prefix = self.path(table.name());
         let mut files: Vec<(String, u64)> = self
             .store
-            .list(Some(&self.path(table)))
+            .list(Some(&prefix))
             .map_err(|e| self.err(e))
             .try_filter_map(|meta| async move {
                 Ok((meta.location.extension() == Some("parquet"))
                     .then_some((meta.location, meta.size)))
             })
-            .map_ok(|(p, size)| (self.relative(&p), size))
+            .map_ok(|(p, size)| {
+                let relative = self.relative(&p);
+                let within = relative
+                    .strip_prefix(&format!("{}/", table.name()))
+                    .unwrap_or(&relative)
+                    .to_string();
+                (within, size)
+            })
             .try_collect()
             .await?;
         files.sort();
         Ok(files)
     }
+}
+
+/// A table's files after `actions`: the removed ones out, the added ones in.
+pub fn apply_actions(base: &[DataFile], actions: &[deltalake_core::kernel::Action]) -> Vec<DataFile> {
+    use deltalake_core::kernel::Action;
+    let removed: BTreeSet<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Remove(r) => Some(r.path.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut files: Vec<DataFile> = base
+        .iter()
+        .filter(|f| !removed.contains(f.path.as_str()))
+        .cloned()
+        .collect();
+    files.extend(actions.iter().filter_map(|a| match a {
+        Action::Add(add) => Some(DataFile::from_add(add)),
+        _ => None,
+    }));
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files
 }
 
 /// Held while a writer works on a local warehouse; released on drop (or process death).
@@ -487,174 +745,74 @@ pub struct WriterLock {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TableStatus {
     pub table: String,
-    /// Rows in committed files (from the ledger).
+    /// The table's Delta version in the cut.
+    pub version: u64,
     pub rows: u64,
     pub files: u64,
     pub partitions: u64,
     pub bytes: u64,
-    /// Parquet files in the table's directory that no committed batch wrote (copied in by
-    /// hand, or left by a crash mid-publish before recovery ran).
-    pub unrecorded_files: u64,
-    /// Files the ledger lists that are missing from the directory.
+    /// Partitions holding more than one file (what `kefu compact` would rewrite).
+    pub partitions_to_compact: u64,
+    /// Parquet files in the table's directory that its current version does not name:
+    /// replaced by upserts or compaction, or left by an interrupted batch (`kefu vacuum`
+    /// removes them once they are older than the retention period).
+    pub unreferenced_files: u64,
+    pub unreferenced_bytes: u64,
+    /// Files the current version names that are missing from the directory.
     pub missing_files: u64,
 }
 
-/// A warehouse's tables and batches.
+/// A warehouse's tables and operations.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct WarehouseStatus {
+    pub cut: Cut,
     pub tables: Vec<TableStatus>,
-    pub batches: Vec<BatchRecord>,
+    pub operations: Vec<OperationRecord>,
 }
 
 impl Warehouse {
-    /// Tables (the ledger's view, checked against the files present) and every batch.
-    pub async fn status(&self, tables: &[&str]) -> Result<WarehouseStatus, StorageError> {
-        let batches = self.ledger().await?;
-        let mut out = Vec::new();
-        for &table in tables {
+    /// The tables in the newest cut (checked against the files present) and every
+    /// operation.
+    pub async fn status(&self) -> Result<WarehouseStatus, StorageError> {
+        let operations = self.ledger().await?;
+        let cut = self.cut(AsOf::Latest).await?;
+        let mut tables = Vec::new();
+        for table in StoredTable::ALL {
+            let files = self.files_at(&cut, table).await?;
             let present: BTreeMap<String, u64> =
-                self.table_files(table).await?.into_iter().collect();
-            let recorded: BTreeMap<&str, &LedgerFile> = batches
-                .iter()
-                .flat_map(|b| b.files.iter())
-                .filter(|f| f.path.starts_with(&format!("{table}/")))
-                .map(|f| (f.path.as_str(), f))
-                .collect();
+                self.stored_files(table).await?.into_iter().collect();
             let mut status = TableStatus {
-                table: table.to_string(),
+                table: table.name().to_string(),
+                version: cut.version(table).unwrap_or(0),
                 ..TableStatus::default()
             };
-            let mut partitions = BTreeSet::new();
-            for (path, file) in &recorded {
-                if present.contains_key(*path) {
-                    status.rows += file.rows;
+            let mut per_partition: BTreeMap<Option<&str>, u64> = BTreeMap::new();
+            let mut named = BTreeSet::new();
+            for f in files.iter() {
+                named.insert(f.path.as_str());
+                if present.contains_key(&f.path) {
+                    status.rows += f.rows.unwrap_or(0);
                     status.files += 1;
-                    status.bytes += file.bytes;
-                    if let Some((dir, _)) = path.rsplit_once('/') {
-                        partitions.insert(dir.to_string());
-                    }
+                    status.bytes += f.size;
+                    *per_partition.entry(f.partition.as_deref()).or_default() += 1;
                 } else {
                     status.missing_files += 1;
                 }
             }
-            status.partitions = partitions.len() as u64;
-            status.unrecorded_files = present
-                .keys()
-                .filter(|p| !recorded.contains_key(p.as_str()))
-                .count() as u64;
-            out.push(status);
+            status.partitions = per_partition.len() as u64;
+            status.partitions_to_compact = per_partition.values().filter(|&&n| n > 1).count() as u64;
+            for (path, size) in &present {
+                if !named.contains(path.as_str()) {
+                    status.unreferenced_files += 1;
+                    status.unreferenced_bytes += size;
+                }
+            }
+            tables.push(status);
         }
         Ok(WarehouseStatus {
-            tables: out,
-            batches,
+            cut,
+            tables,
+            operations,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(batch_id: &str, seq: u64, files: &[&str]) -> BatchRecord {
-        BatchRecord {
-            seq,
-            batch_id: batch_id.into(),
-            committed_at: chrono::Utc::now(),
-            kefu_version: "test".into(),
-            profile: "builtin".into(),
-            sources: vec![LedgerSource {
-                name: "s.csv".into(),
-                content_hash: format!("hash-{batch_id}"),
-                bytes: 1,
-                records: 1,
-                landed: 1,
-                rejected: 0,
-                duplicates: 0,
-            }],
-            files: files
-                .iter()
-                .map(|p| LedgerFile {
-                    path: p.to_string(),
-                    table: "calls".into(),
-                    rows: 1,
-                    bytes: 1,
-                })
-                .collect(),
-            records: 1,
-            landed: 1,
-            rejected: 0,
-            duplicates: 0,
-            tables: BTreeMap::new(),
-            seconds: 0.0,
-        }
-    }
-
-    /// A crash after the ledger record but mid-publish is completed by `recover`; an
-    /// uncommitted batch's staged files are deleted; committing the same source twice is
-    /// refused.
-    #[tokio::test]
-    async fn recovery_completes_committed_batches_and_drops_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let location = WarehouseLocation::parse_in("wh", dir.path()).unwrap();
-        let wh = Warehouse::open(&location).unwrap();
-        let files = [
-            "calls/month=2026-01/part-a-0.parquet",
-            "calls/month=2026-02/part-a-1.parquet",
-        ];
-        for f in files {
-            wh.put(&Warehouse::staged("a", f), b"x".to_vec())
-                .await
-                .unwrap();
-        }
-        wh.put(
-            &Warehouse::staged("b", "calls/month=2026-01/part-b-0.parquet"),
-            b"y".to_vec(),
-        )
-        .await
-        .unwrap();
-        // Batch a: ledger record written, one file published, then the crash.
-        let json = serde_json::to_vec(&record("a", 1, &files)).unwrap();
-        wh.put(&format!("{LEDGER_DIR}/{:010}.json", 1), json)
-            .await
-            .unwrap();
-        let root = dir.path().join("wh");
-        std::fs::create_dir_all(root.join("calls/month=2026-01")).unwrap();
-        std::fs::rename(
-            root.join(Warehouse::staged("a", files[0])),
-            root.join(files[0]),
-        )
-        .unwrap();
-
-        let recovery = wh.recover().await.unwrap();
-        assert_eq!(recovery.completed, vec!["a".to_string()]);
-        assert_eq!(recovery.discarded, vec!["b".to_string()]);
-        let present: Vec<String> = wh
-            .table_files("calls")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|f| f.0)
-            .collect();
-        assert_eq!(present, files);
-        assert!(
-            std::fs::read_dir(root.join(STAGING_DIR))
-                .unwrap()
-                .next()
-                .is_none()
-        );
-
-        // The same source again: refused, its staged file deleted.
-        wh.put(
-            &Warehouse::staged("c", "calls/month=2026-03/part-c-0.parquet"),
-            b"z".to_vec(),
-        )
-        .await
-        .unwrap();
-        let mut again = record("c", 0, &["calls/month=2026-03/part-c-0.parquet"]);
-        again.sources[0].content_hash = "hash-a".into();
-        let outcome = wh.commit(again).await.unwrap();
-        assert!(matches!(outcome, Commit::Conflict { .. }));
-        assert_eq!(wh.table_files("calls").await.unwrap().len(), 2);
-        assert_eq!(wh.ledger().await.unwrap().len(), 1);
     }
 }

@@ -1,0 +1,497 @@
+//! The warehouse's tables as Delta Lake tables, through `deltalake-core`: creating a table,
+//! reading the files of one version, committing kefu's actions at an exact version with an
+//! application transaction, and writing a Parquet file with the statistics Delta readers
+//! prune by.
+//!
+//! kefu is the only writer of its tables. It commits version `v + 1` of a table with
+//! put-if-absent, carrying the transaction `(kefu, operation number)`: finding that version
+//! already written with the same transaction means an earlier, interrupted run committed it
+//! (nothing is done twice); finding it written by anything else is a conflict kefu reports
+//! rather than resolves.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake_core::kernel::transaction::{CommitData, TransactionError};
+use deltalake_core::kernel::{Action, Add, Remove, StructType, Transaction};
+use deltalake_core::logstore::{CommitOrBytes, LogStoreRef, StorageConfig, default_logstore};
+use deltalake_core::operations::create::CreateBuilder;
+use deltalake_core::protocol::DeltaOperation;
+use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake_core::{BlindDeltaTable, DeltaTableError};
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use parquet::file::properties::WriterProperties;
+use url::Url;
+
+/// The application id of kefu's transactions in every table's log.
+pub const APP_ID: &str = "kefu";
+
+/// Errors of the Delta side, with the table they concern.
+#[derive(Debug, thiserror::Error)]
+pub enum DeltaError {
+    #[error("table {table}: {source}")]
+    Delta {
+        table: String,
+        #[source]
+        source: DeltaTableError,
+    },
+    #[error(
+        "table {table}: version {version} of its log was not written by kefu's operation {seq} (was the table changed by another program? kefu must be its only writer)"
+    )]
+    Conflict { table: String, version: u64, seq: u64 },
+}
+
+impl DeltaError {
+    fn delta(table: &str, source: impl Into<DeltaTableError>) -> Self {
+        DeltaError::Delta {
+            table: table.to_string(),
+            source: source.into(),
+        }
+    }
+}
+
+/// One table's transaction log.
+#[derive(Clone)]
+pub struct TableLog {
+    name: String,
+    url: Url,
+    log_store: LogStoreRef,
+}
+
+impl std::fmt::Debug for TableLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableLog").field("url", &self.url).finish()
+    }
+}
+
+/// A file of a table at some version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataFile {
+    /// Relative to the table's root, e.g. `month=2026-01/part-….parquet`.
+    pub path: String,
+    pub size: u64,
+    /// The value of the table's partition column (`month`, or `table` for `_rejects`);
+    /// `None` for an unpartitioned table.
+    pub partition: Option<String>,
+    /// Rows in the file, from its statistics.
+    pub rows: Option<u64>,
+    /// Delta's per-file statistics (JSON), as written.
+    pub stats: Option<String>,
+    pub modification_time: i64,
+}
+
+impl DataFile {
+    /// The minimum and maximum of `column` in this file, from its statistics, when they
+    /// are text.
+    pub fn text_range(&self, column: &str) -> Option<(String, String)> {
+        let stats: serde_json::Value = serde_json::from_str(self.stats.as_deref()?).ok()?;
+        let min = stats.get("minValues")?.get(column)?.as_str()?;
+        let max = stats.get("maxValues")?.get(column)?.as_str()?;
+        Some((min.to_string(), max.to_string()))
+    }
+
+    /// The Add action that puts this file (back) into a table.
+    pub fn add(&self, partition_column: Option<&str>, data_change: bool) -> Add {
+        Add {
+            path: self.path.clone(),
+            partition_values: partition_column
+                .map(|c| HashMap::from([(c.to_string(), self.partition.clone())]))
+                .unwrap_or_default(),
+            size: self.size as i64,
+            modification_time: self.modification_time,
+            data_change,
+            stats: self.stats.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// The Remove action that takes this file out of a table.
+    pub fn remove(&self, partition_column: Option<&str>, data_change: bool) -> Remove {
+        Remove {
+            path: self.path.clone(),
+            data_change,
+            deletion_timestamp: Some(chrono::Utc::now().timestamp_millis()),
+            extended_file_metadata: Some(true),
+            partition_values: Some(
+                partition_column
+                    .map(|c| HashMap::from([(c.to_string(), self.partition.clone())]))
+                    .unwrap_or_default(),
+            ),
+            size: Some(self.size as i64),
+            ..Default::default()
+        }
+    }
+
+    /// The file described by an Add action.
+    pub fn from_add(add: &Add) -> Self {
+        DataFile {
+            path: add.path.clone(),
+            size: add.size.max(0) as u64,
+            partition: add.partition_values.values().next().cloned().flatten(),
+            rows: add
+                .stats
+                .as_deref()
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                .and_then(|v| v.get("numRecords").and_then(serde_json::Value::as_u64)),
+            stats: add.stats.clone(),
+            modification_time: add.modification_time,
+        }
+    }
+}
+
+/// The outcome of committing one version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// This call wrote the version.
+    Now,
+    /// The version was already there with this operation's transaction: an earlier run
+    /// committed it.
+    Earlier,
+}
+
+impl TableLog {
+    /// The log of the table at `url` (a directory URL ending in `/`) in `root`, a store
+    /// whose paths are those of the URLs (the file system root, or an S3 bucket).
+    pub fn new(name: &str, root: Arc<dyn ObjectStore>, url: Url) -> Result<Self, DeltaError> {
+        let config = StorageConfig::default();
+        let prefixed: Arc<dyn ObjectStore> = config
+            .decorate_store(root.clone(), &url)
+            .map_err(|e| DeltaError::delta(name, e))?
+            .into();
+        let log_store = default_logstore(prefixed, root, &url, &config);
+        Ok(TableLog {
+            name: name.to_string(),
+            url,
+            log_store,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    pub fn log_store(&self) -> LogStoreRef {
+        self.log_store.clone()
+    }
+
+    fn err(&self, e: impl Into<DeltaTableError>) -> DeltaError {
+        DeltaError::delta(&self.name, e)
+    }
+
+    /// Whether the table's first version exists.
+    pub async fn exists(&self) -> Result<bool, DeltaError> {
+        Ok(self
+            .log_store
+            .read_commit_entry(0)
+            .await
+            .map_err(|e| self.err(e))?
+            .is_some())
+    }
+
+    /// Creates the table (version 0) with `schema` and `partition_columns` (which `schema`
+    /// must hold, last) unless it exists.
+    pub async fn create(
+        &self,
+        schema: &SchemaRef,
+        partition_columns: &[&str],
+        properties: &[(&str, String)],
+    ) -> Result<(), DeltaError> {
+        if self.exists().await? {
+            return Ok(());
+        }
+        let kernel: StructType = schema.as_ref().try_into_kernel().map_err(|e| self.err(e))?;
+        let mut builder = CreateBuilder::new()
+            .with_log_store(self.log_store.clone())
+            .with_table_name(self.name.clone())
+            .with_columns(kernel.fields().cloned())
+            .with_partition_columns(partition_columns.iter().map(|c| c.to_string()))
+            .with_save_mode(deltalake_core::protocol::SaveMode::Ignore);
+        for (key, value) in properties {
+            builder = builder.with_configuration_property(
+                key.parse().map_err(|e: DeltaTableError| self.err(e))?,
+                Some(value.clone()),
+            );
+        }
+        match builder.await {
+            Ok(_) => Ok(()),
+            // Another writer created it meanwhile.
+            Err(DeltaTableError::Transaction {
+                source: TransactionError::VersionAlreadyExists(0),
+            }) => Ok(()),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// The newest version of the log (listing it).
+    pub async fn latest_version(&self) -> Result<u64, DeltaError> {
+        self.log_store
+            .get_latest_version(0)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// The files of the table at `version`.
+    pub async fn files(&self, version: u64) -> Result<Vec<DataFile>, DeltaError> {
+        let snapshot =
+            deltalake_core::kernel::EagerSnapshot::try_new(self.log_store.as_ref(), Some(version))
+                .await
+                .map_err(|e| self.err(e))?;
+        let views: Vec<_> = snapshot
+            .file_views(self.log_store.as_ref(), None)
+            .try_collect()
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut files: Vec<DataFile> = views
+            .iter()
+            .map(|v| DataFile {
+                path: v.path().into_owned(),
+                size: v.size().max(0) as u64,
+                partition: v.partition_values_map().into_values().next().flatten(),
+                rows: v.num_records().map(|n| n as u64),
+                stats: v.stats(),
+                modification_time: v.modification_time(),
+            })
+            .collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
+    }
+
+    /// Commits `actions` as version `version` with the transaction `(kefu, seq)`.
+    pub async fn commit(
+        &self,
+        version: u64,
+        actions: Vec<Action>,
+        operation: DeltaOperation,
+        seq: u64,
+        info: HashMap<String, serde_json::Value>,
+    ) -> Result<Committed, DeltaError> {
+        let txn = Transaction::new_with_last_update(
+            APP_ID,
+            seq as i64,
+            Some(chrono::Utc::now().timestamp_millis()),
+        );
+        let data = CommitData::new(actions, operation, info, vec![txn]);
+        let bytes = data
+            .get_bytes()
+            .map_err(|e| self.err(DeltaTableError::from(e)))?;
+        match self
+            .log_store
+            .write_commit_entry(
+                version,
+                CommitOrBytes::LogBytes(bytes),
+                uuid_for(seq, version),
+            )
+            .await
+        {
+            Ok(()) => Ok(Committed::Now),
+            Err(TransactionError::VersionAlreadyExists(_)) => {
+                if self.commit_is_ours(version, seq).await? {
+                    Ok(Committed::Earlier)
+                } else {
+                    Err(DeltaError::Conflict {
+                        table: self.name.clone(),
+                        version,
+                        seq,
+                    })
+                }
+            }
+            Err(e) => Err(self.err(DeltaTableError::from(e))),
+        }
+    }
+
+    /// Whether `version` exists and carries kefu's transaction `seq`.
+    pub async fn commit_is_ours(&self, version: u64, seq: u64) -> Result<bool, DeltaError> {
+        let Some(bytes) = self
+            .log_store
+            .read_commit_entry(version)
+            .await
+            .map_err(|e| self.err(e))?
+        else {
+            return Ok(false);
+        };
+        Ok(bytes.split(|&b| b == b'\n').any(|line| {
+            serde_json::from_slice::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| {
+                    let txn = v.get("txn")?;
+                    Some(
+                        txn.get("appId")?.as_str()? == APP_ID
+                            && txn.get("version")?.as_u64()? == seq,
+                    )
+                })
+                .unwrap_or(false)
+        }))
+    }
+
+    /// Whether `version` exists.
+    pub async fn has_version(&self, version: u64) -> Result<bool, DeltaError> {
+        Ok(self
+            .log_store
+            .read_commit_entry(version)
+            .await
+            .map_err(|e| self.err(e))?
+            .is_some())
+    }
+
+    /// Writes a checkpoint of `version`, so that readers replay few JSON commits.
+    pub async fn checkpoint(&self, version: u64) -> Result<(), DeltaError> {
+        let mut table = deltalake_core::DeltaTable::new(self.log_store.clone());
+        table
+            .load_version(version)
+            .await
+            .map_err(|e| self.err(e))?;
+        deltalake_core::checkpoints::create_checkpoint(&table, None)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// A writer of new files for this table (its schema and partitioning from the log).
+    pub async fn file_writer(&self) -> Result<FileWriter, DeltaError> {
+        let table = BlindDeltaTable::try_new_with_log_store(self.log_store.clone())
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(FileWriter {
+            table: Arc::new(table),
+            name: self.name.clone(),
+        })
+    }
+}
+
+/// A stable operation id for a commit, so logs name the same commit the same way.
+fn uuid_for(seq: u64, version: u64) -> uuid::Uuid {
+    uuid::Uuid::from_u64_pair(seq, version)
+}
+
+/// Writes new Parquet files of one table, with Delta's statistics.
+#[derive(Clone)]
+pub struct FileWriter {
+    table: Arc<BlindDeltaTable>,
+    name: String,
+}
+
+impl FileWriter {
+    /// Writes `batches` (in their order, which the caller has sorted; each holding the
+    /// partition column, with one value) as one file and returns its Add action.
+    pub async fn write(
+        &self,
+        batches: impl IntoIterator<Item = RecordBatch>,
+        properties: WriterProperties,
+    ) -> Result<Add, DeltaError> {
+        let err = |e| DeltaError::delta(&self.name, e);
+        let mut writer = RecordBatchWriter::for_blind_appends(&self.table)
+            .map_err(err)?
+            .with_writer_properties(properties);
+        for batch in batches {
+            writer.write(batch).await.map_err(err)?;
+        }
+        let mut adds = writer.flush().await.map_err(err)?;
+        match adds.len() {
+            1 => Ok(adds.remove(0)),
+            n => Err(err(DeltaTableError::Generic(format!(
+                "expected one file, the writer wrote {n}"
+            )))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn scratch_timing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Url::from_directory_path(dir.path().join("calls")).unwrap();
+        let root: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new());
+        let log = TableLog::new("calls", root, url).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("call_id", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+            Field::new("month", DataType::Utf8, true),
+        ]));
+        let t = std::time::Instant::now();
+        log.create(&schema, &["month"], &[("delta.checkpointInterval", "10".into())])
+            .await
+            .unwrap();
+        eprintln!("create {:?}", t.elapsed());
+        let mut version = 0;
+        for i in 0..40u64 {
+            let t = std::time::Instant::now();
+            let writer = log.file_writer().await.unwrap();
+            let t1 = t.elapsed();
+            let ids: Vec<String> = (0..1000).map(|j| format!("CL{:012}", i * 1000 + j)).collect();
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(ids)),
+                    Arc::new(Int64Array::from_iter_values(0..1000)),
+                    Arc::new(StringArray::from(vec![format!("2026-{:02}", i % 12 + 1); 1000])),
+                ],
+            )
+            .unwrap();
+            let add = writer
+                .write([batch], WriterProperties::default())
+                .await
+                .unwrap();
+            let t2 = t.elapsed();
+            version += 1;
+            let c = log
+                .commit(
+                    version,
+                    vec![Action::Add(add)],
+                    DeltaOperation::Write {
+                        mode: deltalake_core::protocol::SaveMode::Append,
+                        partition_by: None,
+                        predicate: None,
+                    },
+                    i + 1,
+                    HashMap::new(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(c, Committed::Now);
+            let t3 = t.elapsed();
+            if (version + 1) % 10 == 0 {
+                log.checkpoint(version).await.unwrap();
+            }
+            let t4 = t.elapsed();
+            let files = log.files(version).await.unwrap();
+            let t5 = t.elapsed();
+            assert_eq!(files.len() as u64, version);
+            eprintln!(
+                "v{version}: writer {t1:?} write {:?} commit {:?} checkpoint {:?} files {:?} range {:?}",
+                t2 - t1,
+                t3 - t2,
+                t4 - t3,
+                t5 - t4,
+                files[0].text_range("call_id")
+            );
+        }
+        // Again: the same transaction is recognised.
+        let again = log
+            .commit(
+                version,
+                vec![],
+                DeltaOperation::Write {
+                    mode: deltalake_core::protocol::SaveMode::Append,
+                    partition_by: None,
+                    predicate: None,
+                },
+                40,
+                HashMap::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, Committed::Earlier);
+    }
+}

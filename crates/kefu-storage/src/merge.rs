@@ -1,0 +1,891 @@
+//! Keyed upserts: records land in their table one row per key, the newest version winning,
+//! whatever order and however often they arrive.
+//!
+//! An operation merges a table's incoming rows in chunks (all of a daily batch at once;
+//! a large batch in chunks of bounded memory, each merged into the state the previous ones
+//! left). For a chunk:
+//!
+//! 1. Rows of one key within the chunk are reduced to the newest version (the model's
+//!    [`version_rule`](kefu_model::Table::version_rule)); an equal version with other
+//!    content goes to the later row, an identical one is a duplicate.
+//! 2. The table's files whose key range (from Delta's per-file statistics) holds one of
+//!    the chunk's keys are read — only their key and version columns. Keys that grow with
+//!    time (sequence numbers, date-prefixed work-order numbers) make this read nothing for
+//!    new records and only the recent files for updates.
+//! 3. A newer incoming version replaces the stored row (its file is rewritten without it:
+//!    copy-on-write), an older one is dropped as stale, an equal one is compared by
+//!    content: identical is dropped, different replaces (the later batch wins).
+//! 4. The surviving rows are written, sorted, to new files of their partitions (with the
+//!    rewritten file of that partition when there is one, so updates do not multiply
+//!    files).
+//!
+//! Every incoming record is counted once as new, updated, unchanged or stale. A record
+//! superseded by a newer version of the same operation counts as stale and the newer one
+//! takes its place, so the counts do not depend on how the operation was chunked.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, UInt8Array};
+use arrow::compute::{concat_batches, filter_record_batch};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::row::{RowConverter, Rows, SortField};
+use deltalake_core::kernel::{Action, Add};
+use deltalake_core::protocol::{DeltaOperation, MergePredicate, SaveMode};
+use futures::{StreamExt, TryStreamExt};
+use kefu_model::{Table, VersionPart};
+use object_store::ObjectStore;
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+
+use crate::delta::{DataFile, FileWriter};
+use crate::ledger::{TableActions, TableChange, TableCounts};
+use crate::parquet::{Layout, sort_batches, table_layout, writer_properties};
+use crate::tables::{StoredTable, split_by_partition};
+use crate::{StorageError, Warehouse};
+
+/// Rows per Parquet file at most.
+pub const FILE_ROWS: usize = 1024 * 1024;
+/// Rows handed to the Parquet writer at a time.
+const WRITE_ROWS: usize = 64 * 1024;
+
+/// A row's standing within an operation: stored before it, or landed by it as new or as
+/// an update.
+const BASE: u8 = 0;
+const LANDED_NEW: u8 = 1;
+const LANDED_UPDATE: u8 = 2;
+
+/// A file of the table as the operation goes.
+#[derive(Debug, Clone)]
+struct ActiveFile {
+    file: DataFile,
+    /// Written by this operation (replacing it deletes it instead of removing it from
+    /// the log).
+    written: bool,
+    /// For files this operation wrote: each row's standing (`BASE`, `LANDED_*`).
+    standing: Option<Arc<Vec<u8>>>,
+    /// The file's key range, from its statistics.
+    keys: Option<(String, String)>,
+}
+
+/// Orders versions of a table's records: each record's version parts as comparable bytes
+/// (nulls lowest).
+struct Versions {
+    parts: &'static [VersionPart],
+    converter: RowConverter,
+}
+
+impl Versions {
+    fn new(table: Table) -> Result<Self, StorageError> {
+        let parts = table.version_rule();
+        let schema = table.schema();
+        let fields = parts
+            .iter()
+            .map(|p| {
+                let data_type = match p {
+                    VersionPart::Latest(c) => schema
+                        .field_with_name(c)
+                        .expect("version columns exist")
+                        .data_type()
+                        .clone(),
+                    VersionPart::Present(_) => DataType::Boolean,
+                    VersionPart::Workflow(_) => DataType::UInt8,
+                };
+                SortField::new(data_type)
+            })
+            .collect();
+        Ok(Versions {
+            parts,
+            converter: RowConverter::new(fields).map_err(arrow_err)?,
+        })
+    }
+
+    /// The columns the version needs.
+    fn columns(&self) -> BTreeSet<&'static str> {
+        self.parts
+            .iter()
+            .map(|p| match *p {
+                VersionPart::Latest(c) | VersionPart::Present(c) | VersionPart::Workflow(c) => c,
+            })
+            .collect()
+    }
+
+    fn encode(&self, batch: &RecordBatch) -> Result<Rows, StorageError> {
+        let arrays: Vec<ArrayRef> = self
+            .parts
+            .iter()
+            .map(|p| -> Result<ArrayRef, StorageError> {
+                Ok(match *p {
+                    VersionPart::Latest(c) => column(batch, c)?.clone(),
+                    VersionPart::Present(c) => {
+                        let a = column(batch, c)?;
+                        Arc::new(BooleanArray::from_iter(
+                            (0..a.len()).map(|i| Some(a.is_valid(i))),
+                        ))
+                    }
+                    VersionPart::Workflow(c) => {
+                        let a = column(batch, c)?.as_string::<i32>();
+                        Arc::new(UInt8Array::from_iter(a.iter().map(|v| {
+                            v.and_then(|v| {
+                                v.parse::<kefu_model::vocab::TicketStatus>()
+                                    .ok()
+                                    .map(|s| s.workflow_rank())
+                            })
+                        })))
+                    }
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        self.converter.convert_columns(&arrays).map_err(arrow_err)
+    }
+}
+
+fn column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef, StorageError> {
+    batch.column_by_name(name).ok_or_else(|| StorageError::Io {
+        location: String::new(),
+        reason: format!("column {name} is missing from a file of the table"),
+    })
+}
+
+fn arrow_err(e: arrow::error::ArrowError) -> StorageError {
+    StorageError::Io {
+        location: String::new(),
+        reason: e.to_string(),
+    }
+}
+
+/// Compares whole rows (every column) of a table.
+struct Contents {
+    converter: RowConverter,
+}
+
+impl Contents {
+    fn new(schema: &SchemaRef) -> Result<Self, StorageError> {
+        let fields = schema
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        Ok(Contents {
+            converter: RowConverter::new(fields).map_err(arrow_err)?,
+        })
+    }
+
+    fn encode(&self, batch: &RecordBatch) -> Result<Rows, StorageError> {
+        self.converter
+            .convert_columns(batch.columns())
+            .map_err(arrow_err)
+    }
+}
+
+/// The merge of one canonical table within an operation.
+pub struct TableMerge {
+    warehouse: Warehouse,
+    table: Table,
+    stored: StoredTable,
+    schema: SchemaRef,
+    layout: Layout,
+    key: usize,
+    versions: Versions,
+    contents: Contents,
+    base_version: u64,
+    files: Vec<ActiveFile>,
+    /// Files of the table before the operation that it removed.
+    removed: Vec<DataFile>,
+    /// Files the operation wrote and then replaced itself (deleted at the end).
+    discarded: Vec<String>,
+    partitions: BTreeSet<String>,
+    counts: TableCounts,
+    writer: Option<FileWriter>,
+    workers: usize,
+}
+
+impl TableMerge {
+    /// Starts merging into `table` as of `version` (whose files are `files`).
+    pub fn new(
+        warehouse: &Warehouse,
+        table: Table,
+        version: u64,
+        files: &[DataFile],
+    ) -> Result<Self, StorageError> {
+        let stored = StoredTable::Model(table);
+        let schema = table.schema();
+        let key_name = table.key_column();
+        Ok(TableMerge {
+            warehouse: warehouse.clone(),
+            table,
+            stored,
+            layout: table_layout(table),
+            key: schema.index_of(key_name).expect("key column"),
+            versions: Versions::new(table)?,
+            contents: Contents::new(&schema)?,
+            schema,
+            base_version: version,
+            files: files
+                .iter()
+                .map(|f| ActiveFile {
+                    keys: f.text_range(key_name),
+                    file: f.clone(),
+                    written: false,
+                    standing: None,
+                })
+                .collect(),
+            removed: Vec::new(),
+            discarded: Vec::new(),
+            partitions: BTreeSet::new(),
+            counts: TableCounts::default(),
+            writer: None,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        })
+    }
+
+    pub fn table(&self) -> Table {
+        self.table
+    }
+
+    /// What became of the rows merged so far.
+    pub fn counts(&self) -> TableCounts {
+        self.counts
+    }
+
+    /// Counts records of this table that were rejected before reaching it.
+    pub fn count_rejected(&mut self, n: u64) {
+        self.counts.records += n;
+        self.counts.rejected += n;
+    }
+
+    /// Merges a chunk of incoming rows (in the table's schema, in arrival order).
+    pub async fn merge(&mut self, batches: Vec<RecordBatch>) -> Result<(), StorageError> {
+        let chunk = concat_batches(&self.schema, &batches).map_err(arrow_err)?;
+        drop(batches);
+        let n = chunk.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        self.counts.records += n as u64;
+        let keys = chunk.column(self.key).as_string::<i32>().clone();
+        let versions = self.versions.encode(&chunk)?;
+        let mut contents: Option<Rows> = None;
+
+        // 1. The newest version of each key within the chunk.
+        let mut winner_of: HashMap<&str, usize, ahash::RandomState> =
+            HashMap::with_capacity_and_hasher(n, ahash::RandomState::new());
+        let mut keep = vec![false; n];
+        for i in 0..n {
+            let key = keys.value(i);
+            match winner_of.entry(key) {
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(i);
+                    keep[i] = true;
+                }
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    let j = *e.get();
+                    let newer = match versions.row(i).cmp(&versions.row(j)) {
+                        std::cmp::Ordering::Greater => true,
+                        std::cmp::Ordering::Less => false,
+                        std::cmp::Ordering::Equal => {
+                            let c = match &contents {
+                                Some(c) => c,
+                                None => contents.insert(self.contents.encode(&chunk)?),
+                            };
+                            if c.row(i) == c.row(j) {
+                                self.counts.unchanged += 1;
+                                continue;
+                            }
+                            true
+                        }
+                    };
+                    self.counts.stale += 1;
+                    if newer {
+                        keep[j] = false;
+                        keep[i] = true;
+                        e.insert(i);
+                    }
+                }
+            }
+        }
+
+        // 2. Files that may hold one of the keys.
+        let mut sorted: Vec<&str> = winner_of.keys().copied().collect();
+        sorted.sort_unstable();
+        let candidates: Vec<usize> = self
+            .files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| match &f.keys {
+                Some((lo, hi)) => {
+                    let at = sorted.partition_point(|k| *k < lo.as_str());
+                    sorted.get(at).is_some_and(|k| *k <= hi.as_str())
+                }
+                None => true,
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let mut wanted: Vec<&str> = vec![self.table.key_column()];
+        wanted.extend(self.versions.columns());
+        let projected = self.read(&candidates, Some(&wanted)).await?;
+
+        // 3. Stored rows of the same keys.
+        struct Stored {
+            file: usize,
+            row: usize,
+            version: arrow::row::OwnedRow,
+        }
+        let mut stored: HashMap<usize, Vec<Stored>> = HashMap::new();
+        for (file, batch) in &projected {
+            let file_keys = column(batch, self.table.key_column())?.as_string::<i32>();
+            let mut file_versions = None;
+            for row in 0..batch.num_rows() {
+                if let Some(&w) = winner_of.get(file_keys.value(row)) {
+                    let v = match &file_versions {
+                        Some(v) => v,
+                        None => file_versions.insert(self.versions.encode(batch)?),
+                    };
+                    stored.entry(w).or_default().push(Stored {
+                        file: *file,
+                        row,
+                        version: v.row(row).owned(),
+                    });
+                }
+            }
+        }
+        drop(projected);
+
+        // 4. Decide: replace, drop, or compare contents.
+        let mut standing = vec![BASE; n];
+        let mut removals: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+        let mut ties: Vec<(usize, usize, usize)> = Vec::new();
+        let mut replaced: Vec<(usize, usize, usize)> = Vec::new();
+        for (&w, matches) in &stored {
+            // One row per key is the rule; more (a table written otherwise) keep the newest.
+            let current = (0..matches.len())
+                .max_by(|&a, &b| matches[a].version.cmp(&matches[b].version).then(b.cmp(&a)))
+                .expect("at least one match");
+            for (i, m) in matches.iter().enumerate() {
+                if i != current {
+                    tracing::warn!(table = %self.table, key = keys.value(w), "the table held two rows of one key; keeping the newest");
+                    removals.entry(m.file).or_default().insert(m.row);
+                }
+            }
+            let m = &matches[current];
+            match versions.row(w).cmp(&m.version.row()) {
+                std::cmp::Ordering::Greater => replaced.push((w, m.file, m.row)),
+                std::cmp::Ordering::Less => {
+                    keep[w] = false;
+                    self.counts.stale += 1;
+                }
+                std::cmp::Ordering::Equal => ties.push((w, m.file, m.row)),
+            }
+        }
+        let mut full_needed: BTreeSet<usize> = removals.keys().copied().collect();
+        full_needed.extend(replaced.iter().map(|r| r.1));
+        full_needed.extend(ties.iter().map(|t| t.1));
+        let full: HashMap<usize, RecordBatch> = self
+            .read(&full_needed.iter().copied().collect::<Vec<_>>(), None)
+            .await?
+            .into_iter()
+            .collect();
+        if !ties.is_empty() {
+            let c = match &contents {
+                Some(c) => c,
+                None => contents.insert(self.contents.encode(&chunk)?),
+            };
+            let mut file_contents: HashMap<usize, Rows> = HashMap::new();
+            for (w, file, row) in ties {
+                if !file_contents.contains_key(&file) {
+                    file_contents.insert(file, self.contents.encode(&full[&file])?);
+                }
+                if file_contents[&file].row(row) == c.row(w) {
+                    keep[w] = false;
+                    self.counts.unchanged += 1;
+                } else {
+                    replaced.push((w, file, row));
+                }
+            }
+        }
+        for (w, file, row) in replaced {
+            removals.entry(file).or_default().insert(row);
+            match self.files[file].standing.as_ref().map_or(BASE, |s| s[row]) {
+                BASE => {
+                    self.counts.updated += 1;
+                    standing[w] = LANDED_UPDATE;
+                }
+                earlier => {
+                    // A version landed earlier in this operation gives way: it is stale
+                    // now, and this one takes its place.
+                    self.counts.stale += 1;
+                    standing[w] = earlier;
+                }
+            }
+        }
+        for (w, s) in standing.iter_mut().enumerate() {
+            if keep[w] && *s == BASE {
+                *s = LANDED_NEW;
+                self.counts.new += 1;
+            }
+        }
+
+        // 5. Rewrite the files that lost rows; write the kept rows, with the rewritten file
+        // of their partition where there is one.
+        let mut by_partition: BTreeMap<Option<String>, Vec<(RecordBatch, Vec<u8>)>> =
+            BTreeMap::new();
+        let mut gone: Vec<usize> = Vec::new();
+        for (file, rows) in &removals {
+            let batch = &full[file];
+            let mask = BooleanArray::from_iter(
+                (0..batch.num_rows()).map(|r| Some(!rows.contains(&r))),
+            );
+            let rest = filter_record_batch(batch, &mask).map_err(arrow_err)?;
+            let rest_standing = match &self.files[*file].standing {
+                Some(s) => s
+                    .iter()
+                    .enumerate()
+                    .filter(|(r, _)| !rows.contains(r))
+                    .map(|(_, s)| *s)
+                    .collect(),
+                None => vec![BASE; rest.num_rows()],
+            };
+            gone.push(*file);
+            if rest.num_rows() > 0 {
+                by_partition
+                    .entry(self.files[*file].file.partition.clone())
+                    .or_default()
+                    .push((rest, rest_standing));
+            }
+        }
+        drop(full);
+        // The kept rows with their standing as a last column, which splitting by
+        // partition carries along.
+        let with_standing = {
+            let mut columns = chunk.columns().to_vec();
+            columns.push(Arc::new(UInt8Array::from(standing)));
+            let mut fields: Vec<arrow::datatypes::FieldRef> =
+                self.schema.fields().iter().cloned().collect();
+            fields.push(Arc::new(arrow::datatypes::Field::new(
+                "__standing",
+                DataType::UInt8,
+                false,
+            )));
+            RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)
+                .map_err(arrow_err)?
+        };
+        drop(chunk);
+        let kept = filter_record_batch(&with_standing, &BooleanArray::from(keep)).map_err(arrow_err)?;
+        drop(with_standing);
+        let width = self.schema.fields().len();
+        for (partition, rows) in split_by_partition(self.table, &kept).map_err(arrow_err)? {
+            let s = rows
+                .column(width)
+                .as_primitive::<arrow::datatypes::UInt8Type>()
+                .values()
+                .to_vec();
+            let data = rows
+                .project(&(0..width).collect::<Vec<_>>())
+                .map_err(arrow_err)?;
+            by_partition.entry(partition).or_default().push((data, s));
+        }
+        // Files replaced by their rewrite leave the state.
+        gone.sort_unstable();
+        for &file in gone.iter().rev() {
+            let f = self.files.remove(file);
+            self.partitions.extend(f.file.partition.clone());
+            if f.written {
+                self.discarded.push(f.file.path);
+            } else {
+                self.removed.push(f.file);
+            }
+        }
+        self.write(by_partition).await
+    }
+
+    /// Reads files of the state (all columns, or `columns`), concurrently.
+    async fn read(
+        &self,
+        files: &[usize],
+        columns: Option<&[&str]>,
+    ) -> Result<Vec<(usize, RecordBatch)>, StorageError> {
+        let store = self.warehouse.store();
+        let jobs = files.iter().map(|&i| {
+            let path = self
+                .warehouse
+                .path(&format!("{}/{}", self.stored.name(), self.files[i].file.path));
+            let size = self.files[i].file.size;
+            let store = store.clone();
+            let schema = self.schema.clone();
+            let columns: Option<Vec<String>> =
+                columns.map(|c| c.iter().map(|s| s.to_string()).collect());
+            async move {
+                let batch = read_parquet(store, path, size, &schema, columns.as_deref()).await?;
+                Ok::<_, StorageError>((i, batch))
+            }
+        });
+        futures::stream::iter(jobs)
+            .buffer_unordered(self.workers)
+            .try_collect()
+            .await
+    }
+
+    async fn writer(&mut self) -> Result<FileWriter, StorageError> {
+        if self.writer.is_none() {
+            self.writer = Some(self.warehouse.log(self.stored).file_writer().await?);
+        }
+        Ok(self.writer.clone().expect("just set"))
+    }
+
+    /// Writes rows per partition as sorted files of at most [`FILE_ROWS`] rows.
+    async fn write(
+        &mut self,
+        by_partition: BTreeMap<Option<String>, Vec<(RecordBatch, Vec<u8>)>>,
+    ) -> Result<(), StorageError> {
+        let writer = self.writer().await?;
+        let mut jobs = Vec::new();
+        for (partition, parts) in by_partition {
+            let rows: usize = parts.iter().map(|p| p.0.num_rows()).sum();
+            if rows == 0 {
+                continue;
+            }
+            if let Some(p) = &partition {
+                self.partitions.insert(p.clone());
+            }
+            let batches: Vec<RecordBatch> = parts.iter().map(|p| p.0.clone()).collect();
+            let standing: Vec<u8> = parts.into_iter().flat_map(|p| p.1).collect();
+            let sorted = sort_with(&self.schema, &batches, &self.layout.sort_columns, standing)?;
+            let (sorted, standing) = sorted;
+            let pieces = rows.div_ceil(FILE_ROWS);
+            let per = rows.div_ceil(pieces);
+            for k in 0..pieces {
+                let start = k * per;
+                let len = per.min(rows - start);
+                jobs.push((
+                    partition.clone(),
+                    sorted.slice(start, len),
+                    standing[start..start + len].to_vec(),
+                ));
+            }
+        }
+        let stored = self.stored;
+        let layout = self.layout.clone();
+        let key_name = self.table.key_column();
+        let written = futures::stream::iter(jobs.into_iter().map(|(partition, batch, standing)| {
+            let writer = writer.clone();
+            let layout = layout.clone();
+            tokio::spawn(async move {
+                let add =
+                    write_file(&writer, stored, partition.as_deref(), &batch, &layout).await?;
+                Ok::<_, StorageError>((add, standing))
+            })
+        }))
+        .buffer_unordered(self.workers)
+        .map(|joined| {
+            joined.map_err(|e| StorageError::Io {
+                location: String::new(),
+                reason: format!("writing a file: {e}"),
+            })?
+        })
+        .try_collect::<Vec<_>>()
+        .await?;
+        for (add, standing) in written {
+            let file = DataFile::from_add(&add);
+            self.files.push(ActiveFile {
+                keys: file.text_range(key_name),
+                file,
+                written: true,
+                standing: Some(Arc::new(standing)),
+            });
+        }
+        Ok(())
+    }
+
+    /// The operation's actions on this table, what they change, the files written (to
+    /// make durable), and the files it wrote and replaced (to delete).
+    pub fn finish(self) -> MergeResult {
+        let partition_column = self.stored.partition_column();
+        let adds: Vec<&ActiveFile> = self.files.iter().filter(|f| f.written).collect();
+        let mut actions: Vec<Action> = self
+            .removed
+            .iter()
+            .map(|f| Action::Remove(f.remove(partition_column, true)))
+            .collect();
+        actions.extend(
+            adds.iter()
+                .map(|f| Action::Add(f.file.add(partition_column, true))),
+        );
+        let change = TableChange {
+            version: 0,
+            files_added: adds.len() as u64,
+            files_removed: self.removed.len() as u64,
+            rows_added: adds.iter().map(|f| f.file.rows.unwrap_or(0)).sum(),
+            rows_removed: self.removed.iter().map(|f| f.rows.unwrap_or(0)).sum(),
+            partitions: self.partitions.into_iter().collect(),
+        };
+        let key = self.table.key_column();
+        let operation = if self.removed.is_empty() {
+            DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: partition_column.map(|c| vec![c.to_string()]),
+                predicate: None,
+            }
+        } else {
+            DeltaOperation::Merge {
+                predicate: None,
+                merge_predicate: Some(format!("target.{key} = source.{key}")),
+                matched_predicates: vec![MergePredicate {
+                    action_type: "update".into(),
+                    predicate: Some("the source version is newer".into()),
+                }],
+                not_matched_predicates: vec![MergePredicate {
+                    action_type: "insert".into(),
+                    predicate: None,
+                }],
+                not_matched_by_source_predicates: Vec::new(),
+            }
+        };
+        let table_dir = self.stored.name();
+        MergeResult {
+            new_files: adds
+                .iter()
+                .map(|f| format!("{table_dir}/{}", f.file.path))
+                .collect(),
+            discarded: self
+                .discarded
+                .iter()
+                .map(|p| format!("{table_dir}/{p}"))
+                .collect(),
+            actions: (!actions.is_empty()).then(|| TableActions {
+                base_version: self.base_version,
+                operation,
+                actions,
+                info: Default::default(),
+            }),
+            change,
+            counts: self.counts,
+        }
+    }
+}
+
+/// What merging into one table produced.
+#[derive(Debug)]
+pub struct MergeResult {
+    /// `None` when nothing changed in the table.
+    pub actions: Option<TableActions>,
+    pub change: TableChange,
+    pub counts: TableCounts,
+    /// Files written and named by the actions (relative to the warehouse).
+    pub new_files: Vec<String>,
+    /// Files written and replaced within the operation (relative to the warehouse).
+    pub discarded: Vec<String>,
+}
+
+/// Sorts rows (with each row's standing) by the layout's sort columns.
+fn sort_with(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    sort_columns: &[usize],
+    standing: Vec<u8>,
+) -> Result<(RecordBatch, Vec<u8>), StorageError> {
+    // Carry the standing through the sort as a column.
+    let mut fields: Vec<arrow::datatypes::FieldRef> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(arrow::datatypes::Field::new(
+        "__standing",
+        DataType::UInt8,
+        false,
+    )));
+    let extended = Arc::new(arrow::datatypes::Schema::new(fields));
+    let mut offset = 0;
+    let with: Vec<RecordBatch> = batches
+        .iter()
+        .map(|b| {
+            let mut columns = b.columns().to_vec();
+            columns.push(Arc::new(UInt8Array::from(
+                standing[offset..offset + b.num_rows()].to_vec(),
+            )));
+            offset += b.num_rows();
+            RecordBatch::try_new(extended.clone(), columns)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(arrow_err)?;
+    let sorted = sort_batches(&extended, &with, sort_columns).map_err(arrow_err)?;
+    let standing = sorted
+        .column(schema.fields().len())
+        .as_primitive::<arrow::datatypes::UInt8Type>()
+        .values()
+        .to_vec();
+    let data = sorted.project(&(0..schema.fields().len()).collect::<Vec<_>>()).map_err(arrow_err)?;
+    Ok((data, standing))
+}
+
+/// Writes sorted rows of one partition as one file (adding the partition column).
+pub async fn write_file(
+    writer: &FileWriter,
+    table: StoredTable,
+    partition: Option<&str>,
+    rows: &RecordBatch,
+    layout: &Layout,
+) -> Result<Add, StorageError> {
+    let table_schema = table.table_schema();
+    let mut slices = Vec::new();
+    let mut start = 0;
+    while start < rows.num_rows() {
+        let len = WRITE_ROWS.min(rows.num_rows() - start);
+        let slice = rows.slice(start, len);
+        let mut columns = slice.columns().to_vec();
+        if table.partition_column().is_some() {
+            columns.push(Arc::new(StringArray::from(vec![partition; len])));
+        }
+        slices.push(RecordBatch::try_new(table_schema.clone(), columns).map_err(arrow_err)?);
+        start += len;
+    }
+    Ok(writer.write(slices, writer_properties(layout)).await?)
+}
+
+/// Reads a Parquet file of a table (all its columns, or `columns`), cast to the table's
+/// schema.
+pub async fn read_parquet(
+    store: Arc<dyn ObjectStore>,
+    path: object_store::path::Path,
+    size: u64,
+    schema: &SchemaRef,
+    columns: Option<&[String]>,
+) -> Result<RecordBatch, StorageError> {
+    let err = |e: parquet::errors::ParquetError| StorageError::Io {
+        location: path.to_string(),
+        reason: e.to_string(),
+    };
+    let reader = crate::parquet::ObjectReader::new(store, path.clone(), size);
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(err)?;
+    let file_schema = builder.schema().clone();
+    // The columns wanted, as the table types them; a column older files lack (added to
+    // the model since) reads as nulls.
+    let names: Vec<String> = match columns {
+        Some(cols) => cols.to_vec(),
+        None => schema.fields().iter().map(|f| f.name().clone()).collect(),
+    };
+    let present: Vec<usize> = names
+        .iter()
+        .filter_map(|c| file_schema.index_of(c).ok())
+        .collect();
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), present);
+    let stream = builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(err)?;
+    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(err)?;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let read = concat_batches(
+        &batches
+            .first()
+            .map(|b| b.schema())
+            .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty())),
+        &batches,
+    )
+    .map_err(arrow_err)?;
+    drop(batches);
+    let mut fields = Vec::with_capacity(names.len());
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(names.len());
+    for name in &names {
+        let field = match schema.field_with_name(name) {
+            Ok(f) => Arc::new(f.clone()),
+            Err(_) => match file_schema.field_with_name(name) {
+                Ok(f) => Arc::new(f.clone()),
+                Err(_) => continue,
+            },
+        };
+        let array = match read.column_by_name(name) {
+            Some(a) if a.data_type() == field.data_type() => a.clone(),
+            Some(a) => arrow::compute::cast(a, field.data_type()).map_err(arrow_err)?,
+            None => arrow::array::new_null_array(field.data_type(), rows),
+        };
+        fields.push(Arc::new(field.as_ref().clone().with_nullable(true)));
+        arrays.push(array);
+    }
+    RecordBatch::try_new_with_options(
+        Arc::new(arrow::datatypes::Schema::new(fields)),
+        arrays,
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
+    )
+    .map_err(arrow_err)
+}
+
+/// Appends rows to an append-only table (`_rejects`): one file per partition per call.
+pub struct Appender {
+    warehouse: Warehouse,
+    table: StoredTable,
+    layout: Layout,
+    base_version: u64,
+    adds: Vec<Add>,
+    partitions: BTreeSet<String>,
+    writer: Option<FileWriter>,
+}
+
+impl Appender {
+    pub fn new(warehouse: &Warehouse, table: StoredTable, version: u64, layout: Layout) -> Self {
+        Appender {
+            warehouse: warehouse.clone(),
+            table,
+            layout,
+            base_version: version,
+            adds: Vec::new(),
+            partitions: BTreeSet::new(),
+            writer: None,
+        }
+    }
+
+    /// Writes `rows` (sorted as the layout says) as a file of `partition`.
+    pub async fn append(
+        &mut self,
+        partition: Option<&str>,
+        rows: &RecordBatch,
+    ) -> Result<(), StorageError> {
+        if rows.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.writer.is_none() {
+            self.writer = Some(self.warehouse.log(self.table).file_writer().await?);
+        }
+        let sorted = sort_batches(&rows.schema(), std::slice::from_ref(rows), &self.layout.sort_columns)
+            .map_err(arrow_err)?;
+        let writer = self.writer.as_ref().expect("just set");
+        let add = write_file(writer, self.table, partition, &sorted, &self.layout).await?;
+        self.partitions.extend(partition.map(str::to_string));
+        self.adds.push(add);
+        Ok(())
+    }
+
+    pub fn finish(self) -> MergeResult {
+        let partition_column = self.table.partition_column();
+        let files: Vec<DataFile> = self.adds.iter().map(DataFile::from_add).collect();
+        let change = TableChange {
+            version: 0,
+            files_added: files.len() as u64,
+            files_removed: 0,
+            rows_added: files.iter().map(|f| f.rows.unwrap_or(0)).sum(),
+            rows_removed: 0,
+            partitions: self.partitions.into_iter().collect(),
+        };
+        MergeResult {
+            new_files: files
+                .iter()
+                .map(|f| format!("{}/{}", self.table.name(), f.path))
+                .collect(),
+            discarded: Vec::new(),
+            actions: (!self.adds.is_empty()).then(|| TableActions {
+                base_version: self.base_version,
+                operation: DeltaOperation::Write {
+                    mode: SaveMode::Append,
+                    partition_by: partition_column.map(|c| vec![c.to_string()]),
+                    predicate: None,
+                },
+                actions: self
+                    .adds
+                    .into_iter()
+                    .map(|a| Action::Add(Add { data_change: true, ..a }))
+                    .collect(),
+                info: Default::default(),
+            }),
+            change,
+            counts: TableCounts::default(),
+        }
+    }
+}
