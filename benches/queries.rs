@@ -81,18 +81,26 @@ fn bench_queries(c: &mut Criterion) {
     let mut group = c.benchmark_group("sql_overhead");
     let calls_kpis = sql_of("calls_kpis", &[]);
     group.bench_function("open_session", |b| {
-        b.iter(|| black_box(Engine::open(&warehouse, &EngineOptions::default()).expect("open")))
+        b.to_async(&runtime).iter(|| async {
+            black_box(
+                Engine::open(&warehouse, &EngineOptions::default())
+                    .await
+                    .expect("open"),
+            )
+        })
     });
     group.bench_function("open_and_plan_calls_kpis", |b| {
         b.to_async(&runtime).iter(|| async {
-            let engine = Engine::open(&warehouse, &EngineOptions::default()).expect("open");
+            let engine = Engine::open(&warehouse, &EngineOptions::default()).await.expect("open");
             let df = engine.sql(&calls_kpis).await.expect("plan");
             black_box(df.create_physical_plan().await.expect("physical plan"))
         })
     });
     group.finish();
 
-    let engine = Engine::open(&warehouse, &EngineOptions::default()).expect("open");
+    let engine = runtime
+        .block_on(Engine::open(&warehouse, &EngineOptions::default()))
+        .expect("open");
     let mut group = c.benchmark_group("sql_slowest_queries");
     group.sample_size(10);
     for (name, params) in SLOW {

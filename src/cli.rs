@@ -637,6 +637,7 @@ fn ingest_command(args: &IngestArgs) -> CliResult {
         profile,
         max_reject_ratio: args.max_reject_ratio,
         compact_after: args.compact_after,
+        ..kefu_ingest::IngestOptions::default()
     };
     let progress = BarProgress::new(args.quiet || args.json);
     let report =

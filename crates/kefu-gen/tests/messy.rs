@@ -1,7 +1,9 @@
 //! `--messy` output checked independently of the writer: every file is opened, its
 //! encoding detected, its CSV parsed, and each row judged by the model's rules. The bad rows
-//! found must be exactly those in the manifest (same file, member, line and reason), and the
-//! good rows must be exactly the rows of the plain output.
+//! found must be exactly those in the manifest (same file, member, line and reason); the
+//! good records, once each key's repeats and versions are folded, must be exactly the
+//! records of the plain output; and no file may hold anything that happened after the day
+//! it reports on.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -172,6 +174,31 @@ fn parse_local(date: &str, time: &str) -> Option<NaiveDateTime> {
     NaiveDate::from_ymd_opt(y as i32, m, day)?.and_hms_opt(h, mi, sec)
 }
 
+/// The latest event time of a record (every timestamp but `due_at`, a promise rather than
+/// an event), as exported (local time).
+fn latest_event(cols: &[(&'static Column, Part)], rec: &csv::StringRecord) -> Option<NaiveDateTime> {
+    let mut times: BTreeMap<&str, (String, String)> = BTreeMap::new();
+    for ((col, part), value) in cols.iter().zip(rec.iter()) {
+        if col.kind != ColumnKind::Timestamp || col.name == "due_at" {
+            continue;
+        }
+        let e = times.entry(col.name).or_default();
+        match part {
+            Part::Whole => match value.split_once(' ') {
+                Some((d, t)) => *e = (d.to_string(), t.to_string()),
+                None => *e = (value.to_string(), String::new()),
+            },
+            Part::Date => e.0 = value.to_string(),
+            Part::Time => e.1 = value.to_string(),
+        }
+    }
+    times
+        .values()
+        .filter(|(d, _)| !d.is_empty())
+        .filter_map(|(d, t)| parse_local(d, t))
+        .max()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Finding {
     path: String,
@@ -255,21 +282,40 @@ fn messy_manifest_matches_the_bad_rows_written() {
     cfg.regions = 4;
     cfg.messy = true;
     cfg.bad_row_rate = 0.01;
+    cfg.resend_rate = 0.2;
     let summary = generate(&cfg, &NoProgress).unwrap();
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(summary.manifest.as_ref().unwrap()).unwrap())
             .unwrap();
-    let manifest_rows: BTreeMap<&str, u64> = manifest["rows"]
-        .as_object()
+    let per_table = |key: &str| -> BTreeMap<&str, u64> {
+        manifest[key]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    Table::ALL.iter().find(|t| t.name() == k).unwrap().name(),
+                    v.as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let manifest_rows = per_table("rows");
+    let manifest_records = per_table("records");
+    // The day each file reports on last: nothing in it may have happened after that day.
+    let covers: BTreeMap<String, NaiveDate> = manifest["archives"]
+        .as_array()
         .unwrap()
         .iter()
-        .map(|(k, v)| {
+        .map(|a| {
             (
-                Table::ALL.iter().find(|t| t.name() == k).unwrap().name(),
-                v.as_u64().unwrap(),
+                a["path"].as_str().unwrap().to_string(),
+                a["covers"][1].as_str().unwrap().parse().unwrap(),
             )
         })
         .collect();
+    let mut keys: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut from_the_future = Vec::new();
 
     let files = read_all(&cfg.out);
     let mut found: BTreeSet<Finding> = BTreeSet::new();
@@ -318,7 +364,20 @@ fn messy_manifest_matches_the_bad_rows_written() {
                         reason: reason.to_string(),
                     });
                 }
-                None => *good.entry(table.name()).or_default() += 1,
+                None => {
+                    *good.entry(table.name()).or_default() += 1;
+                    keys.entry(table.name())
+                        .or_default()
+                        .insert(rec.get(0).unwrap().to_string());
+                    let cut = covers[&f.path]
+                        .succ_opt()
+                        .unwrap()
+                        .and_hms_opt(0, 0, 0)
+                        .unwrap();
+                    if latest_event(&cols, &rec).is_some_and(|t| t >= cut) {
+                        from_the_future.push(format!("{} {:?} line {line}", f.path, f.member));
+                    }
+                }
             }
         }
     }
@@ -353,9 +412,31 @@ fn messy_manifest_matches_the_bad_rows_written() {
     // Some good call rows leave out a duration their timestamps determine.
     assert!(manifest["blanked_durations"].as_u64().unwrap() > 0);
     assert_eq!(
-        good, manifest_rows,
-        "good rows per table match the manifest"
+        good, manifest_records,
+        "good records per table match the manifest"
     );
+    assert!(
+        from_the_future.is_empty(),
+        "records that had not happened by the end of their file's last day: {:?}",
+        &from_the_future[..from_the_future.len().min(5)]
+    );
+    // At least once: records come in several versions and repeats.
+    for table in Table::ALL {
+        assert!(
+            manifest_records[table.name()] >= manifest_rows[table.name()],
+            "{table}"
+        );
+    }
+    assert!(
+        manifest_records["tickets"] > manifest_rows["tickets"],
+        "ticket versions"
+    );
+    assert!(
+        manifest_records["calls"] > manifest_rows["calls"],
+        "re-sent calls"
+    );
+    let distinct: BTreeMap<&str, u64> = keys.iter().map(|(t, k)| (*t, k.len() as u64)).collect();
+    assert_eq!(distinct, manifest_rows, "one record per key and table");
     // What real office exports look like.
     assert!(
         gbk_not_utf8 > 0,
@@ -379,15 +460,35 @@ fn messy_manifest_matches_the_bad_rows_written() {
         good.values().sum::<u64>() + found.len() as u64
     );
 
-    // The good rows are exactly the plain output's rows.
+    // The records are exactly the plain output's (the final truth).
     let mut plain = cfg.clone();
     plain.messy = false;
     plain.out = dir.path().join("plain");
     let plain_summary = generate(&plain, &NoProgress).unwrap();
     assert_eq!(
         plain_summary.rows, manifest_rows,
-        "messy good rows equal plain rows"
+        "messy records equal plain rows"
     );
+    for table in Table::ALL {
+        let text =
+            std::fs::read_to_string(plain.out.join(format!("{}.csv", table.name()))).unwrap();
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let plain_keys: BTreeSet<String> = reader
+            .records()
+            .map(|r| r.unwrap().get(0).unwrap().to_string())
+            .collect();
+        assert_eq!(&plain_keys, &keys[table.name()], "{table}: the same keys");
+    }
+    // Deliveries: every archive once, after the last day it covers.
+    let mut delivered = 0;
+    for d in manifest["deliveries"].as_array().unwrap() {
+        let date: NaiveDate = d["date"].as_str().unwrap().parse().unwrap();
+        for p in d["paths"].as_array().unwrap() {
+            delivered += 1;
+            assert!(date > covers[p.as_str().unwrap()], "{p} delivered on {date}");
+        }
+    }
+    assert_eq!(delivered, covers.len());
 }
 
 #[test]

@@ -38,8 +38,9 @@ pub const DEFAULT_MAX_REJECT_RATIO: f64 = 0.05;
 /// A partition holding more files than this after a batch is compacted, by default.
 pub const DEFAULT_COMPACT_AFTER: usize = 16;
 
-/// Rows buffered (all tables together) before the largest table's rows are merged.
-const BUFFER_BYTES: usize = 128 * 1024 * 1024;
+/// Rows buffered (all tables together) before the largest table's rows are merged, by
+/// default.
+pub const DEFAULT_BUFFER_BYTES: usize = 128 * 1024 * 1024;
 /// Rejected records a batch report keeps as examples.
 const REJECT_EXAMPLES: usize = 20;
 /// Rejects buffered before a `_rejects` file is written.
@@ -55,6 +56,10 @@ pub struct IngestOptions {
     /// Compact a partition the batch touched once it holds more than this many files
     /// (0: never).
     pub compact_after: usize,
+    /// Memory for converted rows (all tables together): beyond it, the largest table's
+    /// rows are merged into it as a chunk (a large batch merges in several chunks, with
+    /// the same result as one).
+    pub buffer_bytes: usize,
 }
 
 impl Default for IngestOptions {
@@ -63,6 +68,7 @@ impl Default for IngestOptions {
             profile: Profile::builtin(),
             max_reject_ratio: DEFAULT_MAX_REJECT_RATIO,
             compact_after: DEFAULT_COMPACT_AFTER,
+            buffer_bytes: DEFAULT_BUFFER_BYTES,
         }
     }
 }
@@ -421,7 +427,7 @@ fn write_batch(
     report: &mut IngestReport,
 ) -> Result<(OperationPlan, Vec<String>), IngestError> {
     let started = Instant::now();
-    let mut sink = BatchSink::new(batch_id, warehouse, cut, runtime);
+    let mut sink = BatchSink::new(batch_id, warehouse, cut, runtime, options.buffer_bytes);
     progress.start("ingesting", Some(report.bytes), Unit::Bytes);
     let mut sources = Vec::new();
     let outcome = (|| -> Result<(), IngestError> {
@@ -662,6 +668,7 @@ struct BatchSink<'a> {
     merges: BTreeMap<Table, TableMerge>,
     buffers: BTreeMap<Table, (Vec<RecordBatch>, usize)>,
     buffered_bytes: usize,
+    buffer_limit: usize,
     rejects: RejectBuilder,
     appender: Option<Appender>,
     /// Rejected records per table meant (`unknown` when none).
@@ -686,8 +693,10 @@ impl<'a> BatchSink<'a> {
         warehouse: &'a Warehouse,
         cut: &'a Cut,
         runtime: &'a tokio::runtime::Runtime,
+        buffer_limit: usize,
     ) -> Self {
         BatchSink {
+            buffer_limit,
             batch_id: batch_id.to_string(),
             warehouse,
             cut,
@@ -850,7 +859,7 @@ impl RowSink for BatchSink<'_> {
         buffer.0.push(batch);
         buffer.1 += bytes;
         self.buffered_bytes += bytes;
-        while self.buffered_bytes > BUFFER_BYTES {
+        while self.buffered_bytes > self.buffer_limit {
             let largest = self
                 .buffers
                 .iter()

@@ -53,7 +53,7 @@ fn writes_are_refused_with_a_clear_message() {
     let warehouse = fixture_warehouse(dir.path());
     let before = std::fs::read_dir(dir.path().join("calls")).unwrap().count();
     runtime().block_on(async {
-        let engine = Engine::open(&warehouse, &EngineOptions::default()).unwrap();
+        let engine = Engine::open(&warehouse, &EngineOptions::default()).await.unwrap();
         for sql in [
             "INSERT INTO calls SELECT * FROM calls",
             "CREATE TABLE copy AS SELECT * FROM calls",
@@ -90,7 +90,7 @@ fn date_and_region_filters_prune_files_and_pages() {
             target_partitions: Some(1),
             ..EngineOptions::default()
         };
-        let engine = Engine::open(&warehouse, &options).unwrap();
+        let engine = Engine::open(&warehouse, &options).await.unwrap();
         let (all, _) = run(&engine, "SELECT call_id FROM calls").await.unwrap();
         // One local month by event time only: the other months' files are skipped by
         // their min/max statistics without reading a row.
@@ -159,7 +159,7 @@ fn a_query_over_the_memory_limit_spills_or_fails_clearly() {
             ..EngineOptions::default()
         };
         std::fs::create_dir_all(dir.path().join("spill")).unwrap();
-        let engine = Engine::open(&warehouse, &options).unwrap();
+        let engine = Engine::open(&warehouse, &options).await.unwrap();
         // A sort of every call (about 70,000 rows, more than 24 MB in memory) spills
         // and completes within 24 MB.
         let (rows, plan) = run(
@@ -168,7 +168,7 @@ fn a_query_over_the_memory_limit_spills_or_fails_clearly() {
         )
         .await
         .unwrap();
-        let unbounded = Engine::open(&warehouse, &EngineOptions::default()).unwrap();
+        let unbounded = Engine::open(&warehouse, &EngineOptions::default()).await.unwrap();
         let (all, _) = run(&unbounded, "SELECT call_id FROM calls").await.unwrap();
         assert_eq!(rows, all);
         assert!(
@@ -183,7 +183,7 @@ fn a_query_over_the_memory_limit_spills_or_fails_clearly() {
             target_partitions: Some(2),
             ..EngineOptions::default()
         };
-        let engine = Engine::open(&warehouse, &tiny).unwrap();
+        let engine = Engine::open(&warehouse, &tiny).await.unwrap();
         match run(
             &engine,
             "SELECT a.call_id FROM calls a JOIN calls b ON a.customer_id = b.customer_id",

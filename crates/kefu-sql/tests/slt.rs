@@ -37,7 +37,7 @@ pub fn fixture_warehouse(dir: &Path) -> kefu_storage::Warehouse {
         &kefu_progress::NoProgress,
     )
     .expect("the fixtures ingest without rejects");
-    assert_eq!(report.counts.rejected, 0);
+    assert_eq!(report.totals().rejected, 0);
     warehouse
 }
 
@@ -152,7 +152,11 @@ fn sqllogictest_files() {
 }
 
 async fn run_files(warehouse: &kefu_storage::Warehouse) {
-    let engine = Arc::new(Engine::open(warehouse, &EngineOptions::default()).unwrap());
+    let engine = Arc::new(
+        Engine::open(warehouse, &EngineOptions::default())
+            .await
+            .unwrap(),
+    );
     let library = Arc::new(QueryLibrary::embedded().unwrap());
     let mut files: Vec<PathBuf> =
         std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt"))

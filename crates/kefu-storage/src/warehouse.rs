@@ -712,6 +712,30 @@ impl Warehouse {
     }
 }
 
+impl Warehouse {
+    /// Every row of a table in a cut (for checks and small tables; queries go through
+    /// DataFusion).
+    pub async fn read_table(
+        &self,
+        cut: &Cut,
+        table: StoredTable,
+    ) -> Result<Vec<arrow::array::RecordBatch>, StorageError> {
+        let files = self.files_at(cut, table).await?;
+        let schema = table.file_schema();
+        let mut out = Vec::new();
+        for f in files.iter() {
+            let path = self.path(&format!("{}/{}", table.name(), f.path));
+            let batch =
+                crate::merge::read_parquet(self.store(), path, f.size, &schema, None).await?;
+            // Read back in the table's own (non-null where required) schema.
+            let batch = arrow::array::RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                .map_err(|e| self.err(e))?;
+            out.push(batch);
+        }
+        Ok(out)
+    }
+}
+
 /// A table's files after `actions`: the removed ones out, the added ones in.
 pub fn apply_actions(base: &[DataFile], actions: &[deltalake_core::kernel::Action]) -> Vec<DataFile> {
     use deltalake_core::kernel::Action;
