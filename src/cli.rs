@@ -176,12 +176,13 @@ pub enum Command {
         kefu report --month 2026-12 --region beijing --lang en --out beijing-2026-12")]
     Report(crate::jobs::ReportArgs),
 
-    /// The tour: generate a year of messy logs, ingest them, run the KPI job, write the
-    /// report.
+    /// The tour: generate a year of office exports as they really arrive, ingest them day
+    /// by day (one batch per delivery day, as a scheduled job would), run the KPI job,
+    /// write the report.
     ///
     /// In DIR (default ./kefu-demo): exports/ (about a year of office exports for
-    /// 100,000 customers), warehouse/, monthly.toml (the example job), kpi/ (KPI tables,
-    /// run reports and reports/<month>/index.html). Takes a few minutes on 2 cores.
+    /// 100,000 customers, with manifest.json), warehouse/, monthly.toml (the example job),
+    /// kpi/ (KPI tables, run reports and reports/<month>/index.html).
     Demo(crate::jobs::DemoArgs),
 
     /// Serve the warehouse: uploads from regional offices, SQL over HTTP, metrics.

@@ -388,16 +388,51 @@ pub fn demo_command(args: &DemoArgs) -> CliResult {
         ..kefu_gen::GenConfig::new(&exports)
     };
     println!(
-        "1/3 generating {} days of office exports for {} customers (GBK and UTF-8, Chinese headers, some bad rows) …",
+        "1/4 generating {} days of office exports for {} customers, as offices send them (one archive per region and day, GBK and UTF-8, Chinese headers, tickets in every state, re-sends, late archives, some bad rows) …",
         config.days,
         crate::cli::thousands(u64::from(config.customers))
     );
     let summary = kefu_gen::generate(&config, &progress).map_err(|e| (exit::IO, e.to_string()))?;
     println!(
-        "    {} rows in {} files under {}",
+        "    {} records in {} files under {}",
         crate::cli::thousands(summary.total_rows()),
         summary.files.len(),
         exports.display()
+    );
+    let deliveries = demo_deliveries(&exports)?;
+    println!(
+        "2/4 ingesting them day by day as they arrived: {} batches, one per delivery day …",
+        deliveries.len()
+    );
+    let ingest_started = Instant::now();
+    let location = kefu_storage::WarehouseLocation::parse_in("warehouse", &dir)
+        .map_err(|e| (exit::IO, e.to_string()))?;
+    let warehouse =
+        kefu_storage::Warehouse::open(&location).map_err(|e| (exit::IO, e.to_string()))?;
+    let mut totals = kefu_storage::TableCounts::default();
+    use kefu_progress::Progress;
+    progress.start(
+        "batches",
+        Some(deliveries.len() as u64),
+        kefu_progress::Unit::Items("days"),
+    );
+    for paths in &deliveries {
+        let report = kefu_ingest::ingest(
+            paths,
+            &warehouse,
+            &kefu_ingest::IngestOptions::default(),
+            &kefu_progress::NoProgress,
+        )
+        .map_err(|e| (exit::IO, e.to_string()))?;
+        totals.add(&report.totals());
+        progress.advance(1);
+    }
+    progress.finish();
+    println!(
+        "    {} records in {:.0} s: {}",
+        crate::cli::thousands(totals.records),
+        ingest_started.elapsed().as_secs_f64(),
+        crate::status::counts_text(&totals)
     );
     let job_path = dir.join("monthly.toml");
     kefu_storage::publish::write_local(&job_path, DEMO_JOB.as_bytes())
@@ -406,7 +441,7 @@ pub fn demo_command(args: &DemoArgs) -> CliResult {
     // Run as on the day after the last generated day: the report is for the last month.
     let run_date = config.start + chrono::Days::new(u64::from(config.days));
     println!(
-        "2/3 running the job {} for {run_date}: ingest, the KPI tables, the monthly report …",
+        "3/4 running the job {} for {run_date}: its ingest (nothing new), the KPI tables, the monthly report …",
         job_path.display()
     );
     let options = RunOptions {
@@ -435,7 +470,7 @@ pub fn demo_command(args: &DemoArgs) -> CliResult {
                 .to_string()
         });
     let warehouse = dir.join("warehouse");
-    println!("3/3 done in {:.0} s.\n", started.elapsed().as_secs_f64());
+    println!("4/4 done in {:.0} s.\n", started.elapsed().as_secs_f64());
     println!("Open the monthly report:  {page}");
     println!("KPI tables:               {}", dir.join("kpi").display());
     println!("\nTry some SQL on the warehouse:");
@@ -455,6 +490,33 @@ pub fn demo_command(args: &DemoArgs) -> CliResult {
         "  {kefu} query churn_at_risk --warehouse {w} --param as_of={run_date} --param top=10"
     );
     Ok(())
+}
+
+/// The files of each delivery day of a `kefu gen --messy` output, in date order.
+fn demo_deliveries(exports: &Path) -> Result<Vec<Vec<String>>, (u8, String)> {
+    let path = exports.join("manifest.json");
+    let manifest: serde_json::Value = std::fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| (exit::IO, format!("{}: {e}", path.display())))?;
+    Ok(manifest["deliveries"]
+        .as_array()
+        .map(|days| {
+            days.iter()
+                .map(|d| {
+                    d["paths"]
+                        .as_array()
+                        .map(|p| {
+                            p.iter()
+                                .filter_map(|p| p.as_str())
+                                .map(|p| exports.join(p).display().to_string())
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// How to call this binary in printed examples: `kefu` when that is what PATH finds,

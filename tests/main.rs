@@ -6,6 +6,7 @@ mod check;
 mod cluster;
 mod common;
 mod console;
+mod delta;
 mod flight;
 mod generate;
 mod ingest;

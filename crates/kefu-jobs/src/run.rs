@@ -1,13 +1,16 @@
 //! Running a job: its steps in order, incrementally.
 //!
 //! A query step's date range is cut into periods (`partition`); each period's result is
-//! cached with a fingerprint of what it was computed from: its SQL and the warehouse files
-//! of the tables it reads, in the months up to the period's end (plus the query's
-//! lookahead). The ledger names every file a batch wrote, so after new data lands only
-//! the periods whose months received files are recomputed; a run with no new data
-//! computes nothing. Outputs are written whole (temporary file and rename, or one PUT)
-//! after their periods are cached, so a run killed at any point leaves the previous
-//! outputs in place and the next run finishes the work.
+//! cached with a fingerprint of what it was computed from: its SQL and, for the tables it
+//! reads in the months up to the period's end (plus the query's lookahead), the ledger's
+//! operations that changed them. So after new data lands only the periods whose months it
+//! changed are recomputed — a revert recomputes what it took back, a compaction nothing —
+//! and a run with no new data computes nothing. A run reads one state of the warehouse
+//! throughout (the newest when it starts, the newest again after each of its ingest
+//! steps): what a period's result was computed from is exactly what its fingerprint
+//! names, even while another process ingests. Outputs are written whole (temporary file
+//! and rename, or one PUT) after their periods are cached, so a run killed at any point
+//! leaves the previous outputs in place and the next run finishes the work.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -389,10 +392,18 @@ struct PlannedUnit {
 }
 
 /// One state of the warehouse (a cut: every table at the version one operation left it)
-/// and the files of each table in it: (table, month partition, path).
+/// and, per table and partition, the operations that changed its data up to that cut.
+///
+/// A period's fingerprint is its SQL plus those operations for the partitions it reads:
+/// an ingest or a revert that touched a month changes the fingerprints of the periods
+/// reading it; a compaction (no data change) does not; the same operations mean the same
+/// data, whatever the files.
 struct Inventory {
     cut: kefu_storage::Cut,
-    files: Vec<(String, Option<String>, String)>,
+    /// (table, partition — a month, `*` for an unpartitioned table) → operations.
+    changes: BTreeMap<(String, String), Vec<u64>>,
+    /// Conversions of an earlier warehouse: they changed every partition.
+    everywhere: Vec<u64>,
 }
 
 impl Inventory {
@@ -401,40 +412,56 @@ impl Inventory {
             .cut(kefu_storage::AsOf::Latest)
             .await
             .map_err(|e| e.to_string())?;
-        let mut files = Vec::new();
-        for table in kefu_storage::StoredTable::ALL {
-            for f in warehouse
-                .files_at(&cut, table)
-                .await
-                .map_err(|e| e.to_string())?
-                .iter()
-            {
-                let month = table
-                    .partition_column()
-                    .filter(|c| *c == kefu_storage::tables::MONTH_COLUMN)
-                    .and(f.partition.clone());
-                files.push((table.name().to_string(), month, f.path.clone()));
+        let ledger = warehouse.ledger().await.map_err(|e| e.to_string())?;
+        let mut changes: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
+        let mut everywhere = Vec::new();
+        for op in ledger.iter().filter(|op| op.seq <= cut.seq) {
+            match op.kind {
+                kefu_storage::OperationKind::Compact => continue,
+                kefu_storage::OperationKind::Convert => everywhere.push(op.seq),
+                _ => {}
+            }
+            for (table, change) in &op.changes {
+                if change.partitions.is_empty() {
+                    changes
+                        .entry((table.clone(), "*".to_string()))
+                        .or_default()
+                        .push(op.seq);
+                }
+                for partition in &change.partitions {
+                    changes
+                        .entry((table.clone(), partition.clone()))
+                        .or_default()
+                        .push(op.seq);
+                }
             }
         }
-        files.sort();
-        Ok(Inventory { cut, files })
+        Ok(Inventory {
+            cut,
+            changes,
+            everywhere,
+        })
     }
 
-    /// A fingerprint of `seed` and the files of `tables` in months up to `until`
-    /// (`YYYY-MM`, inclusive; `None`: all), plus every file of unpartitioned tables.
+    /// A fingerprint of `seed` and the data of `tables` in months up to `until`
+    /// (`YYYY-MM`, inclusive; `None`: all), plus all of unpartitioned tables.
     fn fingerprint(&self, seed: &str, tables: &BTreeSet<String>, until: Option<&str>) -> String {
         let mut hasher = blake3::Hasher::new();
         hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
         hasher.update(seed.as_bytes());
-        for (table, month, path) in &self.files {
+        for seq in &self.everywhere {
+            hasher.update(format!("\nconvert {seq}").as_bytes());
+        }
+        for ((table, partition), ops) in &self.changes {
             let wanted = tables.contains(table)
-                && match (month, until) {
-                    (Some(m), Some(u)) => m.as_str() <= u,
+                && match until {
+                    Some(u) if partition != "*" && table != kefu_storage::tables::REJECTS_TABLE => {
+                        partition.as_str() <= u
+                    }
                     _ => true,
                 };
             if wanted {
-                hasher.update(b"\n");
-                hasher.update(path.as_bytes());
+                hasher.update(format!("\n{table}/{partition}:{ops:?}").as_bytes());
             }
         }
         hasher.finalize().to_hex()[..32].to_string()

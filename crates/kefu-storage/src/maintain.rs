@@ -391,27 +391,20 @@ pub async fn revert(
         if already.contains(&seq) {
             return Err(refuse(format!("batch {seq} was reverted already")));
         }
+        // Later batches may hold newer versions of the same records: they block a revert
+        // (or go with it, with --cascade). Compactions and reverts after it do not: the
+        // tables return to their state before the batch either way.
         let later: Vec<u64> = ledger
             .iter()
             .filter(|r| r.seq > seq && r.seq <= cut.seq && !already.contains(&r.seq))
-            .filter(|r| r.kind != OperationKind::Compact)
+            .filter(|r| r.kind == OperationKind::Ingest)
             .map(|r| r.seq)
             .collect();
         if !later.is_empty() && !cascade {
             let list: Vec<String> = later.iter().map(u64::to_string).collect();
             return Err(refuse(format!(
-                "operations {} came after batch {seq} and may depend on its rows; revert them first (newest first), or revert them all with --cascade (their sources can then be ingested again, in any order)",
+                "batches {} came after batch {seq} and may hold newer versions of its records; revert them first (newest first), or all of them with it with --cascade (their sources can then be ingested again, in any order)",
                 list.join(", ")
-            )));
-        }
-        if later.iter().any(|&s| {
-            ledger
-                .iter()
-                .find(|r| r.seq == s)
-                .is_some_and(|r| r.kind != OperationKind::Ingest)
-        }) {
-            return Err(refuse(format!(
-                "a revert or conversion came after batch {seq}: revert the batches after it first"
             )));
         }
         let before = warehouse.cut(AsOf::Operation(seq - 1)).await?;

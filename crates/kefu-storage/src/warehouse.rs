@@ -154,6 +154,8 @@ pub struct Warehouse {
     logs: BTreeMap<StoredTable, TableLog>,
     /// Each table's files at the versions read or committed in this process.
     files: Arc<Mutex<HashMap<(StoredTable, u64), Arc<Vec<DataFile>>>>>,
+    /// Ledger records read in this process (a record never changes once written).
+    records: Arc<Mutex<HashMap<u64, OperationRecord>>>,
 }
 
 impl std::fmt::Debug for Warehouse {
@@ -215,6 +217,7 @@ impl Warehouse {
             root,
             logs,
             files: Arc::default(),
+            records: Arc::default(),
         })
     }
 
@@ -396,6 +399,9 @@ impl Warehouse {
 
     /// Ledger record `seq`.
     pub async fn record(&self, seq: u64) -> Result<OperationRecord, StorageError> {
+        if let Some(record) = self.records.lock().expect("lock").get(&seq) {
+            return Ok(record.clone());
+        }
         let relative = record_path(seq);
         let bytes = self
             .get(&relative)
@@ -413,6 +419,10 @@ impl Warehouse {
         if record.seq != seq {
             return Err(self.err(format!("ledger record {relative} says seq {}", record.seq)));
         }
+        self.records
+            .lock()
+            .expect("lock")
+            .insert(seq, record.clone());
         Ok(record)
     }
 
