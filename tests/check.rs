@@ -36,7 +36,7 @@ fn messy_exports_report_exactly_the_manifest_rejects() {
         serde_json::from_slice(&std::fs::read(dir.path().join("ex/manifest.json")).unwrap())
             .unwrap();
     let bad = manifest["bad_rows"].as_array().unwrap().len() as u64;
-    let good: u64 = manifest["rows"]
+    let good: u64 = manifest["records"]
         .as_object()
         .unwrap()
         .values()

@@ -179,7 +179,7 @@ fn a_job_runs_incrementally_and_survives_a_kill() {
             .unwrap();
     assert_eq!(latest["status"], "ok");
     assert!(
-        latest["steps"][0]["ingest"]["landed"].as_u64().unwrap() > 10_000,
+        latest["steps"][0]["ingest"]["new"].as_u64().unwrap() > 10_000,
         "{latest}"
     );
     let before = outputs(dir);

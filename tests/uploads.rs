@@ -400,7 +400,7 @@ fn uploads_commit_exactly_once_across_a_crash_and_sigterm() {
         .output()
         .unwrap();
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(status["batches"].as_array().unwrap().len(), 5, "{status}");
+    assert_eq!(status["operations"].as_array().unwrap().len(), 5, "{status}");
 }
 
 /// Cuts `per_region` files of equal row counts (each with the header) from each region's

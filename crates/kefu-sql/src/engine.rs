@@ -150,7 +150,7 @@ impl Engine {
         let ctx = SessionContext::new_with_state(upgrade(state).map_err(SqlError::DataFusion)?);
         crate::udf::register(&ctx, &options.calendar);
 
-        let root = warehouse.location().url().clone();
+        let root = warehouse.url().clone();
         if warehouse.local_dir().is_none() {
             // The warehouse's own store (credentials, endpoint) serves its bucket.
             let mut bucket = root.clone();

@@ -146,6 +146,8 @@ pub enum Commit {
 #[derive(Clone)]
 pub struct Warehouse {
     location: WarehouseLocation,
+    /// The location's URL, resolved (a local directory canonicalised).
+    url: url::Url,
     /// Rooted at the warehouse (kefu's own files).
     store: Arc<dyn ObjectStore>,
     /// The local directory, for `file://` warehouses (fsync, locking).
@@ -177,11 +179,16 @@ impl Warehouse {
     /// Opens (creating a local directory if needed) the warehouse at `location`. S3 takes
     /// its credentials, region and endpoint from the usual `AWS_*` environment variables.
     pub fn open(location: &WarehouseLocation) -> Result<Self, StorageError> {
-        let url = location.url();
+        let mut url = location.url().clone();
         let (store, url_root, local, root): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>, _, _) =
             match location.local_path() {
                 Some(dir) => {
                     std::fs::create_dir_all(&dir).map_err(|e| io(location, e))?;
+                    // Delta's paths take no `..`: the directory as the file system resolves
+                    // it (symbolic links and `..` included).
+                    let dir = std::fs::canonicalize(&dir).map_err(|e| io(location, e))?;
+                    url = url::Url::from_directory_path(&dir)
+                        .map_err(|()| io(location, format!("{} is not absolute", dir.display())))?;
                     let fs = LocalFileSystem::new_with_prefix(&dir).map_err(|e| io(location, e))?;
                     (
                         Arc::new(fs),
@@ -212,6 +219,7 @@ impl Warehouse {
         }
         Ok(Warehouse {
             location: location.clone(),
+            url,
             store,
             local,
             root,
@@ -223,6 +231,12 @@ impl Warehouse {
 
     pub fn location(&self) -> &WarehouseLocation {
         &self.location
+    }
+
+    /// The warehouse's root URL, resolved: a local directory canonicalised (no `..`, no
+    /// symbolic links), an object-store URL as given. Tables live at `<url>/<table>/`.
+    pub fn url(&self) -> &url::Url {
+        &self.url
     }
 
     /// The store rooted at the warehouse.
