@@ -83,7 +83,7 @@ def main():
     try:
         def kefu_once():
             t, report = run_kefu(args.kefu, [calls], os.path.join(scratch, "wh"))
-            assert report["landed"] == rows, report
+            assert report["new"] == rows, report
             return t
 
         kefu_times, duck_times = alternate(

@@ -1,10 +1,11 @@
 """Every named query with kefu and with DuckDB over the very same Parquet warehouse.
 
-kefu runs `kefu query NAME` (a fresh process: startup, registration, planning, execution,
-CSV output). DuckDB runs the same SQL (`kefu query NAME --show-sql`, with kefu's
-functions defined as DuckDB macros and two spellings translated) in a fresh Python
-process over views of `read_parquet(..., hive_partitioning = true)` on the same files,
-writing CSV too. Runs alternate; medians and ratios are printed per query, and the two
+kefu runs `kefu query NAME` (a fresh process: startup, reading the tables' Delta logs,
+registration, planning, execution, CSV output). DuckDB runs the same SQL (`kefu query NAME
+--show-sql`, with kefu's functions defined as DuckDB macros and two spellings translated)
+in a fresh Python process over views of `read_parquet([files], hive_partitioning = true)`
+on the same files — each table's files at its newest version, from its Delta log through
+Python's `deltalake` —, writing CSV too. Runs alternate; medians and ratios are printed per query, and the two
 results are compared row by row (floats to 1e-6 relative).
 
 Targets (issue 4): every query at most 1.2 x DuckDB, the suite as a whole at most 1.0 x.
@@ -38,13 +39,16 @@ CREATE MACRO local_trunc(period, ts) AS
 
 DUCKDB_RUN = r"""
 import duckdb, sys
+from deltalake import DeltaTable
 wh, sql_file, out, threads = sys.argv[1:5]
 con = duckdb.connect()
 con.execute(f"SET threads = {threads}")
 for t in %(tables)r:
+    # The files of the table's newest version, from its Delta log.
+    files = DeltaTable(f"{wh}/{t}").file_uris()
     partitioned = t != "customers"
     con.execute(
-        f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{wh}/{t}/**/*.parquet', "
+        f"CREATE VIEW {t} AS SELECT * FROM read_parquet({files!r}, "
         f"hive_partitioning = {str(partitioned).lower()}, hive_types_autocast = false)"
     )
 con.execute(%(prelude)r)

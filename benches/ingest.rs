@@ -88,7 +88,7 @@ fn bench_convert(c: &mut Criterion) {
     // Parquet: the calls rows as ingest writes a month's file.
     let (_, converted) = convert(&plain);
     let table = kefu_model::Table::Calls;
-    let layout = kefu_ingest::ingest::table_layout(table);
+    let layout = kefu_storage::parquet::table_layout(table);
     let schema = table.schema();
     let mut group = c.benchmark_group("ingest_parquet");
     group.sample_size(10);

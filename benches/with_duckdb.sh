@@ -13,6 +13,6 @@ mkdir -p "$cache"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet duckdb
+"$venv/bin/pip" install --quiet duckdb deltalake
 cargo build --release --locked
 exec "$venv/bin/python" "benches/$script" --kefu "$CARGO_TARGET_DIR/release/kefu" --data "$cache" "$@"

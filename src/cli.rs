@@ -574,6 +574,7 @@ fn gen_command(args: &GenArgs) -> CliResult {
         let json = serde_json::json!({
             "out": config.out,
             "rows": summary.rows,
+            "final_rows": summary.final_rows,
             "bad_rows": summary.bad_rows,
             "files": summary.files.len(),
             "bytes": summary.bytes,
@@ -607,8 +608,19 @@ fn gen_command(args: &GenArgs) -> CliResult {
         summary.files.len(),
         config.out.display(),
     );
+    if let Some(final_rows) = &summary.final_rows {
+        let per_table: Vec<String> = final_rows
+            .iter()
+            .map(|(t, n)| format!("{t} {}", thousands(*n)))
+            .collect();
+        println!(
+            "the records above are versions and repeats of {} records ({}): the plain output of the same arguments",
+            thousands(final_rows.values().sum()),
+            per_table.join(", ")
+        );
+    }
     if let Some(m) = &summary.manifest {
-        println!("bad rows and file inventory: {}", m.display());
+        println!("bad rows, delivery days and file inventory: {}", m.display());
     }
     Ok(())
 }

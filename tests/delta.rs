@@ -573,3 +573,242 @@ fn jobs_recompute_what_changed_and_not_after_a_compaction() {
     assert_eq!(after_revert, std::fs::read(dir.path().join("kpi/kpis.csv")).unwrap());
     assert_ne!(before, after_revert, "February changed and changed back");
 }
+
+/// The files of a table in a warehouse's newest state, relative to the table.
+fn table_files(wh: &Path, table: &str) -> Vec<String> {
+    let location =
+        kefu_storage::WarehouseLocation::parse_in(&wh.display().to_string(), Path::new("/"))
+            .unwrap();
+    let warehouse = kefu_storage::Warehouse::open(&location).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cut = rt.block_on(warehouse.cut(kefu_storage::AsOf::Latest)).unwrap();
+    let files = rt
+        .block_on(warehouse.files_at(&cut, kefu_storage::StoredTable::from_name(table).unwrap()))
+        .unwrap();
+    files.iter().map(|f| f.path.clone()).collect()
+}
+
+/// `kefu vacuum` deletes what no version within the retention names — never a file the
+/// newest version reads; afterwards, time travel and reverts to before it say clearly
+/// that the files are gone.
+#[test]
+fn vacuum_deletes_only_what_no_kept_version_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let messy = generate(dir.path(), "messy", true, 300, 20);
+    let wh = dir.path().join("wh");
+    ingest_by_delivery(&messy, &wh, &["--compact-after", "3"]);
+    let before = warehouse_rows(&wh);
+    // Data files on disk (the log's checkpoints are Parquet too).
+    let on_disk = |t: &str| {
+        kefu_storage::parquet::local_files(&wh.join(t))
+            .unwrap()
+            .iter()
+            .filter(|p| !p.to_string_lossy().contains("_delta_log"))
+            .count()
+    };
+    assert!(on_disk("tickets") > table_files(&wh, "tickets").len(), "replaced files exist");
+    // The default retention keeps everything this young.
+    let kept = run_ok(
+        kefu_cmd().args(["vacuum", "--json", "--warehouse"]).arg(&wh),
+        "vacuum",
+    );
+    let kept: serde_json::Value = serde_json::from_str(&kept).unwrap();
+    assert_eq!(kept["files"], serde_json::json!({}), "{kept}");
+    // Under an hour is refused unless forced.
+    let refused = kefu_cmd()
+        .args(["vacuum", "--retain", "0s", "--warehouse"])
+        .arg(&wh)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let dry = run_ok(
+        kefu_cmd()
+            .args(["vacuum", "--retain", "0s", "--force", "--dry-run", "--json", "--warehouse"])
+            .arg(&wh),
+        "vacuum --dry-run",
+    );
+    let dry: serde_json::Value = serde_json::from_str(&dry).unwrap();
+    assert!(dry["files"]["tickets"].as_array().unwrap().len() > 1, "{dry}");
+    assert!(on_disk("tickets") > table_files(&wh, "tickets").len(), "a dry run deletes nothing");
+    run_ok(
+        kefu_cmd()
+            .args(["vacuum", "--retain", "0s", "--force", "--warehouse"])
+            .arg(&wh),
+        "vacuum",
+    );
+    for table in ["calls", "tickets", "callbacks", "visits", "customers", "_rejects"] {
+        assert_eq!(on_disk(table), table_files(&wh, table).len(), "{table}");
+    }
+    assert_eq!(warehouse_rows(&wh), before, "nothing readers read was deleted");
+    // The state of batch 2 read files that are gone now.
+    let old = kefu_cmd()
+        .args(["sql", "--as-of", "2", "--warehouse"])
+        .arg(&wh)
+        .args(["-e", "SELECT count(*) FROM tickets"])
+        .output()
+        .unwrap();
+    assert!(!old.status.success());
+    assert!(
+        String::from_utf8_lossy(&old.stderr).contains("not found"),
+        "{}",
+        String::from_utf8_lossy(&old.stderr)
+    );
+    let revert = kefu_cmd()
+        .args(["batch", "revert", &newest_ingest(&wh).to_string(), "--warehouse"])
+        .arg(&wh)
+        .output()
+        .unwrap();
+    let why = String::from_utf8_lossy(&revert.stderr);
+    assert!(!revert.status.success() && why.contains("vacuum"), "{why}");
+}
+
+/// Rewrites a Parquet file without `column`, as an earlier kefu (before the column was in
+/// the model) wrote it.
+fn drop_column(from: &Path, to: &Path, column: &str) {
+    let file = std::fs::File::open(from).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut writer = None;
+    for batch in reader {
+        let batch = batch.unwrap();
+        let keep: Vec<usize> = (0..batch.num_columns())
+            .filter(|&i| batch.schema().field(i).name() != column)
+            .collect();
+        let batch = batch.project(&keep).unwrap();
+        let w = writer.get_or_insert_with(|| {
+            parquet::arrow::ArrowWriter::try_new(
+                std::fs::File::create(to).unwrap(),
+                batch.schema(),
+                None,
+            )
+            .unwrap()
+        });
+        w.write(&batch).unwrap();
+    }
+    writer.unwrap().close().unwrap();
+}
+
+/// An earlier kefu's warehouse — Hive-partitioned Parquet, its own ledger, a batch a crash
+/// left staged, a file no batch recorded — converts in place: the recorded files become
+/// the tables, columns the model gained since read as null, its sources stay ingested.
+#[test]
+fn an_earlier_hive_warehouse_converts_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = generate(dir.path(), "plain", false, 300, 20);
+    let reference = dir.path().join("reference");
+    let out = run_ok(&mut ingest(std::slice::from_ref(&plain), &reference, &[]), "ingest");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ledger: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(reference.join("_kefu/ledger/0000000001.json")).unwrap(),
+    )
+    .unwrap();
+
+    // The earlier layout: the same files under <table>/month=…/, a ledger record listing
+    // them, tickets and customers without `updated_at`.
+    let legacy = dir.path().join("legacy");
+    let mut files = Vec::new();
+    for table in ["calls", "tickets", "callbacks", "visits", "customers", "_rejects"] {
+        for f in table_files(&reference, table) {
+            let to = legacy.join(table).join(&f);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            let from = reference.join(table).join(&f);
+            if matches!(table, "tickets" | "customers") {
+                drop_column(&from, &to, "updated_at");
+            } else {
+                std::fs::copy(&from, &to).unwrap();
+            }
+            files.push(serde_json::json!({
+                "path": format!("{table}/{f}"),
+                "table": table,
+                "rows": 0,
+                "bytes": std::fs::metadata(&to).unwrap().len(),
+            }));
+        }
+    }
+    let record = serde_json::json!({
+        "seq": 1,
+        "batch_id": "20260101T020000-0000abcd",
+        "committed_at": "2026-01-02T02:00:00Z",
+        "kefu_version": "0.1.0",
+        "profile": "builtin",
+        "sources": ledger["sources"],
+        "files": files,
+        "records": report["records"],
+        "landed": report["new"],
+        "rejected": report["rejected"],
+        "duplicates": 0,
+        "tables": {},
+        "seconds": 1.0,
+    });
+    std::fs::create_dir_all(legacy.join("_kefu/ledger")).unwrap();
+    std::fs::write(
+        legacy.join("_kefu/ledger/0000000001.json"),
+        serde_json::to_vec_pretty(&record).unwrap(),
+    )
+    .unwrap();
+    // A stray file, and a batch a crash left staged before its ledger record.
+    let some_calls = table_files(&reference, "calls")[0].clone();
+    let stray = legacy.join("calls/month=2026-01/part-copied-by-hand.parquet");
+    std::fs::copy(reference.join("calls").join(&some_calls), &stray).unwrap();
+    let staged = legacy.join("_kefu/staging/20260103T020000-ffffffff/calls/month=2026-01");
+    std::fs::create_dir_all(&staged).unwrap();
+    std::fs::copy(reference.join("calls").join(&some_calls), staged.join("part-x.parquet"))
+        .unwrap();
+
+    // Until converted, kefu says what to do.
+    let refused = kefu_cmd()
+        .args(["sql", "--warehouse"])
+        .arg(&legacy)
+        .args(["-e", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("kefu convert"));
+
+    let out = run_ok(
+        kefu_cmd().args(["convert", "--warehouse"]).arg(&legacy),
+        "convert",
+    );
+    assert!(out.contains("1 Parquet files no batch had recorded"), "{out}");
+    assert!(legacy.join("_kefu/unrecorded/calls/month=2026-01/part-copied-by-hand.parquet").is_file());
+    assert!(legacy.join("_kefu/legacy-ledger/0000000001.json").is_file());
+    let skip = ["updated_at"];
+    for table in ["calls", "tickets", "callbacks", "visits", "customers"] {
+        assert_eq!(
+            crate::ingest::table_rows(&legacy, table, &skip),
+            crate::ingest::table_rows(&reference, table, &skip),
+            "{table}"
+        );
+    }
+    let nulls = sql_count(
+        &legacy,
+        "SELECT count(*) FROM tickets WHERE updated_at IS NULL",
+        &[],
+    );
+    assert_eq!(nulls as usize, crate::ingest::table_rows(&legacy, "tickets", &[]).len());
+    // The earlier batches' sources are still ingested; a second conversion is a no-op.
+    let again = run_ok(
+        &mut ingest(std::slice::from_ref(&plain), &legacy, &[]),
+        "ingest again",
+    );
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert!(again["batch"].is_null(), "{again}");
+    let out = run_ok(
+        kefu_cmd().args(["convert", "--warehouse"]).arg(&legacy),
+        "convert again",
+    );
+    assert!(out.contains("nothing to convert"), "{out}");
+    // New data lands on top, merged by key.
+    let messy = generate(dir.path(), "messy", true, 300, 20);
+    ingest_by_delivery(&messy, &legacy, &[]);
+    ingest_by_delivery(&messy, &reference, &[]);
+    assert_eq!(
+        crate::ingest::table_rows(&legacy, "calls", &[]),
+        crate::ingest::table_rows(&reference, "calls", &[])
+    );
+}

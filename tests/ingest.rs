@@ -33,8 +33,11 @@ fn generate_messy(dir: &Path, customers: u32, days: u32) -> PathBuf {
     out
 }
 
+/// Data files below `dir` (a table's log holds Parquet checkpoints too: not data).
 fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    kefu_storage::parquet::local_files(dir).unwrap()
+    let mut files = kefu_storage::parquet::local_files(dir).unwrap();
+    files.retain(|p| !p.components().any(|c| c.as_os_str() == "_delta_log"));
+    files
 }
 
 /// A table's rows in the warehouse's newest state as sorted lines of text (all columns but

@@ -166,6 +166,7 @@ pub fn ingest(
     runtime
         .block_on(warehouse.ensure_tables())
         .map_err(IngestError::Storage)?;
+    tracing::debug!(ms = started.elapsed().as_millis(), "opened, locked, recovered");
 
     let mut report = IngestReport {
         batch: None,
@@ -194,6 +195,7 @@ pub fn ingest(
             .map_err(IngestError::Storage)?;
         report.skipped.clear();
         let todo = select_sources(&listed, &ledger, &committed, progress, &mut report)?;
+        tracing::debug!(ms = started.elapsed().as_millis(), operations = ledger.len(), "ledger read, sources hashed");
         report.sources = todo.len();
         report.bytes = todo.iter().map(|t| t.2).sum();
         if todo.is_empty() {
@@ -238,6 +240,7 @@ pub fn ingest(
             }
         };
         delete_files(warehouse, &runtime, discarded.iter());
+        tracing::debug!(ms = started.elapsed().as_millis(), files = plan.new_files.len(), "read and merged");
         let new_files = plan.new_files.clone();
         let mut plan = plan;
         plan.record.seconds = started.elapsed().as_secs_f64();
@@ -246,6 +249,7 @@ pub fn ingest(
             .map_err(IngestError::Storage)?
         {
             Commit::Committed(record) => {
+                tracing::debug!(ms = started.elapsed().as_millis(), seq = record.seq, "committed");
                 let touched: Vec<(String, Vec<String>)> = record
                     .changes
                     .iter()
@@ -666,6 +670,9 @@ struct BatchSink<'a> {
     /// The table of the source being read.
     table: Option<Table>,
     merges: BTreeMap<Table, TableMerge>,
+    /// Each table's files and file writer, being loaded (from its Delta log) while the
+    /// sources are read.
+    prefetched: BTreeMap<Table, tokio::task::JoinHandle<Prefetched>>,
     buffers: BTreeMap<Table, (Vec<RecordBatch>, usize)>,
     buffered_bytes: usize,
     buffer_limit: usize,
@@ -687,6 +694,14 @@ struct SourceCounts {
 
 type Finished = (Vec<(StoredTable, MergeResult)>, BTreeMap<String, TableCounts>);
 
+type Prefetched = Result<
+    (
+        Arc<Vec<kefu_storage::DataFile>>,
+        kefu_storage::delta::FileWriter,
+    ),
+    kefu_storage::StorageError,
+>;
+
 impl<'a> BatchSink<'a> {
     fn new(
         batch_id: &str,
@@ -695,8 +710,24 @@ impl<'a> BatchSink<'a> {
         runtime: &'a tokio::runtime::Runtime,
         buffer_limit: usize,
     ) -> Self {
+        // Reading a table's log costs milliseconds a table: do it while the sources are read.
+        let prefetched = Table::ALL
+            .into_iter()
+            .map(|table| {
+                let stored = StoredTable::Model(table);
+                let version = cut.version(stored).unwrap_or(0);
+                let warehouse = warehouse.clone();
+                let task = runtime.spawn(async move {
+                    let files = warehouse.files(stored, version).await?;
+                    let writer = warehouse.log(stored).file_writer().await?;
+                    Ok((files, writer))
+                });
+                (table, task)
+            })
+            .collect();
         BatchSink {
             buffer_limit,
+            prefetched,
             batch_id: batch_id.to_string(),
             warehouse,
             cut,
@@ -751,12 +782,18 @@ impl<'a> BatchSink<'a> {
         if !self.merges.contains_key(&table) {
             let stored = StoredTable::Model(table);
             let version = self.cut.version(stored).unwrap_or(0);
-            let files = self
+            let task = self
+                .prefetched
+                .remove(&table)
+                .expect("every table is prefetched once");
+            let (files, writer) = self
                 .runtime
-                .block_on(self.warehouse.files(stored, version))
+                .block_on(task)
+                .map_err(|e| IngestError::Write(format!("reading the {table} log: {e}")))?
                 .map_err(Self::storage)?;
             let merge = TableMerge::new(self.warehouse, table, version, &files)
-                .map_err(Self::storage)?;
+                .map_err(Self::storage)?
+                .with_writer(writer);
             self.merges.insert(table, merge);
         }
         Ok(self.merges.get_mut(&table).expect("just inserted"))

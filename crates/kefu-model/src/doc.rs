@@ -16,14 +16,26 @@ pub fn model_markdown() -> String {
          ingest also accepts the Chinese label.\n",
     );
     for table in Table::ALL {
+        let versions: Vec<String> = table
+            .version_rule()
+            .iter()
+            .map(|p| match p {
+                crate::VersionPart::Latest(c) => format!("later `{c}`"),
+                crate::VersionPart::Present(c) => format!("`{c}` present"),
+                crate::VersionPart::Workflow(c) => format!("further in the workflow (`{c}`)"),
+            })
+            .collect();
         let _ = write!(
             out,
-            "\n## `{}` ({})\n\n{} Key: `{}`; event time: `{}`.\n\n",
+            "\n## `{}` ({})\n\n{} Key: `{}`; event time: `{}`. A record exported again \
+             replaces the stored one when it is newer: {}, in that order; an equal version \
+             with other content goes to the later batch.\n\n",
             table.name(),
             table.zh(),
             table.doc(),
-            table.id_column(),
-            table.event_time_column()
+            table.key_column(),
+            table.event_time_column(),
+            versions.join(", then ")
         );
         out.push_str("| column | type | null | 中文 | meaning |\n|---|---|---|---|---|\n");
         for c in table.columns() {

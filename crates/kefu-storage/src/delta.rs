@@ -23,7 +23,7 @@ use deltalake_core::protocol::DeltaOperation;
 use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake_core::{BlindDeltaTable, DeltaTableError};
 use futures::TryStreamExt;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::file::properties::WriterProperties;
 use url::Url;
 
@@ -188,12 +188,7 @@ impl TableLog {
 
     /// Whether the table's first version exists.
     pub async fn exists(&self) -> Result<bool, DeltaError> {
-        Ok(self
-            .log_store
-            .read_commit_entry(0)
-            .await
-            .map_err(|e| self.err(e))?
-            .is_some())
+        self.has_version(0).await
     }
 
     /// Creates the table (version 0) with `schema` and `partition_columns` (which `schema`
@@ -331,14 +326,14 @@ impl TableLog {
         }))
     }
 
-    /// Whether `version` exists.
+    /// Whether `version` exists (a HEAD request: nothing is read).
     pub async fn has_version(&self, version: u64) -> Result<bool, DeltaError> {
-        Ok(self
-            .log_store
-            .read_commit_entry(version)
-            .await
-            .map_err(|e| self.err(e))?
-            .is_some())
+        let path = deltalake_core::logstore::commit_uri_from_version(Some(version));
+        match self.log_store.object_store(None).head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.err(DeltaTableError::from(e))),
+        }
     }
 
     /// Writes a checkpoint of `version`, so that readers replay few JSON commits.

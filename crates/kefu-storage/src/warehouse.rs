@@ -729,6 +729,8 @@ impl Warehouse {
                     .to_string();
                 (within, size)
             })
+            // The log's checkpoints are Parquet too, but not data.
+            .try_filter(|(within, _)| futures::future::ready(!within.starts_with("_delta_log/")))
             .try_collect()
             .await?;
         files.sort();
@@ -862,5 +864,49 @@ impl Warehouse {
             tables,
             operations,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_of_reads_batches_and_local_times() {
+        assert_eq!("12".parse::<AsOf>(), Ok(AsOf::Operation(12)));
+        // The end of a local day: 2026-12-01 23:59:59.999999 in Shanghai.
+        let day = "2026-12-01".parse::<AsOf>().unwrap();
+        assert_eq!(
+            day,
+            AsOf::Time("2026-12-01T15:59:59.999999Z".parse().unwrap())
+        );
+        let minute = "2026-12-01 08:00".parse::<AsOf>().unwrap();
+        assert_eq!(minute, AsOf::Time("2026-12-01T00:00:00Z".parse().unwrap()));
+        let rfc = "2026-12-01T08:00:00+08:00".parse::<AsOf>().unwrap();
+        assert_eq!(rfc, minute);
+        let err = "last tuesday".parse::<AsOf>().unwrap_err();
+        assert!(err.contains("neither a batch number nor a time"), "{err}");
+    }
+
+    #[test]
+    fn actions_replace_files() {
+        let file = |path: &str| DataFile {
+            path: path.into(),
+            size: 1,
+            partition: Some("2026-01".into()),
+            rows: Some(1),
+            stats: None,
+            modification_time: 0,
+        };
+        let base = vec![file("a"), file("b")];
+        let actions = vec![
+            deltalake_core::kernel::Action::Remove(file("a").remove(Some("month"), true)),
+            deltalake_core::kernel::Action::Add(file("c").add(Some("month"), true)),
+        ];
+        let after: Vec<String> = apply_actions(&base, &actions)
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        assert_eq!(after, ["b", "c"]);
     }
 }
