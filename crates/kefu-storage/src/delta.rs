@@ -403,8 +403,18 @@ mod tests {
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
 
+    fn append() -> DeltaOperation {
+        DeltaOperation::Write {
+            mode: deltalake_core::protocol::SaveMode::Append,
+            partition_by: None,
+            predicate: None,
+        }
+    }
+
+    /// Commits land at exact versions, checkpoints do not change what a version holds,
+    /// a retried transaction is recognised, and another writer's version is a conflict.
     #[tokio::test(flavor = "multi_thread")]
-    async fn scratch_timing() {
+    async fn versions_commit_exactly_once_and_read_back_through_checkpoints() {
         let dir = tempfile::tempdir().unwrap();
         let url = Url::from_directory_path(dir.path().join("calls")).unwrap();
         let root: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new());
@@ -414,23 +424,19 @@ mod tests {
             Field::new("n", DataType::Int64, false),
             Field::new("month", DataType::Utf8, true),
         ]));
-        let t = std::time::Instant::now();
         log.create(&schema, &["month"], &[("delta.checkpointInterval", "10".into())])
             .await
             .unwrap();
-        eprintln!("create {:?}", t.elapsed());
         let mut version = 0;
-        for i in 0..40u64 {
-            let t = std::time::Instant::now();
+        for i in 0..25u64 {
             let writer = log.file_writer().await.unwrap();
-            let t1 = t.elapsed();
-            let ids: Vec<String> = (0..1000).map(|j| format!("CL{:012}", i * 1000 + j)).collect();
+            let ids: Vec<String> = (0..100).map(|j| format!("CL{:012}", i * 100 + j)).collect();
             let batch = RecordBatch::try_new(
                 schema.clone(),
                 vec![
                     Arc::new(StringArray::from(ids)),
-                    Arc::new(Int64Array::from_iter_values(0..1000)),
-                    Arc::new(StringArray::from(vec![format!("2026-{:02}", i % 12 + 1); 1000])),
+                    Arc::new(Int64Array::from_iter_values(0..100)),
+                    Arc::new(StringArray::from(vec![format!("2026-{:02}", i % 12 + 1); 100])),
                 ],
             )
             .unwrap();
@@ -438,55 +444,34 @@ mod tests {
                 .write([batch], WriterProperties::default())
                 .await
                 .unwrap();
-            let t2 = t.elapsed();
             version += 1;
-            let c = log
-                .commit(
-                    version,
-                    vec![Action::Add(add)],
-                    DeltaOperation::Write {
-                        mode: deltalake_core::protocol::SaveMode::Append,
-                        partition_by: None,
-                        predicate: None,
-                    },
-                    i + 1,
-                    HashMap::new(),
-                )
+            let committed = log
+                .commit(version, vec![Action::Add(add)], append(), i + 1, HashMap::new())
                 .await
                 .unwrap();
-            assert_eq!(c, Committed::Now);
-            let t3 = t.elapsed();
+            assert_eq!(committed, Committed::Now);
             if (version + 1) % 10 == 0 {
                 log.checkpoint(version).await.unwrap();
             }
-            let t4 = t.elapsed();
             let files = log.files(version).await.unwrap();
-            let t5 = t.elapsed();
             assert_eq!(files.len() as u64, version);
-            eprintln!(
-                "v{version}: writer {t1:?} write {:?} commit {:?} checkpoint {:?} files {:?} range {:?}",
-                t2 - t1,
-                t3 - t2,
-                t4 - t3,
-                t5 - t4,
-                files[0].text_range("call_id")
-            );
+            let newest = files
+                .iter()
+                .find(|f| f.text_range("call_id").unwrap().0 == format!("CL{:012}", i * 100))
+                .expect("the new file with its key range");
+            assert_eq!(newest.rows, Some(100));
+            assert_eq!(newest.partition.as_deref(), Some(format!("2026-{:02}", i % 12 + 1).as_str()));
         }
-        // Again: the same transaction is recognised.
+        assert_eq!(log.latest_version().await.unwrap(), version);
+        // The same transaction again is recognised as done.
         let again = log
-            .commit(
-                version,
-                vec![],
-                DeltaOperation::Write {
-                    mode: deltalake_core::protocol::SaveMode::Append,
-                    partition_by: None,
-                    predicate: None,
-                },
-                40,
-                HashMap::new(),
-            )
+            .commit(version, vec![], append(), 25, HashMap::new())
             .await
             .unwrap();
         assert_eq!(again, Committed::Earlier);
+        // Another operation at a taken version is a conflict, not an overwrite.
+        let other = log.commit(version, vec![], append(), 99, HashMap::new()).await;
+        assert!(matches!(other, Err(DeltaError::Conflict { .. })), "{other:?}");
+        assert_eq!(log.files(version).await.unwrap().len() as u64, version);
     }
 }

@@ -540,11 +540,8 @@ impl Warehouse {
         if let Some(files) = self.files.lock().expect("lock").get(&(table, version)) {
             return Ok(files.clone());
         }
-        let files = Arc::new(if version == 0 {
-            Vec::new()
-        } else {
-            self.logs[&table].files(version).await?
-        });
+        // Version 0 is empty for tables kefu created, not for converted ones.
+        let files = Arc::new(self.logs[&table].files(version).await?);
         self.remember(table, version, files.clone());
         Ok(files)
     }
