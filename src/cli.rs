@@ -18,7 +18,9 @@ use crate::progress::BarProgress;
 #[derive(Debug, Parser)]
 #[command(name = "kefu", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
-    /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
+    /// Log level for diagnostics on stderr (error, warn, info, debug, trace): kefu's own
+    /// at that level, the libraries it uses (Delta, DataFusion) at warn. A filter with
+    /// targets (e.g. `info,deltalake_core=debug`) is taken as written.
     #[arg(long, global = true, env = "KEFU_LOG", default_value = "warn")]
     pub log: String,
 
@@ -505,7 +507,12 @@ fn quiet_broken_pipe() {
 }
 
 fn init_logging(level: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+    // A bare level is kefu's: the Delta kernel, for one, logs every snapshot at info.
+    let directives = match level.trim() {
+        bare @ ("info" | "debug" | "trace") => format!("warn,kefu={bare}"),
+        other => other.to_string(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)

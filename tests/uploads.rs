@@ -647,7 +647,10 @@ fn every_endpoint_checks_its_tokens_and_logs_never_hold_them() {
     let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
     let lines: Vec<serde_json::Value> = log
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("serve.log line {}: {e}: {l:?}\n{log}", i + 1))
+        })
         .collect();
     assert!(
         lines

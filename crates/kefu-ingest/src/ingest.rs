@@ -702,6 +702,16 @@ type Prefetched = Result<
     kefu_storage::StorageError,
 >;
 
+impl Drop for BatchSink<'_> {
+    /// Waits for the log reads no merge took: the runtime must not shut down under them
+    /// (the Delta kernel panics in its worker when its task is dropped).
+    fn drop(&mut self) {
+        for (_, task) in std::mem::take(&mut self.prefetched) {
+            let _ = self.runtime.block_on(task);
+        }
+    }
+}
+
 impl<'a> BatchSink<'a> {
     fn new(
         batch_id: &str,
