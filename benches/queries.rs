@@ -91,7 +91,9 @@ fn bench_queries(c: &mut Criterion) {
     });
     group.bench_function("open_and_plan_calls_kpis", |b| {
         b.to_async(&runtime).iter(|| async {
-            let engine = Engine::open(&warehouse, &EngineOptions::default()).await.expect("open");
+            let engine = Engine::open(&warehouse, &EngineOptions::default())
+                .await
+                .expect("open");
             let df = engine.sql(&calls_kpis).await.expect("plan");
             black_box(df.create_physical_plan().await.expect("physical plan"))
         })

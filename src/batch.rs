@@ -113,9 +113,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn storage_error(e: kefu_storage::StorageError) -> (u8, String) {
     let code = match e {
-        kefu_storage::StorageError::Refused { .. } | kefu_storage::StorageError::NoSuchState { .. } => {
-            exit::FAILURE
-        }
+        kefu_storage::StorageError::Refused { .. }
+        | kefu_storage::StorageError::NoSuchState { .. } => exit::FAILURE,
         kefu_storage::StorageError::Legacy { .. } => exit::BAD_CONFIG,
         _ => exit::IO,
     };
@@ -149,7 +148,9 @@ pub fn batch_command(args: &BatchArgs) -> CliResult {
             json,
         } => {
             let warehouse = crate::sql::open_existing_warehouse(&warehouse.warehouse)?;
-            let ledger = runtime.block_on(warehouse.ledger()).map_err(storage_error)?;
+            let ledger = runtime
+                .block_on(warehouse.ledger())
+                .map_err(storage_error)?;
             let cut = runtime
                 .block_on(warehouse.cut(kefu_storage::AsOf::Latest))
                 .map_err(storage_error)?;
@@ -269,7 +270,10 @@ pub fn compact_command(args: &CompactArgs) -> CliResult {
         return Ok(());
     }
     match &report.record {
-        None => println!("nothing to compact: no partition holds {} files or more", args.min_files.max(2)),
+        None => println!(
+            "nothing to compact: no partition holds {} files or more",
+            args.min_files.max(2)
+        ),
         Some(r) => println!(
             "compacted (operation {}): {} partitions, {} files into {} ({} rows, {:.1} MB into {:.1} MB)",
             r.seq,
@@ -311,7 +315,11 @@ pub fn vacuum_command(args: &VacuumArgs) -> CliResult {
         );
         return Ok(());
     }
-    let verb = if report.dry_run { "would delete" } else { "deleted" };
+    let verb = if report.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
     println!(
         "{verb} {} ({:.1} MB) no table version of the last {} names",
         crate::cli::count(files as u64, "file"),
@@ -334,7 +342,10 @@ pub fn convert_command(args: &WarehouseArgs) -> CliResult {
         .block_on(maintain::is_legacy(&warehouse))
         .map_err(storage_error)?
     {
-        println!("nothing to convert: {} already holds Delta tables", args.warehouse);
+        println!(
+            "nothing to convert: {} already holds Delta tables",
+            args.warehouse
+        );
         return Ok(());
     }
     let report = runtime

@@ -627,7 +627,10 @@ fn gen_command(args: &GenArgs) -> CliResult {
         );
     }
     if let Some(m) = &summary.manifest {
-        println!("bad rows, delivery days and file inventory: {}", m.display());
+        println!(
+            "bad rows, delivery days and file inventory: {}",
+            m.display()
+        );
     }
     Ok(())
 }

@@ -424,7 +424,7 @@ pub fn demo_command(args: &DemoArgs) -> CliResult {
     };
     for paths in &deliveries {
         let report = kefu_ingest::ingest(paths, &warehouse, &options, &kefu_progress::NoProgress)
-        .map_err(|e| (exit::IO, e.to_string()))?;
+            .map_err(|e| (exit::IO, e.to_string()))?;
         totals.add(&report.totals());
         progress.advance(1);
     }

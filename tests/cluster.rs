@@ -144,13 +144,21 @@ fn every_named_query_on_a_two_executor_cluster_equals_local_mode() {
     // that replaced others. The cluster reads the version the client planned against.
     kefu(dir)
         .args(["gen", "--messy", "-q", "--customers", "300", "--days", "35"])
-        .args(["--regions", "2", "--resend-rate", "0.2", "--out", "lifecycle"])
+        .args([
+            "--regions",
+            "2",
+            "--resend-rate",
+            "0.2",
+            "--out",
+            "lifecycle",
+        ])
         .assert()
         .success();
-    crate::delta::ingest_by_delivery(&dir.join("lifecycle"), &dir.join("upserted"), &[
-        "--compact-after",
-        "6",
-    ]);
+    crate::delta::ingest_by_delivery(
+        &dir.join("lifecycle"),
+        &dir.join("upserted"),
+        &["--compact-after", "6"],
+    );
     let status = kefu(dir)
         .args(["status", "--json", "--warehouse", "upserted"])
         .output()
@@ -164,7 +172,10 @@ fn every_named_query_on_a_two_executor_cluster_equals_local_mode() {
         .unwrap()["version"]
         .as_u64()
         .unwrap();
-    assert!(tickets_version > 20, "tickets were updated batch after batch");
+    assert!(
+        tickets_version > 20,
+        "tickets were updated batch after batch"
+    );
     assert_eq!(compare_named_queries(dir, "upserted", &url, &[]), compared);
 
     // `kefu cluster check`: both executors run part of its query, and it equals local.

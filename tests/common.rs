@@ -62,11 +62,9 @@ pub fn python_with(module: &str) -> Option<String> {
 /// Every row of a table in the warehouse's newest complete state (the files its Delta log
 /// names at that version), read through kefu's storage crate.
 pub fn read_table(warehouse: &Path, table: &str) -> Vec<arrow::array::RecordBatch> {
-    let location = kefu_storage::WarehouseLocation::parse_in(
-        &warehouse.display().to_string(),
-        Path::new("/"),
-    )
-    .unwrap();
+    let location =
+        kefu_storage::WarehouseLocation::parse_in(&warehouse.display().to_string(), Path::new("/"))
+            .unwrap();
     let wh = kefu_storage::Warehouse::open(&location).unwrap();
     let table = kefu_storage::StoredTable::from_name(table).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()

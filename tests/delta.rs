@@ -77,10 +77,17 @@ pub fn deliveries(exports: &Path) -> Vec<(String, Vec<PathBuf>)> {
 /// can exceed the default reject ratio (5%): these tests allow more.
 fn ingest(files: &[PathBuf], wh: &Path, extra: &[&str]) -> Command {
     let mut cmd = kefu_cmd();
-    cmd.args(["ingest", "-q", "--json", "--max-reject-ratio", "0.5", "--warehouse"])
-        .arg(wh)
-        .args(extra)
-        .args(files);
+    cmd.args([
+        "ingest",
+        "-q",
+        "--json",
+        "--max-reject-ratio",
+        "0.5",
+        "--warehouse",
+    ])
+    .arg(wh)
+    .args(extra)
+    .args(files);
     cmd
 }
 
@@ -151,9 +158,16 @@ fn lifecycle_exports_day_by_day_equal_the_final_truth() {
         let report: serde_json::Value = serde_json::from_str(&out).unwrap();
         for (table, c) in report["tables"].as_object().unwrap() {
             let total = counts.entry(table.clone()).or_default();
-            for (i, k) in ["records", "new", "updated", "unchanged", "stale", "rejected"]
-                .iter()
-                .enumerate()
+            for (i, k) in [
+                "records",
+                "new",
+                "updated",
+                "unchanged",
+                "stale",
+                "rejected",
+            ]
+            .iter()
+            .enumerate()
             {
                 total[i] += c[k].as_u64().unwrap();
             }
@@ -167,11 +181,18 @@ fn lifecycle_exports_day_by_day_equal_the_final_truth() {
         }
     }
     // Out of order, some versions arrive after newer ones: stale, and counted.
-    assert!(counts["tickets"][4] > 0, "stale ticket versions: {counts:?}");
+    assert!(
+        counts["tickets"][4] > 0,
+        "stale ticket versions: {counts:?}"
+    );
     for (table, c) in &counts {
         assert_eq!(c[0], c[1..].iter().sum::<u64>(), "{table}: {c:?}");
         if table != "unknown" {
-            assert_eq!(c[1], want[table.as_str()].len() as u64, "{table}: one new each");
+            assert_eq!(
+                c[1],
+                want[table.as_str()].len() as u64,
+                "{table}: one new each"
+            );
         }
     }
 
@@ -232,7 +253,8 @@ fn job(dir: &Path, wh: &Path, name: &str) -> PathBuf {
 
 fn run_job(job: &Path, force: bool) -> serde_json::Value {
     let mut cmd = kefu_cmd();
-    cmd.args(["run", "--json", "-q", "--date", "2026-02-01"]).arg(job);
+    cmd.args(["run", "--json", "-q", "--date", "2026-02-01"])
+        .arg(job);
     if force {
         cmd.arg("--force");
     }
@@ -279,16 +301,22 @@ fn killed_ingests_compactions_and_reverts_end_as_the_uninterrupted_run() {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(2026_12_03);
     let mut kills = 0;
     let mut kills_by_kind: BTreeMap<&str, u32> = BTreeMap::new();
-    let mut kill = |cmd: Command, within: Duration, kind: &'static str, rng: &mut rand_pcg::Pcg64| {
-        let at = within.mul_f64(rng.random_range(0.0..1.2));
-        if kill_after(cmd, at) {
-            kills += 1;
-            *kills_by_kind.entry(kind).or_default() += 1;
-        }
-    };
+    let mut kill =
+        |cmd: Command, within: Duration, kind: &'static str, rng: &mut rand_pcg::Pcg64| {
+            let at = within.mul_f64(rng.random_range(0.0..1.2));
+            if kill_after(cmd, at) {
+                kills += 1;
+                *kills_by_kind.entry(kind).or_default() += 1;
+            }
+        };
     for (i, (date, files)) in days.iter().enumerate() {
         for _ in 0..rng.random_range(1..=2) {
-            kill(ingest(files, &crashed, &compact), per_ingest * 2, "ingest", &mut rng);
+            kill(
+                ingest(files, &crashed, &compact),
+                per_ingest * 2,
+                "ingest",
+                &mut rng,
+            );
             // Whatever the kill left, readers see whole operations only: every row of the
             // tables is in some version the clean run had (checked in full at the end),
             // and the newest complete operation is at most this one.
@@ -298,14 +326,25 @@ fn killed_ingests_compactions_and_reverts_end_as_the_uninterrupted_run() {
         if i % 5 == 2 {
             run_job(&daily, false);
         }
-        run_ok(&mut ingest(files, &crashed, &compact), &format!("ingest of {date}"));
+        run_ok(
+            &mut ingest(files, &crashed, &compact),
+            &format!("ingest of {date}"),
+        );
     }
     let jobs_incremental = run_job(&daily, false);
     let outputs = |name: &str| std::fs::read(dir.path().join("kpi").join(name)).unwrap();
     let (kpis, complaints) = (outputs("calls_kpis.csv"), outputs("complaints.csv"));
     run_job(&daily, true);
-    assert_eq!(kpis, outputs("calls_kpis.csv"), "incremental = forced (calls_kpis)");
-    assert_eq!(complaints, outputs("complaints.csv"), "incremental = forced (complaints)");
+    assert_eq!(
+        kpis,
+        outputs("calls_kpis.csv"),
+        "incremental = forced (calls_kpis)"
+    );
+    assert_eq!(
+        complaints,
+        outputs("complaints.csv"),
+        "incremental = forced (complaints)"
+    );
     assert_ne!(jobs_incremental["status"], "failed");
 
     // Compactions, killed.
@@ -317,7 +356,10 @@ fn killed_ingests_compactions_and_reverts_end_as_the_uninterrupted_run() {
     for _ in 0..8 {
         kill(compact_cmd(), per_compaction, "compact", &mut rng);
         let rows = warehouse_rows(&crashed);
-        assert!(rows == after_compaction, "a compaction changed what readers see");
+        assert!(
+            rows == after_compaction,
+            "a compaction changed what readers see"
+        );
     }
     run_ok(&mut compact_cmd(), "compact");
     assert!(warehouse_rows(&crashed) == after_compaction);
@@ -348,7 +390,10 @@ fn killed_ingests_compactions_and_reverts_end_as_the_uninterrupted_run() {
     let got = warehouse_rows(&crashed);
     for (table, rows) in &reverted {
         assert_eq!(rows.len(), got[table].len(), "{table} rows");
-        assert!(rows == &got[table], "{table} rows differ from the uninterrupted run");
+        assert!(
+            rows == &got[table],
+            "{table} rows differ from the uninterrupted run"
+        );
     }
     // After the revert the job recomputes what it took back.
     let kpis_before = outputs("calls_kpis.csv");
@@ -361,7 +406,10 @@ fn killed_ingests_compactions_and_reverts_end_as_the_uninterrupted_run() {
         "{kills} kills while running ({kills_by_kind:?}); an ingest took about {per_ingest:?}, \
          a compaction {per_compaction:?}, a revert {per_revert:?}"
     );
-    assert!(kills >= 20, "{kills} kills hit a running process: {kills_by_kind:?}");
+    assert!(
+        kills >= 20,
+        "{kills} kills hit a running process: {kills_by_kind:?}"
+    );
 }
 
 /// The number of the newest ingest batch.
@@ -446,7 +494,9 @@ fn time_travel_and_reverting_batches() {
     let report = |out: &str| {
         run_ok(
             kefu_cmd()
-                .args(["report", "--month", "2026-01", "-q", "--as-of", "4", "--out"])
+                .args([
+                    "report", "--month", "2026-01", "-q", "--as-of", "4", "--out",
+                ])
                 .arg(dir.path().join(out))
                 .arg("--warehouse")
                 .arg(&wh),
@@ -474,7 +524,10 @@ fn time_travel_and_reverting_batches() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));
     let why = String::from_utf8_lossy(&refused.stderr);
-    assert!(why.contains("came after batch 2") && why.contains("--cascade"), "{why}");
+    assert!(
+        why.contains("came after batch 2") && why.contains("--cascade"),
+        "{why}"
+    );
     let before_last = sql_count(&wh, count, &["--as-of", &(newest - 1).to_string()]);
     let at_last = sql_count(&wh, count, &[]);
     run_ok(
@@ -485,7 +538,10 @@ fn time_travel_and_reverting_batches() {
     );
     assert_eq!(sql_count(&wh, count, &[]), before_last);
     // Time travel to before the revert still works.
-    assert_eq!(sql_count(&wh, count, &["--as-of", &newest.to_string()]), at_last);
+    assert_eq!(
+        sql_count(&wh, count, &["--as-of", &newest.to_string()]),
+        at_last
+    );
     // Its sources can be ingested again.
     let out = run_ok(
         &mut ingest(&days.last().unwrap().1, &wh, &[]),
@@ -506,7 +562,10 @@ fn time_travel_and_reverting_batches() {
         kefu_cmd().args(["batch", "list", "--warehouse"]).arg(&wh),
         "batch list",
     );
-    assert!(status.contains("[reverted]") && status.contains("revert"), "{status}");
+    assert!(
+        status.contains("[reverted]") && status.contains("revert"),
+        "{status}"
+    );
 }
 
 /// A job's periods are recomputed when an ingest or a revert changes their months, not
@@ -517,8 +576,9 @@ fn jobs_recompute_what_changed_and_not_after_a_compaction() {
     let messy = generate(dir.path(), "messy", true, 300, 50);
     let days = deliveries(&messy);
     let wh = dir.path().join("wh");
-    let (january, february): (Vec<_>, Vec<_>) =
-        days.iter().partition(|(date, _)| date.as_str() <= "2026-01-31");
+    let (january, february): (Vec<_>, Vec<_>) = days
+        .iter()
+        .partition(|(date, _)| date.as_str() <= "2026-01-31");
     for (_, files) in &january {
         run_ok(&mut ingest(files, &wh, &["--compact-after", "0"]), "ingest");
     }
@@ -549,7 +609,10 @@ fn jobs_recompute_what_changed_and_not_after_a_compaction() {
         "compact",
     );
     let after_compaction = run_job(&path, false);
-    assert_eq!(after_compaction["status"], "nothing_to_do", "{after_compaction}");
+    assert_eq!(
+        after_compaction["status"], "nothing_to_do",
+        "{after_compaction}"
+    );
     // A February batch recomputes February only. (Deliveries of early February still
     // bring January's last calls; by the 12th every file covers February only.)
     let (_, mid_february) = february
@@ -570,7 +633,10 @@ fn jobs_recompute_what_changed_and_not_after_a_compaction() {
     assert_eq!(computed(&run_job(&path, false)), ["2026-02"]);
     let after_revert = std::fs::read(dir.path().join("kpi/kpis.csv")).unwrap();
     run_job(&path, true);
-    assert_eq!(after_revert, std::fs::read(dir.path().join("kpi/kpis.csv")).unwrap());
+    assert_eq!(
+        after_revert,
+        std::fs::read(dir.path().join("kpi/kpis.csv")).unwrap()
+    );
     assert_ne!(before, after_revert, "February changed and changed back");
 }
 
@@ -584,7 +650,9 @@ fn table_files(wh: &Path, table: &str) -> Vec<String> {
         .enable_all()
         .build()
         .unwrap();
-    let cut = rt.block_on(warehouse.cut(kefu_storage::AsOf::Latest)).unwrap();
+    let cut = rt
+        .block_on(warehouse.cut(kefu_storage::AsOf::Latest))
+        .unwrap();
     let files = rt
         .block_on(warehouse.files_at(&cut, kefu_storage::StoredTable::from_name(table).unwrap()))
         .unwrap();
@@ -609,10 +677,15 @@ fn vacuum_deletes_only_what_no_kept_version_names() {
             .filter(|p| !p.to_string_lossy().contains("_delta_log"))
             .count()
     };
-    assert!(on_disk("tickets") > table_files(&wh, "tickets").len(), "replaced files exist");
+    assert!(
+        on_disk("tickets") > table_files(&wh, "tickets").len(),
+        "replaced files exist"
+    );
     // The default retention keeps everything this young.
     let kept = run_ok(
-        kefu_cmd().args(["vacuum", "--json", "--warehouse"]).arg(&wh),
+        kefu_cmd()
+            .args(["vacuum", "--json", "--warehouse"])
+            .arg(&wh),
         "vacuum",
     );
     let kept: serde_json::Value = serde_json::from_str(&kept).unwrap();
@@ -626,23 +699,48 @@ fn vacuum_deletes_only_what_no_kept_version_names() {
     assert_eq!(refused.status.code(), Some(2));
     let dry = run_ok(
         kefu_cmd()
-            .args(["vacuum", "--retain", "0s", "--force", "--dry-run", "--json", "--warehouse"])
+            .args([
+                "vacuum",
+                "--retain",
+                "0s",
+                "--force",
+                "--dry-run",
+                "--json",
+                "--warehouse",
+            ])
             .arg(&wh),
         "vacuum --dry-run",
     );
     let dry: serde_json::Value = serde_json::from_str(&dry).unwrap();
-    assert!(dry["files"]["tickets"].as_array().unwrap().len() > 1, "{dry}");
-    assert!(on_disk("tickets") > table_files(&wh, "tickets").len(), "a dry run deletes nothing");
+    assert!(
+        dry["files"]["tickets"].as_array().unwrap().len() > 1,
+        "{dry}"
+    );
+    assert!(
+        on_disk("tickets") > table_files(&wh, "tickets").len(),
+        "a dry run deletes nothing"
+    );
     run_ok(
         kefu_cmd()
             .args(["vacuum", "--retain", "0s", "--force", "--warehouse"])
             .arg(&wh),
         "vacuum",
     );
-    for table in ["calls", "tickets", "callbacks", "visits", "customers", "_rejects"] {
+    for table in [
+        "calls",
+        "tickets",
+        "callbacks",
+        "visits",
+        "customers",
+        "_rejects",
+    ] {
         assert_eq!(on_disk(table), table_files(&wh, table).len(), "{table}");
     }
-    assert_eq!(warehouse_rows(&wh), before, "nothing readers read was deleted");
+    assert_eq!(
+        warehouse_rows(&wh),
+        before,
+        "nothing readers read was deleted"
+    );
     // The state of batch 2 read files that are gone now.
     let old = kefu_cmd()
         .args(["sql", "--as-of", "2", "--warehouse"])
@@ -703,7 +801,10 @@ fn an_earlier_hive_warehouse_converts_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let plain = generate(dir.path(), "plain", false, 300, 20);
     let reference = dir.path().join("reference");
-    let out = run_ok(&mut ingest(std::slice::from_ref(&plain), &reference, &[]), "ingest");
+    let out = run_ok(
+        &mut ingest(std::slice::from_ref(&plain), &reference, &[]),
+        "ingest",
+    );
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     let ledger: serde_json::Value = serde_json::from_slice(
         &std::fs::read(reference.join("_kefu/ledger/0000000001.json")).unwrap(),
@@ -714,7 +815,14 @@ fn an_earlier_hive_warehouse_converts_in_place() {
     // them, tickets and customers without `updated_at`.
     let legacy = dir.path().join("legacy");
     let mut files = Vec::new();
-    for table in ["calls", "tickets", "callbacks", "visits", "customers", "_rejects"] {
+    for table in [
+        "calls",
+        "tickets",
+        "callbacks",
+        "visits",
+        "customers",
+        "_rejects",
+    ] {
         for f in table_files(&reference, table) {
             let to = legacy.join(table).join(&f);
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -759,8 +867,11 @@ fn an_earlier_hive_warehouse_converts_in_place() {
     std::fs::copy(reference.join("calls").join(&some_calls), &stray).unwrap();
     let staged = legacy.join("_kefu/staging/20260103T020000-ffffffff/calls/month=2026-01");
     std::fs::create_dir_all(&staged).unwrap();
-    std::fs::copy(reference.join("calls").join(&some_calls), staged.join("part-x.parquet"))
-        .unwrap();
+    std::fs::copy(
+        reference.join("calls").join(&some_calls),
+        staged.join("part-x.parquet"),
+    )
+    .unwrap();
 
     // Until converted, kefu says what to do.
     let refused = kefu_cmd()
@@ -776,8 +887,15 @@ fn an_earlier_hive_warehouse_converts_in_place() {
         kefu_cmd().args(["convert", "--warehouse"]).arg(&legacy),
         "convert",
     );
-    assert!(out.contains("1 Parquet files no batch had recorded"), "{out}");
-    assert!(legacy.join("_kefu/unrecorded/calls/month=2026-01/part-copied-by-hand.parquet").is_file());
+    assert!(
+        out.contains("1 Parquet files no batch had recorded"),
+        "{out}"
+    );
+    assert!(
+        legacy
+            .join("_kefu/unrecorded/calls/month=2026-01/part-copied-by-hand.parquet")
+            .is_file()
+    );
     assert!(legacy.join("_kefu/legacy-ledger/0000000001.json").is_file());
     let skip = ["updated_at"];
     for table in ["calls", "tickets", "callbacks", "visits", "customers"] {
@@ -792,7 +910,10 @@ fn an_earlier_hive_warehouse_converts_in_place() {
         "SELECT count(*) FROM tickets WHERE updated_at IS NULL",
         &[],
     );
-    assert_eq!(nulls as usize, crate::ingest::table_rows(&legacy, "tickets", &[]).len());
+    assert_eq!(
+        nulls as usize,
+        crate::ingest::table_rows(&legacy, "tickets", &[]).len()
+    );
     // The earlier batches' sources are still ingested; a second conversion is a no-op.
     let again = run_ok(
         &mut ingest(std::slice::from_ref(&plain), &legacy, &[]),

@@ -383,7 +383,10 @@ fn deltalake_and_duckdb_read_the_tables_and_agree() {
     // Files outside the newest version exist (replaced by upserts or compacted): a plain
     // Parquet glob would overcount; the Delta log does not.
     let files = parquet_files(&wh.join("tickets")).len();
-    assert!(files > theirs["tickets_files"].as_u64().unwrap() as usize, "{files}");
+    assert!(
+        files > theirs["tickets_files"].as_u64().unwrap() as usize,
+        "{files}"
+    );
     // The same Chinese text, read by arrow-rs and by deltalake.
     assert!(theirs["descriptions_zh"].as_u64().unwrap() > 10);
     assert_eq!(theirs["months"], serde_json::json!(["2026-01", "2026-02"]));

@@ -400,7 +400,11 @@ fn uploads_commit_exactly_once_across_a_crash_and_sigterm() {
         .output()
         .unwrap();
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(status["operations"].as_array().unwrap().len(), 5, "{status}");
+    assert_eq!(
+        status["operations"].as_array().unwrap().len(),
+        5,
+        "{status}"
+    );
 }
 
 /// Cuts `per_region` files of equal row counts (each with the header) from each region's
@@ -649,7 +653,8 @@ fn every_endpoint_checks_its_tokens_and_logs_never_hold_them() {
         .lines()
         .enumerate()
         .map(|(i, l)| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("serve.log line {}: {e}: {l:?}\n{log}", i + 1))
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("serve.log line {}: {e}: {l:?}\n{log}", i + 1))
         })
         .collect();
     assert!(

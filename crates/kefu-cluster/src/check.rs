@@ -248,9 +248,15 @@ fn vcores(specification: &serde_json::Value) -> u64 {
 /// The latest month partition of `calls`.
 async fn latest_month(warehouse: &Warehouse) -> Result<String, ClusterError> {
     let err = |e: kefu_storage::StorageError| ClusterError::Warehouse(e.to_string());
-    let cut = warehouse.cut(kefu_storage::AsOf::Latest).await.map_err(err)?;
+    let cut = warehouse
+        .cut(kefu_storage::AsOf::Latest)
+        .await
+        .map_err(err)?;
     let files = warehouse
-        .files_at(&cut, kefu_storage::StoredTable::Model(kefu_model::Table::Calls))
+        .files_at(
+            &cut,
+            kefu_storage::StoredTable::Model(kefu_model::Table::Calls),
+        )
         .await
         .map_err(err)?;
     files

@@ -366,10 +366,9 @@ impl<R: Rng> MessySink<R> {
                 customer_changes[d as usize].push(i as u32);
             }
         }
-        manifest.rows.insert(
-            Table::Customers.name(),
-            world.customers.len() as u64,
-        );
+        manifest
+            .rows
+            .insert(Table::Customers.name(), world.customers.len() as u64);
         Ok(MessySink {
             out: out.to_path_buf(),
             rate: manifest.bad_row_rate,
@@ -571,12 +570,7 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), GenError
 /// An archive of `members` with the export time (02:00 the next morning) as its members'
 /// time, so archives are reproducible; `level` is the compression level (another level
 /// makes other bytes with the same members, as a re-zipped copy has).
-fn archive(
-    kind: ArchiveKind,
-    day: &DayInfo,
-    members: &[(String, Vec<u8>)],
-    level: u32,
-) -> Vec<u8> {
+fn archive(kind: ArchiveKind, day: &DayInfo, members: &[(String, Vec<u8>)], level: u32) -> Vec<u8> {
     use chrono::Datelike;
     let next = day.date + chrono::Days::new(1);
     match kind {
@@ -901,8 +895,11 @@ impl<R: Rng> Sink for MessySink<R> {
         });
         tickets.sort_by_key(|t| t.id);
         let customers = self.customer_changes.get(d).cloned().unwrap_or_default();
-        *self.manifest.rows.entry(Table::Callbacks.name()).or_default() +=
-            rows.callbacks.len() as u64;
+        *self
+            .manifest
+            .rows
+            .entry(Table::Callbacks.name())
+            .or_default() += rows.callbacks.len() as u64;
         *self.manifest.rows.entry(Table::Visits.name()).or_default() += rows.visits.len() as u64;
         let export = DayExport {
             date: day.date,

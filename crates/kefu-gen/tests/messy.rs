@@ -176,7 +176,10 @@ fn parse_local(date: &str, time: &str) -> Option<NaiveDateTime> {
 
 /// The latest event time of a record (every timestamp but `due_at`, a promise rather than
 /// an event), as exported (local time).
-fn latest_event(cols: &[(&'static Column, Part)], rec: &csv::StringRecord) -> Option<NaiveDateTime> {
+fn latest_event(
+    cols: &[(&'static Column, Part)],
+    rec: &csv::StringRecord,
+) -> Option<NaiveDateTime> {
     let mut times: BTreeMap<&str, (String, String)> = BTreeMap::new();
     for ((col, part), value) in cols.iter().zip(rec.iter()) {
         if col.kind != ColumnKind::Timestamp || col.name == "due_at" {
@@ -485,7 +488,10 @@ fn messy_manifest_matches_the_bad_rows_written() {
         let date: NaiveDate = d["date"].as_str().unwrap().parse().unwrap();
         for p in d["paths"].as_array().unwrap() {
             delivered += 1;
-            assert!(date > covers[p.as_str().unwrap()], "{p} delivered on {date}");
+            assert!(
+                date > covers[p.as_str().unwrap()],
+                "{p} delivered on {date}"
+            );
         }
     }
     assert_eq!(delivered, covers.len());

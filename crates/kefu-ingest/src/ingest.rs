@@ -161,12 +161,18 @@ pub fn ingest(
         .block_on(warehouse.recover())
         .map_err(IngestError::Storage)?;
     for seq in &recovery.completed {
-        tracing::warn!(operation = seq, "finished committing an operation an earlier run began");
+        tracing::warn!(
+            operation = seq,
+            "finished committing an operation an earlier run began"
+        );
     }
     runtime
         .block_on(warehouse.ensure_tables())
         .map_err(IngestError::Storage)?;
-    tracing::debug!(ms = started.elapsed().as_millis(), "opened, locked, recovered");
+    tracing::debug!(
+        ms = started.elapsed().as_millis(),
+        "opened, locked, recovered"
+    );
 
     let mut report = IngestReport {
         batch: None,
@@ -195,7 +201,11 @@ pub fn ingest(
             .map_err(IngestError::Storage)?;
         report.skipped.clear();
         let todo = select_sources(&listed, &ledger, &committed, progress, &mut report)?;
-        tracing::debug!(ms = started.elapsed().as_millis(), operations = ledger.len(), "ledger read, sources hashed");
+        tracing::debug!(
+            ms = started.elapsed().as_millis(),
+            operations = ledger.len(),
+            "ledger read, sources hashed"
+        );
         report.sources = todo.len();
         report.bytes = todo.iter().map(|t| t.2).sum();
         if todo.is_empty() {
@@ -208,7 +218,14 @@ pub fn ingest(
         let (plan, discarded) = loop {
             let batch_id = new_operation_id();
             let (plan, discarded) = write_batch(
-                &todo, &batch_id, warehouse, &cut, &runtime, options, progress, &mut report,
+                &todo,
+                &batch_id,
+                warehouse,
+                &cut,
+                &runtime,
+                options,
+                progress,
+                &mut report,
             )?;
             let mut known = Vec::new();
             let mut hashes = HashSet::new();
@@ -240,7 +257,11 @@ pub fn ingest(
             }
         };
         delete_files(warehouse, &runtime, discarded.iter());
-        tracing::debug!(ms = started.elapsed().as_millis(), files = plan.new_files.len(), "read and merged");
+        tracing::debug!(
+            ms = started.elapsed().as_millis(),
+            files = plan.new_files.len(),
+            "read and merged"
+        );
         let new_files = plan.new_files.clone();
         let mut plan = plan;
         plan.record.seconds = started.elapsed().as_secs_f64();
@@ -249,7 +270,11 @@ pub fn ingest(
             .map_err(IngestError::Storage)?
         {
             Commit::Committed(record) => {
-                tracing::debug!(ms = started.elapsed().as_millis(), seq = record.seq, "committed");
+                tracing::debug!(
+                    ms = started.elapsed().as_millis(),
+                    seq = record.seq,
+                    "committed"
+                );
                 let touched: Vec<(String, Vec<String>)> = record
                     .changes
                     .iter()
@@ -266,7 +291,10 @@ pub fn ingest(
             Commit::Conflict { newest } => {
                 // Another writer (on an object store) committed meanwhile: plan again on
                 // what it left.
-                tracing::warn!(newest, "another writer committed first; planning the batch again");
+                tracing::warn!(
+                    newest,
+                    "another writer committed first; planning the batch again"
+                );
                 delete_files(warehouse, &runtime, new_files.iter());
             }
         }
@@ -692,7 +720,10 @@ struct SourceCounts {
     rejected: u64,
 }
 
-type Finished = (Vec<(StoredTable, MergeResult)>, BTreeMap<String, TableCounts>);
+type Finished = (
+    Vec<(StoredTable, MergeResult)>,
+    BTreeMap<String, TableCounts>,
+);
 
 type Prefetched = Result<
     (
@@ -817,7 +848,9 @@ impl<'a> BatchSink<'a> {
         self.buffered_bytes -= bytes;
         let runtime = self.runtime;
         let merge = self.merge_of(table)?;
-        runtime.block_on(merge.merge(batches)).map_err(Self::storage)
+        runtime
+            .block_on(merge.merge(batches))
+            .map_err(Self::storage)
     }
 
     fn note_reject(&mut self, reject: &RejectedRecord) {

@@ -247,7 +247,11 @@ fn customer(id: &str, tier: &str, updated: &str) -> String {
     format!("{id},beijing,beijing-01,household,{tier},2020-01-01T00:00:00Z,,,{updated}\n")
 }
 
-fn ingest_files(wh: &Warehouse, files: &[&Path], options: &IngestOptions) -> kefu_ingest::IngestReport {
+fn ingest_files(
+    wh: &Warehouse,
+    files: &[&Path],
+    options: &IngestOptions,
+) -> kefu_ingest::IngestReport {
     let files: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
     ingest(&files, wh, options, &NoProgress).unwrap()
 }
@@ -299,13 +303,26 @@ fn versions_within_a_batch_keep_the_newest_whatever_the_order() {
     let report = ingest_files(&open(&wh_dir), &[&a, &b], &IngestOptions::default());
     let c = report.counts["customers"];
     assert_eq!(
-        (c.records, c.new, c.updated, c.unchanged, c.stale, c.rejected),
+        (
+            c.records,
+            c.new,
+            c.updated,
+            c.unchanged,
+            c.stale,
+            c.rejected
+        ),
         (7, 3, 0, 1, 3, 0)
     );
     let tiers = customer_tiers(&wh_dir);
-    assert_eq!(tiers["CU1"], "gold", "the newest version, though not the last row");
+    assert_eq!(
+        tiers["CU1"], "gold",
+        "the newest version, though not the last row"
+    );
     assert_eq!(tiers["CU2"], "basic");
-    assert_eq!(tiers["CU3"], "diamond", "a tie with other content: the later row");
+    assert_eq!(
+        tiers["CU3"], "diamond",
+        "a tie with other content: the later row"
+    );
     assert_eq!(tiers.len(), 3);
 }
 
@@ -351,8 +368,14 @@ fn later_batches_update_older_ones_are_stale_and_repeats_unchanged() {
         let c = r.counts["customers"];
         (c.new, c.updated, c.unchanged, c.stale)
     };
-    assert_eq!(counts_of(&ingest_files(&wh, &[&day1], &IngestOptions::default())), (2, 0, 0, 0));
-    assert_eq!(counts_of(&ingest_files(&wh, &[&day3], &IngestOptions::default())), (0, 1, 0, 0));
+    assert_eq!(
+        counts_of(&ingest_files(&wh, &[&day1], &IngestOptions::default())),
+        (2, 0, 0, 0)
+    );
+    assert_eq!(
+        counts_of(&ingest_files(&wh, &[&day3], &IngestOptions::default())),
+        (0, 1, 0, 0)
+    );
     assert_eq!(
         counts_of(&ingest_files(&wh, &[&day2_late], &IngestOptions::default())),
         (1, 0, 0, 1)
@@ -402,7 +425,11 @@ fn a_batch_merged_in_chunks_equals_one_merged_at_once() {
             second.push('\n');
         }
     }
-    assert!(lines.len() > 5_000, "enough rows for many chunks: {}", lines.len());
+    assert!(
+        lines.len() > 5_000,
+        "enough rows for many chunks: {}",
+        lines.len()
+    );
     let again = dir.path().join("again");
     std::fs::create_dir(&again).unwrap();
     std::fs::write(again.join("calls.csv"), second).unwrap();

@@ -299,12 +299,15 @@ pub fn find_in_ledger<'l>(
     content_hash: &str,
 ) -> Option<(&'l OperationRecord, &'l kefu_storage::LedgerSource)> {
     let reverted = kefu_storage::maintain::reverted(ledger);
-    ledger.iter().filter(|b| !reverted.contains(&b.seq)).find_map(|b| {
-        b.sources
-            .iter()
-            .find(|s| s.content_hash == content_hash)
-            .map(|s| (b, s))
-    })
+    ledger
+        .iter()
+        .filter(|b| !reverted.contains(&b.seq))
+        .find_map(|b| {
+            b.sources
+                .iter()
+                .find(|s| s.content_hash == content_hash)
+                .map(|s| (b, s))
+        })
 }
 
 /// Uploads, the queue that ingests them and what it needs.

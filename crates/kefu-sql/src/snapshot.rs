@@ -205,7 +205,9 @@ impl TableProvider for SnapshotTable {
         let partition_names: Vec<&str> = self.table.partition_column().into_iter().collect();
         let partition_filters: Vec<Expr> = filters
             .iter()
-            .filter(|f| !partition_names.is_empty() && expr_applicable_for_cols(&partition_names, f))
+            .filter(|f| {
+                !partition_names.is_empty() && expr_applicable_for_cols(&partition_names, f)
+            })
             .cloned()
             .collect();
         let partition_schema = DFSchema::from_unqualified_fields(
@@ -239,7 +241,11 @@ impl TableProvider for SnapshotTable {
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let store = state.runtime_env().object_store(&self.store_url)?;
         let collect = state.config().collect_statistics();
-        let concurrency = state.config_options().execution.meta_fetch_concurrency.get();
+        let concurrency = state
+            .config_options()
+            .execution
+            .meta_fetch_concurrency
+            .get();
         let store_key = self.store_url.as_str().to_string();
         let file_schema = self.file_schema.clone();
         let chosen: Vec<PartitionedFile> = futures::stream::iter(chosen.into_iter().map(|pf| {
@@ -272,25 +278,30 @@ impl TableProvider for SnapshotTable {
         .try_collect()
         .await?;
         let groups = FileGroup::new(chosen).split_files(state.config().target_partitions().max(1));
-        let (groups, statistics) =
-            datafusion_datasource::compute_all_files_statistics(
-                groups,
-                self.schema.clone(),
-                collect,
-                false,
-            )?;
+        let (groups, statistics) = datafusion_datasource::compute_all_files_statistics(
+            groups,
+            self.schema.clone(),
+            collect,
+            false,
+        )?;
         let ordering = common_ordering(&groups);
         let groups: Vec<FileGroup> = groups.to_vec();
         let table_schema = TableSchemaBuilder::from(&self.file_schema)
-            .with_table_partition_cols(partition_field.map(Arc::new).into_iter().collect::<Vec<_>>())
+            .with_table_partition_cols(
+                partition_field
+                    .map(Arc::new)
+                    .into_iter()
+                    .collect::<Vec<_>>(),
+            )
             .build();
-        let config = FileScanConfigBuilder::new(self.store_url.clone(), format.file_source(table_schema))
-            .with_file_groups(groups)
-            .with_statistics(statistics)
-            .with_projection_indices(projection.cloned())?
-            .with_limit(limit)
-            .with_output_ordering(ordering.into_iter().collect())
-            .build();
+        let config =
+            FileScanConfigBuilder::new(self.store_url.clone(), format.file_source(table_schema))
+                .with_file_groups(groups)
+                .with_statistics(statistics)
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .with_output_ordering(ordering.into_iter().collect())
+                .build();
         format.create_physical_plan(state, config).await
     }
 }
@@ -316,4 +327,3 @@ fn common_ordering(groups: &[FileGroup]) -> Option<LexOrdering> {
     }
     common
 }
-

@@ -53,7 +53,9 @@ fn writes_are_refused_with_a_clear_message() {
     let warehouse = fixture_warehouse(dir.path());
     let before = std::fs::read_dir(dir.path().join("calls")).unwrap().count();
     runtime().block_on(async {
-        let engine = Engine::open(&warehouse, &EngineOptions::default()).await.unwrap();
+        let engine = Engine::open(&warehouse, &EngineOptions::default())
+            .await
+            .unwrap();
         for sql in [
             "INSERT INTO calls SELECT * FROM calls",
             "CREATE TABLE copy AS SELECT * FROM calls",
@@ -168,7 +170,9 @@ fn a_query_over_the_memory_limit_spills_or_fails_clearly() {
         )
         .await
         .unwrap();
-        let unbounded = Engine::open(&warehouse, &EngineOptions::default()).await.unwrap();
+        let unbounded = Engine::open(&warehouse, &EngineOptions::default())
+            .await
+            .unwrap();
         let (all, _) = run(&unbounded, "SELECT call_id FROM calls").await.unwrap();
         assert_eq!(rows, all);
         assert!(

@@ -67,7 +67,9 @@ fn every_named_query_runs_on_generated_data() {
     let (_, warehouse) = generated(dir.path());
     let library = QueryLibrary::embedded().unwrap();
     runtime().block_on(async {
-        let engine = Engine::open(&warehouse, &EngineOptions::default()).await.unwrap();
+        let engine = Engine::open(&warehouse, &EngineOptions::default())
+            .await
+            .unwrap();
         for query in library.iter() {
             // The defaults lie in the generated range (2026-01-01 to 2026-04-30), except
             // the as-of and half-year dates, which are set inside it.
@@ -161,7 +163,9 @@ fn calls_and_complaint_kpis_agree_with_duckdb_on_the_raw_csv() {
     let duck: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let library = QueryLibrary::embedded().unwrap();
     runtime().block_on(async {
-        let engine = Engine::open(&warehouse, &EngineOptions::default()).await.unwrap();
+        let engine = Engine::open(&warehouse, &EngineOptions::default())
+            .await
+            .unwrap();
         let kpis = run(
             &engine,
             &library,

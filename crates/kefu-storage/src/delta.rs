@@ -42,7 +42,11 @@ pub enum DeltaError {
     #[error(
         "table {table}: version {version} of its log was not written by kefu's operation {seq} (was the table changed by another program? kefu must be its only writer)"
     )]
-    Conflict { table: String, version: u64, seq: u64 },
+    Conflict {
+        table: String,
+        version: u64,
+        seq: u64,
+    },
 }
 
 impl DeltaError {
@@ -339,10 +343,7 @@ impl TableLog {
     /// Writes a checkpoint of `version`, so that readers replay few JSON commits.
     pub async fn checkpoint(&self, version: u64) -> Result<(), DeltaError> {
         let mut table = deltalake_core::DeltaTable::new(self.log_store.clone());
-        table
-            .load_version(version)
-            .await
-            .map_err(|e| self.err(e))?;
+        table.load_version(version).await.map_err(|e| self.err(e))?;
         deltalake_core::checkpoints::create_checkpoint(&table, None)
             .await
             .map_err(|e| self.err(e))
@@ -424,9 +425,13 @@ mod tests {
             Field::new("n", DataType::Int64, false),
             Field::new("month", DataType::Utf8, true),
         ]));
-        log.create(&schema, &["month"], &[("delta.checkpointInterval", "10".into())])
-            .await
-            .unwrap();
+        log.create(
+            &schema,
+            &["month"],
+            &[("delta.checkpointInterval", "10".into())],
+        )
+        .await
+        .unwrap();
         let mut version = 0;
         for i in 0..25u64 {
             let writer = log.file_writer().await.unwrap();
@@ -436,7 +441,10 @@ mod tests {
                 vec![
                     Arc::new(StringArray::from(ids)),
                     Arc::new(Int64Array::from_iter_values(0..100)),
-                    Arc::new(StringArray::from(vec![format!("2026-{:02}", i % 12 + 1); 100])),
+                    Arc::new(StringArray::from(vec![
+                        format!("2026-{:02}", i % 12 + 1);
+                        100
+                    ])),
                 ],
             )
             .unwrap();
@@ -446,7 +454,13 @@ mod tests {
                 .unwrap();
             version += 1;
             let committed = log
-                .commit(version, vec![Action::Add(add)], append(), i + 1, HashMap::new())
+                .commit(
+                    version,
+                    vec![Action::Add(add)],
+                    append(),
+                    i + 1,
+                    HashMap::new(),
+                )
                 .await
                 .unwrap();
             assert_eq!(committed, Committed::Now);
@@ -460,7 +474,10 @@ mod tests {
                 .find(|f| f.text_range("call_id").unwrap().0 == format!("CL{:012}", i * 100))
                 .expect("the new file with its key range");
             assert_eq!(newest.rows, Some(100));
-            assert_eq!(newest.partition.as_deref(), Some(format!("2026-{:02}", i % 12 + 1).as_str()));
+            assert_eq!(
+                newest.partition.as_deref(),
+                Some(format!("2026-{:02}", i % 12 + 1).as_str())
+            );
         }
         assert_eq!(log.latest_version().await.unwrap(), version);
         // The same transaction again is recognised as done.
@@ -470,8 +487,13 @@ mod tests {
             .unwrap();
         assert_eq!(again, Committed::Earlier);
         // Another operation at a taken version is a conflict, not an overwrite.
-        let other = log.commit(version, vec![], append(), 99, HashMap::new()).await;
-        assert!(matches!(other, Err(DeltaError::Conflict { .. })), "{other:?}");
+        let other = log
+            .commit(version, vec![], append(), 99, HashMap::new())
+            .await;
+        assert!(
+            matches!(other, Err(DeltaError::Conflict { .. })),
+            "{other:?}"
+        );
         assert_eq!(log.files(version).await.unwrap().len() as u64, version);
     }
 }

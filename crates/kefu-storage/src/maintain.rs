@@ -25,7 +25,7 @@ use object_store::ObjectStoreExt;
 
 use crate::delta::DataFile;
 use crate::ledger::{
-    LegacyBatch, LedgerSource, OperationKind, OperationRecord, TableActions, TableChange,
+    LedgerSource, LegacyBatch, OperationKind, OperationRecord, TableActions, TableChange,
 };
 use crate::merge::{FILE_ROWS, read_parquet, write_file};
 use crate::parquet::{Layout, rejects_layout, sort_batches, table_layout};
@@ -158,7 +158,11 @@ pub async fn compact(
                 change.rows_added += added.iter().map(|f| f.rows.unwrap_or(0)).sum::<u64>();
                 change.partitions.extend(partition.clone());
                 let column = table.partition_column();
-                actions.extend(removed.iter().map(|f| Action::Remove(f.remove(column, false))));
+                actions.extend(
+                    removed
+                        .iter()
+                        .map(|f| Action::Remove(f.remove(column, false))),
+                );
                 actions.extend(added.iter().map(|f| Action::Add(f.add(column, false))));
                 new_files.extend(added.iter().map(|f| format!("{}/{}", table.name(), f.path)));
             }
@@ -300,13 +304,12 @@ pub async fn vacuum(
         };
         let log = warehouse.log(table);
         let mut delta = deltalake_core::DeltaTable::new(log.log_store());
-        delta
-            .load_version(version)
-            .await
-            .map_err(|e| StorageError::Delta(crate::DeltaError::Delta {
+        delta.load_version(version).await.map_err(|e| {
+            StorageError::Delta(crate::DeltaError::Delta {
                 table: table.name().to_string(),
                 source: e,
-            }))?;
+            })
+        })?;
         // The plan only: deleting the files is all vacuum does, and committing its
         // start and end records would take versions kefu's next operation expects.
         let (_, metrics) = delta
@@ -318,21 +321,27 @@ pub async fn vacuum(
             .with_mode(deltalake_core::operations::vacuum::VacuumMode::Full)
             .with_dry_run(true)
             .await
-            .map_err(|e| StorageError::Delta(crate::DeltaError::Delta {
-                table: table.name().to_string(),
-                source: e,
-            }))?;
+            .map_err(|e| {
+                StorageError::Delta(crate::DeltaError::Delta {
+                    table: table.name().to_string(),
+                    source: e,
+                })
+            })?;
         let files: Vec<String> = metrics
             .files_deleted
             .into_iter()
             .filter(|f| f.ends_with(".parquet") || f.contains(".parquet#"))
             .collect();
-        let sizes: BTreeMap<String, u64> = warehouse.stored_files(table).await?.into_iter().collect();
+        let sizes: BTreeMap<String, u64> =
+            warehouse.stored_files(table).await?.into_iter().collect();
         report.bytes += files.iter().filter_map(|f| sizes.get(f)).sum::<u64>();
         if !dry_run {
             let store = log.log_store().object_store(None);
             for f in &files {
-                match store.delete(&object_store::path::Path::from(f.as_str())).await {
+                match store
+                    .delete(&object_store::path::Path::from(f.as_str()))
+                    .await
+                {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                     Err(e) => {
                         return Err(StorageError::Io {
@@ -535,7 +544,9 @@ pub async fn convert(warehouse: &Warehouse) -> Result<ConvertReport, StorageErro
     let mut legacy: Vec<LegacyBatch> = Vec::new();
     let kept = warehouse.list_relative(LEGACY_LEDGER_DIR).await?;
     let sources: Vec<String> = if kept.is_empty() {
-        warehouse.list_relative(crate::warehouse::LEDGER_DIR).await?
+        warehouse
+            .list_relative(crate::warehouse::LEDGER_DIR)
+            .await?
     } else {
         kept
     };
@@ -544,8 +555,11 @@ pub async fn convert(warehouse: &Warehouse) -> Result<ConvertReport, StorageErro
             .get_relative(relative)
             .await?
             .ok_or_else(|| io(format!("{relative} vanished")))?;
-        let batch: LegacyBatch = serde_json::from_slice(&bytes)
-            .map_err(|e| io(format!("{relative} is not a ledger record of an earlier kefu: {e}")))?;
+        let batch: LegacyBatch = serde_json::from_slice(&bytes).map_err(|e| {
+            io(format!(
+                "{relative} is not a ledger record of an earlier kefu: {e}"
+            ))
+        })?;
         legacy.push(batch);
     }
     legacy.sort_by_key(|b| b.seq);
@@ -554,7 +568,11 @@ pub async fn convert(warehouse: &Warehouse) -> Result<ConvertReport, StorageErro
         let relative = format!("{LEGACY_LEDGER_DIR}/{:010}.json", b.seq);
         if warehouse.get_relative(&relative).await?.is_none() {
             let bytes = warehouse
-                .get_relative(&format!("{}/{:010}.json", crate::warehouse::LEDGER_DIR, b.seq))
+                .get_relative(&format!(
+                    "{}/{:010}.json",
+                    crate::warehouse::LEDGER_DIR,
+                    b.seq
+                ))
                 .await?
                 .ok_or_else(|| io(format!("ledger record {} vanished", b.seq)))?;
             warehouse.put(&relative, bytes.to_vec()).await?;
@@ -605,7 +623,11 @@ pub async fn convert(warehouse: &Warehouse) -> Result<ConvertReport, StorageErro
     // 4. The new ledger: one record standing for every earlier batch.
     for b in &legacy {
         warehouse
-            .delete_relative(&format!("{}/{:010}.json", crate::warehouse::LEDGER_DIR, b.seq))
+            .delete_relative(&format!(
+                "{}/{:010}.json",
+                crate::warehouse::LEDGER_DIR,
+                b.seq
+            ))
             .await?;
     }
     if warehouse.ledger_numbers().await?.is_empty() {
@@ -687,10 +709,7 @@ async fn convert_table(warehouse: &Warehouse, table: StoredTable) -> Result<(), 
                 .map(|c| StructField::new(c, DataType::STRING, true)),
         );
     for (key, value) in table.properties() {
-        builder = builder.with_configuration_property(
-            key.parse().map_err(delta_err)?,
-            Some(value),
-        );
+        builder = builder.with_configuration_property(key.parse().map_err(delta_err)?, Some(value));
     }
     let converted = builder.await.map_err(delta_err)?;
     // Columns the model gained since (e.g. `updated_at`): added, null in the old files.

@@ -441,9 +441,8 @@ impl TableMerge {
         let mut gone: Vec<usize> = Vec::new();
         for (file, rows) in &removals {
             let batch = &full[file];
-            let mask = BooleanArray::from_iter(
-                (0..batch.num_rows()).map(|r| Some(!rows.contains(&r))),
-            );
+            let mask =
+                BooleanArray::from_iter((0..batch.num_rows()).map(|r| Some(!rows.contains(&r))));
             let rest = filter_record_batch(batch, &mask).map_err(arrow_err)?;
             let rest_standing = match &self.files[*file].standing {
                 Some(s) => s
@@ -479,7 +478,8 @@ impl TableMerge {
                 .map_err(arrow_err)?
         };
         drop(chunk);
-        let kept = filter_record_batch(&with_standing, &BooleanArray::from(keep)).map_err(arrow_err)?;
+        let kept =
+            filter_record_batch(&with_standing, &BooleanArray::from(keep)).map_err(arrow_err)?;
         drop(with_standing);
         let width = self.schema.fields().len();
         for (partition, rows) in split_by_partition(self.table, &kept).map_err(arrow_err)? {
@@ -529,9 +529,11 @@ impl TableMerge {
     ) -> Result<Vec<(usize, RecordBatch)>, StorageError> {
         let store = self.warehouse.store();
         let jobs = files.iter().map(|&i| {
-            let path = self
-                .warehouse
-                .path(&format!("{}/{}", self.stored.name(), self.files[i].file.path));
+            let path = self.warehouse.path(&format!(
+                "{}/{}",
+                self.stored.name(),
+                self.files[i].file.path
+            ));
             let size = self.files[i].file.size;
             let store = store.clone();
             let schema = self.schema.clone();
@@ -589,24 +591,25 @@ impl TableMerge {
         let stored = self.stored;
         let layout = self.layout.clone();
         let key_name = self.table.key_column();
-        let written = futures::stream::iter(jobs.into_iter().map(|(partition, batch, standing)| {
-            let writer = writer.clone();
-            let layout = layout.clone();
-            tokio::spawn(async move {
-                let add =
-                    write_file(&writer, stored, partition.as_deref(), &batch, &layout).await?;
-                Ok::<_, StorageError>((add, standing))
+        let written =
+            futures::stream::iter(jobs.into_iter().map(|(partition, batch, standing)| {
+                let writer = writer.clone();
+                let layout = layout.clone();
+                tokio::spawn(async move {
+                    let add =
+                        write_file(&writer, stored, partition.as_deref(), &batch, &layout).await?;
+                    Ok::<_, StorageError>((add, standing))
+                })
+            }))
+            .buffer_unordered(self.workers)
+            .map(|joined| {
+                joined.map_err(|e| StorageError::Io {
+                    location: String::new(),
+                    reason: format!("writing a file: {e}"),
+                })?
             })
-        }))
-        .buffer_unordered(self.workers)
-        .map(|joined| {
-            joined.map_err(|e| StorageError::Io {
-                location: String::new(),
-                reason: format!("writing a file: {e}"),
-            })?
-        })
-        .try_collect::<Vec<_>>()
-        .await?;
+            .try_collect::<Vec<_>>()
+            .await?;
         for (add, standing) in written {
             let file = DataFile::from_add(&add);
             self.files.push(ActiveFile {
@@ -733,7 +736,9 @@ fn sort_with(
         .as_primitive::<arrow::datatypes::UInt8Type>()
         .values()
         .to_vec();
-    let data = sorted.project(&(0..schema.fields().len()).collect::<Vec<_>>()).map_err(arrow_err)?;
+    let data = sorted
+        .project(&(0..schema.fields().len()).collect::<Vec<_>>())
+        .map_err(arrow_err)?;
     Ok((data, standing))
 }
 
@@ -868,8 +873,12 @@ impl Appender {
         if self.writer.is_none() {
             self.writer = Some(self.warehouse.log(self.table).file_writer().await?);
         }
-        let sorted = sort_batches(&rows.schema(), std::slice::from_ref(rows), &self.layout.sort_columns)
-            .map_err(arrow_err)?;
+        let sorted = sort_batches(
+            &rows.schema(),
+            std::slice::from_ref(rows),
+            &self.layout.sort_columns,
+        )
+        .map_err(arrow_err)?;
         let writer = self.writer.as_ref().expect("just set");
         let add = write_file(writer, self.table, partition, &sorted, &self.layout).await?;
         self.partitions.extend(partition.map(str::to_string));
@@ -904,7 +913,12 @@ impl Appender {
                 actions: self
                     .adds
                     .into_iter()
-                    .map(|a| Action::Add(Add { data_change: true, ..a }))
+                    .map(|a| {
+                        Action::Add(Add {
+                            data_change: true,
+                            ..a
+                        })
+                    })
                     .collect(),
                 info: Default::default(),
             }),

@@ -136,10 +136,7 @@ impl StoredTable {
             StoredTable::Rejects => vec!["batch_id", "source", "reason", "rejected_at"],
         };
         vec![
-            (
-                "delta.checkpointInterval",
-                CHECKPOINT_INTERVAL.to_string(),
-            ),
+            ("delta.checkpointInterval", CHECKPOINT_INTERVAL.to_string()),
             ("delta.dataSkippingStatsColumns", stats.join(",")),
         ]
     }

@@ -139,7 +139,9 @@ pub enum Commit {
     Committed(Box<OperationRecord>),
     /// Another writer committed operation `newest` after the plan's base: nothing of this
     /// one was committed; plan it again on the new state.
-    Conflict { newest: u64 },
+    Conflict {
+        newest: u64,
+    },
 }
 
 /// An open warehouse.
@@ -359,7 +361,10 @@ impl Warehouse {
         Ok(())
     }
 
-    fn sync_dirs<'a>(&self, relatives: impl IntoIterator<Item = &'a str>) -> Result<(), StorageError> {
+    fn sync_dirs<'a>(
+        &self,
+        relatives: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), StorageError> {
         if let Some(dir) = &self.local {
             let parents: BTreeSet<PathBuf> = relatives
                 .into_iter()
@@ -699,7 +704,11 @@ impl Warehouse {
                 .get(&(table, table_actions.base_version))
                 .cloned();
             if let Some(base) = base {
-                self.remember(table, version, Arc::new(apply_actions(&base, &table_actions.actions)));
+                self.remember(
+                    table,
+                    version,
+                    Arc::new(apply_actions(&base, &table_actions.actions)),
+                );
             }
         }
         Ok(())
@@ -708,7 +717,10 @@ impl Warehouse {
     /// Every Parquet file under a table's directory (relative to the table) with its size:
     /// those the current version names and any others (written by an interrupted batch,
     /// or removed by a compaction and not yet vacuumed).
-    pub async fn stored_files(&self, table: StoredTable) -> Result<Vec<(String, u64)>, StorageError> {
+    pub async fn stored_files(
+        &self,
+        table: StoredTable,
+    ) -> Result<Vec<(String, u64)>, StorageError> {
         let prefix = self.path(table.name());
         let mut files: Vec<(String, u64)> = self
             .store
@@ -751,8 +763,9 @@ impl Warehouse {
             let batch =
                 crate::merge::read_parquet(self.store(), path, f.size, &schema, None).await?;
             // Read back in the table's own (non-null where required) schema.
-            let batch = arrow::array::RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
-                .map_err(|e| self.err(e))?;
+            let batch =
+                arrow::array::RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                    .map_err(|e| self.err(e))?;
             out.push(batch);
         }
         Ok(out)
@@ -760,7 +773,10 @@ impl Warehouse {
 }
 
 /// A table's files after `actions`: the removed ones out, the added ones in.
-pub fn apply_actions(base: &[DataFile], actions: &[deltalake_core::kernel::Action]) -> Vec<DataFile> {
+pub fn apply_actions(
+    base: &[DataFile],
+    actions: &[deltalake_core::kernel::Action],
+) -> Vec<DataFile> {
     use deltalake_core::kernel::Action;
     let removed: BTreeSet<&str> = actions
         .iter()
@@ -847,7 +863,8 @@ impl Warehouse {
                 }
             }
             status.partitions = per_partition.len() as u64;
-            status.partitions_to_compact = per_partition.values().filter(|&&n| n > 1).count() as u64;
+            status.partitions_to_compact =
+                per_partition.values().filter(|&&n| n > 1).count() as u64;
             for (path, size) in &present {
                 if !named.contains(path.as_str()) {
                     status.unreferenced_files += 1;
