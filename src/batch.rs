@@ -111,6 +111,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("'{s}': {e} (e.g. 7d, 168h, 30min)"))
 }
 
+#[expect(clippy::needless_pass_by_value, reason = "a map_err adapter")]
 fn storage_error(e: kefu_storage::StorageError) -> (u8, String) {
     let code = match e {
         kefu_storage::StorageError::Refused { .. }

@@ -298,7 +298,7 @@ fn killed_ingests_compactions_and_reverts_end_as_the_uninterrupted_run() {
 
     let crashed = dir.path().join("crashed");
     let daily = job(dir.path(), &crashed, "daily");
-    let mut rng = rand_pcg::Pcg64::seed_from_u64(2026_12_03);
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(20_261_203);
     let mut kills = 0;
     let mut kills_by_kind: BTreeMap<&str, u32> = BTreeMap::new();
     let mut kill =

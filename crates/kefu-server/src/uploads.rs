@@ -412,7 +412,7 @@ async fn ingest_one(context: &Arc<IngestContext>, id: &str) {
         .and_then(|l| find_in_ledger(l, &upload.content_hash))
         .map(|(b, s)| (b.clone(), s.clone()));
     let outcome = match done_before {
-        Some(found) => Ok(Finished::Ledger(found)),
+        Some(found) => Ok(Finished::Ledger(Box::new(found))),
         None => run_ingest(context, &upload).await,
     };
     match outcome {
@@ -435,7 +435,8 @@ async fn ingest_one(context: &Arc<IngestContext>, id: &str) {
             }
             upload.status = Status::Done;
         }
-        Ok(Finished::Ledger((batch, source))) => {
+        Ok(Finished::Ledger(found)) => {
+            let (batch, source) = *found;
             let own = source.name == uploads.inbox.file_path(&upload).to_string_lossy();
             if own {
                 tracing::info!(upload = %id, batch = batch.seq, "the upload had committed before the last stop");
@@ -472,8 +473,8 @@ async fn ingest_one(context: &Arc<IngestContext>, id: &str) {
 }
 
 enum Finished {
-    Batch(kefu_ingest::IngestReport),
-    Ledger((OperationRecord, kefu_storage::LedgerSource)),
+    Batch(Box<kefu_ingest::IngestReport>),
+    Ledger(Box<(OperationRecord, kefu_storage::LedgerSource)>),
 }
 
 /// Ingests the upload on a thread of its own (the ingest blocks and uses every core; a
@@ -514,7 +515,7 @@ async fn run_ingest(context: &Arc<IngestContext>, upload: &Upload) -> Result<Fin
             {
                 std::process::abort();
             }
-            Ok(Finished::Batch(report))
+            Ok(Finished::Batch(Box::new(report)))
         }
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("the ingest stopped without an answer".to_string()),

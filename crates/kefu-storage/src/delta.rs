@@ -37,7 +37,7 @@ pub enum DeltaError {
     Delta {
         table: String,
         #[source]
-        source: DeltaTableError,
+        source: Box<DeltaTableError>,
     },
     #[error(
         "table {table}: version {version} of its log was not written by kefu's operation {seq} (was the table changed by another program? kefu must be its only writer)"
@@ -50,10 +50,11 @@ pub enum DeltaError {
 }
 
 impl DeltaError {
-    fn delta(table: &str, source: impl Into<DeltaTableError>) -> Self {
+    /// An error of deltalake-core about `table`.
+    pub fn delta(table: &str, source: impl Into<DeltaTableError>) -> Self {
         DeltaError::Delta {
             table: table.to_string(),
-            source: source.into(),
+            source: Box::new(source.into()),
         }
     }
 }

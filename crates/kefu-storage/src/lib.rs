@@ -63,6 +63,8 @@ pub enum StorageError {
     NoSuchState { location: String, reason: String },
     #[error("warehouse {location}: {reason}")]
     Refused { location: String, reason: String },
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
 }
 
 /// A validated, normalised warehouse location: always a URL ending in `/`.

@@ -33,13 +33,6 @@ use crate::tables::StoredTable;
 use crate::warehouse::{AsOf, Commit, Cut, OperationPlan};
 use crate::{StorageError, Warehouse};
 
-fn arrow_err(e: arrow::error::ArrowError) -> StorageError {
-    StorageError::Io {
-        location: String::new(),
-        reason: e.to_string(),
-    }
-}
-
 /// A new operation id: the time and a random suffix.
 pub fn new_operation_id() -> String {
     let suffix = uuid::Uuid::new_v4().as_u128() as u32;
@@ -250,7 +243,8 @@ async fn compact_partition(
         .try_collect()
         .await?;
         let before: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let sorted = sort_batches(&schema, &batches, &layout.sort_columns).map_err(arrow_err)?;
+        let sorted =
+            sort_batches(&schema, &batches, &layout.sort_columns).map_err(StorageError::from)?;
         drop(batches);
         let add = write_file(&writer, table, partition, &sorted, &layout).await?;
         let file = DataFile::from_add(&add);
@@ -304,12 +298,10 @@ pub async fn vacuum(
         };
         let log = warehouse.log(table);
         let mut delta = deltalake_core::DeltaTable::new(log.log_store());
-        delta.load_version(version).await.map_err(|e| {
-            StorageError::Delta(crate::DeltaError::Delta {
-                table: table.name().to_string(),
-                source: e,
-            })
-        })?;
+        delta
+            .load_version(version)
+            .await
+            .map_err(|e| StorageError::Delta(crate::DeltaError::delta(table.name(), e)))?;
         // The plan only: deleting the files is all vacuum does, and committing its
         // start and end records would take versions kefu's next operation expects.
         let (_, metrics) = delta
@@ -321,12 +313,7 @@ pub async fn vacuum(
             .with_mode(deltalake_core::operations::vacuum::VacuumMode::Full)
             .with_dry_run(true)
             .await
-            .map_err(|e| {
-                StorageError::Delta(crate::DeltaError::Delta {
-                    table: table.name().to_string(),
-                    source: e,
-                })
-            })?;
+            .map_err(|e| StorageError::Delta(crate::DeltaError::delta(table.name(), e)))?;
         let files: Vec<String> = metrics
             .files_deleted
             .into_iter()
@@ -685,10 +672,7 @@ async fn convert_table(warehouse: &Warehouse, table: StoredTable) -> Result<(), 
     use deltalake_core::operations::convert_to_delta::ConvertToDeltaBuilder;
     let log = warehouse.log(table);
     let delta_err = |e: deltalake_core::DeltaTableError| {
-        StorageError::Delta(crate::DeltaError::Delta {
-            table: table.name().to_string(),
-            source: e,
-        })
+        StorageError::Delta(crate::DeltaError::delta(table.name(), e))
     };
     if warehouse.stored_files(table).await?.is_empty() {
         return log

@@ -95,7 +95,7 @@ impl Versions {
             .collect();
         Ok(Versions {
             parts,
-            converter: RowConverter::new(fields).map_err(arrow_err)?,
+            converter: RowConverter::new(fields).map_err(StorageError::from)?,
         })
     }
 
@@ -135,7 +135,9 @@ impl Versions {
                 })
             })
             .collect::<Result<_, _>>()?;
-        self.converter.convert_columns(&arrays).map_err(arrow_err)
+        self.converter
+            .convert_columns(&arrays)
+            .map_err(StorageError::from)
     }
 }
 
@@ -144,13 +146,6 @@ fn column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef, Storag
         location: String::new(),
         reason: format!("column {name} is missing from a file of the table"),
     })
-}
-
-fn arrow_err(e: arrow::error::ArrowError) -> StorageError {
-    StorageError::Io {
-        location: String::new(),
-        reason: e.to_string(),
-    }
 }
 
 /// Compares whole rows (every column) of a table.
@@ -166,14 +161,14 @@ impl Contents {
             .map(|f| SortField::new(f.data_type().clone()))
             .collect();
         Ok(Contents {
-            converter: RowConverter::new(fields).map_err(arrow_err)?,
+            converter: RowConverter::new(fields).map_err(StorageError::from)?,
         })
     }
 
     fn encode(&self, batch: &RecordBatch) -> Result<Rows, StorageError> {
         self.converter
             .convert_columns(batch.columns())
-            .map_err(arrow_err)
+            .map_err(StorageError::from)
     }
 }
 
@@ -262,7 +257,7 @@ impl TableMerge {
     /// Merges a chunk of incoming rows (in the table's schema, in arrival order).
     pub async fn merge(&mut self, batches: Vec<RecordBatch>) -> Result<(), StorageError> {
         let timer = std::time::Instant::now();
-        let chunk = concat_batches(&self.schema, &batches).map_err(arrow_err)?;
+        let chunk = concat_batches(&self.schema, &batches).map_err(StorageError::from)?;
         drop(batches);
         let n = chunk.num_rows();
         if n == 0 {
@@ -401,8 +396,8 @@ impl TableMerge {
             };
             let mut file_contents: HashMap<usize, Rows> = HashMap::new();
             for (w, file, row) in ties {
-                if !file_contents.contains_key(&file) {
-                    file_contents.insert(file, self.contents.encode(&full[&file])?);
+                if let std::collections::hash_map::Entry::Vacant(e) = file_contents.entry(file) {
+                    e.insert(self.contents.encode(&full[&file])?);
                 }
                 if file_contents[&file].row(row) == c.row(w) {
                     keep[w] = false;
@@ -443,7 +438,7 @@ impl TableMerge {
             let batch = &full[file];
             let mask =
                 BooleanArray::from_iter((0..batch.num_rows()).map(|r| Some(!rows.contains(&r))));
-            let rest = filter_record_batch(batch, &mask).map_err(arrow_err)?;
+            let rest = filter_record_batch(batch, &mask).map_err(StorageError::from)?;
             let rest_standing = match &self.files[*file].standing {
                 Some(s) => s
                     .iter()
@@ -475,14 +470,16 @@ impl TableMerge {
                 false,
             )));
             RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)
-                .map_err(arrow_err)?
+                .map_err(StorageError::from)?
         };
         drop(chunk);
-        let kept =
-            filter_record_batch(&with_standing, &BooleanArray::from(keep)).map_err(arrow_err)?;
+        let kept = filter_record_batch(&with_standing, &BooleanArray::from(keep))
+            .map_err(StorageError::from)?;
         drop(with_standing);
         let width = self.schema.fields().len();
-        for (partition, rows) in split_by_partition(self.table, &kept).map_err(arrow_err)? {
+        for (partition, rows) in
+            split_by_partition(self.table, &kept).map_err(StorageError::from)?
+        {
             let s = rows
                 .column(width)
                 .as_primitive::<arrow::datatypes::UInt8Type>()
@@ -490,7 +487,7 @@ impl TableMerge {
                 .to_vec();
             let data = rows
                 .project(&(0..width).collect::<Vec<_>>())
-                .map_err(arrow_err)?;
+                .map_err(StorageError::from)?;
             by_partition.entry(partition).or_default().push((data, s));
         }
         // Files replaced by their rewrite leave the state.
@@ -574,7 +571,7 @@ impl TableMerge {
             }
             let batches: Vec<RecordBatch> = parts.iter().map(|p| p.0.clone()).collect();
             let standing: Vec<u8> = parts.into_iter().flat_map(|p| p.1).collect();
-            let sorted = sort_with(&self.schema, &batches, &self.layout.sort_columns, standing)?;
+            let sorted = sort_with(&self.schema, &batches, &self.layout.sort_columns, &standing)?;
             let (sorted, standing) = sorted;
             let pieces = rows.div_ceil(FILE_ROWS);
             let per = rows.div_ceil(pieces);
@@ -707,7 +704,7 @@ fn sort_with(
     schema: &SchemaRef,
     batches: &[RecordBatch],
     sort_columns: &[usize],
-    standing: Vec<u8>,
+    standing: &[u8],
 ) -> Result<(RecordBatch, Vec<u8>), StorageError> {
     // Carry the standing through the sort as a column.
     let mut fields: Vec<arrow::datatypes::FieldRef> = schema.fields().iter().cloned().collect();
@@ -729,8 +726,8 @@ fn sort_with(
             RecordBatch::try_new(extended.clone(), columns)
         })
         .collect::<Result<_, _>>()
-        .map_err(arrow_err)?;
-    let sorted = sort_batches(&extended, &with, sort_columns).map_err(arrow_err)?;
+        .map_err(StorageError::from)?;
+    let sorted = sort_batches(&extended, &with, sort_columns).map_err(StorageError::from)?;
     let standing = sorted
         .column(schema.fields().len())
         .as_primitive::<arrow::datatypes::UInt8Type>()
@@ -738,7 +735,7 @@ fn sort_with(
         .to_vec();
     let data = sorted
         .project(&(0..schema.fields().len()).collect::<Vec<_>>())
-        .map_err(arrow_err)?;
+        .map_err(StorageError::from)?;
     Ok((data, standing))
 }
 
@@ -760,7 +757,8 @@ pub async fn write_file(
         if table.partition_column().is_some() {
             columns.push(Arc::new(StringArray::from(vec![partition; len])));
         }
-        slices.push(RecordBatch::try_new(table_schema.clone(), columns).map_err(arrow_err)?);
+        slices
+            .push(RecordBatch::try_new(table_schema.clone(), columns).map_err(StorageError::from)?);
         start += len;
     }
     Ok(writer.write(slices, writer_properties(layout)).await?)
@@ -809,7 +807,7 @@ pub async fn read_parquet(
             .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty())),
         &batches,
     )
-    .map_err(arrow_err)?;
+    .map_err(StorageError::from)?;
     drop(batches);
     let mut fields = Vec::with_capacity(names.len());
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(names.len());
@@ -823,7 +821,7 @@ pub async fn read_parquet(
         };
         let array = match read.column_by_name(name) {
             Some(a) if a.data_type() == field.data_type() => a.clone(),
-            Some(a) => arrow::compute::cast(a, field.data_type()).map_err(arrow_err)?,
+            Some(a) => arrow::compute::cast(a, field.data_type()).map_err(StorageError::from)?,
             None => arrow::array::new_null_array(field.data_type(), rows),
         };
         fields.push(Arc::new(field.as_ref().clone().with_nullable(true)));
@@ -834,7 +832,7 @@ pub async fn read_parquet(
         arrays,
         &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
     )
-    .map_err(arrow_err)
+    .map_err(StorageError::from)
 }
 
 /// Appends rows to an append-only table (`_rejects`): one file per partition per call.
@@ -878,7 +876,7 @@ impl Appender {
             std::slice::from_ref(rows),
             &self.layout.sort_columns,
         )
-        .map_err(arrow_err)?;
+        .map_err(StorageError::from)?;
         let writer = self.writer.as_ref().expect("just set");
         let add = write_file(writer, self.table, partition, &sorted, &self.layout).await?;
         self.partitions.extend(partition.map(str::to_string));
@@ -933,15 +931,18 @@ mod tests {
     use super::*;
     use arrow::array::{ArrayRef, Int32Array, TimestampMicrosecondArray};
 
+    /// A ticket's version columns: updated_at, reopen_count, status, closed_at.
+    type TicketVersion<'a> = (Option<i64>, i32, &'a str, Option<i64>);
+
     /// Tickets with only the version columns set (the rest null or empty).
-    fn tickets(rows: &[(Option<i64>, i32, &str, Option<i64>)]) -> RecordBatch {
+    fn tickets(rows: &[TicketVersion]) -> RecordBatch {
         let schema = Table::Tickets.schema();
         let n = rows.len();
         let columns: Vec<ArrayRef> = schema
             .fields()
             .iter()
             .map(|f| -> ArrayRef {
-                let ts = |get: &dyn Fn(&(Option<i64>, i32, &str, Option<i64>)) -> Option<i64>| {
+                let ts = |get: &dyn Fn(&TicketVersion) -> Option<i64>| {
                     Arc::new(
                         TimestampMicrosecondArray::from(rows.iter().map(get).collect::<Vec<_>>())
                             .with_timezone("UTC"),

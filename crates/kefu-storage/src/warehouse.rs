@@ -144,6 +144,9 @@ pub enum Commit {
     },
 }
 
+/// Each table's files by version.
+type FilesCache = HashMap<(StoredTable, u64), Arc<Vec<DataFile>>>;
+
 /// An open warehouse.
 #[derive(Clone)]
 pub struct Warehouse {
@@ -157,7 +160,7 @@ pub struct Warehouse {
     root: Path,
     logs: BTreeMap<StoredTable, TableLog>,
     /// Each table's files at the versions read or committed in this process.
-    files: Arc<Mutex<HashMap<(StoredTable, u64), Arc<Vec<DataFile>>>>>,
+    files: Arc<Mutex<FilesCache>>,
     /// Ledger records read in this process (a record never changes once written).
     records: Arc<Mutex<HashMap<u64, OperationRecord>>>,
 }
@@ -386,11 +389,7 @@ impl Warehouse {
             log.create(
                 &table.table_schema(),
                 &table.partition_column().into_iter().collect::<Vec<_>>(),
-                &table
-                    .properties()
-                    .into_iter()
-                    .map(|(k, v)| (k, v))
-                    .collect::<Vec<_>>(),
+                &table.properties().into_iter().collect::<Vec<_>>(),
             )
             .await?;
         }
@@ -691,11 +690,11 @@ impl Warehouse {
                 info,
             )
             .await?;
-            if version % CHECKPOINT_INTERVAL == 0 {
-                if let Err(e) = log.checkpoint(version).await {
-                    // A missing checkpoint only makes readers replay more of the log.
-                    tracing::warn!(table = name, version, error = %e, "could not write a checkpoint");
-                }
+            if version % CHECKPOINT_INTERVAL == 0
+                && let Err(e) = log.checkpoint(version).await
+            {
+                // A missing checkpoint only makes readers replay more of the log.
+                tracing::warn!(table = name, version, error = %e, "could not write a checkpoint");
             }
             let base = self
                 .files
