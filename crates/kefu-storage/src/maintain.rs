@@ -243,8 +243,7 @@ async fn compact_partition(
         .try_collect()
         .await?;
         let before: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let sorted =
-            sort_batches(&schema, &batches, &layout.sort_columns).map_err(StorageError::from)?;
+        let sorted = sort_batches(&schema, &batches, &layout.sort_columns)?;
         drop(batches);
         let add = write_file(&writer, table, partition, &sorted, &layout).await?;
         let file = DataFile::from_add(&add);

@@ -95,7 +95,7 @@ impl Versions {
             .collect();
         Ok(Versions {
             parts,
-            converter: RowConverter::new(fields).map_err(StorageError::from)?,
+            converter: RowConverter::new(fields)?,
         })
     }
 
@@ -161,7 +161,7 @@ impl Contents {
             .map(|f| SortField::new(f.data_type().clone()))
             .collect();
         Ok(Contents {
-            converter: RowConverter::new(fields).map_err(StorageError::from)?,
+            converter: RowConverter::new(fields)?,
         })
     }
 
@@ -257,7 +257,7 @@ impl TableMerge {
     /// Merges a chunk of incoming rows (in the table's schema, in arrival order).
     pub async fn merge(&mut self, batches: Vec<RecordBatch>) -> Result<(), StorageError> {
         let timer = std::time::Instant::now();
-        let chunk = concat_batches(&self.schema, &batches).map_err(StorageError::from)?;
+        let chunk = concat_batches(&self.schema, &batches)?;
         drop(batches);
         let n = chunk.num_rows();
         if n == 0 {
@@ -438,7 +438,7 @@ impl TableMerge {
             let batch = &full[file];
             let mask =
                 BooleanArray::from_iter((0..batch.num_rows()).map(|r| Some(!rows.contains(&r))));
-            let rest = filter_record_batch(batch, &mask).map_err(StorageError::from)?;
+            let rest = filter_record_batch(batch, &mask)?;
             let rest_standing = match &self.files[*file].standing {
                 Some(s) => s
                     .iter()
@@ -469,25 +469,19 @@ impl TableMerge {
                 DataType::UInt8,
                 false,
             )));
-            RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)
-                .map_err(StorageError::from)?
+            RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)?
         };
         drop(chunk);
-        let kept = filter_record_batch(&with_standing, &BooleanArray::from(keep))
-            .map_err(StorageError::from)?;
+        let kept = filter_record_batch(&with_standing, &BooleanArray::from(keep))?;
         drop(with_standing);
         let width = self.schema.fields().len();
-        for (partition, rows) in
-            split_by_partition(self.table, &kept).map_err(StorageError::from)?
-        {
+        for (partition, rows) in split_by_partition(self.table, &kept)? {
             let s = rows
                 .column(width)
                 .as_primitive::<arrow::datatypes::UInt8Type>()
                 .values()
                 .to_vec();
-            let data = rows
-                .project(&(0..width).collect::<Vec<_>>())
-                .map_err(StorageError::from)?;
+            let data = rows.project(&(0..width).collect::<Vec<_>>())?;
             by_partition.entry(partition).or_default().push((data, s));
         }
         // Files replaced by their rewrite leave the state.
@@ -725,17 +719,14 @@ fn sort_with(
             offset += b.num_rows();
             RecordBatch::try_new(extended.clone(), columns)
         })
-        .collect::<Result<_, _>>()
-        .map_err(StorageError::from)?;
-    let sorted = sort_batches(&extended, &with, sort_columns).map_err(StorageError::from)?;
+        .collect::<Result<_, _>>()?;
+    let sorted = sort_batches(&extended, &with, sort_columns)?;
     let standing = sorted
         .column(schema.fields().len())
         .as_primitive::<arrow::datatypes::UInt8Type>()
         .values()
         .to_vec();
-    let data = sorted
-        .project(&(0..schema.fields().len()).collect::<Vec<_>>())
-        .map_err(StorageError::from)?;
+    let data = sorted.project(&(0..schema.fields().len()).collect::<Vec<_>>())?;
     Ok((data, standing))
 }
 
@@ -757,8 +748,7 @@ pub async fn write_file(
         if table.partition_column().is_some() {
             columns.push(Arc::new(StringArray::from(vec![partition; len])));
         }
-        slices
-            .push(RecordBatch::try_new(table_schema.clone(), columns).map_err(StorageError::from)?);
+        slices.push(RecordBatch::try_new(table_schema.clone(), columns)?);
         start += len;
     }
     Ok(writer.write(slices, writer_properties(layout)).await?)
@@ -806,8 +796,7 @@ pub async fn read_parquet(
             .map(|b| b.schema())
             .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty())),
         &batches,
-    )
-    .map_err(StorageError::from)?;
+    )?;
     drop(batches);
     let mut fields = Vec::with_capacity(names.len());
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(names.len());
@@ -821,7 +810,7 @@ pub async fn read_parquet(
         };
         let array = match read.column_by_name(name) {
             Some(a) if a.data_type() == field.data_type() => a.clone(),
-            Some(a) => arrow::compute::cast(a, field.data_type()).map_err(StorageError::from)?,
+            Some(a) => arrow::compute::cast(a, field.data_type())?,
             None => arrow::array::new_null_array(field.data_type(), rows),
         };
         fields.push(Arc::new(field.as_ref().clone().with_nullable(true)));
@@ -875,8 +864,7 @@ impl Appender {
             &rows.schema(),
             std::slice::from_ref(rows),
             &self.layout.sort_columns,
-        )
-        .map_err(StorageError::from)?;
+        )?;
         let writer = self.writer.as_ref().expect("just set");
         let add = write_file(writer, self.table, partition, &sorted, &self.layout).await?;
         self.partitions.extend(partition.map(str::to_string));
