@@ -688,7 +688,8 @@ fn read_files_in_parallel(
 
 /// Receives converted rows: buffers them per table and merges them into their table a
 /// chunk at a time (the largest table's rows first when memory runs short); collects
-/// rejects into `_rejects`.
+/// rejects into `_rejects`. A chunk merges on the I/O runtime while the next one is read;
+/// one table's chunks merge one after the other, in arrival order.
 struct BatchSink<'a> {
     batch_id: String,
     warehouse: &'a Warehouse,
@@ -698,6 +699,9 @@ struct BatchSink<'a> {
     /// The table of the source being read.
     table: Option<Table>,
     merges: BTreeMap<Table, TableMerge>,
+    /// Merges under way, each with the bytes of rows it holds.
+    running: BTreeMap<Table, (RunningMerge, usize)>,
+    running_bytes: usize,
     /// Each table's files and file writer, being loaded (from its Delta log) while the
     /// sources are read.
     prefetched: BTreeMap<Table, tokio::task::JoinHandle<Prefetched>>,
@@ -725,6 +729,10 @@ type Finished = (
     BTreeMap<String, TableCounts>,
 );
 
+/// A table's merge, merging a chunk on a thread of its own (driving the I/O runtime): it
+/// comes back with the outcome.
+type RunningMerge = std::thread::JoinHandle<(TableMerge, Result<(), kefu_storage::StorageError>)>;
+
 type Prefetched = Result<
     (
         Arc<Vec<kefu_storage::DataFile>>,
@@ -739,6 +747,9 @@ impl Drop for BatchSink<'_> {
     fn drop(&mut self) {
         for (_, task) in std::mem::take(&mut self.prefetched) {
             let _ = self.runtime.block_on(task);
+        }
+        for (_, (task, _)) in std::mem::take(&mut self.running) {
+            let _ = task.join();
         }
     }
 }
@@ -776,6 +787,8 @@ impl<'a> BatchSink<'a> {
             source: None,
             table: None,
             merges: BTreeMap::new(),
+            running: BTreeMap::new(),
+            running_bytes: 0,
             buffers: BTreeMap::new(),
             buffered_bytes: 0,
             rejects: RejectBuilder::default(),
@@ -818,39 +831,76 @@ impl<'a> BatchSink<'a> {
         IngestError::Storage(e)
     }
 
-    /// The merge of `table`, started on first use.
-    fn merge_of(&mut self, table: Table) -> Result<&mut TableMerge, IngestError> {
-        if !self.merges.contains_key(&table) {
-            let stored = StoredTable::Model(table);
-            let version = self.cut.version(stored).unwrap_or(0);
-            let task = self
-                .prefetched
-                .remove(&table)
-                .expect("every table is prefetched once");
-            let (files, writer) = self
-                .runtime
-                .block_on(task)
-                .map_err(|e| IngestError::Write(format!("reading the {table} log: {e}")))?
-                .map_err(Self::storage)?;
-            let merge = TableMerge::new(self.warehouse, table, version, &files)
-                .map_err(Self::storage)?
-                .with_writer(writer);
-            self.merges.insert(table, merge);
+    /// The merge of `table` (started on first use), once its running chunk is merged.
+    fn take_merge(&mut self, table: Table) -> Result<TableMerge, IngestError> {
+        self.join(table)?;
+        if let Some(merge) = self.merges.remove(&table) {
+            return Ok(merge);
         }
-        Ok(self.merges.get_mut(&table).expect("just inserted"))
+        let stored = StoredTable::Model(table);
+        let version = self.cut.version(stored).unwrap_or(0);
+        let task = self
+            .prefetched
+            .remove(&table)
+            .expect("every table is prefetched once");
+        let (files, writer) = self
+            .runtime
+            .block_on(task)
+            .map_err(|e| IngestError::Write(format!("reading the {table} log: {e}")))?
+            .map_err(Self::storage)?;
+        Ok(TableMerge::new(self.warehouse, table, version, &files)
+            .map_err(Self::storage)?
+            .with_writer(writer))
     }
 
-    /// Merges `table`'s buffered rows into it.
+    /// Waits for `table`'s running merge, if any.
+    fn join(&mut self, table: Table) -> Result<(), IngestError> {
+        let Some((task, bytes)) = self.running.remove(&table) else {
+            return Ok(());
+        };
+        self.running_bytes -= bytes;
+        let (merge, outcome) = task
+            .join()
+            .map_err(|_| IngestError::Write(format!("merging into {table} failed unexpectedly")))?;
+        self.merges.insert(table, merge);
+        outcome.map_err(Self::storage)
+    }
+
+    /// Waits for every running merge; the first error wins.
+    fn join_all(&mut self) -> Result<(), IngestError> {
+        let tables: Vec<Table> = self.running.keys().copied().collect();
+        let mut outcome = Ok(());
+        for table in tables {
+            let joined = self.join(table);
+            if outcome.is_ok() {
+                outcome = joined;
+            }
+        }
+        outcome
+    }
+
+    /// Starts merging `table`'s buffered rows into it. Rows held by running merges and
+    /// by the buffers stay within twice the buffer limit.
     fn merge_buffered(&mut self, table: Table) -> Result<(), IngestError> {
         let Some((batches, bytes)) = self.buffers.remove(&table) else {
             return Ok(());
         };
         self.buffered_bytes -= bytes;
-        let runtime = self.runtime;
-        let merge = self.merge_of(table)?;
-        runtime
-            .block_on(merge.merge(batches))
-            .map_err(Self::storage)
+        if self.running_bytes + bytes > self.buffer_limit {
+            self.join_all()?;
+        }
+        let mut merge = self.take_merge(table)?;
+        let runtime = self.runtime.handle().clone();
+        let task = std::thread::Builder::new()
+            .name("kefu-merge".into())
+            .spawn(move || {
+                let outcome = runtime.block_on(merge.merge(batches));
+                (merge, outcome)
+            })
+            .map_err(|e| IngestError::Write(format!("cannot start a merge: {e}")))?;
+        self.running.insert(table, (task, bytes));
+        self.running_bytes += bytes;
+        Ok(())
     }
 
     fn note_reject(&mut self, reject: &RejectedRecord) {
@@ -890,6 +940,7 @@ impl<'a> BatchSink<'a> {
             for table in tables {
                 self.merge_buffered(table)?;
             }
+            self.join_all()?;
             self.flush_rejects()
         })();
         if let Err(e) = outcome {
@@ -915,6 +966,8 @@ impl<'a> BatchSink<'a> {
 
     /// Files written so far, for deleting when the batch is not committed.
     fn abandon(&mut self) -> Vec<String> {
+        // A failed merge still names the files it wrote.
+        let _ = self.join_all();
         let mut files = Vec::new();
         for (_, merge) in std::mem::take(&mut self.merges) {
             let result = merge.finish();

@@ -26,8 +26,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, UInt8Array};
-use arrow::compute::{concat_batches, filter_record_batch};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, DynComparator, RecordBatch, StringArray, UInt8Array,
+    make_comparator,
+};
+use arrow::compute::{SortOptions, concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::row::{RowConverter, Rows, SortField};
 use deltalake_core::kernel::{Action, Add};
@@ -148,27 +151,28 @@ fn column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef, Storag
     })
 }
 
-/// Compares whole rows (every column) of a table.
-struct Contents {
-    converter: RowConverter,
+/// Tells whether a row of one batch equals a row of another in every column (two nulls
+/// are equal). Built per pair of batches; compares only the rows asked about, so a few
+/// repeats in a large chunk cost a few comparisons, not an encoding of every row.
+struct SameContents {
+    columns: Vec<DynComparator>,
 }
 
-impl Contents {
-    fn new(schema: &SchemaRef) -> Result<Self, StorageError> {
-        let fields = schema
-            .fields()
+impl SameContents {
+    fn new(left: &RecordBatch, right: &RecordBatch) -> Result<Self, StorageError> {
+        let columns = left
+            .columns()
             .iter()
-            .map(|f| SortField::new(f.data_type().clone()))
-            .collect();
-        Ok(Contents {
-            converter: RowConverter::new(fields)?,
-        })
+            .zip(right.columns())
+            .map(|(l, r)| make_comparator(l, r, SortOptions::default()))
+            .collect::<Result<_, _>>()?;
+        Ok(SameContents { columns })
     }
 
-    fn encode(&self, batch: &RecordBatch) -> Result<Rows, StorageError> {
-        self.converter
-            .convert_columns(batch.columns())
-            .map_err(StorageError::from)
+    fn same(&self, left: usize, right: usize) -> bool {
+        self.columns
+            .iter()
+            .all(|c| c(left, right) == std::cmp::Ordering::Equal)
     }
 }
 
@@ -181,7 +185,6 @@ pub struct TableMerge {
     layout: Layout,
     key: usize,
     versions: Versions,
-    contents: Contents,
     base_version: u64,
     files: Vec<ActiveFile>,
     /// Files of the table before the operation that it removed.
@@ -212,7 +215,6 @@ impl TableMerge {
             layout: table_layout(table),
             key: schema.index_of(key_name).expect("key column"),
             versions: Versions::new(table)?,
-            contents: Contents::new(&schema)?,
             schema,
             base_version: version,
             files: files
@@ -265,8 +267,9 @@ impl TableMerge {
         }
         self.counts.records += n as u64;
         let keys = chunk.column(self.key).as_string::<i32>().clone();
-        let versions = self.versions.encode(&chunk)?;
-        let mut contents: Option<Rows> = None;
+        // Versions and contents are compared only where keys repeat: encoded on first use.
+        let mut versions: Option<Rows> = None;
+        let mut contents: Option<SameContents> = None;
 
         // 1. The newest version of each key within the chunk.
         let mut winner_of: HashMap<&str, usize, ahash::RandomState> =
@@ -281,15 +284,19 @@ impl TableMerge {
                 }
                 std::collections::hash_map::Entry::Occupied(mut e) => {
                     let j = *e.get();
-                    let newer = match versions.row(i).cmp(&versions.row(j)) {
+                    let v = match &versions {
+                        Some(v) => v,
+                        None => versions.insert(self.versions.encode(&chunk)?),
+                    };
+                    let newer = match v.row(i).cmp(&v.row(j)) {
                         std::cmp::Ordering::Greater => true,
                         std::cmp::Ordering::Less => false,
                         std::cmp::Ordering::Equal => {
                             let c = match &contents {
                                 Some(c) => c,
-                                None => contents.insert(self.contents.encode(&chunk)?),
+                                None => contents.insert(SameContents::new(&chunk, &chunk)?),
                             };
-                            if c.row(i) == c.row(j) {
+                            if c.same(i, j) {
                                 self.counts.unchanged += 1;
                                 continue;
                             }
@@ -306,22 +313,44 @@ impl TableMerge {
             }
         }
 
-        // 2. Files that may hold one of the keys.
-        let mut sorted: Vec<&str> = winner_of.keys().copied().collect();
-        sorted.sort_unstable();
-        let candidates: Vec<usize> = self
+        // 2. Files that may hold one of the keys: those whose key range overlaps the
+        // chunk's, then (only if there are any) those holding one of its keys in range.
+        let (low, high) = winner_of.keys().fold(
+            (None, None),
+            |(lo, hi): (Option<&str>, Option<&str>), &k| {
+                (
+                    Some(lo.map_or(k, |lo| lo.min(k))),
+                    Some(hi.map_or(k, |hi| hi.max(k))),
+                )
+            },
+        );
+        let (low, high) = (low.unwrap_or_default(), high.unwrap_or_default());
+        let overlapping: Vec<usize> = self
             .files
             .iter()
             .enumerate()
             .filter(|(_, f)| match &f.keys {
-                Some((lo, hi)) => {
-                    let at = sorted.partition_point(|k| *k < lo.as_str());
-                    sorted.get(at).is_some_and(|k| *k <= hi.as_str())
-                }
+                Some((lo, hi)) => lo.as_str() <= high && low <= hi.as_str(),
                 None => true,
             })
             .map(|(i, _)| i)
             .collect();
+        let candidates: Vec<usize> = if overlapping.is_empty() {
+            overlapping
+        } else {
+            let mut sorted: Vec<&str> = winner_of.keys().copied().collect();
+            sorted.sort_unstable();
+            overlapping
+                .into_iter()
+                .filter(|&i| match &self.files[i].keys {
+                    Some((lo, hi)) => {
+                        let at = sorted.partition_point(|k| *k < lo.as_str());
+                        sorted.get(at).is_some_and(|k| *k <= hi.as_str())
+                    }
+                    None => true,
+                })
+                .collect()
+        };
         let mut wanted: Vec<&str> = vec![self.table.key_column()];
         wanted.extend(self.versions.columns());
         let deduped = timer.elapsed();
@@ -355,6 +384,9 @@ impl TableMerge {
         drop(projected);
 
         // 4. Decide: replace, drop, or compare contents.
+        if !stored.is_empty() && versions.is_none() {
+            versions = Some(self.versions.encode(&chunk)?);
+        }
         let mut standing = vec![BASE; n];
         let mut removals: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
         let mut ties: Vec<(usize, usize, usize)> = Vec::new();
@@ -371,7 +403,8 @@ impl TableMerge {
                 }
             }
             let m = &matches[current];
-            match versions.row(w).cmp(&m.version.row()) {
+            let v = versions.as_ref().expect("encoded above");
+            match v.row(w).cmp(&m.version.row()) {
                 std::cmp::Ordering::Greater => replaced.push((w, m.file, m.row)),
                 std::cmp::Ordering::Less => {
                     keep[w] = false;
@@ -390,16 +423,12 @@ impl TableMerge {
             .collect();
         let read_full = timer.elapsed();
         if !ties.is_empty() {
-            let c = match &contents {
-                Some(c) => c,
-                None => contents.insert(self.contents.encode(&chunk)?),
-            };
-            let mut file_contents: HashMap<usize, Rows> = HashMap::new();
+            let mut file_contents: HashMap<usize, SameContents> = HashMap::new();
             for (w, file, row) in ties {
                 if let std::collections::hash_map::Entry::Vacant(e) = file_contents.entry(file) {
-                    e.insert(self.contents.encode(&full[&file])?);
+                    e.insert(SameContents::new(&chunk, &full[&file])?);
                 }
-                if file_contents[&file].row(row) == c.row(w) {
+                if file_contents[&file].same(w, row) {
                     keep[w] = false;
                     self.counts.unchanged += 1;
                 } else {
@@ -519,6 +548,8 @@ impl TableMerge {
         columns: Option<&[&str]>,
     ) -> Result<Vec<(usize, RecordBatch)>, StorageError> {
         let store = self.warehouse.store();
+        let columns: Option<Vec<String>> =
+            columns.map(|c| c.iter().map(|s| s.to_string()).collect());
         let jobs = files.iter().map(|&i| {
             let path = self.warehouse.path(&format!(
                 "{}/{}",
@@ -528,8 +559,7 @@ impl TableMerge {
             let size = self.files[i].file.size;
             let store = store.clone();
             let schema = self.schema.clone();
-            let columns: Option<Vec<String>> =
-                columns.map(|c| c.iter().map(|s| s.to_string()).collect());
+            let columns = columns.clone();
             async move {
                 let batch = read_parquet(store, path, size, &schema, columns.as_deref()).await?;
                 Ok::<_, StorageError>((i, batch))
