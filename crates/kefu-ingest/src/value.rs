@@ -78,6 +78,31 @@ fn digits(s: &str, max: usize) -> Option<u32> {
     })
 }
 
+/// `2026-01-05 09:05:01` exactly (the common export form), read without searching for
+/// separators; anything else is left to the general paths.
+fn dash_datetime(s: &str) -> Option<NaiveDateTime> {
+    let b = s.as_bytes();
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let number = |from: usize, to: usize| {
+        b[from..to].iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(number(0, 4)? as i32, number(5, 7)?, number(8, 10)?)?.and_hms_opt(
+        number(11, 13)?,
+        number(14, 16)?,
+        number(17, 19)?,
+    )
+}
+
 /// `2026-01-05`, `2026/1/5`: a four-digit year, then month and day.
 fn fast_date(s: &str, sep: char) -> Option<NaiveDate> {
     let mut parts = s.split(sep);
@@ -142,6 +167,11 @@ impl TimestampParser {
         let value = trim(value);
         if let Some(micros) = parse_utc_seconds(value) {
             return Ok(micros);
+        }
+        if self.fast.dash_datetime
+            && let Some(naive) = dash_datetime(value)
+        {
+            return self.localise(naive);
         }
         if let Some((date, time)) = value.split_once(' ') {
             let date = if self.fast.dash_datetime {
@@ -392,6 +422,11 @@ mod tests {
         for bad in [
             "########",
             "2026-13-45 25:61:00",
+            "2026-02-30 08:00:00",
+            "2026-01-01 24:00:00",
+            "2026-01-0a 08:00:00",
+            "2026-01-01 08:00:0-",
+            "２０２6-01-01 08:00",
             "31/02/2026 9:00",
             "昨天下午",
             "2026-02-30T00:00:00Z",
