@@ -15,6 +15,16 @@ use rand::{RngExt, SeedableRng};
 
 use crate::ingest::warehouse_rows;
 
+/// Every table a warehouse stores, `_rejects` included.
+const STORED_TABLES: [&str; 6] = [
+    "calls",
+    "tickets",
+    "callbacks",
+    "visits",
+    "customers",
+    "_rejects",
+];
+
 fn kefu_cmd() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kefu"));
     cmd.env_clear()
@@ -726,14 +736,7 @@ fn vacuum_deletes_only_what_no_kept_version_names() {
             .arg(&wh),
         "vacuum",
     );
-    for table in [
-        "calls",
-        "tickets",
-        "callbacks",
-        "visits",
-        "customers",
-        "_rejects",
-    ] {
+    for table in STORED_TABLES {
         assert_eq!(on_disk(table), table_files(&wh, table).len(), "{table}");
     }
     assert_eq!(
@@ -815,14 +818,7 @@ fn an_earlier_hive_warehouse_converts_in_place() {
     // them, tickets and customers without `updated_at`.
     let legacy = dir.path().join("legacy");
     let mut files = Vec::new();
-    for table in [
-        "calls",
-        "tickets",
-        "callbacks",
-        "visits",
-        "customers",
-        "_rejects",
-    ] {
+    for table in STORED_TABLES {
         for f in table_files(&reference, table) {
             let to = legacy.join(table).join(&f);
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();

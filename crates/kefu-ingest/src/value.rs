@@ -73,29 +73,29 @@ fn digits(s: &str, max: usize) -> Option<u32> {
     if s.is_empty() || s.len() > max {
         return None;
     }
-    s.bytes().try_fold(0u32, |n, d| {
+    ascii_number(s.as_bytes())
+}
+
+/// ASCII digits as a number (none: zero).
+fn ascii_number(digits: &[u8]) -> Option<u32> {
+    digits.iter().try_fold(0u32, |n, &d| {
         d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
     })
 }
 
-/// `2026-01-05 09:05:01` exactly (the common export form), read without searching for
-/// separators; anything else is left to the general paths.
-fn dash_datetime(s: &str) -> Option<NaiveDateTime> {
-    let b = s.as_bytes();
+/// `YYYY-MM-DD?HH:MM:SS` in exactly 19 bytes, `?` being `between`, read at fixed
+/// positions without the general parser.
+fn fixed_datetime(b: &[u8], between: u8) -> Option<NaiveDateTime> {
     if b.len() != 19
         || b[4] != b'-'
         || b[7] != b'-'
-        || b[10] != b' '
+        || b[10] != between
         || b[13] != b':'
         || b[16] != b':'
     {
         return None;
     }
-    let number = |from: usize, to: usize| {
-        b[from..to].iter().try_fold(0u32, |n, &d| {
-            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
-        })
-    };
+    let number = |from: usize, to: usize| ascii_number(&b[from..to]);
     NaiveDate::from_ymd_opt(number(0, 4)? as i32, number(5, 7)?, number(8, 10)?)?.and_hms_opt(
         number(11, 13)?,
         number(14, 16)?,
@@ -168,8 +168,9 @@ impl TimestampParser {
         if let Some(micros) = parse_utc_seconds(value) {
             return Ok(micros);
         }
+        // `2026-01-05 09:05:01`, the common export form.
         if self.fast.dash_datetime
-            && let Some(naive) = dash_datetime(value)
+            && let Some(naive) = fixed_datetime(value.as_bytes(), b' ')
         {
             return self.localise(naive);
         }
@@ -333,25 +334,11 @@ pub fn parse_bool(value: &str) -> Result<bool, ValueError> {
 /// The canonical layout `YYYY-MM-DDTHH:MM:SSZ` (what kefu writes and most systems export),
 /// without the general parser.
 fn parse_utc_seconds(value: &str) -> Option<i64> {
-    let b = value.as_bytes();
-    if b.len() != 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-        || b[19] != b'Z'
-    {
+    let (time, zone) = value.as_bytes().split_at_checked(19)?;
+    if zone != b"Z" {
         return None;
     }
-    let num = |range: std::ops::Range<usize>| {
-        b[range].iter().try_fold(0u32, |n, &d| {
-            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
-        })
-    };
-    let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
-    let time = NaiveTime::from_hms_opt(num(11..13)?, num(14..16)?, num(17..19)?)?;
-    Some(date.and_time(time).and_utc().timestamp_micros())
+    fixed_datetime(time, b'T').map(|t| t.and_utc().timestamp_micros())
 }
 
 /// RMB amounts with two decimals, in fen: `1,234.5` → 123450; `¥80` → 8000.

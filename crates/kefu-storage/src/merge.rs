@@ -315,16 +315,8 @@ impl TableMerge {
 
         // 2. Files that may hold one of the keys: those whose key range overlaps the
         // chunk's, then (only if there are any) those holding one of its keys in range.
-        let (low, high) = winner_of.keys().fold(
-            (None, None),
-            |(lo, hi): (Option<&str>, Option<&str>), &k| {
-                (
-                    Some(lo.map_or(k, |lo| lo.min(k))),
-                    Some(hi.map_or(k, |hi| hi.max(k))),
-                )
-            },
-        );
-        let (low, high) = (low.unwrap_or_default(), high.unwrap_or_default());
+        let low = winner_of.keys().min().copied().unwrap_or_default();
+        let high = winner_of.keys().max().copied().unwrap_or_default();
         let overlapping: Vec<usize> = self
             .files
             .iter()
