@@ -4,7 +4,8 @@
 //! client was given (`--calendar`): the same query would answer differently on a cluster.
 //! Warehouse tables travel with their snapshot: the Delta version and the files the client
 //! planned against (`kefu_sql::snapshot::SnapshotTable`), so the scheduler plans the scan of
-//! exactly those files. Everything else is Ballista's own codec.
+//! exactly those files, and the deletion vectors of those files travel with the scan to
+//! the executors. Everything else is Ballista's own codec.
 
 use std::sync::Arc;
 
@@ -18,11 +19,13 @@ use datafusion::logical_expr::{Extension, LogicalPlan, ScalarUDF};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
-use kefu_sql::snapshot::SnapshotTable;
+use kefu_sql::snapshot::{DeletionVectorsExec, SnapshotTable};
 use kefu_sql::udf::{WorkingCalendar, business_seconds, calendar_of};
 
 /// Marks an encoded warehouse table (Ballista's own encodings never start with it).
 const SNAPSHOT_TAG: &[u8] = b"kefu-snapshot:";
+/// Marks the deletion vectors that travel above a scan ([`DeletionVectorsExec`]).
+const DELETIONS_TAG: &[u8] = b"kefu-deletions:";
 
 /// `business_seconds` with its calendar as TOML; other functions by name only.
 fn encode_function(function: &ScalarUDF, buf: &mut Vec<u8>) {
@@ -141,6 +144,18 @@ impl PhysicalExtensionCodec for KefuPhysicalCodec {
         ctx: &TaskContext,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        if let Some(bytes) = buf.strip_prefix(DELETIONS_TAG) {
+            let [input] = inputs else {
+                return Err(DataFusionError::Internal(format!(
+                    "DeletionVectorsExec takes one input, not {}",
+                    inputs.len()
+                )));
+            };
+            return Ok(Arc::new(DeletionVectorsExec::from_bytes(
+                bytes,
+                input.clone(),
+            )?));
+        }
         self.ballista.try_decode(buf, inputs, ctx, proto_converter)
     }
 
@@ -150,6 +165,11 @@ impl PhysicalExtensionCodec for KefuPhysicalCodec {
         buf: &mut Vec<u8>,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
+        if let Some(exec) = node.downcast_ref::<DeletionVectorsExec>() {
+            buf.extend_from_slice(DELETIONS_TAG);
+            buf.extend_from_slice(&exec.to_bytes());
+            return Ok(());
+        }
         self.ballista.try_encode(node, buf, proto_converter)
     }
 

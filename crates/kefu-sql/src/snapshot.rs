@@ -22,6 +22,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::listing::helpers::{expr_applicable_for_cols, filter_partitioned_file};
 use datafusion::datasource::object_store::ObjectStoreUrl;
+use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
 use datafusion::datasource::table_schema::TableSchemaBuilder;
 use datafusion::error::Result;
@@ -49,6 +50,9 @@ pub struct SnapshotTable {
     /// The table's directory inside the store (`srv/kefu/wh/calls`, `prefix/calls`).
     root: String,
     files: Arc<Vec<DataFile>>,
+    /// Planned on a cluster's scheduler: deletion vectors travel above the scan
+    /// ([`DeletionVectorsExec`]).
+    distributed: bool,
 }
 
 /// The serialised form, for Ballista's plan codec.
@@ -68,6 +72,8 @@ struct EncodedFile {
     partition: Option<String>,
     rows: Option<u64>,
     modification_time: i64,
+    #[serde(default)]
+    deletion: Option<kefu_storage::DeletionVectorDescriptor>,
 }
 
 impl SnapshotTable {
@@ -91,6 +97,7 @@ impl SnapshotTable {
             store_url,
             root,
             files,
+            distributed: false,
         })
     }
 
@@ -122,6 +129,7 @@ impl SnapshotTable {
                     partition: f.partition.clone(),
                     rows: f.rows,
                     modification_time: f.modification_time,
+                    deletion: f.deletion.clone(),
                 })
                 .collect(),
         };
@@ -152,9 +160,11 @@ impl SnapshotTable {
                         rows: f.rows,
                         stats: None,
                         modification_time: f.modification_time,
+                        deletion: f.deletion,
                     })
                     .collect(),
             ),
+            distributed: true,
         })
     }
 
@@ -219,6 +229,7 @@ impl TableProvider for SnapshotTable {
             Default::default(),
         )?;
         let mut chosen = Vec::new();
+        let mut carried = Vec::new();
         for f in self.files.iter() {
             let path = format!("{}/{}", self.root, f.path);
             let mut pf = PartitionedFile::new(path, f.size);
@@ -226,6 +237,20 @@ impl TableProvider for SnapshotTable {
                 chrono::DateTime::from_timestamp_millis(f.modification_time).unwrap_or_default();
             if partition_field.is_some() {
                 pf = pf.with_partition_values(vec![ScalarValue::Utf8(f.partition.clone())]);
+            }
+            // Rows an upsert replaced are skipped by their row numbers in the file.
+            if let Some(selection) = f
+                .selection(self.table.name())
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
+            {
+                pf = pf.with_extension(ParquetRowSelection::new(selection));
+                if let Some(deletion) = &f.deletion {
+                    carried.push(CarriedDeletion {
+                        location: pf.object_meta.location.to_string(),
+                        rows: f.rows,
+                        deletion: deletion.clone(),
+                    });
+                }
             }
             if let Some(pf) = filter_partitioned_file(pf, &partition_filters, &partition_schema)? {
                 chosen.push(pf);
@@ -259,6 +284,7 @@ impl TableProvider for SnapshotTable {
                         pf.with_statistics(Arc::new(Statistics::new_unknown(&file_schema))),
                     );
                 }
+                let deletions = pf.extension::<ParquetRowSelection>().is_some();
                 let known = FACTS.lock().expect("lock").get(&key).cloned();
                 let (statistics, ordering) = match known {
                     Some(facts) => facts,
@@ -270,6 +296,13 @@ impl TableProvider for SnapshotTable {
                         FACTS.lock().expect("lock").insert(key, facts.clone());
                         facts
                     }
+                };
+                // The footer counts the rows as written, deleted ones included: a bound,
+                // not the count.
+                let statistics = if deletions {
+                    Arc::new(statistics.as_ref().clone().to_inexact())
+                } else {
+                    statistics
                 };
                 Ok(pf.with_statistics(statistics).with_ordering(ordering))
             }
@@ -302,7 +335,13 @@ impl TableProvider for SnapshotTable {
                 .with_limit(limit)
                 .with_output_ordering(ordering.into_iter().collect())
                 .build();
-        format.create_physical_plan(state, config).await
+        let plan = format.create_physical_plan(state, config).await?;
+        if self.distributed && !carried.is_empty() {
+            return Ok(Arc::new(DeletionVectorsExec::new(
+                plan, self.table, carried,
+            )));
+        }
+        Ok(plan)
     }
 }
 
@@ -326,4 +365,174 @@ fn common_ordering(groups: &[FileGroup]) -> Option<LexOrdering> {
         };
     }
     common
+}
+
+/// A file's deleted rows as a plan carries them to the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CarriedDeletion {
+    /// The file's location in its store, as the scan names it.
+    location: String,
+    rows: Option<u64>,
+    deletion: kefu_storage::DeletionVectorDescriptor,
+}
+
+/// A scan of files with deletion vectors, as a Ballista scheduler plans it. DataFusion's
+/// plan serialisation drops the row selections attached to a scan's files (the rows an
+/// upsert replaced), so this node travels above the scan with the deletion vectors and
+/// puts the selections back where an executor decodes the plan ([`Self::to_bytes`],
+/// [`Self::from_bytes`]). It passes the scan's batches through unchanged.
+#[derive(Debug)]
+pub struct DeletionVectorsExec {
+    input: Arc<dyn ExecutionPlan>,
+    table: StoredTable,
+    files: Vec<CarriedDeletion>,
+}
+
+impl DeletionVectorsExec {
+    fn new(input: Arc<dyn ExecutionPlan>, table: StoredTable, files: Vec<CarriedDeletion>) -> Self {
+        DeletionVectorsExec {
+            input,
+            table,
+            files,
+        }
+    }
+
+    /// The deletion vectors as bytes (the scan below travels as a child).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&(self.table.name(), &self.files)).expect("serialisable")
+    }
+
+    /// The node [`Self::to_bytes`] wrote, above `input` (the scan as decoded, without
+    /// its selections), with the selections put back on the scan's files.
+    pub fn from_bytes(bytes: &[u8], input: Arc<dyn ExecutionPlan>) -> Result<Self> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::datasource::physical_plan::FileScanConfig;
+        use datafusion::datasource::source::DataSourceExec;
+        let external = |e: Box<dyn std::error::Error + Send + Sync>| {
+            datafusion::error::DataFusionError::External(e)
+        };
+        let (name, files): (String, Vec<CarriedDeletion>) =
+            serde_json::from_slice(bytes).map_err(|e| external(Box::new(e)))?;
+        let table = StoredTable::from_name(&name).ok_or_else(|| {
+            datafusion::error::DataFusionError::Plan(format!("unknown table {name}"))
+        })?;
+        let mut selections = HashMap::new();
+        for f in &files {
+            let file = DataFile {
+                path: f.location.clone(),
+                size: 0,
+                partition: None,
+                rows: f.rows,
+                stats: None,
+                modification_time: 0,
+                deletion: Some(f.deletion.clone()),
+            };
+            if let Some(selection) = file
+                .selection(table.name())
+                .map_err(|e| external(Box::new(e)))?
+            {
+                selections.insert(f.location.clone(), selection);
+            }
+        }
+        let input = input
+            .transform_down(|plan| {
+                let Some(exec) = plan.downcast_ref::<DataSourceExec>() else {
+                    return Ok(Transformed::no(plan));
+                };
+                let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>() else {
+                    return Ok(Transformed::no(plan));
+                };
+                let mut config = config.clone();
+                for group in config.file_groups.iter_mut() {
+                    let files: Vec<PartitionedFile> = group
+                        .iter()
+                        .map(
+                            |pf| match selections.get(pf.object_meta.location.as_ref()) {
+                                Some(s) => pf
+                                    .clone()
+                                    .with_extension(ParquetRowSelection::new(s.clone())),
+                                None => pf.clone(),
+                            },
+                        )
+                        .collect();
+                    *group = FileGroup::new(files);
+                }
+                Ok(Transformed::yes(
+                    DataSourceExec::from_data_source(config) as Arc<dyn ExecutionPlan>
+                ))
+            })?
+            .data;
+        Ok(DeletionVectorsExec::new(input, table, files))
+    }
+}
+
+impl datafusion::physical_plan::DisplayAs for DeletionVectorsExec {
+    fn fmt_as(
+        &self,
+        _t: datafusion::physical_plan::DisplayFormatType,
+        f: &mut std::fmt::Formatter,
+    ) -> std::fmt::Result {
+        write!(
+            f,
+            "DeletionVectorsExec: table={}, files={}",
+            self.table,
+            self.files.len()
+        )
+    }
+}
+
+impl ExecutionPlan for DeletionVectorsExec {
+    fn name(&self) -> &str {
+        "DeletionVectorsExec"
+    }
+
+    fn properties(&self) -> &Arc<datafusion::physical_plan::PlanProperties> {
+        self.input.properties()
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(
+            &Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+        ) -> Result<datafusion::common::tree_node::TreeNodeRecursion>,
+    ) -> Result<datafusion::common::tree_node::TreeNodeRecursion> {
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.len() != 1 {
+            return Err(datafusion::error::DataFusionError::Internal(format!(
+                "DeletionVectorsExec takes one input, not {}",
+                children.len()
+            )));
+        }
+        Ok(Arc::new(DeletionVectorsExec::new(
+            children.swap_remove(0),
+            self.table,
+            self.files.clone(),
+        )))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<datafusion::execution::TaskContext>,
+    ) -> Result<datafusion::physical_plan::SendableRecordBatchStream> {
+        self.input.execute(partition, context)
+    }
 }

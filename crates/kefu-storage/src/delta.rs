@@ -16,7 +16,9 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake_core::kernel::transaction::{CommitData, TransactionError};
-use deltalake_core::kernel::{Action, Add, Remove, StructType, Transaction};
+use deltalake_core::kernel::{
+    Action, Add, DeletionVectorDescriptor, Remove, StorageType, StructType, Transaction,
+};
 use deltalake_core::logstore::{CommitOrBytes, LogStoreRef, StorageConfig, default_logstore};
 use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::DeltaOperation;
@@ -24,7 +26,9 @@ use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake_core::{BlindDeltaTable, DeltaTableError};
 use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use parquet::file::properties::WriterProperties;
+use roaring::RoaringTreemap;
 use url::Url;
 
 /// The application id of kefu's transactions in every table's log.
@@ -46,6 +50,12 @@ pub enum DeltaError {
         table: String,
         version: u64,
         seq: u64,
+    },
+    #[error("table {table}, file {path}: deletion vector: {reason}")]
+    DeletionVector {
+        table: String,
+        path: String,
+        reason: String,
     },
 }
 
@@ -84,10 +94,18 @@ pub struct DataFile {
     pub partition: Option<String>,
     /// Rows in the file, from its statistics.
     pub rows: Option<u64>,
-    /// Delta's per-file statistics (JSON), as written.
+    /// Delta's per-file statistics (JSON), as written: of the file as written, rows
+    /// its deletion vector removes included.
     pub stats: Option<String>,
     pub modification_time: i64,
+    /// The rows of the file that later operations deleted (an upsert replaced them),
+    /// kept in the log instead of rewriting the file.
+    pub deletion: Option<DeletionVectorDescriptor>,
 }
+
+/// The magic number that starts a serialised deletion vector (Delta's
+/// `RoaringBitmapArray` format, portable serialisation).
+const DELETION_VECTOR_MAGIC: u32 = 1681511377;
 
 impl DataFile {
     /// The minimum and maximum of `column` in this file, from its statistics, when they
@@ -97,6 +115,75 @@ impl DataFile {
         let min = stats.get("minValues")?.get(column)?.as_str()?;
         let max = stats.get("maxValues")?.get(column)?.as_str()?;
         Some((min.to_string(), max.to_string()))
+    }
+
+    /// Rows the table reads from this file: those written less those deleted since.
+    pub fn live_rows(&self) -> Option<u64> {
+        let deleted = self
+            .deletion
+            .as_ref()
+            .map_or(0, |d| d.cardinality.max(0) as u64);
+        self.rows.map(|r| r.saturating_sub(deleted))
+    }
+
+    /// The row numbers (from 0, as written) deleted from this file; empty without a
+    /// deletion vector. kefu writes its deletion vectors inline in the log; one stored in
+    /// a file of its own (another writer's) is refused rather than ignored.
+    pub fn deleted_rows(&self, table: &str) -> Result<RoaringTreemap, DeltaError> {
+        let Some(dv) = &self.deletion else {
+            return Ok(RoaringTreemap::new());
+        };
+        let err = |reason: String| DeltaError::DeletionVector {
+            table: table.to_string(),
+            path: self.path.clone(),
+            reason,
+        };
+        if dv.storage_type != StorageType::Inline {
+            return Err(err(format!(
+                "stored as '{}' (in a file of its own); kefu reads inline deletion vectors only — compact the table with the program that wrote it",
+                dv.storage_type
+            )));
+        }
+        let bytes = z85::decode(&dv.path_or_inline_dv).map_err(|e| err(e.to_string()))?;
+        let size = dv.size_in_bytes.max(0) as usize;
+        if bytes.len() < size || size < 4 {
+            return Err(err(format!("{} bytes, the log says {size}", bytes.len())));
+        }
+        let magic = u32::from_le_bytes(bytes[0..4].try_into().expect("four bytes"));
+        if magic != DELETION_VECTOR_MAGIC {
+            return Err(err(format!("unknown format {magic}")));
+        }
+        let rows =
+            RoaringTreemap::deserialize_from(&bytes[4..size]).map_err(|e| err(e.to_string()))?;
+        if rows.len() != dv.cardinality.max(0) as u64 {
+            return Err(err(format!(
+                "holds {} rows, the log says {}",
+                rows.len(),
+                dv.cardinality
+            )));
+        }
+        Ok(rows)
+    }
+
+    /// This file with `deleted` (row numbers as written) as its deletion vector, inline.
+    pub fn with_deleted_rows(&self, deleted: &RoaringTreemap) -> Self {
+        let mut file = self.clone();
+        file.deletion = (!deleted.is_empty()).then(|| inline_deletion_vector(deleted));
+        file
+    }
+
+    /// The rows to read from this file (the ones not deleted), `None` to read them all.
+    pub fn selection(&self, table: &str) -> Result<Option<RowSelection>, DeltaError> {
+        if self.deletion.is_none() {
+            return Ok(None);
+        }
+        let deleted = self.deleted_rows(table)?;
+        let rows = self.rows.ok_or_else(|| DeltaError::DeletionVector {
+            table: table.to_string(),
+            path: self.path.clone(),
+            reason: "the file has no row count in the log".into(),
+        })?;
+        Ok(Some(keep_selection(&deleted, rows)))
     }
 
     /// The Add action that puts this file (back) into a table.
@@ -110,6 +197,7 @@ impl DataFile {
             modification_time: self.modification_time,
             data_change,
             stats: self.stats.clone(),
+            deletion_vector: self.deletion.clone(),
             ..Default::default()
         }
     }
@@ -127,6 +215,7 @@ impl DataFile {
                     .unwrap_or_default(),
             ),
             size: Some(self.size as i64),
+            deletion_vector: self.deletion.clone(),
             ..Default::default()
         }
     }
@@ -144,8 +233,44 @@ impl DataFile {
                 .and_then(|v| v.get("numRecords").and_then(serde_json::Value::as_u64)),
             stats: add.stats.clone(),
             modification_time: add.modification_time,
+            deletion: add.deletion_vector.clone(),
         }
     }
+}
+
+/// `deleted` as an inline deletion vector: Delta's portable format, base85 (Z85) in the
+/// log, padded with zeros to whole 4-byte groups as the protocol's readers expect.
+fn inline_deletion_vector(deleted: &RoaringTreemap) -> DeletionVectorDescriptor {
+    let mut bytes = DELETION_VECTOR_MAGIC.to_le_bytes().to_vec();
+    deleted
+        .serialize_into(&mut bytes)
+        .expect("serialising into memory");
+    let size = bytes.len();
+    bytes.resize(size.div_ceil(4) * 4, 0);
+    DeletionVectorDescriptor {
+        storage_type: StorageType::Inline,
+        path_or_inline_dv: z85::encode(&bytes),
+        offset: None,
+        size_in_bytes: size as i32,
+        cardinality: deleted.len() as i64,
+    }
+}
+
+/// The rows of a file of `rows` rows that are not in `deleted`, as a Parquet selection.
+pub fn keep_selection(deleted: &RoaringTreemap, rows: u64) -> RowSelection {
+    let mut selectors = Vec::new();
+    let mut next = 0u64;
+    for row in deleted.iter().take_while(|&r| r < rows) {
+        if row > next {
+            selectors.push(RowSelector::select((row - next) as usize));
+        }
+        selectors.push(RowSelector::skip(1));
+        next = row + 1;
+    }
+    if next < rows {
+        selectors.push(RowSelector::select((rows - next) as usize));
+    }
+    RowSelection::from(selectors)
 }
 
 /// The outcome of committing one version.
@@ -258,6 +383,7 @@ impl TableLog {
                 rows: v.num_records().map(|n| n as u64),
                 stats: v.stats(),
                 modification_time: v.modification_time(),
+                deletion: v.deletion_vector_descriptor(),
             })
             .collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -355,9 +481,12 @@ impl TableLog {
         let table = BlindDeltaTable::try_new_with_log_store(self.log_store.clone())
             .await
             .map_err(|e| self.err(e))?;
+        // Setting the property at creation adds the feature to the protocol (deltalake).
+        let deletion_vectors = table.table_properties().enable_deletion_vectors == Some(true);
         Ok(FileWriter {
             table: Arc::new(table),
             name: self.name.clone(),
+            deletion_vectors,
         })
     }
 }
@@ -372,9 +501,16 @@ fn uuid_for(seq: u64, version: u64) -> uuid::Uuid {
 pub struct FileWriter {
     table: Arc<BlindDeltaTable>,
     name: String,
+    deletion_vectors: bool,
 }
 
 impl FileWriter {
+    /// Whether the table takes deletion vectors (`delta.enableDeletionVectors`): upserts
+    /// then mark replaced rows instead of rewriting files.
+    pub fn deletion_vectors(&self) -> bool {
+        self.deletion_vectors
+    }
+
     /// Writes `batches` (in their order, which the caller has sorted; each holding the
     /// partition column, with one value) as one file and returns its Add action.
     pub async fn write(
@@ -404,6 +540,60 @@ mod tests {
     use super::*;
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
+
+    /// A deletion vector goes into the log inline and comes back as the same rows; the
+    /// rows left to read are the others, in order.
+    #[test]
+    fn deletion_vectors_round_trip_inline_and_select_the_other_rows() {
+        let file = DataFile {
+            path: "month=2026-01/part-0.parquet".into(),
+            size: 100,
+            partition: Some("2026-01".into()),
+            rows: Some(10),
+            stats: None,
+            modification_time: 0,
+            deletion: None,
+        };
+        assert!(file.selection("tickets").unwrap().is_none());
+        assert_eq!(file.live_rows(), Some(10));
+        for deleted in [vec![0u64], vec![3, 4, 9], vec![1, 2, 5, 7, 8]] {
+            let set: RoaringTreemap = deleted.iter().copied().collect();
+            let marked = file.with_deleted_rows(&set);
+            let dv = marked.deletion.as_ref().unwrap();
+            assert_eq!(dv.storage_type, StorageType::Inline);
+            assert_eq!(dv.path_or_inline_dv.len() % 5, 0, "whole Z85 groups");
+            assert_eq!(marked.deleted_rows("tickets").unwrap(), set);
+            assert_eq!(marked.live_rows(), Some(10 - deleted.len() as u64));
+            let kept: Vec<usize> = marked
+                .selection("tickets")
+                .unwrap()
+                .unwrap()
+                .iter()
+                .scan(0usize, |at, s| {
+                    let start = *at;
+                    *at += s.row_count;
+                    Some((start, s.row_count, s.skip))
+                })
+                .filter(|(_, _, skip)| !skip)
+                .flat_map(|(start, n, _)| start..start + n)
+                .collect();
+            let expected: Vec<usize> = (0..10)
+                .filter(|r| !deleted.contains(&(*r as u64)))
+                .collect();
+            assert_eq!(kept, expected);
+        }
+        // Nothing deleted: no vector at all.
+        assert!(
+            file.with_deleted_rows(&RoaringTreemap::new())
+                .deletion
+                .is_none()
+        );
+        // A vector stored in a file of its own (another writer's) is refused, not ignored.
+        let mut foreign = file.with_deleted_rows(&[1u64].into_iter().collect());
+        foreign.deletion.as_mut().unwrap().storage_type = StorageType::UuidRelativePath;
+        let err = foreign.deleted_rows("tickets").unwrap_err().to_string();
+        assert!(err.contains("inline deletion vectors only"), "{err}");
+    }
 
     fn append() -> DeltaOperation {
         DeltaOperation::Write {

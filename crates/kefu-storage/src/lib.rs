@@ -20,6 +20,7 @@ pub mod tables;
 pub mod warehouse;
 
 pub use delta::{DataFile, DeltaError};
+pub use deltalake_core::kernel::DeletionVectorDescriptor;
 pub use ledger::{LedgerSource, OperationKind, OperationRecord, TableCounts};
 pub use tables::StoredTable;
 pub use warehouse::{

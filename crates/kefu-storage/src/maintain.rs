@@ -129,7 +129,9 @@ pub async fn compact(
             let mut actions = Vec::new();
             let mut change = TableChange::default();
             for (partition, files) in by_partition {
-                if files.len() < options.min_files.max(2)
+                // A partition with one file is compacted when rows were deleted from it.
+                let deletions = files.iter().any(|f| f.deletion.is_some());
+                if (files.len() < options.min_files.max(2) && !deletions)
                     || (!options.partitions.is_empty()
                         && !partition
                             .as_ref()
@@ -147,7 +149,10 @@ pub async fn compact(
                 report.bytes_after += added.iter().map(|f| f.size).sum::<u64>();
                 change.files_removed += removed.len() as u64;
                 change.files_added += added.len() as u64;
-                change.rows_removed += removed.iter().map(|f| f.rows.unwrap_or(0)).sum::<u64>();
+                change.rows_removed += removed
+                    .iter()
+                    .map(|f| f.live_rows().unwrap_or(0))
+                    .sum::<u64>();
                 change.rows_added += added.iter().map(|f| f.rows.unwrap_or(0)).sum::<u64>();
                 change.partitions.extend(partition.clone());
                 let column = table.partition_column();
@@ -221,7 +226,7 @@ async fn compact_partition(
     let mut ordered = files.to_vec();
     ordered.sort_by_key(|f| f.modification_time);
     for f in ordered {
-        let n = f.rows.unwrap_or(FILE_ROWS as u64);
+        let n = f.live_rows().unwrap_or(FILE_ROWS as u64);
         if groups.is_empty() || rows + n > FILE_ROWS as u64 {
             groups.push(Vec::new());
             rows = 0;
@@ -232,12 +237,16 @@ async fn compact_partition(
     let mut removed = Vec::new();
     let mut added = Vec::new();
     for group in groups {
-        if group.len() < 2 {
+        if group.len() < 2 && group.iter().all(|f| f.deletion.is_none()) {
             continue;
         }
         let batches: Vec<RecordBatch> = futures::stream::iter(group.iter().map(|f| {
             let path = warehouse.path(&format!("{}/{}", table.name(), f.path));
-            read_parquet(warehouse.store(), path, f.size, &schema, None)
+            let schema = &schema;
+            async move {
+                let selection = f.selection(table.name())?;
+                read_parquet(warehouse.store(), path, f.size, schema, None, selection).await
+            }
         }))
         .buffered(4)
         .try_collect()
@@ -407,15 +416,21 @@ pub async fn revert(
         for table in StoredTable::ALL {
             let now = warehouse.files_at(&cut, table).await?;
             let then = warehouse.files_at(&before, table).await?;
-            let now_paths: BTreeSet<&str> = now.iter().map(|f| f.path.as_str()).collect();
-            let then_paths: BTreeSet<&str> = then.iter().map(|f| f.path.as_str()).collect();
+            // A file is the same only with the same deletion vector: one that lost rows
+            // since goes back to the vector it had.
+            let identity = |f: &DataFile| {
+                let dv = f.deletion.as_ref().map(|d| d.path_or_inline_dv.clone());
+                (f.path.clone(), dv)
+            };
+            let now_ids: BTreeSet<_> = now.iter().map(identity).collect();
+            let then_ids: BTreeSet<_> = then.iter().map(identity).collect();
             let readd: Vec<&DataFile> = then
                 .iter()
-                .filter(|f| !now_paths.contains(f.path.as_str()))
+                .filter(|f| !now_ids.contains(&identity(f)))
                 .collect();
             let drop: Vec<&DataFile> = now
                 .iter()
-                .filter(|f| !then_paths.contains(f.path.as_str()))
+                .filter(|f| !then_ids.contains(&identity(f)))
                 .collect();
             if readd.is_empty() && drop.is_empty() {
                 continue;
@@ -457,8 +472,8 @@ pub async fn revert(
                         version: 0,
                         files_added: readd.len() as u64,
                         files_removed: drop.len() as u64,
-                        rows_added: readd.iter().map(|f| f.rows.unwrap_or(0)).sum(),
-                        rows_removed: drop.iter().map(|f| f.rows.unwrap_or(0)).sum(),
+                        rows_added: readd.iter().map(|f| f.live_rows().unwrap_or(0)).sum(),
+                        rows_removed: drop.iter().map(|f| f.live_rows().unwrap_or(0)).sum(),
                         partitions: partitions.into_iter().collect(),
                     },
                 ),
@@ -602,7 +617,7 @@ pub async fn convert(warehouse: &Warehouse) -> Result<ConvertReport, StorageErro
             table.name().to_string(),
             (
                 files.len() as u64,
-                files.iter().map(|f| f.rows.unwrap_or(0)).sum(),
+                files.iter().map(|f| f.live_rows().unwrap_or(0)).sum(),
             ),
         );
     }
@@ -691,7 +706,14 @@ async fn convert_table(warehouse: &Warehouse, table: StoredTable) -> Result<(), 
                 .partition_column()
                 .map(|c| StructField::new(c, DataType::STRING, true)),
         );
+    // Without deletion vectors: the converted table is then altered (added columns), and
+    // deltalake-core without its DataFusion feature refuses to alter a table whose
+    // protocol the feature raised to writer version 7 (it lists `invariants`). Such a
+    // table replaces rows by copy-on-write.
     for (key, value) in table.properties() {
+        if key == "delta.enableDeletionVectors" {
+            continue;
+        }
         builder = builder.with_configuration_property(key.parse().map_err(delta_err)?, Some(value));
     }
     let converted = builder.await.map_err(delta_err)?;

@@ -39,6 +39,8 @@ use futures::{StreamExt, TryStreamExt};
 use kefu_model::{Table, VersionPart};
 use object_store::ObjectStore;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::arrow_reader::RowSelection;
+use roaring::RoaringTreemap;
 
 use crate::delta::{DataFile, FileWriter};
 use crate::ledger::{TableActions, TableChange, TableCounts};
@@ -68,6 +70,33 @@ struct ActiveFile {
     standing: Option<Arc<Vec<u8>>>,
     /// The file's key range, from its statistics.
     keys: Option<(String, String)>,
+    /// The rows deleted from a stored file so far (as of the base version, plus this
+    /// operation's), once looked at.
+    deleted: Option<RoaringTreemap>,
+    /// A stored file whose deletion vector this operation changed: the file as the base
+    /// version names it (removed from the log, then added back with the new vector).
+    original: Option<DataFile>,
+}
+
+impl ActiveFile {
+    fn new(file: DataFile, key_name: &str, written: bool, standing: Option<Arc<Vec<u8>>>) -> Self {
+        ActiveFile {
+            keys: file.text_range(key_name),
+            file,
+            written,
+            standing,
+            deleted: None,
+            original: None,
+        }
+    }
+
+    /// The rows deleted from this file (as written) so far.
+    fn deleted(&mut self, table: Table) -> Result<&RoaringTreemap, StorageError> {
+        if self.deleted.is_none() {
+            self.deleted = Some(self.file.deleted_rows(table.name())?);
+        }
+        Ok(self.deleted.as_ref().expect("just set"))
+    }
 }
 
 /// Orders versions of a table's records: each record's version parts as comparable bytes
@@ -194,6 +223,8 @@ pub struct TableMerge {
     partitions: BTreeSet<String>,
     counts: TableCounts,
     writer: Option<FileWriter>,
+    /// Whether replaced rows of stored files go to deletion vectors (see the writer).
+    deletion_vectors: bool,
     workers: usize,
 }
 
@@ -219,24 +250,21 @@ impl TableMerge {
             base_version: version,
             files: files
                 .iter()
-                .map(|f| ActiveFile {
-                    keys: f.text_range(key_name),
-                    file: f.clone(),
-                    written: false,
-                    standing: None,
-                })
+                .map(|f| ActiveFile::new(f.clone(), key_name, false, None))
                 .collect(),
             removed: Vec::new(),
             discarded: Vec::new(),
             partitions: BTreeSet::new(),
             counts: TableCounts::default(),
             writer: None,
+            deletion_vectors: false,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         })
     }
 
     /// Writes new files with `writer` (made ahead of time) instead of making one.
     pub fn with_writer(mut self, writer: FileWriter) -> Self {
+        self.deletion_vectors = writer.deletion_vectors();
         self.writer = Some(writer);
         self
     }
@@ -265,6 +293,8 @@ impl TableMerge {
         if n == 0 {
             return Ok(());
         }
+        // The writer says whether the table takes deletion vectors.
+        self.writer().await?;
         self.counts.records += n as u64;
         let keys = chunk.column(self.key).as_string::<i32>().clone();
         // Versions and contents are compared only where keys repeat: encoded on first use.
@@ -359,7 +389,12 @@ impl TableMerge {
         for (file, batch) in &projected {
             let file_keys = column(batch, self.table.key_column())?.as_string::<i32>();
             let mut file_versions = None;
+            // Files are read as written: rows a deletion vector removed are skipped here.
+            let deleted = self.files[*file].deleted(self.table)?;
             for row in 0..batch.num_rows() {
+                if deleted.contains(row as u64) {
+                    continue;
+                }
                 if let Some(&w) = winner_of.get(file_keys.value(row)) {
                     let v = match &file_versions {
                         Some(v) => v,
@@ -405,8 +440,20 @@ impl TableMerge {
                 std::cmp::Ordering::Equal => ties.push((w, m.file, m.row)),
             }
         }
-        let mut full_needed: BTreeSet<usize> = removals.keys().copied().collect();
-        full_needed.extend(replaced.iter().map(|r| r.1));
+        // Stored files lose rows to a deletion vector where the table takes them; files
+        // this operation wrote (not yet in the log) are rewritten.
+        let marking: Vec<bool> = self
+            .files
+            .iter()
+            .map(|f| self.deletion_vectors && !f.written)
+            .collect();
+        let marks = |file: usize| marking[file];
+        let mut full_needed: BTreeSet<usize> = removals
+            .keys()
+            .copied()
+            .chain(replaced.iter().map(|r| r.1))
+            .filter(|&f| !marks(f))
+            .collect();
         full_needed.extend(ties.iter().map(|t| t.1));
         let full: HashMap<usize, RecordBatch> = self
             .read(&full_needed.iter().copied().collect::<Vec<_>>(), None)
@@ -414,6 +461,10 @@ impl TableMerge {
             .into_iter()
             .collect();
         let read_full = timer.elapsed();
+        let ties_only = full_needed
+            .iter()
+            .filter(|&&f| !removals.contains_key(&f) && !replaced.iter().any(|r| r.1 == f))
+            .count();
         if !ties.is_empty() {
             let mut file_contents: HashMap<usize, SameContents> = HashMap::new();
             for (w, file, row) in ties {
@@ -455,7 +506,23 @@ impl TableMerge {
         let mut by_partition: BTreeMap<Option<String>, Vec<(RecordBatch, Vec<u8>)>> =
             BTreeMap::new();
         let mut gone: Vec<usize> = Vec::new();
+        let mut marked = 0usize;
         for (file, rows) in &removals {
+            if marks(*file) {
+                let active = &mut self.files[*file];
+                let mut deleted = active.deleted(self.table)?.clone();
+                deleted.extend(rows.iter().map(|&r| r as u64));
+                marked += rows.len();
+                if Some(deleted.len()) >= active.file.rows {
+                    gone.push(*file);
+                } else {
+                    let original = active.original.get_or_insert_with(|| active.file.clone());
+                    active.file = original.with_deleted_rows(&deleted);
+                    active.deleted = Some(deleted);
+                    self.partitions.extend(active.file.partition.clone());
+                }
+                continue;
+            }
             let batch = &full[file];
             let mask =
                 BooleanArray::from_iter((0..batch.num_rows()).map(|r| Some(!rows.contains(&r))));
@@ -513,7 +580,8 @@ impl TableMerge {
             if f.written {
                 self.discarded.push(f.file.path);
             } else {
-                self.removed.push(f.file);
+                // The log names the file with the deletion vector it had then.
+                self.removed.push(f.original.unwrap_or(f.file));
             }
         }
         let decided = timer.elapsed();
@@ -522,7 +590,8 @@ impl TableMerge {
             table = %self.table,
             rows = n,
             candidates = candidates.len(),
-            rewritten = full_needed.len(),
+            rewritten = full_needed.len() - ties_only,
+            marked,
             dedupe_ms = deduped.as_secs_f64() * 1e3,
             keys_ms = (read_keys - deduped).as_secs_f64() * 1e3,
             full_ms = (read_full - read_keys).as_secs_f64() * 1e3,
@@ -553,7 +622,9 @@ impl TableMerge {
             let schema = self.schema.clone();
             let columns = columns.clone();
             async move {
-                let batch = read_parquet(store, path, size, &schema, columns.as_deref()).await?;
+                // As written: row numbers are what deletion vectors name.
+                let batch =
+                    read_parquet(store, path, size, &schema, columns.as_deref(), None).await?;
                 Ok::<_, StorageError>((i, batch))
             }
         });
@@ -565,7 +636,9 @@ impl TableMerge {
 
     async fn writer(&mut self) -> Result<FileWriter, StorageError> {
         if self.writer.is_none() {
-            self.writer = Some(self.warehouse.log(self.stored).file_writer().await?);
+            let writer = self.warehouse.log(self.stored).file_writer().await?;
+            self.deletion_vectors = writer.deletion_vectors();
+            self.writer = Some(writer);
         }
         Ok(self.writer.clone().expect("just set"))
     }
@@ -624,13 +697,12 @@ impl TableMerge {
             .try_collect::<Vec<_>>()
             .await?;
         for (add, standing) in written {
-            let file = DataFile::from_add(&add);
-            self.files.push(ActiveFile {
-                keys: file.text_range(key_name),
-                file,
-                written: true,
-                standing: Some(Arc::new(standing)),
-            });
+            self.files.push(ActiveFile::new(
+                DataFile::from_add(&add),
+                key_name,
+                true,
+                Some(Arc::new(standing)),
+            ));
         }
         Ok(())
     }
@@ -640,25 +712,38 @@ impl TableMerge {
     pub fn finish(self) -> MergeResult {
         let partition_column = self.stored.partition_column();
         let adds: Vec<&ActiveFile> = self.files.iter().filter(|f| f.written).collect();
+        // Stored files that lost rows to their deletion vector: out with the old vector,
+        // back in with the new one.
+        let marked: Vec<(&DataFile, &DataFile)> = self
+            .files
+            .iter()
+            .filter_map(|f| f.original.as_ref().map(|o| (o, &f.file)))
+            .collect();
         let mut actions: Vec<Action> = self
             .removed
             .iter()
+            .chain(marked.iter().map(|m| m.0))
             .map(|f| Action::Remove(f.remove(partition_column, true)))
             .collect();
         actions.extend(
             adds.iter()
-                .map(|f| Action::Add(f.file.add(partition_column, true))),
+                .map(|f| &f.file)
+                .chain(marked.iter().map(|m| m.1))
+                .map(|f| Action::Add(f.add(partition_column, true))),
         );
+        let live = |f: &DataFile| f.live_rows().unwrap_or(0);
         let change = TableChange {
             version: 0,
             files_added: adds.len() as u64,
             files_removed: self.removed.len() as u64,
-            rows_added: adds.iter().map(|f| f.file.rows.unwrap_or(0)).sum(),
-            rows_removed: self.removed.iter().map(|f| f.rows.unwrap_or(0)).sum(),
+            rows_added: adds.iter().map(|f| live(&f.file)).sum(),
+            rows_removed: self.removed.iter().map(live).sum::<u64>()
+                + marked.iter().map(|(o, f)| live(o) - live(f)).sum::<u64>(),
             partitions: self.partitions.into_iter().collect(),
         };
+        let rewrote = !self.removed.is_empty() || !marked.is_empty();
         let key = self.table.key_column();
-        let operation = if self.removed.is_empty() {
+        let operation = if !rewrote {
             DeltaOperation::Write {
                 mode: SaveMode::Append,
                 partition_by: partition_column.map(|c| vec![c.to_string()]),
@@ -784,6 +869,7 @@ pub async fn read_parquet(
     size: u64,
     schema: &SchemaRef,
     columns: Option<&[String]>,
+    selection: Option<RowSelection>,
 ) -> Result<RecordBatch, StorageError> {
     let err = |e: parquet::errors::ParquetError| StorageError::Io {
         location: path.to_string(),
@@ -805,6 +891,10 @@ pub async fn read_parquet(
         .filter_map(|c| file_schema.index_of(c).ok())
         .collect();
     let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), present);
+    let builder = match selection {
+        Some(selection) => builder.with_row_selection(selection),
+        None => builder,
+    };
     let stream = builder
         .with_projection(mask)
         .with_batch_size(64 * 1024)

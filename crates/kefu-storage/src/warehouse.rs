@@ -759,8 +759,15 @@ impl Warehouse {
         let mut out = Vec::new();
         for f in files.iter() {
             let path = self.path(&format!("{}/{}", table.name(), f.path));
-            let batch =
-                crate::merge::read_parquet(self.store(), path, f.size, &schema, None).await?;
+            let batch = crate::merge::read_parquet(
+                self.store(),
+                path,
+                f.size,
+                &schema,
+                None,
+                f.selection(table.name())?,
+            )
+            .await?;
             // Read back in the table's own (non-null where required) schema.
             let batch =
                 arrow::array::RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
@@ -853,7 +860,7 @@ impl Warehouse {
             for f in files.iter() {
                 named.insert(f.path.as_str());
                 if present.contains_key(&f.path) {
-                    status.rows += f.rows.unwrap_or(0);
+                    status.rows += f.live_rows().unwrap_or(0);
                     status.files += 1;
                     status.bytes += f.size;
                     *per_partition.entry(f.partition.as_deref()).or_default() += 1;
@@ -910,6 +917,7 @@ mod tests {
             rows: Some(1),
             stats: None,
             modification_time: 0,
+            deletion: None,
         };
         let base = vec![file("a"), file("b")];
         let actions = vec![
