@@ -238,23 +238,24 @@ impl TableProvider for SnapshotTable {
             if partition_field.is_some() {
                 pf = pf.with_partition_values(vec![ScalarValue::Utf8(f.partition.clone())]);
             }
+            let Some(mut pf) = filter_partitioned_file(pf, &partition_filters, &partition_schema)?
+            else {
+                continue;
+            };
             // Rows an upsert replaced are skipped by their row numbers in the file.
-            if let Some(selection) = f
-                .selection(self.table.name())
-                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
-            {
+            if let Some(deletion) = &f.deletion {
+                let location = pf.object_meta.location.to_string();
+                let selection =
+                    kefu_storage::selection_of(self.table.name(), &location, f.rows, deletion)
+                        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
                 pf = pf.with_extension(ParquetRowSelection::new(selection));
-                if let Some(deletion) = &f.deletion {
-                    carried.push(CarriedDeletion {
-                        location: pf.object_meta.location.to_string(),
-                        rows: f.rows,
-                        deletion: deletion.clone(),
-                    });
-                }
+                carried.push(CarriedDeletion {
+                    location,
+                    rows: f.rows,
+                    deletion: deletion.clone(),
+                });
             }
-            if let Some(pf) = filter_partitioned_file(pf, &partition_filters, &partition_schema)? {
-                chosen.push(pf);
-            }
+            chosen.push(pf);
         }
         if chosen.is_empty() {
             let projected = match projection {
@@ -418,21 +419,10 @@ impl DeletionVectorsExec {
         })?;
         let mut selections = HashMap::new();
         for f in &files {
-            let file = DataFile {
-                path: f.location.clone(),
-                size: 0,
-                partition: None,
-                rows: f.rows,
-                stats: None,
-                modification_time: 0,
-                deletion: Some(f.deletion.clone()),
-            };
-            if let Some(selection) = file
-                .selection(table.name())
-                .map_err(|e| external(Box::new(e)))?
-            {
-                selections.insert(f.location.clone(), selection);
-            }
+            let selection =
+                kefu_storage::selection_of(table.name(), &f.location, f.rows, &f.deletion)
+                    .map_err(|e| external(Box::new(e)))?;
+            selections.insert(f.location.clone(), selection);
         }
         let input = input
             .transform_down(|plan| {

@@ -130,39 +130,10 @@ impl DataFile {
     /// deletion vector. kefu writes its deletion vectors inline in the log; one stored in
     /// a file of its own (another writer's) is refused rather than ignored.
     pub fn deleted_rows(&self, table: &str) -> Result<RoaringTreemap, DeltaError> {
-        let Some(dv) = &self.deletion else {
-            return Ok(RoaringTreemap::new());
-        };
-        let err = |reason: String| DeltaError::DeletionVector {
-            table: table.to_string(),
-            path: self.path.clone(),
-            reason,
-        };
-        if dv.storage_type != StorageType::Inline {
-            return Err(err(format!(
-                "stored as '{}' (in a file of its own); kefu reads inline deletion vectors only — compact the table with the program that wrote it",
-                dv.storage_type
-            )));
+        match &self.deletion {
+            None => Ok(RoaringTreemap::new()),
+            Some(dv) => read_inline(dv).map_err(|reason| deletion_error(table, &self.path, reason)),
         }
-        let bytes = z85::decode(&dv.path_or_inline_dv).map_err(|e| err(e.to_string()))?;
-        let size = dv.size_in_bytes.max(0) as usize;
-        if bytes.len() < size || size < 4 {
-            return Err(err(format!("{} bytes, the log says {size}", bytes.len())));
-        }
-        let magic = u32::from_le_bytes(bytes[0..4].try_into().expect("four bytes"));
-        if magic != DELETION_VECTOR_MAGIC {
-            return Err(err(format!("unknown format {magic}")));
-        }
-        let rows =
-            RoaringTreemap::deserialize_from(&bytes[4..size]).map_err(|e| err(e.to_string()))?;
-        if rows.len() != dv.cardinality.max(0) as u64 {
-            return Err(err(format!(
-                "holds {} rows, the log says {}",
-                rows.len(),
-                dv.cardinality
-            )));
-        }
-        Ok(rows)
     }
 
     /// This file with `deleted` (row numbers as written) as its deletion vector, inline.
@@ -174,16 +145,10 @@ impl DataFile {
 
     /// The rows to read from this file (the ones not deleted), `None` to read them all.
     pub fn selection(&self, table: &str) -> Result<Option<RowSelection>, DeltaError> {
-        if self.deletion.is_none() {
-            return Ok(None);
-        }
-        let deleted = self.deleted_rows(table)?;
-        let rows = self.rows.ok_or_else(|| DeltaError::DeletionVector {
-            table: table.to_string(),
-            path: self.path.clone(),
-            reason: "the file has no row count in the log".into(),
-        })?;
-        Ok(Some(keep_selection(&deleted, rows)))
+        self.deletion
+            .as_ref()
+            .map(|dv| selection_of(table, &self.path, self.rows, dv))
+            .transpose()
     }
 
     /// The Add action that puts this file (back) into a table.
@@ -256,8 +221,59 @@ fn inline_deletion_vector(deleted: &RoaringTreemap) -> DeletionVectorDescriptor 
     }
 }
 
+fn deletion_error(table: &str, path: &str, reason: String) -> DeltaError {
+    DeltaError::DeletionVector {
+        table: table.to_string(),
+        path: path.to_string(),
+        reason,
+    }
+}
+
+/// The rows an inline deletion vector holds. One stored in a file of its own (another
+/// writer's) is refused rather than ignored.
+fn read_inline(dv: &DeletionVectorDescriptor) -> Result<RoaringTreemap, String> {
+    if dv.storage_type != StorageType::Inline {
+        return Err(format!(
+            "stored as '{}' (in a file of its own); kefu reads inline deletion vectors only — compact the table with the program that wrote it",
+            dv.storage_type
+        ));
+    }
+    let bytes = z85::decode(&dv.path_or_inline_dv).map_err(|e| e.to_string())?;
+    let size = dv.size_in_bytes.max(0) as usize;
+    if bytes.len() < size || size < 4 {
+        return Err(format!("{} bytes, the log says {size}", bytes.len()));
+    }
+    let magic = u32::from_le_bytes(bytes[0..4].try_into().expect("four bytes"));
+    if magic != DELETION_VECTOR_MAGIC {
+        return Err(format!("unknown format {magic}"));
+    }
+    let rows = RoaringTreemap::deserialize_from(&bytes[4..size]).map_err(|e| e.to_string())?;
+    if rows.len() != dv.cardinality.max(0) as u64 {
+        return Err(format!(
+            "holds {} rows, the log says {}",
+            rows.len(),
+            dv.cardinality
+        ));
+    }
+    Ok(rows)
+}
+
+/// The rows to read from the file at `path` (of `table`) with `rows` rows as written and
+/// the deletion vector `dv`: the ones not deleted, as a Parquet selection.
+pub fn selection_of(
+    table: &str,
+    path: &str,
+    rows: Option<u64>,
+    dv: &DeletionVectorDescriptor,
+) -> Result<RowSelection, DeltaError> {
+    let err = |reason| deletion_error(table, path, reason);
+    let deleted = read_inline(dv).map_err(err)?;
+    let rows = rows.ok_or_else(|| err("the file has no row count in the log".into()))?;
+    Ok(keep_selection(&deleted, rows))
+}
+
 /// The rows of a file of `rows` rows that are not in `deleted`, as a Parquet selection.
-pub fn keep_selection(deleted: &RoaringTreemap, rows: u64) -> RowSelection {
+fn keep_selection(deleted: &RoaringTreemap, rows: u64) -> RowSelection {
     let mut selectors = Vec::new();
     let mut next = 0u64;
     for row in deleted.iter().take_while(|&r| r < rows) {

@@ -19,7 +19,7 @@ pub mod publish;
 pub mod tables;
 pub mod warehouse;
 
-pub use delta::{DataFile, DeltaError};
+pub use delta::{DataFile, DeltaError, selection_of};
 pub use deltalake_core::kernel::DeletionVectorDescriptor;
 pub use ledger::{LedgerSource, OperationKind, OperationRecord, TableCounts};
 pub use tables::StoredTable;

@@ -223,8 +223,6 @@ pub struct TableMerge {
     partitions: BTreeSet<String>,
     counts: TableCounts,
     writer: Option<FileWriter>,
-    /// Whether replaced rows of stored files go to deletion vectors (see the writer).
-    deletion_vectors: bool,
     workers: usize,
 }
 
@@ -257,14 +255,12 @@ impl TableMerge {
             partitions: BTreeSet::new(),
             counts: TableCounts::default(),
             writer: None,
-            deletion_vectors: false,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         })
     }
 
     /// Writes new files with `writer` (made ahead of time) instead of making one.
     pub fn with_writer(mut self, writer: FileWriter) -> Self {
-        self.deletion_vectors = writer.deletion_vectors();
         self.writer = Some(writer);
         self
     }
@@ -293,7 +289,7 @@ impl TableMerge {
         if n == 0 {
             return Ok(());
         }
-        // The writer says whether the table takes deletion vectors.
+        // The writer says whether the table takes deletion vectors (see `marks`).
         self.writer().await?;
         self.counts.records += n as u64;
         let keys = chunk.column(self.key).as_string::<i32>().clone();
@@ -440,19 +436,11 @@ impl TableMerge {
                 std::cmp::Ordering::Equal => ties.push((w, m.file, m.row)),
             }
         }
-        // Stored files lose rows to a deletion vector where the table takes them; files
-        // this operation wrote (not yet in the log) are rewritten.
-        let marking: Vec<bool> = self
-            .files
-            .iter()
-            .map(|f| self.deletion_vectors && !f.written)
-            .collect();
-        let marks = |file: usize| marking[file];
         let mut full_needed: BTreeSet<usize> = removals
             .keys()
             .copied()
             .chain(replaced.iter().map(|r| r.1))
-            .filter(|&f| !marks(f))
+            .filter(|&f| !self.marks(f))
             .collect();
         full_needed.extend(ties.iter().map(|t| t.1));
         let full: HashMap<usize, RecordBatch> = self
@@ -461,10 +449,6 @@ impl TableMerge {
             .into_iter()
             .collect();
         let read_full = timer.elapsed();
-        let ties_only = full_needed
-            .iter()
-            .filter(|&&f| !removals.contains_key(&f) && !replaced.iter().any(|r| r.1 == f))
-            .count();
         if !ties.is_empty() {
             let mut file_contents: HashMap<usize, SameContents> = HashMap::new();
             for (w, file, row) in ties {
@@ -507,8 +491,9 @@ impl TableMerge {
             BTreeMap::new();
         let mut gone: Vec<usize> = Vec::new();
         let mut marked = 0usize;
+        let mut rewritten = 0usize;
         for (file, rows) in &removals {
-            if marks(*file) {
+            if self.marks(*file) {
                 let active = &mut self.files[*file];
                 let mut deleted = active.deleted(self.table)?.clone();
                 deleted.extend(rows.iter().map(|&r| r as u64));
@@ -523,6 +508,7 @@ impl TableMerge {
                 }
                 continue;
             }
+            rewritten += 1;
             let batch = &full[file];
             let mask =
                 BooleanArray::from_iter((0..batch.num_rows()).map(|r| Some(!rows.contains(&r))));
@@ -590,7 +576,7 @@ impl TableMerge {
             table = %self.table,
             rows = n,
             candidates = candidates.len(),
-            rewritten = full_needed.len() - ties_only,
+            rewritten,
             marked,
             dedupe_ms = deduped.as_secs_f64() * 1e3,
             keys_ms = (read_keys - deduped).as_secs_f64() * 1e3,
@@ -600,6 +586,16 @@ impl TableMerge {
             "merged a chunk"
         );
         Ok(())
+    }
+
+    /// Whether `file` loses replaced rows to its deletion vector: a stored file of a table
+    /// that takes them. Files this operation wrote (not yet in the log) are rewritten.
+    fn marks(&self, file: usize) -> bool {
+        !self.files[file].written
+            && self
+                .writer
+                .as_ref()
+                .is_some_and(FileWriter::deletion_vectors)
     }
 
     /// Reads files of the state (all columns, or `columns`), concurrently.
@@ -636,9 +632,7 @@ impl TableMerge {
 
     async fn writer(&mut self) -> Result<FileWriter, StorageError> {
         if self.writer.is_none() {
-            let writer = self.warehouse.log(self.stored).file_writer().await?;
-            self.deletion_vectors = writer.deletion_vectors();
-            self.writer = Some(writer);
+            self.writer = Some(self.warehouse.log(self.stored).file_writer().await?);
         }
         Ok(self.writer.clone().expect("just set"))
     }
