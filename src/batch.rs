@@ -250,6 +250,7 @@ pub fn compact_command(args: &CompactArgs) -> CliResult {
         },
         partitions: args.partition.clone(),
         min_files: args.min_files,
+        settled_rows: None,
     };
     let report = runtime
         .block_on(maintain::compact(&warehouse, &options))

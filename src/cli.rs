@@ -93,7 +93,8 @@ pub enum Command {
     ///
     /// Tables are Delta Lake tables of zstd Parquet (sorted by region and event time, page
     /// index on) under <warehouse>/<table>/, partitioned by month (Asia/Shanghai). A
-    /// partition left with more than --compact-after files is compacted after the batch.
+    /// partition left with more than --compact-after small files is compacted after the
+    /// batch (the small files merge; large ones stay).
     ///
     /// Exit status: 0 committed (or nothing new), 2 bad arguments or profile, 3 too many
     /// rejects (nothing committed), 4 a source or the warehouse could not be read or written.
@@ -362,8 +363,9 @@ pub struct IngestArgs {
     /// Refuse the whole batch when more than this share of its records is rejected.
     #[arg(long, default_value_t = kefu_ingest::ingest::DEFAULT_MAX_REJECT_RATIO, value_name = "R")]
     pub max_reject_ratio: f64,
-    /// After the batch, compact each partition it touched that holds more than N files
-    /// (0: never).
+    /// After the batch, compact each partition it touched that holds more than N small files
+    /// (0: never). Files of 131,072 rows or more stay as they are unless deletion vectors
+    /// removed a quarter of their rows; `kefu compact` rewrites them too.
     #[arg(long, env = "KEFU_COMPACT_AFTER", default_value_t = kefu_ingest::ingest::DEFAULT_COMPACT_AFTER, value_name = "N")]
     pub compact_after: usize,
     /// No progress bar.

@@ -370,18 +370,24 @@ fn delete_files<'a>(
     }
 }
 
-/// Compacts the partitions a batch touched that now hold more than `after` files.
+/// Compacts the partitions a batch touched that now hold more than `after` files that are
+/// not settled (see [`CompactOptions::settled_rows`]): the small files merge among
+/// themselves, the large ones stay.
 fn compact_touched(
     warehouse: &Warehouse,
     runtime: &tokio::runtime::Runtime,
     touched: &[(String, Vec<String>)],
     after: usize,
 ) -> Result<Option<CompactReport>, IngestError> {
+    let mut options = CompactOptions {
+        tables: Vec::new(),
+        partitions: Vec::new(),
+        min_files: after + 1,
+        settled_rows: Some(kefu_storage::maintain::SETTLED_ROWS),
+    };
     let cut = runtime
         .block_on(warehouse.cut(AsOf::Latest))
         .map_err(IngestError::Storage)?;
-    let mut tables = Vec::new();
-    let mut partitions = Vec::new();
     for (name, touched_partitions) in touched {
         let Some(table) = StoredTable::from_name(name) else {
             continue;
@@ -390,7 +396,7 @@ fn compact_touched(
             .block_on(warehouse.files_at(&cut, table))
             .map_err(IngestError::Storage)?;
         let mut per: BTreeMap<Option<&str>, usize> = BTreeMap::new();
-        for f in files.iter() {
+        for f in files.iter().filter(|f| !options.is_settled(f)) {
             *per.entry(f.partition.as_deref()).or_default() += 1;
         }
         let crowded: Vec<String> = per
@@ -402,23 +408,17 @@ fn compact_touched(
             .map(|(p, _)| p.unwrap_or_default().to_string())
             .collect();
         if !crowded.is_empty() {
-            tables.push(table);
-            partitions.extend(crowded);
+            options.tables.push(table);
+            options.partitions.extend(crowded);
         }
     }
-    if tables.is_empty() {
+    if options.tables.is_empty() {
         return Ok(None);
     }
     // An unpartitioned table's only partition has no value: select it by table alone.
-    let options = CompactOptions {
-        tables,
-        partitions: if partitions.iter().any(String::is_empty) {
-            Vec::new()
-        } else {
-            partitions
-        },
-        min_files: after + 1,
-    };
+    if options.partitions.iter().any(String::is_empty) {
+        options.partitions.clear();
+    }
     let report = runtime
         .block_on(kefu_storage::maintain::compact(warehouse, &options))
         .map_err(IngestError::Storage)?;

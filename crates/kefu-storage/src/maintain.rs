@@ -4,7 +4,9 @@
 //! - [`compact`]: a partition's small files (one per daily batch, rewrites of upserts)
 //!   become few large ones, sorted by region and event time again — the order row-group
 //!   and page pruning rely on. Data does not change (`dataChange: false`), so readers at any
-//!   version see the same rows, and jobs recompute nothing they would not otherwise.
+//!   version see the same rows, and jobs recompute nothing they would not otherwise. The
+//!   automatic compaction after a batch merges only the small files
+//!   ([`CompactOptions::settled_rows`]).
 //! - [`vacuum`]: deletes files no table version within the retention period names (those
 //!   replaced by upserts and compactions, or written by an interrupted batch). Readers of
 //!   older versions lose them; readers of versions within the retention period do not.
@@ -75,8 +77,31 @@ pub struct CompactOptions {
     pub tables: Vec<StoredTable>,
     /// Only these partitions (months, or `_rejects`' tables; all by default).
     pub partitions: Vec<String>,
-    /// A partition is compacted when it holds at least this many files.
+    /// A partition is compacted when it holds at least this many files (not counting
+    /// settled ones).
     pub min_files: usize,
+    /// Files holding at least this many rows, of which deletion vectors removed under a
+    /// quarter, are settled: left as they are. The automatic compaction after a batch sets
+    /// it ([`SETTLED_ROWS`]) so that it merges the small daily files among themselves
+    /// instead of rewriting the whole partition every few days; `kefu compact` leaves it
+    /// unset and rewrites every file of a partition it compacts.
+    pub settled_rows: Option<u64>,
+}
+
+/// Rows from which the automatic compaction leaves a file alone: an eighth of a full file,
+/// so a month of calls ends as a few files and each row is rewritten about twice at most.
+pub const SETTLED_ROWS: u64 = FILE_ROWS as u64 / 8;
+
+impl CompactOptions {
+    /// Whether compaction leaves `file` as it is (see [`CompactOptions::settled_rows`]).
+    pub fn is_settled(&self, file: &DataFile) -> bool {
+        let (Some(settled), Some(rows), Some(live)) =
+            (self.settled_rows, file.rows, file.live_rows())
+        else {
+            return false;
+        };
+        live >= settled && (rows - live) * 4 < rows
+    }
 }
 
 impl Default for CompactOptions {
@@ -85,6 +110,7 @@ impl Default for CompactOptions {
             tables: StoredTable::ALL.to_vec(),
             partitions: Vec::new(),
             min_files: 2,
+            settled_rows: None,
         }
     }
 }
@@ -120,7 +146,7 @@ pub async fn compact(
             };
             let files = warehouse.files(table, version).await?;
             let mut by_partition: BTreeMap<Option<String>, Vec<DataFile>> = BTreeMap::new();
-            for f in files.iter() {
+            for f in files.iter().filter(|f| !options.is_settled(f)) {
                 by_partition
                     .entry(f.partition.clone())
                     .or_default()
@@ -758,4 +784,36 @@ pub async fn cut_files(
         out.insert(table, warehouse.files_at(cut, table).await?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The automatic compaction leaves large files alone unless deletion vectors removed
+    /// a quarter of their rows; `kefu compact` settles nothing.
+    #[test]
+    fn large_files_are_settled_until_a_quarter_is_deleted() {
+        let file = |rows: u64| DataFile {
+            path: "part.parquet".into(),
+            size: 1,
+            partition: Some("2026-01".into()),
+            rows: Some(rows),
+            stats: None,
+            modification_time: 0,
+            deletion: None,
+        };
+        let deleted = |f: DataFile, n: u64| f.with_deleted_rows(&(0..n).collect());
+        let automatic = CompactOptions {
+            settled_rows: Some(SETTLED_ROWS),
+            ..CompactOptions::default()
+        };
+        let big = file(4 * SETTLED_ROWS);
+        assert!(automatic.is_settled(&big));
+        assert!(automatic.is_settled(&deleted(big.clone(), SETTLED_ROWS - 1)));
+        assert!(!automatic.is_settled(&deleted(big.clone(), SETTLED_ROWS)));
+        assert!(!automatic.is_settled(&file(SETTLED_ROWS - 1)));
+        assert!(!automatic.is_settled(&deleted(file(SETTLED_ROWS + 10), 11)));
+        assert!(!CompactOptions::default().is_settled(&big));
+    }
 }

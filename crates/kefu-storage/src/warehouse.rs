@@ -8,6 +8,7 @@
 //! calls/month=2026-01/part-….parquet         its files (partitioned by local month)
 //! tickets/ callbacks/ visits/ customers/ _rejects/
 //! _kefu/ledger/0000000001.json               one record per operation (the commit point)
+//! _kefu/ledger-checkpoints/0000000050.json   records 1–50 in one file (a cache of them)
 //! _kefu/actions/<id>.json                    an operation's actions for each table's log
 //! _kefu/lock                                 held by a writer (local warehouses)
 //! ```
@@ -41,6 +42,26 @@ use crate::tables::{CHECKPOINT_INTERVAL, StoredTable};
 use crate::{StorageError, WarehouseLocation};
 
 pub const LEDGER_DIR: &str = "_kefu/ledger";
+pub const LEDGER_CHECKPOINT_DIR: &str = "_kefu/ledger-checkpoints";
+/// Every this many operations the writer that commits one also writes the ledger so far
+/// as one file, so that a batch (which needs every earlier source's hash) reads a few files
+/// instead of one per earlier operation. Records never change once written, so a
+/// checkpoint stays true; one that cannot be read is passed over.
+pub const LEDGER_CHECKPOINT_INTERVAL: u64 = 50;
+
+fn ledger_checkpoint_path(seq: u64) -> String {
+    format!("{LEDGER_CHECKPOINT_DIR}/{seq:010}.json")
+}
+
+/// The last record a ledger checkpoint holds, from its path.
+fn ledger_checkpoint_number(relative: &str) -> Option<u64> {
+    relative
+        .rsplit('/')
+        .next()?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
+}
 pub const ACTIONS_DIR: &str = "_kefu/actions";
 
 pub use crate::tables::{
@@ -444,14 +465,86 @@ impl Warehouse {
         Ok(record)
     }
 
-    /// Every ledger record, oldest first.
+    /// Every ledger record, oldest first: the newest ledger checkpoint, then the records
+    /// after it.
     pub async fn ledger(&self) -> Result<Vec<OperationRecord>, StorageError> {
         let seqs = self.ledger_numbers().await?;
-        let records = futures::stream::iter(seqs.into_iter().map(|s| self.record(s)))
+        let mut records = self
+            .ledger_checkpoint(seqs.last().copied().unwrap_or(0))
+            .await?;
+        let known = records.len() as u64;
+        let rest = seqs.into_iter().filter(|&s| s > known);
+        let tail: Vec<OperationRecord> = futures::stream::iter(rest.map(|s| self.record(s)))
             .buffered(16)
             .try_collect()
             .await?;
+        records.extend(tail);
         Ok(records)
+    }
+
+    /// Records 1 to n of the newest ledger checkpoint not past `newest`; none when there
+    /// is no usable one (then the records are read one by one).
+    async fn ledger_checkpoint(&self, newest: u64) -> Result<Vec<OperationRecord>, StorageError> {
+        let mut numbers: Vec<u64> = self
+            .list_relative(LEDGER_CHECKPOINT_DIR)
+            .await?
+            .iter()
+            .filter_map(|r| ledger_checkpoint_number(r))
+            .filter(|&n| n <= newest)
+            .collect();
+        numbers.sort_unstable();
+        let Some(&n) = numbers.last() else {
+            return Ok(Vec::new());
+        };
+        let relative = ledger_checkpoint_path(n);
+        let Some(bytes) = self.get(&relative).await? else {
+            return Ok(Vec::new());
+        };
+        match serde_json::from_slice::<Vec<OperationRecord>>(&bytes) {
+            Ok(records)
+                if records.len() as u64 == n
+                    && records.iter().zip(1..).all(|(r, seq)| r.seq == seq) =>
+            {
+                Ok(records)
+            }
+            Ok(_) => {
+                tracing::warn!(
+                    file = relative,
+                    "ledger checkpoint does not hold records 1 to {n}; reading the records one by one"
+                );
+                Ok(Vec::new())
+            }
+            Err(e) => {
+                tracing::warn!(file = relative, error = %e, "unreadable ledger checkpoint; reading the records one by one");
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Writes records 1 to `seq` as one ledger checkpoint and deletes the checkpoints
+    /// before the previous one.
+    pub(crate) async fn write_ledger_checkpoint(&self, seq: u64) -> Result<(), StorageError> {
+        let records: Vec<OperationRecord> = self
+            .ledger()
+            .await?
+            .into_iter()
+            .take_while(|r| r.seq <= seq)
+            .collect();
+        if records.len() as u64 != seq || !records.iter().zip(1..).all(|(r, s)| r.seq == s) {
+            return Err(self.err(format!(
+                "the ledger does not hold records 1 to {seq} without gaps; no checkpoint written"
+            )));
+        }
+        let json = serde_json::to_vec(&records).map_err(|e| self.err(e))?;
+        self.put(&ledger_checkpoint_path(seq), json).await?;
+        for older in self.list_relative(LEDGER_CHECKPOINT_DIR).await? {
+            if ledger_checkpoint_number(&older)
+                .is_some_and(|n| n + LEDGER_CHECKPOINT_INTERVAL < seq)
+            {
+                self.delete_relative(&older).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Whether every table an operation touched holds the version it committed.
@@ -666,6 +759,12 @@ impl Warehouse {
             Err(e) => return Err(self.err(e)),
         }
         self.apply(&record, &actions).await?;
+        if record.seq % LEDGER_CHECKPOINT_INTERVAL == 0
+            && let Err(e) = self.write_ledger_checkpoint(record.seq).await
+        {
+            // A missing checkpoint only makes readers read more records.
+            tracing::warn!(seq = record.seq, error = %e, "could not write a ledger checkpoint");
+        }
         Ok(Commit::Committed(Box::new(record)))
     }
 
@@ -906,6 +1005,82 @@ mod tests {
         assert_eq!(rfc, minute);
         let err = "last tuesday".parse::<AsOf>().unwrap_err();
         assert!(err.contains("neither a batch number nor a time"), "{err}");
+    }
+
+    /// A batch reads the ledger from its checkpoint plus the records after it; a
+    /// checkpoint that is damaged or claims records that are not there is passed over.
+    #[tokio::test]
+    async fn ledger_reads_through_its_checkpoint_and_survives_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = WarehouseLocation::parse_in("wh", dir.path()).unwrap();
+        let warehouse = Warehouse::open(&location).unwrap();
+        let mut written = Vec::new();
+        for seq in 1..=60 {
+            let mut record = crate::maintain::new_record(
+                crate::ledger::OperationKind::Ingest,
+                format!("op-{seq}"),
+            );
+            record.seq = seq;
+            let json = serde_json::to_vec(&record).unwrap();
+            warehouse.put(&record_path(seq), json).await.unwrap();
+            written.push(record);
+        }
+        let seqs =
+            |records: Vec<OperationRecord>| -> Vec<u64> { records.iter().map(|r| r.seq).collect() };
+        warehouse.write_ledger_checkpoint(5).await.unwrap();
+        // Records 1 to 5 now come from the checkpoint: their own files are not read.
+        let fresh = Warehouse::open(&location).unwrap();
+        warehouse.delete_relative(&record_path(3)).await.unwrap();
+        // (The listing still has to see 1 to 5 for a checkpoint to apply to them.)
+        warehouse
+            .put(&record_path(3), b"not read".to_vec())
+            .await
+            .unwrap();
+        let ledger = fresh.ledger().await.unwrap();
+        assert_eq!(ledger, written);
+
+        // A damaged checkpoint: the records are read one by one (record 3 is unreadable
+        // now, which proves it).
+        warehouse
+            .put(&ledger_checkpoint_path(5), b"{".to_vec())
+            .await
+            .unwrap();
+        let err = Warehouse::open(&location)
+            .unwrap()
+            .ledger()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("0000000003.json"), "{err}");
+        let json = serde_json::to_vec(&written[2]).unwrap();
+        warehouse.put(&record_path(3), json).await.unwrap();
+        let ledger = Warehouse::open(&location).unwrap().ledger().await.unwrap();
+        assert_eq!(seqs(ledger), (1..=60).collect::<Vec<u64>>());
+
+        // One that does not hold what its name says is passed over too.
+        let short = serde_json::to_vec(&written[..4]).unwrap();
+        warehouse
+            .put(&ledger_checkpoint_path(5), short)
+            .await
+            .unwrap();
+        let ledger = Warehouse::open(&location).unwrap().ledger().await.unwrap();
+        assert_eq!(ledger, written);
+
+        // Writing a checkpoint removes those before the previous one.
+        warehouse.write_ledger_checkpoint(55).await.unwrap();
+        warehouse.write_ledger_checkpoint(60).await.unwrap();
+        let kept = warehouse
+            .list_relative(LEDGER_CHECKPOINT_DIR)
+            .await
+            .unwrap();
+        assert_eq!(
+            kept,
+            [ledger_checkpoint_path(55), ledger_checkpoint_path(60)]
+        );
+        assert_eq!(
+            Warehouse::open(&location).unwrap().ledger().await.unwrap(),
+            written
+        );
+        assert!(warehouse.write_ledger_checkpoint(61).await.is_err());
     }
 
     #[test]
