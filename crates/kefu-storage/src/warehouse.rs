@@ -58,8 +58,9 @@ fn are_records_one_to(records: &[OperationRecord], n: u64) -> bool {
     records.len() as u64 == n && records.iter().zip(1..).all(|(r, seq)| r.seq == seq)
 }
 
-/// The last record a ledger checkpoint holds, from its path.
-fn ledger_checkpoint_number(relative: &str) -> Option<u64> {
+/// The number a ledger file is named by (`0000000050.json`, a record's seq or the last
+/// record a checkpoint holds), from its name or path.
+fn ledger_file_number(relative: &str) -> Option<u64> {
     relative
         .rsplit('/')
         .next()?
@@ -428,13 +429,7 @@ impl Warehouse {
             .store
             .list(Some(&self.path(LEDGER_DIR)))
             .map_err(|e| self.err(e))
-            .try_filter_map(|meta| async move {
-                Ok(meta
-                    .location
-                    .filename()
-                    .and_then(|n| n.strip_suffix(".json"))
-                    .and_then(|n| n.parse::<u64>().ok()))
-            })
+            .try_filter_map(|meta| async move { Ok(ledger_file_number(meta.location.as_ref())) })
             .try_collect()
             .await?;
         seqs.sort_unstable();
@@ -494,7 +489,7 @@ impl Warehouse {
             .list_relative(LEDGER_CHECKPOINT_DIR)
             .await?
             .iter()
-            .filter_map(|r| ledger_checkpoint_number(r))
+            .filter_map(|r| ledger_file_number(r))
             .filter(|&n| n <= newest)
             .collect();
         numbers.sort_unstable();
@@ -538,9 +533,7 @@ impl Warehouse {
         let json = serde_json::to_vec(&records).map_err(|e| self.err(e))?;
         self.put(&ledger_checkpoint_path(seq), json).await?;
         for older in self.list_relative(LEDGER_CHECKPOINT_DIR).await? {
-            if ledger_checkpoint_number(&older)
-                .is_some_and(|n| n + LEDGER_CHECKPOINT_INTERVAL < seq)
-            {
+            if ledger_file_number(&older).is_some_and(|n| n + LEDGER_CHECKPOINT_INTERVAL < seq) {
                 self.delete_relative(&older).await?;
             }
         }
