@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use delta_kernel::expressions::Scalar;
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake_core::kernel::transaction::{CommitData, TransactionError};
 use deltalake_core::kernel::{
@@ -22,9 +23,10 @@ use deltalake_core::kernel::{
 use deltalake_core::logstore::{CommitOrBytes, LogStoreRef, StorageConfig, default_logstore};
 use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::DeltaOperation;
-use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake_core::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake_core::{BlindDeltaTable, DeltaTableError};
 use futures::TryStreamExt;
+use indexmap::IndexMap;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use parquet::file::properties::WriterProperties;
@@ -527,10 +529,15 @@ impl FileWriter {
         self.deletion_vectors
     }
 
-    /// Writes `batches` (in their order, which the caller has sorted; each holding the
-    /// partition column, with one value) as one file and returns its Add action.
+    /// Writes `batches` (in their order, which the caller has sorted; without the
+    /// partition column) as one file of `partition` (the partition column and its value,
+    /// null for none, for a partitioned table) and returns its Add action.
+    ///
+    /// The rows go to the partition's file as they are: Delta's generic write would group
+    /// every batch by its partition values again, a copy of every row.
     pub async fn write(
         &self,
+        partition: Option<(&str, Option<&str>)>,
         batches: impl IntoIterator<Item = RecordBatch>,
         properties: WriterProperties,
     ) -> Result<Add, DeltaError> {
@@ -538,8 +545,21 @@ impl FileWriter {
         let mut writer = RecordBatchWriter::for_blind_appends(&self.table)
             .map_err(err)?
             .with_writer_properties(properties);
+        let values: IndexMap<String, Scalar> = partition
+            .map(|(column, value)| {
+                let value = value
+                    .map_or(Scalar::Null(delta_kernel::schema::DataType::STRING), |v| {
+                        Scalar::String(v.to_string())
+                    });
+                (column.to_string(), value)
+            })
+            .into_iter()
+            .collect();
         for batch in batches {
-            writer.write(batch).await.map_err(err)?;
+            writer
+                .write_partition(batch, &values, WriteMode::Default)
+                .await
+                .map_err(err)?;
         }
         let mut adds = writer.flush().await.map_err(err)?;
         match adds.len() {
@@ -643,20 +663,21 @@ mod tests {
         for i in 0..25u64 {
             let writer = log.file_writer().await.unwrap();
             let ids: Vec<String> = (0..100).map(|j| format!("CL{:012}", i * 100 + j)).collect();
+            let month = format!("2026-{:02}", i % 12 + 1);
             let batch = RecordBatch::try_new(
-                schema.clone(),
+                Arc::new(schema.project(&[0, 1]).unwrap()),
                 vec![
                     Arc::new(StringArray::from(ids)),
                     Arc::new(Int64Array::from_iter_values(0..100)),
-                    Arc::new(StringArray::from(vec![
-                        format!("2026-{:02}", i % 12 + 1);
-                        100
-                    ])),
                 ],
             )
             .unwrap();
             let add = writer
-                .write([batch], WriterProperties::default())
+                .write(
+                    Some(("month", Some(&month))),
+                    [batch],
+                    WriterProperties::default(),
+                )
                 .await
                 .unwrap();
             version += 1;

@@ -27,10 +27,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, DynComparator, RecordBatch, StringArray, UInt8Array,
-    make_comparator,
+    Array, ArrayRef, AsArray, BooleanArray, DynComparator, RecordBatch, UInt8Array, make_comparator,
 };
-use arrow::compute::{SortOptions, concat_batches, filter_record_batch};
+use arrow::compute::{SortOptions, concat_batches};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::row::{RowConverter, Rows, SortField};
 use deltalake_core::kernel::{Action, Add};
@@ -44,8 +43,8 @@ use roaring::RoaringTreemap;
 
 use crate::delta::{DataFile, FileWriter};
 use crate::ledger::{TableActions, TableChange, TableCounts};
-use crate::parquet::{Layout, sort_batches, table_layout, writer_properties};
-use crate::tables::{StoredTable, split_by_partition};
+use crate::parquet::{Layout, sort_batches, sort_selection, table_layout, writer_properties};
+use crate::tables::{StoredTable, partition_rows};
 use crate::{StorageError, Warehouse};
 
 /// Rows per Parquet file at most.
@@ -486,9 +485,9 @@ impl TableMerge {
         }
 
         // 5. Rewrite the files that lost rows; write the kept rows, with the rewritten file
-        // of their partition where there is one.
-        let mut by_partition: BTreeMap<Option<String>, Vec<(RecordBatch, Vec<u8>)>> =
-            BTreeMap::new();
+        // of their partition where there is one. Rows are named, not copied, until they
+        // are gathered in sorted order for writing.
+        let mut by_partition: BTreeMap<Option<String>, Vec<Part>> = BTreeMap::new();
         let mut gone: Vec<usize> = Vec::new();
         let mut marked = 0usize;
         let mut rewritten = 0usize;
@@ -510,54 +509,36 @@ impl TableMerge {
             }
             rewritten += 1;
             let batch = &full[file];
-            let mask =
-                BooleanArray::from_iter((0..batch.num_rows()).map(|r| Some(!rows.contains(&r))));
-            let rest = filter_record_batch(batch, &mask)?;
-            let rest_standing = match &self.files[*file].standing {
-                Some(s) => s
-                    .iter()
-                    .enumerate()
-                    .filter(|(r, _)| !rows.contains(r))
-                    .map(|(_, s)| *s)
-                    .collect(),
-                None => vec![BASE; rest.num_rows()],
+            let rest: Vec<u32> = (0..batch.num_rows() as u32)
+                .filter(|r| !rows.contains(&(*r as usize)))
+                .collect();
+            let standing = match &self.files[*file].standing {
+                Some(s) => rest.iter().map(|&r| s[r as usize]).collect(),
+                None => vec![BASE; rest.len()],
             };
             gone.push(*file);
-            if rest.num_rows() > 0 {
+            if !rest.is_empty() {
                 by_partition
                     .entry(self.files[*file].file.partition.clone())
                     .or_default()
-                    .push((rest, rest_standing));
+                    .push(Part {
+                        batch: batch.clone(),
+                        rows: rest,
+                        standing,
+                    });
             }
         }
         drop(full);
-        // The kept rows with their standing as a last column, which splitting by
-        // partition carries along.
-        let with_standing = {
-            let mut columns = chunk.columns().to_vec();
-            columns.push(Arc::new(UInt8Array::from(standing)));
-            let mut fields: Vec<arrow::datatypes::FieldRef> =
-                self.schema.fields().iter().cloned().collect();
-            fields.push(Arc::new(arrow::datatypes::Field::new(
-                "__standing",
-                DataType::UInt8,
-                false,
-            )));
-            RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)?
-        };
-        drop(chunk);
-        let kept = filter_record_batch(&with_standing, &BooleanArray::from(keep))?;
-        drop(with_standing);
-        let width = self.schema.fields().len();
-        for (partition, rows) in split_by_partition(self.table, &kept)? {
-            let s = rows
-                .column(width)
-                .as_primitive::<arrow::datatypes::UInt8Type>()
-                .values()
-                .to_vec();
-            let data = rows.project(&(0..width).collect::<Vec<_>>())?;
-            by_partition.entry(partition).or_default().push((data, s));
+        let kept = (0..n as u32).filter(|&r| keep[r as usize]);
+        for (partition, rows) in partition_rows(self.table, &chunk, kept)? {
+            let standing = rows.iter().map(|&r| standing[r as usize]).collect();
+            by_partition.entry(partition).or_default().push(Part {
+                batch: chunk.clone(),
+                rows,
+                standing,
+            });
         }
+        drop(chunk);
         // Files replaced by their rewrite leave the state.
         gone.sort_unstable();
         for &file in gone.iter().rev() {
@@ -640,22 +621,38 @@ impl TableMerge {
     /// Writes rows per partition as sorted files of at most [`FILE_ROWS`] rows.
     async fn write(
         &mut self,
-        by_partition: BTreeMap<Option<String>, Vec<(RecordBatch, Vec<u8>)>>,
+        by_partition: BTreeMap<Option<String>, Vec<Part>>,
     ) -> Result<(), StorageError> {
         let writer = self.writer().await?;
         let mut jobs = Vec::new();
         for (partition, parts) in by_partition {
-            let rows: usize = parts.iter().map(|p| p.0.num_rows()).sum();
+            let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
             if rows == 0 {
                 continue;
             }
             if let Some(p) = &partition {
                 self.partitions.insert(p.clone());
             }
-            let batches: Vec<RecordBatch> = parts.iter().map(|p| p.0.clone()).collect();
-            let standing: Vec<u8> = parts.into_iter().flat_map(|p| p.1).collect();
-            let sorted = sort_with(&self.schema, &batches, &self.layout.sort_columns, &standing)?;
-            let (sorted, standing) = sorted;
+            let selection: Vec<(u32, u32)> = parts
+                .iter()
+                .enumerate()
+                .flat_map(|(b, p)| p.rows.iter().map(move |&r| (b as u32, r)))
+                .collect();
+            let standing: Vec<u8> = parts
+                .iter()
+                .flat_map(|p| p.standing.iter().copied())
+                .collect();
+            let batches: Arc<Vec<RecordBatch>> =
+                Arc::new(parts.into_iter().map(|p| p.batch).collect());
+            // Sorted: the selection in sorted order, each row with its standing.
+            let (selection, standing) =
+                match sort_selection(&batches, &selection, &self.layout.sort_columns)? {
+                    None => (selection, standing),
+                    Some(order) => (
+                        order.iter().map(|&i| selection[i as usize]).collect(),
+                        order.iter().map(|&i| standing[i as usize]).collect(),
+                    ),
+                };
             let pieces = rows.div_ceil(FILE_ROWS);
             let per = rows.div_ceil(pieces);
             for k in 0..pieces {
@@ -663,7 +660,8 @@ impl TableMerge {
                 let len = per.min(rows - start);
                 jobs.push((
                     partition.clone(),
-                    sorted.slice(start, len),
+                    batches.clone(),
+                    selection[start..start + len].to_vec(),
                     standing[start..start + len].to_vec(),
                 ));
             }
@@ -671,25 +669,29 @@ impl TableMerge {
         let stored = self.stored;
         let layout = self.layout.clone();
         let key_name = self.table.key_column();
-        let written =
-            futures::stream::iter(jobs.into_iter().map(|(partition, batch, standing)| {
+        let written = futures::stream::iter(jobs.into_iter().map(
+            |(partition, batches, rows, standing)| {
                 let writer = writer.clone();
                 let layout = layout.clone();
                 tokio::spawn(async move {
+                    // The copy into sorted order happens here, on the writing worker.
+                    let batch = gather(&batches, &rows)?;
+                    drop(batches);
                     let add =
                         write_file(&writer, stored, partition.as_deref(), &batch, &layout).await?;
                     Ok::<_, StorageError>((add, standing))
                 })
-            }))
-            .buffer_unordered(self.workers)
-            .map(|joined| {
-                joined.map_err(|e| StorageError::Io {
-                    location: String::new(),
-                    reason: format!("writing a file: {e}"),
-                })?
-            })
-            .try_collect::<Vec<_>>()
-            .await?;
+            },
+        ))
+        .buffer_unordered(self.workers)
+        .map(|joined| {
+            joined.map_err(|e| StorageError::Io {
+                location: String::new(),
+                reason: format!("writing a file: {e}"),
+            })?
+        })
+        .try_collect::<Vec<_>>()
+        .await?;
         for (add, standing) in written {
             self.files.push(ActiveFile::new(
                 DataFile::from_add(&add),
@@ -794,44 +796,34 @@ pub struct MergeResult {
     pub discarded: Vec<String>,
 }
 
-/// Sorts rows (with each row's standing) by the layout's sort columns.
-fn sort_with(
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    sort_columns: &[usize],
-    standing: &[u8],
-) -> Result<(RecordBatch, Vec<u8>), StorageError> {
-    // Carry the standing through the sort as a column.
-    let mut fields: Vec<arrow::datatypes::FieldRef> = schema.fields().iter().cloned().collect();
-    fields.push(Arc::new(arrow::datatypes::Field::new(
-        "__standing",
-        DataType::UInt8,
-        false,
-    )));
-    let extended = Arc::new(arrow::datatypes::Schema::new(fields));
-    let mut offset = 0;
-    let with: Vec<RecordBatch> = batches
-        .iter()
-        .map(|b| {
-            let mut columns = b.columns().to_vec();
-            columns.push(Arc::new(UInt8Array::from(
-                standing[offset..offset + b.num_rows()].to_vec(),
-            )));
-            offset += b.num_rows();
-            RecordBatch::try_new(extended.clone(), columns)
-        })
-        .collect::<Result<_, _>>()?;
-    let sorted = sort_batches(&extended, &with, sort_columns)?;
-    let standing = sorted
-        .column(schema.fields().len())
-        .as_primitive::<arrow::datatypes::UInt8Type>()
-        .values()
-        .to_vec();
-    let data = sorted.project(&(0..schema.fields().len()).collect::<Vec<_>>())?;
-    Ok((data, standing))
+/// Rows of one partition to write: some rows of a batch, each with its standing.
+struct Part {
+    batch: RecordBatch,
+    rows: Vec<u32>,
+    standing: Vec<u8>,
 }
 
-/// Writes sorted rows of one partition as one file (adding the partition column).
+/// The rows `(batch, row)` of `batches`, in that order, as one batch: the only copy of
+/// the rows between the chunk and the Parquet writer.
+fn gather(batches: &[RecordBatch], rows: &[(u32, u32)]) -> Result<RecordBatch, StorageError> {
+    if let [batch] = batches {
+        let whole = rows.len() == batch.num_rows()
+            && rows.iter().enumerate().all(|(i, &(_, r))| i == r as usize);
+        if whole {
+            return Ok(batch.clone());
+        }
+        let indices = arrow::array::UInt32Array::from_iter_values(rows.iter().map(|&(_, r)| r));
+        return Ok(arrow::compute::take_record_batch(batch, &indices)?);
+    }
+    let indices: Vec<(usize, usize)> = rows
+        .iter()
+        .map(|&(b, r)| (b as usize, r as usize))
+        .collect();
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    Ok(arrow::compute::interleave_record_batch(&refs, &indices)?)
+}
+
+/// Writes sorted rows of one partition as one file.
 pub async fn write_file(
     writer: &FileWriter,
     table: StoredTable,
@@ -839,20 +831,13 @@ pub async fn write_file(
     rows: &RecordBatch,
     layout: &Layout,
 ) -> Result<Add, StorageError> {
-    let table_schema = table.table_schema();
-    let mut slices = Vec::new();
-    let mut start = 0;
-    while start < rows.num_rows() {
-        let len = WRITE_ROWS.min(rows.num_rows() - start);
-        let slice = rows.slice(start, len);
-        let mut columns = slice.columns().to_vec();
-        if table.partition_column().is_some() {
-            columns.push(Arc::new(StringArray::from(vec![partition; len])));
-        }
-        slices.push(RecordBatch::try_new(table_schema.clone(), columns)?);
-        start += len;
-    }
-    Ok(writer.write(slices, writer_properties(layout)).await?)
+    let slices = (0..rows.num_rows())
+        .step_by(WRITE_ROWS)
+        .map(|start| rows.slice(start, WRITE_ROWS.min(rows.num_rows() - start)));
+    let partition = table.partition_column().map(|column| (column, partition));
+    Ok(writer
+        .write(partition, slices, writer_properties(layout))
+        .await?)
 }
 
 /// Reads a Parquet file of a table (all its columns, or `columns`), cast to the table's
@@ -1023,7 +1008,7 @@ impl Appender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{ArrayRef, Int32Array, TimestampMicrosecondArray};
+    use arrow::array::{ArrayRef, Int32Array, StringArray, TimestampMicrosecondArray};
 
     /// A ticket's version columns: updated_at, reopen_count, status, closed_at.
     type TicketVersion<'a> = (Option<i64>, i32, &'a str, Option<i64>);

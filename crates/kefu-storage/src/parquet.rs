@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array};
 use arrow::compute::{cast, concat_batches, take_record_batch};
 use arrow::datatypes::{DataType, Int32Type, Int64Type, SchemaRef};
 use parquet::arrow::ArrowWriter;
@@ -159,16 +159,32 @@ fn sort_order(
     batches: &[RecordBatch],
     sort_columns: &[usize],
 ) -> Result<Option<Vec<u32>>, arrow::error::ArrowError> {
+    let selection: Vec<(u32, u32)> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(b, batch)| (0..batch.num_rows() as u32).map(move |r| (b as u32, r)))
+        .collect();
+    sort_selection(batches, &selection, sort_columns)
+}
+
+/// The order (positions in `selection`) that sorts the selected rows (`(batch, row)`) of
+/// `batches` by `sort_columns` (ascending, nulls last, stable), or `None` when they are
+/// in order already. Only the selected rows are looked at: a chunk's rows of one month
+/// are sorted without copying them out of the chunk first.
+pub fn sort_selection(
+    batches: &[RecordBatch],
+    selection: &[(u32, u32)],
+    sort_columns: &[usize],
+) -> Result<Option<Vec<u32>>, arrow::error::ArrowError> {
     if sort_columns.is_empty() {
         return Ok(None);
     }
     let mut keys: Vec<Vec<u64>> = Vec::with_capacity(sort_columns.len());
     for &c in sort_columns {
         let columns: Vec<&ArrayRef> = batches.iter().map(|b| b.column(c)).collect();
-        keys.push(sortable_keys(&columns)?);
+        keys.push(sortable_keys(&columns, selection)?);
     }
-    let rows = batches.iter().map(RecordBatch::num_rows).sum();
-    let order = sorted_order(&keys, rows);
+    let order = sorted_order(&keys, selection.len());
     if order.iter().enumerate().all(|(i, &o)| i == o as usize) {
         return Ok(None);
     }
@@ -252,43 +268,73 @@ fn sorted_order(keys: &[Vec<u64>], len: usize) -> Vec<u32> {
     order
 }
 
-/// Integers that sort like the values of `columns` (concatenated), nulls last.
-fn sortable_keys(columns: &[&ArrayRef]) -> Result<Vec<u64>, arrow::error::ArrowError> {
-    let len: usize = columns.iter().map(|c| c.len()).sum();
-    let mut keys = Vec::with_capacity(len);
+/// Integers that sort like the values of `columns` (one per batch) at the selected rows
+/// (`(batch, row)`), nulls last.
+fn sortable_keys(
+    columns: &[&ArrayRef],
+    selection: &[(u32, u32)],
+) -> Result<Vec<u64>, arrow::error::ArrowError> {
+    let mut keys = Vec::with_capacity(selection.len());
     match columns.first().map(|c| c.data_type()) {
         Some(DataType::Utf8) => {
+            // Each distinct text gets an id as first seen (one hash lookup per row); the
+            // few distinct texts are then sorted and the ids mapped to their ranks.
             let texts: Vec<&StringArray> = columns.iter().map(|c| c.as_string::<i32>()).collect();
-            let mut distinct: Vec<&str> = texts.iter().flat_map(|t| t.iter().flatten()).collect();
-            distinct.sort_unstable();
-            distinct.dedup();
-            let rank: HashMap<&str, u64> = distinct
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (*s, i as u64))
-                .collect();
-            for t in texts {
-                keys.extend(t.iter().map(|v| v.map_or(u64::MAX, |v| rank[v])));
+            let mut id_of: HashMap<&str, u64, ahash::RandomState> = HashMap::default();
+            let mut distinct: Vec<&str> = Vec::new();
+            for &(b, r) in selection {
+                let t = texts[b as usize];
+                let key = if t.is_null(r as usize) {
+                    u64::MAX
+                } else {
+                    let v = t.value(r as usize);
+                    *id_of.entry(v).or_insert_with(|| {
+                        distinct.push(v);
+                        distinct.len() as u64 - 1
+                    })
+                };
+                keys.push(key);
+            }
+            let mut by_text: Vec<u64> = (0..distinct.len() as u64).collect();
+            by_text.sort_unstable_by_key(|&id| distinct[id as usize]);
+            let mut rank = vec![0u64; distinct.len()];
+            for (r, &id) in by_text.iter().enumerate() {
+                rank[id as usize] = r as u64;
+            }
+            for k in &mut keys {
+                if *k != u64::MAX {
+                    *k = rank[*k as usize];
+                }
             }
         }
         Some(DataType::Timestamp(..) | DataType::Int64) => {
-            for c in columns {
-                let c = cast(c, &DataType::Int64)?;
-                let ints = c.as_primitive::<Int64Type>();
-                keys.extend(
-                    ints.iter()
-                        .map(|v| v.map_or(u64::MAX, |v| (v as u64) ^ (1 << 63))),
-                );
-            }
+            let ints: Vec<ArrayRef> = columns
+                .iter()
+                .map(|c| cast(c, &DataType::Int64))
+                .collect::<Result<_, _>>()?;
+            let ints: Vec<_> = ints.iter().map(|c| c.as_primitive::<Int64Type>()).collect();
+            keys.extend(selection.iter().map(|&(b, r)| {
+                let c = ints[b as usize];
+                if c.is_null(r as usize) {
+                    u64::MAX
+                } else {
+                    (c.value(r as usize) as u64) ^ (1 << 63)
+                }
+            }));
         }
         Some(DataType::Int32) => {
-            for c in columns {
-                let ints = c.as_primitive::<Int32Type>();
-                keys.extend(
-                    ints.iter()
-                        .map(|v| v.map_or(u64::MAX, |v| (i64::from(v) as u64) ^ (1 << 63))),
-                );
-            }
+            let ints: Vec<_> = columns
+                .iter()
+                .map(|c| c.as_primitive::<Int32Type>())
+                .collect();
+            keys.extend(selection.iter().map(|&(b, r)| {
+                let c = ints[b as usize];
+                if c.is_null(r as usize) {
+                    u64::MAX
+                } else {
+                    (i64::from(c.value(r as usize)) as u64) ^ (1 << 63)
+                }
+            }));
         }
         Some(other) => {
             return Err(arrow::error::ArrowError::NotYetImplemented(format!(

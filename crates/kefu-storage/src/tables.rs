@@ -2,10 +2,10 @@
 //! each a Delta table under `<warehouse>/<name>/`, with its partition column and the Delta
 //! table properties kefu sets.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Array, BooleanArray, RecordBatch, TimestampMicrosecondArray};
-use arrow::compute::filter_record_batch;
+use arrow::array::{Array, RecordBatch, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{Datelike, TimeZone};
 use kefu_model::Table;
@@ -193,47 +193,70 @@ pub fn next_month_start(micros: i64) -> i64 {
         .map_or(i64::MAX, |t| t.timestamp_micros())
 }
 
-/// The rows of `batch` (in `table`'s file schema) by partition: per local month of the
-/// event time for the event tables, all in one for `customers`.
-pub fn split_by_partition(
+/// The first instant (µs UTC) of the local month containing `micros`.
+fn month_start(micros: i64) -> i64 {
+    let utc = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
+    let local = PARTITION_TIME_ZONE.from_utc_datetime(&utc.naive_utc());
+    let start = chrono::NaiveDate::from_ymd_opt(local.year(), local.month(), 1)
+        .expect("valid month")
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight");
+    PARTITION_TIME_ZONE
+        .from_local_datetime(&start)
+        .earliest()
+        .map_or(i64::MIN, |t| t.timestamp_micros())
+}
+
+/// A partition (`None` for an unpartitioned table) and row numbers of a batch in it.
+pub type PartitionRows = (Option<String>, Vec<u32>);
+
+/// The row numbers `rows` of `batch` (in `table`'s file schema) by partition, partitions
+/// ascending and rows in the order given: named, not copied
+/// (the caller gathers them once, in sorted order).
+pub fn partition_rows(
     table: Table,
     batch: &RecordBatch,
-) -> Result<Vec<(Option<String>, RecordBatch)>, arrow::error::ArrowError> {
+    rows: impl IntoIterator<Item = u32>,
+) -> Result<Vec<PartitionRows>, arrow::error::ArrowError> {
     if !partitioned_by_month(table) {
-        return Ok(vec![(None, batch.clone())]);
+        return Ok(vec![(None, rows.into_iter().collect())]);
     }
-    let time_column = table
-        .columns()
-        .iter()
-        .position(|c| c.name == table.event_time_column())
-        .expect("event time column");
     let times = batch
-        .column(time_column)
-        .as_any()
-        .downcast_ref::<TimestampMicrosecondArray>()
-        .expect("event times are timestamps");
-    // Event times are required: a null cannot reach a table.
-    let (Some(min), Some(max)) = (arrow::compute::min(times), arrow::compute::max(times)) else {
-        return Ok(Vec::new());
-    };
-    if times.null_count() == 0 && max < next_month_start(min) {
-        return Ok(vec![(Some(month_of(min)), batch.clone())]);
-    }
-    let mut out = Vec::new();
-    let mut month_start = min;
-    while month_start <= max {
-        let end = next_month_start(month_start);
-        let mask: BooleanArray = times
-            .iter()
-            .map(|t| Some(t.is_some_and(|t| t >= month_start && t < end)))
-            .collect();
-        let rows = filter_record_batch(batch, &mask)?;
-        if rows.num_rows() > 0 {
-            out.push((Some(month_of(month_start)), rows));
+        .column_by_name(table.event_time_column())
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+        .ok_or_else(|| {
+            arrow::error::ArrowError::SchemaError(format!(
+                "{table}: the event time column is missing or not a timestamp"
+            ))
+        })?;
+    let mut months: BTreeMap<i64, (String, Vec<u32>)> = BTreeMap::new();
+    // Rows arrive mostly in time order: the month of the previous row is tried first.
+    let mut current: Option<(i64, i64)> = None;
+    for row in rows {
+        if times.is_null(row as usize) {
+            return Err(arrow::error::ArrowError::InvalidArgumentError(format!(
+                "{table}: a row without its event time cannot be partitioned"
+            )));
         }
-        month_start = end;
+        let t = times.value(row as usize);
+        let start = match current {
+            Some((start, end)) if start <= t && t < end => start,
+            _ => {
+                let start = month_start(t);
+                current = Some((start, next_month_start(t)));
+                start
+            }
+        };
+        months
+            .entry(start)
+            .or_insert_with(|| (month_of(t), Vec::new()))
+            .1
+            .push(row);
     }
-    Ok(out)
+    Ok(months
+        .into_values()
+        .map(|(month, rows)| (Some(month), rows))
+        .collect())
 }
 
 #[cfg(test)]
@@ -247,5 +270,48 @@ mod tests {
         assert_eq!(month_of(feb_start), "2026-02");
         assert_eq!(month_of(feb_start - 1), "2026-01");
         assert_eq!(next_month_start(feb_start - 1), feb_start);
+    }
+
+    /// Rows are grouped by local month (ascending), keep the order they were named in,
+    /// and rows not named stay out.
+    #[test]
+    fn rows_are_named_by_local_month() {
+        let feb_start = 1_769_875_200_000_000;
+        let table = Table::Calls;
+        let times = [
+            feb_start,
+            feb_start - 1,
+            feb_start + 40 * 86_400_000_000,
+            feb_start + 5,
+        ];
+        let field = table
+            .schema()
+            .field_with_name(table.event_time_column())
+            .unwrap()
+            .clone();
+        let column = arrow::compute::cast(
+            &TimestampMicrosecondArray::from(times.to_vec()),
+            field.data_type(),
+        )
+        .unwrap();
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(vec![field])), vec![column]).unwrap();
+        let groups = partition_rows(table, &batch, [3, 2, 1, 0]).unwrap();
+        assert_eq!(
+            groups,
+            vec![
+                (Some("2026-01".to_string()), vec![1]),
+                (Some("2026-02".to_string()), vec![3, 0]),
+                (Some("2026-03".to_string()), vec![2]),
+            ]
+        );
+        assert_eq!(
+            partition_rows(table, &batch, [0, 1]).unwrap().len(),
+            2,
+            "rows not named stay out"
+        );
+        assert_eq!(
+            partition_rows(Table::Customers, &batch, [2, 0]).unwrap(),
+            vec![(None, vec![2, 0])]
+        );
     }
 }

@@ -425,13 +425,34 @@ impl Warehouse {
 
     /// The numbers of the ledger's records, ascending.
     pub async fn ledger_numbers(&self) -> Result<Vec<u64>, StorageError> {
-        let mut seqs: Vec<u64> = self
-            .store
-            .list(Some(&self.path(LEDGER_DIR)))
-            .map_err(|e| self.err(e))
-            .try_filter_map(|meta| async move { Ok(ledger_file_number(meta.location.as_ref())) })
-            .try_collect()
-            .await?;
+        let mut seqs: Vec<u64> = match &self.local {
+            // Names only: the object store's listing looks up every file's metadata, a
+            // cost that grows with the ledger and is paid several times per batch.
+            Some(dir) => {
+                let dir = dir.join(LEDGER_DIR);
+                match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries
+                        .map(|e| {
+                            e.map(|e| ledger_file_number(&e.file_name().to_string_lossy()))
+                                .map_err(|e| self.err(format!("{}: {e}", dir.display())))
+                        })
+                        .filter_map(Result::transpose)
+                        .collect::<Result<_, _>>()?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                    Err(e) => return Err(self.err(format!("{}: {e}", dir.display()))),
+                }
+            }
+            None => {
+                self.store
+                    .list(Some(&self.path(LEDGER_DIR)))
+                    .map_err(|e| self.err(e))
+                    .try_filter_map(
+                        |meta| async move { Ok(ledger_file_number(meta.location.as_ref())) },
+                    )
+                    .try_collect()
+                    .await?
+            }
+        };
         seqs.sort_unstable();
         Ok(seqs)
     }
