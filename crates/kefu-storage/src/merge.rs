@@ -38,7 +38,8 @@ use futures::{StreamExt, TryStreamExt};
 use kefu_model::{Table, VersionPart};
 use object_store::ObjectStore;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use parquet::arrow::arrow_reader::RowSelection;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection};
+use parquet::file::metadata::PageIndexPolicy;
 use roaring::RoaringTreemap;
 
 use crate::delta::{DataFile, FileWriter};
@@ -435,26 +436,48 @@ impl TableMerge {
                 std::cmp::Ordering::Equal => ties.push((w, m.file, m.row)),
             }
         }
-        let mut full_needed: BTreeSet<usize> = removals
+        // Files losing rows without a deletion vector are read whole (to be rewritten);
+        // of the others, only the rows whose contents an equal version is compared with.
+        let full_needed: BTreeSet<usize> = removals
             .keys()
             .copied()
             .chain(replaced.iter().map(|r| r.1))
             .filter(|&f| !self.marks(f))
             .collect();
-        full_needed.extend(ties.iter().map(|t| t.1));
+        let mut tie_rows: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for &(_, file, row) in &ties {
+            if !full_needed.contains(&file) {
+                tie_rows.entry(file).or_default().push(row);
+            }
+        }
+        for rows in tie_rows.values_mut() {
+            rows.sort_unstable();
+            rows.dedup();
+        }
         let full: HashMap<usize, RecordBatch> = self
             .read(&full_needed.iter().copied().collect::<Vec<_>>(), None)
             .await?
             .into_iter()
             .collect();
+        let tie_batches = self.read_rows(&tie_rows).await?;
         let read_full = timer.elapsed();
         if !ties.is_empty() {
             let mut file_contents: HashMap<usize, SameContents> = HashMap::new();
             for (w, file, row) in ties {
+                // The stored row's index in what was read of its file.
+                let (batch, at) = match (full.get(&file), tie_rows.get(&file)) {
+                    (Some(batch), _) => (batch, row),
+                    (None, Some(rows)) => (
+                        &tie_batches[&file],
+                        rows.binary_search(&row)
+                            .expect("the tie's row was selected"),
+                    ),
+                    (None, None) => unreachable!("every tie's file is read"),
+                };
                 if let std::collections::hash_map::Entry::Vacant(e) = file_contents.entry(file) {
-                    e.insert(SameContents::new(&chunk, &full[&file])?);
+                    e.insert(SameContents::new(&chunk, batch)?);
                 }
-                if file_contents[&file].same(w, row) {
+                if file_contents[&file].same(w, at) {
                     keep[w] = false;
                     self.counts.unchanged += 1;
                 } else {
@@ -602,6 +625,45 @@ impl TableMerge {
                 // As written: row numbers are what deletion vectors name.
                 let batch =
                     read_parquet(store, path, size, &schema, columns.as_deref(), None).await?;
+                Ok::<_, StorageError>((i, batch))
+            }
+        });
+        futures::stream::iter(jobs)
+            .buffer_unordered(self.workers)
+            .try_collect()
+            .await
+    }
+
+    /// Reads some rows (sorted row numbers as written) of files of the state, all
+    /// columns, concurrently: each file's batch holds its rows in that order.
+    async fn read_rows(
+        &self,
+        rows: &BTreeMap<usize, Vec<usize>>,
+    ) -> Result<HashMap<usize, RecordBatch>, StorageError> {
+        let store = self.warehouse.store();
+        let jobs = rows.iter().map(|(&i, rows)| {
+            let file = &self.files[i].file;
+            let path = self
+                .warehouse
+                .path(&format!("{}/{}", self.stored.name(), file.path));
+            // Without a row count the file is read whole and the rows taken from it.
+            let selection = file.rows.map(|total| {
+                RowSelection::from_consecutive_ranges(
+                    rows.iter().map(|&r| r..r + 1),
+                    total as usize,
+                )
+            });
+            let (store, schema, size) = (store.clone(), self.schema.clone(), file.size);
+            async move {
+                let whole = selection.is_none();
+                let batch = read_parquet(store, path, size, &schema, None, selection).await?;
+                let batch = if whole {
+                    let indices =
+                        arrow::array::UInt32Array::from_iter_values(rows.iter().map(|&r| r as u32));
+                    arrow::compute::take_record_batch(&batch, &indices)?
+                } else {
+                    batch
+                };
                 Ok::<_, StorageError>((i, batch))
             }
         });
@@ -855,7 +917,13 @@ pub async fn read_parquet(
         reason: e.to_string(),
     };
     let reader = crate::parquet::ObjectReader::new(store, path.clone(), size);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+    // With a selection, the offset index lets the reader fetch only the pages it needs.
+    let policy = match selection {
+        Some(_) => PageIndexPolicy::Optional,
+        None => PageIndexPolicy::Skip,
+    };
+    let options = ArrowReaderOptions::new().with_offset_index_policy(policy);
+    let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options)
         .await
         .map_err(err)?;
     let file_schema = builder.schema().clone();
