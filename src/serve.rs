@@ -39,6 +39,7 @@ pub fn serve_command(args: &ServeArgs) -> CliResult {
     let queries = tokio::runtime::Builder::new_multi_thread()
         .thread_name("kefu-query")
         .enable_all()
+        .thread_stack_size(kefu_sql::QUERY_THREAD_STACK)
         .build()
         .map_err(|e| (exit::FAILURE, e.to_string()))?;
     let (state, resume) = kefu_server::open(&config, warehouse, library, queries.handle().clone())
@@ -46,6 +47,7 @@ pub fn serve_command(args: &ServeArgs) -> CliResult {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("kefu-http")
         .enable_all()
+        .thread_stack_size(kefu_sql::QUERY_THREAD_STACK)
         .build()
         .map_err(|e| (exit::FAILURE, e.to_string()))?;
     runtime.block_on(async {

@@ -119,6 +119,7 @@ fn fail(e: &SqlError) -> (u8, String) {
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, (u8, String)> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(kefu_sql::QUERY_THREAD_STACK)
         .build()
         .map_err(|e| (exit::FAILURE, format!("cannot start the runtime: {e}")))
 }

@@ -9,6 +9,7 @@ mod console;
 mod delta;
 mod flight;
 mod generate;
+mod hardening;
 mod ingest;
 mod jobs;
 mod model;

@@ -273,6 +273,7 @@ pub fn run(
     let warehouse = Warehouse::open(&job.warehouse).map_err(|e| JobError::Run(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(kefu_sql::QUERY_THREAD_STACK)
         .build()
         .map_err(|e| JobError::Run(format!("cannot start the runtime: {e}")))?;
     let mut runner = Runner {

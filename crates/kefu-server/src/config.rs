@@ -8,6 +8,8 @@
 //! max_rows = 100000          # rows a response carries at most (the rest is cut, and said)
 //! timeout_seconds = 60
 //! memory_limit = "2GB"       # per query; sorts and joins spill beyond it
+//! max_sql_bytes = "1MiB"     # longer SQL text is refused before it is parsed
+//! max_expression_depth = 500 # deeper nesting (a chain of 501 ORs) is refused
 //!
 //! [uploads]
 //! dir = "/srv/kefu/inbox"    # default: <warehouse>/_inbox (a local warehouse)
@@ -62,6 +64,8 @@ struct RawSql {
     max_rows: Option<usize>,
     timeout_seconds: Option<u64>,
     memory_limit: Option<Spanned<String>>,
+    max_sql_bytes: Option<Spanned<String>>,
+    max_expression_depth: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +95,8 @@ pub struct SqlLimits {
     pub max_rows: usize,
     pub timeout: std::time::Duration,
     pub memory_limit: Option<usize>,
+    /// How long and how deeply nested SQL may be.
+    pub bounds: kefu_sql::SqlBounds,
 }
 
 impl Default for SqlLimits {
@@ -99,6 +105,7 @@ impl Default for SqlLimits {
             max_rows: 100_000,
             timeout: std::time::Duration::from_secs(60),
             memory_limit: Some(2 << 30),
+            bounds: kefu_sql::SqlBounds::default(),
         }
     }
 }
@@ -161,6 +168,22 @@ impl ServerConfig {
                     .parse()
                     .map_err(|e: String| err(m.span().start, format!("memory_limit: {e}")))?;
                 sql.memory_limit = Some(bytes.as_u64() as usize);
+            }
+            if let Some(m) = &s.max_sql_bytes {
+                let bytes: bytesize::ByteSize = m
+                    .get_ref()
+                    .parse()
+                    .map_err(|e: String| err(m.span().start, format!("max_sql_bytes: {e}")))?;
+                sql.bounds.max_bytes = bytes.as_u64() as usize;
+            }
+            if let Some(d) = &s.max_expression_depth {
+                if *d.get_ref() == 0 {
+                    return Err(err(
+                        d.span().start,
+                        "max_expression_depth: at least 1".into(),
+                    ));
+                }
+                sql.bounds.max_depth = *d.get_ref();
             }
         }
         let base = path.parent().unwrap_or(Path::new("."));

@@ -49,6 +49,7 @@ impl AppState {
     pub async fn engine(&self) -> Result<Engine, kefu_sql::SqlError> {
         let options = EngineOptions {
             memory_limit: self.sql.memory_limit,
+            bounds: self.sql.bounds,
             ..EngineOptions::default()
         };
         Engine::open(&self.warehouse, &options).await

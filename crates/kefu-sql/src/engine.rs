@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use datafusion::config::ConfigOptions;
+use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -30,6 +31,136 @@ pub struct EngineOptions {
     pub calendar: crate::udf::WorkingCalendar,
     /// Which state of the warehouse to read (the newest committed by default).
     pub as_of: AsOf,
+    /// How long and how deeply nested ad hoc SQL may be.
+    pub bounds: SqlBounds,
+}
+
+/// The stack of every thread that plans or runs queries. DataFusion evaluates an
+/// expression tree recursively (a `BinaryExpr` calls its children), with no guard on the
+/// stack: 500 levels, the default bound, overflow Tokio's 2 MiB in a debug build. The
+/// stack is virtual memory, touched only as deep as a query goes.
+pub const QUERY_THREAD_STACK: usize = 32 << 20;
+
+/// Bounds on ad hoc SQL, checked before it is planned: a statement beyond them is refused
+/// with a clear error rather than parsed into a tree that planning recurses over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqlBounds {
+    /// Bytes of SQL text at most.
+    pub max_bytes: usize,
+    /// How deeply expressions and queries may nest (`1+1+…+1` with n terms nests n deep).
+    pub max_depth: usize,
+}
+
+impl Default for SqlBounds {
+    fn default() -> Self {
+        SqlBounds {
+            max_bytes: 1 << 20,
+            max_depth: 500,
+        }
+    }
+}
+
+/// Parses SQL within `bounds`. The text is parsed on a thread of its own with a large
+/// (virtual, touched only when used) stack: a long left-nested chain parses into a tree as
+/// deep as it is long, and walking or dropping that tree recurses once per level.
+pub fn parse_bounded(sql: &str, bounds: SqlBounds) -> Result<Vec<Statement>, SqlError> {
+    if sql.len() > bounds.max_bytes {
+        return Err(SqlError::TooLong {
+            bytes: sql.len(),
+            limit: bounds.max_bytes,
+        });
+    }
+    // Each level of a dropped or walked expression takes well under 256 bytes of stack.
+    let stack = (sql.len() * 256).max(8 << 20);
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("kefu-sql-parse".into())
+            .stack_size(stack)
+            .spawn_scoped(scope, || {
+                let statements = DFParser::parse_sql(sql).map_err(SqlError::from)?;
+                for statement in &statements {
+                    let depth = nesting_depth(statement, bounds.max_depth);
+                    if depth > bounds.max_depth {
+                        return Err(SqlError::TooDeep {
+                            limit: bounds.max_depth,
+                        });
+                    }
+                }
+                Ok(Vec::from(statements))
+            })
+            .map_err(|e| SqlError::Io {
+                path: "a thread to parse SQL".into(),
+                error: e,
+            })?
+            .join()
+            .unwrap_or_else(|_| Err(SqlError::Internal("the SQL parser panicked".into())))
+    })
+}
+
+/// How deeply `statement`'s expressions and queries nest, counted up to `limit + 1`.
+fn nesting_depth(statement: &Statement, limit: usize) -> usize {
+    use datafusion::sql::sqlparser::ast::{Expr, Query, Visit, Visitor};
+    use std::ops::ControlFlow;
+    struct Depth {
+        now: usize,
+        deepest: usize,
+        limit: usize,
+    }
+    impl Depth {
+        fn enter(&mut self) -> ControlFlow<()> {
+            self.now += 1;
+            self.deepest = self.deepest.max(self.now);
+            // Stop walking beyond the limit: the walk itself recurses per level.
+            if self.now > self.limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+        fn leave(&mut self) -> ControlFlow<()> {
+            self.now -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+    impl Visitor for Depth {
+        type Break = ();
+        fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+            self.enter()
+        }
+        fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+            self.leave()
+        }
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.enter()
+        }
+        fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.leave()
+        }
+    }
+    let mut depth = Depth {
+        now: 0,
+        deepest: 0,
+        limit,
+    };
+    let mut statement = statement;
+    loop {
+        match statement {
+            Statement::Statement(s) => {
+                let _ = s.visit(&mut depth);
+            }
+            Statement::Explain(explain) => {
+                statement = &explain.statement;
+                continue;
+            }
+            Statement::CopyTo(copy) => {
+                if let datafusion::sql::parser::CopyToSource::Query(query) = &copy.source {
+                    let _ = query.visit(&mut depth);
+                }
+            }
+            Statement::CreateExternalTable(_) | Statement::Reset(_) => {}
+        }
+        return depth.deepest;
+    }
 }
 
 /// A registered table: its name, its schema (partition columns last) and what it holds.
@@ -47,6 +178,7 @@ pub struct Engine {
     ctx: SessionContext,
     tables: Vec<TableInfo>,
     cut: Cut,
+    bounds: SqlBounds,
 }
 
 /// DataFusion settings from the environment, over kefu's own: each option `a.b.c` is
@@ -161,7 +293,12 @@ impl Engine {
         for (table, files) in StoredTable::ALL.into_iter().zip(files) {
             tables.push(register(&ctx, &root, table, cut.version(table), files)?);
         }
-        Ok(Engine { ctx, tables, cut })
+        Ok(Engine {
+            ctx,
+            tables,
+            cut,
+            bounds: options.bounds,
+        })
     }
 
     /// The state of the warehouse this session reads: the operation and each table's
@@ -180,12 +317,16 @@ impl Engine {
         &self.tables
     }
 
-    /// Plans one statement of ad hoc SQL, refusing anything but reading.
+    /// Plans one statement of ad hoc SQL, refusing anything but reading, and SQL beyond
+    /// the session's bounds.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame, SqlError> {
-        self.ctx
-            .sql_with_options(sql, read_only())
-            .await
-            .map_err(|e| SqlError::from_planning(sql, e))
+        let mut statements = self.parse(sql)?;
+        match statements.len() {
+            1 => self.plan(statements.remove(0)).await,
+            n => Err(SqlError::DataFusion(DataFusionError::NotImplemented(
+                format!("one statement at a time, found {n}"),
+            ))),
+        }
     }
 
     /// Runs one statement of ad hoc SQL to the end: its schema and every batch.
@@ -201,9 +342,7 @@ impl Engine {
     /// Splits a script into statements (parsing all of it first, so a syntax error
     /// anywhere runs nothing).
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, SqlError> {
-        DFParser::parse_sql(sql)
-            .map(Vec::from)
-            .map_err(SqlError::from)
+        parse_bounded(sql, self.bounds)
     }
 
     /// Plans one parsed statement, refusing anything but reading.

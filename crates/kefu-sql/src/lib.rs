@@ -13,7 +13,10 @@ pub mod queries;
 pub mod snapshot;
 pub mod udf;
 
-pub use engine::{Engine, EngineOptions, TableInfo, execute_cancellable};
+pub use engine::{
+    Engine, EngineOptions, QUERY_THREAD_STACK, SqlBounds, TableInfo, execute_cancellable,
+    parse_bounded,
+};
 pub use output::Format;
 pub use queries::{NamedQuery, QueryLibrary};
 
@@ -48,6 +51,16 @@ pub enum SqlError {
     },
     #[error("unknown named query '{0}' (kefu query --list shows them)")]
     UnknownQuery(String),
+    /// SQL text longer than the session allows.
+    #[error("the SQL is {bytes} bytes long, more than the {limit} bytes allowed")]
+    TooLong { bytes: usize, limit: usize },
+    /// Expressions or subqueries nested deeper than the session allows.
+    #[error(
+        "the SQL has expressions or subqueries nested more than {limit} deep (e.g. a chain of more than {limit} ORs or +); use IN (…) for long lists of values"
+    )]
+    TooDeep { limit: usize },
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl SqlError {
