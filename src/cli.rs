@@ -363,6 +363,10 @@ pub struct IngestArgs {
     /// Refuse the whole batch when more than this share of its records is rejected.
     #[arg(long, default_value_t = kefu_ingest::ingest::DEFAULT_MAX_REJECT_RATIO, value_name = "R")]
     pub max_reject_ratio: f64,
+    /// Refuse a compressed source (gzip, zstd, zip, tar.gz) that expands to more than N
+    /// times its size (past 16 MiB): an export compresses 5–20×; a "zip bomb" far more.
+    #[arg(long, default_value_t = kefu_ingest::source::DEFAULT_MAX_DECOMPRESSION_RATIO, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_decompression_ratio: u64,
     /// After the batch, compact each partition it touched that holds more than N small files
     /// (0: never). Files of 131,072 rows or more stay as they are unless deletion vectors
     /// removed a quarter of their rows; `kefu compact` rewrites them too.
@@ -662,6 +666,10 @@ fn ingest_command(args: &IngestArgs) -> CliResult {
         profile,
         max_reject_ratio: args.max_reject_ratio,
         compact_after: args.compact_after,
+        decompression: kefu_ingest::DecompressionLimits {
+            max_ratio: args.max_decompression_ratio,
+            ..Default::default()
+        },
         ..kefu_ingest::IngestOptions::default()
     };
     let progress = BarProgress::new(args.quiet || args.json);

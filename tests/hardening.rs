@@ -61,3 +61,47 @@ fn deep_and_long_sql_get_a_clear_error_and_the_server_lives() {
     let (status, _, body) = server.request("GET", "/healthz", &[], "");
     assert_eq!((status, body.as_slice()), (200, b"ok\n".as_slice()));
 }
+
+/// An upload whose ingest ends the process (here a failpoint; before the fixes, a 2.5 kB
+/// workbook or a small gzip) was resumed at every start and ended every start. After
+/// three attempts it is quarantined: failed, shown to its office and the admin, and the
+/// server stays up, also when started again.
+#[test]
+fn an_upload_that_kills_the_server_is_quarantined() {
+    use crate::uploads::{ADMIN, BEIJING};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = crate::uploads::config("concurrency = 1");
+    let poison = [("KEFU_FAILPOINT", "upload_abort_in_ingest")];
+    let mut server = Server::start_with(dir, &config, &poison);
+    let calls = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sql/calls.csv"),
+    )
+    .unwrap();
+    let (status, accepted) = server.upload(Some(BEIJING), "name=calls.csv", &calls);
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["id"].as_str().unwrap().to_string();
+    // The first ingest and two resumed ones end the process.
+    for attempt in 1..=3 {
+        let ended = server.child.wait().unwrap();
+        assert!(!ended.success(), "attempt {attempt} should have aborted");
+        drop(server);
+        server = Server::start_with(dir, &config, &poison);
+    }
+    for token in [BEIJING, ADMIN] {
+        let (status, record) = server.get_json(token, &format!("/api/v1/uploads/{id}"));
+        assert_eq!(status, 200, "{record}");
+        assert_eq!(record["status"], "failed", "{record}");
+        assert!(
+            record["error"].as_str().unwrap().contains("quarantined"),
+            "{record}"
+        );
+    }
+    let (status, _, _) = server.request("GET", "/healthz", &[], "");
+    assert_eq!(status, 200);
+    // Not tried again at the next start either.
+    drop(server);
+    let server = Server::start(dir, &config);
+    assert_eq!(server.finished(&id)["status"], "failed");
+    assert_eq!(server.count("SELECT count(*) AS n FROM calls"), 0);
+}

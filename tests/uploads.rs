@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use crate::common::{generate, kefu};
 use crate::serve::{Server, parse_response};
 
-const BEIJING: &str = "office-token-beijing-0001";
+pub(crate) const BEIJING: &str = "office-token-beijing-0001";
 const SHANGHAI: &str = "office-token-shanghai-001";
 const ANALYST: &str = "analyst-token-000000001";
-const ADMIN: &str = "admin-token-00000000001";
+pub(crate) const ADMIN: &str = "admin-token-00000000001";
 
-fn config(uploads: &str) -> String {
+pub(crate) fn config(uploads: &str) -> String {
     format!(
         "[uploads]\n{uploads}\n\n\
          [[token]]\nname = \"beijing\"\ntoken = \"{BEIJING}\"\nrole = \"office\"\nregion = \"beijing\"\n\n\
@@ -31,7 +31,12 @@ fn bearer(token: &str) -> String {
 }
 
 impl Server {
-    fn upload(&self, token: Option<&str>, query: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    pub(crate) fn upload(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        body: &[u8],
+    ) -> (u16, serde_json::Value) {
         let auth = token.map(bearer);
         let mut headers = vec![];
         if let Some(a) = &auth {
@@ -44,7 +49,7 @@ impl Server {
         (status, json)
     }
 
-    fn get_json(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+    pub(crate) fn get_json(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
         let auth = bearer(token);
         let (status, head, body) = self.request("GET", path, &[("Authorization", &auth)], "");
         let json = serde_json::from_slice(&body)
@@ -53,7 +58,7 @@ impl Server {
     }
 
     /// Polls an upload until it is done or failed.
-    fn finished(&self, id: &str) -> serde_json::Value {
+    pub(crate) fn finished(&self, id: &str) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
             let (status, record) = self.get_json(ADMIN, &format!("/api/v1/uploads/{id}"));
@@ -70,7 +75,7 @@ impl Server {
     }
 
     /// One number from a SQL query (analyst token).
-    fn count(&self, sql: &str) -> i64 {
+    pub(crate) fn count(&self, sql: &str) -> i64 {
         let body = serde_json::json!({ "sql": sql }).to_string();
         let (status, _, json) = self.sql(Some(ANALYST), &body, "application/json");
         let json: serde_json::Value = serde_json::from_slice(&json).unwrap();

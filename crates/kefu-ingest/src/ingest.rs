@@ -27,7 +27,9 @@ use kefu_storage::parquet::rejects_layout;
 use kefu_storage::tables::StoredTable;
 use kefu_storage::{AsOf, Commit, Cut, OperationPlan, OperationRecord, Recovery, Warehouse};
 
-use crate::source::{Input, expand_inputs, for_each_input_stream};
+use crate::source::{
+    DecompressionLimits, ExpansionLimit, Input, expand_inputs, for_each_input_stream_limited,
+};
 use crate::{IngestError, Profile, RejectTally, RejectedRecord, RowSink, SourceName, convert_csv};
 
 pub use kefu_storage::tables::{PARTITION_TIME_ZONE, partitioned_by_month};
@@ -60,6 +62,8 @@ pub struct IngestOptions {
     /// rows are merged into it as a chunk (a large batch merges in several chunks, with
     /// the same result as one).
     pub buffer_bytes: usize,
+    /// How far a compressed source may expand.
+    pub decompression: DecompressionLimits,
 }
 
 impl Default for IngestOptions {
@@ -69,6 +73,7 @@ impl Default for IngestOptions {
             max_reject_ratio: DEFAULT_MAX_REJECT_RATIO,
             compact_after: DEFAULT_COMPACT_AFTER,
             buffer_bytes: DEFAULT_BUFFER_BYTES,
+            decompression: DecompressionLimits::default(),
         }
     }
 }
@@ -480,8 +485,10 @@ fn write_batch(
             ));
         };
         let mut rest = todo;
+        // Set when a small file expanded past what is buffered: it is streamed instead.
+        let mut stream_next = false;
         while let Some((path, hash, bytes)) = rest.first() {
-            if *bytes >= SMALL_FILE_BYTES {
+            if *bytes >= SMALL_FILE_BYTES || std::mem::take(&mut stream_next) {
                 // A large file: read as one stream, its chunks converted on all cores,
                 // and hashed as it is read unless that was done already.
                 sink.begin_source();
@@ -492,7 +499,8 @@ fn write_batch(
                         hasher.lock().expect("lock").update(buf);
                     }
                 };
-                for_each_input_stream(path, &on_read_and_hash, |name, reader| {
+                let limits = &options.decompression;
+                for_each_input_stream_limited(path, limits, &on_read_and_hash, |name, reader| {
                     sink.source = Some(name.clone());
                     sink.table = None;
                     let outcome = convert_csv(reader, &name, &options.profile, None, &mut sink)?;
@@ -515,16 +523,35 @@ fn write_batch(
             let run = rest.iter().take_while(|t| t.2 < SMALL_FILE_BYTES).count();
             let (files, after) = rest.split_at(run);
             rest = after;
-            read_files_in_parallel(files, &options.profile, &on_read, |i, streams| {
-                sink.begin_source();
-                for stream in streams {
-                    sink.replay(stream)?;
-                }
-                let (path, hash, bytes) = &files[i];
-                let hash = hash.clone().expect("small files are hashed first");
-                finished_source(&mut sink, path, hash, *bytes);
-                Ok(())
-            })?;
+            // Small files are converted whole in memory, so what they may expand to is
+            // bounded further (twice the row buffer); one that goes beyond is streamed like
+            // a large file.
+            let buffered = DecompressionLimits {
+                max_bytes: (options.buffer_bytes as u64)
+                    .saturating_mul(2)
+                    .min(options.decompression.max_bytes),
+                ..options.decompression
+            };
+            let stopped = read_files_in_parallel(
+                files,
+                &options.profile,
+                &buffered,
+                &on_read,
+                |i, streams| {
+                    sink.begin_source();
+                    for stream in streams {
+                        sink.replay(stream)?;
+                    }
+                    let (path, hash, bytes) = &files[i];
+                    let hash = hash.clone().expect("small files are hashed first");
+                    finished_source(&mut sink, path, hash, *bytes);
+                    Ok(())
+                },
+            )?;
+            if let Some(i) = stopped {
+                rest = &files[i..];
+                stream_next = true;
+            }
         }
         Ok(())
     })();
@@ -625,10 +652,11 @@ impl RowSink for StreamBuffer {
 fn read_file(
     path: &Input,
     profile: &Profile,
+    limits: &DecompressionLimits,
     on_read: &(dyn Fn(&[u8]) + Sync),
 ) -> Result<Vec<BufferedStream>, IngestError> {
     let mut streams = Vec::new();
-    for_each_input_stream(path, on_read, |name, reader| {
+    for_each_input_stream_limited(path, limits, on_read, |name, reader| {
         let mut buffer = StreamBuffer::default();
         let outcome = convert_csv(reader, &name, profile, None, &mut buffer)?;
         streams.push(BufferedStream {
@@ -643,13 +671,15 @@ fn read_file(
 }
 
 /// Reads `files` on one thread per core and hands each file's streams to `each`, in the
-/// order of `files`, on the calling thread. Stops at the first error, in file order.
+/// order of `files`, on the calling thread. Stops at the first error, in file order, or
+/// before the first file that expands beyond `limits` (returning its index).
 fn read_files_in_parallel(
     files: &[(Input, Option<String>, u64)],
     profile: &Profile,
+    limits: &DecompressionLimits,
     on_read: &(dyn Fn(&[u8]) + Sync),
     mut each: impl FnMut(usize, Vec<BufferedStream>) -> Result<(), IngestError>,
-) -> Result<(), IngestError> {
+) -> Result<Option<usize>, IngestError> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let readers = crate::read::worker_count();
     std::thread::scope(|scope| {
@@ -665,7 +695,10 @@ fn read_files_in_parallel(
                         let Some((path, _, _)) = files.get(i) else {
                             return;
                         };
-                        if tx.send((i, read_file(path, profile, on_read))).is_err() {
+                        if tx
+                            .send((i, read_file(path, profile, limits, on_read)))
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -678,11 +711,14 @@ fn read_files_in_parallel(
         for (i, result) in rx.iter() {
             pending.insert(i, result);
             while let Some(result) = pending.remove(&expected) {
-                each(expected, result?)?;
+                match result {
+                    Err(e) if ExpansionLimit::is_cause_of(&e) => return Ok(Some(expected)),
+                    result => each(expected, result?)?,
+                }
                 expected += 1;
             }
         }
-        Ok(())
+        Ok(None)
     })
 }
 

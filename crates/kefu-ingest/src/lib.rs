@@ -31,7 +31,7 @@ pub use ingest::{IngestOptions, IngestReport, ingest};
 pub use jsonl::convert_jsonl;
 pub use kefu_storage::ledger::TableCounts;
 pub use profile::{FieldMap, MissingColumns, Profile};
-pub use source::SourceName;
+pub use source::{DecompressionLimits, SourceName};
 pub use text::TextEncoding;
 pub use xlsx::convert_xlsx;
 

@@ -200,6 +200,120 @@ pub fn for_each_stream(
     for_each_stream_counted(path, &|_| {}, each)
 }
 
+/// How much a compressed source may expand: a small file that decompresses to gigabytes
+/// (a "zip bomb") is refused as it is read, never buffered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecompressionLimits {
+    /// Decompressed bytes per compressed byte of the source, at most (past `allowance`).
+    pub max_ratio: u64,
+    /// Decompressed bytes any source may reach whatever its ratio (a tiny file of
+    /// repeated text legitimately compresses far beyond `max_ratio`).
+    pub allowance: u64,
+    /// Decompressed bytes of one source at most.
+    pub max_bytes: u64,
+}
+
+/// The default [`DecompressionLimits::max_ratio`]: CSV exports compress 5–20× with gzip
+/// or zstd; 100× leaves room for very repetitive ones.
+pub const DEFAULT_MAX_DECOMPRESSION_RATIO: u64 = 100;
+
+impl Default for DecompressionLimits {
+    fn default() -> Self {
+        DecompressionLimits {
+            max_ratio: DEFAULT_MAX_DECOMPRESSION_RATIO,
+            allowance: 16 << 20,
+            max_bytes: 64 << 30,
+        }
+    }
+}
+
+impl DecompressionLimits {
+    /// The decompressed bytes a source of `compressed` bytes may reach.
+    pub fn limit_for(&self, compressed: u64) -> u64 {
+        compressed
+            .saturating_mul(self.max_ratio)
+            .max(self.allowance)
+            .min(self.max_bytes)
+    }
+}
+
+/// The error inside the `std::io::Error` a source beyond its [`DecompressionLimits`]
+/// fails with.
+#[derive(Debug)]
+pub struct ExpansionLimit(String);
+
+impl std::fmt::Display for ExpansionLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ExpansionLimit {}
+
+impl ExpansionLimit {
+    /// Whether `error` is a source stopped at its decompression limit.
+    pub fn is_cause_of(error: &IngestError) -> bool {
+        match error {
+            IngestError::Read { error, .. } => error
+                .get_ref()
+                .is_some_and(|e| e.downcast_ref::<ExpansionLimit>().is_some()),
+            _ => false,
+        }
+    }
+}
+
+/// The decompressed bytes one source may still yield (shared by the members of an
+/// archive).
+struct Budget {
+    read: std::cell::Cell<u64>,
+    limit: u64,
+    compressed: u64,
+    ratio: u64,
+}
+
+impl Budget {
+    fn wrap<R>(&self, inner: R) -> Expanded<'_, R> {
+        Expanded {
+            inner,
+            budget: self,
+        }
+    }
+}
+
+/// A decompressed stream counted against its source's [`Budget`].
+struct Expanded<'a, R> {
+    inner: R,
+    budget: &'a Budget,
+}
+
+impl<R: Read> Read for Expanded<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Budget {
+            read,
+            limit,
+            compressed,
+            ratio,
+        } = self.budget;
+        // Never hand out more than the limit allows, so the excess is not even read.
+        let room = limit.saturating_sub(read.get());
+        if room == 0 {
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            return Err(std::io::Error::other(ExpansionLimit(format!(
+                "decompresses to more than {limit} bytes from {compressed} compressed bytes \
+                 (at most {ratio}× its size is read; raise --max-decompression-ratio if the \
+                 export is genuine)"
+            ))));
+        }
+        let take = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..take])?;
+        read.set(read.get() + n as u64);
+        Ok(n)
+    }
+}
+
 /// Counts the bytes read from the file (compressed bytes, for archives).
 struct Counted<'a, R> {
     inner: R,
@@ -313,13 +427,32 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<Input>, IngestError> {
     Ok(out)
 }
 
-/// [`for_each_stream_counted`] for any [`Input`].
+/// [`for_each_stream_counted`] for any [`Input`], with the default
+/// [`DecompressionLimits`].
 pub fn for_each_input_stream(
     input: &Input,
+    on_read: &(dyn Fn(&[u8]) + Sync),
+    each: impl FnMut(SourceName, &mut dyn Read) -> Result<(), IngestError>,
+) -> Result<(), IngestError> {
+    for_each_input_stream_limited(input, &DecompressionLimits::default(), on_read, each)
+}
+
+/// [`for_each_input_stream`] within `limits`: the decompressed bytes of a compressed
+/// source (all members of an archive together) are bounded by its compressed size.
+pub fn for_each_input_stream_limited(
+    input: &Input,
+    limits: &DecompressionLimits,
     on_read: &(dyn Fn(&[u8]) + Sync),
     mut each: impl FnMut(SourceName, &mut dyn Read) -> Result<(), IngestError>,
 ) -> Result<(), IngestError> {
     let origin = input.name();
+    let compressed = input.size()?;
+    let budget = Budget {
+        read: std::cell::Cell::new(0),
+        limit: limits.limit_for(compressed),
+        compressed,
+        ratio: limits.max_ratio,
+    };
     let open_err = |e: std::io::Error| IngestError::Read {
         source_name: origin.clone(),
         error: e,
@@ -340,11 +473,11 @@ pub fn for_each_input_stream(
         Kind::Plain => each(name(None), &mut BufReader::new(file)),
         Kind::Gz => each(
             name(None),
-            &mut flate2::read::MultiGzDecoder::new(BufReader::new(file)),
+            &mut budget.wrap(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
         ),
         Kind::Zst => {
-            let mut decoder = zstd::Decoder::new(file).map_err(open_err)?;
-            each(name(None), &mut decoder)
+            let decoder = zstd::Decoder::new(file).map_err(open_err)?;
+            each(name(None), &mut budget.wrap(decoder))
         }
         Kind::Zip => {
             let mut zip = zip::ZipArchive::new(BufReader::new(file))
@@ -365,13 +498,13 @@ pub fn for_each_input_stream(
                         "member '{member_name}' has a path that leaves the archive; refusing it"
                     )));
                 }
-                each(name(Some(member_name)), &mut member)?;
+                each(name(Some(member_name)), &mut budget.wrap(&mut member))?;
             }
             Ok(())
         }
         Kind::Tar => tar_members(tar::Archive::new(BufReader::new(file)), &origin, each),
         Kind::TarGz => tar_members(
-            tar::Archive::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
+            tar::Archive::new(budget.wrap(flate2::read::MultiGzDecoder::new(BufReader::new(file)))),
             &origin,
             each,
         ),

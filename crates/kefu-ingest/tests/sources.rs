@@ -217,6 +217,11 @@ fn file_urls_are_paths_and_unknown_schemes_are_refused_clearly() {
 /// A minimal workbook, written as Excel lays one out: shared strings for text, numbers
 /// for numbers, and dates and times as day serials with a date or time number format.
 fn workbook(rows: &[&[Cell]]) -> Vec<u8> {
+    zip_parts(workbook_parts(rows))
+}
+
+/// The parts of [`workbook`]'s zip, by name, for tests that corrupt one.
+fn workbook_parts(rows: &[&[Cell]]) -> Vec<(&'static str, String)> {
     let mut strings: Vec<String> = Vec::new();
     let mut sheet = String::from(
         r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>"#,
@@ -261,6 +266,10 @@ fn workbook(rows: &[&[Cell]]) -> Vec<u8> {
         ("xl/sharedStrings.xml", shared),
         ("xl/worksheets/sheet1.xml", sheet),
     ];
+    files.into()
+}
+
+fn zip_parts(files: Vec<(&'static str, String)>) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, body) in files {
         zip.start_file(name, zip::write::SimpleFileOptions::default())
@@ -368,4 +377,107 @@ fn excel_workbooks_are_read_like_csv() {
     // Row 3: the Excel error; row 4: a plain number where a date belongs.
     assert_eq!(reasons, [(3, "invalid_text"), (4, "unparseable_timestamp")]);
     assert!(got.rejects[0].reject.detail.contains("#N/A"));
+}
+
+fn convert_workbook(bytes: Vec<u8>) -> Result<(kefu_ingest::FileOutcome, Collected), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("客户_202601.xlsx");
+    std::fs::write(&path, bytes).unwrap();
+    let mut got = Collected::default();
+    let mut outcome = None;
+    for_each_stream(&path, |name, reader| {
+        outcome = Some(convert_csv(
+            reader,
+            &name,
+            &Profile::builtin(),
+            None,
+            &mut got,
+        )?);
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?;
+    Ok((outcome.unwrap(), got))
+}
+
+const CUSTOMER_HEADER: [Cell; 8] = [
+    Cell::Text("客户号"),
+    Cell::Text("地区"),
+    Cell::Text("归属网点"),
+    Cell::Text("客户类型"),
+    Cell::Text("客户等级"),
+    Cell::Text("开户时间"),
+    Cell::Text("销户时间"),
+    Cell::Text("销户原因"),
+];
+
+/// A 2.5 kB workbook whose shared-strings table declares four billion strings: the
+/// reader reserved room for them and aborted the process.
+#[test]
+fn a_workbook_declaring_absurd_shared_strings_is_refused() {
+    let mut parts = workbook_parts(&[&CUSTOMER_HEADER]);
+    for (name, body) in &mut parts {
+        if *name == "xl/sharedStrings.xml" {
+            *body = body.replace(r#"uniqueCount="8""#, r#"uniqueCount="4000000000""#);
+            assert!(body.contains("4000000000"));
+        }
+    }
+    let bytes = zip_parts(parts);
+    assert!(bytes.len() < 4096);
+    let error = convert_workbook(bytes).unwrap_err();
+    assert!(
+        error.contains("declares 4000000000 shared strings"),
+        "{error}"
+    );
+}
+
+/// Cells at A1 and XFD1048576 made the reader allocate the whole grid (24 GB) before the
+/// kernel killed it; a cell beyond Excel's grid is refused by name.
+#[test]
+fn a_workbook_with_a_cell_at_the_grid_corner_streams() {
+    use Cell::*;
+    let data: [Cell; 8] = [
+        Text("CU1"),
+        Text("beijing"),
+        Text("beijing-01"),
+        Text("个人"),
+        Text("黄金"),
+        DateTime(46023.5),
+        Empty,
+        Empty,
+    ];
+    let corner = |at: &str| {
+        let mut parts = workbook_parts(&[&CUSTOMER_HEADER, &data]);
+        for (name, body) in &mut parts {
+            if *name == "xl/worksheets/sheet1.xml" {
+                *body = body.replace(
+                    "</sheetData>",
+                    &format!(
+                        r#"<row r="{row}"><c r="{at}"><v>1</v></c></row></sheetData>"#,
+                        row = at.trim_start_matches(|c: char| c.is_ascii_uppercase())
+                    ),
+                );
+                *body = body.replace(
+                    "<sheetData>",
+                    r#"<dimension ref="A1:XFD1048576"/><sheetData>"#,
+                );
+            }
+        }
+        zip_parts(parts)
+    };
+    let bytes = corner("XFD1048576");
+    assert!(bytes.len() < 4096);
+    let (outcome, got) = convert_workbook(bytes).unwrap();
+    // The customer lands; the stray cell's row is rejected (it has 16,384 fields).
+    assert_eq!(
+        (outcome.records, outcome.rows, outcome.rejected),
+        (2, 1, 1),
+        "{:#?}",
+        got.rejects
+    );
+    assert_eq!(got.rejects[0].line, 1_048_576);
+    let error = convert_workbook(corner("XFE1048577")).unwrap_err();
+    assert!(
+        error.contains("cell XFE1048577 lies outside Excel's grid"),
+        "{error}"
+    );
 }

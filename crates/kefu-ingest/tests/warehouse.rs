@@ -588,3 +588,71 @@ fn json_lines_land_the_same_rows_as_csv() {
     let rejects = read_table(&landed[1].1, "_rejects");
     assert_eq!(strings(&rejects[0], "reason").value(0), "invalid_json");
 }
+
+/// One gzip member of `text`, `copies` times over (a gzip stream may hold many members,
+/// and readers decompress them all): a tiny file that expands `copies`-fold.
+fn repeated_gzip(text: &str, copies: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(text.as_bytes()).unwrap();
+    let member = encoder.finish().unwrap();
+    member.repeat(copies)
+}
+
+/// A gzip of under 256 kB that expands to 64 MiB of lines (the adversarial test's 65 kB needed 2.5 GB
+/// because small files were buffered whole): refused as it is read, nothing committed.
+#[test]
+fn a_gzip_bomb_is_refused_as_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = format!("{}\n", "X".repeat(1023));
+    let mut text = String::from(CUSTOMERS);
+    while text.len() < 1 << 20 {
+        text.push_str(&line);
+    }
+    let bomb = dir.path().join("customers.csv.gz");
+    std::fs::write(&bomb, repeated_gzip(&text, 64)).unwrap();
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 256 << 10);
+    let wh_dir = dir.path().join("wh");
+    let err = ingest(
+        &[bomb.display().to_string()],
+        &open(&wh_dir),
+        &IngestOptions::default(),
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("decompresses to more than 16777216 bytes"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("customers.csv.gz"), "{err}");
+    assert_untouched(&wh_dir);
+}
+
+/// A small compressed file that expands past what is buffered in memory is streamed
+/// instead, every row landing once.
+#[test]
+fn a_small_file_expanding_past_the_buffer_is_streamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from(CUSTOMERS);
+    let customers = 40_000;
+    for i in 0..customers {
+        text.push_str(&customer(
+            &format!("CU{i:06}"),
+            "gold",
+            "2026-01-01T00:00:00Z",
+        ));
+    }
+    let file = dir.path().join("customers.csv.gz");
+    std::fs::write(&file, repeated_gzip(&text, 1)).unwrap();
+    let wh_dir = dir.path().join("wh");
+    let options = IngestOptions {
+        // Converted whole, the file would need more than twice this.
+        buffer_bytes: 1 << 20,
+        ..IngestOptions::default()
+    };
+    assert!(text.len() > 2 << 20);
+    let report = ingest_files(&open(&wh_dir), &[&file], &options);
+    assert_eq!(report.totals().records, customers);
+    assert_eq!(rows(&read_table(&wh_dir, "customers")), customers as usize);
+}

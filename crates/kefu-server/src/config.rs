@@ -16,6 +16,7 @@
 //! max_bytes = "1GiB"         # larger uploads are refused (413) before they are read
 //! concurrency = 2            # uploads ingested at the same time (one region's in order)
 //! max_reject_ratio = 0.05    # an upload rejecting more lands nothing and fails
+//! max_decompression_ratio = 100 # a compressed upload expanding more (past 16 MiB) fails
 //!
 //! [[token]]
 //! name = "beijing-office"    # shown in logs; the token itself never is
@@ -56,6 +57,7 @@ struct RawUploads {
     max_bytes: Option<Spanned<String>>,
     concurrency: Option<Spanned<usize>>,
     max_reject_ratio: Option<Spanned<f64>>,
+    max_decompression_ratio: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,6 +213,15 @@ impl ServerConfig {
                     ));
                 }
                 uploads.max_reject_ratio = *r.get_ref();
+            }
+            if let Some(r) = &u.max_decompression_ratio {
+                if *r.get_ref() == 0 {
+                    return Err(err(
+                        r.span().start,
+                        "max_decompression_ratio: at least 1".into(),
+                    ));
+                }
+                uploads.decompression.max_ratio = *r.get_ref();
             }
         }
         let mut profiles = std::collections::HashMap::new();

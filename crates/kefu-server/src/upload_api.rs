@@ -258,6 +258,7 @@ pub async fn receive(
             rejects_by_reason: Default::default(),
             error: None,
             finished_at: None,
+            attempts: 0,
         };
         match accept(&state.ingest, upload) {
             Ok(Accepted::Queued(u)) => queued = Some(*u),

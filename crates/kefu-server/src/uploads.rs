@@ -118,7 +118,16 @@ pub struct Upload {
     pub error: Option<String>,
     #[serde(default)]
     pub finished_at: Option<DateTime<Utc>>,
+    /// How many times its ingest was started; one the server stopped during this often is
+    /// quarantined rather than tried again.
+    #[serde(default)]
+    pub attempts: u32,
 }
+
+/// Ingest attempts an upload gets: a start after a crash tries it again (the crash may
+/// have been a power cut), but an upload whose ingest keeps ending the process is
+/// quarantined instead of killing every start.
+pub const MAX_INGEST_ATTEMPTS: u32 = 3;
 
 /// The `[uploads]` settings.
 #[derive(Debug, Clone)]
@@ -131,6 +140,8 @@ pub struct UploadSettings {
     pub concurrency: usize,
     /// An upload whose rejected share is higher fails and lands nothing.
     pub max_reject_ratio: f64,
+    /// How far a compressed upload may expand.
+    pub decompression: kefu_ingest::DecompressionLimits,
 }
 
 impl Default for UploadSettings {
@@ -140,6 +151,7 @@ impl Default for UploadSettings {
             max_bytes: 1 << 30,
             concurrency: 2,
             max_reject_ratio: kefu_ingest::ingest::DEFAULT_MAX_REJECT_RATIO,
+            decompression: kefu_ingest::DecompressionLimits::default(),
         }
     }
 }
@@ -206,6 +218,7 @@ impl Inbox {
                             let _ = std::fs::remove_file(f.path());
                         }
                     }
+                    let upload = quarantine_if_tried_out(upload, &record)?;
                     uploads.insert(upload.id.clone(), upload);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -291,6 +304,32 @@ impl Inbox {
             .filter(|u| matches!(u.status, Status::Queued | Status::Ingesting))
             .count()
     }
+}
+
+/// Marks an upload failed when the server stopped during each of its
+/// [`MAX_INGEST_ATTEMPTS`] ingests, and records that; other uploads are returned as they
+/// are.
+fn quarantine_if_tried_out(mut upload: Upload, record: &Path) -> Result<Upload, ServerError> {
+    if upload.status != Status::Ingesting || upload.attempts < MAX_INGEST_ATTEMPTS {
+        return Ok(upload);
+    }
+    tracing::error!(
+        upload = %upload.id,
+        attempts = upload.attempts,
+        "quarantining an upload whose ingest never finished"
+    );
+    upload.status = Status::Failed;
+    upload.error = Some(format!(
+        "quarantined: the server stopped during each of the {} attempts to ingest this \
+         upload, so it is not tried again; check the file with `kefu check` and upload it \
+         corrected",
+        upload.attempts
+    ));
+    upload.finished_at = Some(Utc::now());
+    let bytes = serde_json::to_vec_pretty(&upload).expect("an upload serialises");
+    kefu_storage::publish::write_local(record, &bytes)
+        .map_err(|e| io_error("cannot write", record, &e))?;
+    Ok(upload)
 }
 
 /// The batch and source of the ledger that hold `content_hash`.
@@ -399,6 +438,7 @@ async fn ingest_one(context: &Arc<IngestContext>, id: &str) {
         return;
     };
     upload.status = Status::Ingesting;
+    upload.attempts += 1;
     if let Err(e) = uploads.inbox.save(&upload) {
         tracing::error!(upload = %id, error = %e, "cannot record the upload as ingesting");
     }
@@ -490,6 +530,7 @@ async fn run_ingest(context: &Arc<IngestContext>, upload: &Upload) -> Result<Fin
     let options = IngestOptions {
         profile,
         max_reject_ratio: uploads.settings.max_reject_ratio,
+        decompression: uploads.settings.decompression,
         ..IngestOptions::default()
     };
     let source = uploads
@@ -502,6 +543,10 @@ async fn run_ingest(context: &Arc<IngestContext>, upload: &Upload) -> Result<Fin
     std::thread::Builder::new()
         .name("kefu-upload-ingest".into())
         .spawn(move || {
+            // For the quarantine test: an input that ends the process.
+            if std::env::var("KEFU_FAILPOINT").as_deref() == Ok("upload_abort_in_ingest") {
+                std::process::abort();
+            }
             let report =
                 kefu_ingest::ingest(&[source], &warehouse, &options, &kefu_progress::NoProgress);
             let _ = tx.send(report);
@@ -564,6 +609,7 @@ mod tests {
             rejects_by_reason: BTreeMap::new(),
             error: None,
             finished_at: None,
+            attempts: 0,
         };
         inbox.save(&upload("01-a", Status::Done)).unwrap();
         inbox.save(&upload("02-b", Status::Ingesting)).unwrap();
