@@ -105,3 +105,45 @@ fn an_upload_that_kills_the_server_is_quarantined() {
     assert_eq!(server.finished(&id)["status"], "failed");
     assert_eq!(server.count("SELECT count(*) AS n FROM calls"), 0);
 }
+
+/// `[uploads] dir` naming a directory that holds anything else (".", the warehouse) had
+/// every subdirectory without an upload record deleted at start: the warehouse with it.
+/// Such a configuration is refused, and nothing is deleted.
+#[test]
+fn an_uploads_dir_holding_anything_else_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    crate::sql::fixture_warehouse(dir);
+    std::fs::create_dir_all(dir.join("notes")).unwrap();
+    std::fs::write(dir.join("notes/keep.txt"), "mine").unwrap();
+    let before = crate::common::snapshot(&dir.join("wh"));
+    for uploads_dir in [".", "wh", "notes"] {
+        std::fs::write(
+            dir.join("server.toml"),
+            config(&format!("[uploads]\ndir = \"{uploads_dir}\"\n")),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kefu"))
+            .env_clear()
+            .current_dir(dir)
+            .args(["serve", "--warehouse", "wh", "--config", "server.toml"])
+            .args(["--listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{uploads_dir}: {stderr}");
+        assert!(
+            stderr.contains("is not an upload"),
+            "{uploads_dir}: {stderr}"
+        );
+        assert_eq!(
+            crate::common::snapshot(&dir.join("wh")),
+            before,
+            "{uploads_dir}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("notes/keep.txt")).unwrap(),
+            "mine"
+        );
+    }
+}

@@ -157,6 +157,51 @@ impl Default for UploadSettings {
 }
 
 const RECORD: &str = "upload.json";
+/// The file that marks a directory as kefu's inbox.
+const MARKER: &str = ".kefu-inbox";
+
+/// A file kefu writes while it receives an upload (`.<name>.partial`).
+fn is_partial(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".partial")
+}
+
+/// Whether `dir` holds nothing but partial files (an upload never acknowledged).
+fn only_partials(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().all(|e| {
+            e.file_type().is_ok_and(|t| t.is_file()) && is_partial(&e.file_name().to_string_lossy())
+        })
+    })
+}
+
+/// Makes `dir` kefu's inbox, or refuses it: marked already, or empty, or holding only
+/// uploads (an inbox of a kefu that did not mark its inboxes yet).
+fn claim_inbox(dir: &Path) -> Result<(), ServerError> {
+    let marker = dir.join(MARKER);
+    if marker.exists() {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| io_error("cannot read", dir, &e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("cannot read", dir, &e))?;
+        let path = entry.path();
+        let is_upload = path.is_dir() && (path.join(RECORD).is_file() || only_partials(&path));
+        if !is_upload {
+            return Err(ServerError::Config {
+                path: dir.display().to_string(),
+                line: 0,
+                message: format!(
+                    "[uploads] dir holds {}, which is not an upload: give the uploads a \
+                     directory of their own (a new or empty one); kefu deletes \
+                     unacknowledged uploads in it and must never touch anything else",
+                    path.display()
+                ),
+            });
+        }
+    }
+    kefu_storage::publish::write_local(&marker, b"kefu uploads inbox\n")
+        .map_err(|e| io_error("cannot write", &marker, &e))
+}
 
 /// The uploads on disk, and an index of them in memory.
 pub struct Inbox {
@@ -190,11 +235,16 @@ pub fn valid_file_name(name: &str) -> Result<&str, String> {
 }
 
 impl Inbox {
-    /// Opens (creating) the inbox. Uploads never acknowledged (no `upload.json`) are
-    /// deleted; the ids of those still queued or ingesting are returned, oldest first,
-    /// to be queued again.
+    /// Opens (creating) the inbox. Uploads never acknowledged (no `upload.json`, only a
+    /// partial file) are deleted; the ids of those still queued or ingesting are
+    /// returned, oldest first, to be queued again.
+    ///
+    /// A directory that holds anything kefu did not put there (the warehouse, `.`) is
+    /// refused: an inbox is marked by a `.kefu-inbox` file, and an unmarked one is taken
+    /// only when empty or holding nothing but uploads.
     pub fn open(dir: &Path) -> Result<(Inbox, Vec<String>), ServerError> {
         std::fs::create_dir_all(dir).map_err(|e| io_error("cannot create", dir, &e))?;
+        claim_inbox(dir)?;
         let mut uploads = BTreeMap::new();
         let entries = std::fs::read_dir(dir).map_err(|e| io_error("cannot read", dir, &e))?;
         for entry in entries {
@@ -214,7 +264,7 @@ impl Inbox {
                         .map_err(|e| io_error("cannot read", &path, &e))?
                         .flatten()
                     {
-                        if f.file_name().to_string_lossy().ends_with(".partial") {
+                        if is_partial(&f.file_name().to_string_lossy()) {
                             let _ = std::fs::remove_file(f.path());
                         }
                     }
@@ -222,9 +272,13 @@ impl Inbox {
                     uploads.insert(upload.id.clone(), upload);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    tracing::info!(path = %path.display(), "deleting an upload that was never acknowledged");
-                    std::fs::remove_dir_all(&path)
-                        .map_err(|e| io_error("cannot delete", &path, &e))?;
+                    if only_partials(&path) {
+                        tracing::info!(path = %path.display(), "deleting an upload that was never acknowledged");
+                        std::fs::remove_dir_all(&path)
+                            .map_err(|e| io_error("cannot delete", &path, &e))?;
+                    } else {
+                        tracing::warn!(path = %path.display(), "leaving a directory of the inbox that is not an upload");
+                    }
                 }
                 Err(e) => return Err(io_error("cannot read", &record, &e)),
             }
