@@ -147,3 +147,45 @@ fn an_uploads_dir_holding_anything_else_is_refused() {
         );
     }
 }
+
+/// An office's upload lands only its region's rows, but the ledger knew the source by its
+/// bytes alone: the same file from another office (or an admin, or `kefu ingest`) was
+/// skipped as already ingested and those rows never landed.
+#[test]
+fn the_same_file_from_another_region_lands_its_rows() {
+    use crate::uploads::{ADMIN, BEIJING, SHANGHAI};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Each office's upload rejects the other region's rows.
+    let config = crate::uploads::config("concurrency = 1\nmax_reject_ratio = 0.8");
+    let server = Server::start(dir, &config);
+    let calls = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sql/calls.csv"),
+    )
+    .unwrap();
+    let region_rows = |region: &str| {
+        server.count(&format!(
+            "SELECT count(*) AS n FROM calls WHERE region = '{region}'"
+        ))
+    };
+    for (token, region, rows) in [(BEIJING, "beijing", 9), (SHANGHAI, "shanghai", 3)] {
+        let (status, accepted) = server.upload(Some(token), "name=calls.csv", &calls);
+        assert_eq!(status, 202, "{region}: {accepted}");
+        assert!(accepted["duplicate_of"].is_null(), "{region}: {accepted}");
+        let done = server.finished(accepted["id"].as_str().unwrap());
+        assert_eq!(done["status"], "done", "{done}");
+        assert_eq!(done["counts"]["landed"], rows, "{region}: {done}");
+        assert_eq!(region_rows(region), rows);
+    }
+    // The same office again: a duplicate of its own upload.
+    let (status, again) = server.upload(Some(SHANGHAI), "name=calls.csv", &calls);
+    assert_eq!(status, 200, "{again}");
+    assert!(!again["duplicate_of"].is_null(), "{again}");
+    // An admin's upload takes every region: nothing new, but not skipped either.
+    let (status, admin) = server.upload(Some(ADMIN), "name=calls.csv", &calls);
+    assert_eq!(status, 202, "{admin}");
+    let done = server.finished(admin["id"].as_str().unwrap());
+    assert_eq!(done["counts"]["records"], 12, "{done}");
+    assert_eq!(done["counts"]["duplicates"], 12, "{done}");
+    assert_eq!(server.count("SELECT count(*) AS n FROM calls"), 12);
+}

@@ -205,7 +205,8 @@ pub fn ingest(
             .block_on(warehouse.cut(AsOf::Latest))
             .map_err(IngestError::Storage)?;
         report.skipped.clear();
-        let todo = select_sources(&listed, &ledger, &committed, progress, &mut report)?;
+        let scope = &options.profile;
+        let todo = select_sources(&listed, &ledger, &committed, scope, progress, &mut report)?;
         tracing::debug!(
             ms = started.elapsed().as_millis(),
             operations = ledger.len(),
@@ -317,6 +318,7 @@ fn select_sources(
     listed: &[(Input, u64)],
     ledger: &[OperationRecord],
     committed: &BTreeMap<String, u64>,
+    profile: &Profile,
     progress: &dyn Progress,
     report: &mut IngestReport,
 ) -> Result<Vec<(Input, Option<String>, u64)>, IngestError> {
@@ -341,7 +343,10 @@ fn select_sources(
             todo.push((file, None, bytes));
             continue;
         }
-        let hash = content_hash(&file, progress)?;
+        let hash = source_fingerprint(
+            &content_hash(&file, progress)?,
+            profile.only_region.as_deref(),
+        );
         let name = file.name();
         if let Some(&seq) = committed.get(&hash) {
             report.skipped.push(SkippedSource {
@@ -430,6 +435,23 @@ fn compact_touched(
     Ok(Some(report))
 }
 
+/// How the ledger knows a source: the BLAKE3 of its bytes, or, when only one region's
+/// rows are taken from it (an office's upload), of those bytes and that region. The same
+/// file from another office, an admin or `kefu ingest` then lands the rows this one left.
+pub fn source_fingerprint(content_hash: &str, only_region: Option<&str>) -> String {
+    match only_region {
+        None => content_hash.to_string(),
+        Some(region) => {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(b"kefu source, one region\0");
+            hasher.update(content_hash.as_bytes());
+            hasher.update(b"\0");
+            hasher.update(region.as_bytes());
+            hasher.finalize().to_hex().to_string()
+        }
+    }
+}
+
 fn content_hash(input: &Input, progress: &dyn Progress) -> Result<String, IngestError> {
     let err = |error| IngestError::Read {
         source_name: input.name(),
@@ -508,12 +530,8 @@ fn write_batch(
                     Ok(())
                 })?;
                 let hash = hash.clone().unwrap_or_else(|| {
-                    hasher
-                        .into_inner()
-                        .expect("lock")
-                        .finalize()
-                        .to_hex()
-                        .to_string()
+                    let content = hasher.into_inner().expect("lock").finalize();
+                    source_fingerprint(&content.to_hex(), options.profile.only_region.as_deref())
                 });
                 finished_source(&mut sink, path, hash, *bytes);
                 rest = &rest[1..];

@@ -224,14 +224,15 @@ pub async fn receive(
         }
     };
     // Content seen before, in the warehouse or (see `accept`) in the inbox, is not
-    // ingested again.
+    // ingested again. An office's upload lands only its region's rows, so the ledger
+    // knows it by its bytes and that region: the same file from another office, or from
+    // an admin, is another source.
+    let fingerprint =
+        kefu_ingest::ingest::source_fingerprint(&received.content_hash, region.as_deref());
     let mut duplicate_of = match state.warehouse.ledger().await {
-        Ok(ledger) => find_in_ledger(&ledger, &received.content_hash).map(|(b, _)| DuplicateOf {
+        Ok(ledger) => find_in_ledger(&ledger, &fingerprint).map(|(b, _)| DuplicateOf {
             // The upload that brought it, when it came through the server.
-            upload: uploads
-                .inbox
-                .find_content(&received.content_hash)
-                .map(|u| u.id),
+            upload: uploads.inbox.find_content(&fingerprint).map(|u| u.id),
             batch: Some(b.seq),
         }),
         Err(e) => {
@@ -248,7 +249,7 @@ pub async fn receive(
             token: principal.name.clone(),
             bytes: received.bytes,
             sha256: received.sha256.clone(),
-            content_hash: received.content_hash,
+            content_hash: fingerprint,
             received_at: chrono::Utc::now(),
             status: Status::Queued,
             duplicate_of: None,

@@ -100,7 +100,8 @@ pub struct Upload {
     pub token: String,
     pub bytes: u64,
     pub sha256: String,
-    /// BLAKE3 of the bytes: how the ledger knows a source.
+    /// How the ledger knows the source: BLAKE3 of the bytes, and of the region for an
+    /// office's upload (`kefu_ingest::ingest::source_fingerprint`).
     pub content_hash: String,
     pub received_at: DateTime<Utc>,
     pub status: Status,
