@@ -660,8 +660,22 @@ fn load_profile(
 fn ingest_command(args: &IngestArgs) -> CliResult {
     use kefu_ingest::IngestError as E;
     let profile = load_profile(args.profile.as_ref(), args.table)?;
+    // A first ingest that fails leaves no warehouse behind: the directory it created
+    // goes again (kefu alone wrote in it).
+    let created = args
+        .warehouse
+        .warehouse
+        .local_path()
+        .filter(|dir| !dir.exists());
     let warehouse = kefu_storage::Warehouse::open(&args.warehouse.warehouse)
         .map_err(|e| (exit::IO, e.to_string()))?;
+    let remove_created = || {
+        if let Some(dir) = &created
+            && let Err(e) = std::fs::remove_dir_all(dir)
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the warehouse directory of a failed first ingest");
+        }
+    };
     let options = kefu_ingest::IngestOptions {
         profile,
         max_reject_ratio: args.max_reject_ratio,
@@ -681,6 +695,7 @@ fn ingest_command(args: &IngestArgs) -> CliResult {
                 E::Storage(kefu_storage::StorageError::Legacy { .. }) => exit::BAD_CONFIG,
                 _ => exit::IO,
             };
+            remove_created();
             (code, e.to_string())
         })?;
     crate::status::print_ingest_report(&report, args.json);

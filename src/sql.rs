@@ -133,22 +133,31 @@ pub(crate) fn query_library(dir: Option<&Path>) -> Result<QueryLibrary, SqlError
     }
 }
 
-/// The warehouse at `location`, which must exist (a missing local directory is an error,
-/// not an empty warehouse).
+/// The warehouse at `location`, which must exist: a missing local directory, or one that
+/// holds no warehouse (a mistyped path, `.`), is an error, never a new empty warehouse.
 pub(crate) fn open_existing_warehouse(
     location: &WarehouseLocation,
 ) -> Result<Warehouse, (u8, String)> {
-    if let Some(dir) = location.local_path()
-        && !dir.is_dir()
-    {
-        return Err((
-            exit::IO,
-            format!(
-                "no warehouse at {} (create one with `kefu ingest SOURCE --warehouse {}`)",
-                dir.display(),
-                dir.display()
-            ),
-        ));
+    if let Some(dir) = location.local_path() {
+        let holds_warehouse = dir.join("_kefu").is_dir()
+            || kefu_storage::StoredTable::ALL
+                .iter()
+                .any(|t| dir.join(t.name()).join("_delta_log").is_dir());
+        if !holds_warehouse {
+            let what = if dir.is_dir() {
+                "holds no warehouse"
+            } else {
+                "does not exist"
+            };
+            return Err((
+                exit::IO,
+                format!(
+                    "no warehouse at {}: the directory {what} (create one with `kefu ingest SOURCE --warehouse {}`)",
+                    dir.display(),
+                    dir.display()
+                ),
+            ));
+        }
     }
     Warehouse::open(location).map_err(|e| (exit::IO, e.to_string()))
 }

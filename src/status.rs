@@ -189,7 +189,7 @@ pub fn status_command(
     json: bool,
 ) -> Result<(), (u8, String)> {
     let io = |e: kefu_storage::StorageError| (exit::IO, e.to_string());
-    let warehouse = kefu_storage::Warehouse::open(location).map_err(io)?;
+    let warehouse = crate::sql::open_existing_warehouse(location)?;
     let runtime = crate::sql::runtime()?;
     let status = runtime.block_on(warehouse.status()).map_err(io)?;
     let reverted = kefu_storage::maintain::reverted(&status.operations);

@@ -189,3 +189,38 @@ fn the_same_file_from_another_region_lands_its_rows() {
     assert_eq!(done["counts"]["duplicates"], 12, "{done}");
     assert_eq!(server.count("SELECT count(*) AS n FROM calls"), 12);
 }
+
+/// A mistyped warehouse became an empty one: `kefu status` created the directory and
+/// `kefu query` answered 0 rows. Read-only commands now refuse a path without a
+/// warehouse, and a failed first ingest leaves none behind.
+#[test]
+fn a_mistyped_warehouse_is_an_error_not_an_empty_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    for warehouse in ["typo/x", "empty"] {
+        for args in [
+            vec!["status"],
+            vec!["sql", "-e", "SELECT count(*) FROM calls"],
+            vec!["query", "calls_kpis"],
+        ] {
+            let out = crate::common::kefu(dir)
+                .args(&args)
+                .args(["--warehouse", warehouse])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} {warehouse}: {stderr}");
+            assert!(stderr.contains("no warehouse at"), "{args:?}: {stderr}");
+        }
+    }
+    assert!(!dir.join("typo").exists());
+    // A first ingest that fails (every row rejected) leaves no directory.
+    std::fs::write(dir.join("calls.csv"), "call_id,region\nC1,nowhere\n").unwrap();
+    let out = crate::common::kefu(dir)
+        .args(["ingest", "--warehouse", "new", "calls.csv"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!dir.join("new").exists());
+}
