@@ -27,6 +27,8 @@ pub enum RejectReason {
     MissingId,
     MissingValue,
     UnparseableTimestamp,
+    /// A timestamp before 1950 or from 2100 on (a placeholder such as `1900-01-01`).
+    ImplausibleTimestamp,
     InvalidEnum,
     BadNumber,
     BadBoolean,
@@ -49,6 +51,7 @@ impl RejectReason {
             RejectReason::MissingId => "missing_id",
             RejectReason::MissingValue => "missing_value",
             RejectReason::UnparseableTimestamp => "unparseable_timestamp",
+            RejectReason::ImplausibleTimestamp => "implausible_timestamp",
             RejectReason::InvalidEnum => "invalid_enum",
             RejectReason::BadNumber => "bad_number",
             RejectReason::BadBoolean => "bad_boolean",
@@ -72,6 +75,7 @@ impl From<ValueError> for RejectReason {
     fn from(e: ValueError) -> Self {
         match e {
             ValueError::UnparseableTimestamp => RejectReason::UnparseableTimestamp,
+            ValueError::ImplausibleTimestamp => RejectReason::ImplausibleTimestamp,
             ValueError::NegativeDuration => RejectReason::NegativeDuration,
             ValueError::BadNumber => RejectReason::BadNumber,
             ValueError::BadBoolean => RejectReason::BadBoolean,

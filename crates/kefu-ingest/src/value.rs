@@ -11,6 +11,9 @@ use kefu_model::vocab::trim;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ValueError {
     UnparseableTimestamp,
+    /// A date outside [`PLAUSIBLE_FROM`, `PLAUSIBLE_UNTIL`): a placeholder (`1900-01-01`,
+    /// `9999-12-31`) or a typo, not an event.
+    ImplausibleTimestamp,
     NegativeDuration,
     BadNumber,
     BadBoolean,
@@ -29,6 +32,21 @@ pub const DEFAULT_DATETIME_FORMATS: &[&str] = &[
 ];
 pub const DEFAULT_DATE_FORMATS: &[&str] = &["%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y", "%Y%m%d"];
 pub const DEFAULT_TIME_FORMATS: &[&str] = &["%H:%M:%S", "%H:%M", "%I:%M:%S %p"];
+
+/// The first instant (µs UTC) a timestamp of an export may hold: 1950-01-01T00:00:00Z.
+/// Customers opened accounts decades ago; nothing in these records is older.
+pub const PLAUSIBLE_FROM: i64 = -631_152_000_000_000;
+/// The end (exclusive, µs UTC) of plausible timestamps: 2100-01-01T00:00:00Z.
+pub const PLAUSIBLE_UNTIL: i64 = 4_102_444_800_000_000;
+
+/// `micros` if it is a plausible time of an event or a record, else why not.
+fn plausible(micros: i64) -> Result<i64, ValueError> {
+    if (PLAUSIBLE_FROM..PLAUSIBLE_UNTIL).contains(&micros) {
+        Ok(micros)
+    } else {
+        Err(ValueError::ImplausibleTimestamp)
+    }
+}
 
 /// Parses timestamps in a set of layouts, interpreting local times in one time zone.
 /// Values that carry an offset (RFC 3339, `…Z`) are taken as they are.
@@ -162,8 +180,12 @@ impl TimestampParser {
         .expect("default formats are valid")
     }
 
-    /// A whole timestamp → microseconds since the epoch (UTC).
+    /// A whole timestamp → microseconds since the epoch (UTC), between 1950 and 2100.
     pub fn parse(&self, value: &str) -> Result<i64, ValueError> {
+        self.parse_any(value).and_then(plausible)
+    }
+
+    fn parse_any(&self, value: &str) -> Result<i64, ValueError> {
         let value = trim(value);
         if let Some(micros) = parse_utc_seconds(value) {
             return Ok(micros);
@@ -206,8 +228,12 @@ impl TimestampParser {
         Err(ValueError::UnparseableTimestamp)
     }
 
-    /// A timestamp split over a date and a time column.
+    /// A timestamp split over a date and a time column, between 1950 and 2100.
     pub fn parse_split(&self, date: &str, time: &str) -> Result<i64, ValueError> {
+        self.parse_split_any(date, time).and_then(plausible)
+    }
+
+    fn parse_split_any(&self, date: &str, time: &str) -> Result<i64, ValueError> {
         let (date, time) = (trim(date), trim(time));
         let fast_date = (self.fast.dash_date)
             .then(|| fast_date(date, '-'))
@@ -379,6 +405,35 @@ pub fn local_date(micros: i64, zone: Tz) -> Option<NaiveDate> {
 
 #[cfg(test)]
 mod tests {
+    /// Placeholders and typos of year are refused: one `1900-01-01` in an export filed
+    /// its rows under a 1940 month (Shanghai's DST gap), and years 1–9999 made thousands
+    /// of partitions.
+    #[test]
+    fn implausible_years_are_refused() {
+        let p = TimestampParser::with_defaults(chrono_tz::Asia::Shanghai);
+        for bad in [
+            "1900-01-01 00:00:00",
+            "0001-01-01 00:00:00",
+            "1949-12-31 23:00:00",
+            "2100-01-01 08:00:00",
+            "9999-12-31 23:59:59",
+            "1900-01-01T00:00:00Z",
+        ] {
+            assert_eq!(p.parse(bad), Err(ValueError::ImplausibleTimestamp), "{bad}");
+        }
+        assert_eq!(
+            p.parse_split("1900-01-01", ""),
+            Err(ValueError::ImplausibleTimestamp)
+        );
+        for good in [
+            "1950-01-01 08:00:00",
+            "1985-06-30 09:00:00",
+            "2099-12-31 23:59:59",
+        ] {
+            assert!(p.parse(good).is_ok(), "{good}");
+        }
+    }
+
     use super::*;
 
     fn shanghai() -> TimestampParser {

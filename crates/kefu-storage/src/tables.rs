@@ -176,35 +176,42 @@ pub fn month_of(micros: i64) -> String {
 
 /// The first instant (µs UTC) of the local month after the one containing `micros`.
 pub fn next_month_start(micros: i64) -> i64 {
-    let utc = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
-    let local = PARTITION_TIME_ZONE.from_utc_datetime(&utc.naive_utc());
-    let (y, m) = if local.month() == 12 {
-        (local.year() + 1, 1)
-    } else {
-        (local.year(), local.month() + 1)
-    };
-    let start = chrono::NaiveDate::from_ymd_opt(y, m, 1)
-        .expect("valid month")
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight");
-    PARTITION_TIME_ZONE
-        .from_local_datetime(&start)
-        .earliest()
-        .map_or(i64::MAX, |t| t.timestamp_micros())
+    month_bounds_in(PARTITION_TIME_ZONE, micros).1
 }
 
 /// The first instant (µs UTC) of the local month containing `micros`.
 fn month_start(micros: i64) -> i64 {
+    month_bounds_in(PARTITION_TIME_ZONE, micros).0
+}
+
+/// The first instant (µs UTC) of the local month containing `micros` in `zone`, and of the
+/// month after.
+fn month_bounds_in(zone: chrono_tz::Tz, micros: i64) -> (i64, i64) {
     let utc = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
-    let local = PARTITION_TIME_ZONE.from_utc_datetime(&utc.naive_utc());
-    let start = chrono::NaiveDate::from_ymd_opt(local.year(), local.month(), 1)
-        .expect("valid month")
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight");
-    PARTITION_TIME_ZONE
-        .from_local_datetime(&start)
+    let local = zone.from_utc_datetime(&utc.naive_utc());
+    let first = local.date_naive().with_day(1).unwrap_or(local.date_naive());
+    let next = first
+        .checked_add_months(chrono::Months::new(1))
+        .unwrap_or(chrono::NaiveDate::MAX);
+    (day_start_in(zone, first), day_start_in(zone, next))
+}
+
+/// The first instant (µs UTC) of local `day` in `zone`. Midnight itself may not exist: on
+/// days whose clocks jumped forward at midnight (Shanghai on 1940-06-01, São Paulo in
+/// several years) the day starts when the clock, still on the offset before the jump,
+/// reaches midnight, which is the instant of the jump.
+fn day_start_in(zone: chrono_tz::Tz, day: chrono::NaiveDate) -> i64 {
+    use chrono::Offset;
+    let midnight = day.and_time(chrono::NaiveTime::MIN);
+    if let Some(t) = zone.from_local_datetime(&midnight).earliest() {
+        return t.timestamp_micros();
+    }
+    // Gaps last hours at most: three hours before, the earlier offset is in force.
+    let before = zone
+        .from_local_datetime(&(midnight - chrono::Duration::hours(3)))
         .earliest()
-        .map_or(i64::MIN, |t| t.timestamp_micros())
+        .map_or(0, |t| i64::from(t.offset().fix().local_minus_utc()));
+    (midnight.and_utc().timestamp() - before) * 1_000_000
 }
 
 /// A partition (`None` for an unpartitioned table) and row numbers of a batch in it.
@@ -270,6 +277,53 @@ mod tests {
         assert_eq!(month_of(feb_start), "2026-02");
         assert_eq!(month_of(feb_start - 1), "2026-01");
         assert_eq!(next_month_start(feb_start - 1), feb_start);
+    }
+
+    /// Every month of every zone from 1900 to 2100 is bounded by its own first instant
+    /// and the next month's: a month whose first midnight falls in a DST gap (Shanghai
+    /// 1940-06-01) made the end "the end of time" and filed later rows in that month.
+    #[test]
+    fn month_bounds_hold_in_every_zone_and_year() {
+        for zone in [
+            chrono_tz::Asia::Shanghai,
+            chrono_tz::America::Sao_Paulo,
+            chrono_tz::America::Havana,
+            chrono_tz::Asia::Tehran,
+            chrono_tz::Europe::London,
+            chrono_tz::Pacific::Apia,
+        ] {
+            let mut day = chrono::NaiveDate::from_ymd_opt(1900, 1, 1).unwrap();
+            while day.year() < 2100 {
+                // The 1st at noon, and the last minute of the month, locally.
+                let next = day.checked_add_months(chrono::Months::new(1)).unwrap();
+                for local in [
+                    day.and_hms_opt(12, 0, 0).unwrap(),
+                    next.and_hms_opt(0, 0, 0).unwrap() - chrono::Duration::minutes(1),
+                ] {
+                    let Some(at) = zone.from_local_datetime(&local).earliest() else {
+                        continue;
+                    };
+                    let t = at.timestamp_micros();
+                    let (start, end) = month_bounds_in(zone, t);
+                    assert!(start <= t && t < end, "{zone} {local}: {start} {t} {end}");
+                    assert!(end - start < 32 * 86_400_000_000, "{zone} {local}");
+                    assert!(end - start > 27 * 86_400_000_000, "{zone} {local}");
+                    // The first instant is local midnight, or the end of a gap over it.
+                    let first = zone.timestamp_micros(start).unwrap();
+                    assert_eq!(first.date_naive(), day, "{zone} {local}");
+                    let before = zone.timestamp_micros(start - 1).unwrap();
+                    assert!(before.date_naive() < day, "{zone} {local}");
+                }
+                day = next;
+            }
+        }
+        // 1940-06-01 00:00 did not exist in Shanghai (clocks went to 01:00).
+        let june = chrono_tz::Asia::Shanghai
+            .with_ymd_and_hms(1940, 6, 15, 12, 0, 0)
+            .unwrap()
+            .timestamp_micros();
+        assert_eq!(month_of(june), "1940-06");
+        assert!(next_month_start(june) < i64::MAX / 2);
     }
 
     /// Rows are grouped by local month (ascending), keep the order they were named in,
