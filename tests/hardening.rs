@@ -224,3 +224,77 @@ fn a_mistyped_warehouse_is_an_error_not_an_empty_one() {
     assert!(!out.status.success());
     assert!(!dir.join("new").exists());
 }
+
+/// `memory_limit` did not bound scalar functions: `range(1, 2e8)` grew the server past
+/// 1.5 GB and `repeat`/`array_repeat` with huge counts aborted it. Their output is bounded
+/// now; and queries beyond `max_concurrent_queries` wait their turn, then get 503.
+#[test]
+fn multiplying_functions_are_bounded_and_queries_take_turns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    crate::sql::fixture_warehouse(dir);
+    let server = Server::start(
+        dir,
+        &config(
+            "[sql]\nmemory_limit = \"64MiB\"\ntotal_memory_limit = \"96MiB\"\n\
+             max_concurrent_queries = 1\ntimeout_seconds = 20\n",
+        ),
+    );
+    for (sql, says) in [
+        (
+            "SELECT cardinality(range(1, 200000000)) AS n",
+            "range: the arguments ask for",
+        ),
+        (
+            "SELECT length(repeat('x', 1000000000000)) AS n",
+            "repeat: the arguments ask for",
+        ),
+        (
+            "SELECT cardinality(array_repeat(1, 1000000000)) AS n",
+            "array_repeat: the arguments ask for",
+        ),
+        (
+            "SELECT length(lpad('x', 10000000000)) AS n",
+            "lpad: the arguments ask for",
+        ),
+        (
+            "SELECT cardinality(generate_series(TIMESTAMP '2020-01-01', TIMESTAMP '2030-01-01', INTERVAL '1 second')) AS n",
+            "generate_series: the arguments ask for",
+        ),
+    ] {
+        let (status, _, body) = server.sql(Some(ANALYST), &sql_body(sql), "application/json");
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{sql}: {text}");
+        assert!(text.contains(says), "{sql}: {text}");
+    }
+    // Within the bounds they answer.
+    let (status, _, body) = server.sql(
+        Some(ANALYST),
+        &sql_body("SELECT cardinality(range(1, 1001)) AS n, length(repeat('ab', 10)) AS r"),
+        "text/csv",
+    );
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).as_ref()),
+        (200, "n,r\n1000,20\n")
+    );
+    // One turn: a second query waits, and gives up after 10 s with 503.
+    let slow = std::thread::scope(|scope| {
+        let slow = scope.spawn(|| {
+            server.sql(
+                Some(ANALYST),
+                &sql_body("SELECT count(*) AS n FROM range(1, 100000000000)"),
+                "text/csv",
+            )
+        });
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let (status, _, body) = server.sql(Some(ANALYST), &sql_body("SELECT 1 AS n"), "text/csv");
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, 503, "{text}");
+        assert!(text.contains("max_concurrent_queries"), "{text}");
+        slow.join().unwrap()
+    });
+    assert_eq!(slow.0, 504, "{}", String::from_utf8_lossy(&slow.2));
+    // The turn is free again.
+    let (status, _, _) = server.sql(Some(ANALYST), &sql_body("SELECT 1 AS n"), "text/csv");
+    assert_eq!(status, 200);
+}

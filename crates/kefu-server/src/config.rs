@@ -8,6 +8,8 @@
 //! max_rows = 100000          # rows a response carries at most (the rest is cut, and said)
 //! timeout_seconds = 60
 //! memory_limit = "2GB"       # per query; sorts and joins spill beyond it
+//! total_memory_limit = "4GB" # all queries together; a query needing more fails
+//! max_concurrent_queries = 4 # more wait up to 10 s for a turn, then get 503
 //! max_sql_bytes = "1MiB"     # longer SQL text is refused before it is parsed
 //! max_expression_depth = 500 # deeper nesting (a chain of 501 ORs) is refused
 //!
@@ -68,6 +70,8 @@ struct RawSql {
     memory_limit: Option<Spanned<String>>,
     max_sql_bytes: Option<Spanned<String>>,
     max_expression_depth: Option<Spanned<usize>>,
+    total_memory_limit: Option<Spanned<String>>,
+    max_concurrent_queries: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +103,10 @@ pub struct SqlLimits {
     pub memory_limit: Option<usize>,
     /// How long and how deeply nested SQL may be.
     pub bounds: kefu_sql::SqlBounds,
+    /// Memory of all running queries together.
+    pub total_memory_limit: usize,
+    /// Queries running at once at most (HTTP, Flight SQL and the console together).
+    pub max_concurrent_queries: usize,
 }
 
 impl Default for SqlLimits {
@@ -108,6 +116,8 @@ impl Default for SqlLimits {
             timeout: std::time::Duration::from_secs(60),
             memory_limit: Some(2 << 30),
             bounds: kefu_sql::SqlBounds::default(),
+            total_memory_limit: 4 << 30,
+            max_concurrent_queries: 4,
         }
     }
 }
@@ -177,6 +187,22 @@ impl ServerConfig {
                     .parse()
                     .map_err(|e: String| err(m.span().start, format!("max_sql_bytes: {e}")))?;
                 sql.bounds.max_bytes = bytes.as_u64() as usize;
+            }
+            if let Some(m) = &s.total_memory_limit {
+                let bytes: bytesize::ByteSize = m
+                    .get_ref()
+                    .parse()
+                    .map_err(|e: String| err(m.span().start, format!("total_memory_limit: {e}")))?;
+                sql.total_memory_limit = bytes.as_u64() as usize;
+            }
+            if let Some(n) = &s.max_concurrent_queries {
+                if *n.get_ref() == 0 {
+                    return Err(err(
+                        n.span().start,
+                        "max_concurrent_queries: at least 1".into(),
+                    ));
+                }
+                sql.max_concurrent_queries = *n.get_ref();
             }
             if let Some(d) = &s.max_expression_depth {
                 if *d.get_ref() == 0 {

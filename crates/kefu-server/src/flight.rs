@@ -170,12 +170,18 @@ impl FlightSql {
         sql: String,
         params: Option<RecordBatch>,
     ) -> Result<DataStream, Status> {
+        let turn = self
+            .state
+            .turn()
+            .await
+            .map_err(Status::resource_exhausted)?;
         let df = self.plan(&sql, params.as_ref()).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, FlightError>>(2);
         let state = self.state.clone();
         let timeout = state.sql.timeout;
         self.state.queries.spawn(async move {
+            let _turn = turn;
             let started = std::time::Instant::now();
             let deadline = tokio::time::Instant::now() + timeout;
             let run = async {

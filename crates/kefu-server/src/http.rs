@@ -41,15 +41,34 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The inbox and the ingest queue.
     pub ingest: Arc<crate::uploads::IngestContext>,
+    /// The memory all queries draw from together (`total_memory_limit`).
+    pub query_memory: Arc<dyn datafusion::execution::memory_pool::MemoryPool>,
+    /// Turns to run a query (`max_concurrent_queries`).
+    pub query_turns: Arc<tokio::sync::Semaphore>,
 }
+
+/// How long a query waits for a turn before it is refused.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl AppState {
     /// A read-only session over the warehouse with the per-query memory limit: every
     /// query of the server (HTTP, Flight SQL, the dashboard) runs in one.
+    /// A turn to run a query, waiting up to 10 s for one; held until the query ends.
+    pub async fn turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, String> {
+        match tokio::time::timeout(TURN_WAIT, self.query_turns.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(format!(
+                "the server is running its {} queries at once (max_concurrent_queries); try again shortly",
+                self.sql.max_concurrent_queries
+            )),
+        }
+    }
+
     pub async fn engine(&self) -> Result<Engine, kefu_sql::SqlError> {
         let options = EngineOptions {
             memory_limit: self.sql.memory_limit,
             bounds: self.sql.bounds,
+            shared_pool: Some(self.query_memory.clone()),
             ..EngineOptions::default()
         };
         Engine::open(&self.warehouse, &options).await
@@ -277,9 +296,19 @@ async fn sql(
         .max_rows
         .map_or(state.sql.max_rows, |n| n.min(state.sql.max_rows));
     let started = std::time::Instant::now();
+    let turn = match state.turn().await {
+        Ok(turn) => turn,
+        Err(e) => {
+            state.metrics.query("busy", 0.0, 0);
+            return error(StatusCode::SERVICE_UNAVAILABLE, &e, None);
+        }
+    };
     let mut task = state.queries.spawn({
         let state = state.clone();
-        async move { run(&state, &text, Some(max_rows)).await }
+        async move {
+            let _turn = turn;
+            run(&state, &text, Some(max_rows)).await
+        }
     });
     let outcome = match tokio::time::timeout(state.sql.timeout, &mut task).await {
         Ok(Ok(result)) => Ok(result),

@@ -72,6 +72,14 @@ pub fn open(
         queries,
         metrics,
         ingest,
+        query_memory: std::sync::Arc::new(
+            datafusion::execution::memory_pool::GreedyMemoryPool::new(
+                config.sql.total_memory_limit,
+            ),
+        ),
+        query_turns: std::sync::Arc::new(tokio::sync::Semaphore::new(
+            config.sql.max_concurrent_queries,
+        )),
     });
     Ok((state, resume))
 }

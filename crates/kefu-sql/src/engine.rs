@@ -8,7 +8,9 @@ use datafusion::config::ConfigOptions;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::memory_pool::{
+    FairSpillPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
+};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
@@ -33,6 +35,63 @@ pub struct EngineOptions {
     pub as_of: AsOf,
     /// How long and how deeply nested ad hoc SQL may be.
     pub bounds: SqlBounds,
+    /// Memory every session of a server draws from together (its queries' total), on top
+    /// of `memory_limit` per session.
+    pub shared_pool: Option<Arc<dyn MemoryPool>>,
+}
+
+/// A session's memory: its own limit (spilling consumers share it fairly), and every
+/// reservation also drawn from the pool all sessions of a server share.
+#[derive(Debug)]
+struct SharedPool {
+    session: FairSpillPool,
+    shared: Arc<dyn MemoryPool>,
+}
+
+impl std::fmt::Display for SharedPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} within {}", self.session, self.shared)
+    }
+}
+
+impl MemoryPool for SharedPool {
+    fn name(&self) -> &str {
+        "kefu-shared"
+    }
+    fn register(&self, consumer: &MemoryConsumer) {
+        self.session.register(consumer);
+        self.shared.register(consumer);
+    }
+    fn unregister(&self, consumer: &MemoryConsumer) {
+        self.session.unregister(consumer);
+        self.shared.unregister(consumer);
+    }
+    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        self.session.grow(reservation, additional);
+        self.shared.grow(reservation, additional);
+    }
+    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
+        self.session.shrink(reservation, shrink);
+        self.shared.shrink(reservation, shrink);
+    }
+    fn try_grow(
+        &self,
+        reservation: &MemoryReservation,
+        additional: usize,
+    ) -> datafusion::error::Result<()> {
+        self.session.try_grow(reservation, additional)?;
+        if let Err(e) = self.shared.try_grow(reservation, additional) {
+            self.session.shrink(reservation, additional);
+            return Err(e);
+        }
+        Ok(())
+    }
+    fn reserved(&self) -> usize {
+        self.session.reserved()
+    }
+    fn memory_limit(&self) -> MemoryLimit {
+        self.session.memory_limit()
+    }
 }
 
 /// The stack of every thread that plans or runs queries. DataFusion evaluates an
@@ -232,8 +291,18 @@ impl Engine {
             );
         }
         let mut runtime = RuntimeEnvBuilder::new();
-        if let Some(limit) = options.memory_limit {
-            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+        match (options.memory_limit, &options.shared_pool) {
+            (Some(limit), Some(shared)) => {
+                runtime = runtime.with_memory_pool(Arc::new(SharedPool {
+                    session: FairSpillPool::new(limit),
+                    shared: shared.clone(),
+                }));
+            }
+            (Some(limit), None) => {
+                runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+            }
+            (None, Some(shared)) => runtime = runtime.with_memory_pool(shared.clone()),
+            (None, None) => {}
         }
         if let Some(dir) = &options.spill_dir {
             runtime = runtime.with_disk_manager_builder(
@@ -281,6 +350,7 @@ impl Engine {
             .build();
         let ctx = SessionContext::new_with_state(upgrade(state).map_err(SqlError::DataFusion)?);
         crate::udf::register(&ctx, &options.calendar);
+        crate::limits::register(&ctx);
 
         let root = warehouse.url().clone();
         if warehouse.local_dir().is_none() {

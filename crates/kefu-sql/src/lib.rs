@@ -8,6 +8,7 @@
 
 pub mod by_key;
 pub mod engine;
+pub mod limits;
 pub mod output;
 pub mod queries;
 pub mod snapshot;
