@@ -298,3 +298,41 @@ fn multiplying_functions_are_bounded_and_queries_take_turns() {
     let (status, _, _) = server.sql(Some(ANALYST), &sql_body("SELECT 1 AS n"), "text/csv");
     assert_eq!(status, 200);
 }
+
+/// 300 connections that never finish their headers stopped the server answering. Now
+/// each must send its headers within 10 s, and others are served meanwhile.
+#[test]
+fn slow_clients_do_not_stop_the_server() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    crate::sql::fixture_warehouse(dir);
+    let server = Server::start(dir, &config(""));
+    let mut slow: Vec<std::net::TcpStream> = (0..300)
+        .map(|i| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            // Half the clients send half a header, the others nothing at all.
+            if i % 2 == 0 {
+                s.write_all(b"POST /api/v1/sql HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                    .unwrap();
+            }
+            s
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let (status, _, body) = server.sql(Some(ANALYST), &sql_body("SELECT 1 AS n"), "text/csv");
+    assert_eq!((status, body.as_slice()), (200, b"n\n1\n".as_slice()));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // The server hangs up on them after the header timeout.
+    for s in &mut slow {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(25),
+        "slow connections held for {waited:?}"
+    );
+}
