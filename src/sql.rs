@@ -36,6 +36,11 @@ pub struct SessionArgs {
     /// Table format: rows shown at most (the row count still covers all).
     #[arg(long, default_value_t = 1000)]
     pub max_rows: usize,
+    /// CSV for machines: write text cells as they are. By default a text cell starting
+    /// with =, +, -, @, a tab or a carriage return gets a leading ' so that Excel shows it
+    /// instead of running it as a formula.
+    #[arg(long)]
+    pub raw_csv: bool,
     /// Run on a Ballista cluster: its scheduler's URL, df://HOST:PORT (see `kefu
     /// cluster`). The SQL is planned here and executed by the cluster's executors.
     #[arg(long, env = "KEFU_CLUSTER", value_name = "URL")]
@@ -245,6 +250,7 @@ impl Destination {
             style: TableStyle {
                 width,
                 max_rows: args.max_rows,
+                raw_csv: args.raw_csv,
             },
         }
     }

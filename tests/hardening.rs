@@ -336,3 +336,83 @@ fn slow_clients_do_not_stop_the_server() {
         "slow connections held for {waited:?}"
     );
 }
+
+/// Cells starting with =, +, -, @ came back bare in CSV that offices open in Excel: in
+/// SQL results, `kefu sql` output and `rejects.csv`. They get a leading ' now (numbers
+/// stay numbers), `csv-raw` / `--raw-csv` give them as they are, and `rejects.csv` names
+/// the uploaded file rather than the server's inbox path.
+#[test]
+fn csv_for_people_neutralises_formulas() {
+    use crate::uploads::{ADMIN, BEIJING};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    crate::sql::fixture_warehouse(dir);
+    let sql =
+        "SELECT '=HYPERLINK(\"http://x\")' AS a, '-5' AS b, -5 AS c, '@SUM(1)' AS d, 'ok' AS e";
+    let safe = "a,b,c,d,e\n\"'=HYPERLINK(\"\"http://x\"\")\",'-5,-5,'@SUM(1),ok\n";
+    let raw = "a,b,c,d,e\n\"=HYPERLINK(\"\"http://x\"\")\",-5,-5,@SUM(1),ok\n";
+    let out = crate::common::kefu(dir)
+        .args(["sql", "--warehouse", "wh", "--format", "csv", "-e", sql])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), safe);
+    let out = crate::common::kefu(dir)
+        .args([
+            "sql",
+            "--warehouse",
+            "wh",
+            "--format",
+            "csv",
+            "--raw-csv",
+            "-e",
+            sql,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), raw);
+
+    let config = crate::uploads::config("max_reject_ratio = 0.9");
+    let server = Server::start(dir, &config);
+    for (format, expected) in [("csv", safe), ("csv-raw", raw)] {
+        let body = serde_json::json!({ "sql": sql, "format": format }).to_string();
+        let (status, _, got) = server.sql(Some(ADMIN), &body, "text/csv");
+        assert_eq!(
+            (status, String::from_utf8_lossy(&got).as_ref()),
+            (200, expected)
+        );
+    }
+    // An upload whose rejected row holds a formula.
+    let calls = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sql/calls.csv"),
+    )
+    .unwrap();
+    let header = calls.lines().next().unwrap();
+    let columns = header.split(',').count();
+    let bad = format!("=cmd|' /C calc'!A0{}\n", ",".repeat(columns - 2));
+    let upload = format!("{calls}{bad}");
+    let (status, accepted) = server.upload(Some(BEIJING), "name=calls.csv", upload.as_bytes());
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["id"].as_str().unwrap();
+    let done = server.finished(id);
+    // The bad row, and shanghai's three rows (another region's).
+    assert_eq!(done["counts"]["rejected"], 4, "{done}");
+    let auth = format!("Bearer {BEIJING}");
+    let (status, _, rejects) = server.request(
+        "GET",
+        &format!("/api/v1/uploads/{id}/rejects.csv"),
+        &[("Authorization", &auth)],
+        "",
+    );
+    let rejects = String::from_utf8_lossy(&rejects);
+    assert_eq!(status, 200, "{rejects}");
+    assert!(
+        rejects.lines().skip(1).all(|row| row.starts_with("calls.csv,")),
+        "{rejects}"
+    );
+    assert!(!rejects.contains("_inbox"), "{rejects}");
+    assert!(rejects.contains("'=cmd"), "{rejects}");
+    assert!(
+        !rejects.contains(",=cmd") && !rejects.contains("\"=cmd"),
+        "{rejects}"
+    );
+}

@@ -209,7 +209,10 @@ struct SqlRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ResultFormat {
     Json,
+    /// CSV for people: text cells that look like formulas get a leading `'`.
     Csv,
+    /// CSV for machines: text cells as they are (`"format": "csv-raw"`).
+    CsvRaw,
     Arrow,
 }
 
@@ -219,8 +222,9 @@ fn result_format(requested: Option<&str>, headers: &HeaderMap) -> Result<ResultF
     match requested {
         Some("json") => Ok(ResultFormat::Json),
         Some("csv") => Ok(ResultFormat::Csv),
+        Some("csv-raw") => Ok(ResultFormat::CsvRaw),
         Some("arrow") => Ok(ResultFormat::Arrow),
-        Some(other) => Err(format!("format '{other}': use json, csv or arrow")),
+        Some(other) => Err(format!("format '{other}': use json, csv, csv-raw or arrow")),
         None => {
             let accept = headers
                 .get(header::ACCEPT)
@@ -424,9 +428,15 @@ fn respond(
                 (body, "application/json")
             })
             .map_err(|e| e.to_string()),
-        ResultFormat::Csv => kefu_sql::output::encode(Format::Csv, schema, batches)
-            .map(|b| (b, "text/csv; charset=utf-8"))
-            .map_err(|e| e.to_string()),
+        ResultFormat::Csv | ResultFormat::CsvRaw => {
+            let style = kefu_sql::output::TableStyle {
+                raw_csv: format == ResultFormat::CsvRaw,
+                ..Default::default()
+            };
+            kefu_sql::output::encode_styled(Format::Csv, schema, batches, style)
+                .map(|b| (b, "text/csv; charset=utf-8"))
+                .map_err(|e| e.to_string())
+        }
         ResultFormat::Arrow => {
             let mut out = Vec::new();
             let written = (|| {

@@ -375,7 +375,11 @@ pub async fn rejects(
         async move { crate::http::run(&state, &sql, None).await }
     });
     let (schema, batches) = match task.await {
-        Ok(Ok((schema, batches, _))) => (schema, batches),
+        // The office sees the name it uploaded, not the server's inbox path.
+        Ok(Ok((schema, batches, _))) => match with_source_name(&batches, &upload.file_name) {
+            Ok(batches) => (schema, batches),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), None),
+        },
         Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e, None),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), None),
     };
@@ -397,4 +401,22 @@ pub async fn rejects(
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), None),
     }
+}
+
+/// `batches` with their first column (the source) replaced by `name`.
+fn with_source_name(
+    batches: &[arrow::record_batch::RecordBatch],
+    name: &str,
+) -> Result<Vec<arrow::record_batch::RecordBatch>, arrow::error::ArrowError> {
+    batches
+        .iter()
+        .map(|batch| {
+            let mut columns = batch.columns().to_vec();
+            if let Some(first) = columns.first_mut() {
+                let names = arrow::array::StringArray::from(vec![name; batch.num_rows()]);
+                *first = arrow::compute::cast(&names, first.data_type())?;
+            }
+            arrow::record_batch::RecordBatch::try_new(batch.schema(), columns)
+        })
+        .collect()
 }

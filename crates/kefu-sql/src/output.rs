@@ -84,6 +84,10 @@ pub struct TableStyle {
     pub width: Option<u16>,
     /// Rows shown at most; the count still covers all rows.
     pub max_rows: usize,
+    /// CSV: write text cells as they are. By default a text cell that a spreadsheet would
+    /// run as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return)
+    /// gets a leading `'`, as OWASP advises for CSV that people open in Excel.
+    pub raw_csv: bool,
 }
 
 impl Default for TableStyle {
@@ -91,8 +95,61 @@ impl Default for TableStyle {
         TableStyle {
             width: None,
             max_rows: 1000,
+            raw_csv: false,
         }
     }
+}
+
+/// Whether a spreadsheet would read `text` as a formula.
+fn looks_like_formula(text: &str) -> bool {
+    text.starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// `batch` with every text cell that looks like a formula prefixed by `'`; other columns
+/// (numbers, times) as they are.
+pub fn neutralise_formulas(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
+    use arrow::array::{Array, AsArray, StringArray};
+    use arrow::datatypes::DataType;
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        let text = match column.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                arrow::compute::cast(column, &DataType::Utf8)?
+            }
+            _ => {
+                columns.push(column.clone());
+                fields.push(field.clone());
+                continue;
+            }
+        };
+        let text = text.as_string::<i32>();
+        if !text.iter().flatten().any(looks_like_formula) {
+            columns.push(column.clone());
+            fields.push(field.clone());
+            continue;
+        }
+        let safe: StringArray = text
+            .iter()
+            .map(|v| {
+                v.map(|v| {
+                    if looks_like_formula(v) {
+                        format!("'{v}")
+                    } else {
+                        v.to_string()
+                    }
+                })
+            })
+            .collect();
+        columns.push(std::sync::Arc::new(safe) as arrow::array::ArrayRef);
+        fields.push(std::sync::Arc::new(
+            field.as_ref().clone().with_data_type(DataType::Utf8),
+        ));
+    }
+    RecordBatch::try_new(
+        std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+        columns,
+    )
 }
 
 /// Writes a result stream to `out`; returns the number of rows.
@@ -115,6 +172,7 @@ pub struct BatchWriter<'a> {
     format: Format,
     inner: Inner<'a>,
     rows: u64,
+    raw_csv: bool,
 }
 
 enum Inner<'a> {
@@ -173,6 +231,7 @@ impl<'a> BatchWriter<'a> {
             format,
             inner,
             rows: 0,
+            raw_csv: style.raw_csv,
         })
     }
 
@@ -187,7 +246,10 @@ impl<'a> BatchWriter<'a> {
                 }
                 Ok(())
             }
-            Inner::Csv(w) => w.write(batch).map_err(|e| output_error(format, e)),
+            Inner::Csv(w) if self.raw_csv => w.write(batch).map_err(|e| output_error(format, e)),
+            Inner::Csv(w) => neutralise_formulas(batch)
+                .and_then(|safe| w.write(&safe))
+                .map_err(|e| output_error(format, e)),
             Inner::Json(w) => w.write(batch).map_err(|e| output_error(format, e)),
             Inner::Ndjson(w) => w.write(batch).map_err(|e| output_error(format, e)),
             Inner::Parquet(w) => w.write(batch).map_err(|e| output_error(format, e)),
@@ -315,8 +377,18 @@ pub fn encode(
     schema: SchemaRef,
     batches: &[RecordBatch],
 ) -> Result<Vec<u8>, SqlError> {
+    encode_styled(format, schema, batches, TableStyle::default())
+}
+
+/// [`encode`] in a given style (CSV as it is, with `raw_csv`).
+pub fn encode_styled(
+    format: Format,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    style: TableStyle,
+) -> Result<Vec<u8>, SqlError> {
     let mut bytes = Vec::new();
-    let mut writer = BatchWriter::new(format, schema, &mut bytes, TableStyle::default())?;
+    let mut writer = BatchWriter::new(format, schema, &mut bytes, style)?;
     for batch in batches {
         writer.write(batch)?;
     }
