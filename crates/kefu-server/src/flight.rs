@@ -45,16 +45,134 @@ const SCHEMA: &str = "public";
 
 type DataStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
 
-/// A prepared statement: its SQL and the parameters last bound to it.
+/// A prepared statement: its SQL and the parameters last bound to it, the token that made
+/// it (only that token may use it) and when it was last used.
 struct Prepared {
     sql: String,
     params: Option<RecordBatch>,
+    owner: String,
+    used: std::time::Instant,
+}
+
+/// Prepared statements a token may hold at once.
+pub const MAX_PREPARED_PER_TOKEN: usize = 64;
+/// A prepared statement unused this long is closed.
+pub const PREPARED_IDLE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+/// Bytes of parameters bound to one statement at most.
+const MAX_PARAMETER_BYTES: usize = 1 << 20;
+
+/// The open prepared statements, by handle: each tied to its token, capped per token and
+/// closed after [`PREPARED_IDLE`] without use (clients that never close them would
+/// otherwise fill the server).
+#[derive(Default)]
+pub struct PreparedStatements {
+    open: HashMap<String, Prepared>,
+}
+
+impl PreparedStatements {
+    fn expire(&mut self, now: std::time::Instant) {
+        self.open
+            .retain(|_, p| now.saturating_duration_since(p.used) < PREPARED_IDLE);
+    }
+
+    /// Opens a statement for `owner`; its handle.
+    pub fn create(
+        &mut self,
+        owner: &str,
+        sql: String,
+        now: std::time::Instant,
+    ) -> Result<String, Status> {
+        self.expire(now);
+        let held = self.open.values().filter(|p| p.owner == owner).count();
+        if held >= MAX_PREPARED_PER_TOKEN {
+            return Err(Status::resource_exhausted(format!(
+                "this token holds {held} prepared statements, the most allowed; close some \
+                 (unused ones close after {} minutes)",
+                PREPARED_IDLE.as_secs() / 60
+            )));
+        }
+        let handle = uuid::Uuid::new_v4().to_string();
+        self.open.insert(
+            handle.clone(),
+            Prepared {
+                sql,
+                params: None,
+                owner: owner.to_string(),
+                used: now,
+            },
+        );
+        Ok(handle)
+    }
+
+    fn entry(
+        &mut self,
+        owner: &str,
+        handle: &str,
+        now: std::time::Instant,
+    ) -> Result<&mut Prepared, Status> {
+        self.expire(now);
+        match self.open.get_mut(handle) {
+            Some(p) if p.owner == owner => {
+                p.used = now;
+                Ok(p)
+            }
+            // Another token's statement is as unknown as a closed one.
+            _ => Err(Status::not_found(format!("no prepared statement {handle}"))),
+        }
+    }
+
+    /// The statement's SQL and bound parameters.
+    pub fn get(
+        &mut self,
+        owner: &str,
+        handle: &str,
+        now: std::time::Instant,
+    ) -> Result<(String, Option<RecordBatch>), Status> {
+        self.entry(owner, handle, now)
+            .map(|p| (p.sql.clone(), p.params.clone()))
+    }
+
+    /// Binds parameters to the statement.
+    pub fn bind(
+        &mut self,
+        owner: &str,
+        handle: &str,
+        params: Option<RecordBatch>,
+        now: std::time::Instant,
+    ) -> Result<(), Status> {
+        if let Some(p) = &params
+            && p.get_array_memory_size() > MAX_PARAMETER_BYTES
+        {
+            return Err(Status::invalid_argument(format!(
+                "parameters of {} bytes; at most {MAX_PARAMETER_BYTES} are bound",
+                p.get_array_memory_size()
+            )));
+        }
+        self.entry(owner, handle, now)?.params = params;
+        Ok(())
+    }
+
+    /// Closes the statement, if it is `owner`'s.
+    pub fn close(&mut self, owner: &str, handle: &str) {
+        if self.open.get(handle).is_some_and(|p| p.owner == owner) {
+            self.open.remove(handle);
+        }
+    }
+
+    /// Statements open (all tokens).
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
 }
 
 /// The Flight SQL service over the server's state.
 pub struct FlightSql {
     state: Arc<AppState>,
-    prepared: Mutex<HashMap<String, Prepared>>,
+    prepared: Mutex<PreparedStatements>,
     sql_info: SqlInfoData,
 }
 
@@ -71,7 +189,7 @@ pub fn service(state: Arc<AppState>) -> FlightServiceServer<FlightSql> {
     let sql_info = info.build().expect("static SQL info");
     FlightServiceServer::new(FlightSql {
         state,
-        prepared: Mutex::new(HashMap::new()),
+        prepared: Mutex::new(PreparedStatements::default()),
         sql_info,
     })
 }
@@ -257,14 +375,17 @@ impl FlightSql {
         )?))
     }
 
-    fn prepared(&self, handle: &[u8]) -> Result<(String, Option<RecordBatch>), Status> {
+    fn prepared(
+        &self,
+        owner: &Principal,
+        handle: &[u8],
+    ) -> Result<(String, Option<RecordBatch>), Status> {
         let handle = String::from_utf8_lossy(handle);
-        self.prepared
-            .lock()
-            .expect("prepared lock")
-            .get(handle.as_ref())
-            .map(|p| (p.sql.clone(), p.params.clone()))
-            .ok_or_else(|| Status::not_found(format!("no prepared statement {handle}")))
+        self.prepared.lock().expect("prepared lock").get(
+            &owner.name,
+            &handle,
+            std::time::Instant::now(),
+        )
     }
 }
 
@@ -334,7 +455,7 @@ impl FlightSqlService for FlightSql {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        self.authorize(&request)?;
+        let owner = self.authorize(&request)?;
         let df = self.plan(&query.query, None).await?;
         // Parameter types where DataFusion can infer them all ($1, $2, … in order).
         let types = df.logical_plan().get_parameter_types().map_err(status_of)?;
@@ -359,14 +480,11 @@ impl FlightSqlService for FlightSql {
         } else {
             Default::default()
         };
-        let handle = uuid::Uuid::new_v4().to_string();
-        self.prepared.lock().expect("prepared lock").insert(
-            handle.clone(),
-            Prepared {
-                sql: query.query,
-                params: None,
-            },
-        );
+        let handle = self.prepared.lock().expect("prepared lock").create(
+            &owner.name,
+            query.query,
+            std::time::Instant::now(),
+        )?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into_bytes().into(),
             dataset_schema: schema_ipc(df.schema().as_arrow())?,
@@ -379,7 +497,7 @@ impl FlightSqlService for FlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        self.authorize(&request)?;
+        let owner = self.authorize(&request)?;
         let handle = String::from_utf8_lossy(&query.prepared_statement_handle).into_owned();
         let stream = request
             .into_inner()
@@ -395,11 +513,12 @@ impl FlightSqlService for FlightSql {
             }
             None => None,
         };
-        let mut prepared = self.prepared.lock().expect("prepared lock");
-        let entry = prepared
-            .get_mut(&handle)
-            .ok_or_else(|| Status::not_found(format!("no prepared statement {handle}")))?;
-        entry.params = params;
+        self.prepared.lock().expect("prepared lock").bind(
+            &owner.name,
+            &handle,
+            params,
+            std::time::Instant::now(),
+        )?;
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(handle.into_bytes().into()),
         })
@@ -410,8 +529,8 @@ impl FlightSqlService for FlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(&request)?;
-        let (sql, params) = self.prepared(&query.prepared_statement_handle)?;
+        let owner = self.authorize(&request)?;
+        let (sql, params) = self.prepared(&owner, &query.prepared_statement_handle)?;
         let df = self.plan(&sql, params.as_ref()).await?;
         let info = flight_info(
             df.schema().as_arrow(),
@@ -426,8 +545,8 @@ impl FlightSqlService for FlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.authorize(&request)?;
-        let (sql, params) = self.prepared(&query.prepared_statement_handle)?;
+        let owner = self.authorize(&request)?;
+        let (sql, params) = self.prepared(&owner, &query.prepared_statement_handle)?;
         Ok(Response::new(self.execute(sql, params).await?))
     }
 
@@ -436,9 +555,12 @@ impl FlightSqlService for FlightSql {
         query: ActionClosePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<(), Status> {
-        self.authorize(&request)?;
+        let owner = self.authorize(&request)?;
         let handle = String::from_utf8_lossy(&query.prepared_statement_handle).into_owned();
-        self.prepared.lock().expect("prepared lock").remove(&handle);
+        self.prepared
+            .lock()
+            .expect("prepared lock")
+            .close(&owner.name, &handle);
         Ok(())
     }
 
@@ -578,4 +700,45 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| crate::ServerError::Io(format!("flight sql: {e}")))
+}
+
+#[cfg(test)]
+mod prepared_tests {
+    use super::*;
+
+    /// Prepared statements lived forever (about 100 kB each, unbounded): they are tied to
+    /// their token, capped per token, and closed after 30 idle minutes.
+    #[test]
+    fn prepared_statements_are_tied_capped_and_expire() {
+        let mut open = PreparedStatements::default();
+        let t0 = std::time::Instant::now();
+        let mine = open.create("bi", "SELECT 1".into(), t0).unwrap();
+        // Another token cannot use, bind or close it.
+        assert!(open.get("other", &mine, t0).is_err());
+        assert!(open.bind("other", &mine, None, t0).is_err());
+        open.close("other", &mine);
+        assert_eq!(open.get("bi", &mine, t0).unwrap().0, "SELECT 1");
+        // The cap is per token.
+        for _ in 1..MAX_PREPARED_PER_TOKEN {
+            open.create("bi", "SELECT 2".into(), t0).unwrap();
+        }
+        let refused = open.create("bi", "SELECT 3".into(), t0).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(open.create("other", "SELECT 4".into(), t0).is_ok());
+        // Used statements live on; idle ones close.
+        let later = t0 + PREPARED_IDLE - std::time::Duration::from_secs(1);
+        assert!(open.get("bi", &mine, later).is_ok());
+        let much_later = later + PREPARED_IDLE - std::time::Duration::from_secs(1);
+        assert!(open.get("bi", &mine, much_later).is_ok());
+        assert_eq!(open.len(), 1, "every statement but the used one expired");
+        assert!(open.create("bi", "SELECT 5".into(), much_later).is_ok());
+        // Oversized parameters are refused.
+        let big = RecordBatch::try_from_iter([(
+            "p",
+            Arc::new(arrow::array::StringArray::from(vec!["x".repeat(1 << 21)]))
+                as arrow::array::ArrayRef,
+        )])
+        .unwrap();
+        assert!(open.bind("bi", &mine, Some(big), much_later).is_err());
+    }
 }
