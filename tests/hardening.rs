@@ -406,7 +406,10 @@ fn csv_for_people_neutralises_formulas() {
     let rejects = String::from_utf8_lossy(&rejects);
     assert_eq!(status, 200, "{rejects}");
     assert!(
-        rejects.lines().skip(1).all(|row| row.starts_with("calls.csv,")),
+        rejects
+            .lines()
+            .skip(1)
+            .all(|row| row.starts_with("calls.csv,")),
         "{rejects}"
     );
     assert!(!rejects.contains("_inbox"), "{rejects}");
