@@ -128,7 +128,7 @@ pub fn expand(inputs: &[String]) -> Result<Vec<PathBuf>, IngestError> {
             reason: e.to_string(),
         })?;
         if meta.is_dir() {
-            files.extend(walk(&path)?);
+            files.extend(walk(&path, &mut std::collections::HashSet::new())?);
         } else {
             files.push(path);
         }
@@ -153,8 +153,22 @@ pub fn is_data_file(path: &Path) -> bool {
     .any(|ext| name.ends_with(ext))
 }
 
-fn walk(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {
+/// The data files below `dir`, in name order. A directory reached again (a symbolic link
+/// to an ancestor, or to a directory walked already) is walked once: a link cycle would
+/// otherwise never end.
+fn walk(
+    dir: &Path,
+    walked: &mut std::collections::HashSet<PathBuf>,
+) -> Result<Vec<PathBuf>, IngestError> {
     let mut out = Vec::new();
+    let real = std::fs::canonicalize(dir).map_err(|e| IngestError::Source {
+        source_name: dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    if !walked.insert(real) {
+        tracing::warn!(path = %dir.display(), "skipping: a directory reached again through a link");
+        return Ok(out);
+    }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| IngestError::Source {
             source_name: dir.display().to_string(),
@@ -170,7 +184,7 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {
     entries.sort();
     for p in entries {
         if p.is_dir() {
-            out.extend(walk(&p)?);
+            out.extend(walk(&p, walked)?);
         } else if is_data_file(&p) {
             out.push(p);
         } else {
@@ -469,7 +483,13 @@ pub fn for_each_input_stream_limited(
         origin: origin.clone(),
         member,
     };
-    match input.kind() {
+    // An archive without a single data member is refused, not recorded as ingested.
+    let mut members = 0usize;
+    let mut each = |name: SourceName, reader: &mut dyn Read| {
+        members += 1;
+        each(name, reader)
+    };
+    let result = match input.kind() {
         Kind::Plain => each(name(None), &mut BufReader::new(file)),
         Kind::Gz => each(
             name(None),
@@ -506,9 +526,18 @@ pub fn for_each_input_stream_limited(
         Kind::TarGz => tar_members(
             tar::Archive::new(budget.wrap(flate2::read::MultiGzDecoder::new(BufReader::new(file)))),
             &origin,
-            each,
+            &mut each,
         ),
+    };
+    result?;
+    if members == 0 {
+        return Err(archive_err(
+            "the archive holds no data file (directories, hidden files and __MACOSX are \
+             skipped); nothing of it was ingested"
+                .into(),
+        ));
     }
+    Ok(())
 }
 
 fn hidden(member: &str) -> bool {

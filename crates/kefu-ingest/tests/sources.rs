@@ -481,3 +481,37 @@ fn a_workbook_with_a_cell_at_the_grid_corner_streams() {
         "{error}"
     );
 }
+
+/// A symbolic link to an ancestor directory made the walk of `kefu check` and `kefu
+/// ingest` go round forever; each directory is walked once now.
+#[cfg(unix)]
+#[test]
+fn a_symlink_cycle_is_walked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    std::fs::create_dir_all(exports.join("day1")).unwrap();
+    std::fs::write(exports.join("day1/calls.csv"), "call_id\n").unwrap();
+    std::os::unix::fs::symlink(&exports, exports.join("day1/loop")).unwrap();
+    let found = expand(&[exports.display().to_string()]).unwrap();
+    assert_eq!(found, [exports.join("day1/calls.csv")]);
+}
+
+/// An archive without a data member was recorded as ingested (0 records); it is an error
+/// that says so.
+#[test]
+fn an_archive_without_data_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("beijing_20260301.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    zip.add_directory("empty/", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    zip.start_file(
+        "__MACOSX/._calls.csv",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    zip.write_all(b"junk").unwrap();
+    zip.finish().unwrap();
+    let error = for_each_stream(&path, |_, _| Ok(())).unwrap_err();
+    assert!(error.to_string().contains("holds no data file"), "{error}");
+}

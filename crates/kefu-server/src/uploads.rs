@@ -220,7 +220,9 @@ pub fn valid_file_name(name: &str) -> Result<&str, String> {
     let ok = !name.is_empty()
         && name.len() <= 200
         && !name.starts_with('.')
-        && !name.contains(['/', '\\', '\0'])
+        && !name.contains(['/', '\\'])
+        // Control characters (a newline would forge log lines) are no part of a name.
+        && !name.chars().any(char::is_control)
         && name != RECORD;
     if !ok {
         return Err(format!(
@@ -637,6 +639,8 @@ mod tests {
             "",
             "upload.json",
             "x.exe",
+            "a.csv\nlevel=ERROR forged.csv",
+            "a\r.csv",
         ] {
             assert!(valid_file_name(bad).is_err(), "{bad}");
         }
