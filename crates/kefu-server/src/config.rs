@@ -19,6 +19,7 @@
 //! concurrency = 2            # uploads ingested at the same time (one region's in order)
 //! max_reject_ratio = 0.05    # an upload rejecting more lands nothing and fails
 //! max_decompression_ratio = 100 # a compressed upload expanding more (past 16 MiB) fails
+//! failed_retention_days = 30 # failed uploads are deleted this long after they failed
 //!
 //! [[token]]
 //! name = "beijing-office"    # shown in logs; the token itself never is
@@ -60,6 +61,7 @@ struct RawUploads {
     concurrency: Option<Spanned<usize>>,
     max_reject_ratio: Option<Spanned<f64>>,
     max_decompression_ratio: Option<Spanned<u64>>,
+    failed_retention_days: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -248,6 +250,9 @@ impl ServerConfig {
                     ));
                 }
                 uploads.decompression.max_ratio = *r.get_ref();
+            }
+            if let Some(days) = u.failed_retention_days {
+                uploads.failed_retention = std::time::Duration::from_secs(days * 86_400);
             }
         }
         let mut profiles = std::collections::HashMap::new();

@@ -58,6 +58,7 @@ pub fn open(
         }
     };
     let (inbox, resume) = uploads::Inbox::open(&dir)?;
+    inbox.delete_failed(config.uploads.failed_retention, chrono::Utc::now());
     let metrics = std::sync::Arc::new(metrics::Metrics::default());
     let ingest = std::sync::Arc::new(uploads::IngestContext {
         warehouse: warehouse.clone(),

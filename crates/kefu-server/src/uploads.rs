@@ -143,6 +143,8 @@ pub struct UploadSettings {
     pub max_reject_ratio: f64,
     /// How far a compressed upload may expand.
     pub decompression: kefu_ingest::DecompressionLimits,
+    /// Failed uploads are deleted from the inbox this long after they failed.
+    pub failed_retention: std::time::Duration,
 }
 
 impl Default for UploadSettings {
@@ -153,6 +155,7 @@ impl Default for UploadSettings {
             concurrency: 2,
             max_reject_ratio: kefu_ingest::ingest::DEFAULT_MAX_REJECT_RATIO,
             decompression: kefu_ingest::DecompressionLimits::default(),
+            failed_retention: std::time::Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -304,6 +307,36 @@ impl Inbox {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Deletes uploads that failed longer than `retention` before `now` (their file and
+    /// record); returns how many.
+    pub fn delete_failed(&self, retention: std::time::Duration, now: DateTime<Utc>) -> usize {
+        let cutoff = chrono::Duration::from_std(retention)
+            .ok()
+            .and_then(|r| now.checked_sub_signed(r))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let mut index = self.uploads.lock().expect("inbox lock");
+        let old: Vec<String> = index
+            .values()
+            .filter(|u| u.status == Status::Failed && u.finished_at.is_some_and(|t| t < cutoff))
+            .map(|u| u.id.clone())
+            .collect();
+        let mut deleted = 0;
+        for id in old {
+            let dir = self.dir.join(&id);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {
+                    index.remove(&id);
+                    deleted += 1;
+                }
+                Err(e) => tracing::warn!(upload = %id, error = %e, "cannot delete a failed upload"),
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(deleted, "deleted failed uploads past their retention");
+        }
+        deleted
     }
 
     pub fn upload_dir(&self, id: &str) -> PathBuf {
@@ -644,6 +677,35 @@ mod tests {
         ] {
             assert!(valid_file_name(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Failed uploads stayed on disk for ever; they go after their retention.
+    #[test]
+    fn failed_uploads_are_deleted_after_their_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let (inbox, _) = Inbox::open(dir.path()).unwrap();
+        let now = Utc::now();
+        for (id, status, days_ago) in [
+            ("old-failed", Status::Failed, 40),
+            ("new-failed", Status::Failed, 5),
+            ("old-done", Status::Done, 40),
+        ] {
+            std::fs::create_dir_all(dir.path().join(id)).unwrap();
+            std::fs::write(dir.path().join(id).join("a.csv"), "x").unwrap();
+            let mut upload: Upload = serde_json::from_value(serde_json::json!({
+                "id": id, "file_name": "a.csv", "region": null, "token": "t", "bytes": 1,
+                "sha256": "", "content_hash": id, "received_at": now, "status": status,
+            }))
+            .unwrap();
+            upload.finished_at = Some(now - chrono::Duration::days(days_ago));
+            inbox.save(&upload).unwrap();
+        }
+        let retention = std::time::Duration::from_secs(30 * 86_400);
+        assert_eq!(inbox.delete_failed(retention, now), 1);
+        assert!(!dir.path().join("old-failed").exists());
+        assert!(inbox.get("old-failed").is_none());
+        assert!(dir.path().join("new-failed/a.csv").exists());
+        assert!(dir.path().join("old-done/a.csv").exists());
     }
 
     #[test]
