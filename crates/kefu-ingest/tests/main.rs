@@ -1,6 +1,7 @@
 //! kefu-ingest's integration tests, in one binary.
 
 mod generated;
+mod hostile;
 mod realdata;
 mod sources;
 mod warehouse;
