@@ -351,25 +351,14 @@ fn csv_for_people_neutralises_formulas() {
         "SELECT '=HYPERLINK(\"http://x\")' AS a, '-5' AS b, -5 AS c, '@SUM(1)' AS d, 'ok' AS e";
     let safe = "a,b,c,d,e\n\"'=HYPERLINK(\"\"http://x\"\")\",'-5,-5,'@SUM(1),ok\n";
     let raw = "a,b,c,d,e\n\"=HYPERLINK(\"\"http://x\"\")\",-5,-5,@SUM(1),ok\n";
-    let out = crate::common::kefu(dir)
-        .args(["sql", "--warehouse", "wh", "--format", "csv", "-e", sql])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), safe);
-    let out = crate::common::kefu(dir)
-        .args([
-            "sql",
-            "--warehouse",
-            "wh",
-            "--format",
-            "csv",
-            "--raw-csv",
-            "-e",
-            sql,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), raw);
+    for (extra, expected) in [(None, safe), (Some("--raw-csv"), raw)] {
+        let out = crate::common::kefu(dir)
+            .args(["sql", "--warehouse", "wh", "--format", "csv", "-e", sql])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    }
 
     let config = crate::uploads::config("max_reject_ratio = 0.9");
     let server = Server::start(dir, &config);

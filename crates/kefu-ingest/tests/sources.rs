@@ -291,29 +291,10 @@ enum Cell {
 #[test]
 fn excel_workbooks_are_read_like_csv() {
     use Cell::*;
-    let dir = tempfile::tempdir().unwrap();
     // 46023.5 = 2026-01-01 12:00 (Excel day serial); local Shanghai time → 04:00 UTC.
     let rows: &[&[Cell]] = &[
-        &[
-            Text("客户号"),
-            Text("地区"),
-            Text("归属网点"),
-            Text("客户类型"),
-            Text("客户等级"),
-            Text("开户时间"),
-            Text("销户时间"),
-            Text("销户原因"),
-        ],
-        &[
-            Text("CU1"),
-            Text("beijing"),
-            Text("beijing-01"),
-            Text("个人"),
-            Text("黄金"),
-            DateTime(46023.5),
-            Empty,
-            Empty,
-        ],
+        &CUSTOMER_HEADER,
+        &GOLD_CUSTOMER,
         &[
             Text("CU2"),
             Text("beijing"),
@@ -335,22 +316,7 @@ fn excel_workbooks_are_read_like_csv() {
             Empty,
         ],
     ];
-    let path = dir.path().join("客户_202601.xlsx");
-    std::fs::write(&path, workbook(rows)).unwrap();
-    let mut got = Collected::default();
-    let mut outcome = None;
-    for_each_stream(&path, |name, reader| {
-        outcome = Some(convert_csv(
-            reader,
-            &name,
-            &Profile::builtin(),
-            None,
-            &mut got,
-        )?);
-        Ok(())
-    })
-    .unwrap();
-    let outcome = outcome.unwrap();
+    let (outcome, got) = convert_workbook(workbook(rows)).unwrap();
     assert_eq!(
         (outcome.records, outcome.rows, outcome.rejected),
         (3, 1, 2),
@@ -410,6 +376,19 @@ const CUSTOMER_HEADER: [Cell; 8] = [
     Cell::Text("销户原因"),
 ];
 
+/// A customer's row of [`CUSTOMER_HEADER`]; 46023.5 = 2026-01-01 12:00 (an Excel day
+/// serial), local Shanghai time: 04:00 UTC.
+const GOLD_CUSTOMER: [Cell; 8] = [
+    Cell::Text("CU1"),
+    Cell::Text("beijing"),
+    Cell::Text("beijing-01"),
+    Cell::Text("个人"),
+    Cell::Text("黄金"),
+    Cell::DateTime(46023.5),
+    Cell::Empty,
+    Cell::Empty,
+];
+
 /// A 2.5 kB workbook whose shared-strings table declares four billion strings: the
 /// reader reserved room for them and aborted the process.
 #[test]
@@ -434,19 +413,8 @@ fn a_workbook_declaring_absurd_shared_strings_is_refused() {
 /// kernel killed it; a cell beyond Excel's grid is refused by name.
 #[test]
 fn a_workbook_with_a_cell_at_the_grid_corner_streams() {
-    use Cell::*;
-    let data: [Cell; 8] = [
-        Text("CU1"),
-        Text("beijing"),
-        Text("beijing-01"),
-        Text("个人"),
-        Text("黄金"),
-        DateTime(46023.5),
-        Empty,
-        Empty,
-    ];
     let corner = |at: &str| {
-        let mut parts = workbook_parts(&[&CUSTOMER_HEADER, &data]);
+        let mut parts = workbook_parts(&[&CUSTOMER_HEADER, &GOLD_CUSTOMER]);
         for (name, body) in &mut parts {
             if *name == "xl/worksheets/sheet1.xml" {
                 *body = body.replace(
