@@ -74,7 +74,7 @@ pub fn convert_jsonl(
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             let (table, _, converter) = crate::resolve_header(&name, &refs, profile)?;
             sink.table(table);
-            headers = Some((keys, RecordFeed::new(converter, encoding)));
+            headers = Some((keys, RecordFeed::new(&name, converter, encoding)));
         }
         let (keys, feed) = headers.as_mut().expect("set above");
         let fields = parsed

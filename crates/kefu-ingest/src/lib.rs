@@ -190,7 +190,32 @@ pub(crate) fn resolve_header(
 
 /// Hands records one at a time to a converter and its rows to a sink a batch at a time,
 /// counting what became of each: the single-threaded readers (JSON Lines, Excel) share it.
+/// Rejects a source may have before its share of them is checked.
+pub const REJECTS_BEFORE_CHECK: u64 = 100_000;
+
+/// Fails a source that has rejected more than [`REJECTS_BEFORE_CHECK`] records and most of
+/// what it read: it is not an export of the table (or not one at all), and converting the
+/// rest would only keep millions of rejects in memory and the warehouse busy.
+pub(crate) fn check_reject_share(
+    name: &str,
+    records: u64,
+    rejected: u64,
+) -> Result<(), IngestError> {
+    if rejected > REJECTS_BEFORE_CHECK && rejected * 2 > records {
+        return Err(IngestError::Source {
+            source_name: name.to_string(),
+            reason: format!(
+                "{rejected} of the first {records} records rejected: not an export of its \
+                 table; stopped reading it"
+            ),
+        });
+    }
+    Ok(())
+}
+
 pub(crate) struct RecordFeed {
+    /// The source, for errors.
+    name: String,
     converter: Converter,
     outcome: FileOutcome,
     /// The source line of each row the converter holds.
@@ -198,8 +223,9 @@ pub(crate) struct RecordFeed {
 }
 
 impl RecordFeed {
-    pub(crate) fn new(converter: Converter, encoding: TextEncoding) -> Self {
+    pub(crate) fn new(name: &str, converter: Converter, encoding: TextEncoding) -> Self {
         RecordFeed {
+            name: name.to_string(),
             outcome: FileOutcome {
                 table: converter.table(),
                 encoding,
@@ -238,6 +264,7 @@ impl RecordFeed {
                     reject,
                     raw: raw(),
                 })?;
+                check_reject_share(&self.name, self.outcome.records, self.outcome.rejected)?;
             }
         }
         Ok(())
@@ -311,7 +338,7 @@ pub fn convert_csv(
     sink.table(table);
     let make_converter =
         || Converter::new(profile, map.clone()).expect("the profile was validated above");
-    let counts = read::convert_records(&mut splitter, &make_converter, sink, &split_err)?;
+    let counts = read::convert_records(name, &mut splitter, &make_converter, sink, &split_err)?;
     Ok(FileOutcome {
         table,
         encoding,

@@ -402,10 +402,12 @@ fn deliver(
     converted: Converted,
     counts: &mut Counts,
     sink: &mut dyn RowSink,
+    name: &str,
 ) -> Result<RecordChunk, crate::IngestError> {
     counts.rows += converted.lines.len() as u64;
     counts.rejected += converted.rejects.len() as u64;
     counts.records += (converted.lines.len() + converted.rejects.len()) as u64;
+    crate::check_reject_share(name, counts.records, counts.rejected)?;
     if let Some(batch) = converted.batch {
         sink.batch(batch, &converted.lines)?;
     }
@@ -423,6 +425,7 @@ pub(crate) fn worker_count() -> usize {
 /// Splits the rest of `splitter`'s input and converts it with `make_converter()` on worker
 /// threads, delivering results to `sink` in input order.
 pub(crate) fn convert_records<R: Read>(
+    name: &str,
     splitter: &mut Splitter<R>,
     make_converter: &dyn Fn() -> Converter,
     sink: &mut dyn RowSink,
@@ -438,7 +441,12 @@ pub(crate) fn convert_records<R: Read>(
         let mut converter = make_converter();
         let mut next = Some(first);
         while let Some(chunk) = next {
-            let chunk = deliver(convert_chunk(&mut converter, chunk), &mut counts, sink)?;
+            let chunk = deliver(
+                convert_chunk(&mut converter, chunk),
+                &mut counts,
+                sink,
+                name,
+            )?;
             next = splitter.next_chunk(chunk).map_err(split_err)?;
         }
         return Ok(counts);
@@ -475,7 +483,7 @@ pub(crate) fn convert_records<R: Read>(
                 if in_flight.len() == max_in_flight {
                     let w = in_flight.pop_front().expect("in flight");
                     let converted = outputs[w].recv().expect("worker alive");
-                    spare.push(deliver(converted, &mut counts, sink)?);
+                    spare.push(deliver(converted, &mut counts, sink, name)?);
                 }
                 let w = sent % workers;
                 inputs[w].send(chunk).expect("worker alive");
@@ -486,7 +494,7 @@ pub(crate) fn convert_records<R: Read>(
             }
             while let Some(w) = in_flight.pop_front() {
                 let converted = outputs[w].recv().expect("worker alive");
-                deliver(converted, &mut counts, sink)?;
+                deliver(converted, &mut counts, sink, name)?;
             }
             Ok(counts)
         })();

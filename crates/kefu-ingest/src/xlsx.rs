@@ -281,7 +281,7 @@ pub fn convert_xlsx(
     let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
     let (table, _, converter) = crate::resolve_header(&name, &refs, profile)?;
     sink.table(table);
-    let mut feed = RecordFeed::new(converter, TextEncoding::Utf8);
+    let mut feed = RecordFeed::new(&name, converter, TextEncoding::Utf8);
     while let Some(row) = rows.next_row().map_err(&bad)? {
         // The Excel row number.
         let line = u64::from(row.index) + 1;

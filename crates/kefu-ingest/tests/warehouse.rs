@@ -656,3 +656,57 @@ fn a_small_file_expanding_past_the_buffer_is_streamed() {
     assert_eq!(report.totals().records, customers);
     assert_eq!(rows(&read_table(&wh_dir, "customers")), customers as usize);
 }
+
+/// A small zstd of 30 MB of blank-ish lines kept nine million rejects in memory (2 GB)
+/// and the warehouse locked for 45 s; a source whose records are mostly rejected stops
+/// after 100,000 rejects, and one with fewer rejects than rows is read to its end.
+#[test]
+fn a_source_of_mostly_rejects_stops_early() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("customers.csv.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(CUSTOMERS.as_bytes()).unwrap();
+    for _ in 0..300_000 {
+        gz.write_all(b" \n").unwrap();
+    }
+    std::fs::write(&junk, gz.finish().unwrap()).unwrap();
+    let wh_dir = dir.path().join("wh");
+    let err = ingest(
+        &[junk.display().to_string()],
+        &open(&wh_dir),
+        &IngestOptions::default(),
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("not an export of its table"),
+        "{err}"
+    );
+    assert_untouched(&wh_dir);
+
+    // Good rows and many (but fewer) rejects: read whole, the batch's ratio decides.
+    let mixed = dir.path().join("customers.csv");
+    let mut text = String::from(CUSTOMERS);
+    for i in 0..110_000 {
+        text.push_str(&customer(
+            &format!("CU{i:06}"),
+            "gold",
+            "2026-01-01T00:00:00Z",
+        ));
+        text.push_str("bad\n");
+    }
+    std::fs::write(&mixed, text).unwrap();
+    let report = ingest(
+        &[mixed.display().to_string()],
+        &open(&dir.path().join("wh2")),
+        &IngestOptions {
+            max_reject_ratio: 0.6,
+            ..IngestOptions::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(report.totals().records, 220_000);
+    assert_eq!(report.totals().rejected, 110_000);
+}
