@@ -241,17 +241,25 @@ fn result_format(requested: Option<&str>, headers: &HeaderMap) -> Result<ResultF
     }
 }
 
-async fn sql(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
+async fn sql(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let principal = match state.tokens.authorize(auth, Right::Query) {
         Ok(p) => p,
         Err(d) => return denied(d),
+    };
+    // The body is read only for a known token, and only as far as SQL may be long.
+    let limit = state.sql.bounds.max_bytes.saturating_mul(2).max(64 << 10);
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(body) => body,
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the request is larger than {limit} bytes, or was cut off"),
+                None,
+            );
+        }
     };
     let request: SqlRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
