@@ -13,6 +13,15 @@ fn sql_body(sql: &str) -> String {
     serde_json::json!({ "sql": sql }).to_string()
 }
 
+/// A server over the SQL fixtures' warehouse in a temporary directory (kept as long as
+/// the directory is).
+fn fixture_server(config: &str) -> (tempfile::TempDir, Server) {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::sql::fixture_warehouse(tmp.path());
+    let server = Server::start(tmp.path(), config);
+    (tmp, server)
+}
+
 /// `a + a + … + a` with `terms` terms.
 fn chain(term: &str, op: &str, terms: usize) -> String {
     vec![term; terms].join(op)
@@ -20,10 +29,7 @@ fn chain(term: &str, op: &str, terms: usize) -> String {
 
 #[test]
 fn deep_and_long_sql_get_a_clear_error_and_the_server_lives() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    crate::sql::fixture_warehouse(dir);
-    let server = Server::start(dir, &config(""));
+    let (_tmp, server) = fixture_server(&config(""));
     let deep = [
         format!("SELECT {} AS n", chain("1", "+", 2000)),
         format!(
@@ -230,16 +236,10 @@ fn a_mistyped_warehouse_is_an_error_not_an_empty_one() {
 /// now; and queries beyond `max_concurrent_queries` wait their turn, then get 503.
 #[test]
 fn multiplying_functions_are_bounded_and_queries_take_turns() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    crate::sql::fixture_warehouse(dir);
-    let server = Server::start(
-        dir,
-        &config(
-            "[sql]\nmemory_limit = \"64MiB\"\ntotal_memory_limit = \"96MiB\"\n\
+    let (_tmp, server) = fixture_server(&config(
+        "[sql]\nmemory_limit = \"64MiB\"\ntotal_memory_limit = \"96MiB\"\n\
              max_concurrent_queries = 1\ntimeout_seconds = 20\n",
-        ),
-    );
+    ));
     for (sql, says) in [
         (
             "SELECT cardinality(range(1, 200000000)) AS n",
@@ -304,10 +304,7 @@ fn multiplying_functions_are_bounded_and_queries_take_turns() {
 #[test]
 fn slow_clients_do_not_stop_the_server() {
     use std::io::{Read, Write};
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    crate::sql::fixture_warehouse(dir);
-    let server = Server::start(dir, &config(""));
+    let (_tmp, server) = fixture_server(&config(""));
     let mut slow: Vec<std::net::TcpStream> = (0..300)
         .map(|i| {
             let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
@@ -415,10 +412,7 @@ fn csv_for_people_neutralises_formulas() {
 #[test]
 fn the_token_is_checked_before_the_body_is_read() {
     use std::io::{Read, Write};
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    crate::sql::fixture_warehouse(dir);
-    let server = Server::start(dir, &config(""));
+    let (_tmp, server) = fixture_server(&config(""));
     let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     s.write_all(
         b"POST /api/v1/sql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\

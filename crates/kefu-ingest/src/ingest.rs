@@ -205,8 +205,14 @@ pub fn ingest(
             .block_on(warehouse.cut(AsOf::Latest))
             .map_err(IngestError::Storage)?;
         report.skipped.clear();
-        let scope = &options.profile;
-        let todo = select_sources(&listed, &ledger, &committed, scope, progress, &mut report)?;
+        let todo = select_sources(
+            &listed,
+            &ledger,
+            &committed,
+            &options.profile,
+            progress,
+            &mut report,
+        )?;
         tracing::debug!(
             ms = started.elapsed().as_millis(),
             operations = ledger.len(),

@@ -188,8 +188,6 @@ pub(crate) fn resolve_header(
     Ok((table, map, converter))
 }
 
-/// Hands records one at a time to a converter and its rows to a sink a batch at a time,
-/// counting what became of each: the single-threaded readers (JSON Lines, Excel) share it.
 /// Rejects a source may have before its share of them is checked.
 pub const REJECTS_BEFORE_CHECK: u64 = 100_000;
 
@@ -213,6 +211,8 @@ pub(crate) fn check_reject_share(
     Ok(())
 }
 
+/// Hands records one at a time to a converter and its rows to a sink a batch at a time,
+/// counting what became of each: the single-threaded readers (JSON Lines, Excel) share it.
 pub(crate) struct RecordFeed {
     /// The source, for errors.
     name: String,

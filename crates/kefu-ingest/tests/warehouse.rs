@@ -256,6 +256,17 @@ fn ingest_files(
     ingest(&files, wh, options, &NoProgress).unwrap()
 }
 
+/// Ingests `file` into the warehouse in `wh_dir` with the default options, which must fail.
+fn ingest_error(file: &Path, wh_dir: &Path) -> IngestError {
+    ingest(
+        &[file.display().to_string()],
+        &open(wh_dir),
+        &IngestOptions::default(),
+        &NoProgress,
+    )
+    .unwrap_err()
+}
+
 fn customer_tiers(wh_dir: &Path) -> BTreeMap<String, String> {
     let customers = read_table(wh_dir, "customers");
     let mut out = BTreeMap::new();
@@ -613,13 +624,7 @@ fn a_gzip_bomb_is_refused_as_it_is_read() {
     std::fs::write(&bomb, repeated_gzip(&text, 64)).unwrap();
     assert!(std::fs::metadata(&bomb).unwrap().len() < 256 << 10);
     let wh_dir = dir.path().join("wh");
-    let err = ingest(
-        &[bomb.display().to_string()],
-        &open(&wh_dir),
-        &IngestOptions::default(),
-        &NoProgress,
-    )
-    .unwrap_err();
+    let err = ingest_error(&bomb, &wh_dir);
     assert!(
         err.to_string()
             .contains("decompresses to more than 16777216 bytes"),
@@ -672,13 +677,7 @@ fn a_source_of_mostly_rejects_stops_early() {
     }
     std::fs::write(&junk, gz.finish().unwrap()).unwrap();
     let wh_dir = dir.path().join("wh");
-    let err = ingest(
-        &[junk.display().to_string()],
-        &open(&wh_dir),
-        &IngestOptions::default(),
-        &NoProgress,
-    )
-    .unwrap_err();
+    let err = ingest_error(&junk, &wh_dir);
     assert!(
         err.to_string().contains("not an export of its table"),
         "{err}"

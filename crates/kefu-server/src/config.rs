@@ -137,6 +137,31 @@ pub struct ServerConfig {
     pub profiles: std::collections::HashMap<String, kefu_ingest::Profile>,
 }
 
+/// A size setting such as `"2GB"` or `"512MiB"`, in bytes.
+fn size(
+    value: &Spanned<String>,
+    key: &str,
+    err: &impl Fn(usize, String) -> ServerError,
+) -> Result<u64, ServerError> {
+    value
+        .get_ref()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| err(value.span().start, format!("{key}: {e}")))
+}
+
+/// A count setting that must be at least 1.
+fn at_least_one<T: Copy + PartialOrd + From<u8>>(
+    value: &Spanned<T>,
+    key: &str,
+    err: &impl Fn(usize, String) -> ServerError,
+) -> Result<T, ServerError> {
+    if *value.get_ref() < T::from(1) {
+        return Err(err(value.span().start, format!("{key}: at least 1")));
+    }
+    Ok(*value.get_ref())
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
@@ -177,43 +202,19 @@ impl ServerConfig {
                 sql.timeout = std::time::Duration::from_secs(t);
             }
             if let Some(m) = &s.memory_limit {
-                let bytes: bytesize::ByteSize = m
-                    .get_ref()
-                    .parse()
-                    .map_err(|e: String| err(m.span().start, format!("memory_limit: {e}")))?;
-                sql.memory_limit = Some(bytes.as_u64() as usize);
+                sql.memory_limit = Some(size(m, "memory_limit", &err)? as usize);
             }
             if let Some(m) = &s.max_sql_bytes {
-                let bytes: bytesize::ByteSize = m
-                    .get_ref()
-                    .parse()
-                    .map_err(|e: String| err(m.span().start, format!("max_sql_bytes: {e}")))?;
-                sql.bounds.max_bytes = bytes.as_u64() as usize;
+                sql.bounds.max_bytes = size(m, "max_sql_bytes", &err)? as usize;
             }
             if let Some(m) = &s.total_memory_limit {
-                let bytes: bytesize::ByteSize = m
-                    .get_ref()
-                    .parse()
-                    .map_err(|e: String| err(m.span().start, format!("total_memory_limit: {e}")))?;
-                sql.total_memory_limit = bytes.as_u64() as usize;
+                sql.total_memory_limit = size(m, "total_memory_limit", &err)? as usize;
             }
             if let Some(n) = &s.max_concurrent_queries {
-                if *n.get_ref() == 0 {
-                    return Err(err(
-                        n.span().start,
-                        "max_concurrent_queries: at least 1".into(),
-                    ));
-                }
-                sql.max_concurrent_queries = *n.get_ref();
+                sql.max_concurrent_queries = at_least_one(n, "max_concurrent_queries", &err)?;
             }
             if let Some(d) = &s.max_expression_depth {
-                if *d.get_ref() == 0 {
-                    return Err(err(
-                        d.span().start,
-                        "max_expression_depth: at least 1".into(),
-                    ));
-                }
-                sql.bounds.max_depth = *d.get_ref();
+                sql.bounds.max_depth = at_least_one(d, "max_expression_depth", &err)?;
             }
         }
         let base = path.parent().unwrap_or(Path::new("."));
@@ -221,17 +222,10 @@ impl ServerConfig {
         if let Some(u) = &raw.uploads {
             uploads.dir = u.dir.as_ref().map(|d| base.join(d));
             if let Some(m) = &u.max_bytes {
-                let bytes: bytesize::ByteSize = m
-                    .get_ref()
-                    .parse()
-                    .map_err(|e: String| err(m.span().start, format!("max_bytes: {e}")))?;
-                uploads.max_bytes = bytes.as_u64();
+                uploads.max_bytes = size(m, "max_bytes", &err)?;
             }
             if let Some(c) = &u.concurrency {
-                if *c.get_ref() == 0 {
-                    return Err(err(c.span().start, "concurrency: at least 1".into()));
-                }
-                uploads.concurrency = *c.get_ref();
+                uploads.concurrency = at_least_one(c, "concurrency", &err)?;
             }
             if let Some(r) = &u.max_reject_ratio {
                 if !(0.0..=1.0).contains(r.get_ref()) {
@@ -243,13 +237,7 @@ impl ServerConfig {
                 uploads.max_reject_ratio = *r.get_ref();
             }
             if let Some(r) = &u.max_decompression_ratio {
-                if *r.get_ref() == 0 {
-                    return Err(err(
-                        r.span().start,
-                        "max_decompression_ratio: at least 1".into(),
-                    ));
-                }
-                uploads.decompression.max_ratio = *r.get_ref();
+                uploads.decompression.max_ratio = at_least_one(r, "max_decompression_ratio", &err)?;
             }
             if let Some(days) = u.failed_retention_days {
                 uploads.failed_retention = std::time::Duration::from_secs(days * 86_400);

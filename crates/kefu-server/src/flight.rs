@@ -160,12 +160,9 @@ impl PreparedStatements {
     }
 
     /// Statements open (all tokens).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.open.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.open.is_empty()
     }
 }
 

@@ -51,8 +51,6 @@ pub struct AppState {
 const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl AppState {
-    /// A read-only session over the warehouse with the per-query memory limit: every
-    /// query of the server (HTTP, Flight SQL, the dashboard) runs in one.
     /// A turn to run a query, waiting up to 10 s for one; held until the query ends.
     pub async fn turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, String> {
         match tokio::time::timeout(TURN_WAIT, self.query_turns.clone().acquire_owned()).await {
@@ -64,6 +62,9 @@ impl AppState {
         }
     }
 
+    /// A read-only session over the warehouse with the per-query memory limit, drawing on
+    /// the server's shared pool: every query of the server (HTTP, Flight SQL, the
+    /// dashboard) runs in one.
     pub async fn engine(&self) -> Result<Engine, kefu_sql::SqlError> {
         let options = EngineOptions {
             memory_limit: self.sql.memory_limit,

@@ -350,10 +350,8 @@ impl Inbox {
     /// Writes `upload.json` durably, then updates the index.
     pub fn save(&self, upload: &Upload) -> Result<(), ServerError> {
         let path = self.upload_dir(&upload.id).join(RECORD);
-        let bytes = serde_json::to_vec_pretty(upload).expect("an upload serialises");
         let mut index = self.uploads.lock().expect("inbox lock");
-        kefu_storage::publish::write_local(&path, &bytes)
-            .map_err(|e| io_error("cannot write", &path, &e))?;
+        write_record(&path, upload)?;
         index.insert(upload.id.clone(), upload.clone());
         Ok(())
     }
@@ -416,10 +414,14 @@ fn quarantine_if_tried_out(mut upload: Upload, record: &Path) -> Result<Upload, 
         upload.attempts
     ));
     upload.finished_at = Some(Utc::now());
-    let bytes = serde_json::to_vec_pretty(&upload).expect("an upload serialises");
-    kefu_storage::publish::write_local(record, &bytes)
-        .map_err(|e| io_error("cannot write", record, &e))?;
+    write_record(record, &upload)?;
     Ok(upload)
+}
+
+/// Writes an upload's `upload.json` durably.
+fn write_record(path: &Path, upload: &Upload) -> Result<(), ServerError> {
+    let bytes = serde_json::to_vec_pretty(upload).expect("an upload serialises");
+    kefu_storage::publish::write_local(path, &bytes).map_err(|e| io_error("cannot write", path, &e))
 }
 
 /// The batch and source of the ledger that hold `content_hash`.

@@ -202,24 +202,21 @@ fn nesting_depth(statement: &Statement, limit: usize) -> usize {
         limit,
     };
     let mut statement = statement;
-    loop {
-        match statement {
-            Statement::Statement(s) => {
-                let _ = s.visit(&mut depth);
-            }
-            Statement::Explain(explain) => {
-                statement = &explain.statement;
-                continue;
-            }
-            Statement::CopyTo(copy) => {
-                if let datafusion::sql::parser::CopyToSource::Query(query) = &copy.source {
-                    let _ = query.visit(&mut depth);
-                }
-            }
-            Statement::CreateExternalTable(_) | Statement::Reset(_) => {}
-        }
-        return depth.deepest;
+    while let Statement::Explain(explain) = statement {
+        statement = &explain.statement;
     }
+    match statement {
+        Statement::Statement(s) => {
+            let _ = s.visit(&mut depth);
+        }
+        Statement::CopyTo(copy) => {
+            if let datafusion::sql::parser::CopyToSource::Query(query) = &copy.source {
+                let _ = query.visit(&mut depth);
+            }
+        }
+        Statement::Explain(_) | Statement::CreateExternalTable(_) | Statement::Reset(_) => {}
+    }
+    depth.deepest
 }
 
 /// A registered table: its name, its schema (partition columns last) and what it holds.

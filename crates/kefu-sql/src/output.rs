@@ -107,7 +107,7 @@ fn looks_like_formula(text: &str) -> bool {
 
 /// `batch` with every text cell that looks like a formula prefixed by `'`; other columns
 /// (numbers, times) as they are.
-pub fn neutralise_formulas(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
+fn neutralise_formulas(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
     use arrow::array::{Array, AsArray, StringArray};
     use arrow::datatypes::DataType;
     let mut columns = Vec::with_capacity(batch.num_columns());
