@@ -8,6 +8,8 @@
 //! batch then commits through the ledger, in every table it touched at once
 //! (`kefu_storage::warehouse`); if anything failed or the rejects exceed the threshold,
 //! nothing of it is committed. Partitions left with many small files are compacted after.
+//! Other writers are kept waiting only from the first merge on (`WriterTurn`), not while
+//! sources are decoded.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
@@ -25,6 +27,7 @@ use kefu_storage::maintain::{CompactOptions, CompactReport, new_operation_id, ne
 use kefu_storage::merge::{Appender, MergeResult, TableMerge};
 use kefu_storage::parquet::rejects_layout;
 use kefu_storage::tables::StoredTable;
+use kefu_storage::warehouse::WriterLock;
 use kefu_storage::{AsOf, Commit, Cut, OperationPlan, OperationRecord, Recovery, Warehouse};
 
 use crate::source::{
@@ -154,35 +157,20 @@ pub fn ingest(
         .enable_all()
         .build()
         .map_err(|e| IngestError::Options(format!("cannot start the I/O runtime: {e}")))?;
-    let _lock = warehouse
-        .lock(|| {
-            tracing::warn!(
-                "another writer is working on {}; waiting for it to finish",
-                warehouse.location()
-            )
-        })
-        .map_err(IngestError::Storage)?;
-    let recovery = runtime
-        .block_on(warehouse.recover())
-        .map_err(IngestError::Storage)?;
-    for seq in &recovery.completed {
-        tracing::warn!(
-            operation = seq,
-            "finished committing an operation an earlier run began"
-        );
-    }
+    let mut turn = WriterTurn::new(warehouse, runtime.handle());
+    // Tables are created, and an interrupted writer's operation finished, in a turn of
+    // their own: the sources are then read without holding up other writers.
+    turn.take()?;
     runtime
         .block_on(warehouse.ensure_tables())
         .map_err(IngestError::Storage)?;
-    tracing::debug!(
-        ms = started.elapsed().as_millis(),
-        "opened, locked, recovered"
-    );
+    turn.release();
+    tracing::debug!(ms = started.elapsed().as_millis(), "opened, recovered");
 
     let mut report = IngestReport {
         batch: None,
         skipped: Vec::new(),
-        recovery,
+        recovery: Recovery::default(),
         counts: BTreeMap::new(),
         rejects_by_reason: BTreeMap::new(),
         examples: Vec::new(),
@@ -197,17 +185,12 @@ pub fn ingest(
         listed.push((file, bytes));
     }
     for _attempt in 0..COMMIT_ATTEMPTS {
-        let ledger = runtime
-            .block_on(warehouse.ledger())
-            .map_err(IngestError::Storage)?;
-        let committed = committed_sources(&ledger);
-        let cut = runtime
-            .block_on(warehouse.cut(AsOf::Latest))
-            .map_err(IngestError::Storage)?;
+        turn.read()?;
+        let committed = committed_sources(&turn.ledger);
         report.skipped.clear();
         let todo = select_sources(
             &listed,
-            &ledger,
+            &turn.ledger,
             &committed,
             &options.profile,
             progress,
@@ -215,12 +198,13 @@ pub fn ingest(
         )?;
         tracing::debug!(
             ms = started.elapsed().as_millis(),
-            operations = ledger.len(),
+            operations = turn.ledger.len(),
             "ledger read, sources hashed"
         );
         report.sources = todo.len();
         report.bytes = todo.iter().map(|t| t.2).sum();
         if todo.is_empty() {
+            report.recovery.completed = std::mem::take(&mut turn.recovered);
             report.elapsed = started.elapsed();
             return Ok(report);
         }
@@ -232,13 +216,15 @@ pub fn ingest(
             let (plan, discarded) = write_batch(
                 &todo,
                 &batch_id,
-                warehouse,
-                &cut,
+                &mut turn,
                 &runtime,
                 options,
                 progress,
                 &mut report,
             )?;
+            // The turn was taken to merge: the ledger is as of then, and another writer
+            // may have committed some of these sources while they were read.
+            let committed = committed_sources(&turn.ledger);
             let mut known = Vec::new();
             let mut hashes = HashSet::new();
             for (i, source) in plan.record.sources.iter().enumerate() {
@@ -264,6 +250,7 @@ pub fn ingest(
             report.bytes = todo.iter().map(|t| t.2).sum();
             if todo.is_empty() {
                 report.counts.clear();
+                report.recovery.completed = std::mem::take(&mut turn.recovered);
                 report.elapsed = started.elapsed();
                 return Ok(report);
             }
@@ -293,6 +280,7 @@ pub fn ingest(
                     .map(|(t, c)| (t.clone(), c.partitions.clone()))
                     .collect();
                 report.batch = Some(*record);
+                report.recovery.completed = std::mem::take(&mut turn.recovered);
                 if options.compact_after > 0 {
                     report.compaction =
                         compact_touched(warehouse, &runtime, &touched, options.compact_after)?;
@@ -308,6 +296,7 @@ pub fn ingest(
                     "another writer committed first; planning the batch again"
                 );
                 delete_files(warehouse, &runtime, new_files.iter());
+                turn.release();
             }
         }
     }
@@ -484,15 +473,15 @@ fn content_hash(input: &Input, progress: &dyn Progress) -> Result<String, Ingest
 fn write_batch(
     todo: &[(Input, Option<String>, u64)],
     batch_id: &str,
-    warehouse: &Warehouse,
-    cut: &Cut,
+    turn: &mut WriterTurn,
     runtime: &tokio::runtime::Runtime,
     options: &IngestOptions,
     progress: &dyn Progress,
     report: &mut IngestReport,
 ) -> Result<(OperationPlan, Vec<String>), IngestError> {
     let started = Instant::now();
-    let mut sink = BatchSink::new(batch_id, warehouse, cut, runtime, options.buffer_bytes);
+    let warehouse = &turn.warehouse.clone();
+    let mut sink = BatchSink::new(batch_id, turn, runtime, options.buffer_bytes);
     progress.start("ingesting", Some(report.bytes), Unit::Bytes);
     let mut sources = Vec::new();
     let outcome = (|| -> Result<(), IngestError> {
@@ -603,7 +592,7 @@ fn write_batch(
     progress.start("merging", None, Unit::Items("tables"));
     let finished = sink.finish();
     progress.finish();
-    let (results, counts) = match finished {
+    let (results, counts, base) = match finished {
         Ok(done) => done,
         Err((e, written)) => {
             delete_files(warehouse, runtime, written.iter());
@@ -628,7 +617,7 @@ fn write_batch(
     Ok((
         OperationPlan {
             record,
-            base: cut.clone(),
+            base,
             tables,
             new_files,
         },
@@ -746,14 +735,94 @@ fn read_files_in_parallel(
     })
 }
 
+/// A writer's turn at the warehouse: its lock (local warehouses) with any interrupted
+/// operation finished, and the ledger and cut as of then. Sources are read and converted
+/// before the turn is taken, so a slow or hostile source does not hold up other writers;
+/// the turn comes when the first rows merge (when the row buffer fills, or at the end).
+struct WriterTurn {
+    warehouse: Warehouse,
+    runtime: tokio::runtime::Handle,
+    /// `Some` while the turn is held (the lock is `None` on object stores).
+    lock: Option<Option<WriterLock>>,
+    ledger: Vec<OperationRecord>,
+    cut: Cut,
+    /// Operations of interrupted writers this turn finished.
+    recovered: Vec<u64>,
+}
+
+impl WriterTurn {
+    fn new(warehouse: &Warehouse, runtime: &tokio::runtime::Handle) -> Self {
+        WriterTurn {
+            warehouse: warehouse.clone(),
+            runtime: runtime.clone(),
+            lock: None,
+            ledger: Vec::new(),
+            cut: Cut::default(),
+            recovered: Vec::new(),
+        }
+    }
+
+    fn is_taken(&self) -> bool {
+        self.lock.is_some()
+    }
+
+    /// Reads the ledger and the cut (held or not).
+    fn read(&mut self) -> Result<(), IngestError> {
+        self.ledger = self
+            .runtime
+            .block_on(self.warehouse.ledger())
+            .map_err(IngestError::Storage)?;
+        self.cut = self
+            .runtime
+            .block_on(self.warehouse.cut(AsOf::Latest))
+            .map_err(IngestError::Storage)?;
+        Ok(())
+    }
+
+    /// Waits for other writers, finishes an operation an interrupted one began, and reads
+    /// the ledger and the cut.
+    fn take(&mut self) -> Result<(), IngestError> {
+        if self.is_taken() {
+            return Ok(());
+        }
+        let warehouse = &self.warehouse;
+        let lock = warehouse
+            .lock(|| {
+                tracing::warn!(
+                    "another writer is working on {}; waiting for it to finish",
+                    warehouse.location()
+                )
+            })
+            .map_err(IngestError::Storage)?;
+        let recovery = self
+            .runtime
+            .block_on(warehouse.recover())
+            .map_err(IngestError::Storage)?;
+        for seq in &recovery.completed {
+            tracing::warn!(
+                operation = seq,
+                "finished committing an operation an earlier run began"
+            );
+        }
+        self.recovered.extend(recovery.completed);
+        self.lock = Some(lock);
+        self.read()
+    }
+
+    fn release(&mut self) {
+        self.lock = None;
+    }
+}
+
 /// Receives converted rows: buffers them per table and merges them into their table a
 /// chunk at a time (the largest table's rows first when memory runs short); collects
 /// rejects into `_rejects`. A chunk merges on the I/O runtime while the next one is read;
 /// one table's chunks merge one after the other, in arrival order.
 struct BatchSink<'a> {
     batch_id: String,
-    warehouse: &'a Warehouse,
-    cut: &'a Cut,
+    warehouse: Warehouse,
+    /// Taken before the first rows merge; the cut they merge onto is the turn's.
+    turn: &'a mut WriterTurn,
     runtime: &'a tokio::runtime::Runtime,
     source: Option<SourceName>,
     /// The table of the source being read.
@@ -784,9 +853,11 @@ struct SourceCounts {
     rejected: u64,
 }
 
+/// Each table's merge, the counts, and the cut they merged onto.
 type Finished = (
     Vec<(StoredTable, MergeResult)>,
     BTreeMap<String, TableCounts>,
+    Cut,
 );
 
 /// A table's merge, merging a chunk on a thread of its own (driving the I/O runtime): it
@@ -817,32 +888,16 @@ impl Drop for BatchSink<'_> {
 impl<'a> BatchSink<'a> {
     fn new(
         batch_id: &str,
-        warehouse: &'a Warehouse,
-        cut: &'a Cut,
+        turn: &'a mut WriterTurn,
         runtime: &'a tokio::runtime::Runtime,
         buffer_limit: usize,
     ) -> Self {
-        // Reading a table's log costs milliseconds a table: do it while the sources are read.
-        let prefetched = Table::ALL
-            .into_iter()
-            .map(|table| {
-                let stored = StoredTable::Model(table);
-                let version = cut.version(stored).unwrap_or(0);
-                let warehouse = warehouse.clone();
-                let task = runtime.spawn(async move {
-                    let files = warehouse.files(stored, version).await?;
-                    let writer = warehouse.log(stored).file_writer().await?;
-                    Ok((files, writer))
-                });
-                (table, task)
-            })
-            .collect();
-        BatchSink {
+        let mut sink = BatchSink {
             buffer_limit,
-            prefetched,
+            prefetched: BTreeMap::new(),
             batch_id: batch_id.to_string(),
-            warehouse,
-            cut,
+            warehouse: turn.warehouse.clone(),
+            turn,
             runtime,
             source: None,
             table: None,
@@ -857,7 +912,47 @@ impl<'a> BatchSink<'a> {
             tally: RejectTally::new(REJECT_EXAMPLES),
             source_counts: SourceCounts::default(),
             records: 0,
+        };
+        // Reading a table's log costs milliseconds a table: do it while the sources are
+        // read (at the versions then; again for a table another writer changes before
+        // the turn comes).
+        for table in Table::ALL {
+            sink.prefetch(table);
         }
+        sink
+    }
+
+    /// Starts reading `table`'s files and file writer at its version in the turn's cut.
+    fn prefetch(&mut self, table: Table) {
+        let stored = StoredTable::Model(table);
+        let version = self.turn.cut.version(stored).unwrap_or(0);
+        let warehouse = self.warehouse.clone();
+        let task = self.runtime.spawn(async move {
+            let files = warehouse.files(stored, version).await?;
+            let writer = warehouse.log(stored).file_writer().await?;
+            Ok((files, writer))
+        });
+        if let Some(stale) = self.prefetched.insert(table, task) {
+            let _ = self.runtime.block_on(stale);
+        }
+    }
+
+    /// Takes the writer's turn, if not yet taken, before the first write into a table:
+    /// the tables another writer changed since the sources began to be read are read
+    /// again.
+    fn take_turn(&mut self) -> Result<(), IngestError> {
+        if self.turn.is_taken() {
+            return Ok(());
+        }
+        let before = self.turn.cut.clone();
+        self.turn.take()?;
+        for table in Table::ALL {
+            let stored = StoredTable::Model(table);
+            if before.version(stored) != self.turn.cut.version(stored) {
+                self.prefetch(table);
+            }
+        }
+        Ok(())
     }
 
     fn begin_source(&mut self) {
@@ -897,8 +992,9 @@ impl<'a> BatchSink<'a> {
         if let Some(merge) = self.merges.remove(&table) {
             return Ok(merge);
         }
+        self.take_turn()?;
         let stored = StoredTable::Model(table);
-        let version = self.cut.version(stored).unwrap_or(0);
+        let version = self.turn.cut.version(stored).unwrap_or(0);
         let task = self
             .prefetched
             .remove(&table)
@@ -908,7 +1004,7 @@ impl<'a> BatchSink<'a> {
             .block_on(task)
             .map_err(|e| IngestError::Write(format!("reading the {table} log: {e}")))?
             .map_err(Self::storage)?;
-        Ok(TableMerge::new(self.warehouse, table, version, &files)
+        Ok(TableMerge::new(&self.warehouse, table, version, &files)
             .map_err(Self::storage)?
             .with_writer(writer))
     }
@@ -976,11 +1072,9 @@ impl<'a> BatchSink<'a> {
             return Ok(());
         }
         if self.appender.is_none() {
-            let version = self.cut.version(StoredTable::Rejects).unwrap_or(0);
             self.appender = Some(Appender::new(
-                self.warehouse,
+                &self.warehouse,
                 StoredTable::Rejects,
-                version,
                 rejects_layout(),
             ));
         }
@@ -996,6 +1090,8 @@ impl<'a> BatchSink<'a> {
     /// Merges everything still buffered and returns each table's result with the counts.
     fn finish(mut self) -> Result<Finished, (IngestError, Vec<String>)> {
         let outcome = (|| -> Result<(), IngestError> {
+            // A batch with nothing to merge still commits its sources.
+            self.take_turn()?;
             let tables: Vec<Table> = self.buffers.keys().copied().collect();
             for table in tables {
                 self.merge_buffered(table)?;
@@ -1019,9 +1115,10 @@ impl<'a> BatchSink<'a> {
             c.rejected += n;
         }
         if let Some(appender) = self.appender.take() {
-            results.push((StoredTable::Rejects, appender.finish()));
+            let version = self.turn.cut.version(StoredTable::Rejects).unwrap_or(0);
+            results.push((StoredTable::Rejects, appender.finish(version)));
         }
-        Ok((results, counts))
+        Ok((results, counts, self.turn.cut.clone()))
     }
 
     /// Files written so far, for deleting when the batch is not committed.
@@ -1035,7 +1132,7 @@ impl<'a> BatchSink<'a> {
             files.extend(result.discarded);
         }
         if let Some(appender) = self.appender.take() {
-            files.extend(appender.finish().new_files);
+            files.extend(appender.finish(0).new_files);
         }
         files
     }

@@ -709,3 +709,148 @@ fn a_source_of_mostly_rejects_stops_early() {
     assert_eq!(report.totals().records, 220_000);
     assert_eq!(report.totals().rejected, 110_000);
 }
+
+/// Progress that, while the sources are read, notes whether a writer holds the warehouse
+/// and, the first time none does, lets another writer commit (as another office's upload
+/// would while this one decodes).
+struct AnotherWriterMeanwhile<F> {
+    warehouse: Warehouse,
+    reading: std::sync::atomic::AtomicBool,
+    locked_while_reading: std::sync::atomic::AtomicBool,
+    meanwhile: std::sync::Mutex<Option<F>>,
+}
+
+impl<F: FnOnce() + Send> AnotherWriterMeanwhile<F> {
+    fn new(warehouse: &Warehouse, meanwhile: F) -> Self {
+        AnotherWriterMeanwhile {
+            warehouse: warehouse.clone(),
+            reading: false.into(),
+            locked_while_reading: false.into(),
+            meanwhile: std::sync::Mutex::new(Some(meanwhile)),
+        }
+    }
+
+    fn assert_ran_unlocked(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        assert!(
+            !self.locked_while_reading.load(Relaxed),
+            "the writer lock was held while the sources were read"
+        );
+        assert!(
+            self.meanwhile.lock().unwrap().is_none(),
+            "the other writer ran"
+        );
+    }
+}
+
+impl<F: FnOnce() + Send> kefu_progress::Progress for AnotherWriterMeanwhile<F> {
+    fn start(&self, phase: &str, _: Option<u64>, _: kefu_progress::Unit) {
+        self.reading
+            .store(phase == "ingesting", std::sync::atomic::Ordering::Relaxed);
+    }
+    fn advance(&self, _: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !self.reading.load(Relaxed) {
+            return;
+        }
+        if self.warehouse.writer_busy().unwrap() {
+            self.locked_while_reading.store(true, Relaxed);
+            return;
+        }
+        let meanwhile = self.meanwhile.lock().unwrap().take();
+        if let Some(other_writer) = meanwhile {
+            other_writer();
+        }
+    }
+    fn finish(&self) {
+        self.reading
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A hostile or slow source held the writer lock while it was decoded, and every other
+/// office waited. Sources are now read without it; what another writer commits meanwhile
+/// is merged onto (a newer version there wins over an older one here) and a source it
+/// committed is not committed twice.
+#[test]
+fn sources_are_read_while_other_writers_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, rows: &[String]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("{CUSTOMERS}{}", rows.concat())).unwrap();
+        p
+    };
+    let wh_dir = dir.path().join("wh");
+    let wh = open(&wh_dir);
+    let day1 = file(
+        "customers_1.csv",
+        &[
+            customer("CU1", "basic", "2026-01-01T00:00:00Z"),
+            customer("CU2", "basic", "2026-01-01T00:00:00Z"),
+        ],
+    );
+    ingest_files(&wh, &[&day1], &IngestOptions::default());
+
+    // Another writer commits a newer CU1 while an older one is being read here.
+    let late = file(
+        "customers_late.csv",
+        &[
+            customer("CU1", "silver", "2026-01-02T00:00:00Z"),
+            customer("CU3", "basic", "2026-01-02T00:00:00Z"),
+        ],
+    );
+    let newer = file(
+        "customers_newer.csv",
+        &[
+            customer("CU1", "gold", "2026-01-03T00:00:00Z"),
+            customer("CU4", "basic", "2026-01-03T00:00:00Z"),
+        ],
+    );
+    let progress = AnotherWriterMeanwhile::new(&wh, || {
+        let other = ingest_files(&open(&wh_dir), &[&newer], &IngestOptions::default());
+        assert_eq!(other.batch.unwrap().seq, 2);
+    });
+    let report = ingest(
+        &[late.display().to_string()],
+        &wh,
+        &IngestOptions::default(),
+        &progress,
+    )
+    .unwrap();
+    progress.assert_ran_unlocked();
+    assert_eq!(report.batch.as_ref().unwrap().seq, 3);
+    let c = report.counts["customers"];
+    assert_eq!((c.new, c.updated, c.stale), (1, 0, 1), "{c:?}");
+    assert_eq!(
+        customer_tiers(&wh_dir),
+        BTreeMap::from([
+            ("CU1".to_string(), "gold".to_string()),
+            ("CU2".to_string(), "basic".to_string()),
+            ("CU3".to_string(), "basic".to_string()),
+            ("CU4".to_string(), "basic".to_string()),
+        ])
+    );
+    assert_eq!(rows(&read_table(&wh_dir, "customers")), 4);
+
+    // Another writer commits the same content (a renamed copy) while it is read here.
+    let cu5 = file(
+        "customers_5.csv",
+        &[customer("CU5", "basic", "2026-01-05T00:00:00Z")],
+    );
+    let copy = dir.path().join("customers_5_copy.csv");
+    std::fs::copy(&cu5, &copy).unwrap();
+    let progress = AnotherWriterMeanwhile::new(&wh, || {
+        ingest_files(&open(&wh_dir), &[&copy], &IngestOptions::default());
+    });
+    let report = ingest(
+        &[cu5.display().to_string()],
+        &wh,
+        &IngestOptions::default(),
+        &progress,
+    )
+    .unwrap();
+    progress.assert_ran_unlocked();
+    assert!(report.batch.is_none(), "{:?}", report.batch);
+    assert_eq!(report.skipped[0].committed_in, Some(4));
+    assert_eq!(rows(&read_table(&wh_dir, "customers")), 5);
+}

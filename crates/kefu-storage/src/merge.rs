@@ -984,23 +984,23 @@ pub async fn read_parquet(
 }
 
 /// Appends rows to an append-only table (`_rejects`): one file per partition per call.
+/// Appending does not read the table, so the version it commits onto is given last, at
+/// [`Appender::finish`].
 pub struct Appender {
     warehouse: Warehouse,
     table: StoredTable,
     layout: Layout,
-    base_version: u64,
     adds: Vec<Add>,
     partitions: BTreeSet<String>,
     writer: Option<FileWriter>,
 }
 
 impl Appender {
-    pub fn new(warehouse: &Warehouse, table: StoredTable, version: u64, layout: Layout) -> Self {
+    pub fn new(warehouse: &Warehouse, table: StoredTable, layout: Layout) -> Self {
         Appender {
             warehouse: warehouse.clone(),
             table,
             layout,
-            base_version: version,
             adds: Vec::new(),
             partitions: BTreeSet::new(),
             writer: None,
@@ -1031,7 +1031,8 @@ impl Appender {
         Ok(())
     }
 
-    pub fn finish(self) -> MergeResult {
+    /// The files appended, as a change of the table at `base_version`.
+    pub fn finish(self, base_version: u64) -> MergeResult {
         let partition_column = self.table.partition_column();
         let files: Vec<DataFile> = self.adds.iter().map(DataFile::from_add).collect();
         let change = TableChange {
@@ -1049,7 +1050,7 @@ impl Appender {
                 .collect(),
             discarded: Vec::new(),
             actions: (!self.adds.is_empty()).then(|| TableActions {
-                base_version: self.base_version,
+                base_version,
                 operation: DeltaOperation::Write {
                     mode: SaveMode::Append,
                     partition_by: partition_column.map(|c| vec![c.to_string()]),

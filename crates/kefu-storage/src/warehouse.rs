@@ -329,6 +329,23 @@ impl Warehouse {
         Ok(Some(WriterLock { _file: file }))
     }
 
+    /// Whether another writer holds the writer lock now (never, on object stores).
+    pub fn writer_busy(&self) -> Result<bool, StorageError> {
+        let Some(dir) = &self.local else {
+            return Ok(false);
+        };
+        let file = match std::fs::File::open(dir.join("_kefu").join("lock")) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(self.err(e)),
+        };
+        match file.try_lock_shared() {
+            Ok(()) => Ok(false),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+            Err(std::fs::TryLockError::Error(e)) => Err(self.err(e)),
+        }
+    }
+
     /// Writes `bytes` at `relative` (kefu's own files).
     pub async fn put(&self, relative: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
         self.store
