@@ -34,8 +34,8 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_cluster(kefu, work, executors, concurrency):
-    """A scheduler and `executors` executors; returns (processes, URL)."""
+def start_cluster(kefu, work, executors, concurrency, warehouse):
+    """A scheduler and `executors` executors serving `warehouse`; returns (processes, URL)."""
     port = free_port()
     log = open(os.path.join(work, "cluster.log"), "ab")
     procs = [subprocess.Popen([kefu, "cluster", "scheduler", "--bind", f"127.0.0.1:{port}"],
@@ -55,7 +55,8 @@ def start_cluster(kefu, work, executors, concurrency):
         procs.append(subprocess.Popen(
             [kefu, "cluster", "executor", "--scheduler", f"127.0.0.1:{port}",
              "--port", str(free_port()), "--grpc-port", str(free_port()),
-             "--concurrency", str(concurrency), "--work-dir", shuffle],
+             "--concurrency", str(concurrency), "--work-dir", shuffle,
+             "--warehouse", warehouse],
             stdout=subprocess.DEVNULL, stderr=log))
     return procs, f"df://127.0.0.1:{port}"
 
@@ -121,7 +122,7 @@ def main():
     wh = prepare_warehouse(args)
 
     tmp = tempfile.mkdtemp()
-    procs, url = start_cluster(args.kefu, tmp, args.executors, args.concurrency)
+    procs, url = start_cluster(args.kefu, tmp, args.executors, args.concurrency, wh)
     try:
         deadline = time.time() + 90
         while True:

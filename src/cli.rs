@@ -243,13 +243,15 @@ pub enum Command {
     #[cfg(feature = "cluster")]
     #[command(after_help = "A cluster on one machine:\n  \
         kefu cluster scheduler --bind 127.0.0.1:50050 &\n  \
-        kefu cluster executor --scheduler 127.0.0.1:50050 --port 50051 --grpc-port 50052 &\n  \
-        kefu cluster executor --scheduler 127.0.0.1:50050 --port 50061 --grpc-port 50062 &\n  \
+        kefu cluster executor --scheduler 127.0.0.1:50050 --port 50051 --grpc-port 50052 --warehouse \"$PWD/warehouse\" &\n  \
+        kefu cluster executor --scheduler 127.0.0.1:50050 --port 50061 --grpc-port 50062 --warehouse \"$PWD/warehouse\" &\n  \
         kefu cluster check df://127.0.0.1:50050\n  \
         kefu query calls_kpis --cluster df://127.0.0.1:50050\n\n\
         The warehouse must be where every executor sees it under the same name: s3:// (with \
         the same AWS_* environment everywhere) or a shared filesystem at the same absolute \
-        path. See the README's \"On a cluster\" for systemd units and sizing.")]
+        path. Executors read only the warehouses given with --warehouse and write nothing, \
+        whatever plan a client sends. See the README's \"On a cluster\" for systemd units \
+        and sizing.")]
     Cluster(crate::cluster::ClusterArgs),
 
     /// List the warehouse's batches and other operations; take a batch back.

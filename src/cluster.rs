@@ -49,6 +49,17 @@ pub enum ClusterCommand {
         /// scheduler's --executor-timeout).
         #[arg(long, default_value_t = 5, value_name = "SECONDS")]
         heartbeat: u64,
+        /// A warehouse this executor serves, as its clients name it (repeat the option for
+        /// several; KEFU_WAREHOUSE takes a comma-separated list). Its tasks read only
+        /// these and write nothing, whatever plan a client of the scheduler sends.
+        #[arg(
+            long = "warehouse",
+            env = "KEFU_WAREHOUSE",
+            value_delimiter = ',',
+            required = true,
+            value_name = "DIR_OR_URL"
+        )]
+        warehouses: Vec<kefu_storage::WarehouseLocation>,
     },
     /// Check a cluster: list the executors registered with the scheduler, run a small
     /// query over the warehouse's latest month of calls with one task per task slot (so
@@ -101,6 +112,7 @@ pub fn cluster_command(args: &ClusterArgs) -> CliResult {
             concurrency,
             work_dir,
             heartbeat,
+            warehouses,
         } => kefu_cluster::scheduler_address(&format!("df://{scheduler}")).and_then(
             |(scheduler_host, scheduler_port)| {
                 let settings = kefu_cluster::ExecutorSettings {
@@ -114,6 +126,10 @@ pub fn cluster_command(args: &ClusterArgs) -> CliResult {
                     }),
                     work_dir: work_dir.as_ref().map(|d| d.display().to_string()),
                     heartbeat: std::time::Duration::from_secs(*heartbeat),
+                    warehouses: warehouses
+                        .iter()
+                        .map(kefu_cluster::confined::ServedWarehouse::at)
+                        .collect(),
                 };
                 eprintln!("kefu cluster: executor on {host}:{port} for df://{scheduler}");
                 runtime.block_on(kefu_cluster::run_executor(&settings))
@@ -205,7 +221,7 @@ fn check_failure(report: &kefu_cluster::check::CheckReport) -> String {
     if report.executors.is_empty() {
         return format!(
             "no executor has registered with {}: start one with `kefu cluster executor \
-             --scheduler HOST:PORT` and check its log",
+             --scheduler HOST:PORT --warehouse DIR_OR_URL` and check its log",
             report.scheduler
         );
     }

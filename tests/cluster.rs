@@ -48,14 +48,16 @@ fn spawn(dir: &Path, args: &[String], env: &[(&str, String)]) -> Child {
 
 /// A scheduler and two executors on free ports, with `env`; returns their processes and
 /// the URL.
-fn start_cluster(dir: &Path, env: &[(&str, String)]) -> (Processes, String) {
-    start_cluster_with(dir, env, 2)
+/// A scheduler and two executors serving `warehouses`.
+fn start_cluster(dir: &Path, env: &[(&str, String)], warehouses: &[&str]) -> (Processes, String) {
+    start_cluster_with(dir, env, 2, warehouses)
 }
 
 fn start_cluster_with(
     dir: &Path,
     env: &[(&str, String)],
     concurrency: usize,
+    warehouses: &[&str],
 ) -> (Processes, String) {
     let scheduler = free_port();
     let mut processes = Processes(vec![spawn(
@@ -76,22 +78,28 @@ fn start_cluster_with(
     for name in ["e1", "e2"] {
         let work = dir.join(name);
         std::fs::create_dir_all(&work).unwrap();
+        let mut args: Vec<String> = ["cluster", "executor"].map(String::from).into();
+        for warehouse in warehouses {
+            args.extend(["--warehouse".to_string(), warehouse.to_string()]);
+        }
         processes.0.push(spawn(
             dir,
             &[
-                "cluster".into(),
-                "executor".into(),
-                "--scheduler".into(),
-                format!("127.0.0.1:{scheduler}"),
-                "--port".into(),
-                free_port().to_string(),
-                "--grpc-port".into(),
-                free_port().to_string(),
-                "--concurrency".into(),
-                concurrency.to_string(),
-                "--work-dir".into(),
-                work.display().to_string(),
-            ],
+                args,
+                vec![
+                    "--scheduler".into(),
+                    format!("127.0.0.1:{scheduler}"),
+                    "--port".into(),
+                    free_port().to_string(),
+                    "--grpc-port".into(),
+                    free_port().to_string(),
+                    "--concurrency".into(),
+                    concurrency.to_string(),
+                    "--work-dir".into(),
+                    work.display().to_string(),
+                ],
+            ]
+            .concat(),
             env,
         ));
     }
@@ -134,7 +142,7 @@ fn every_named_query_on_a_two_executor_cluster_equals_local_mode() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     crate::sql::fixture_warehouse(dir);
-    let (_cluster, url) = start_cluster(dir, &[]);
+    let (_cluster, url) = start_cluster(dir, &[], &["wh", "upserted"]);
 
     let compared = compare_named_queries(dir, "wh", &url, &[]);
     assert!(compared >= 20);
@@ -437,7 +445,7 @@ fn named_queries_on_a_cluster_over_an_s3_warehouse_equal_local_mode() {
         ("AWS_REGION", "us-east-1".to_string()),
         ("AWS_ALLOW_HTTP", "true".to_string()),
     ];
-    let (_cluster, url) = start_cluster(dir, &env);
+    let (_cluster, url) = start_cluster(dir, &env, &["s3://kefu-cluster/wh"]);
     let compared = compare_named_queries(dir, "s3://kefu-cluster/wh", &url, &env);
     assert!(compared >= 20);
 }
@@ -466,7 +474,7 @@ fn a_query_survives_losing_an_executor() {
         .assert()
         .success();
     // One task at a time per executor, so that the query has tasks on both for a while.
-    let (mut cluster, url) = start_cluster_with(dir, &[], 1);
+    let (mut cluster, url) = start_cluster_with(dir, &[], 1, &["wh"]);
     let params = ["-p", "from=2026-01-01", "-p", "to=2026-03-01"];
     let local = query_in(dir, "wh", "churn_monthly", &params, None, &[]);
     assert!(local.status.success());
@@ -527,4 +535,108 @@ fn compare_one(dir: &Path, url: &str, params: &[&str], expected: &[u8]) -> bool 
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Runs `sql` as any Ballista client of the scheduler at `url` can (none of kefu's
+/// read-only checks), returning the rows as text or the error.
+fn plain_ballista_client(url: &str, statements: &[String]) -> Result<String, String> {
+    use ballista_core::extension::{SessionConfigExt, SessionStateExt};
+    use datafusion::execution::session_state::SessionStateBuilder;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(32 << 20)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let config = datafusion::prelude::SessionConfig::new()
+            .with_ballista_logical_extension_codec(std::sync::Arc::new(
+                kefu_cluster::codec::KefuLogicalCodec::default(),
+            ))
+            .with_ballista_physical_extension_codec(std::sync::Arc::new(
+                kefu_cluster::codec::KefuPhysicalCodec::default(),
+            ));
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .build()
+            .upgrade_for_ballista(url.to_string())
+            .map_err(|e| e.to_string())?;
+        let ctx = datafusion::prelude::SessionContext::new_with_state(state);
+        let mut out = String::new();
+        for sql in statements {
+            let batches = tokio::time::timeout(Duration::from_secs(120), async {
+                ctx.sql(sql).await?.collect().await
+            })
+            .await
+            .map_err(|_| format!("{sql}: no answer in 120 s"))?
+            .map_err(|e| format!("{sql}: {e}"))?;
+            out.push_str(
+                &arrow::util::pretty::pretty_format_batches(&batches)
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        Ok(out)
+    })
+}
+
+/// Any client of the scheduler can send plans, not only kefu's read-only SQL: a plan that
+/// read a file beside the warehouse, or wrote one (`COPY … TO`), ran on the executors.
+/// Executors now read only the warehouses they serve and write nothing.
+#[test]
+fn executors_read_only_the_warehouses_they_serve_and_write_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = std::fs::canonicalize(tmp.path()).unwrap();
+    crate::sql::fixture_warehouse(&dir);
+    std::fs::write(dir.join("secret.csv"), "secret\n42\n").unwrap();
+    // A CSV inside the warehouse directory: the control that the client's path works.
+    std::fs::write(dir.join("wh/probe.csv"), "probe\n7\n").unwrap();
+    let (_cluster, url) = start_cluster(&dir, &[], &["wh"]);
+    let table = |name: &str, path: &Path| {
+        format!(
+            "CREATE EXTERNAL TABLE {name} STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true')",
+            path.display()
+        )
+    };
+
+    let inside = plain_ballista_client(
+        &url,
+        &[
+            table("probe", &dir.join("wh/probe.csv")),
+            "SELECT probe FROM probe".into(),
+        ],
+    )
+    .unwrap();
+    assert!(inside.contains('7'), "{inside}");
+
+    let err = plain_ballista_client(
+        &url,
+        &[
+            table("secret", &dir.join("secret.csv")),
+            "SELECT secret FROM secret".into(),
+        ],
+    )
+    .unwrap_err();
+    assert!(!err.contains("42"), "{err}");
+    assert!(err.contains("refused"), "{err}");
+
+    let written = dir.join("written.csv");
+    let err = plain_ballista_client(
+        &url,
+        &[format!(
+            "COPY (SELECT 1 AS one) TO '{}' STORED AS CSV",
+            written.display()
+        )],
+    );
+    assert!(err.is_err(), "{err:?}");
+    assert!(!written.exists(), "an executor wrote {}", written.display());
+    let err = plain_ballista_client(
+        &url,
+        &[format!(
+            "COPY (SELECT 1 AS one) TO '{}' STORED AS CSV",
+            dir.join("wh/written.csv").display()
+        )],
+    );
+    assert!(err.is_err(), "{err:?}");
+    assert!(!dir.join("wh/written.csv").exists());
 }

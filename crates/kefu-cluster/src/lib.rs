@@ -4,16 +4,19 @@
 //! `business_seconds`, the by-key aggregates, …) and read the warehouse from local paths
 //! or `s3://` URLs with the same `AWS_*` configuration as the client; [`open_engine`] gives
 //! a [`kefu_sql::Engine`] whose queries are planned here and executed by the cluster,
-//! and [`check::check`] tells whether a cluster is fit to run them.
+//! and [`check::check`] tells whether a cluster is fit to run them. Executors read only
+//! the warehouses they serve and write nothing ([`confined`]).
 
 pub mod check;
 pub mod codec;
+pub mod confined;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ballista_core::extension::{SessionConfigExt, SessionStateExt};
 use ballista_core::registry::BallistaFunctionRegistry;
+use confined::{ConfinedStores, ServedWarehouse};
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionState;
@@ -102,6 +105,13 @@ fn runtime() -> datafusion::error::Result<Arc<RuntimeEnv>> {
         .build_arc()
 }
 
+/// An executor's tasks' runtime: object stores confined to the warehouses it serves.
+fn confined_runtime(served: &[ServedWarehouse]) -> datafusion::error::Result<Arc<RuntimeEnv>> {
+    RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(ConfinedStores::new(served.to_vec())))
+        .build_arc()
+}
+
 /// kefu's functions, as the executors look them up in plans.
 pub fn function_registry() -> BallistaFunctionRegistry {
     let ctx = SessionContext::new();
@@ -163,6 +173,8 @@ pub struct ExecutorSettings {
     pub work_dir: Option<String>,
     /// How often the executor tells the scheduler it is alive.
     pub heartbeat: std::time::Duration,
+    /// The warehouses its tasks may read (nothing else, and nothing is written).
+    pub warehouses: Vec<ServedWarehouse>,
 }
 
 /// Runs an executor until the process ends.
@@ -178,7 +190,10 @@ pub async fn run_executor(settings: &ExecutorSettings) -> Result<(), ClusterErro
         work_dir: settings.work_dir.clone(),
         executor_heartbeat_interval_seconds: settings.heartbeat.as_secs().max(1),
         override_function_registry: Some(Arc::new(function_registry())),
-        override_runtime_producer: Some(Arc::new(|_config: &SessionConfig| runtime())),
+        override_runtime_producer: Some(Arc::new({
+            let served = settings.warehouses.clone();
+            move |_config: &SessionConfig| confined_runtime(&served)
+        })),
         override_logical_codec: Some(Arc::new(codec::KefuLogicalCodec::default())),
         override_physical_codec: Some(Arc::new(codec::KefuPhysicalCodec::default())),
         ..Default::default()
