@@ -426,3 +426,165 @@ fn the_token_is_checked_before_the_body_is_read() {
         .expect("an answer before the body is sent");
     assert_eq!(&answer, b"HTTP/1.1 401");
 }
+
+/// Resident memory of process `pid`, in bytes (Linux).
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Queries that want far more memory than a query may have, or a long time.
+const HEAVY_QUERIES: [&str; 5] = [
+    "SELECT count(DISTINCT v) AS n FROM range(0, 20000000) AS t(v)",
+    "SELECT k, cardinality(a) AS n FROM (SELECT v % 100000 AS k, array_agg(v) AS a FROM range(0, 6000000) AS t(v) GROUP BY k) ORDER BY k LIMIT 3",
+    "SELECT v FROM range(0, 6000000) AS t(v) ORDER BY random()",
+    "SELECT a.region, count(*) AS n FROM calls a JOIN calls b ON a.customer_id = b.customer_id GROUP BY a.region ORDER BY a.region",
+    "SELECT string_agg(call_id, ',') AS ids FROM calls",
+];
+
+/// 20 analysts run heavy queries while 10 offices upload. The server's resident memory
+/// stays within its budget — what it holds idle, the query pool's `total_memory_limit`,
+/// and the row buffers of the uploads it ingests at once —, every query answers or fails
+/// with a clear status, and every uploaded row lands once.
+#[test]
+fn twenty_analysts_and_ten_offices_stay_within_the_memory_budget() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    crate::common::generate(dir, 3000, 60, 10);
+    // The warehouse holds everything but the calls, which the offices upload.
+    let generated = dir.join("gen");
+    let calls = std::fs::read_to_string(generated.join("calls.csv")).unwrap();
+    std::fs::rename(generated.join("calls.csv"), dir.join("calls.csv")).unwrap();
+    crate::common::kefu(dir)
+        .args(["ingest", "--warehouse", "wh", "-q", "gen"])
+        .assert()
+        .success();
+    let (header, rows) = calls.split_once('\n').unwrap();
+    let mut by_region: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+    for row in rows.lines() {
+        let region = row.split(',').nth(1).unwrap();
+        by_region.entry(region.to_string()).or_default().push(row);
+    }
+    assert_eq!(by_region.len(), 10);
+    let admin = "admin-token-00000000001";
+    let mut config = format!(
+        "[sql]\nmemory_limit = \"64MiB\"\ntotal_memory_limit = \"256MiB\"\ntimeout_seconds = 60\n\n\
+         [uploads]\nconcurrency = 2\nmax_reject_ratio = 0\n\n\
+         [[token]]\nname = \"analysts\"\ntoken = \"{ANALYST}\"\nrole = \"analyst\"\n\n\
+         [[token]]\nname = \"admin\"\ntoken = \"{admin}\"\nrole = \"admin\"\n"
+    );
+    let office_token = |region: &str| format!("office-token-{region:0>20}");
+    for region in by_region.keys() {
+        config.push_str(&format!(
+            "\n[[token]]\nname = \"{region}\"\ntoken = \"{}\"\nrole = \"office\"\nregion = \"{region}\"\n",
+            office_token(region)
+        ));
+    }
+    let server = Server::start(dir, &config);
+    let pid = server.child.id();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let idle = resident_bytes(pid);
+    let peak = AtomicU64::new(idle);
+    let done = AtomicBool::new(false);
+    let (statuses, uploads) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(resident_bytes(pid), Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        });
+        let analysts: Vec<_> = (0..20)
+            .map(|i| {
+                let server = &server;
+                scope.spawn(move || {
+                    (0..3)
+                        .map(|j| {
+                            let sql = HEAVY_QUERIES[(i + j) % HEAVY_QUERIES.len()];
+                            let (status, _, body) =
+                                server.sql(Some(ANALYST), &sql_body(sql), "text/csv");
+                            (status, sql, String::from_utf8_lossy(&body).into_owned())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let offices: Vec<_> = by_region
+            .iter()
+            .map(|(region, rows)| {
+                let (server, token) = (&server, office_token(region));
+                scope.spawn(move || {
+                    // Three exports an office, uploaded one after the other.
+                    (0..3)
+                        .map(|part| {
+                            let mut body = format!("{header}\n");
+                            for row in rows.iter().skip(part).step_by(3) {
+                                body.push_str(row);
+                                body.push('\n');
+                            }
+                            let (status, accepted) = server.upload(
+                                Some(&token),
+                                &format!("name=calls_{region}_{part}.csv"),
+                                body.as_bytes(),
+                            );
+                            assert_eq!(status, 202, "{accepted}");
+                            accepted["id"].as_str().unwrap().to_string()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let statuses: Vec<_> = analysts
+            .into_iter()
+            .flat_map(|a| a.join().unwrap())
+            .collect();
+        let uploads: Vec<_> = offices
+            .into_iter()
+            .flat_map(|o| o.join().unwrap())
+            .map(|id| server.finished(&id))
+            .collect();
+        done.store(true, Ordering::Relaxed);
+        (statuses, uploads)
+    });
+    let peak = peak.into_inner();
+    let mut tally: std::collections::BTreeMap<u16, usize> = Default::default();
+    for (status, sql, body) in &statuses {
+        *tally.entry(*status).or_default() += 1;
+        match status {
+            200 => {}
+            // Over the memory limits, or no turn within 10 s, or over the timeout.
+            400 => assert!(body.contains("esources exhausted"), "{sql}: {body}"),
+            503 => assert!(body.contains("max_concurrent_queries"), "{sql}: {body}"),
+            504 => {}
+            _ => panic!("{status} for {sql}: {body}"),
+        }
+    }
+    eprintln!(
+        "idle {} MiB, peak {} MiB; query statuses {tally:?}",
+        idle >> 20,
+        peak >> 20
+    );
+    for upload in &uploads {
+        assert_eq!(upload["status"], "done", "{upload}");
+    }
+    for (region, rows) in &by_region {
+        let landed = server.count(&format!(
+            "SELECT count(*) AS n FROM calls WHERE region = '{region}'"
+        ));
+        assert_eq!(landed, rows.len() as i64, "{region}");
+    }
+    assert!(tally.get(&200).is_some(), "{tally:?}");
+    // Idle, the query pool, and twice the 128 MiB row buffer for each of the two
+    // uploads ingested at once. Without the query limits the peak was 1612 MiB.
+    let budget = idle + (256 << 20) + 2 * (256 << 20);
+    assert!(
+        peak <= budget,
+        "peak {} MiB over the budget of {} MiB",
+        peak >> 20,
+        budget >> 20
+    );
+}
