@@ -22,6 +22,10 @@ pub enum ClusterCommand {
         /// again on the others (Ballista's default is 180).
         #[arg(long, default_value_t = 20, value_name = "SECONDS")]
         executor_timeout: u64,
+        /// The cluster's TLS directory (`kefu cluster certs`): the port then takes only TLS
+        /// connections from holders of the cluster's certificate.
+        #[arg(long, env = "KEFU_CLUSTER_TLS", value_name = "DIR")]
+        tls: Option<std::path::PathBuf>,
     },
     /// Run an executor: it registers with the scheduler and runs its tasks, reading the
     /// warehouse itself (a shared directory at the same path everywhere, or s3:// with
@@ -60,6 +64,11 @@ pub enum ClusterCommand {
             value_name = "DIR_OR_URL"
         )]
         warehouses: Vec<kefu_storage::WarehouseLocation>,
+        /// The cluster's TLS directory (`kefu cluster certs`): the executor's ports then
+        /// take only TLS connections from holders of the cluster's certificate, and it
+        /// reaches the scheduler and other executors over TLS.
+        #[arg(long, env = "KEFU_CLUSTER_TLS", value_name = "DIR")]
+        tls: Option<std::path::PathBuf>,
     },
     /// Check a cluster: list the executors registered with the scheduler, run a small
     /// query over the warehouse's latest month of calls with one task per task slot (so
@@ -77,7 +86,33 @@ pub enum ClusterCommand {
         /// Working calendar (TOML) of business_seconds, as the cluster's clients use it.
         #[arg(long, env = "KEFU_CALENDAR", value_name = "FILE")]
         calendar: Option<std::path::PathBuf>,
+        /// The cluster's TLS directory, when its members take only TLS connections.
+        #[arg(long, env = "KEFU_CLUSTER_TLS", value_name = "DIR")]
+        tls: Option<std::path::PathBuf>,
     },
+    /// Make a cluster's TLS directory: a certificate authority of its own and a
+    /// certificate for its members, signed by it. Copy the directory to the scheduler, every
+    /// executor and every client machine (keep it private: its keys admit to the cluster),
+    /// and give it to each with --tls (the scheduler, executors, `cluster check`) or
+    /// --cluster-tls (`sql`, `query`, `report`, `run`), or KEFU_CLUSTER_TLS. Connections
+    /// without its certificate are then refused during the TLS handshake.
+    #[command(after_help = "Example:\n  \
+        kefu cluster certs --out /etc/kefu/cluster-tls\n  \
+        kefu cluster scheduler --bind 10.0.0.1:50050 --tls /etc/kefu/cluster-tls")]
+    Certs {
+        /// A new (or empty) directory for ca.pem, member.pem and member.key.
+        #[arg(long, value_name = "DIR")]
+        out: std::path::PathBuf,
+    },
+}
+
+/// The cluster's TLS directory, loaded (`None` without one).
+pub(crate) fn load_tls(
+    dir: Option<&std::path::Path>,
+) -> Result<Option<kefu_cluster::tls::ClusterTls>, (u8, String)> {
+    dir.map(kefu_cluster::tls::ClusterTls::load)
+        .transpose()
+        .map_err(|e| (exit::BAD_CONFIG, e.to_string()))
 }
 
 pub fn cluster_command(args: &ClusterArgs) -> CliResult {
@@ -93,15 +128,33 @@ pub fn cluster_command(args: &ClusterArgs) -> CliResult {
             url,
             warehouse,
             calendar,
-        } => return runtime.block_on(check(url, warehouse, calendar.as_deref())),
+            tls,
+        } => {
+            let tls = load_tls(tls.as_deref())?;
+            return runtime.block_on(check(url, warehouse, calendar.as_deref(), tls.as_ref()));
+        }
+        ClusterCommand::Certs { out } => {
+            kefu_cluster::tls::ClusterTls::generate(out)
+                .map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
+            eprintln!(
+                "kefu cluster: made {}/ca.pem, member.pem and member.key; copy the directory \
+                 to every member and client",
+                out.display()
+            );
+            return Ok(());
+        }
         ClusterCommand::Scheduler {
             bind,
             executor_timeout,
+            tls,
         } => {
-            eprintln!("kefu cluster: scheduler on df://{bind}");
+            let tls = load_tls(tls.as_deref())?;
+            let scheme = if tls.is_some() { " (TLS)" } else { "" };
+            eprintln!("kefu cluster: scheduler on df://{bind}{scheme}");
             runtime.block_on(kefu_cluster::run_scheduler(
                 *bind,
                 std::time::Duration::from_secs(*executor_timeout),
+                tls.as_ref(),
             ))
         }
         ClusterCommand::Executor {
@@ -113,28 +166,33 @@ pub fn cluster_command(args: &ClusterArgs) -> CliResult {
             work_dir,
             heartbeat,
             warehouses,
-        } => kefu_cluster::scheduler_address(&format!("df://{scheduler}")).and_then(
-            |(scheduler_host, scheduler_port)| {
-                let settings = kefu_cluster::ExecutorSettings {
-                    scheduler_host,
-                    scheduler_port,
-                    host: host.clone(),
-                    port: *port,
-                    grpc_port: *grpc_port,
-                    concurrency: concurrency.unwrap_or_else(|| {
-                        std::thread::available_parallelism().map_or(2, |n| n.get())
-                    }),
-                    work_dir: work_dir.as_ref().map(|d| d.display().to_string()),
-                    heartbeat: std::time::Duration::from_secs(*heartbeat),
-                    warehouses: warehouses
-                        .iter()
-                        .map(kefu_cluster::confined::ServedWarehouse::at)
-                        .collect(),
-                };
-                eprintln!("kefu cluster: executor on {host}:{port} for df://{scheduler}");
-                runtime.block_on(kefu_cluster::run_executor(&settings))
-            },
-        ),
+            tls,
+        } => {
+            let tls = load_tls(tls.as_deref())?;
+            kefu_cluster::scheduler_address(&format!("df://{scheduler}")).and_then(
+                |(scheduler_host, scheduler_port)| {
+                    let settings = kefu_cluster::ExecutorSettings {
+                        scheduler_host,
+                        scheduler_port,
+                        host: host.clone(),
+                        port: *port,
+                        grpc_port: *grpc_port,
+                        concurrency: concurrency.unwrap_or_else(|| {
+                            std::thread::available_parallelism().map_or(2, |n| n.get())
+                        }),
+                        work_dir: work_dir.as_ref().map(|d| d.display().to_string()),
+                        heartbeat: std::time::Duration::from_secs(*heartbeat),
+                        warehouses: warehouses
+                            .iter()
+                            .map(kefu_cluster::confined::ServedWarehouse::at)
+                            .collect(),
+                        tls: tls.clone(),
+                    };
+                    eprintln!("kefu cluster: executor on {host}:{port} for df://{scheduler}");
+                    runtime.block_on(kefu_cluster::run_executor(&settings))
+                },
+            )
+        }
     };
     ran.map_err(|e| (exit::FAILURE, e.to_string()))
 }
@@ -143,13 +201,14 @@ async fn check(
     url: &str,
     warehouse: &WarehouseArgs,
     calendar: Option<&std::path::Path>,
+    tls: Option<&kefu_cluster::tls::ClusterTls>,
 ) -> CliResult {
     let options = kefu_sql::EngineOptions {
         calendar: crate::sql::load_calendar(calendar)?,
         ..Default::default()
     };
     let opened = crate::sql::open_existing_warehouse(&warehouse.warehouse)?;
-    let report = kefu_cluster::check::check(url, &opened, &options)
+    let report = kefu_cluster::check::check(url, &opened, &options, tls)
         .await
         .map_err(|e| match e {
             kefu_cluster::ClusterError::Unreachable { .. } => (exit::IO, e.to_string()),

@@ -45,6 +45,10 @@ pub struct RunArgs {
     /// cluster`); ingest steps still run here.
     #[arg(long, env = "KEFU_CLUSTER", value_name = "URL")]
     pub cluster: Option<String>,
+    /// The cluster's TLS directory (`kefu cluster certs`), when its members take only
+    /// TLS connections from holders of its certificate.
+    #[arg(long, env = "KEFU_CLUSTER_TLS", value_name = "DIR")]
+    pub cluster_tls: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +90,10 @@ pub struct ReportArgs {
     /// Run the report's queries on a Ballista cluster: df://HOST:PORT (see `kefu cluster`).
     #[arg(long, env = "KEFU_CLUSTER", value_name = "URL")]
     pub cluster: Option<String>,
+    /// The cluster's TLS directory (`kefu cluster certs`), when its members take only
+    /// TLS connections from holders of its certificate.
+    #[arg(long, env = "KEFU_CLUSTER_TLS", value_name = "DIR")]
+    pub cluster_tls: Option<PathBuf>,
     /// Report from the warehouse as it was after batch N, or at a time (2026-12-01 is the
     /// end of that day): reproduces a report published then. The report records the batch
     /// and table versions it read (tables/_snapshot.json).
@@ -141,19 +149,23 @@ fn load_job(path: &Path) -> Result<Job, (u8, String)> {
 }
 
 /// The sessions of `kefu run --cluster URL`: on that Ballista cluster.
-fn cluster_engine(url: Option<&str>) -> Result<Option<kefu_jobs::run::EngineOpener>, (u8, String)> {
+fn cluster_engine(
+    url: Option<&str>,
+    tls: Option<&Path>,
+) -> Result<Option<kefu_jobs::run::EngineOpener>, (u8, String)> {
     let Some(url) = url else {
         return Ok(None);
     };
     #[cfg(feature = "cluster")]
     {
         let url = url.to_string();
+        let tls = crate::cluster::load_tls(tls)?;
         kefu_cluster::scheduler_address(&url).map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
         Ok(Some(kefu_jobs::run::EngineOpener(std::sync::Arc::new(
             move |warehouse, options| {
-                let url = url.clone();
+                let (url, tls) = (url.clone(), tls.clone());
                 Box::pin(async move {
-                    kefu_cluster::open_engine(&warehouse, &options, &url)
+                    kefu_cluster::open_engine(&warehouse, &options, &url, tls.as_ref())
                         .await
                         .map_err(|e| e.to_string())
                 })
@@ -162,7 +174,7 @@ fn cluster_engine(url: Option<&str>) -> Result<Option<kefu_jobs::run::EngineOpen
     }
     #[cfg(not(feature = "cluster"))]
     {
-        let _ = url;
+        let _ = (url, tls);
         Err((
             exit::BAD_CONFIG,
             "this kefu was built without the `cluster` feature (Ballista)".to_string(),
@@ -173,7 +185,7 @@ fn cluster_engine(url: Option<&str>) -> Result<Option<kefu_jobs::run::EngineOpen
 pub fn run_command(args: &RunArgs) -> CliResult {
     let job = load_job(&args.job)?;
     let options = RunOptions {
-        engine: cluster_engine(args.cluster.as_deref())?,
+        engine: cluster_engine(args.cluster.as_deref(), args.cluster_tls.as_deref())?,
         run_date: args.date,
         range: args.from.zip(args.to),
         dry_run: args.dry_run,
@@ -338,6 +350,7 @@ pub fn report_command(args: &ReportArgs) -> CliResult {
             ..kefu_sql::EngineOptions::default()
         },
         args.cluster.as_deref(),
+        args.cluster_tls.as_deref(),
     )?;
     let cwd = std::env::current_dir().map_err(|e| (exit::IO, e.to_string()))?;
     let out = Target::parse_in(&args.out, &cwd).map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;

@@ -45,6 +45,10 @@ pub struct SessionArgs {
     /// cluster`). The SQL is planned here and executed by the cluster's executors.
     #[arg(long, env = "KEFU_CLUSTER", value_name = "URL")]
     pub cluster: Option<String>,
+    /// The cluster's TLS directory (`kefu cluster certs`), when its members take only
+    /// TLS connections from holders of its certificate.
+    #[arg(long, env = "KEFU_CLUSTER_TLS", value_name = "DIR")]
+    pub cluster_tls: Option<PathBuf>,
     /// Read the warehouse as it was: after batch N (`kefu batch list` numbers them), or
     /// at a time (2026-12-01 is the end of that day, 2026-12-01 08:00, or RFC 3339).
     /// Files removed by `kefu vacuum` are gone for good: time travel reaches back as far
@@ -174,6 +178,7 @@ pub(crate) fn open_engine_at(
     location: &WarehouseLocation,
     options: &EngineOptions,
     cluster: Option<&str>,
+    cluster_tls: Option<&Path>,
 ) -> Result<Engine, (u8, String)> {
     let warehouse = open_existing_warehouse(location)?;
     match cluster {
@@ -181,14 +186,25 @@ pub(crate) fn open_engine_at(
             .block_on(Engine::open(&warehouse, options))
             .map_err(|e| fail(&e)),
         #[cfg(feature = "cluster")]
-        Some(url) => runtime
-            .block_on(kefu_cluster::open_engine(&warehouse, options, url))
-            .map_err(|e| (exit::BAD_CONFIG, e.to_string())),
+        Some(url) => {
+            let tls = crate::cluster::load_tls(cluster_tls)?;
+            runtime
+                .block_on(kefu_cluster::open_engine(
+                    &warehouse,
+                    options,
+                    url,
+                    tls.as_ref(),
+                ))
+                .map_err(|e| (exit::BAD_CONFIG, e.to_string()))
+        }
         #[cfg(not(feature = "cluster"))]
-        Some(_) => Err((
-            exit::BAD_CONFIG,
-            "this kefu was built without the `cluster` feature (Ballista)".to_string(),
-        )),
+        Some(_) => {
+            let _ = cluster_tls;
+            Err((
+                exit::BAD_CONFIG,
+                "this kefu was built without the `cluster` feature (Ballista)".to_string(),
+            ))
+        }
     }
 }
 
@@ -218,6 +234,7 @@ fn open_engine(
         &args.warehouse.warehouse,
         &options,
         args.cluster.as_deref(),
+        args.cluster_tls.as_deref(),
     )
 }
 

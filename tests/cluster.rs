@@ -640,3 +640,81 @@ fn executors_read_only_the_warehouses_they_serve_and_write_nothing() {
     assert!(err.is_err(), "{err:?}");
     assert!(!dir.join("wh/written.csv").exists());
 }
+
+/// `kefu cluster certs` into `dir/name`.
+fn cluster_certs(dir: &Path, name: &str) -> String {
+    kefu(dir)
+        .args(["cluster", "certs", "--out", name])
+        .assert()
+        .success();
+    dir.join(name).display().to_string()
+}
+
+/// The cluster's ports took any client. With `--tls` (here through KEFU_CLUSTER_TLS, as
+/// a deployment would set it) its members and clients know each other by the cluster's
+/// certificate: queries, shuffles and `cluster check` work over TLS, and a client without
+/// the certificate, or with another cluster's, is refused.
+#[test]
+fn a_tls_cluster_serves_its_members_and_refuses_strangers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    crate::sql::fixture_warehouse(dir);
+    let certs = cluster_certs(dir, "tls");
+    let key = dir.join("tls/member.key");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions())
+            & 0o777,
+        0o600
+    );
+    // A second run does not overwrite the first.
+    kefu(dir)
+        .args(["cluster", "certs", "--out", "tls"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("not empty"));
+    let env = [("KEFU_CLUSTER_TLS", certs)];
+    let (_cluster, url) = start_cluster(dir, &env, &["wh"]);
+    // Executors on one machine read each other's shuffle files from disk: read them
+    // through the Flight servers, over TLS.
+    let remote_shuffles = [
+        env[0].clone(),
+        ("BALLISTA_SHUFFLE_FORCE_REMOTE_READ", "true".to_string()),
+    ];
+    assert!(compare_named_queries(dir, "wh", &url, &remote_shuffles) >= 20);
+
+    let out = kefu(dir)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .args(["cluster", "check", &url, "--warehouse", "wh"])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("answers equal"), "{report}");
+
+    // Strangers: no certificate, or another cluster's.
+    let plain = query_in(dir, "wh", "calls_kpis", &[], Some(&url), &[]);
+    assert!(!plain.status.success());
+    let err = plain_ballista_client(&url, &["SELECT 1 AS one".to_string()]).unwrap_err();
+    assert!(!err.contains("| 1"), "{err}");
+    let other = cluster_certs(dir, "other-tls");
+    let stranger = query_in(
+        dir,
+        "wh",
+        "calls_kpis",
+        &[],
+        Some(&url),
+        &[("KEFU_CLUSTER_TLS", other)],
+    );
+    assert!(
+        !stranger.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stranger.stdout)
+    );
+    let log = std::fs::read_to_string(dir.join("cluster.log")).unwrap();
+    assert!(log.contains("refused a connection (TLS)"), "{log}");
+}

@@ -577,7 +577,7 @@ fn twenty_analysts_and_ten_offices_stay_within_the_memory_budget() {
         ));
         assert_eq!(landed, rows.len() as i64, "{region}");
     }
-    assert!(tally.get(&200).is_some(), "{tally:?}");
+    assert!(tally.contains_key(&200), "{tally:?}");
     // Idle, the query pool, and twice the 128 MiB row buffer for each of the two
     // uploads ingested at once. Without the query limits the peak was 1612 MiB.
     let budget = idle + (256 << 20) + 2 * (256 << 20);

@@ -18,6 +18,7 @@ use kefu_sql::{Engine, EngineOptions};
 use kefu_storage::Warehouse;
 use kefu_storage::warehouse::MONTH_COLUMN;
 
+use crate::tls::ClusterTls;
 use crate::{ClusterError, open_engine, scheduler_address};
 
 /// An executor as the scheduler knows it, and what it did for the check.
@@ -81,18 +82,35 @@ pub async fn check(
     url: &str,
     warehouse: &Warehouse,
     options: &EngineOptions,
+    tls: Option<&ClusterTls>,
 ) -> Result<CheckReport, ClusterError> {
     let (host, port) = scheduler_address(url)?;
     let scheduler = format!("df://{host}:{port}");
-    let http = format!("http://{host}:{port}");
     let unreachable = |e: &dyn std::fmt::Display| ClusterError::Unreachable {
         scheduler: scheduler.clone(),
         reason: e.to_string(),
     };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| unreachable(&e))?;
+    let (http, client) = match tls {
+        None => (
+            format!("http://{host}:{port}"),
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| unreachable(&e))?,
+        ),
+        Some(tls) => {
+            // The certificate names the cluster, not the host: the name resolves to it.
+            let address = tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map_err(|e| unreachable(&e))?
+                .next()
+                .ok_or_else(|| unreachable(&"the host has no address"))?;
+            (
+                format!("https://{}:{port}", crate::tls::MEMBER_NAME),
+                tls.http_client(address)?,
+            )
+        }
+    };
     let version: serde_json::Value = get_json(&client, &format!("{http}/api/version"))
         .await
         .map_err(|e| unreachable(&e))?;
@@ -132,7 +150,7 @@ pub async fn check(
         target_partitions: Some(slots as usize),
         ..options.clone()
     };
-    let engine = open_engine(warehouse, &cluster_options, url).await?;
+    let engine = open_engine(warehouse, &cluster_options, url, tls).await?;
     {
         // Spread the query over every slot even when the month is a few small files:
         // without statistics DataFusion does not judge the input too small to
@@ -143,9 +161,13 @@ pub async fn check(
         options.execution.collect_statistics = false;
         options.optimizer.repartition_file_min_size = 0;
     }
-    let mut grpc = SchedulerGrpcClient::connect(http.clone())
-        .await
+    let mut endpoint = tonic::transport::Endpoint::from_shared(format!("http://{host}:{port}"))
         .map_err(|e| unreachable(&e))?;
+    if let Some(tls) = tls {
+        endpoint = (tls.endpoint_override())(endpoint).map_err(|e| unreachable(&e))?;
+    }
+    let channel = endpoint.connect().await.map_err(|e| unreachable(&e))?;
+    let mut grpc = SchedulerGrpcClient::new(channel);
     let started = Instant::now();
     while report.runs < 3 && report.executors.iter().any(|e| e.tasks == 0) {
         report.runs += 1;

@@ -5,11 +5,13 @@
 //! or `s3://` URLs with the same `AWS_*` configuration as the client; [`open_engine`] gives
 //! a [`kefu_sql::Engine`] whose queries are planned here and executed by the cluster,
 //! and [`check::check`] tells whether a cluster is fit to run them. Executors read only
-//! the warehouses they serve and write nothing ([`confined`]).
+//! the warehouses they serve and write nothing ([`confined`]); with `--tls`, the members
+//! and clients know each other by certificates ([`tls`]).
 
 pub mod check;
 pub mod codec;
 pub mod confined;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use kefu_sql::{Engine, EngineOptions};
 use kefu_storage::Warehouse;
 use object_store::ObjectStore;
+use tls::ClusterTls;
 use url::Url;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,8 @@ pub enum ClusterError {
     Unreachable { scheduler: String, reason: String },
     #[error("warehouse: {0}")]
     Warehouse(String),
+    #[error("cluster TLS ({dir}): {reason}")]
+    Tls { dir: String, reason: String },
     #[error(transparent)]
     Sql(#[from] kefu_sql::SqlError),
 }
@@ -132,11 +137,15 @@ fn session_state(config: SessionConfig) -> datafusion::error::Result<SessionStat
 }
 
 /// Runs a scheduler on `bind` until the process ends. An executor silent for
-/// `executor_timeout` is declared lost, and its tasks run again elsewhere.
+/// `executor_timeout` is declared lost, and its tasks run again elsewhere. With `tls`, the
+/// port takes only TLS connections from members of the cluster.
 pub async fn run_scheduler(
     bind: SocketAddr,
     executor_timeout: std::time::Duration,
+    tls: Option<&ClusterTls>,
 ) -> Result<(), ClusterError> {
+    let scheduler_error =
+        |e: ballista_core::error::BallistaError| ClusterError::Scheduler(e.to_string());
     let mut config = ballista_scheduler::config::SchedulerConfig::default()
         .with_hostname(bind.ip().to_string())
         .with_port(bind.port());
@@ -148,14 +157,54 @@ pub async fn run_scheduler(
     config.override_session_builder = Some(Arc::new(session_state));
     config.override_logical_codec = Some(Arc::new(codec::KefuLogicalCodec::default()));
     config.override_physical_codec = Some(Arc::new(codec::KefuPhysicalCodec::default()));
+    if let Some(tls) = tls {
+        // Its own calls to executors. (The endpoint override makes every connection TLS:
+        // Ballista's `use_tls` setting is left off, as it also changes how executors
+        // read shuffles, into plans its scheduler then fails to update.)
+        config.override_create_grpc_client_endpoint = Some(tls.endpoint_override());
+    }
     let config = Arc::new(config);
     let cluster = ballista_scheduler::cluster::BallistaCluster::new_from_config(&config)
         .await
+        .map_err(scheduler_error)?;
+    let Some(tls) = tls else {
+        return ballista_scheduler::scheduler_process::start_server(cluster, bind, config)
+            .await
+            .map_err(scheduler_error);
+    };
+    config.validate().map_err(scheduler_error)?;
+    let listen = |address: SocketAddr| async move {
+        tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| ClusterError::Listen {
+                address: address.to_string(),
+                reason: e.to_string(),
+            })
+    };
+    let public = listen(bind).await?;
+    let inner = listen(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let inner_address = inner
+        .local_addr()
         .map_err(|e| ClusterError::Scheduler(e.to_string()))?;
-    ballista_scheduler::scheduler_process::start_server(cluster, bind, config)
-        .await
-        .map_err(|e| ClusterError::Scheduler(e.to_string()))
+    let scheduler = ballista_scheduler::scheduler_process::create_scheduler::<
+        datafusion_proto::protobuf::LogicalPlanNode,
+        datafusion_proto::protobuf::PhysicalPlanNode,
+    >(cluster, config)
+    .await
+    .map_err(scheduler_error)?;
+    tokio::select! {
+        served = ballista_scheduler::scheduler_process::start_grpc_service_with_listener(inner, scheduler) => {
+            served.map_err(scheduler_error)
+        }
+        fronted = tls.front(public, inner_address) => fronted,
+    }
 }
+
+/// Where an executor's Ballista servers listen when it takes TLS: a loopback address of
+/// their own, so that its TLS fronts can hold the executor's ports on its host (which may
+/// be 127.0.0.1 itself).
+const INNER_HOST: &str = "127.0.0.2";
+const INNER_IP: [u8; 4] = [127, 0, 0, 2];
 
 /// Where an executor listens and what it may use.
 #[derive(Debug, Clone)]
@@ -175,11 +224,13 @@ pub struct ExecutorSettings {
     pub heartbeat: std::time::Duration,
     /// The warehouses its tasks may read (nothing else, and nothing is written).
     pub warehouses: Vec<ServedWarehouse>,
+    /// Mutual TLS with the other members and the clients.
+    pub tls: Option<ClusterTls>,
 }
 
 /// Runs an executor until the process ends.
 pub async fn run_executor(settings: &ExecutorSettings) -> Result<(), ClusterError> {
-    let config = ballista_executor::executor_process::ExecutorProcessConfig {
+    let mut config = ballista_executor::executor_process::ExecutorProcessConfig {
         bind_host: settings.host.clone(),
         external_host: Some(settings.host.clone()),
         port: settings.port,
@@ -198,17 +249,90 @@ pub async fn run_executor(settings: &ExecutorSettings) -> Result<(), ClusterErro
         override_physical_codec: Some(Arc::new(codec::KefuPhysicalCodec::default())),
         ..Default::default()
     };
+    if let Some(tls) = &settings.tls {
+        let public = |port: u16| {
+            let host = settings.host.clone();
+            async move {
+                let address = tokio::net::lookup_host((host.as_str(), port))
+                    .await
+                    .ok()
+                    .and_then(|mut found| found.next())
+                    .ok_or_else(|| ClusterError::Listen {
+                        address: format!("{host}:{port}"),
+                        reason: "the host has no address".into(),
+                    })?;
+                tokio::net::TcpListener::bind(address)
+                    .await
+                    .map_err(|e| ClusterError::Listen {
+                        address: address.to_string(),
+                        reason: e.to_string(),
+                    })
+            }
+        };
+        // Ballista's gRPC server (the scheduler's calls: tasks, cancels) takes no TLS
+        // settings: it listens on another loopback address, behind a TLS front on its
+        // port; the Flight server below is TLS itself.
+        config.bind_host = INNER_HOST.to_string();
+        let grpc_front = public(settings.grpc_port).await?;
+        let inner = SocketAddr::from((INNER_IP, settings.grpc_port));
+        let front_tls = tls.clone();
+        tokio::spawn(async move { front_tls.front(grpc_front, inner).await });
+        // Taken by the Flight server when the executor starts it (once).
+        let flight_listener = std::sync::Mutex::new(Some(public(settings.port).await?));
+        let endpoint = tls.endpoint_override();
+        // To the scheduler.
+        config.override_create_grpc_client_endpoint = Some(endpoint.clone());
+        // To other executors (shuffles), in every task's session.
+        config.override_config_producer = Some(Arc::new(move || {
+            SessionConfig::new_with_ballista()
+                .with_ballista_override_create_grpc_client_endpoint(endpoint.clone())
+        }));
+        let server_tls = tls.flight_server();
+        let max_decoding = config.grpc_max_decoding_message_size as usize;
+        let max_encoding = config.grpc_max_encoding_message_size as usize;
+        config.override_arrow_flight_service = Some(Arc::new(
+            move |work_dir, _inner, mut shutdown, grpc: ballista_core::utils::GrpcServerConfig| {
+                let server_tls = server_tls.clone();
+                let listener = flight_listener.lock().expect("flight listener").take();
+                tokio::spawn(async move {
+                    let listener = listener.ok_or_else(|| {
+                        ballista_core::error::BallistaError::General(
+                            "the Flight server was started twice".into(),
+                        )
+                    })?;
+                    let flight = arrow_flight::flight_service_server::FlightServiceServer::new(
+                        ballista_executor::flight_service::BallistaFlightService::new(work_dir),
+                    )
+                    .max_decoding_message_size(max_decoding)
+                    .max_encoding_message_size(max_encoding);
+                    ballista_core::utils::create_grpc_server(&grpc)
+                        .tls_config(server_tls)
+                        .map_err(ballista_core::error::BallistaError::TonicError)?
+                        .add_service(flight)
+                        .serve_with_incoming_shutdown(
+                            tokio_stream::wrappers::TcpListenerStream::new(listener),
+                            shutdown.recv(),
+                        )
+                        .await
+                        .map_err(ballista_core::error::BallistaError::TonicError)
+                })
+            },
+        ));
+    }
     ballista_executor::executor_process::start_executor_process(Arc::new(config))
         .await
         .map_err(|e| ClusterError::Executor(e.to_string()))
 }
 
-/// A session over `warehouse` whose queries run on the cluster at `url` (`df://HOST:PORT`).
+/// A session over `warehouse` whose queries run on the cluster at `url` (`df://HOST:PORT`),
+/// over TLS with `tls`.
 pub async fn open_engine(
     warehouse: &Warehouse,
     options: &EngineOptions,
     url: &str,
+    tls: Option<&ClusterTls>,
 ) -> Result<Engine, ClusterError> {
+    let endpoint = tls.map(ClusterTls::endpoint_override);
     let (host, port) = scheduler_address(url)?;
     let scheduler = format!("df://{host}:{port}");
     Ok(Engine::open_with(warehouse, options, |state| {
@@ -218,6 +342,12 @@ pub async fn open_engine(
             .clone()
             .with_ballista_logical_extension_codec(Arc::new(codec::KefuLogicalCodec::default()))
             .with_ballista_physical_extension_codec(Arc::new(codec::KefuPhysicalCodec::default()));
+        let config = match &endpoint {
+            Some(endpoint) => {
+                config.with_ballista_override_create_grpc_client_endpoint(endpoint.clone())
+            }
+            None => config,
+        };
         let state =
             datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
                 .with_config(config)
