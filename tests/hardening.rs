@@ -588,3 +588,44 @@ fn twenty_analysts_and_ten_offices_stay_within_the_memory_budget() {
         budget >> 20
     );
 }
+
+/// A client that stopped in the middle of a request's body held its connection (and an
+/// upload its partial inbox file) for ever. Now a body that sends nothing for 20 s is
+/// answered 408 and dropped, and the inbox keeps nothing of it.
+#[test]
+fn a_body_that_stops_arriving_is_dropped() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), &crate::uploads::config(""));
+    let stall = |request: String| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let (upload, sql) = std::thread::scope(|scope| {
+        let upload = scope.spawn(|| {
+            stall(format!(
+                "POST /api/v1/uploads?name=calls.csv HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                 Authorization: Bearer {}\r\nContent-Length: 100000\r\n\r\ncall_id,region\n",
+                crate::uploads::BEIJING
+            ))
+        });
+        let sql = scope.spawn(|| {
+            stall(format!(
+                "POST /api/v1/sql HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ANALYST}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"sql\": "
+            ))
+        });
+        (upload.join().unwrap(), sql.join().unwrap())
+    });
+    assert!(upload.starts_with("HTTP/1.1 408"), "{upload}");
+    assert!(upload.contains("sent nothing for 20 s"), "{upload}");
+    assert!(sql.starts_with("HTTP/1.1 408"), "{sql}");
+    let (status, listed) = server.get_json(crate::uploads::ADMIN, "/api/v1/uploads");
+    assert_eq!(status, 200);
+    assert_eq!(listed["uploads"].as_array().unwrap().len(), 0, "{listed}");
+}

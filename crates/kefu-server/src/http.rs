@@ -252,9 +252,20 @@ async fn sql(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body)
     };
     // The body is read only for a known token, and only as far as SQL may be long.
     let limit = state.sql.bounds.max_bytes.saturating_mul(2).max(64 << 10);
-    let body = match axum::body::to_bytes(body, limit).await {
-        Ok(body) => body,
+    let read = tokio::time::timeout(crate::BODY_IDLE_TIMEOUT, axum::body::to_bytes(body, limit));
+    let body = match read.await {
+        Ok(Ok(body)) => body,
         Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "the request's body did not arrive within {} s",
+                    crate::BODY_IDLE_TIMEOUT.as_secs()
+                ),
+                None,
+            );
+        }
+        Ok(Err(_)) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("the request is larger than {limit} bytes, or was cut off"),

@@ -114,6 +114,10 @@ pub async fn bind(address: &str) -> Result<tokio::net::TcpListener, ServerError>
 /// How long a client may take to send a request's headers. Slow clients ("slowloris")
 /// holding connections open with half a header otherwise keep them forever.
 pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A request body (an upload, SQL) that sends nothing for this long is dropped (408): a
+/// client that stops mid-body holds no connection, inbox file or query turn.
+pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 /// Connections served at once; more wait to be accepted.
 pub const MAX_CONNECTIONS: usize = 1024;
 

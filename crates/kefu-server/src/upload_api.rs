@@ -78,6 +78,8 @@ struct Received {
 
 enum ReceiveError {
     TooLarge,
+    /// Nothing arrived for [`crate::BODY_IDLE_TIMEOUT`].
+    Stalled,
     Client(String),
     Io(String),
 }
@@ -103,7 +105,13 @@ async fn receive_body(
     let mut blake3 = blake3::Hasher::new();
     let mut bytes = 0u64;
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let Ok(next) = tokio::time::timeout(crate::BODY_IDLE_TIMEOUT, stream.next()).await else {
+            return Err(ReceiveError::Stalled);
+        };
+        let Some(chunk) = next else {
+            break;
+        };
         let chunk =
             chunk.map_err(|e| ReceiveError::Client(format!("the upload was cut off: {e}")))?;
         bytes += chunk.len() as u64;
@@ -207,6 +215,17 @@ pub async fn receive(
                 ReceiveError::TooLarge => {
                     metrics.upload("too_large");
                     too_large(limit)
+                }
+                ReceiveError::Stalled => {
+                    metrics.upload("refused");
+                    error(
+                        StatusCode::REQUEST_TIMEOUT,
+                        &format!(
+                            "the upload sent nothing for {} s and was dropped; send it again",
+                            crate::BODY_IDLE_TIMEOUT.as_secs()
+                        ),
+                        None,
+                    )
                 }
                 ReceiveError::Client(m) => {
                     metrics.upload("refused");
