@@ -187,17 +187,7 @@ fn every_named_query_on_a_two_executor_cluster_equals_local_mode() {
     assert_eq!(compare_named_queries(dir, "upserted", &url, &[]), compared);
 
     // `kefu cluster check`: both executors run part of its query, and it equals local.
-    let out = kefu(dir)
-        .args(["cluster", "check", &url, "--warehouse", "wh"])
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = cluster_check(dir, &url, &[]);
     assert!(report.contains("2 executor(s), 4 task slot(s)"), "{report}");
     let tasks: Vec<u64> = report
         .lines()
@@ -641,6 +631,24 @@ fn executors_read_only_the_warehouses_they_serve_and_write_nothing() {
     assert!(!dir.join("wh/written.csv").exists());
 }
 
+/// `kefu cluster check` of the cluster at `url` over `dir/wh`, with `env`, which must
+/// succeed: its report.
+fn cluster_check(dir: &Path, url: &str, env: &[(&str, String)]) -> String {
+    let out = kefu(dir)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .args(["cluster", "check", url, "--warehouse", "wh"])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report
+}
+
 /// `kefu cluster certs` into `dir/name`.
 fn cluster_certs(dir: &Path, name: &str) -> String {
     kefu(dir)
@@ -682,18 +690,7 @@ fn a_tls_cluster_serves_its_members_and_refuses_strangers() {
     ];
     assert!(compare_named_queries(dir, "wh", &url, &remote_shuffles) >= 20);
 
-    let out = kefu(dir)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .args(["cluster", "check", &url, "--warehouse", "wh"])
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = cluster_check(dir, &url, &env);
     assert!(report.contains("answers equal"), "{report}");
 
     // Strangers: no certificate, or another cluster's.

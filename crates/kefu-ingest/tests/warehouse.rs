@@ -247,6 +247,21 @@ fn customer(id: &str, tier: &str, updated: &str) -> String {
     format!("{id},beijing,beijing-01,household,{tier},2020-01-01T00:00:00Z,,,{updated}\n")
 }
 
+/// A customers export of `rows` at `dir/name`.
+fn customers_file(dir: &Path, name: &str, rows: &[String]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{CUSTOMERS}{}", rows.concat())).unwrap();
+    path
+}
+
+/// The first day's customers: CU1 and CU2, basic.
+fn day1_customers() -> [String; 2] {
+    [
+        customer("CU1", "basic", "2026-01-01T00:00:00Z"),
+        customer("CU2", "basic", "2026-01-01T00:00:00Z"),
+    ]
+}
+
 fn ingest_files(
     wh: &Warehouse,
     files: &[&Path],
@@ -342,20 +357,10 @@ fn versions_within_a_batch_keep_the_newest_whatever_the_order() {
 #[test]
 fn later_batches_update_older_ones_are_stale_and_repeats_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    let file = |name: &str, rows: &[String]| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, format!("{CUSTOMERS}{}", rows.concat())).unwrap();
-        p
-    };
+    let file = |name: &str, rows: &[String]| customers_file(dir.path(), name, rows);
     let wh_dir = dir.path().join("wh");
     let wh = open(&wh_dir);
-    let day1 = file(
-        "customers_1.csv",
-        &[
-            customer("CU1", "basic", "2026-01-01T00:00:00Z"),
-            customer("CU2", "basic", "2026-01-01T00:00:00Z"),
-        ],
-    );
+    let day1 = file("customers_1.csv", &day1_customers());
     let day3 = file(
         "customers_3.csv",
         &[customer("CU1", "gold", "2026-01-03T00:00:00Z")],
@@ -775,20 +780,10 @@ impl<F: FnOnce() + Send> kefu_progress::Progress for AnotherWriterMeanwhile<F> {
 #[test]
 fn sources_are_read_while_other_writers_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let file = |name: &str, rows: &[String]| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, format!("{CUSTOMERS}{}", rows.concat())).unwrap();
-        p
-    };
+    let file = |name: &str, rows: &[String]| customers_file(dir.path(), name, rows);
     let wh_dir = dir.path().join("wh");
     let wh = open(&wh_dir);
-    let day1 = file(
-        "customers_1.csv",
-        &[
-            customer("CU1", "basic", "2026-01-01T00:00:00Z"),
-            customer("CU2", "basic", "2026-01-01T00:00:00Z"),
-        ],
-    );
+    let day1 = file("customers_1.csv", &day1_customers());
     ingest_files(&wh, &[&day1], &IngestOptions::default());
 
     // Another writer commits a newer CU1 while an older one is being read here.
