@@ -33,13 +33,9 @@ impl ServedWarehouse {
     /// The warehouse at `url` (a directory's `file://` URL, as the client resolves it, or
     /// `s3://bucket/prefix`).
     pub fn new(url: &Url) -> Self {
-        let mut store = url.clone();
-        store.set_path("");
-        store.set_query(None);
-        store.set_fragment(None);
         ServedWarehouse {
             root: Path::from(url.path().trim_matches('/')),
-            store,
+            store: store_of(url),
         }
     }
 
@@ -62,6 +58,16 @@ impl fmt::Display for ServedWarehouse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}{}", self.store, self.root)
     }
+}
+
+/// The URL of the store holding `url` (`file:///`, `s3://bucket`): how object stores are
+/// registered, and how served warehouses are told apart.
+fn store_of(url: &Url) -> Url {
+    let mut store = url.clone();
+    store.set_path("");
+    store.set_query(None);
+    store.set_fragment(None);
+    store
 }
 
 /// The executor's object stores: those of the served warehouses, confined to them.
@@ -106,8 +112,7 @@ impl ObjectStoreRegistry for ConfinedStores {
     }
 
     fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
-        let mut store_url = url.clone();
-        store_url.set_path("");
+        let store_url = store_of(url);
         if !self.served.iter().any(|w| w.store == store_url) {
             return Err(datafusion::error::DataFusionError::External(Box::new(
                 refused("reads", url, &self.served),

@@ -173,14 +173,6 @@ pub async fn run_scheduler(
             .map_err(scheduler_error);
     };
     config.validate().map_err(scheduler_error)?;
-    let listen = |address: SocketAddr| async move {
-        tokio::net::TcpListener::bind(address)
-            .await
-            .map_err(|e| ClusterError::Listen {
-                address: address.to_string(),
-                reason: e.to_string(),
-            })
-    };
     let public = listen(bind).await?;
     let inner = listen(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let inner_address = inner
@@ -200,11 +192,22 @@ pub async fn run_scheduler(
     }
 }
 
+/// A listener on `address` (a host name is resolved).
+async fn listen(
+    address: impl tokio::net::ToSocketAddrs + std::fmt::Display,
+) -> Result<tokio::net::TcpListener, ClusterError> {
+    tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| ClusterError::Listen {
+            address: address.to_string(),
+            reason: e.to_string(),
+        })
+}
+
 /// Where an executor's Ballista servers listen when it takes TLS: a loopback address of
 /// their own, so that its TLS fronts can hold the executor's ports on its host (which may
 /// be 127.0.0.1 itself).
-const INNER_HOST: &str = "127.0.0.2";
-const INNER_IP: [u8; 4] = [127, 0, 0, 2];
+const INNER_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 2);
 
 /// Where an executor listens and what it may use.
 #[derive(Debug, Clone)]
@@ -250,35 +253,18 @@ pub async fn run_executor(settings: &ExecutorSettings) -> Result<(), ClusterErro
         ..Default::default()
     };
     if let Some(tls) = &settings.tls {
-        let public = |port: u16| {
-            let host = settings.host.clone();
-            async move {
-                let address = tokio::net::lookup_host((host.as_str(), port))
-                    .await
-                    .ok()
-                    .and_then(|mut found| found.next())
-                    .ok_or_else(|| ClusterError::Listen {
-                        address: format!("{host}:{port}"),
-                        reason: "the host has no address".into(),
-                    })?;
-                tokio::net::TcpListener::bind(address)
-                    .await
-                    .map_err(|e| ClusterError::Listen {
-                        address: address.to_string(),
-                        reason: e.to_string(),
-                    })
-            }
-        };
         // Ballista's gRPC server (the scheduler's calls: tasks, cancels) takes no TLS
         // settings: it listens on another loopback address, behind a TLS front on its
         // port; the Flight server below is TLS itself.
-        config.bind_host = INNER_HOST.to_string();
-        let grpc_front = public(settings.grpc_port).await?;
+        config.bind_host = INNER_IP.to_string();
+        let host = settings.host.as_str();
+        let grpc_front = listen(format!("{host}:{}", settings.grpc_port)).await?;
         let inner = SocketAddr::from((INNER_IP, settings.grpc_port));
         let front_tls = tls.clone();
         tokio::spawn(async move { front_tls.front(grpc_front, inner).await });
         // Taken by the Flight server when the executor starts it (once).
-        let flight_listener = std::sync::Mutex::new(Some(public(settings.port).await?));
+        let flight_listener =
+            std::sync::Mutex::new(Some(listen(format!("{host}:{}", settings.port)).await?));
         let endpoint = tls.endpoint_override();
         // To the scheduler.
         config.override_create_grpc_client_endpoint = Some(endpoint.clone());

@@ -160,7 +160,7 @@ pub fn ingest(
     let mut turn = WriterTurn::new(warehouse, runtime.handle());
     // Tables are created, and an interrupted writer's operation finished, in a turn of
     // their own: the sources are then read without holding up other writers.
-    turn.take()?;
+    turn.wait_and_recover()?;
     runtime
         .block_on(warehouse.ensure_tables())
         .map_err(IngestError::Storage)?;
@@ -204,8 +204,7 @@ pub fn ingest(
         report.sources = todo.len();
         report.bytes = todo.iter().map(|t| t.2).sum();
         if todo.is_empty() {
-            report.recovery.completed = std::mem::take(&mut turn.recovered);
-            report.elapsed = started.elapsed();
+            turn.close(&mut report, started);
             return Ok(report);
         }
         let mut todo = todo;
@@ -250,8 +249,7 @@ pub fn ingest(
             report.bytes = todo.iter().map(|t| t.2).sum();
             if todo.is_empty() {
                 report.counts.clear();
-                report.recovery.completed = std::mem::take(&mut turn.recovered);
-                report.elapsed = started.elapsed();
+                turn.close(&mut report, started);
                 return Ok(report);
             }
         };
@@ -280,12 +278,11 @@ pub fn ingest(
                     .map(|(t, c)| (t.clone(), c.partitions.clone()))
                     .collect();
                 report.batch = Some(*record);
-                report.recovery.completed = std::mem::take(&mut turn.recovered);
                 if options.compact_after > 0 {
                     report.compaction =
                         compact_touched(warehouse, &runtime, &touched, options.compact_after)?;
                 }
-                report.elapsed = started.elapsed();
+                turn.close(&mut report, started);
                 return Ok(report);
             }
             Commit::Conflict { newest } => {
@@ -785,6 +782,12 @@ impl WriterTurn {
         if self.is_taken() {
             return Ok(());
         }
+        self.wait_and_recover()?;
+        self.read()
+    }
+
+    /// Waits for other writers and finishes an operation an interrupted one began.
+    fn wait_and_recover(&mut self) -> Result<(), IngestError> {
         let warehouse = &self.warehouse;
         let lock = warehouse
             .lock(|| {
@@ -806,11 +809,18 @@ impl WriterTurn {
         }
         self.recovered.extend(recovery.completed);
         self.lock = Some(lock);
-        self.read()
+        Ok(())
     }
 
     fn release(&mut self) {
         self.lock = None;
+    }
+
+    /// Completes `report` of an ingest that began at `started`: what this turn recovered,
+    /// and the time taken.
+    fn close(&mut self, report: &mut IngestReport, started: Instant) {
+        report.recovery.completed = std::mem::take(&mut self.recovered);
+        report.elapsed = started.elapsed();
     }
 }
 
