@@ -1,28 +1,38 @@
--- purpose: Staff with 3 or more complaints in the 6 months up to a date (the demotion
---   rule), with what the complaints were about.
--- formula: a complaint counts against the staff member who owns it (owner_id); the
---   window is the {months} months before {as_of} (local days); justified complaints
---   are counted apart.
+-- purpose: Staff with 3 or more justified complaints about them in the 6 months up to a
+--   date (the demotion rule), with what the complaints were about.
+-- formula: a complaint counts against the staff member it is about (subject_staff_id:
+--   被投诉人员, not the handler who owns the ticket) once an investigation found it
+--   justified (justified = true); complaints still undecided (justified null) are shown
+--   apart and do not count. The window is the {months} calendar months before {as_of},
+--   on local dates (as_of 2026-07-01, 6 months: from 1 January, local), by created_at.
+--   customers, first and last complaint and categories cover the justified and the
+--   undecided complaints.
 -- grain: one row per staff member at or over the threshold, most complaints first
+-- lookahead: all
 -- param: as_of date 2026-07-01 end of the window, exclusive
 -- param: months int 6 window length in months
--- param: threshold int 3 fewest complaints to list
+-- param: threshold int 3 fewest justified complaints to list
 -- param: region text % region code (LIKE pattern; % for all)
+WITH about AS (
+    SELECT subject_staff_id, region, customer_id, category, created_at, justified
+    FROM tickets
+    WHERE kind = 'complaint'
+      AND subject_staff_id IS NOT NULL
+      AND justified IS NOT FALSE
+      AND created_at >= local_midnight({{as_of}} - {{months:months}})
+      AND created_at < {{as_of:utc}}
+      AND region LIKE {{region}}
+)
 SELECT
-    owner_id,
+    subject_staff_id AS staff_id,
     region,
-    count(*) AS complaints,
-    count(*) FILTER (WHERE justified) AS justified,
+    count(*) FILTER (WHERE justified) AS complaints,
+    count(*) FILTER (WHERE justified IS NULL) AS undecided,
     count(DISTINCT customer_id) AS customers,
     min(local_date(created_at)) AS first_complaint,
     max(local_date(created_at)) AS last_complaint,
     array_to_string(array_agg(DISTINCT category ORDER BY category), ', ') AS categories
-FROM tickets
-WHERE kind = 'complaint'
-  AND owner_id IS NOT NULL
-  AND created_at >= {{as_of:utc}} - {{months:months}}
-  AND created_at < {{as_of:utc}}
-  AND region LIKE {{region}}
-GROUP BY owner_id, region
-HAVING count(*) >= {{threshold}}
-ORDER BY complaints DESC, owner_id
+FROM about
+GROUP BY subject_staff_id, region
+HAVING count(*) FILTER (WHERE justified) >= {{threshold}}
+ORDER BY complaints DESC, staff_id

@@ -2,12 +2,16 @@
 --   each month.
 -- formula: per branch and local month: complaints per 1,000 customers of the branch
 --   (customers open at the month's end; lower is better), callback satisfaction
---   ((very_satisfied + satisfied) / scored callbacks of the branch's tickets), ticket
---   on-time rate (resolved by due_at / resolved with a due_at), and the branch hall's
---   average wait in minutes (lower is better). Each measure becomes a percent rank
---   among the month's branches (1 = best); score = 100 x weighted mean of the ranks
---   with weights {w_complaints}, {w_satisfaction}, {w_on_time}, {w_wait} (a missing
---   measure is left out and the weights of the rest renormalised).
+--   (tickets whose last score was very_satisfied or satisfied / scored tickets, by the
+--   month of that last score, as callbacks_kpis counts customers), ticket on-time rate
+--   (resolved by due_at / tickets with a due_at that were resolved or are past it
+--   unresolved, as tickets_sla), and the branch hall's average wait in minutes (lower
+--   is better). Each measure becomes a rank among the month's branches that have it,
+--   from 0 (worst) to 1 (best), ties sharing their mean rank and a branch alone with a
+--   measure ranked 0.5; a branch without a measure is not ranked on it and does not
+--   move the others' ranks. score = 100 x weighted mean of the ranks with weights
+--   {w_complaints}, {w_satisfaction}, {w_on_time}, {w_wait} (a missing measure is left
+--   out and the weights of the rest renormalised).
 -- grain: one row per month x branch in the month's top {top} or bottom {top}
 -- param: from date 2026-01-01 first local day, inclusive
 -- param: to date 2026-04-01 end local day, exclusive
@@ -30,23 +34,36 @@ base AS (
     WHERE c.region LIKE {{region}}
     GROUP BY m.month_start, c.branch_id, c.region
 ),
+observed AS (
+    SELECT greatest(max(created_at), max(resolved_at), max(closed_at)) AS as_of FROM tickets
+),
 t AS (
     SELECT local_trunc('month', created_at) AS month_start,
            branch_id,
            count(*) FILTER (WHERE kind = 'complaint') AS complaints,
-           count(*) FILTER (WHERE resolved_at IS NOT NULL AND due_at IS NOT NULL AND resolved_at <= due_at) AS on_time,
-           count(*) FILTER (WHERE resolved_at IS NOT NULL AND due_at IS NOT NULL) AS with_due
-    FROM tickets
+           count(*) FILTER (WHERE resolved_at <= due_at) AS on_time,
+           count(*) FILTER (WHERE due_at IS NOT NULL AND (resolved_at IS NOT NULL OR due_at < o.as_of)) AS with_due
+    FROM tickets CROSS JOIN observed o
     WHERE created_at >= {{from:utc}} AND created_at < {{to:utc}} AND region LIKE {{region}}
+      AND (kind = 'complaint' OR due_at IS NOT NULL)
     GROUP BY 1, branch_id
 ),
+last_scores AS (
+    -- Each ticket's last score (callbacks_kpis' rule), in the month it was given.
+    SELECT ticket_id, max(performed_at) AS scored_at,
+           max_by(score, performed_at) AS score
+    FROM callbacks
+    WHERE score IS NOT NULL AND ticket_id IS NOT NULL
+      AND performed_at < {{to:utc}} AND region LIKE {{region}}
+    GROUP BY ticket_id
+),
 s AS (
-    SELECT local_trunc('month', cb.performed_at) AS month_start,
+    SELECT local_trunc('month', ls.scored_at) AS month_start,
            tk.branch_id,
-           count(*) FILTER (WHERE cb.score IN ('very_satisfied', 'satisfied')) AS satisfied,
-           count(cb.score) AS scored
-    FROM callbacks cb JOIN tickets tk ON tk.ticket_id = cb.ticket_id
-    WHERE cb.performed_at >= {{from:utc}} AND cb.performed_at < {{to:utc}} AND tk.region LIKE {{region}}
+           count(*) FILTER (WHERE ls.score IN ('very_satisfied', 'satisfied')) AS satisfied,
+           count(*) AS scored
+    FROM last_scores ls JOIN tickets tk ON tk.ticket_id = ls.ticket_id
+    WHERE ls.scored_at >= {{from:utc}}
     GROUP BY 1, tk.branch_id
 ),
 w AS (
@@ -68,17 +85,37 @@ measures AS (
     LEFT JOIN s ON s.month_start = b.month_start AND s.branch_id = b.branch_id
     LEFT JOIN w ON w.month_start = b.month_start AND w.branch_id = b.branch_id
 ),
-ranked AS (
+positions AS (
+    -- Per measure, among the month's branches that have it (the missing ones form a
+    -- partition of their own): n, the first position of a value (rank) and its last
+    -- (cume_dist x n); worst first.
     SELECT *,
-        -- percent_rank: 0 for the worst, 1 for the best of the month.
-        percent_rank() OVER (PARTITION BY month_start ORDER BY complaints_per_1k DESC) AS r_complaints,
-        CASE WHEN satisfaction IS NOT NULL THEN
-            percent_rank() OVER (PARTITION BY month_start ORDER BY satisfaction ASC NULLS FIRST) END AS r_satisfaction,
-        CASE WHEN on_time_rate IS NOT NULL THEN
-            percent_rank() OVER (PARTITION BY month_start ORDER BY on_time_rate ASC NULLS FIRST) END AS r_on_time,
-        CASE WHEN avg_wait_min IS NOT NULL THEN
-            percent_rank() OVER (PARTITION BY month_start ORDER BY avg_wait_min DESC NULLS FIRST) END AS r_wait
+        count(*) OVER (PARTITION BY month_start) AS n_complaints,
+        rank() OVER (PARTITION BY month_start ORDER BY complaints_per_1k DESC) AS first_complaints,
+        cume_dist() OVER (PARTITION BY month_start ORDER BY complaints_per_1k DESC) AS cume_complaints,
+        count(*) OVER (PARTITION BY month_start, satisfaction IS NULL) AS n_satisfaction,
+        rank() OVER (PARTITION BY month_start, satisfaction IS NULL ORDER BY satisfaction ASC) AS first_satisfaction,
+        cume_dist() OVER (PARTITION BY month_start, satisfaction IS NULL ORDER BY satisfaction ASC) AS cume_satisfaction,
+        count(*) OVER (PARTITION BY month_start, on_time_rate IS NULL) AS n_on_time,
+        rank() OVER (PARTITION BY month_start, on_time_rate IS NULL ORDER BY on_time_rate ASC) AS first_on_time,
+        cume_dist() OVER (PARTITION BY month_start, on_time_rate IS NULL ORDER BY on_time_rate ASC) AS cume_on_time,
+        count(*) OVER (PARTITION BY month_start, avg_wait_min IS NULL) AS n_wait,
+        rank() OVER (PARTITION BY month_start, avg_wait_min IS NULL ORDER BY avg_wait_min DESC) AS first_wait,
+        cume_dist() OVER (PARTITION BY month_start, avg_wait_min IS NULL ORDER BY avg_wait_min DESC) AS cume_wait
     FROM measures
+),
+ranked AS (
+    -- Mid-rank scaled to 0 (worst) … 1 (best): ((first - 1) + (last - 1)) / 2 / (n - 1).
+    SELECT *,
+        CASE WHEN n_complaints = 1 THEN 0.5 ELSE
+            ((first_complaints - 1) + (round(cume_complaints * n_complaints) - 1)) / 2.0 / (n_complaints - 1) END AS r_complaints,
+        CASE WHEN satisfaction IS NULL THEN NULL WHEN n_satisfaction = 1 THEN 0.5 ELSE
+            ((first_satisfaction - 1) + (round(cume_satisfaction * n_satisfaction) - 1)) / 2.0 / (n_satisfaction - 1) END AS r_satisfaction,
+        CASE WHEN on_time_rate IS NULL THEN NULL WHEN n_on_time = 1 THEN 0.5 ELSE
+            ((first_on_time - 1) + (round(cume_on_time * n_on_time) - 1)) / 2.0 / (n_on_time - 1) END AS r_on_time,
+        CASE WHEN avg_wait_min IS NULL THEN NULL WHEN n_wait = 1 THEN 0.5 ELSE
+            ((first_wait - 1) + (round(cume_wait * n_wait) - 1)) / 2.0 / (n_wait - 1) END AS r_wait
+    FROM positions
 ),
 scored AS (
     SELECT *,

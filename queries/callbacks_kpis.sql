@@ -4,10 +4,15 @@
 --   the period; coverage = completed tickets with at least one callback / completed;
 --   same day = first callback on the local day of resolved_at; within 3 days = first
 --   callback no later than resolved_at + {within_days} days (both / completed with a
---   callback); satisfaction = (very_satisfied + satisfied) / (very_satisfied +
---   satisfied + dissatisfied) over the period's scored callbacks of those tickets;
---   failed automatic = auto_voice or sms callbacks with status no_answer; followed up =
---   those whose ticket got a manual callback afterwards.
+--   callback); satisfaction counts customers, not attempts: each completed ticket
+--   counts once, with the score of its last reached callback that gave one (a
+--   dissatisfied automatic callback followed by a manual one counts as the manual one's
+--   score); satisfied and dissatisfied are such tickets, satisfaction = satisfied
+--   tickets (very_satisfied or satisfied) / scored tickets; failed automatic =
+--   auto_voice or sms callbacks with status no_answer; followed up = those whose
+--   ticket got a manual callback afterwards. A row is provisional while the
+--   {within_days} days after one of its tickets' resolution run past the newest
+--   callback the warehouse holds (callbacks may still come).
 -- grain: one row per period (local day, week or month of resolved_at) x region
 -- lookahead: 1 month
 -- param: from date 2026-01-01 first local day, inclusive
@@ -44,14 +49,17 @@ per_ticket AS (
     SELECT ticket_id, period, region, resolved_at,
            min(performed_at) AS first_callback_at,
            count(callback_id) AS callbacks,
-           count(*) FILTER (WHERE score IN ('very_satisfied', 'satisfied')) AS satisfied,
-           count(*) FILTER (WHERE score = 'dissatisfied') AS dissatisfied,
+           -- The last score the customer gave (two at one instant: the more favourable).
+           max_by(score, performed_at) FILTER (WHERE score IS NOT NULL) AS last_score,
            count(*) FILTER (WHERE method IN ('auto_voice', 'sms') AND status = 'no_answer')
                AS failed_automatic,
            count(*) FILTER (WHERE method IN ('auto_voice', 'sms') AND status = 'no_answer'
                               AND last_manual_at > performed_at) AS failed_followed_up
     FROM callbacks_of_done
     GROUP BY ticket_id, period, region, resolved_at
+),
+observed AS (
+    SELECT max(performed_at) AS last_callback FROM callbacks
 )
 SELECT
     p.period,
@@ -64,11 +72,15 @@ SELECT
     CAST(count(*) FILTER (WHERE date_diff('microsecond', p.resolved_at, p.first_callback_at) <= {{within_days}} * 86400000000) AS DOUBLE)
         / nullif(count(p.first_callback_at), 0) AS within_days_rate,
     -- No callbacks at all: no scores to count (null), not zero.
-    CASE WHEN sum(p.callbacks) > 0 THEN sum(p.satisfied) END AS satisfied,
-    CASE WHEN sum(p.callbacks) > 0 THEN sum(p.dissatisfied) END AS dissatisfied,
-    CAST(sum(p.satisfied) AS DOUBLE) / nullif(sum(p.satisfied) + sum(p.dissatisfied), 0) AS satisfaction,
+    CASE WHEN sum(p.callbacks) > 0 THEN count(*) FILTER (WHERE p.last_score IN ('very_satisfied', 'satisfied')) END AS satisfied,
+    CASE WHEN sum(p.callbacks) > 0 THEN count(*) FILTER (WHERE p.last_score = 'dissatisfied') END AS dissatisfied,
+    CAST(count(*) FILTER (WHERE p.last_score IN ('very_satisfied', 'satisfied')) AS DOUBLE)
+        / nullif(count(p.last_score), 0) AS satisfaction,
     sum(p.failed_automatic) AS failed_automatic,
-    sum(p.failed_followed_up) AS failed_followed_up
+    sum(p.failed_followed_up) AS failed_followed_up,
+    coalesce(date_diff('microsecond', max(p.resolved_at), max(o.last_callback)) < {{within_days}} * 86400000000, true)
+        AS provisional
 FROM per_ticket p
+CROSS JOIN observed o
 GROUP BY p.period, p.region
 ORDER BY p.period, p.region

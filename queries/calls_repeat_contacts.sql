@@ -1,8 +1,10 @@
 -- purpose: Repeat contacts (a first-contact-resolution proxy): identified customers who
---   call again within N days.
--- formula: a call repeats when the same customer makes another inbound call within
---   {days} days after it (calls after the range count as the repeat, not as the base);
---   repeat rate = repeated calls / calls of identified customers.
+--   call again within N days of a handled call.
+-- formula: handled contacts = answered inbound calls of identified customers (an
+--   abandoned call is an attempt, not a contact: its redial is not a repeat of it and it
+--   is not in the base); a handled call repeats when the same customer has another
+--   handled call starting within {days} days after it started (calls after the range
+--   count as the repeat, not as the base); repeat rate = repeated / handled.
 -- grain: one row per period (local day, week or month of the call) x region
 -- lookahead: 1 month
 -- param: from date 2026-01-01 first local day, inclusive
@@ -10,7 +12,7 @@
 -- param: period text month day, week or month
 -- param: region text % region code (LIKE pattern; % for all)
 -- param: days int 7 window after a call in which another call is a repeat
-WITH inbound AS (
+WITH handled AS (
     SELECT
         region,
         customer_id,
@@ -19,6 +21,7 @@ WITH inbound AS (
             AS next_call_at
     FROM calls
     WHERE direction = 'inbound'
+      AND answered_at IS NOT NULL
       AND customer_id IS NOT NULL
       AND ivr_entered_at >= {{from:utc}}
       AND ivr_entered_at < {{to:utc}} + {{days:days}}
@@ -27,11 +30,11 @@ WITH inbound AS (
 SELECT
     local_trunc({{period}}, ivr_entered_at) AS period,
     region,
-    count(*) AS calls,
+    count(*) AS handled,
     count(*) FILTER (WHERE date_diff('microsecond', ivr_entered_at, next_call_at) <= {{days}} * 86400000000) AS repeated,
     CAST(count(*) FILTER (WHERE date_diff('microsecond', ivr_entered_at, next_call_at) <= {{days}} * 86400000000) AS DOUBLE)
         / count(*) AS repeat_rate
-FROM inbound
+FROM handled
 WHERE ivr_entered_at < {{to:utc}}
 GROUP BY 1, region
 ORDER BY 1, region

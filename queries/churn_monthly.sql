@@ -3,8 +3,10 @@
 -- formula: at start = customers opened before the month and not closed before it
 --   (local days); closed = closed_at in the month; explicit churn rate = closed / at
 --   start; new = opened in the month; net change = new - closed.
---   Activity churn: active = customers with a contact (call, ticket, visit or callback)
---   in the month; such a customer is retained when their next contact comes within
+--   Activity churn: activity = contacts the customer made or took part in (inbound
+--   calls, tickets, branch visits, callbacks that reached them; outbound campaign calls
+--   and unanswered callbacks are the company's, not the customer's); active =
+--   customers with activity in the month; such a customer is retained when their next contact comes within
 --   {days} days of their last contact in the month, churned when it does not, and
 --   unknown when those {days} days run past the last event the warehouse holds (the
 --   outcome is not observed yet); activity churn rate = churned / (active - unknown).
@@ -38,7 +40,7 @@ explicit AS (
 ),
 contacts AS (
     SELECT customer_id, ivr_entered_at AS event_at FROM calls
-        WHERE customer_id IS NOT NULL AND ivr_entered_at >= {{from:utc}}
+        WHERE customer_id IS NOT NULL AND direction = 'inbound' AND ivr_entered_at >= {{from:utc}}
     UNION ALL
     SELECT customer_id, created_at FROM tickets
         WHERE customer_id IS NOT NULL AND created_at >= {{from:utc}}
@@ -46,7 +48,8 @@ contacts AS (
     SELECT customer_id, arrived_at FROM visits
         WHERE customer_id IS NOT NULL AND arrived_at >= {{from:utc}}
     UNION ALL
-    SELECT customer_id, performed_at FROM callbacks WHERE performed_at >= {{from:utc}}
+    SELECT customer_id, performed_at FROM callbacks
+        WHERE status = 'reached' AND performed_at >= {{from:utc}}
 ),
 observed AS (
     SELECT max(event_at) AS last_event FROM contacts

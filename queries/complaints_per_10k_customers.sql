@@ -2,6 +2,7 @@
 -- formula: rate = complaints / exposure x {per}; exposure = customers open at the
 --   period's start (opened before it, not closed before it) + customers opened during
 --   the period; complaints = tickets of kind 'complaint' by local day of created_at.
+--   A period is cut at {to}: a year asked up to 1 February counts January only.
 -- grain: one row per period (month, quarter or year) x region with customers
 -- param: from date 2026-01-01 first local day, inclusive
 -- param: to date 2026-02-01 end local day, exclusive
@@ -10,8 +11,8 @@
 -- param: per float 10000 the rate's scale (complaints per this many customers)
 WITH periods AS (
     SELECT CAST(value AS DATE) AS period_start,
-           CAST(value + CASE {{period}} WHEN 'month' THEN INTERVAL '1 month'
-                WHEN 'quarter' THEN INTERVAL '3 months' ELSE INTERVAL '1 year' END AS DATE)
+           least(CAST(value + CASE {{period}} WHEN 'month' THEN INTERVAL '1 month'
+                WHEN 'quarter' THEN INTERVAL '3 months' ELSE INTERVAL '1 year' END AS DATE), {{to}})
                AS period_end
     FROM (SELECT unnest(generate_series(
         date_trunc({{period}}, CAST({{from}} AS TIMESTAMP)),
@@ -38,8 +39,8 @@ complaints AS (
     JOIN periods p
       ON local_date(t.created_at) >= p.period_start AND local_date(t.created_at) < p.period_end
     WHERE t.kind = 'complaint'
-      AND t.created_at >= {{from:utc}} - INTERVAL '1 year'
-      AND t.created_at < {{to:utc}} + INTERVAL '1 year'
+      AND t.created_at >= local_midnight(CAST(date_trunc({{period}}, CAST({{from}} AS TIMESTAMP)) AS DATE))
+      AND t.created_at < {{to:utc}}
       AND t.region LIKE {{region}}
     GROUP BY p.period_start, t.region
 )

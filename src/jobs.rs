@@ -491,7 +491,7 @@ pub fn demo_command(args: &DemoArgs) -> CliResult {
     let w = warehouse.display();
     let kefu = command_name();
     println!(
-        "  {kefu} sql --warehouse {w} -e \"SELECT region, count(*) AS calls, avg(CASE WHEN outcome = 'answered' THEN 1.0 ELSE 0 END) AS answer_rate FROM calls GROUP BY region ORDER BY region\""
+        "  {kefu} sql --warehouse {w} -e \"SELECT region, count(*) AS offered, round(CAST(count(answered_at) AS DOUBLE) / count(*), 4) AS answer_rate FROM calls WHERE direction = 'inbound' AND queued_at IS NOT NULL GROUP BY region ORDER BY region\""
     );
     println!(
         "  {kefu} sql --warehouse {w} -e \"SELECT local_trunc('month', created_at) AS month, count(*) AS complaints FROM tickets WHERE kind = 'complaint' GROUP BY 1 ORDER BY 1\""

@@ -138,6 +138,17 @@ pub struct TicketRec {
     /// The latest workflow event of the state this record shows (set when the lifecycle
     /// is observed at a cut; see `sim::observe`).
     pub updated_at: i64,
+    /// The staff member a complaint is about, if it is about a person.
+    pub subject: Option<Subject>,
+}
+
+/// The person a complaint is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// A hotline agent of the ticket's region (1-based).
+    Agent(u32),
+    /// The staff member at a window of the ticket's branch (1-based).
+    Counter(u8),
 }
 
 #[derive(Debug, Clone)]
@@ -236,6 +247,10 @@ impl TicketRec {
             None => f.text(Some(self.description)),
         }
         f.timestamp(Some(self.updated_at));
+        f.text(self.subject.map(|s| match s {
+            Subject::Agent(n) => region.agent_id(n),
+            Subject::Counter(w) => &region.branches[self.branch as usize].staff_ids[w as usize - 1],
+        }));
         f.end_row();
     }
 }

@@ -24,7 +24,7 @@ use crate::calendar::{
     day_info,
 };
 use crate::config::GenConfig;
-use crate::record::{CallRec, CallbackRec, TicketRec, VisitRec};
+use crate::record::{CallRec, CallbackRec, Subject, TicketRec, VisitRec};
 use crate::world::{World, poisson};
 
 const HOUR: i64 = 3600;
@@ -807,6 +807,7 @@ impl<'a, R: Rng> Simulation<'a, R> {
             let c = OTHER_CATEGORIES[p.category];
             (c.1, c.2, c.3)
         };
+        let (seed, world) = (self.cfg.seed, self.world);
         let rng = &mut self.rng;
         let (channel, source) = match p.level {
             Level::OverLevel => (
@@ -876,8 +877,10 @@ impl<'a, R: Rng> Simulation<'a, R> {
             description,
             note: (rng.random::<f64>() < 0.08).then_some("已安抚客户情绪，承诺尽快处理"),
             updated_at: created,
+            subject: None,
         };
         if complaint {
+            t.subject = complaint_subject(seed, world, id, category, channel, (region, branch));
             t.justified = Some(rng.random::<f64>() < if at_risk { 0.75 } else { 0.55 });
             if t.justified == Some(true) && rng.random::<f64>() < 0.12 {
                 t.compensation_fen = Some((lognormal(rng, 80.0, 1.0).min(20_000.0) * 100.0) as i64);
@@ -1274,6 +1277,9 @@ pub fn observe(mut t: TicketRec, cut: i64) -> TicketRec {
         };
         if t.resolved_at.is_none() {
             t.reopened_count = 0;
+            // Whether a complaint was justified is the investigation's finding: not
+            // known before the ticket is resolved.
+            t.justified = None;
         }
     }
     t.updated_at = lifecycle_events(&t).max().unwrap_or(t.created_at);
@@ -1292,4 +1298,53 @@ pub fn lifecycle_events(t: &TicketRec) -> impl Iterator<Item = i64> {
     ]
     .into_iter()
     .flatten()
+}
+
+/// A uniform number in [0, 1) from `(seed, id, salt)` (SplitMix64's finaliser): random
+/// draws that leave the simulation's own stream untouched.
+fn unit_hash(seed: u64, id: u64, salt: u64) -> f64 {
+    let mut z = seed
+        .wrapping_add(id.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(salt.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The person a complaint is about, if any: always for staff attitude, sometimes for
+/// field work and sales, rarely otherwise; a counter employee when the complaint was
+/// made at the branch, else a hotline agent. A few people draw most complaints (the
+/// pick is skewed), so the 3-in-6-months rule flags a minority. Drawn from a hash of
+/// the ticket id, not the simulation's stream, so adding it changed no other value.
+fn complaint_subject(
+    seed: u64,
+    world: &World,
+    ticket: u64,
+    category: &str,
+    channel: TicketChannel,
+    (region, branch): (u16, u16),
+) -> Option<Subject> {
+    let draw = |salt: u64| unit_hash(seed, ticket, salt);
+    let about_a_person = match category {
+        "staff_attitude" => 1.0,
+        "install_delay"
+        | "repair_delay"
+        | "broadband_install"
+        | "line_repair"
+        | "relocation"
+        | "marketing_harassment" => 0.3,
+        _ => 0.05,
+    };
+    if draw(1) >= about_a_person {
+        return None;
+    }
+    let skewed = |n: u32| ((draw(2).powi(3) * f64::from(n)) as u32).min(n - 1) + 1;
+    let r = &world.regions[region as usize];
+    Some(match channel {
+        TicketChannel::Counter | TicketChannel::WalkIn => {
+            Subject::Counter(skewed(u32::from(r.branches[branch as usize].windows)) as u8)
+        }
+        _ => Subject::Agent(skewed(r.agents)),
+    })
 }

@@ -849,3 +849,64 @@ fn sources_are_read_while_other_writers_commit() {
     assert_eq!(report.skipped[0].committed_in, Some(4));
     assert_eq!(rows(&read_table(&wh_dir, "customers")), 5);
 }
+
+/// A warehouse an older kefu made, before the model gained `tickets.subject_staff_id`: the
+/// next ingest adds the column as an operation of its own in the ledger (a Delta schema
+/// change carrying kefu's transaction, so cuts and recovery see it), then the column's
+/// values land; a later ingest changes no schema again.
+#[test]
+fn a_column_the_model_gained_is_added_to_an_older_table() {
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let wh_dir = tmp.path().join("wh");
+    let wh = open(&wh_dir);
+    let tickets = StoredTable::Model(Table::Tickets);
+    let full = tickets.table_schema();
+    let older = Arc::new(arrow::datatypes::Schema::new(
+        full.fields()
+            .iter()
+            .filter(|f| f.name() != "subject_staff_id")
+            .cloned()
+            .collect::<Vec<_>>(),
+    ));
+    runtime()
+        .block_on(wh.log(tickets).create(
+            &older,
+            &tickets.partition_column().into_iter().collect::<Vec<_>>(),
+            &tickets.properties(),
+        ))
+        .unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sql/tickets.csv");
+    ingest_files(&wh, &[&fixture], &IngestOptions::default());
+
+    let ledger = runtime().block_on(wh.ledger()).unwrap();
+    let kinds: Vec<&str> = ledger.iter().map(|r| r.kind.name()).collect();
+    assert_eq!(kinds, ["add_columns", "ingest"], "{ledger:#?}");
+    assert_eq!(
+        ledger[0].note.as_deref(),
+        Some("the model's new columns: tickets.subject_staff_id")
+    );
+    let all = sorted(Table::Tickets, &read_table(&wh_dir, "tickets"));
+    assert_eq!(all.num_rows(), 14);
+    let ids = strings(&all, "ticket_id");
+    let subjects = strings(&all, "subject_staff_id");
+    let of = |id: &str| {
+        let i = (0..ids.len()).find(|&i| ids.value(i) == id).unwrap();
+        subjects.is_valid(i).then(|| subjects.value(i).to_string())
+    };
+    assert_eq!(of("T02").as_deref(), Some("beijing-01-S01"));
+    assert_eq!(of("T07").as_deref(), Some("shanghai-01-S01"));
+    assert_eq!(of("T01"), None);
+
+    // Nothing left to add: the next batch is an ingest alone.
+    let text = std::fs::read_to_string(&fixture).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let t01 = lines.next().unwrap().replacen("T01", "T99", 1);
+    let more = tmp.path().join("more_tickets.csv");
+    std::fs::write(&more, format!("{header}\n{t01}\n")).unwrap();
+    ingest_files(&wh, &[&more], &IngestOptions::default());
+    let ledger = runtime().block_on(wh.ledger()).unwrap();
+    assert_eq!(ledger.len(), 3);
+    assert_eq!(ledger[2].kind.name(), "ingest");
+}

@@ -418,7 +418,10 @@ impl Inventory {
         let mut everywhere = Vec::new();
         for op in ledger.iter().filter(|op| op.seq <= cut.seq) {
             match op.kind {
-                kefu_storage::OperationKind::Compact => continue,
+                // No data change.
+                kefu_storage::OperationKind::Compact | kefu_storage::OperationKind::AddColumns => {
+                    continue;
+                }
                 kefu_storage::OperationKind::Convert => everywhere.push(op.seq),
                 _ => {}
             }

@@ -447,6 +447,13 @@ static TICKETS: &[Column] = &[
         "更新时间",
         "When this version of the ticket came about: its latest workflow event (received, dispatched, first contact, resolved, closed), or the export time of event-log exports. Decides which of two exported versions is newer; null when the export has no such column (then workflow progress decides).",
     ),
+    col(
+        "subject_staff_id",
+        ID,
+        NULL,
+        "被投诉人员",
+        "For a complaint about a person: the staff member it is about (an agent, a counter or field employee), as the investigation named them; null when the complaint is not about a person. Not the handler (owner_id). The rule \"3 justified complaints about one person in 6 months\" counts this column.",
+    ),
 ];
 
 static CALLBACKS: &[Column] = &[

@@ -78,7 +78,9 @@ pub struct RegionFigures {
     pub offered: f64,
     pub answered: f64,
     pub complaints: f64,
-    pub handled: f64,
+    /// Tickets with a due date that were resolved or are open past it (tickets_sla's
+    /// on time + late).
+    pub with_due: f64,
     pub on_time: f64,
     pub satisfied: f64,
     pub dissatisfied: f64,
@@ -89,7 +91,7 @@ impl RegionFigures {
         ratio(self.answered, self.offered)
     }
     pub fn on_time_rate(&self) -> Option<f64> {
-        ratio(self.on_time, self.handled)
+        ratio(self.on_time, self.with_due)
     }
     pub fn satisfaction(&self) -> Option<f64> {
         ratio(self.satisfied, self.satisfied + self.dissatisfied)
@@ -330,22 +332,22 @@ impl Figures {
             }
         }
 
-        // On time = handled × on-time rate (a whole number, rounded back).
+        // Tickets judged against a due date: on time, or late (resolved after it, or
+        // still open past it).
         let sla = get(queries, "tickets_sla")?;
         let mut sla_sums = MonthSums::new(&months, 2);
-        let (periods, names, handled, rate) = (
+        let (periods, names, on_time, late) = (
             sla.months("period")?,
             sla.text("region")?,
-            sla.numbers("handled")?,
-            sla.numbers("on_time_rate")?,
+            sla.numbers("on_time")?,
+            sla.numbers("late")?,
         );
         for i in 0..periods.len() {
-            let h = zero(handled[i]);
-            let on_time = (zero(rate[i]) * h).round();
-            sla_sums.add(&periods[i], &[h, on_time]);
+            let (on_time, judged) = (zero(on_time[i]), zero(on_time[i]) + zero(late[i]));
+            sla_sums.add(&periods[i], &[judged, on_time]);
             if periods[i] == this_month {
                 let r = region(&mut regions, &names[i]);
-                r.handled += h;
+                r.with_due += judged;
                 r.on_time += on_time;
             }
         }

@@ -3,6 +3,10 @@
 //! - `local_date(ts)`, `local_hour(ts)`, `local_weekday(ts)`: the calendar date, hour
 //!   (0–23) and ISO weekday (1 = Monday … 7 = Sunday) of a UTC instant on the
 //!   warehouse's local calendar (Asia/Shanghai), as reports group by local days.
+//! - `local_midnight(date)`: the UTC instant at which a local calendar day starts, so
+//!   that windows are computed on local dates (`local_midnight(DATE '2026-07-01' -
+//!   INTERVAL '6 months')` starts on 1 January, local) and still prune by event time
+//!   (constant arguments are folded at planning).
 //! - `local_trunc(period, ts)`: the local day, ISO week (Monday), month, quarter or year
 //!   an instant falls in, as the date it starts on — the grouping key of every trend.
 //! - `date_diff(part, start, end)`: day, week, month, quarter or year boundaries between
@@ -45,6 +49,7 @@ pub fn register(ctx: &SessionContext, calendar: &WorkingCalendar) {
     }
     ctx.register_udf(business_seconds(calendar.clone()));
     ctx.register_udf(ScalarUDF::from(LocalTrunc::new()));
+    ctx.register_udf(ScalarUDF::from(LocalMidnight::new()));
     ctx.register_udf(ScalarUDF::from(DateDiff::new()));
     ctx.register_udf(ScalarUDF::from(RaiseError::new()));
     for function in crate::by_key::functions() {
@@ -202,6 +207,55 @@ impl ScalarUDFImpl for LocalTrunc {
                 })
             })
             .collect();
+        Ok(ColumnarValue::Array(Arc::new(starts)))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct LocalMidnight {
+    signature: Signature,
+}
+
+impl LocalMidnight {
+    fn new() -> Self {
+        LocalMidnight {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+/// The UTC instant (microseconds) at which local day `day` (days since 1970-01-01)
+/// starts: its midnight, or where a transition skips midnight, the first local hour
+/// that exists (the instant the clocks jumped to it).
+pub fn local_day_start(day: i32, zone: Tz) -> Option<i64> {
+    let date = NaiveDate::from_num_days_from_ce_opt(day.checked_add(719_163)?)?;
+    (0..24).find_map(|hour| {
+        zone.from_local_datetime(&date.and_hms_opt(hour, 0, 0)?)
+            .earliest()
+            .map(|t| t.timestamp_micros())
+    })
+}
+
+impl ScalarUDFImpl for LocalMidnight {
+    fn name(&self) -> &str {
+        "local_midnight"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(utc_micros())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let dates = days(&args.args[0], args.number_rows)?;
+        let starts: TimestampMicrosecondArray = dates
+            .iter()
+            .map(|d| local_day_start(d?, LOCAL_TIME_ZONE))
+            .collect::<TimestampMicrosecondArray>()
+            .with_timezone("UTC");
         Ok(ColumnarValue::Array(Arc::new(starts)))
     }
 }

@@ -373,6 +373,42 @@ impl TableLog {
         }
     }
 
+    /// The actions that give the table the columns of `schema` it lacks (nullable; null
+    /// in the files written before), or `None` when it has them all: a warehouse created
+    /// before the model gained a column takes it through an operation of its own (see
+    /// [`crate::maintain::add_model_columns`]). Reads the metadata only.
+    pub async fn missing_columns(
+        &self,
+        schema: &SchemaRef,
+    ) -> Result<Option<(Vec<Action>, DeltaOperation)>, DeltaError> {
+        use deltalake_core::kernel::MetadataExt;
+        let table = BlindDeltaTable::try_new_with_log_store(self.log_store.clone())
+            .await
+            .map_err(|e| self.err(e))?;
+        let current = table.schema();
+        let missing: Vec<deltalake_core::kernel::StructField> = schema
+            .fields()
+            .iter()
+            .filter(|f| current.field(f.name()).is_none())
+            .map(|f| (&f.as_ref().clone().with_nullable(true)).try_into_kernel())
+            .collect::<Result<_, _>>()
+            .map_err(|e: arrow::error::ArrowError| self.err(DeltaTableError::from(e)))?;
+        if missing.is_empty() {
+            return Ok(None);
+        }
+        let merged = StructType::try_new(current.fields().cloned().chain(missing.iter().cloned()))
+            .map_err(|e| self.err(DeltaTableError::from(e)))?;
+        let metadata = table
+            .metadata()
+            .clone()
+            .with_schema(&merged)
+            .map_err(|e| self.err(e))?;
+        Ok(Some((
+            vec![Action::Metadata(metadata)],
+            DeltaOperation::AddColumn { fields: missing },
+        )))
+    }
+
     /// The newest version of the log (listing it).
     pub async fn latest_version(&self) -> Result<u64, DeltaError> {
         self.log_store

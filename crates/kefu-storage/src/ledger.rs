@@ -26,6 +26,9 @@ pub enum OperationKind {
     Revert,
     /// A warehouse of an earlier kefu (Hive-partitioned Parquet) turned into Delta tables.
     Convert,
+    /// Columns the model gained added to the tables (no data change: null in the rows
+    /// before).
+    AddColumns,
 }
 
 impl OperationKind {
@@ -35,6 +38,7 @@ impl OperationKind {
             OperationKind::Compact => "compact",
             OperationKind::Revert => "revert",
             OperationKind::Convert => "convert",
+            OperationKind::AddColumns => "add_columns",
         }
     }
 }

@@ -135,6 +135,8 @@ pub async fn compact(
     options: &CompactOptions,
 ) -> Result<CompactReport, StorageError> {
     let started = std::time::Instant::now();
+    // Files are rewritten in the model's schema: the tables take its new columns first.
+    warehouse.ensure_tables().await?;
     loop {
         let cut = warehouse.cut(AsOf::Latest).await?;
         let mut report = CompactReport::default();
@@ -231,6 +233,64 @@ pub async fn compact(
             Commit::Conflict { .. } => {
                 delete_files(warehouse, &new_files).await;
             }
+        }
+    }
+}
+
+/// Gives every table the columns of the current model that it lacks, as one operation
+/// of the ledger (its commits carry kefu's transaction like any other, so readers' cuts
+/// and recovery see them); nothing when every table is current. Call it holding the
+/// writer lock (local warehouses).
+pub async fn add_model_columns(
+    warehouse: &Warehouse,
+) -> Result<Option<OperationRecord>, StorageError> {
+    loop {
+        let cut = warehouse.cut(AsOf::Latest).await?;
+        let mut tables = BTreeMap::new();
+        let mut added = Vec::new();
+        for table in StoredTable::ALL {
+            let Some(version) = cut.version(table) else {
+                continue;
+            };
+            let log = warehouse.log(table);
+            if log.latest_version().await? != version {
+                // A commit past the cut: recovery's business, not this one's.
+                continue;
+            }
+            let Some((actions, operation)) = log.missing_columns(&table.table_schema()).await?
+            else {
+                continue;
+            };
+            if let DeltaOperation::AddColumn { fields } = &operation {
+                added.extend(fields.iter().map(|f| format!("{table}.{}", f.name())));
+            }
+            tables.insert(
+                table.name().to_string(),
+                (
+                    TableActions {
+                        base_version: version,
+                        operation,
+                        actions,
+                        info: Default::default(),
+                    },
+                    TableChange::default(),
+                ),
+            );
+        }
+        if tables.is_empty() {
+            return Ok(None);
+        }
+        let mut record = new_record(OperationKind::AddColumns, new_operation_id());
+        record.note = Some(format!("the model's new columns: {}", added.join(", ")));
+        let plan = OperationPlan {
+            record,
+            base: cut,
+            tables,
+            new_files: Vec::new(),
+        };
+        if let Commit::Committed(record) = warehouse.commit(plan).await? {
+            tracing::info!(columns = ?added, "added the model's new columns to the tables");
+            return Ok(Some(*record));
         }
     }
 }

@@ -427,16 +427,20 @@ impl Warehouse {
         Ok(())
     }
 
-    /// Creates every table that does not exist yet (empty, version 0).
+    /// Creates every table that does not exist yet (empty, version 0), and adds to the
+    /// existing ones the columns the model gained since they were created. Call it
+    /// holding the writer lock, recovered (local warehouses).
     pub async fn ensure_tables(&self) -> Result<(), StorageError> {
         for (table, log) in &self.logs {
+            let schema = table.table_schema();
             log.create(
-                &table.table_schema(),
+                &schema,
                 &table.partition_column().into_iter().collect::<Vec<_>>(),
                 &table.properties().into_iter().collect::<Vec<_>>(),
             )
             .await?;
         }
+        crate::maintain::add_model_columns(self).await?;
         Ok(())
     }
 
