@@ -74,7 +74,7 @@ fn plain_output_is_valid() {
         .assert()
         .success()
         .stdout(
-            predicate::str::contains("checked 5 sources")
+            predicate::str::contains("checked 9 sources")
                 .and(predicate::str::contains("0 rejected")),
         );
 }

@@ -164,7 +164,11 @@ fn flight_sql_answers_an_adbc_client() {
             "_rejects",
             "callbacks",
             "calls",
+            "categories",
             "customers",
+            "org_units",
+            "queues",
+            "staff",
             "tickets",
             "visits"
         ])

@@ -14,7 +14,17 @@ use rand::{RngExt, SeedableRng};
 
 use crate::common::kefu;
 
-const TABLES: [&str; 5] = ["calls", "tickets", "callbacks", "visits", "customers"];
+const TABLES: [&str; 9] = [
+    "calls",
+    "tickets",
+    "callbacks",
+    "visits",
+    "customers",
+    "org_units",
+    "staff",
+    "queues",
+    "categories",
+];
 
 fn generate_messy(dir: &Path, customers: u32, days: u32) -> PathBuf {
     let out = dir.join("exports");

@@ -246,7 +246,7 @@ fn named_queries_list_run_and_check_their_parameters() {
         lines
             .next()
             .unwrap()
-            .starts_with("2026-01-05,shanghai,vip,2,2,0,0,1.0,0.0,0.5,0.5,20.5,450.0"),
+            .starts_with("2026-01-05,shanghai,vip,2,2,0,0,1.0,0.0,0.5,0.5,20,0.9,20.5,450.0"),
         "{csv}"
     );
 

@@ -11,6 +11,7 @@
 
 pub mod calendar;
 mod config;
+pub mod dims;
 mod fields;
 pub mod messy;
 mod plain;
@@ -207,7 +208,8 @@ mod tests {
         assert_eq!(progress.phases.load(Ordering::Relaxed), 1);
         assert_eq!(progress.advanced.load(Ordering::Relaxed), 9);
         assert_eq!(progress.finished.load(Ordering::Relaxed), 1);
-        assert_eq!(summary.files.len(), 5);
+        // The five event and customer tables, and the four dimensions.
+        assert_eq!(summary.files.len(), 9);
         assert!(summary.rows_per_second() > 0.0);
         assert!(summary.rows["customers"] >= 200);
     }

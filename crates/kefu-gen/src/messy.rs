@@ -319,6 +319,10 @@ fn required_enum(table: Table) -> &'static str {
         Table::Tickets => "kind",
         Table::Callbacks => "method",
         Table::Customers => "segment",
+        Table::OrgUnits => "level",
+        Table::Staff => "role",
+        // No required vocabulary column: the dimensions are not exported with bad rows.
+        Table::Queues | Table::Categories => "name_zh",
     }
 }
 
@@ -954,11 +958,30 @@ impl<R: Rng> Sink for MessySink<R> {
         Ok(())
     }
 
-    fn customers(&mut self, _world: &World) -> Result<(), GenError> {
+    fn customers(&mut self, world: &World) -> Result<(), GenError> {
         // Customers arrive with the day archives and the snapshots; calls still going at
         // the end are not known yet.
         self.pending_calls.clear();
+        // The head office's master data: the organisation, staff, queues and categories,
+        // one canonical CSV each, delivered with the first day's exports.
+        let master = crate::plain::write_dimensions(&self.out.join("master"), world)?;
         self.manifest.plan_deliveries();
+        for (table, name, rows) in master.into_iter().rev() {
+            self.manifest.rows.insert(table.name(), rows);
+            self.manifest.records.insert(table.name(), rows);
+            self.manifest.files.push(FileEntry {
+                path: format!("master/{name}"),
+                member: None,
+                table: table.name(),
+                region: String::new(),
+                encoding: TextEncoding::Utf8,
+                rows,
+                bad_rows: 0,
+            });
+            if let Some(first) = self.manifest.deliveries.first_mut() {
+                first.paths.insert(0, format!("master/{name}"));
+            }
+        }
         Ok(())
     }
 }

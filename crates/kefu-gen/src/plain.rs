@@ -1,4 +1,5 @@
-//! Plain output: one file per table (`calls.csv`, …, or `.jsonl`), canonical formatting.
+//! Plain output: one file per table (`calls.csv`, …, or `.jsonl`), canonical formatting;
+//! the dimensions (organisation, staff, queues, categories) are CSV in either format.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -34,6 +35,8 @@ struct TableFile {
 /// state they show then, calls that have ended by then.
 pub struct PlainSink {
     files: Vec<TableFile>,
+    /// The dimensions' files, written whole at the end: (table, path, rows).
+    dimensions: Vec<(Table, PathBuf, u64)>,
     times: TimeFormatter,
     json: Vec<u8>,
     end: i64,
@@ -54,7 +57,10 @@ impl PlainSink {
         end: i64,
     ) -> Result<Self, GenError> {
         let mut files = Vec::new();
-        for table in Table::ALL {
+        for table in Table::ALL
+            .into_iter()
+            .filter(|t| !crate::dims::TABLES.contains(t))
+        {
             let path = dir.join(format!("{}.{}", table.name(), format.extension()));
             let partial = path.with_extension(format!("{}.partial", format.extension()));
             let file = File::create(&partial).map_err(io_err(&partial))?;
@@ -79,6 +85,7 @@ impl PlainSink {
         }
         Ok(PlainSink {
             files,
+            dimensions: Vec::new(),
             times,
             json: Vec::new(),
             end,
@@ -87,6 +94,7 @@ impl PlainSink {
 
     fn write<R: Row>(&mut self, world: &World, rows: &[R]) -> Result<(), GenError> {
         let file = &mut self.files[R::TABLE as usize];
+        debug_assert_eq!(file.table, R::TABLE);
         let columns = R::TABLE.columns();
         match &mut file.out {
             TableOut::Csv(w) => {
@@ -135,6 +143,7 @@ impl PlainSink {
             std::fs::rename(&f.partial, &f.path).map_err(io_err(&f.path))?;
             done.push((f.table, f.path, f.rows));
         }
+        done.extend(self.dimensions);
         Ok(done)
     }
 }
@@ -175,6 +184,72 @@ impl Sink for PlainSink {
         let all: Vec<CustomerRow> = (0..world.customers.len() as u32)
             .map(|i| CustomerRow::of(world, i, self.end))
             .collect();
-        self.write(world, &all)
+        self.write(world, &all)?;
+        let dir = self.files[0]
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        for (table, name, rows) in write_dimensions(&dir, world)? {
+            self.dimensions.push((table, dir.join(name), rows));
+        }
+        Ok(())
     }
+}
+
+/// The dimensions of `world` (organisation, staff, queues, categories) as canonical CSV
+/// files `<table>.csv` in `dir`, each written whole or not at all; returns each table
+/// with its file name and rows.
+pub(crate) fn write_dimensions(
+    dir: &Path,
+    world: &World,
+) -> Result<Vec<(Table, String, u64)>, GenError> {
+    fn csv_of<R: Row>(world: &World, times: &TimeFormatter, rows: &[R]) -> Vec<u8> {
+        let columns = R::TABLE.columns();
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let header: Vec<&str> = columns.iter().map(|c| c.name).collect();
+        w.write_record(&header).expect("writing to memory");
+        let mut direct = DirectCsv {
+            writer: &mut w,
+            error: None,
+        };
+        for row in rows {
+            row.write_row(
+                world,
+                &mut CsvFields::into_sink(&mut direct, columns, None, times),
+            );
+        }
+        w.into_inner().expect("writing to memory")
+    }
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let dims = crate::dims::Dimensions::of(world);
+    let times = TimeFormatter::new(0, 0);
+    let mut written = Vec::new();
+    for (table, bytes, rows) in [
+        (
+            Table::OrgUnits,
+            csv_of(world, &times, &dims.org_units),
+            dims.org_units.len(),
+        ),
+        (
+            Table::Staff,
+            csv_of(world, &times, &dims.staff),
+            dims.staff.len(),
+        ),
+        (
+            Table::Queues,
+            csv_of(world, &times, &dims.queues),
+            dims.queues.len(),
+        ),
+        (
+            Table::Categories,
+            csv_of(world, &times, &dims.categories),
+            dims.categories.len(),
+        ),
+    ] {
+        let name = format!("{}.csv", table.name());
+        crate::messy::write_atomically(&dir.join(&name), &bytes)?;
+        written.push((table, name, rows as u64));
+    }
+    Ok(written)
 }

@@ -391,6 +391,8 @@ macro_rules! impl_row {
     )+};
 }
 
+pub(crate) use impl_row;
+
 impl_row!(CallRec => Calls, TicketRec => Tickets, CallbackRec => Callbacks, VisitRec => Visits, CustomerRow => Customers);
 
 #[cfg(test)]

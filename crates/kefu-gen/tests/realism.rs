@@ -157,6 +157,7 @@ async fn generated_logs_are_realistic() {
     callbacks(&ctx, &mut c).await;
     visits(&ctx, &mut c).await;
     churn(&ctx, &mut c, &cfg).await;
+    dimensions(&ctx, &mut c).await;
 
     eprintln!("{} checks passed, {} failed", c.passed, c.failures.len());
     assert!(
@@ -775,5 +776,62 @@ async fn churn(ctx: &SessionContext, c: &mut Checks, cfg: &GenConfig) {
         "tier migrations visible in events",
         migrations > 20,
         format!("{migrations} customers"),
+    );
+}
+
+/// The dimensions name everything the events refer to, the hierarchy is whole, and the
+/// 3-justified-complaints-in-6-months rule flags a minority of the people complained about.
+async fn dimensions(ctx: &SessionContext, c: &mut Checks) {
+    let unknown = |column: &str, table: &str, dim: &str, key: &str| {
+        format!(
+            "SELECT count(*) FROM {table} WHERE {column} IS NOT NULL \
+             AND {column} NOT IN (SELECT {key} FROM {dim})"
+        )
+    };
+    for (column, table, dim, key) in [
+        ("region", "calls", "org_units", "unit_id"),
+        ("branch_id", "calls", "org_units", "unit_id"),
+        ("branch_id", "tickets", "org_units", "unit_id"),
+        ("branch_id", "visits", "org_units", "unit_id"),
+        ("branch_id", "customers", "org_units", "unit_id"),
+        ("agent_id", "calls", "staff", "staff_id"),
+        ("staff_id", "visits", "staff", "staff_id"),
+        ("owner_id", "tickets", "staff", "staff_id"),
+        ("subject_staff_id", "tickets", "staff", "staff_id"),
+        ("queue", "calls", "queues", "queue"),
+        ("category", "tickets", "categories", "category"),
+        ("category", "calls", "categories", "category"),
+        ("parent_id", "org_units", "org_units", "unit_id"),
+        ("unit_id", "staff", "org_units", "unit_id"),
+    ] {
+        let n = count(ctx, &unknown(column, table, dim, key)).await;
+        c.zero(&format!("{table}.{column} named in {dim}"), n);
+    }
+    let levels = count(ctx, "SELECT count(DISTINCT level) FROM org_units").await;
+    c.check(
+        "every level of the hierarchy",
+        levels == 5,
+        format!("{levels}"),
+    );
+    // Justified complaints per person complained about, over the first 6 months (26 weeks
+    // of the 150 days): the rule (3 or more) must single out a minority, not everyone.
+    let r = query(
+        ctx,
+        "SELECT avg(CASE WHEN n >= 3 THEN 1.0 ELSE 0.0 END), count(*) FROM ( \
+           SELECT subject_staff_id, count(*) AS n FROM tickets \
+           WHERE kind = 'complaint' AND justified AND subject_staff_id IS NOT NULL \
+           GROUP BY subject_staff_id)",
+    )
+    .await;
+    c.range(
+        "share of people complained about flagged by the 3-complaint rule",
+        r[0][0],
+        0.02,
+        0.5,
+    );
+    c.check(
+        "complaints name the people they are about",
+        r[0][1] >= 30.0,
+        format!("{}", r[0][1]),
     );
 }

@@ -197,8 +197,9 @@ fn ordered_pairs(table: Table) -> &'static [(&'static str, &'static str)] {
             ("called_at", "arrived_at"),
             ("service_ended_at", "service_started_at"),
         ],
-        Table::Customers => &[("closed_at", "opened_at")],
-        Table::Callbacks => &[],
+        Table::Customers | Table::OrgUnits => &[("closed_at", "opened_at")],
+        Table::Staff => &[("left_at", "hired_at")],
+        Table::Callbacks | Table::Queues | Table::Categories => &[],
     }
 }
 

@@ -145,7 +145,14 @@ fn lifecycle_exports_in_one_batch_land_the_final_truth_and_reject_exactly_the_ma
         let truth = plain_rows(&plain, table).num_rows() as u64;
         assert_eq!(c.new, truth, "{table}: one new row per record");
         assert_eq!(c.updated, 0, "{table}: nothing was there before");
-        assert!(c.records > truth, "{table}: versions and repeats were read");
+        if matches!(
+            table,
+            Table::OrgUnits | Table::Staff | Table::Queues | Table::Categories
+        ) {
+            assert_eq!(c.records, truth, "{table}: the master data, sent once");
+        } else {
+            assert!(c.records > truth, "{table}: versions and repeats were read");
+        }
     }
     assert!(report.counts["tickets"].stale > 0, "earlier ticket states");
     assert!(report.counts["calls"].unchanged > 0, "re-sent calls");

@@ -705,6 +705,193 @@ static CUSTOMERS: &[Column] = &[
     ),
 ];
 
+/// The display names every dimension but customers has.
+const NAME_ZH: Column = col(
+    "name_zh",
+    TEXT,
+    REQ,
+    "名称",
+    "Display name in Chinese, as reports show it.",
+);
+const NAME_EN: Column = col(
+    "name_en",
+    TEXT,
+    NULL,
+    "英文名称",
+    "Display name in English; null where there is none (reports then show the Chinese one).",
+);
+const DIMENSION_UPDATED_AT: Column = col(
+    "updated_at",
+    TS,
+    NULL,
+    "更新时间",
+    "When the record last changed, or the export time of a snapshot; decides which of two exported versions is newer. Null when the export has no such column.",
+);
+
+static ORG_UNITS: &[Column] = &[
+    col(
+        "unit_id",
+        ID,
+        REQ,
+        "机构编码",
+        "Code of the unit: the codes events carry (`region`, `branch_id`, a call centre's `branch_id`), or a city's or the head office's own code.",
+    ),
+    col(
+        "level",
+        vocab(OrgLevel::VOCABULARY),
+        REQ,
+        "机构层级",
+        "Head office, region (province), city, branch or call centre.",
+    ),
+    col(
+        "parent_id",
+        ID,
+        NULL,
+        "上级机构",
+        "The unit this one reports to (a branch's city, a city's region, a region's head office); null for the head office. Roll-ups follow it.",
+    ),
+    col(
+        "region",
+        TEXT,
+        NULL,
+        "所属地区",
+        "The region code the unit belongs to (its own code for a region); null for the head office.",
+    ),
+    NAME_ZH,
+    NAME_EN,
+    col(
+        "opened_at",
+        TS,
+        REQ,
+        "成立时间",
+        "When the unit opened (or the start of the data, when unknown).",
+    ),
+    col(
+        "closed_at",
+        TS,
+        NULL,
+        "撤销时间",
+        "When the unit closed or merged; null while open.",
+    ),
+    DIMENSION_UPDATED_AT,
+];
+
+static STAFF: &[Column] = &[
+    col(
+        "staff_id",
+        ID,
+        REQ,
+        "工号",
+        "Staff number, as events carry it (`agent_id`, `staff_id`, `owner_id`, `subject_staff_id`).",
+    ),
+    col(
+        "region",
+        TEXT,
+        REQ,
+        "地区",
+        "Region the staff member works in.",
+    ),
+    col(
+        "unit_id",
+        ID,
+        REQ,
+        "所属机构",
+        "The branch, call centre or department unit (org_units.unit_id) they belong to.",
+    ),
+    col(
+        "role",
+        vocab(StaffRole::VOCABULARY),
+        REQ,
+        "岗位",
+        "Agent, counter employee, ticket handler, field engineer or manager.",
+    ),
+    NAME_ZH,
+    NAME_EN,
+    col(
+        "hired_at",
+        TS,
+        REQ,
+        "入职时间",
+        "When they started in this post.",
+    ),
+    col(
+        "left_at",
+        TS,
+        NULL,
+        "离职时间",
+        "When they left; null while employed. A staff member counts toward contacts per day only while employed.",
+    ),
+    DIMENSION_UPDATED_AT,
+];
+
+static QUEUES: &[Column] = &[
+    col(
+        "queue",
+        ID,
+        REQ,
+        "技能组",
+        "The queue (skill group) code calls carry.",
+    ),
+    NAME_ZH,
+    NAME_EN,
+    col(
+        "service_level_s",
+        SECS,
+        NULL,
+        "服务水平时限",
+        "The queue's service-level threshold T: a call answered within T seconds of queueing counts as within the service level. Null: the query's default (20 s).",
+    ),
+    col(
+        "service_level_target",
+        INT,
+        NULL,
+        "服务水平目标",
+        "The share of offered calls the queue must answer within T, in percent (e.g. 80); null when none is set.",
+    ),
+    col(
+        "valid_from",
+        TS,
+        REQ,
+        "生效时间",
+        "When these settings took effect.",
+    ),
+    DIMENSION_UPDATED_AT,
+];
+
+static CATEGORIES: &[Column] = &[
+    col(
+        "category",
+        ID,
+        REQ,
+        "类别编码",
+        "The category code tickets and calls carry.",
+    ),
+    col(
+        "kind",
+        vocab(TicketKind::VOCABULARY),
+        NULL,
+        "工单类型",
+        "The ticket kind the category belongs to (complaint categories are the ones regulators count); null when it serves several.",
+    ),
+    NAME_ZH,
+    NAME_EN,
+    col(
+        "product_line",
+        TEXT,
+        NULL,
+        "产品线",
+        "The product line the category belongs to (broadband, mobile, fixed line …), for the breakdown the rules ask of an entity over its complaint limit.",
+    ),
+    col(
+        "valid_from",
+        TS,
+        REQ,
+        "生效时间",
+        "When the category came into use.",
+    ),
+    DIMENSION_UPDATED_AT,
+];
+
 /// One part of a table's version order, most significant first: how kefu decides which of
 /// two exported versions of the same record (same key) is the newer one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -727,16 +914,34 @@ pub enum Table {
     Callbacks,
     Visits,
     Customers,
+    OrgUnits,
+    Staff,
+    Queues,
+    Categories,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 9] = [
         Table::Calls,
         Table::Tickets,
         Table::Callbacks,
         Table::Visits,
         Table::Customers,
+        Table::OrgUnits,
+        Table::Staff,
+        Table::Queues,
+        Table::Categories,
     ];
+
+    /// Whether the table is a dimension (what events refer to: customers, the
+    /// organisation, queues, categories) rather than a log of events: not partitioned by
+    /// month, and its rows change in place.
+    pub const fn is_dimension(self) -> bool {
+        !matches!(
+            self,
+            Table::Calls | Table::Tickets | Table::Callbacks | Table::Visits
+        )
+    }
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -745,6 +950,10 @@ impl Table {
             Table::Callbacks => "callbacks",
             Table::Visits => "visits",
             Table::Customers => "customers",
+            Table::OrgUnits => "org_units",
+            Table::Staff => "staff",
+            Table::Queues => "queues",
+            Table::Categories => "categories",
         }
     }
 
@@ -756,6 +965,10 @@ impl Table {
             Table::Callbacks => "回访记录",
             Table::Visits => "网点到访",
             Table::Customers => "客户",
+            Table::OrgUnits => "组织机构",
+            Table::Staff => "员工",
+            Table::Queues => "技能组",
+            Table::Categories => "业务类别",
         }
     }
 
@@ -770,6 +983,18 @@ impl Table {
             }
             Table::Visits => "Branch / service-hall visits with a queue number.",
             Table::Customers => "The customer dimension, with account opening and closing (churn).",
+            Table::OrgUnits => {
+                "The organisation: head office, regions, cities, branches and call centres, with display names and the hierarchy reports roll up along."
+            }
+            Table::Staff => {
+                "Staff members (agents, counter employees, handlers), with names and the unit they belong to."
+            }
+            Table::Queues => {
+                "Hotline queues (skill groups): display names and each queue's service-level threshold and target."
+            }
+            Table::Categories => {
+                "Ticket and call categories: display names, kind and product line."
+            }
         }
     }
 
@@ -780,6 +1005,10 @@ impl Table {
             Table::Callbacks => CALLBACKS,
             Table::Visits => VISITS,
             Table::Customers => CUSTOMERS,
+            Table::OrgUnits => ORG_UNITS,
+            Table::Staff => STAFF,
+            Table::Queues => QUEUES,
+            Table::Categories => CATEGORIES,
         }
     }
 
@@ -827,6 +1056,9 @@ impl Table {
             ],
             // Customers change tier and close: the change time when the export has it.
             Table::Customers => &[Latest("updated_at"), Present("closed_at")],
+            Table::OrgUnits => &[Latest("updated_at"), Present("closed_at")],
+            Table::Staff => &[Latest("updated_at"), Present("left_at")],
+            Table::Queues | Table::Categories => &[Latest("updated_at"), Latest("valid_from")],
         }
     }
 
@@ -837,7 +1069,9 @@ impl Table {
             Table::Tickets => "created_at",
             Table::Callbacks => "performed_at",
             Table::Visits => "arrived_at",
-            Table::Customers => "opened_at",
+            Table::Customers | Table::OrgUnits => "opened_at",
+            Table::Staff => "hired_at",
+            Table::Queues | Table::Categories => "valid_from",
         }
     }
 

@@ -399,6 +399,38 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// A unit's place in the organisation's hierarchy (总部 → 省 → 地市 → 网点).
+    OrgLevel = "org_level" {
+        /// The head office.
+        Headquarters => ("headquarters", "总部"),
+        /// A province or region (省/一级分行); kefu's `region` codes name these.
+        Region => ("region", "省分公司"),
+        /// A city (地市/二级分行).
+        City => ("city", "地市分公司"),
+        /// A branch or service hall (网点/营业厅/支行); `branch_id` names these.
+        Branch => ("branch", "网点"),
+        /// A contact centre serving a region's hotline.
+        CallCentre => ("call_centre", "呼叫中心"),
+    }
+}
+
+vocabulary! {
+    /// What a staff member does.
+    StaffRole = "staff_role" {
+        /// A hotline agent (坐席).
+        Agent => ("agent", "坐席"),
+        /// A counter or window employee of a branch (柜员).
+        Counter => ("counter", "柜员"),
+        /// A ticket handler in a responsible department (工单处理人).
+        Handler => ("handler", "处理人"),
+        /// A field engineer (装维人员).
+        Field => ("field", "装维人员"),
+        /// A manager.
+        Manager => ("manager", "经理"),
+    }
+}
+
 /// Every vocabulary, for documentation and lookups by name.
 pub const ALL_VOCABULARIES: &[Vocabulary] = &[
     Direction::VOCABULARY,
@@ -419,6 +451,8 @@ pub const ALL_VOCABULARIES: &[Vocabulary] = &[
     VisitOutcome::VOCABULARY,
     Segment::VOCABULARY,
     CloseReason::VOCABULARY,
+    OrgLevel::VOCABULARY,
+    StaffRole::VOCABULARY,
 ];
 
 /// `str::trim`, with a fast exit for the usual field that has nothing to trim (the

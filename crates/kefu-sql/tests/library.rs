@@ -106,7 +106,8 @@ fn python_with_duckdb() -> Option<String> {
         })
 }
 
-/// DuckDB's own SQL over the raw CSV: local (UTC+8, Asia/Shanghai has no DST) months.
+/// DuckDB's own SQL over the raw CSV: local (UTC+8, Asia/Shanghai has no DST) months; the
+/// service level within each queue's own threshold (`queues.csv`, 20 s where none).
 const DUCKDB_KPIS: &str = r#"
 import duckdb, json, sys
 data = sys.argv[1]
@@ -118,11 +119,13 @@ SELECT strftime(date_trunc('month', {local.format(c='ivr_entered_at')}), '%Y-%m-
        region, queue, count(*) AS offered, count(answered_at) AS answered,
        count(*) FILTER (WHERE outcome = 'abandoned') AS abandoned,
        count(*) FILTER (WHERE outcome = 'abandoned' AND wait_s < 5) AS short,
-       count(*) FILTER (WHERE answered_at IS NOT NULL AND wait_s <= 20) AS within,
+       count(*) FILTER (WHERE answered_at IS NOT NULL
+                              AND wait_s <= coalesce(q.service_level_s, 20)) AS within,
        sum(wait_s) FILTER (WHERE answered_at IS NOT NULL) AS wait_total,
        sum(coalesce(talk_s, 0) + coalesce(hold_s, 0) + coalesce(wrap_s, 0))
            FILTER (WHERE answered_at IS NOT NULL) AS handle_total
-FROM read_csv('{data}/calls.csv')
+FROM read_csv('{data}/calls.csv') c
+LEFT JOIN read_csv('{data}/queues.csv') q USING (queue)
 WHERE direction = 'inbound' AND queued_at IS NOT NULL
   AND {local.format(c='ivr_entered_at')} >= TIMESTAMP '2026-01-01'
   AND {local.format(c='ivr_entered_at')} < TIMESTAMP '2026-04-01'

@@ -51,19 +51,23 @@ pub fn rejects_schema() -> SchemaRef {
     SCHEMA.clone()
 }
 
-/// Event tables are partitioned by month; `customers` is a dimension (one row per
-/// customer, opened over decades) and is not partitioned.
+/// Event tables are partitioned by month; dimensions (`customers`, one row per customer
+/// opened over decades; the organisation, queues, categories) are not.
 pub fn partitioned_by_month(table: Table) -> bool {
-    table != Table::Customers
+    !table.is_dimension()
 }
 
 impl StoredTable {
-    pub const ALL: [StoredTable; 6] = [
+    pub const ALL: [StoredTable; 10] = [
         StoredTable::Model(Table::Calls),
         StoredTable::Model(Table::Tickets),
         StoredTable::Model(Table::Callbacks),
         StoredTable::Model(Table::Visits),
         StoredTable::Model(Table::Customers),
+        StoredTable::Model(Table::OrgUnits),
+        StoredTable::Model(Table::Staff),
+        StoredTable::Model(Table::Queues),
+        StoredTable::Model(Table::Categories),
         StoredTable::Rejects,
     ];
 
@@ -150,10 +154,8 @@ impl StoredTable {
     /// deleted in a deletion vector instead of rewriting its whole file, so a day's few
     /// hundred updates cost a few hundred rows, not the table.
     pub fn records_change(self) -> bool {
-        matches!(
-            self,
-            StoredTable::Model(Table::Tickets) | StoredTable::Model(Table::Customers)
-        )
+        matches!(self, StoredTable::Model(Table::Tickets))
+            || matches!(self, StoredTable::Model(t) if t.is_dimension())
     }
 }
 
