@@ -138,7 +138,21 @@ FROM read_csv('{data}/tickets.csv')
 WHERE kind = 'complaint' AND {local.format(c='created_at')} < TIMESTAMP '2026-04-01'
 GROUP BY ALL ORDER BY period, region
 """).fetchall()
-print(json.dumps({"calls": calls, "complaints": complaints}, default=float))
+mix = con.execute(f"""
+SELECT strftime(date_trunc('month', {local.format(c='ivr_entered_at')}), '%Y-%m-%d') AS period,
+       region, count(*) AS inbound,
+       count(*) FILTER (WHERE outcome = 'ivr_self_service') AS ivr,
+       count(answered_at) AS handled,
+       count(*) FILTER (WHERE answered_at IS NOT NULL AND transfers > 0) AS transferred,
+       count(score) FILTER (WHERE answered_at IS NOT NULL) AS surveyed,
+       sum(score) FILTER (WHERE answered_at IS NOT NULL) AS score_total
+FROM read_csv('{data}/calls.csv')
+WHERE direction = 'inbound'
+  AND {local.format(c='ivr_entered_at')} >= TIMESTAMP '2026-01-01'
+  AND {local.format(c='ivr_entered_at')} < TIMESTAMP '2026-04-01'
+GROUP BY ALL ORDER BY period, region
+""").fetchall()
+print(json.dumps({"calls": calls, "complaints": complaints, "mix": mix}, default=float))
 "#;
 
 #[test]
@@ -251,6 +265,49 @@ fn calls_and_complaint_kpis_agree_with_duckdb_on_the_raw_csv() {
                 )
             })
             .collect();
+        // The service mix: IVR share, transfers and survey scores per month and region.
+        let mix = run(
+            &engine,
+            &library,
+            "calls_service_mix",
+            &[
+                ("from", "2026-01-01"),
+                ("to", "2026-04-01"),
+                ("period", "month"),
+            ],
+        )
+        .await;
+        let duck_mix = duck["mix"].as_array().unwrap();
+        let (periods, regions) = (texts(&mix, "period"), texts(&mix, "region"));
+        assert_eq!(periods.len(), duck_mix.len());
+        let column = |name| numbers(&mix, name);
+        let (inbound, ivr_share, handled, transfer_rate, surveyed, mean_score) = (
+            column("inbound"),
+            column("ivr_share"),
+            column("handled"),
+            column("transfer_rate"),
+            column("surveyed"),
+            column("mean_score"),
+        );
+        for (i, row) in duck_mix.iter().enumerate() {
+            let r = row.as_array().unwrap();
+            let n = |j: usize| r[j].as_f64().unwrap();
+            assert_eq!(
+                (periods[i].as_str(), regions[i].as_str()),
+                (r[0].as_str().unwrap(), r[1].as_str().unwrap())
+            );
+            assert_eq!(
+                (inbound[i], handled[i], surveyed[i]),
+                (Some(n(2)), Some(n(4)), Some(n(6)))
+            );
+            let close = |a: Option<f64>, b: f64| {
+                assert!((a.unwrap() - b).abs() < 1e-9, "mix row {i}: {a:?} vs {b}")
+            };
+            close(ivr_share[i], n(3) / n(2));
+            close(transfer_rate[i], n(5) / n(4));
+            close(mean_score[i], n(7) / n(6));
+        }
+
         let (periods, regions) = (texts(&trend, "period"), texts(&trend, "region"));
         let counts = numbers(&trend, "complaints");
         let previous = numbers(&trend, "previous_period");
