@@ -152,8 +152,30 @@ WHERE direction = 'inbound'
   AND {local.format(c='ivr_entered_at')} < TIMESTAMP '2026-04-01'
 GROUP BY ALL ORDER BY period, region
 """).fetchall()
-print(json.dumps({"calls": calls, "complaints": complaints, "mix": mix}, default=float))
+severity = con.execute(f"""
+SELECT strftime(date_trunc('month', {local.format(c='created_at')}), '%Y-%m-%d') AS period,
+       region, severity, count(*) AS n,
+       count(*) FILTER (WHERE justified) AS justified,
+       count(*) FILTER (WHERE source = 'regulator_transferred') AS regulator
+FROM read_csv('{data}/tickets.csv')
+WHERE kind = 'complaint'
+  AND {local.format(c='created_at')} >= TIMESTAMP '2026-01-01'
+  AND {local.format(c='created_at')} < TIMESTAMP '2026-04-01'
+GROUP BY ALL ORDER BY period, region, severity
+""").fetchall()
+print(json.dumps({"calls": calls, "complaints": complaints, "mix": mix,
+                  "severity": severity}, default=float))
 "#;
+
+/// complaints_by_severity's period, region, severity, complaints, justified, regulator.
+type SeverityRow = (
+    String,
+    String,
+    String,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+);
 
 #[test]
 fn calls_and_complaint_kpis_agree_with_duckdb_on_the_raw_csv() {
@@ -307,6 +329,50 @@ fn calls_and_complaint_kpis_agree_with_duckdb_on_the_raw_csv() {
             close(transfer_rate[i], n(5) / n(4));
             close(mean_score[i], n(7) / n(6));
         }
+
+        // Complaints by severity: counts as DuckDB counts them, shares summing to 1.
+        let by_severity = run(
+            &engine,
+            &library,
+            "complaints_by_severity",
+            &[("from", "2026-01-01"), ("to", "2026-04-01")],
+        )
+        .await;
+        let duck_severity = duck["severity"].as_array().unwrap();
+        let got: Vec<SeverityRow> = {
+            let (p, r, s) = (
+                texts(&by_severity, "period"),
+                texts(&by_severity, "region"),
+                texts(&by_severity, "severity"),
+            );
+            let (n, j, g) = (
+                numbers(&by_severity, "complaints"),
+                numbers(&by_severity, "justified"),
+                numbers(&by_severity, "regulator"),
+            );
+            (0..p.len())
+                .map(|i| (p[i].clone(), r[i].clone(), s[i].clone(), n[i], j[i], g[i]))
+                .collect()
+        };
+        let want: Vec<SeverityRow> = duck_severity
+            .iter()
+            .map(|row| {
+                let r = row.as_array().unwrap();
+                let t = |j: usize| r[j].as_str().unwrap().to_string();
+                let n = |j: usize| r[j].as_f64();
+                (t(0), t(1), t(2), n(3), n(4), n(5))
+            })
+            .collect();
+        assert_eq!(got, want, "complaints_by_severity");
+        let mut shares: BTreeMap<(String, String), f64> = BTreeMap::new();
+        let share = numbers(&by_severity, "share");
+        for (i, row) in got.iter().enumerate() {
+            *shares.entry((row.0.clone(), row.1.clone())).or_default() += share[i].unwrap();
+        }
+        assert!(
+            shares.values().all(|s| (s - 1.0).abs() < 1e-9),
+            "{shares:?}"
+        );
 
         let (periods, regions) = (texts(&trend, "period"), texts(&trend, "region"));
         let counts = numbers(&trend, "complaints");
