@@ -25,7 +25,10 @@ import time
 
 from alternate import alternate
 
-TABLES = ["calls", "tickets", "callbacks", "visits", "customers"]
+TABLES = ["calls", "tickets", "callbacks", "visits", "customers",
+          "org_units", "staff", "queues", "categories"]
+# Tables without month partitions: the customers and the organisation dimension.
+UNPARTITIONED = ["customers", "org_units", "staff", "queues", "categories"]
 
 # kefu's UDFs in DuckDB: Asia/Shanghai is UTC+8 all year (no DST since 1991).
 DUCKDB_PRELUDE = """
@@ -35,8 +38,18 @@ CREATE MACRO local_hour(ts) AS hour(CAST(ts AS TIMESTAMP) + INTERVAL 8 HOUR);
 CREATE MACRO local_weekday(ts) AS isodow(CAST(ts AS TIMESTAMP) + INTERVAL 8 HOUR);
 CREATE MACRO local_midnight(d) AS
     CAST(CAST(CAST(d AS DATE) AS TIMESTAMP) - INTERVAL 8 HOUR AS TIMESTAMPTZ);
-CREATE MACRO local_trunc(period, ts) AS
-    CAST(date_trunc(period, CAST(ts AS TIMESTAMP) + INTERVAL 8 HOUR) AS DATE);
+CREATE MACRO period_start(period, d) AS CAST(
+    date_trunc(CASE WHEN period IN ('half', 'half_year') THEN 'year' ELSE period END, CAST(d AS DATE))
+    + CASE WHEN period IN ('half', 'half_year') AND month(CAST(d AS DATE)) > 6
+           THEN INTERVAL 6 MONTH ELSE INTERVAL 0 MONTH END AS DATE);
+CREATE MACRO period_shift(period, d, n) AS CAST(CAST(d AS DATE) + CASE period
+    WHEN 'day' THEN to_days(CAST(n AS INTEGER))
+    WHEN 'week' THEN to_days(CAST(7 * n AS INTEGER))
+    WHEN 'month' THEN to_months(CAST(n AS INTEGER))
+    WHEN 'quarter' THEN to_months(CAST(3 * n AS INTEGER))
+    WHEN 'year' THEN to_months(CAST(12 * n AS INTEGER))
+    ELSE to_months(CAST(6 * n AS INTEGER)) END AS DATE);
+CREATE MACRO local_trunc(period, ts) AS period_start(period, local_date(ts));
 """
 
 DUCKDB_RUN = r"""
@@ -48,7 +61,7 @@ con.execute(f"SET threads = {threads}")
 for t in %(tables)r:
     # The files of the table's newest version, from its Delta log.
     files = DeltaTable(f"{wh}/{t}").file_uris()
-    partitioned = t != "customers"
+    partitioned = t not in %(unpartitioned)r
     con.execute(
         f"CREATE VIEW {t} AS SELECT * FROM read_parquet({files!r}, "
         f"hive_partitioning = {str(partitioned).lower()}, hive_types_autocast = false)"
@@ -56,7 +69,7 @@ for t in %(tables)r:
 con.execute(%(prelude)r)
 sql = open(sql_file).read()
 con.execute(f"COPY ({sql}) TO '{out}' (HEADER, DELIMITER ',')")
-""" % {"tables": TABLES, "prelude": DUCKDB_PRELUDE}
+""" % {"tables": TABLES, "unpartitioned": UNPARTITIONED, "prelude": DUCKDB_PRELUDE}
 
 
 def to_duckdb(sql):

@@ -2,10 +2,10 @@
 -- formula: dissatisfied callbacks = callbacks with score 'dissatisfied' performed in
 --   the period; share = the reason's count / all dissatisfied callbacks of the period
 --   and region; a missing reason is reported as '(none given)'.
--- grain: one row per period (local day, week or month of performed_at) x region x reason, top {top} per period and region
+-- grain: one row per period (local day, week, month, quarter, half year or year of performed_at) x region x reason, top {top} per period and region
 -- param: from date 2026-01-01 first local day, inclusive
 -- param: to date 2026-02-01 end local day, exclusive
--- param: period text month day, week or month
+-- param: period text month day, week, month, quarter, half (1 Jan-30 Jun, 1 Jul-31 Dec) or year
 -- param: region text % region code (LIKE pattern; % for all)
 -- param: top int 5 reasons per period and region
 WITH d AS (

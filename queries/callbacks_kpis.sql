@@ -13,11 +13,11 @@
 --   ticket got a manual callback afterwards. A row is provisional while the
 --   {within_days} days after one of its tickets' resolution run past the newest
 --   callback the warehouse holds (callbacks may still come).
--- grain: one row per period (local day, week or month of resolved_at) x region
+-- grain: one row per period (local day, week, month, quarter, half year or year of resolved_at) x region
 -- lookahead: 1 month
 -- param: from date 2026-01-01 first local day, inclusive
 -- param: to date 2026-02-01 end local day, exclusive
--- param: period text month day, week or month
+-- param: period text month day, week, month, quarter, half (1 Jan-30 Jun, 1 Jul-31 Dec) or year
 -- param: region text % region code (LIKE pattern; % for all)
 -- param: within_days int 3 days after completion a callback may take
 WITH done AS (

@@ -11,10 +11,10 @@
 --   a share; NULL when none is set);
 --   ASA = total wait of answered / answered; AHT = (talk + hold + wrap) of answered / answered.
 --   Rates are NULL when their denominator is 0.
--- grain: one row per period (local day, ISO week starting Monday, or month of ivr_entered_at) x region x queue
+-- grain: one row per period (local day, ISO week starting Monday, month, quarter, half year or year of ivr_entered_at) x region x queue
 -- param: from date 2026-01-01 first local day, inclusive
 -- param: to date 2026-02-01 end local day, exclusive
--- param: period text day day, week or month
+-- param: period text day day, week, month, quarter, half (1 Jan-30 Jun, 1 Jul-31 Dec) or year
 -- param: region text % region code (LIKE pattern; % for all)
 -- param: t int 20 service-level threshold in seconds for queues the queues table sets none for
 -- param: short int 5 an abandon after less than this many seconds of waiting is short

@@ -5,11 +5,11 @@
 --   is not in the base); a handled call repeats when the same customer has another
 --   handled call starting within {days} days after it started (calls after the range
 --   count as the repeat, not as the base); repeat rate = repeated / handled.
--- grain: one row per period (local day, week or month of the call) x region
+-- grain: one row per period (local day, week, month, quarter, half year or year of the call) x region
 -- lookahead: 1 month
 -- param: from date 2026-01-01 first local day, inclusive
 -- param: to date 2026-02-01 end local day, exclusive
--- param: period text month day, week or month
+-- param: period text month day, week, month, quarter, half (1 Jan-30 Jun, 1 Jul-31 Dec) or year
 -- param: region text % region code (LIKE pattern; % for all)
 -- param: days int 7 window after a call in which another call is a repeat
 WITH handled AS (

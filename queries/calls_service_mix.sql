@@ -6,10 +6,10 @@
 --   handled calls with a post-call score (1 worst … 5 best); mean score = their average;
 --   satisfied share = scores of 4 or 5 / surveyed. Transfer time is not in the model
 --   (the calls table has the number of transfers, not when they happened).
--- grain: one row per period (local day, week or month of ivr_entered_at) x region
+-- grain: one row per period (local day, week, month, quarter, half year or year of ivr_entered_at) x region
 -- param: from date 2026-01-01 first local day, inclusive
 -- param: to date 2026-02-01 end local day, exclusive
--- param: period text month day, week or month
+-- param: period text month day, week, month, quarter, half (1 Jan-30 Jun, 1 Jul-31 Dec) or year
 -- param: region text % region code (LIKE pattern; % for all)
 SELECT
     local_trunc({{period}}, ivr_entered_at) AS period,

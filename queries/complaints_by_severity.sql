@@ -4,10 +4,10 @@
 --   = those with justified = true (undecided ones are not counted); regulator = source
 --   regulator_transferred; share = the severity's complaints / the region's complaints of
 --   the period.
--- grain: one row per period (local day, week, month, quarter or year of created_at) x region x severity with complaints
+-- grain: one row per period (local day, week, month, quarter, half year or year of created_at) x region x severity with complaints
 -- param: from date 2026-01-01 first local day, inclusive
 -- param: to date 2026-02-01 end local day, exclusive
--- param: period text month day, week, month, quarter or year
+-- param: period text month day, week, month, quarter, half (1 Jan-30 Jun, 1 Jul-31 Dec) or year
 -- param: region text % region code (LIKE pattern; % for all)
 SELECT
     local_trunc({{period}}, created_at) AS period,

@@ -3,22 +3,20 @@
 --   period's start (opened before it, not closed before it) + customers opened during
 --   the period; complaints = tickets of kind 'complaint' by local day of created_at.
 --   A period is cut at {to}: a year asked up to 1 February counts January only.
--- grain: one row per period (month, quarter or year) x region with customers
+-- grain: one row per period (month, quarter, half year or year) x region with customers
 -- param: from date 2026-01-01 first local day, inclusive
 -- param: to date 2026-02-01 end local day, exclusive
--- param: period text month month, quarter or year
+-- param: period text month month, quarter, half (1 Jan-30 Jun, 1 Jul-31 Dec) or year
 -- param: region text % region code (LIKE pattern; % for all)
 -- param: per float 10000 the rate's scale (complaints per this many customers)
 WITH periods AS (
-    SELECT CAST(value AS DATE) AS period_start,
-           least(CAST(value + CASE {{period}} WHEN 'month' THEN INTERVAL '1 month'
-                WHEN 'quarter' THEN INTERVAL '3 months' ELSE INTERVAL '1 year' END AS DATE), {{to}})
-               AS period_end
-    FROM (SELECT unnest(generate_series(
-        date_trunc({{period}}, CAST({{from}} AS TIMESTAMP)),
-        CAST({{to}} AS TIMESTAMP) - INTERVAL '1 day',
-        CASE {{period}} WHEN 'month' THEN INTERVAL '1 month'
-             WHEN 'quarter' THEN INTERVAL '3 months' ELSE INTERVAL '1 year' END)) AS value)
+    -- The periods from the one holding {from}, each cut at {to}.
+    SELECT period_start, least(period_shift({{period}}, period_start, 1), {{to}}) AS period_end
+    FROM (
+        SELECT period_shift({{period}}, period_start({{period}}, {{from}}), n) AS period_start
+        FROM (SELECT unnest(generate_series(0, date_diff('month', {{from}}, {{to}}))) AS n)
+    )
+    WHERE period_start < {{to}}
 ),
 exposure AS (
     SELECT
@@ -39,7 +37,7 @@ complaints AS (
     JOIN periods p
       ON local_date(t.created_at) >= p.period_start AND local_date(t.created_at) < p.period_end
     WHERE t.kind = 'complaint'
-      AND t.created_at >= local_midnight(CAST(date_trunc({{period}}, CAST({{from}} AS TIMESTAMP)) AS DATE))
+      AND t.created_at >= local_midnight(period_start({{period}}, {{from}}))
       AND t.created_at < {{to:utc}}
       AND t.region LIKE {{region}}
     GROUP BY p.period_start, t.region

@@ -6,10 +6,10 @@
 --   region with complaints in the previous or the year-earlier period but none in this
 --   one is listed with 0 (a change of -100%), not left out. Periods are whole: the
 --   first is the one holding {from}, and the comparison periods are read in full.
--- grain: one row per period (day, week starting Monday, month, quarter or year) x region with complaints in it, the period before or the year-earlier one
+-- grain: one row per period (day, week starting Monday, month, quarter, half year or year) x region with complaints in it, the period before or the year-earlier one
 -- param: from date 2026-01-01 first local day, inclusive
 -- param: to date 2026-02-01 end local day, exclusive
--- param: period text month day, week, month, quarter or year
+-- param: period text month day, week, month, quarter, half (1 Jan-30 Jun, 1 Jul-31 Dec) or year
 -- param: region text % region code (LIKE pattern; % for all)
 WITH counts AS (
     SELECT
@@ -18,8 +18,10 @@ WITH counts AS (
         count(*) AS complaints
     FROM tickets
     WHERE kind = 'complaint'
-      -- The year-earlier period of the first: a year (53 weeks for weeks) before it.
-      AND created_at >= local_midnight(CAST(date_trunc({{period}}, CAST({{from}} AS TIMESTAMP)) - INTERVAL '1 year' - INTERVAL '7 days' AS DATE))
+      -- From the year-earlier period of the first (52 weeks before, for weeks) on.
+      AND created_at >= local_midnight(CASE {{period}}
+          WHEN 'week' THEN period_shift('week', period_start('week', {{from}}), -52)
+          ELSE period_shift('year', period_start({{period}}, {{from}}), -1) END)
       AND created_at < {{to:utc}}
       AND region LIKE {{region}}
     GROUP BY 1, region
@@ -28,16 +30,10 @@ keys AS (
     -- Each period with complaints, and the periods that compare against one.
     SELECT period, region FROM counts
     UNION
-    SELECT CAST(CAST(period AS TIMESTAMP) + CASE {{period}}
-        WHEN 'day' THEN INTERVAL '1 day'
-        WHEN 'week' THEN INTERVAL '7 days'
-        WHEN 'month' THEN INTERVAL '1 month'
-        WHEN 'quarter' THEN INTERVAL '3 months'
-        ELSE INTERVAL '1 year' END AS DATE), region FROM counts
+    SELECT period_shift({{period}}, period, 1), region FROM counts
     UNION
-    SELECT CAST(CAST(period AS TIMESTAMP) + CASE {{period}}
-        WHEN 'week' THEN INTERVAL '364 days'
-        ELSE INTERVAL '1 year' END AS DATE), region FROM counts
+    SELECT CASE {{period}} WHEN 'week' THEN period_shift('week', period, 52)
+        ELSE period_shift('year', period, 1) END, region FROM counts
 )
 SELECT
     k.period,
@@ -51,17 +47,11 @@ FROM keys k
 LEFT JOIN counts c ON c.period = k.period AND c.region = k.region
 LEFT JOIN counts p
     ON p.region = k.region
-   AND p.period = CAST(CAST(k.period AS TIMESTAMP) - CASE {{period}}
-        WHEN 'day' THEN INTERVAL '1 day'
-        WHEN 'week' THEN INTERVAL '7 days'
-        WHEN 'month' THEN INTERVAL '1 month'
-        WHEN 'quarter' THEN INTERVAL '3 months'
-        ELSE INTERVAL '1 year' END AS DATE)
+   AND p.period = period_shift({{period}}, k.period, -1)
 LEFT JOIN counts y
     ON y.region = k.region
-   AND y.period = CAST(CAST(k.period AS TIMESTAMP) - CASE {{period}}
-        WHEN 'week' THEN INTERVAL '364 days'
-        ELSE INTERVAL '1 year' END AS DATE)
-WHERE k.period >= CAST(date_trunc({{period}}, CAST({{from}} AS TIMESTAMP)) AS DATE)
+   AND y.period = CASE {{period}} WHEN 'week' THEN period_shift('week', k.period, -52)
+        ELSE period_shift('year', k.period, -1) END
+WHERE k.period >= period_start({{period}}, {{from}})
   AND k.period < {{to}}
 ORDER BY k.period, k.region

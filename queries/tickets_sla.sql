@@ -12,11 +12,11 @@
 --   ticket (parent_ticket_id), and themselves a first complaint (not a repeat,
 --   over-level or appeal) / closed tickets; median resolution hours over handled
 --   tickets.
--- grain: one row per period (local day, week or month of created_at) x region x kind
+-- grain: one row per period (local day, week, month, quarter, half year or year of created_at) x region x kind
 -- lookahead: all
 -- param: from date 2026-01-01 first local day, inclusive
 -- param: to date 2026-02-01 end local day, exclusive
--- param: period text month day, week or month
+-- param: period text month day, week, month, quarter, half (1 Jan-30 Jun, 1 Jul-31 Dec) or year
 -- param: region text % region code (LIKE pattern; % for all)
 -- param: contact_hours int 2 hours after dispatch within which the customer must be contacted
 WITH followed AS (

@@ -79,6 +79,12 @@ pub struct ReportArgs {
     /// Directory (or object-store URL) for index.html and tables/*.csv.
     #[arg(long, value_name = "DIR_OR_URL")]
     pub out: String,
+    /// A headline KPI's target, marked on the page where missed (repeatable): e.g.
+    /// answer_rate=90%, on_time_rate=0.97, complaints=120, asa_s=15, satisfaction=none.
+    /// The usual ones apply otherwise: answer_rate 85%, on_time_rate 95%, satisfaction
+    /// 90%, asa_s 20.
+    #[arg(long = "target", value_name = "KPI=VALUE")]
+    pub targets: Vec<String>,
     /// Directory of .sql files that replace or add to the named queries.
     #[arg(long, env = "KEFU_QUERIES", value_name = "DIR")]
     pub queries: Option<PathBuf>,
@@ -354,10 +360,17 @@ pub fn report_command(args: &ReportArgs) -> CliResult {
     )?;
     let cwd = std::env::current_dir().map_err(|e| (exit::IO, e.to_string()))?;
     let out = Target::parse_in(&args.out, &cwd).map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
+    let mut targets = kefu_report::Targets::usual();
+    for target in &args.targets {
+        targets
+            .set(target)
+            .map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
+    }
     let request = kefu_report::ReportRequest {
         month: args.month,
         region: args.region.clone(),
         lang: args.lang,
+        targets,
     };
     let progress = BarProgress::new(args.quiet);
     let started = Instant::now();

@@ -421,6 +421,20 @@ fn sum(csv_text: &str, key: &str, prefix: &str, column: &str) -> f64 {
         .sum()
 }
 
+/// One field of a KPI's row in the report's headline table, as text.
+fn headline_field(report: &Path, kpi: &str, column: &str) -> String {
+    let text = std::fs::read_to_string(report.join("tables/headline.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let c = headers.iter().position(|h| h == column).unwrap();
+    let row = reader
+        .records()
+        .map(|r| r.unwrap())
+        .find(|r| &r[0] == kpi)
+        .unwrap();
+    row[c].to_string()
+}
+
 fn headline(report: &Path, kpi: &str) -> f64 {
     let text = std::fs::read_to_string(report.join("tables/headline.csv")).unwrap();
     let mut reader = csv::Reader::from_reader(text.as_bytes());
@@ -507,9 +521,45 @@ fn the_report_matches_the_named_queries_and_renders() {
         satisfied / (satisfied + dissatisfied)
     ));
 
-    // The page is self-contained: no script, no external resource.
+    // Year to date: the named query's result, and the derived table through 28 February.
+    let ytd = query_csv(dir, "complaints_ytd", &["to=2026-03-01"]);
+    assert_eq!(
+        std::fs::read_to_string(rep.join("tables/complaints_ytd.csv")).unwrap(),
+        ytd
+    );
+    let derived = std::fs::read_to_string(rep.join("tables/year_to_date.csv")).unwrap();
+    assert!(derived.contains(",2026-02-28,"), "{derived}");
+    let ytd_total = sum(&ytd, "level", "region", "complaints");
+    let complaints_jan_feb = sum(&complaints, "period", "2026-01", "complaints")
+        + sum(&complaints, "period", "2026-02", "complaints");
+    assert!(
+        close(ytd_total, complaints_jan_feb),
+        "{ytd_total} vs {complaints_jan_feb}"
+    );
+
+    // A month is provisional where one of the query's rows is (tickets not yet due).
+    let sla = std::fs::read_to_string(rep.join("tables/tickets_sla.csv")).unwrap();
+    let pending_in_february = sla
+        .lines()
+        .any(|l| l.starts_with("2026-02") && l.ends_with(",true"));
+    assert_eq!(
+        headline_field(&rep, "on_time_rate", "provisional"),
+        pending_in_february.to_string()
+    );
+    // The usual targets apply: answer rate 85%.
+    assert_eq!(headline_field(&rep, "answer_rate", "target"), "0.85");
+    let answer_missed = answered / offered < 0.85;
+    assert_eq!(
+        headline_field(&rep, "answer_rate", "target_missed"),
+        answer_missed.to_string()
+    );
+
+    // The page is self-contained: no script, no external resource (the embedded font of
+    // the Chinese names it shows is a data: URL).
     let html = std::fs::read_to_string(rep.join("index.html")).unwrap();
-    let outside_namespaces = html.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+    let outside_namespaces = html
+        .replace("xmlns=\"http://www.w3.org/2000/svg\"", "")
+        .replace("url(data:font/otf;base64,", "");
     for external in ["<script", "http:", "https:", "src=", "<link", "url("] {
         assert!(
             !outside_namespaces.contains(external),
@@ -517,6 +567,11 @@ fn the_report_matches_the_named_queries_and_renders() {
         );
     }
     assert!(html.contains("Customer service report, February 2026"));
+    assert!(html.contains("Complaints year to date (1 January to 28 February"));
+    assert!(
+        html.contains("Year to date (to 28 February)"),
+        "the summary's YTD sentence"
+    );
 
     // Chinese labels with --lang zh.
     kefu(dir)
@@ -537,8 +592,72 @@ fn the_report_matches_the_named_queries_and_renders() {
     assert!(
         zh.contains("2026年2月 客户服务月度报告") && zh.contains("环比") && zh.contains("同比")
     );
+    assert!(
+        zh.contains("本年累计投诉（1月1日至2月28日")
+            && zh.contains("截至2月28日，本年累计受理投诉")
+    );
+    let data_urls = zh.matches("url(").count();
+    assert_eq!(data_urls, zh.matches("url(data:font/otf;base64,").count());
+    assert_eq!(data_urls, 1, "one embedded font");
+
+    // Targets from the command line, marked where missed, in both languages.
+    kefu(dir)
+        .args([
+            "report",
+            "--month",
+            "2026-02",
+            "--warehouse",
+            "wh",
+            "--out",
+            "rep-targets",
+            "-q",
+            "--target",
+            "answer_rate=100%",
+            "--target",
+            "complaints=0",
+            "--target",
+            "asa_s=none",
+        ])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("未达目标：接通率"));
+    let targets = dir.join("rep-targets");
+    assert_eq!(headline_field(&targets, "answer_rate", "target"), "1");
+    assert_eq!(
+        headline_field(&targets, "answer_rate", "target_missed"),
+        "true"
+    );
+    assert_eq!(
+        headline_field(&targets, "complaints", "target_missed"),
+        "true"
+    );
+    assert_eq!(headline_field(&targets, "asa_s", "target"), "");
+    let page = std::fs::read_to_string(targets.join("index.html")).unwrap();
+    assert!(page.contains("class=\"kpi missed\" data-kpi=\"answer_rate\""));
+    assert!(page.contains("<span class=\"mark missed\">未达标</span>"));
+    kefu(dir)
+        .args([
+            "report",
+            "--month",
+            "2026-02",
+            "--warehouse",
+            "wh",
+            "--out",
+            "rep-bad",
+            "-q",
+            "--target",
+            "answr_rate=0.9",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "'answr_rate=0.9' is not a target",
+        ));
 
     crate::browser::renders_with_charts(&rep.join("index.html"), dir);
+    crate::browser::renders_with_charts(&dir.join("rep-zh/index.html"), &dir.join("rep-zh"));
+    crate::browser::renders_chinese_without_cjk_fonts(&dir.join("rep-zh/index.html"), dir);
+    crate::browser::fits_a_phone_and_prints(&dir.join("rep-zh/index.html"), dir);
 }
 
 #[test]

@@ -56,6 +56,7 @@ struct RawStep {
     region: Option<Spanned<String>>,
     lang: Option<Spanned<String>>,
     out: Option<Spanned<String>>,
+    targets: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,6 +206,9 @@ pub struct ReportStep {
     pub lang: Lang,
     /// Directory (path or URL); `{month}` is replaced by `YYYY-MM`.
     pub out: String,
+    /// The headline KPIs' targets: the usual ones, changed by the step's
+    /// `targets = ["answer_rate=90%", "complaints=none"]`.
+    pub targets: kefu_report::Targets,
 }
 
 /// 1-based line of a byte offset.
@@ -355,7 +359,7 @@ impl Job {
 
 /// Fields that only some step types take.
 fn refuse_fields(ctx: &Ctx, step: &RawStep, allowed: &[&str]) -> Result<(), JobError> {
-    let present: [(&str, Option<std::ops::Range<usize>>); 14] = [
+    let present: [(&str, Option<std::ops::Range<usize>>); 15] = [
         ("sources", step.sources.as_ref().map(Spanned::span)),
         ("profile", step.profile.as_ref().map(Spanned::span)),
         ("table", step.table.as_ref().map(Spanned::span)),
@@ -373,6 +377,7 @@ fn refuse_fields(ctx: &Ctx, step: &RawStep, allowed: &[&str]) -> Result<(), JobE
         ("lang", step.lang.as_ref().map(Spanned::span)),
         ("region", step.region.as_ref().map(Spanned::span)),
         ("out", step.out.as_ref().map(Spanned::span)),
+        ("targets", step.targets.as_ref().map(Spanned::span)),
     ];
     for (field, span) in present {
         if let Some(span) = span
@@ -618,7 +623,7 @@ fn query_step(ctx: &Ctx, step: &RawStep, library: &QueryLibrary) -> Result<Query
 }
 
 fn report_step(ctx: &Ctx, step: &RawStep) -> Result<ReportStep, JobError> {
-    refuse_fields(ctx, step, &["month", "lang", "out", "region"])?;
+    refuse_fields(ctx, step, &["month", "lang", "out", "region", "targets"])?;
     let month = step.month.as_ref().map_or_else(
         || "month_start - 1 month".to_string(),
         |m| m.get_ref().clone(),
@@ -639,11 +644,20 @@ fn report_step(ctx: &Ctx, step: &RawStep) -> Result<ReportStep, JobError> {
     let Some(out) = &step.out else {
         return ctx.err(step.kind.span(), "a report step needs `out`, the directory for the page and tables (e.g. \"reports/{month}\")");
     };
+    let mut targets = kefu_report::Targets::usual();
+    if let Some(list) = &step.targets {
+        for target in list.get_ref() {
+            if let Err(e) = targets.set(target) {
+                return ctx.err(list.span(), format!("targets: {e}"));
+            }
+        }
+    }
     Ok(ReportStep {
         month,
         region: step.region.as_ref().map(|r| r.get_ref().clone()),
         lang,
         out: out.get_ref().clone(),
+        targets,
     })
 }
 

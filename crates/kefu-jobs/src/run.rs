@@ -945,12 +945,18 @@ impl Runner<'_> {
                 month,
                 region: step.region.clone(),
                 lang: step.lang,
+                targets: step.targets.clone(),
             };
             // What the report reads: the tables of its queries' plans, up to its month
             // plus the longest lookahead among them (churn_monthly's is `all`).
             let mut tables = BTreeSet::new();
             let mut lookahead = Lookahead::None;
-            let mut seed = format!("report {:?} {}", step.region, step.lang.code());
+            let mut seed = format!(
+                "report {:?} {} {:?}",
+                step.region,
+                step.lang.code(),
+                step.targets
+            );
             for (query, params) in kefu_report::query_plan(&request) {
                 let q = self.job.library.get(query).map_err(|e| e.to_string())?;
                 let sql = q.render(&params).map_err(|e| e.to_string())?;

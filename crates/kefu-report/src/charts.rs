@@ -29,14 +29,34 @@ impl Scale {
 
     /// An axis label, with as many decimals as the tick step needs.
     fn tick(self, v: f64, step: f64) -> String {
-        let decimals = |unit_step: f64| (-unit_step.log10().floor()).clamp(0.0, 4.0) as usize;
         match self {
-            Scale::Count if v.abs() >= 10_000.0 => format!("{}k", thousands((v / 1000.0) as i64)),
+            // 12,500 is "12.5k", not "12k"; 10,000 is "10k".
+            Scale::Count if v.abs() >= 10_000.0 => {
+                let text = format!("{:.*}", places(step / 1000.0), v / 1000.0);
+                let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+                let fraction = fraction.trim_end_matches('0');
+                let whole = thousands(whole.parse::<i64>().unwrap_or(0));
+                if fraction.is_empty() {
+                    format!("{whole}k")
+                } else {
+                    format!("{whole}.{fraction}k")
+                }
+            }
             Scale::Count => thousands(v.round() as i64),
-            Scale::Percent => format!("{:.*}%", decimals(step * 100.0), v * 100.0),
-            Scale::Decimal => format!("{:.*}", decimals(step), v),
+            Scale::Percent => format!("{:.*}%", places(step * 100.0), v * 100.0),
+            Scale::Decimal => format!("{:.*}", places(step), v),
         }
     }
+}
+
+/// The decimals that show every multiple of `step` exactly (2.5 → 1, 0.05 → 2), at most 4.
+fn places(step: f64) -> usize {
+    (0..4)
+        .find(|&d| {
+            let scaled = step.abs() * 10f64.powi(d as i32);
+            (scaled - scaled.round()).abs() < 1e-6 * scaled.max(1.0)
+        })
+        .unwrap_or(4)
 }
 
 /// 1234567 → "1,234,567".
@@ -78,8 +98,10 @@ const RIGHT: f64 = 16.0;
 const TOP: f64 = 16.0;
 const BOTTOM: f64 = 40.0;
 
-/// Round tick values covering `lo..=hi` (about five).
-fn ticks(lo: f64, hi: f64) -> Vec<f64> {
+/// Round tick values covering `lo..=hi` (about five): steps of 1, 2, 2.5 or 5 times a
+/// power of ten, and for counts (`integral`) whole steps only — no "0 2 5 8 10 12" from
+/// a step of 2.5 rounded.
+fn ticks(lo: f64, hi: f64, integral: bool) -> Vec<f64> {
     let (lo, hi) = if hi - lo < 1e-12 {
         (lo - lo.abs().max(1.0) * 0.1, hi + hi.abs().max(1.0) * 0.1)
     } else {
@@ -87,16 +109,19 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     };
     let raw = (hi - lo) / 5.0;
     let magnitude = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+    let whole = |s: &f64| !integral || (*s >= 1.0 && (s - s.round()).abs() < 1e-9);
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0, 20.0]
         .iter()
         .map(|m| m * magnitude)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * magnitude);
+        .find(|s| *s >= raw && whole(s))
+        .unwrap_or(10.0 * magnitude)
+        .max(if integral { 1.0 } else { 0.0 });
     let first = (lo / step).floor() * step;
     let mut out = Vec::new();
     let mut v = first;
     while v <= hi + step * 0.999 && out.len() < 12 {
-        out.push(v);
+        // Rounded to the step's precision, so that 0.1 + 0.2 prints as 0.3.
+        out.push((v / step).round() * step);
         v += step;
     }
     out
@@ -109,7 +134,7 @@ struct Frame {
 }
 
 impl Frame {
-    fn new(values: &[Option<f64>], from_zero: bool) -> Self {
+    fn new(values: &[Option<f64>], from_zero: bool, scale: Scale) -> Self {
         let present: Vec<f64> = values.iter().flatten().copied().collect();
         let mut lo = present.iter().copied().fold(f64::INFINITY, f64::min);
         let mut hi = present.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -119,7 +144,7 @@ impl Frame {
         if from_zero {
             lo = lo.min(0.0);
         }
-        let ticks = ticks(lo, hi);
+        let ticks = ticks(lo, hi, scale == Scale::Count);
         Frame {
             lo: ticks[0],
             hi: *ticks.last().expect("at least one tick"),
@@ -184,7 +209,7 @@ fn plot(
     scale: Scale,
     from_zero: bool,
 ) -> (String, Frame, f64) {
-    let frame = Frame::new(values, from_zero);
+    let frame = Frame::new(values, from_zero, scale);
     let mut svg = String::new();
     open(&mut svg, title, HEIGHT);
     frame.axes(&mut svg, scale);
@@ -314,15 +339,36 @@ mod tests {
 
     #[test]
     fn ticks_are_round_and_cover_the_range() {
-        let t = ticks(0.0, 87.0);
+        let t = ticks(0.0, 87.0, true);
         assert_eq!(t.first(), Some(&0.0));
         assert!(*t.last().unwrap() >= 87.0);
         assert!(
             t.windows(2).all(|w| ((w[1] - w[0]) - 20.0).abs() < 1e-9),
             "{t:?}"
         );
-        let flat = ticks(5.0, 5.0);
+        let flat = ticks(5.0, 5.0, true);
         assert!(flat.len() >= 2 && flat[0] <= 5.0 && *flat.last().unwrap() >= 5.0);
+        // Counts up to 12: a step of 2.5 would print as 0 2 5 8 10 12; whole steps only.
+        let labels = |t: &[f64]| -> Vec<String> {
+            let step = t[1] - t[0];
+            t.iter().map(|v| Scale::Count.tick(*v, step)).collect()
+        };
+        assert_eq!(labels(&ticks(0.0, 12.0, true)), ["0", "5", "10", "15"]);
+        assert_eq!(labels(&ticks(0.0, 3.0, true)), ["0", "1", "2", "3"]);
+        // Thousands keep the step's decimals: 12.5k, not 12k.
+        assert_eq!(
+            labels(&ticks(0.0, 12_000.0, true)),
+            ["0", "2,500", "5,000", "7,500", "10k", "12.5k"]
+        );
+        // Shares: 0.1 + 0.2 is 0.3 on the axis.
+        let shares = ticks(0.0, 0.9, false);
+        assert_eq!(
+            shares
+                .iter()
+                .map(|v| Scale::Percent.tick(*v, 0.2))
+                .collect::<Vec<_>>(),
+            ["0%", "20%", "40%", "60%", "80%", "100%"]
+        );
     }
 
     #[test]

@@ -28,6 +28,17 @@ impl KpiKind {
     }
 }
 
+/// The headline KPIs' keys, in the report's order (targets are set by these).
+pub const KPI_KEYS: &[&str] = &[
+    "calls_offered",
+    "answer_rate",
+    "asa_s",
+    "complaints",
+    "on_time_rate",
+    "satisfaction",
+    "churn_rate",
+];
+
 /// A headline KPI over the 13 months (the last is the report's month).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Kpi {
@@ -38,6 +49,11 @@ pub struct Kpi {
     /// Better when higher (answer rate) or lower (complaints), for the summary's words.
     pub higher_is_better: bool,
     pub series: Vec<Option<f64>>,
+    /// Per month: outcomes not all observed yet (tickets not yet due, callbacks that may
+    /// still come), so the value may still change.
+    pub provisional: Vec<bool>,
+    /// The target the report was given for this KPI.
+    pub target: Option<f64>,
 }
 
 impl Kpi {
@@ -49,6 +65,21 @@ impl Kpi {
     }
     pub fn year_ago(&self) -> Option<f64> {
         self.series.first().copied().flatten()
+    }
+
+    /// Whether the report month's value is provisional.
+    pub fn is_provisional(&self) -> bool {
+        self.provisional.last().copied().unwrap_or(false)
+    }
+
+    /// Whether the report month's value misses its target (`None`: no target or value).
+    pub fn missed(&self) -> Option<bool> {
+        let (value, target) = (self.current()?, self.target?);
+        Some(if self.higher_is_better {
+            value < target
+        } else {
+            value > target
+        })
     }
 
     /// The change against `base`: relative for counts, in percentage points (as a share
@@ -140,6 +171,28 @@ pub struct SignalFigures {
     pub per_customer: Vec<(String, Option<f64>)>,
 }
 
+/// A region's or a branch's complaints year to date (complaints_ytd).
+#[derive(Debug, Clone, PartialEq)]
+pub struct YearToDate {
+    /// `region` or `branch`.
+    pub level: String,
+    pub unit_id: String,
+    /// The unit's Chinese name (org_units), its code where it has none.
+    pub name: String,
+    pub region: String,
+    pub complaints: f64,
+    pub last_year: f64,
+    pub change: Option<f64>,
+    /// 1 = most complaints among its peers (regions; branches of its region).
+    pub rank: i64,
+    pub peers: i64,
+    /// Customers this year and in the same period last year.
+    pub exposure: f64,
+    pub exposure_last_year: f64,
+    pub rate: Option<f64>,
+    pub rate_change: Option<f64>,
+}
+
 /// Everything the page and the summary show.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Figures {
@@ -152,6 +205,10 @@ pub struct Figures {
     pub hotspots: Vec<Hotspot>,
     pub hours: Vec<HourFigures>,
     pub signals: Vec<SignalFigures>,
+    /// Year to date, regions then branches.
+    pub year_to_date: Vec<YearToDate>,
+    /// The last local day the year to date covers (the report month's last day).
+    pub year_to_date_end: chrono::NaiveDate,
 }
 
 /// A query's columns, read as text or numbers whatever their Arrow type.
@@ -335,16 +392,17 @@ impl Figures {
         // Tickets judged against a due date: on time, or late (resolved after it, or
         // still open past it).
         let sla = get(queries, "tickets_sla")?;
-        let mut sla_sums = MonthSums::new(&months, 2);
-        let (periods, names, on_time, late) = (
+        let mut sla_sums = MonthSums::new(&months, 3);
+        let (periods, names, on_time, late, pending) = (
             sla.months("period")?,
             sla.text("region")?,
             sla.numbers("on_time")?,
             sla.numbers("late")?,
+            sla.numbers("provisional")?,
         );
         for i in 0..periods.len() {
             let (on_time, judged) = (zero(on_time[i]), zero(on_time[i]) + zero(late[i]));
-            sla_sums.add(&periods[i], &[judged, on_time]);
+            sla_sums.add(&periods[i], &[judged, on_time, zero(pending[i])]);
             if periods[i] == this_month {
                 let r = region(&mut regions, &names[i]);
                 r.with_due += judged;
@@ -353,16 +411,17 @@ impl Figures {
         }
 
         let callbacks = get(queries, "callbacks_kpis")?;
-        let mut callback_sums = MonthSums::new(&months, 2);
-        let (periods, names, satisfied, dissatisfied) = (
+        let mut callback_sums = MonthSums::new(&months, 3);
+        let (periods, names, satisfied, dissatisfied, pending) = (
             callbacks.months("period")?,
             callbacks.text("region")?,
             callbacks.numbers("satisfied")?,
             callbacks.numbers("dissatisfied")?,
+            callbacks.numbers("provisional")?,
         );
         for i in 0..periods.len() {
             let (s, d) = (zero(satisfied[i]), zero(dissatisfied[i]));
-            callback_sums.add(&periods[i], &[s, d]);
+            callback_sums.add(&periods[i], &[s, d, zero(pending[i])]);
             if periods[i] == this_month {
                 let r = region(&mut regions, &names[i]);
                 r.satisfied += s;
@@ -389,15 +448,24 @@ impl Figures {
             // A month with calls but no complaint rows had no complaints.
             .map(|(c, seen)| c.or(seen.map(|_| 0.0)))
             .collect();
-        let kpi = |key, zh, en, kind, higher_is_better, series| Kpi {
+        let kpi = |key, zh, en, kind, higher_is_better, series: Vec<Option<f64>>| Kpi {
             key,
             zh,
             en,
             kind,
             higher_is_better,
+            provisional: vec![false; series.len()],
             series,
+            target: request.targets.get(key),
         };
-        let kpis = vec![
+        // A month is provisional where any of its rows is.
+        let pending = |sums: &MonthSums, column: usize| -> Vec<bool> {
+            sums.series(|s| Some(s[column]))
+                .into_iter()
+                .map(|v| v.is_some_and(|v| v > 0.0))
+                .collect()
+        };
+        let mut kpis = vec![
             kpi(
                 "calls_offered",
                 "来电量",
@@ -462,6 +530,13 @@ impl Figures {
                     .collect(),
             ),
         ];
+        for k in &mut kpis {
+            match k.key {
+                "on_time_rate" => k.provisional = pending(&sla_sums, 2),
+                "satisfaction" => k.provisional = pending(&callback_sums, 2),
+                _ => {}
+            }
+        }
 
         let scorecard = get(queries, "branch_scorecard")?;
         let (place, rank, names, branch, score) = (
@@ -597,6 +672,44 @@ impl Figures {
             }
         }
 
+        let ytd = get(queries, "complaints_ytd")?;
+        let (level, unit, name, area) = (
+            ytd.text("level")?,
+            ytd.text("unit_id")?,
+            ytd.text("name")?,
+            ytd.text("region")?,
+        );
+        let (count, last_year, change, rank, peers) = (
+            ytd.numbers("complaints")?,
+            ytd.numbers("complaints_last_year")?,
+            ytd.numbers("change")?,
+            ytd.numbers("rank")?,
+            ytd.numbers("peers")?,
+        );
+        let (exposure, exposure_last_year, rate, rate_change) = (
+            ytd.numbers("exposure")?,
+            ytd.numbers("exposure_last_year")?,
+            ytd.numbers("rate")?,
+            ytd.numbers("rate_change")?,
+        );
+        let year_to_date = (0..level.len())
+            .map(|i| YearToDate {
+                level: level[i].clone(),
+                unit_id: unit[i].clone(),
+                name: name[i].clone(),
+                region: area[i].clone(),
+                complaints: zero(count[i]),
+                last_year: zero(last_year[i]),
+                change: change[i],
+                rank: zero(rank[i]) as i64,
+                peers: zero(peers[i]) as i64,
+                exposure: zero(exposure[i]),
+                exposure_last_year: zero(exposure_last_year[i]),
+                rate: rate[i],
+                rate_change: rate_change[i],
+            })
+            .collect();
+
         Ok(Figures {
             months,
             kpis,
@@ -606,11 +719,44 @@ impl Figures {
             hotspots,
             hours,
             signals,
+            year_to_date,
+            year_to_date_end: request.next_month().pred_opt().expect("a day before"),
         })
     }
 
     pub fn kpi(&self, key: &str) -> Option<&Kpi> {
         self.kpis.iter().find(|k| k.key == key)
+    }
+
+    /// A region's display name (org_units' Chinese name), its code where none is known.
+    pub fn region_name(&self, code: &str) -> String {
+        self.year_to_date
+            .iter()
+            .find(|y| y.level == "region" && y.unit_id == code)
+            .map_or_else(|| code.to_string(), |y| y.name.clone())
+    }
+
+    /// The year to date over all the report's regions: complaints, last year's, and the
+    /// rate per 10,000 customers this year and last (Σ complaints / Σ customers).
+    pub fn year_to_date_total(&self) -> (f64, f64, Option<f64>, Option<f64>) {
+        let regions: Vec<&YearToDate> = self
+            .year_to_date
+            .iter()
+            .filter(|y| y.level == "region")
+            .collect();
+        let sum = |f: &dyn Fn(&YearToDate) -> f64| regions.iter().map(|y| f(y)).sum::<f64>();
+        let (complaints, last_year, exposure, exposure_last_year) = (
+            sum(&|y| y.complaints),
+            sum(&|y| y.last_year),
+            sum(&|y| y.exposure),
+            sum(&|y| y.exposure_last_year),
+        );
+        (
+            complaints,
+            last_year,
+            ratio(complaints * 10_000.0, exposure),
+            ratio(last_year * 10_000.0, exposure_last_year),
+        )
     }
 
     /// The derived tables written as CSV beside the page (full-precision numbers).
@@ -628,6 +774,9 @@ impl Figures {
                 "same_month_last_year",
                 "change_vs_last_year",
                 "change_kind",
+                "provisional",
+                "target",
+                "target_missed",
             ]
             .map(String::from)
             .to_vec(),
@@ -650,6 +799,9 @@ impl Figures {
                             "relative"
                         }
                         .into(),
+                        k.is_provisional().to_string(),
+                        n(k.target),
+                        k.missed().map(|m| m.to_string()).unwrap_or_default(),
                     ]
                 })
                 .collect(),
@@ -751,7 +903,56 @@ impl Figures {
                 })
                 .collect(),
         };
-        vec![headline, trend, regions, hours, categories, signals]
+        let year_to_date = DerivedTable {
+            name: "year_to_date".into(),
+            columns: [
+                "level",
+                "unit_id",
+                "name",
+                "region",
+                "through",
+                "complaints",
+                "same_period_last_year",
+                "change",
+                "rank",
+                "peers",
+                "customers",
+                "per_10k_customers",
+                "per_10k_change_points",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: self
+                .year_to_date
+                .iter()
+                .map(|y| {
+                    vec![
+                        y.level.clone(),
+                        y.unit_id.clone(),
+                        y.name.clone(),
+                        y.region.clone(),
+                        self.year_to_date_end.to_string(),
+                        y.complaints.to_string(),
+                        y.last_year.to_string(),
+                        n(y.change),
+                        y.rank.to_string(),
+                        y.peers.to_string(),
+                        y.exposure.to_string(),
+                        n(y.rate),
+                        n(y.rate_change),
+                    ]
+                })
+                .collect(),
+        };
+        vec![
+            headline,
+            trend,
+            regions,
+            hours,
+            categories,
+            signals,
+            year_to_date,
+        ]
     }
 
     /// The summary paragraph, in the style of the hand-written reports.
@@ -821,8 +1022,13 @@ impl Figures {
             .regions
             .iter()
             .filter_map(|r| {
-                r.satisfaction()
-                    .map(|s| format!("{} {}", r.region, Scale::Percent.format(s)))
+                r.satisfaction().map(|s| {
+                    format!(
+                        "{} {}",
+                        self.region_name(&r.region),
+                        Scale::Percent.format(s)
+                    )
+                })
             })
             .collect();
         let sep = lang.pick("、", ", ");
@@ -876,6 +1082,8 @@ impl Figures {
                 ));
             }
         }
+        parts.extend(self.year_to_date_words(request));
+        parts.extend(self.target_words(lang));
         let top = self
             .branches
             .iter()
@@ -932,6 +1140,139 @@ impl Figures {
                 ),
             });
         }
+        if self.kpis.iter().any(Kpi::is_provisional) {
+            parts.push(
+                lang.pick(
+                    "标注“暂定”的指标尚有结果未出（工单未到期、回访可能仍在进行），数值可能变化。",
+                    "Figures marked provisional still have outcomes to come (tickets not yet due, callbacks that may still be made) and may change.",
+                )
+                .to_string(),
+            );
+        }
         parts.join(lang.pick("", " "))
+    }
+
+    /// 「截至10月31日，本年累计受理投诉17件，同比下降32.0%……」: the year to date with
+    /// 同比, the rate per 10,000 customers and its change, and the region's rank.
+    fn year_to_date_words(&self, request: &ReportRequest) -> Option<String> {
+        let lang = request.lang;
+        let (complaints, last_year, rate, rate_last_year) = self.year_to_date_total();
+        if self.year_to_date.is_empty() {
+            return None;
+        }
+        let end = self.year_to_date_end;
+        let change = ratio(complaints - last_year, last_year);
+        let mut text = match (lang, change) {
+            (Lang::Zh, Some(c)) => format!(
+                "截至{}月{}日，本年累计受理投诉 {} 件，同比{}{:.1}%",
+                end.format("%-m"),
+                end.format("%-d"),
+                thousands(complaints as i64),
+                if c >= 0.0 { "上升" } else { "下降" },
+                (c * 100.0).abs()
+            ),
+            (Lang::Zh, None) => format!(
+                "截至{}月{}日，本年累计受理投诉 {} 件（去年同期无投诉，无同比）",
+                end.format("%-m"),
+                end.format("%-d"),
+                thousands(complaints as i64)
+            ),
+            (Lang::En, Some(c)) => format!(
+                "Year to date (to {}), {} complaints, {} {:.1}% on the same period last year",
+                end.format("%-d %B"),
+                thousands(complaints as i64),
+                if c >= 0.0 { "up" } else { "down" },
+                (c * 100.0).abs()
+            ),
+            (Lang::En, None) => format!(
+                "Year to date (to {}), {} complaints (none in the same period last year to compare)",
+                end.format("%-d %B"),
+                thousands(complaints as i64)
+            ),
+        };
+        if let Some(r) = rate {
+            let points = rate_last_year.map(|l| r - l);
+            text.push_str(&match (lang, points) {
+                (Lang::Zh, Some(p)) => format!(
+                    "；每万客户投诉 {r:.2} 件，同比{}{:.2}件",
+                    if p >= 0.0 { "增加" } else { "减少" },
+                    p.abs()
+                ),
+                (Lang::Zh, None) => format!("；每万客户投诉 {r:.2} 件"),
+                (Lang::En, Some(p)) => format!(
+                    "; {r:.2} per 10,000 customers, {} {:.2} on last year",
+                    if p >= 0.0 { "up" } else { "down" },
+                    p.abs()
+                ),
+                (Lang::En, None) => format!("; {r:.2} per 10,000 customers"),
+            });
+        }
+        // The reported region's place among the regions (「暂列全市第四」).
+        let place = request.region.as_ref().and_then(|code| {
+            self.year_to_date
+                .iter()
+                .find(|y| y.level == "region" && &y.unit_id == code)
+        });
+        if let Some(y) = place {
+            text.push_str(&match lang {
+                Lang::Zh => format!("，投诉量在 {} 个区域中暂列第 {}", y.peers, y.rank),
+                Lang::En => format!(
+                    ", placing {} at number {} of {} regions by complaints",
+                    y.name, y.rank, y.peers
+                ),
+            });
+        } else if let Some(most) = self
+            .year_to_date
+            .iter()
+            .filter(|y| y.level == "region" && y.complaints > 0.0)
+            .min_by_key(|y| (y.rank, y.unit_id.clone()))
+        {
+            text.push_str(&match lang {
+                Lang::Zh => format!(
+                    "，投诉最多的区域为{}（{} 件）",
+                    most.name,
+                    thousands(most.complaints as i64)
+                ),
+                Lang::En => format!(
+                    "; most in {} ({})",
+                    most.name,
+                    thousands(most.complaints as i64)
+                ),
+            });
+        }
+        text.push_str(lang.pick("。", "."));
+        Some(text)
+    }
+
+    /// 「未达目标：接通率 80.1%（目标 85.0%）」: the headline KPIs that missed their target.
+    fn target_words(&self, lang: Lang) -> Option<String> {
+        let missed: Vec<String> = self
+            .kpis
+            .iter()
+            .filter(|k| k.missed() == Some(true))
+            .map(|k| {
+                format!(
+                    "{} {}{}{}{}",
+                    k.label(lang),
+                    k.format(k.current()),
+                    lang.pick("（目标 ", " (target "),
+                    k.format(k.target),
+                    lang.pick("）", ")")
+                )
+            })
+            .collect();
+        let with_target = self.kpis.iter().filter(|k| k.missed().is_some()).count();
+        if with_target == 0 {
+            return None;
+        }
+        Some(if missed.is_empty() {
+            lang.pick("各项指标均达到目标。", "Every KPI with a target met it.")
+                .to_string()
+        } else {
+            match lang {
+                Lang::Zh => format!("未达目标：{}。", missed.join("、")),
+                Lang::En => format!("Missed targets: {}.", missed.join("; ")),
+            }
+        })
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod charts;
 mod figures;
+mod font;
 pub mod page;
 
 use std::collections::BTreeMap;
@@ -42,6 +43,8 @@ pub enum ReportError {
     Template(String),
     #[error("writing the report: {0}")]
     Write(String),
+    #[error("'{0}' is not a target (KPI=VALUE, a KPI among {1}; rates as shares, 0.9 or 90%)")]
+    Target(String, String),
 }
 
 /// The report's language: labels, summary and number words.
@@ -94,6 +97,62 @@ pub struct ReportRequest {
     /// One region's code, or `None` for all.
     pub region: Option<String>,
     pub lang: Lang,
+    /// Targets of the headline KPIs (key → value), each marked where missed.
+    pub targets: Targets,
+}
+
+/// Targets of headline KPIs, by KPI key (`answer_rate`, `on_time_rate`, …): a rate as a
+/// share, a count or seconds as such. A KPI whose "higher is better" misses its target
+/// below it; the others (complaints, churn, ASA) above it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Targets(pub BTreeMap<String, f64>);
+
+impl Targets {
+    /// The documents' usual targets: answer rate 85%, tickets on time 95%, callback
+    /// satisfaction 90%, average speed of answer 20 s.
+    pub fn usual() -> Self {
+        Targets(
+            [
+                ("answer_rate", 0.85),
+                ("on_time_rate", 0.95),
+                ("satisfaction", 0.90),
+                ("asa_s", 20.0),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        )
+    }
+
+    pub fn get(&self, kpi: &str) -> Option<f64> {
+        self.0.get(kpi).copied()
+    }
+
+    /// Sets one target from `KPI=VALUE` (`answer_rate=0.9`, `answer_rate=90%`,
+    /// `complaints=120`); `KPI=none` removes it.
+    pub fn set(&mut self, text: &str) -> Result<(), ReportError> {
+        let bad = || ReportError::Target(text.to_string(), figures::KPI_KEYS.join(", "));
+        let (key, value) = text.split_once('=').ok_or_else(bad)?;
+        let key = key.trim();
+        if !figures::KPI_KEYS.contains(&key) {
+            return Err(bad());
+        }
+        let value = value.trim();
+        if value.eq_ignore_ascii_case("none") {
+            self.0.remove(key);
+            return Ok(());
+        }
+        let number = match value.strip_suffix('%') {
+            Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
+            None => value.parse::<f64>(),
+        }
+        .map_err(|_| bad())?;
+        if !number.is_finite() {
+            return Err(bad());
+        }
+        self.0.insert(key.to_string(), number);
+        Ok(())
+    }
 }
 
 impl ReportRequest {
@@ -172,6 +231,7 @@ pub fn query_plan(request: &ReportRequest) -> Vec<(&'static str, Vec<(String, St
             .collect()
     };
     let trend = p(&[("from", &first), ("to", &next), ("period", "month")]);
+    let year_to_date = p(&[("to", &next)]);
     let this_month = p(&[("from", &month), ("to", &next)]);
     let without_period = p(&[("from", &first), ("to", &next)]);
     vec![
@@ -186,6 +246,7 @@ pub fn query_plan(request: &ReportRequest) -> Vec<(&'static str, Vec<(String, St
         ("visits_waits", this_month.clone()),
         ("calls_load_matrix", this_month.clone()),
         ("churn_pre_signals", this_month),
+        ("complaints_ytd", year_to_date),
     ]
 }
 

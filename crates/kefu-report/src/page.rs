@@ -23,6 +23,12 @@ pub struct KpiCard {
     pub yoy: String,
     pub mom_class: &'static str,
     pub yoy_class: &'static str,
+    /// The target, formatted, or empty.
+    pub target: String,
+    /// Whether the month misses its target.
+    pub missed: bool,
+    /// Whether the month's value may still change (outcomes not all observed).
+    pub provisional: bool,
 }
 
 /// A chart: its title and its SVG (self-contained, text escaped).
@@ -116,7 +122,7 @@ pub(crate) fn render(
             .iter()
             .map(|r| {
                 vec![
-                    r.region.clone(),
+                    figures.region_name(&r.region),
                     charts::thousands(r.offered as i64),
                     percent(r.answer_rate()),
                     charts::thousands(r.complaints as i64),
@@ -126,6 +132,47 @@ pub(crate) fn render(
             })
             .collect::<Vec<_>>(),
     );
+    let change = |v: Option<f64>| v.map_or_else(|| "—".into(), |c| format!("{:+.1}%", c * 100.0));
+    let per_10k = |v: Option<f64>| v.map_or_else(|| "—".into(), |r| format!("{r:.2}"));
+    let year_to_date_table = table(
+        &[
+            l("区域", "Region"),
+            l("累计投诉", "Complaints"),
+            l("去年同期", "Same period last year"),
+            l("同比", "YoY"),
+            l("排名", "Rank"),
+            l("每万客户", "Per 10,000 customers"),
+            l("同比（件）", "YoY (per 10,000)"),
+        ],
+        &figures
+            .year_to_date
+            .iter()
+            .filter(|y| y.level == "region")
+            .map(|y| {
+                vec![
+                    y.name.clone(),
+                    charts::thousands(y.complaints as i64),
+                    charts::thousands(y.last_year as i64),
+                    change(y.change),
+                    format!("{} / {}", y.rank, y.peers),
+                    per_10k(y.rate),
+                    y.rate_change
+                        .map_or_else(|| "—".into(), |c| format!("{c:+.2}")),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    );
+    let year_to_date_title = match lang {
+        Lang::Zh => format!(
+            "本年累计投诉（1月1日至{}月{}日，同比）",
+            figures.year_to_date_end.format("%-m"),
+            figures.year_to_date_end.format("%-d")
+        ),
+        Lang::En => format!(
+            "Complaints year to date (1 January to {}, against the same days last year)",
+            figures.year_to_date_end.format("%-d %B")
+        ),
+    };
     let branch_chart = |place: &str, title: &str| {
         let list: Vec<_> = figures
             .branches
@@ -180,7 +227,7 @@ pub(crate) fn render(
                 .map(|h| {
                     vec![
                         h.week.clone(),
-                        h.region.clone(),
+                        figures.region_name(&h.region),
                         h.category.clone(),
                         charts::thousands(h.complaints as i64),
                         h.ratio
@@ -269,11 +316,17 @@ pub(crate) fn render(
         churn => l("客户流失与流失前信号（前 90 天，人均）", "Churn and pre-churn signals (90 days before, per customer)"),
         churn_note => l("流失客户：本月销户的客户；留存客户：月末仍在网的客户。", "Churned: customers who closed their account this month; retained: customers still open at the month's end."),
         footer => l("本报告所有数字均来自 kefu 命名查询（见 tables/ 目录下的 CSV）。", "Every figure comes from kefu's named queries (the CSV files under tables/)."),
+        target => l("目标", "target"),
+        missed => l("未达标", "missed"),
+        provisional => l("暂定", "provisional"),
+        provisional_note => l("暂定：尚有结果未出（工单未到期、回访可能仍在进行），数值可能变化。", "Provisional: outcomes still to come (tickets not yet due, callbacks that may still be made); the figure may change."),
+        rank_note => l("排名：按累计投诉量从多到少，1 为最多。", "Rank: by complaints year to date, 1 = the most."),
     };
     let mut env = Environment::new();
     env.add_template("report.html", TEMPLATE)
         .map_err(|e| ReportError::Template(e.to_string()))?;
-    env.get_template("report.html")
+    let html = env
+        .get_template("report.html")
         .and_then(|tpl| {
             tpl.render(context! {
                 lang => lang.code(),
@@ -284,6 +337,8 @@ pub(crate) fn render(
                 kpis,
                 trend_charts,
                 regions_table,
+                year_to_date_title,
+                year_to_date_table,
                 branch_top_svg => branch_chart("top", l("前 5 名", "Top 5")),
                 branch_bottom_svg => branch_chart("bottom", l("后 5 名", "Bottom 5")),
                 categories_svg,
@@ -295,7 +350,11 @@ pub(crate) fn render(
                 t,
             })
         })
-        .map_err(|e| ReportError::Template(e.to_string()))
+        .map_err(|e| ReportError::Template(e.to_string()))?;
+    // The glyphs of the rendered text, embedded (see `font`): Chinese renders where no
+    // CJK font is installed.
+    let face = crate::font::face_for(&html).unwrap_or_default();
+    Ok(html.replacen("/*kefu:font-face*/", &face, 1))
 }
 
 /// The headline cards of the month.
@@ -316,6 +375,9 @@ pub fn kpi_cards(figures: &Figures, lang: Lang) -> Vec<KpiCard> {
                 yoy,
                 mom_class,
                 yoy_class,
+                target: k.target.map(|t| k.format(Some(t))).unwrap_or_default(),
+                missed: k.missed() == Some(true),
+                provisional: k.is_provisional(),
             }
         })
         .collect()

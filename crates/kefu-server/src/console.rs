@@ -204,6 +204,7 @@ async fn build_dashboard(
             .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?,
         region: region.filter(|r| !r.is_empty()),
         lang,
+        targets: kefu_report::Targets::usual(),
     };
     let report = kefu_report::build(
         &engine,

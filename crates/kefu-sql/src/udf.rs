@@ -7,9 +7,14 @@
 //!   that windows are computed on local dates (`local_midnight(DATE '2026-07-01' -
 //!   INTERVAL '6 months')` starts on 1 January, local) and still prune by event time
 //!   (constant arguments are folded at planning).
-//! - `local_trunc(period, ts)`: the local day, ISO week (Monday), month, quarter or year
-//!   an instant falls in, as the date it starts on — the grouping key of every trend.
-//! - `date_diff(part, start, end)`: day, week, month, quarter or year boundaries between
+//! - `local_trunc(period, ts)`: the local day, ISO week (Monday), month, quarter, half
+//!   year (1 January, 1 July) or year an instant falls in, as the date it starts on — the
+//!   grouping key of every trend.
+//! - `period_start(period, date)` and `period_shift(period, date, n)`: the first day of
+//!   the period holding a date, and a date moved by `n` periods (a week is 7 days, a half
+//!   year 6 months; the day of month is clamped, as SQL intervals do), so that queries
+//!   step through periods, half years included, without a table of intervals.
+//! - `date_diff(part, start, end)`: day, week, month, quarter, half or year boundaries between
 //!   two dates (cohort "months since"), or hour, minute, second, millisecond or
 //!   microsecond boundaries between two instants, as DuckDB counts them. Exact where
 //!   `end - start <= INTERVAL '7 days'` is not: DataFusion compares a duration with an
@@ -50,6 +55,8 @@ pub fn register(ctx: &SessionContext, calendar: &WorkingCalendar) {
     ctx.register_udf(business_seconds(calendar.clone()));
     ctx.register_udf(ScalarUDF::from(LocalTrunc::new()));
     ctx.register_udf(ScalarUDF::from(LocalMidnight::new()));
+    ctx.register_udf(ScalarUDF::from(PeriodStart::new()));
+    ctx.register_udf(ScalarUDF::from(PeriodShift::new()));
     ctx.register_udf(ScalarUDF::from(DateDiff::new()));
     ctx.register_udf(ScalarUDF::from(RaiseError::new()));
     for function in crate::by_key::functions() {
@@ -64,6 +71,7 @@ enum Period {
     Week,
     Month,
     Quarter,
+    Half,
     Year,
 }
 
@@ -78,11 +86,12 @@ impl Period {
             Some("week") => Period::Week,
             Some("month") => Period::Month,
             Some("quarter") => Period::Quarter,
+            Some("half" | "half_year") => Period::Half,
             Some("year") => Period::Year,
             other => {
                 return exec_err!(
-                    "{function}: the period must be 'day', 'week', 'month', 'quarter' or \
-                     'year' (a constant), not {}",
+                    "{function}: the period must be 'day', 'week', 'month', 'quarter', \
+                     'half' or 'year' (a constant), not {}",
                     other.map_or("a column or null".to_string(), |o| format!("'{o}'"))
                 );
             }
@@ -95,16 +104,40 @@ impl Period {
             Period::Day => day,
             // 1970-01-01 was a Thursday: Monday-based weekday index is (day + 3) mod 7.
             Period::Week => day - (day + 3).rem_euclid(7),
-            Period::Month | Period::Quarter | Period::Year => {
+            Period::Month | Period::Quarter | Period::Half | Period::Year => {
                 let (year, month) = year_month(day);
                 let month = match self {
                     Period::Quarter => (month - 1) / 3 * 3 + 1,
+                    Period::Half => (month - 1) / 6 * 6 + 1,
                     Period::Year => 1,
                     _ => month,
                 };
                 days_from_civil(year, month, 1)
             }
         }
+    }
+
+    /// `day` moved by `n` periods, `None` out of range. Months keep the day of month,
+    /// clamped to the target month's length (31 March + 1 month = 30 April).
+    fn shift(self, day: i32, n: i64) -> Option<i32> {
+        let months = match self {
+            Period::Day => return i32::try_from(i64::from(day).checked_add(n)?).ok(),
+            Period::Week => {
+                return i32::try_from(i64::from(day).checked_add(n.checked_mul(7)?)?).ok();
+            }
+            Period::Month => n,
+            Period::Quarter => n.checked_mul(3)?,
+            Period::Half => n.checked_mul(6)?,
+            Period::Year => n.checked_mul(12)?,
+        };
+        let date = NaiveDate::from_num_days_from_ce_opt(day.checked_add(719_163)?)?;
+        let count = chrono::Months::new(u32::try_from(months.unsigned_abs()).ok()?);
+        let moved = if months >= 0 {
+            date.checked_add_months(count)?
+        } else {
+            date.checked_sub_months(count)?
+        };
+        Some(moved.num_days_from_ce() - 719_163)
     }
 
     /// Period boundaries crossed from `start` to `end` (negative when `end` is earlier).
@@ -118,6 +151,7 @@ impl Period {
             Period::Week => (i64::from(end) - i64::from(start)) / 7,
             Period::Month => months(end) - months(start),
             Period::Quarter => months(end).div_euclid(3) - months(start).div_euclid(3),
+            Period::Half => months(end).div_euclid(6) - months(start).div_euclid(6),
             Period::Year => i64::from(year_month(end).0) - i64::from(year_month(start).0),
         }
     }
@@ -257,6 +291,85 @@ impl ScalarUDFImpl for LocalMidnight {
             .collect::<TimestampMicrosecondArray>()
             .with_timezone("UTC");
         Ok(ColumnarValue::Array(Arc::new(starts)))
+    }
+}
+
+/// `period_start(period, date)`: the first day of the period holding `date`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PeriodStart {
+    signature: Signature,
+}
+
+impl PeriodStart {
+    fn new() -> Self {
+        PeriodStart {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for PeriodStart {
+    fn name(&self) -> &str {
+        "period_start"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Date32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let period = Period::parse(self.name(), &args.args[0])?;
+        let dates = days(&args.args[1], args.number_rows)?;
+        let starts: Date32Array = dates.iter().map(|d| Some(period.start(d?))).collect();
+        Ok(ColumnarValue::Array(Arc::new(starts)))
+    }
+}
+
+/// `period_shift(period, date, n)`: `date` moved by `n` periods (negative: back).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PeriodShift {
+    signature: Signature,
+}
+
+impl PeriodShift {
+    fn new() -> Self {
+        PeriodShift {
+            signature: Signature::any(3, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for PeriodShift {
+    fn name(&self) -> &str {
+        "period_shift"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Date32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let period = Period::parse(self.name(), &args.args[0])?;
+        let dates = days(&args.args[1], args.number_rows)?;
+        let counts = argument_as::<arrow::datatypes::Int64Type>(
+            &args.args[2],
+            args.number_rows,
+            &DataType::Int64,
+        )?;
+        let moved: Date32Array = dates
+            .iter()
+            .zip(counts.iter())
+            .map(|(d, n)| period.shift(d?, n?))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(moved)))
     }
 }
 
@@ -777,6 +890,48 @@ mod tests {
                 "{date}"
             );
         }
+    }
+
+    #[test]
+    fn half_years_start_in_january_and_july_and_shifts_clamp_the_day() {
+        let day = |s: &str| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .unwrap()
+                .num_days_from_ce()
+                - 719_163
+        };
+        assert_eq!(Period::Half.start(day("2026-06-30")), day("2026-01-01"));
+        assert_eq!(Period::Half.start(day("2026-07-01")), day("2026-07-01"));
+        assert_eq!(Period::Half.start(day("2026-12-31")), day("2026-07-01"));
+        assert_eq!(
+            Period::Half.shift(day("2026-01-01"), -1),
+            Some(day("2025-07-01"))
+        );
+        assert_eq!(
+            Period::Half.shift(day("2025-08-31"), 1),
+            Some(day("2026-02-28"))
+        );
+        assert_eq!(
+            Period::Month.shift(day("2026-03-31"), 1),
+            Some(day("2026-04-30"))
+        );
+        assert_eq!(
+            Period::Week.shift(day("2026-01-05"), -52),
+            Some(day("2025-01-06"))
+        );
+        assert_eq!(
+            Period::Year.shift(day("2024-02-29"), 1),
+            Some(day("2025-02-28"))
+        );
+        assert_eq!(
+            Period::Half.between(day("2025-06-30"), day("2025-07-01")),
+            1
+        );
+        assert_eq!(
+            Period::Half.between(day("2026-12-31"), day("2025-01-01")),
+            -3
+        );
+        assert_eq!(Period::Day.shift(i32::MAX, 1), None);
     }
 
     #[test]

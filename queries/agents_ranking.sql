@@ -1,0 +1,120 @@
+-- purpose: Ranking of front-line staff (hotline agents, counter staff, ticket handlers)
+--   among their peers: contacts per working day, the scores customers gave, justified
+--   complaints about them and the satisfaction of the callbacks on their work.
+-- formula: contacts = inbound calls they answered (agent_id, local day of answered_at)
+--   + branch visits they served (staff_id, local day of arrived_at); days = local days
+--   with a contact; contacts per day = contacts / days; survey score = mean of those
+--   contacts' scores (post-call survey or counter pad, 1-5). complaints = complaints
+--   created in the period with justified = true about them (subject_staff_id). Callback
+--   satisfaction: a callback judges the owner of its ticket (owner_id), else the agent
+--   of its call; each ticket or call counts once per period with its last reached score
+--   = (very_satisfied + satisfied) / scored. Peers = staff of the same region and role
+--   (staff.role; 'unknown' for people the staff table does not list); ranks 1 = best:
+--   most contacts per day, fewest complaints, highest satisfaction (ties share a rank;
+--   NULL where the person has no such measure). name = staff.name_zh, else the code.
+-- grain: one row per period (local day, week, month, quarter, half year or year) x region x staff member with contacts, complaints or scored callbacks
+-- param: from date 2026-01-01 first local day, inclusive
+-- param: to date 2026-02-01 end local day, exclusive
+-- param: period text month day, week, month, quarter, half (1 Jan-30 Jun, 1 Jul-31 Dec) or year
+-- param: region text % region code (LIKE pattern; % for all)
+WITH contacts AS (
+    SELECT local_trunc({{period}}, answered_at) AS period, region, agent_id AS staff_id,
+           local_date(answered_at) AS day, score
+    FROM calls
+    WHERE direction = 'inbound'
+      AND agent_id IS NOT NULL
+      AND answered_at >= {{from:utc}}
+      AND answered_at < {{to:utc}}
+      AND month BETWEEN {{from:month}} AND {{to:month}}
+      AND region LIKE {{region}}
+    UNION ALL
+    SELECT local_trunc({{period}}, arrived_at), region, staff_id, local_date(arrived_at), score
+    FROM visits
+    WHERE outcome = 'served'
+      AND staff_id IS NOT NULL
+      AND arrived_at >= {{from:utc}}
+      AND arrived_at < {{to:utc}}
+      AND month BETWEEN {{from:month}} AND {{to:month}}
+      AND region LIKE {{region}}
+),
+work AS (
+    SELECT period, region, staff_id, count(*) AS contacts, count(DISTINCT day) AS days,
+           avg(score) AS survey_score
+    FROM contacts
+    GROUP BY period, region, staff_id
+),
+complaints AS (
+    SELECT local_trunc({{period}}, created_at) AS period, region, subject_staff_id AS staff_id,
+           count(*) AS complaints
+    FROM tickets
+    WHERE kind = 'complaint'
+      AND justified
+      AND subject_staff_id IS NOT NULL
+      AND created_at >= {{from:utc}}
+      AND created_at < {{to:utc}}
+      AND month BETWEEN {{from:month}} AND {{to:month}}
+      AND region LIKE {{region}}
+    GROUP BY 1, region, subject_staff_id
+),
+judged AS (
+    -- Each ticket or call called back in a period, with its last reached score.
+    SELECT local_trunc({{period}}, c.performed_at) AS period, c.region,
+           coalesce(t.owner_id, k.agent_id) AS staff_id,
+           coalesce('ticket ' || c.ticket_id, 'call ' || c.call_id) AS subject,
+           max_by(c.score, c.performed_at) AS last_score
+    FROM callbacks c
+    LEFT JOIN tickets t ON t.ticket_id = c.ticket_id
+    LEFT JOIN calls k ON k.call_id = c.call_id AND c.ticket_id IS NULL
+    WHERE c.score IS NOT NULL
+      AND (c.ticket_id IS NOT NULL OR c.call_id IS NOT NULL)
+      AND c.performed_at >= {{from:utc}}
+      AND c.performed_at < {{to:utc}}
+      AND c.region LIKE {{region}}
+    GROUP BY 1, c.region, 3, 4
+),
+satisfaction AS (
+    SELECT period, region, staff_id, count(*) AS scored,
+           CAST(count(*) FILTER (WHERE last_score IN ('very_satisfied', 'satisfied')) AS DOUBLE)
+               / count(*) AS callback_satisfaction
+    FROM judged
+    WHERE staff_id IS NOT NULL
+    GROUP BY period, region, staff_id
+),
+people AS (
+    SELECT period, region, staff_id FROM work
+    UNION
+    SELECT period, region, staff_id FROM complaints
+    UNION
+    SELECT period, region, staff_id FROM satisfaction
+),
+measures AS (
+    SELECT
+        p.period, p.region, p.staff_id,
+        coalesce(s.name_zh, p.staff_id) AS name,
+        coalesce(s.role, 'unknown') AS role,
+        coalesce(w.contacts, 0) AS contacts,
+        coalesce(w.days, 0) AS days,
+        CAST(w.contacts AS DOUBLE) / w.days AS contacts_per_day,
+        w.survey_score,
+        coalesce(c.complaints, 0) AS complaints,
+        coalesce(f.scored, 0) AS callbacks_scored,
+        f.callback_satisfaction
+    FROM people p
+    LEFT JOIN work w ON w.period = p.period AND w.region = p.region AND w.staff_id = p.staff_id
+    LEFT JOIN complaints c ON c.period = p.period AND c.region = p.region AND c.staff_id = p.staff_id
+    LEFT JOIN satisfaction f ON f.period = p.period AND f.region = p.region AND f.staff_id = p.staff_id
+    LEFT JOIN staff s ON s.staff_id = p.staff_id
+)
+SELECT
+    period, region, staff_id, name, role, contacts, days, contacts_per_day, survey_score,
+    complaints, callbacks_scored, callback_satisfaction,
+    CASE WHEN contacts_per_day IS NOT NULL THEN rank() OVER (
+        PARTITION BY period, region, role, contacts_per_day IS NULL
+        ORDER BY contacts_per_day DESC) END AS rank_contacts,
+    rank() OVER (PARTITION BY period, region, role ORDER BY complaints) AS rank_complaints,
+    CASE WHEN callback_satisfaction IS NOT NULL THEN rank() OVER (
+        PARTITION BY period, region, role, callback_satisfaction IS NULL
+        ORDER BY callback_satisfaction DESC) END AS rank_satisfaction,
+    count(*) OVER (PARTITION BY period, region, role) AS peers
+FROM measures
+ORDER BY period, region, role, staff_id
