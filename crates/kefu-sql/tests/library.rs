@@ -106,6 +106,20 @@ fn python_with_duckdb() -> Option<String> {
         })
 }
 
+/// The Python with DuckDB, or `None` after saying the test is skipped (a failure where
+/// KEFU_REQUIRE_DUCKDB is set, as .ci/run sets it).
+fn python_with_duckdb_or_skip() -> Option<String> {
+    let python = python_with_duckdb();
+    if python.is_none() {
+        assert!(
+            std::env::var_os("KEFU_REQUIRE_DUCKDB").is_none(),
+            "KEFU_REQUIRE_DUCKDB is set but no Python with duckdb was found"
+        );
+        eprintln!("SKIPPED: no Python with duckdb (set KEFU_PYTHON; .ci/run installs one)");
+    }
+    python
+}
+
 /// DuckDB's own SQL over the raw CSV: local (UTC+8, Asia/Shanghai has no DST) months; the
 /// service level within each queue's own threshold (`queues.csv`, 20 s where none).
 const DUCKDB_KPIS: &str = r#"
@@ -179,12 +193,7 @@ type SeverityRow = (
 
 #[test]
 fn calls_and_complaint_kpis_agree_with_duckdb_on_the_raw_csv() {
-    let Some(python) = python_with_duckdb() else {
-        assert!(
-            std::env::var_os("KEFU_REQUIRE_DUCKDB").is_none(),
-            "KEFU_REQUIRE_DUCKDB is set but no Python with duckdb was found"
-        );
-        eprintln!("SKIPPED: no Python with duckdb (set KEFU_PYTHON; .ci/run installs one)");
+    let Some(python) = python_with_duckdb_or_skip() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -456,17 +465,15 @@ fn assert_same_rows(name: &str, got: &[Vec<serde_json::Value>], want: &serde_jso
     }
 }
 
+/// One comparison: DuckDB's result key, the named query, its parameters, the columns.
+type Check<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+
 /// The KPIs added by the exact-KPI issue, each against DuckDB's own SQL over the raw CSV
 /// (`duckdb_new_kpis.py`, written apart from the named queries: grouping sets for the
 /// roll-up, correlated subqueries for follow-ups, self-joins for hall queues).
 #[test]
 fn added_kpis_agree_with_duckdb_on_the_raw_csv() {
-    let Some(python) = python_with_duckdb() else {
-        assert!(
-            std::env::var_os("KEFU_REQUIRE_DUCKDB").is_none(),
-            "KEFU_REQUIRE_DUCKDB is set but no Python with duckdb was found"
-        );
-        eprintln!("SKIPPED: no Python with duckdb (set KEFU_PYTHON; .ci/run installs one)");
+    let Some(python) = python_with_duckdb_or_skip() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -485,7 +492,7 @@ fn added_kpis_agree_with_duckdb_on_the_raw_csv() {
     let duck: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let library = QueryLibrary::embedded().unwrap();
     let quarter = [("from", "2026-01-01"), ("to", "2026-04-01")];
-    let checks: [(&str, &str, &[(&str, &str)], &[&str]); 8] = [
+    let checks: [Check; 8] = [
         (
             "ytd",
             "complaints_ytd",
