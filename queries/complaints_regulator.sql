@@ -71,19 +71,22 @@ complaints AS (
     GROUP BY p.period_start, t.region
 ),
 keyed AS (
-    SELECT period_start, region FROM customers_exposed WHERE customers > 0
-    UNION
-    SELECT period_start, region FROM complaints
+    SELECT k.period_start, k.region,
+           CASE WHEN {{exposure}} > 0 THEN CAST({{exposure}} AS DOUBLE)
+                ELSE CAST(coalesce(e.customers, 0) AS DOUBLE) END AS exposure
+    FROM (
+        SELECT period_start, region FROM customers_exposed WHERE customers > 0
+        UNION
+        SELECT period_start, region FROM complaints
+    ) k
+    LEFT JOIN customers_exposed e ON e.period_start = k.period_start AND e.region = k.region
 )
 SELECT
     k.period_start AS period,
     k.region,
     coalesce(c.complaints, 0) AS complaints,
-    CASE WHEN {{exposure}} > 0 THEN CAST({{exposure}} AS DOUBLE)
-         ELSE CAST(coalesce(e.customers, 0) AS DOUBLE) END AS exposure,
-    coalesce(c.complaints, 0) * {{per}}
-        / nullif(CASE WHEN {{exposure}} > 0 THEN CAST({{exposure}} AS DOUBLE)
-                      ELSE CAST(coalesce(e.customers, 0) AS DOUBLE) END, 0) AS rate,
+    k.exposure,
+    coalesce(c.complaints, 0) * {{per}} / nullif(k.exposure, 0) AS rate,
     coalesce(c.regulator, 0) AS regulator,
     coalesce(c.regulator_on_time, 0) AS regulator_on_time,
     coalesce(c.regulator_late, 0) AS regulator_late,
@@ -96,5 +99,4 @@ SELECT
     coalesce(c.regulator_pending, 0) > 0 AS provisional
 FROM keyed k
 LEFT JOIN complaints c ON c.period_start = k.period_start AND c.region = k.region
-LEFT JOIN customers_exposed e ON e.period_start = k.period_start AND e.region = k.region
 ORDER BY period, k.region

@@ -1155,11 +1155,11 @@ impl Figures {
     /// 「截至10月31日，本年累计受理投诉17件，同比下降32.0%……」: the year to date with
     /// 同比, the rate per 10,000 customers and its change, and the region's rank.
     fn year_to_date_words(&self, request: &ReportRequest) -> Option<String> {
-        let lang = request.lang;
-        let (complaints, last_year, rate, rate_last_year) = self.year_to_date_total();
         if self.year_to_date.is_empty() {
             return None;
         }
+        let lang = request.lang;
+        let (complaints, last_year, rate, rate_last_year) = self.year_to_date_total();
         let end = self.year_to_date_end;
         let change = ratio(complaints - last_year, last_year);
         let mut text = match (lang, change) {

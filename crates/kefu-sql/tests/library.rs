@@ -120,6 +120,17 @@ fn python_with_duckdb_or_skip() -> Option<String> {
     python
 }
 
+/// Runs a DuckDB script and reads the JSON it prints (its error output on failure).
+fn duckdb_json(command: &mut Command) -> serde_json::Value {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// DuckDB's own SQL over the raw CSV: local (UTC+8, Asia/Shanghai has no DST) months; the
 /// service level within each queue's own threshold (`queues.csv`, 20 s where none).
 const DUCKDB_KPIS: &str = r#"
@@ -198,17 +209,7 @@ fn calls_and_complaint_kpis_agree_with_duckdb_on_the_raw_csv() {
     };
     let dir = tempfile::tempdir().unwrap();
     let (data, warehouse) = generated(dir.path());
-    let out = Command::new(&python)
-        .args(["-c", DUCKDB_KPIS])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let duck: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let duck = duckdb_json(Command::new(&python).args(["-c", DUCKDB_KPIS]).arg(&data));
     let library = QueryLibrary::embedded().unwrap();
     runtime().block_on(async {
         let engine = Engine::open(&warehouse, &EngineOptions::default())
@@ -401,37 +402,51 @@ fn calls_and_complaint_kpis_agree_with_duckdb_on_the_raw_csv() {
     });
 }
 
-/// Columns `columns` of `batches` as JSON rows: numbers as numbers, the rest as text.
+/// Columns `columns` of `batches` as JSON rows: numbers as numbers (from [`numbers`]), the
+/// rest as text, nulls as null.
 fn json_rows(batches: &[RecordBatch], columns: &[&str]) -> Vec<Vec<serde_json::Value>> {
     use serde_json::Value;
-    let mut rows = Vec::new();
-    for batch in batches {
-        let cells: Vec<Vec<Value>> = columns
-            .iter()
-            .map(|name| {
-                let column = batch
-                    .column_by_name(name)
-                    .unwrap_or_else(|| panic!("no column {name}"));
-                if column.data_type().is_numeric() {
-                    let c = cast(column, &DataType::Float64).unwrap();
-                    let c = c.as_primitive::<Float64Type>();
-                    (0..c.len())
-                        .map(|i| c.is_valid(i).then(|| c.value(i)).into())
-                        .collect()
-                } else {
-                    let c = cast(column, &DataType::Utf8).unwrap();
-                    let c = c.as_string::<i32>();
-                    (0..c.len())
-                        .map(|i| c.is_valid(i).then(|| c.value(i).to_string()).into())
-                        .collect()
-                }
-            })
-            .collect();
-        for i in 0..batch.num_rows() {
-            rows.push(cells.iter().map(|c| c[i].clone()).collect());
-        }
-    }
-    rows
+    let numeric = |name: &str| {
+        batches.first().is_some_and(|b| {
+            b.column_by_name(name)
+                .unwrap_or_else(|| panic!("no column {name}"))
+                .data_type()
+                .is_numeric()
+        })
+    };
+    let cells: Vec<Vec<Value>> = columns
+        .iter()
+        .map(|name| {
+            if numeric(name) {
+                numbers(batches, name)
+                    .into_iter()
+                    .map(Value::from)
+                    .collect()
+            } else {
+                let valid = present(batches, name);
+                texts(batches, name)
+                    .into_iter()
+                    .zip(valid)
+                    .map(|(t, v)| if v { Value::from(t) } else { Value::Null })
+                    .collect()
+            }
+        })
+        .collect();
+    let rows = cells.first().map_or(0, Vec::len);
+    (0..rows)
+        .map(|i| cells.iter().map(|c| c[i].clone()).collect())
+        .collect()
+}
+
+/// Whether each value of column `name` is present.
+fn present(batches: &[RecordBatch], name: &str) -> Vec<bool> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = b.column_by_name(name).unwrap();
+            (0..c.len()).map(|i| c.is_valid(i)).collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Asserts that kefu's rows equal DuckDB's, in order: text exactly, numbers to 1e-9
@@ -479,17 +494,7 @@ fn added_kpis_agree_with_duckdb_on_the_raw_csv() {
     let dir = tempfile::tempdir().unwrap();
     let (data, warehouse) = generated(dir.path());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/duckdb_new_kpis.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let duck: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let duck = duckdb_json(Command::new(&python).arg(&script).arg(&data));
     let library = QueryLibrary::embedded().unwrap();
     let quarter = [("from", "2026-01-01"), ("to", "2026-04-01")];
     let checks: [Check; 8] = [
