@@ -67,9 +67,12 @@ pub struct ScheduleArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The month to report, YYYY-MM.
-    #[arg(long, value_name = "YYYY-MM", value_parser = parse_month)]
-    pub month: NaiveDate,
+    /// What to report: a month (2026-11) for the monthly report, a half year (2026-H1,
+    /// 2026-H2) for the half-year edition, a year (2026) for the annual one. Each compares
+    /// with the period before (环比; not the annual one) and the same period a year
+    /// earlier (同比), and its trends run from a year before its start.
+    #[arg(long, visible_alias = "period", value_name = "YYYY-MM|YYYY-Hn|YYYY", value_parser = parse_period)]
+    pub month: kefu_report::ReportPeriod,
     /// Only this region (its code, e.g. beijing); default all.
     #[arg(long)]
     pub region: Option<String>,
@@ -107,8 +110,9 @@ pub struct ReportArgs {
     pub as_of: Option<kefu_storage::AsOf>,
 }
 
-fn parse_month(s: &str) -> Result<NaiveDate, String> {
-    kefu_report::parse_month(s).map_err(|e| e.to_string())
+fn parse_period(s: &str) -> Result<kefu_report::ReportPeriod, String> {
+    s.parse()
+        .map_err(|e: kefu_report::ReportError| e.to_string())
 }
 
 fn parse_lang(s: &str) -> Result<kefu_report::Lang, String> {
@@ -367,7 +371,7 @@ pub fn report_command(args: &ReportArgs) -> CliResult {
             .map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
     }
     let request = kefu_report::ReportRequest {
-        month: args.month,
+        period: args.month,
         region: args.region.clone(),
         lang: args.lang,
         targets,
@@ -390,7 +394,7 @@ pub fn report_command(args: &ReportArgs) -> CliResult {
     println!("{}\n", written.0);
     println!(
         "report for {} written in {:.1} s: {} ({} files; tables as CSV under tables/)",
-        request.month_label(),
+        request.label(),
         started.elapsed().as_secs_f64(),
         out.join("index.html"),
         written.1.len()

@@ -654,6 +654,100 @@ fn the_report_matches_the_named_queries_and_renders() {
             "'answr_rate=0.9' is not a target",
         ));
 
+    // The half-year and annual editions: the same tables, summed over the period's
+    // months (the data covers January and February 2026), compared with the period
+    // before (not the annual one) and a year earlier.
+    let offered_jan_feb = sum(&calls, "period", "2026-01", "offered") + offered;
+    let answered_jan_feb = sum(&calls, "period", "2026-01", "answered") + answered;
+    for (period, title) in [
+        ("2026-H1", "2026年上半年 客户服务半年度报告"),
+        ("2026", "2026年度 客户服务年度报告"),
+    ] {
+        let out = format!("rep-{period}");
+        kefu(dir)
+            .args(["report", "--period", period, "--warehouse", "wh", "-q"])
+            .args(["--out", &out])
+            .assert()
+            .success()
+            .stdout(predicates::str::contains(if period == "2026" {
+                "全年共受理投诉"
+            } else {
+                "上半年共受理投诉"
+            }));
+        let edition = dir.join(&out);
+        assert_eq!(headline_field(&edition, "calls_offered", "period"), period);
+        assert!(close(headline(&edition, "calls_offered"), offered_jan_feb));
+        assert!(close(
+            headline(&edition, "answer_rate"),
+            answered_jan_feb / offered_jan_feb
+        ));
+        assert!(close(headline(&edition, "complaints"), complaints_jan_feb));
+        // Nothing before 2026: no 环比 or 同比 figure.
+        assert_eq!(
+            headline_field(&edition, "calls_offered", "previous_period"),
+            ""
+        );
+        assert_eq!(
+            headline_field(&edition, "calls_offered", "same_period_last_year"),
+            ""
+        );
+        let page = std::fs::read_to_string(edition.join("index.html")).unwrap();
+        assert!(page.contains(title), "{period}");
+        // The trend runs from a year before the start: 18 and 24 months.
+        let months = if period == "2026" { 24 } else { 18 };
+        assert!(page.contains(&format!("{months} 个月趋势")), "{period}");
+        assert_eq!(
+            page.contains("<span class=\"\">环比"),
+            period != "2026",
+            "{period}: 环比 only beside the period before"
+        );
+        let churn = query_csv(
+            dir,
+            "churn_monthly",
+            &[
+                "from=2025-01-01",
+                &format!(
+                    "to={}",
+                    if period == "2026" {
+                        "2027-01-01"
+                    } else {
+                        "2026-07-01"
+                    }
+                ),
+            ],
+        );
+        // Churn over a half year: its closures against the customers at its start.
+        let closed = sum(&churn, "month", "2026", "closed");
+        let at_start = sum(&churn, "month", "2026-01", "at_start");
+        assert!(close(headline(&edition, "churn_rate"), closed / at_start));
+    }
+    // A job's report step with `edition = "half"` builds the same half-year report.
+    std::fs::write(
+        dir.join("half.toml"),
+        "name = \"half\"\nwarehouse = \"wh\"\noutput_dir = \"kpi\"\n[[step]]\ntype = \"report\"\nedition = \"half\"\nmonth = \"2026-02-01\"\nout = \"reports/{period}\"\n",
+    )
+    .unwrap();
+    kefu(dir)
+        .args(["run", "half.toml", "-q"])
+        .assert()
+        .success();
+    let from_job = dir.join("kpi/reports/2026-H1");
+    for kpi in ["calls_offered", "complaints", "satisfaction", "churn_rate"] {
+        assert_eq!(
+            headline_field(&from_job, kpi, "value"),
+            headline_field(&dir.join("rep-2026-H1"), kpi, "value"),
+            "{kpi}"
+        );
+    }
+    kefu(dir)
+        .args(["report", "--period", "2026-H3", "--warehouse", "wh", "-q"])
+        .args(["--out", "rep-bad"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "'2026-H3' is not a report period",
+        ));
+
     crate::browser::renders_with_charts(&rep.join("index.html"), dir);
     crate::browser::renders_with_charts(&dir.join("rep-zh/index.html"), &dir.join("rep-zh"));
     crate::browser::renders_chinese_without_cjk_fonts(&dir.join("rep-zh/index.html"), dir);

@@ -53,6 +53,7 @@ struct RawStep {
     output: Vec<Spanned<RawOutput>>,
     // report
     month: Option<Spanned<String>>,
+    edition: Option<Spanned<String>>,
     region: Option<Spanned<String>>,
     lang: Option<Spanned<String>>,
     out: Option<Spanned<String>>,
@@ -200,11 +201,14 @@ impl Output {
 
 #[derive(Debug, Clone)]
 pub struct ReportStep {
-    /// A date expression; the report is for its month.
+    /// A date expression; the report is for the period of `edition` holding it.
     pub month: String,
+    /// Monthly (the default), half-year or annual.
+    pub edition: kefu_report::Edition,
     pub region: Option<String>,
     pub lang: Lang,
-    /// Directory (path or URL); `{month}` is replaced by `YYYY-MM`.
+    /// Directory (path or URL); `{month}` (or `{period}`) is replaced by the period's
+    /// label: `2026-11`, `2026-H1`, `2026`.
     pub out: String,
     /// The headline KPIs' targets: the usual ones, changed by the step's
     /// `targets = ["answer_rate=90%", "complaints=none"]`.
@@ -359,7 +363,7 @@ impl Job {
 
 /// Fields that only some step types take.
 fn refuse_fields(ctx: &Ctx, step: &RawStep, allowed: &[&str]) -> Result<(), JobError> {
-    let present: [(&str, Option<std::ops::Range<usize>>); 15] = [
+    let present: [(&str, Option<std::ops::Range<usize>>); 16] = [
         ("sources", step.sources.as_ref().map(Spanned::span)),
         ("profile", step.profile.as_ref().map(Spanned::span)),
         ("table", step.table.as_ref().map(Spanned::span)),
@@ -374,6 +378,7 @@ fn refuse_fields(ctx: &Ctx, step: &RawStep, allowed: &[&str]) -> Result<(), JobE
         ("lookahead", step.lookahead.as_ref().map(Spanned::span)),
         ("output", step.output.first().map(Spanned::span)),
         ("month", step.month.as_ref().map(Spanned::span)),
+        ("edition", step.edition.as_ref().map(Spanned::span)),
         ("lang", step.lang.as_ref().map(Spanned::span)),
         ("region", step.region.as_ref().map(Spanned::span)),
         ("out", step.out.as_ref().map(Spanned::span)),
@@ -623,9 +628,30 @@ fn query_step(ctx: &Ctx, step: &RawStep, library: &QueryLibrary) -> Result<Query
 }
 
 fn report_step(ctx: &Ctx, step: &RawStep) -> Result<ReportStep, JobError> {
-    refuse_fields(ctx, step, &["month", "lang", "out", "region", "targets"])?;
+    refuse_fields(
+        ctx,
+        step,
+        &["month", "edition", "lang", "out", "region", "targets"],
+    )?;
+    let edition = match &step.edition {
+        None => kefu_report::Edition::Month,
+        Some(e) => match e.get_ref().parse() {
+            Ok(e) => e,
+            Err(_) => {
+                return ctx.err(
+                    e.span(),
+                    format!("edition '{}' is not one of month, half, year", e.get_ref()),
+                );
+            }
+        },
+    };
+    // By default the last complete period: last month, the last half year, last year.
     let month = step.month.as_ref().map_or_else(
-        || "month_start - 1 month".to_string(),
+        || match edition {
+            kefu_report::Edition::Month => "month_start - 1 month".to_string(),
+            kefu_report::Edition::Half => "month_start - 6 months".to_string(),
+            kefu_report::Edition::Year => "month_start - 12 months".to_string(),
+        },
         |m| m.get_ref().clone(),
     );
     if let Err(e) = dates::eval(&month, probe_day()) {
@@ -654,6 +680,7 @@ fn report_step(ctx: &Ctx, step: &RawStep) -> Result<ReportStep, JobError> {
     }
     Ok(ReportStep {
         month,
+        edition,
         region: step.region.as_ref().map(|r| r.get_ref().clone()),
         lang,
         out: out.get_ref().clone(),
@@ -692,6 +719,41 @@ mod tests {
             panic!()
         };
         assert_eq!(i.sources, vec!["/jobs/in/*.zip".to_string()]);
+        let StepKind::Report(r) = &job.steps[2].kind else {
+            panic!()
+        };
+        assert_eq!(r.edition, kefu_report::Edition::Month);
+        assert_eq!(r.month, "month_start - 1 month");
+    }
+
+    #[test]
+    fn report_editions_default_to_the_last_complete_period() {
+        for (edition, expr) in [
+            ("half", "month_start - 6 months"),
+            ("year", "month_start - 12 months"),
+        ] {
+            let job = parse(&format!(
+                "{HEAD}[[step]]\ntype = \"report\"\nedition = \"{edition}\"\nout = \"r/{{period}}\"\n"
+            ))
+            .unwrap();
+            let StepKind::Report(r) = &job.steps[0].kind else {
+                panic!()
+            };
+            assert_eq!(r.month, expr);
+            assert_eq!(r.edition.name(), edition);
+            // Run on 2026-07-03, the half year before is 2026-H1; in January, last year's H2.
+            let day = dates::eval(expr, "2026-07-03".parse().unwrap()).unwrap();
+            let half = kefu_report::ReportPeriod::containing(r.edition, day);
+            let january = dates::eval(expr, "2027-01-15".parse().unwrap()).unwrap();
+            let then = kefu_report::ReportPeriod::containing(r.edition, january);
+            match edition {
+                "half" => assert_eq!(
+                    (half.label(), then.label()),
+                    ("2026-H1".into(), "2026-H2".into())
+                ),
+                _ => assert_eq!((half.label(), then.label()), ("2025".into(), "2026".into())),
+            }
+        }
     }
 
     #[test]
@@ -758,6 +820,13 @@ mod tests {
                 format!("{HEAD}[[step]]\ntype = \"query\"\nquery = \"calls_kpis\"\ncolour = 1\n"),
                 6,
                 "unknown field",
+            ),
+            (
+                format!(
+                    "{HEAD}[[step]]\ntype = \"report\"\nout = \"r\"\nedition = \"quarterly\"\n"
+                ),
+                6,
+                "edition 'quarterly' is not one of month, half, year",
             ),
         ];
         let mut wrong = Vec::new();

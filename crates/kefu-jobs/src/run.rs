@@ -927,22 +927,28 @@ impl Runner<'_> {
         step: &ReportStep,
         report: &mut StepReport,
     ) -> Result<(), String> {
-        let months: Vec<NaiveDate> = match self.options.range {
-            Some((from, to)) => Period::Month
+        let edition = match step.edition {
+            kefu_report::Edition::Month => Period::Month,
+            kefu_report::Edition::Half => Period::Half,
+            kefu_report::Edition::Year => Period::Year,
+        };
+        let starts: Vec<NaiveDate> = match self.options.range {
+            Some((from, to)) => edition
                 .split(from, to)
                 .into_iter()
-                .map(|(_, f, _)| Period::Month.start(f))
+                .map(|(_, f, _)| edition.start(f))
                 .collect(),
-            None => vec![Period::Month.start(dates::eval(&step.month, self.run_date)?)],
+            None => vec![edition.start(dates::eval(&step.month, self.run_date)?)],
         };
         let inventory = self.inventory().await?;
         let engine = self.engine(&inventory).await?;
         let mut built = 0;
-        for month in months {
-            let label = Period::Month.label(month);
+        for start in starts {
+            let period = kefu_report::ReportPeriod::containing(step.edition, start);
+            let label = period.label();
             let key = format!("{name}/{label}");
             let request = kefu_report::ReportRequest {
-                month,
+                period,
                 region: step.region.clone(),
                 lang: step.lang,
                 targets: step.targets.clone(),
@@ -965,9 +971,14 @@ impl Runner<'_> {
                 let own: Lookahead = q.lookahead.as_deref().unwrap_or("none").parse()?;
                 lookahead = lookahead.max(own);
             }
-            let until = last_month(Period::Month.shift(month, 1), lookahead);
+            let until = last_month(Some(period.end()), lookahead);
             let fingerprint = inventory.fingerprint(&seed, &tables, until.as_deref());
-            let dir = self.target(&step.out.replace("{month}", &label))?;
+            let dir = self.target(
+                &step
+                    .out
+                    .replace("{month}", &label)
+                    .replace("{period}", &label),
+            )?;
             let reason = why_stale(
                 self.options.force,
                 self.state.units.get(&key),
@@ -1003,7 +1014,7 @@ impl Runner<'_> {
             };
             report.units.push(UnitReport {
                 period: label,
-                from: Some(month),
+                from: Some(start),
                 to: None,
                 status,
                 reason,

@@ -39,7 +39,8 @@ pub const KPI_KEYS: &[&str] = &[
     "churn_rate",
 ];
 
-/// A headline KPI over the 13 months (the last is the report's month).
+/// A headline KPI: its monthly series over the trend's months, and its value over the
+/// report's period, the period before (环比) and the same period a year earlier (同比).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Kpi {
     pub key: &'static str,
@@ -54,22 +55,27 @@ pub struct Kpi {
     pub provisional: Vec<bool>,
     /// The target the report was given for this KPI.
     pub target: Option<f64>,
+    /// Over the report's period, the one before (none for the annual edition, whose only
+    /// comparison is 同比) and the same period a year earlier.
+    pub windows: [Option<f64>; 3],
 }
 
 impl Kpi {
     pub fn current(&self) -> Option<f64> {
-        self.series.last().copied().flatten()
+        self.windows[0]
     }
     pub fn previous(&self) -> Option<f64> {
-        self.series.iter().rev().nth(1).copied().flatten()
+        self.windows[1]
     }
     pub fn year_ago(&self) -> Option<f64> {
-        self.series.first().copied().flatten()
+        self.windows[2]
     }
 
-    /// Whether the report month's value is provisional.
+    /// Whether the report period's value is provisional (any of its months is).
     pub fn is_provisional(&self) -> bool {
-        self.provisional.last().copied().unwrap_or(false)
+        let months = self.provisional.len();
+        let own = months.saturating_sub(12);
+        self.provisional[months - own..].iter().any(|p| *p)
     }
 
     /// Whether the report month's value misses its target (`None`: no target or value).
@@ -196,6 +202,9 @@ pub struct YearToDate {
 /// Everything the page and the summary show.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Figures {
+    /// The report's period: `2026-11`, `2026-H1`, `2026`.
+    pub period: String,
+    /// The trend's months, a year before the period's start to its last month.
     pub months: Vec<String>,
     pub kpis: Vec<Kpi>,
     pub regions: Vec<RegionFigures>,
@@ -316,6 +325,34 @@ impl MonthSums {
             .map(|(s, seen)| if *seen { f(s) } else { None })
             .collect()
     }
+
+    /// `f(sums over the months, sums of the first month with rows)` over a window of
+    /// months, `None` where none of them had rows (the first month's sums carry stocks,
+    /// such as customers at the start, that must not be added up).
+    fn window(
+        &self,
+        months: std::ops::Range<usize>,
+        f: impl Fn(&[f64], &[f64]) -> Option<f64>,
+    ) -> Option<f64> {
+        let mut seen = months.filter(|&m| self.seen[m]).peekable();
+        let first = *seen.peek()?;
+        let mut total = vec![0.0; self.sums[first].len()];
+        for m in seen {
+            for (t, v) in total.iter_mut().zip(&self.sums[m]) {
+                *t += v;
+            }
+        }
+        f(&total, &self.sums[first])
+    }
+}
+
+/// The trend's months of the report's period, the period before and the same period a
+/// year earlier (`None` for the annual edition: its period before is a year earlier).
+fn windows(request: &ReportRequest, months: usize) -> [Option<std::ops::Range<usize>>; 3] {
+    let n = request.period.edition.months() as usize;
+    let current = months - n..months;
+    let previous = (n < 12).then(|| months - 2 * n..months - n);
+    [Some(current), previous, Some(months - 12 - n..months - 12)]
 }
 
 fn get<'a>(
@@ -353,7 +390,12 @@ impl Figures {
         queries: &BTreeMap<&str, &QueryResult>,
     ) -> Result<Self, ReportError> {
         let months: Vec<String> = request.months().into_iter().map(month_key).collect();
-        let this_month = month_key(request.month);
+        // The trend's months within the report's period (its last months).
+        let period_months: std::collections::BTreeSet<String> = months
+            [months.len() - request.period.edition.months() as usize..]
+            .iter()
+            .cloned()
+            .collect();
         let mut regions: BTreeMap<String, RegionFigures> = BTreeMap::new();
 
         // Calls: offered, answered, and wait of the answered (ASA × answered).
@@ -368,7 +410,7 @@ impl Figures {
         for i in 0..periods.len() {
             let (o, a) = (zero(offered[i]), zero(answered[i]));
             call_sums.add(&periods[i], &[o, a, zero(asa[i]) * a]);
-            if periods[i] == this_month {
+            if period_months.contains(&periods[i]) {
                 let r = region(&mut regions, &names[i]);
                 r.offered += o;
                 r.answered += a;
@@ -384,7 +426,7 @@ impl Figures {
         );
         for i in 0..periods.len() {
             complaint_sums.add(&periods[i], &[zero(counts[i])]);
-            if periods[i] == this_month {
+            if period_months.contains(&periods[i]) {
                 region(&mut regions, &names[i]).complaints += zero(counts[i]);
             }
         }
@@ -403,7 +445,7 @@ impl Figures {
         for i in 0..periods.len() {
             let (on_time, judged) = (zero(on_time[i]), zero(on_time[i]) + zero(late[i]));
             sla_sums.add(&periods[i], &[judged, on_time, zero(pending[i])]);
-            if periods[i] == this_month {
+            if period_months.contains(&periods[i]) {
                 let r = region(&mut regions, &names[i]);
                 r.with_due += judged;
                 r.on_time += on_time;
@@ -422,7 +464,7 @@ impl Figures {
         for i in 0..periods.len() {
             let (s, d) = (zero(satisfied[i]), zero(dissatisfied[i]));
             callback_sums.add(&periods[i], &[s, d, zero(pending[i])]);
-            if periods[i] == this_month {
+            if period_months.contains(&periods[i]) {
                 let r = region(&mut regions, &names[i]);
                 r.satisfied += s;
                 r.dissatisfied += d;
@@ -440,15 +482,48 @@ impl Figures {
             churn_sums.add(&periods[i], &[zero(at_start[i]), zero(closed[i])]);
         }
 
-        let calls_seen = call_sums.series(|_| Some(1.0));
-        let complaint_series: Vec<Option<f64>> = complaint_sums
-            .series(|s| Some(s[0]))
-            .into_iter()
-            .zip(&calls_seen)
-            // A month with calls but no complaint rows had no complaints.
-            .map(|(c, seen)| c.or(seen.map(|_| 0.0)))
-            .collect();
-        let kpi = |key, zh, en, kind, higher_is_better, series: Vec<Option<f64>>| Kpi {
+        let ranges = windows(request, months.len());
+        // A KPI's monthly series and its values over the windows, from one formula over
+        // summed columns (the second argument is the window's first month, for stocks).
+        type Formula<'f> = &'f dyn Fn(&[f64], &[f64]) -> Option<f64>;
+        let measure = |sums: &MonthSums, f: Formula| {
+            let series = sums.series(|s| f(s, s));
+            let values = ranges.clone().map(|r| r.and_then(|r| sums.window(r, f)));
+            (series, values)
+        };
+        let (calls_seen, calls_seen_windows) = measure(&call_sums, &|_, _| Some(1.0));
+        // A month with calls but no complaint rows had no complaints; without any calls
+        // there is no data to judge churn by (customers exist before the first month).
+        let zero_where_calls = |(series, values): (Vec<Option<f64>>, [Option<f64>; 3])| {
+            let series = series
+                .into_iter()
+                .zip(&calls_seen)
+                .map(|(c, seen)| c.or(seen.map(|_| 0.0)))
+                .collect();
+            let mut values = values;
+            for (v, seen) in values.iter_mut().zip(calls_seen_windows) {
+                *v = v.or(seen.map(|_| 0.0));
+            }
+            (series, values)
+        };
+        let only_where_calls = |(series, values): (Vec<Option<f64>>, [Option<f64>; 3])| {
+            let series = series
+                .into_iter()
+                .zip(&calls_seen)
+                .map(|(c, seen)| seen.and(c))
+                .collect();
+            let mut values = values;
+            for (v, seen) in values.iter_mut().zip(calls_seen_windows) {
+                *v = seen.and(*v);
+            }
+            (series, values)
+        };
+        let kpi = |key,
+                   zh,
+                   en,
+                   kind,
+                   higher_is_better,
+                   (series, windows): (Vec<Option<f64>>, [Option<f64>; 3])| Kpi {
             key,
             zh,
             en,
@@ -457,6 +532,7 @@ impl Figures {
             provisional: vec![false; series.len()],
             series,
             target: request.targets.get(key),
+            windows,
         };
         // A month is provisional where any of its rows is.
         let pending = |sums: &MonthSums, column: usize| -> Vec<bool> {
@@ -472,7 +548,7 @@ impl Figures {
                 "Calls offered",
                 KpiKind::Count,
                 true,
-                call_sums.series(|s| Some(s[0])),
+                measure(&call_sums, &|s, _| Some(s[0])),
             ),
             kpi(
                 "answer_rate",
@@ -480,7 +556,7 @@ impl Figures {
                 "Answer rate",
                 KpiKind::Rate,
                 true,
-                call_sums.series(|s| ratio(s[1], s[0])),
+                measure(&call_sums, &|s, _| ratio(s[1], s[0])),
             ),
             kpi(
                 "asa_s",
@@ -488,7 +564,7 @@ impl Figures {
                 "Average speed of answer (s)",
                 KpiKind::Seconds,
                 false,
-                call_sums.series(|s| ratio(s[2], s[1])),
+                measure(&call_sums, &|s, _| ratio(s[2], s[1])),
             ),
             kpi(
                 "complaints",
@@ -496,7 +572,7 @@ impl Figures {
                 "Complaints",
                 KpiKind::Count,
                 false,
-                complaint_series,
+                zero_where_calls(measure(&complaint_sums, &|s, _| Some(s[0]))),
             ),
             kpi(
                 "on_time_rate",
@@ -504,7 +580,7 @@ impl Figures {
                 "Tickets handled on time",
                 KpiKind::Rate,
                 true,
-                sla_sums.series(|s| ratio(s[1], s[0])),
+                measure(&sla_sums, &|s, _| ratio(s[1], s[0])),
             ),
             kpi(
                 "satisfaction",
@@ -512,7 +588,7 @@ impl Figures {
                 "Callback satisfaction",
                 KpiKind::Rate,
                 true,
-                callback_sums.series(|s| ratio(s[0], s[0] + s[1])),
+                measure(&callback_sums, &|s, _| ratio(s[0], s[0] + s[1])),
             ),
             kpi(
                 "churn_rate",
@@ -520,14 +596,8 @@ impl Figures {
                 "Churn rate (closures)",
                 KpiKind::Rate,
                 false,
-                // Customers exist before the first logged month; without any calls the
-                // month has no data to judge churn by.
-                churn_sums
-                    .series(|s| ratio(s[1], s[0]))
-                    .into_iter()
-                    .zip(&calls_seen)
-                    .map(|(c, seen)| seen.and(c))
-                    .collect(),
+                // Closures over the window against the customers at its start.
+                only_where_calls(measure(&churn_sums, &|s, first| ratio(s[1], first[0]))),
             ),
         ];
         for k in &mut kpis {
@@ -711,6 +781,7 @@ impl Figures {
             .collect();
 
         Ok(Figures {
+            period: request.period.label(),
             months,
             kpis,
             regions: regions.into_values().collect(),
@@ -720,7 +791,7 @@ impl Figures {
             hours,
             signals,
             year_to_date,
-            year_to_date_end: request.next_month().pred_opt().expect("a day before"),
+            year_to_date_end: request.period.last_day(),
         })
     }
 
@@ -767,11 +838,11 @@ impl Figures {
             columns: [
                 "kpi",
                 "label",
-                "month",
+                "period",
                 "value",
-                "previous_month",
-                "change_vs_previous_month",
-                "same_month_last_year",
+                "previous_period",
+                "change_vs_previous_period",
+                "same_period_last_year",
                 "change_vs_last_year",
                 "change_kind",
                 "provisional",
@@ -787,7 +858,7 @@ impl Figures {
                     vec![
                         k.key.to_string(),
                         k.label(lang).to_string(),
-                        self.months.last().cloned().unwrap_or_default(),
+                        self.period.clone(),
                         n(k.current()),
                         n(k.previous()),
                         n(k.change(k.previous())),
@@ -960,20 +1031,16 @@ impl Figures {
         let lang = request.lang;
         let get = |key: &str| self.kpi(key).expect("every headline KPI is derived");
         let mut parts: Vec<String> = Vec::new();
-        let month_name = match lang {
-            Lang::Zh => format!(
-                "{}年{}月",
-                request.month.format("%Y"),
-                request.month.format("%-m")
-            ),
-            Lang::En => request.month.format("%B %Y").to_string(),
-        };
+        let period = request.period;
+        let month_name = period.name(lang);
+        let this = period.this(lang);
         // "环比上升3.5%" / "up 3.5% on the previous month"; `year` picks 同比.
         let change_words = |k: &Kpi, year: bool| -> String {
+            let (previous, year_ago) = period.bases(Lang::En);
             let (zh_basis, en_basis) = if year {
-                ("同比", "the same month last year")
+                ("同比", year_ago)
             } else {
-                ("环比", "the previous month")
+                ("环比", previous)
             };
             let base = if year { k.year_ago() } else { k.previous() };
             let Some(c) = k.change(base) else {
@@ -1001,7 +1068,13 @@ impl Figures {
                 ),
             }
         };
+        // The annual edition compares with the year before only (同比).
+        let annual = period.edition == crate::Edition::Year;
+        let latest = |k: &Kpi| change_words(k, annual);
         let both = |k: &Kpi| {
+            if annual {
+                return change_words(k, true);
+            }
             format!(
                 "{}{}{}",
                 change_words(k, false),
@@ -1042,11 +1115,11 @@ impl Figures {
                     both(answer)
                 ));
                 parts.push(format!(
-                    "本月共受理投诉 {} 件，{}。工单按时办结率 {}，{}。",
+                    "{this}共受理投诉 {} 件，{}。工单按时办结率 {}，{}。",
                     count(complaints.current()),
                     both(complaints),
                     on_time.format(on_time.current()),
-                    change_words(on_time, false)
+                    latest(on_time)
                 ));
                 parts.push(format!(
                     "回访满意度 {}{}{}。客户流失率 {}，{}。",
@@ -1054,7 +1127,7 @@ impl Figures {
                     if region_words.is_empty() { "" } else { "：" },
                     region_words.join(sep),
                     churn.format(churn.current()),
-                    change_words(churn, false)
+                    latest(churn)
                 ));
             }
             Lang::En => {
@@ -1070,7 +1143,7 @@ impl Figures {
                     count(complaints.current()),
                     both(complaints),
                     on_time.format(on_time.current()),
-                    change_words(on_time, false)
+                    latest(on_time)
                 ));
                 parts.push(format!(
                     "Callback satisfaction {}{}{}. Churn (closures) {}, {}.",
@@ -1078,7 +1151,7 @@ impl Figures {
                     if region_words.is_empty() { "" } else { ": " },
                     region_words.join(sep),
                     churn.format(churn.current()),
-                    change_words(churn, false)
+                    latest(churn)
                 ));
             }
         }
@@ -1128,12 +1201,12 @@ impl Figures {
                 .collect();
             parts.push(match lang {
                 Lang::Zh => format!(
-                    "本月出现 {} 个投诉热点，包括 {}。",
+                    "{this}出现 {} 个投诉热点，包括 {}。",
                     self.hotspots.len(),
                     spots.join("、")
                 ),
                 Lang::En => format!(
-                    "{} complaint hot spot{} this month, among them {}.",
+                    "{} complaint hot spot{} {this}, among them {}.",
                     self.hotspots.len(),
                     if self.hotspots.len() == 1 { "" } else { "s" },
                     spots.join(", ")

@@ -29,6 +29,10 @@ pub use figures::{Figures, Kpi, KpiKind};
 pub enum ReportError {
     #[error("'{0}' is not a month (YYYY-MM)")]
     Month(String),
+    #[error(
+        "'{0}' is not a report period: a month (2026-11), a half year (2026-H1, 2026-H2) or a year (2026); editions are month, half and year"
+    )]
+    Period(String),
     #[error("'{0}' is not a report language (zh or en)")]
     Lang(String),
     #[error("query {query}: {source}")]
@@ -89,11 +93,194 @@ pub fn parse_month(s: &str) -> Result<NaiveDate, ReportError> {
         .map_err(|_| ReportError::Month(s.to_string()))
 }
 
+/// A report's edition: the monthly one, or the half-year and annual ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Edition {
+    #[default]
+    Month,
+    Half,
+    Year,
+}
+
+impl Edition {
+    /// The months one edition covers.
+    pub fn months(self) -> u32 {
+        match self {
+            Edition::Month => 1,
+            Edition::Half => 6,
+            Edition::Year => 12,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Edition::Month => "month",
+            Edition::Half => "half",
+            Edition::Year => "year",
+        }
+    }
+}
+
+impl FromStr for Edition {
+    type Err = ReportError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "month" | "monthly" => Ok(Edition::Month),
+            "half" | "half_year" | "half-year" => Ok(Edition::Half),
+            "year" | "annual" => Ok(Edition::Year),
+            _ => Err(ReportError::Period(s.to_string())),
+        }
+    }
+}
+
+/// What one report covers: a month, a half year (1 January or 1 July for six months) or
+/// a calendar year, in the reporting time zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportPeriod {
+    pub edition: Edition,
+    /// The first day.
+    pub start: NaiveDate,
+}
+
+impl ReportPeriod {
+    /// The period of `edition` holding `day`.
+    pub fn containing(edition: Edition, day: NaiveDate) -> Self {
+        let month = match edition {
+            Edition::Month => day.month(),
+            Edition::Half if day.month() <= 6 => 1,
+            Edition::Half => 7,
+            Edition::Year => 1,
+        };
+        ReportPeriod {
+            edition,
+            start: NaiveDate::from_ymd_opt(day.year(), month, 1).expect("a month's first day"),
+        }
+    }
+
+    /// The monthly edition of the month starting `start`'s month.
+    pub fn month(day: NaiveDate) -> Self {
+        Self::containing(Edition::Month, day)
+    }
+
+    /// The day after the last one.
+    pub fn end(self) -> NaiveDate {
+        self.start + Months::new(self.edition.months())
+    }
+
+    /// The last day.
+    pub fn last_day(self) -> NaiveDate {
+        self.end().pred_opt().expect("a day before")
+    }
+
+    /// `2026-11`, `2026-H1`, `2026`: the label of files, job outputs and `--month`.
+    pub fn label(self) -> String {
+        match self.edition {
+            Edition::Month => month_key(self.start),
+            Edition::Half => format!(
+                "{}-H{}",
+                self.start.year(),
+                if self.start.month() <= 6 { 1 } else { 2 }
+            ),
+            Edition::Year => self.start.year().to_string(),
+        }
+    }
+
+    /// 「2026年11月」「2026年上半年」「2026年」 / "November 2026", "the first half of 2026",
+    /// "2026".
+    pub fn name(self, lang: Lang) -> String {
+        let first = self.start.month() <= 6;
+        match (self.edition, lang) {
+            (Edition::Month, Lang::Zh) => self.start.format("%Y年%-m月").to_string(),
+            (Edition::Month, Lang::En) => self.start.format("%B %Y").to_string(),
+            (Edition::Half, Lang::Zh) => format!(
+                "{}年{}",
+                self.start.year(),
+                if first { "上半年" } else { "下半年" }
+            ),
+            (Edition::Half, Lang::En) => format!(
+                "the {} half of {}",
+                if first { "first" } else { "second" },
+                self.start.year()
+            ),
+            (Edition::Year, Lang::Zh) => format!("{}年", self.start.year()),
+            (Edition::Year, Lang::En) => self.start.year().to_string(),
+        }
+    }
+}
+
+impl ReportPeriod {
+    /// 「本月」「上半年」「全年」 / "this month", "this half year", "this year".
+    pub fn this(self, lang: Lang) -> &'static str {
+        match self.edition {
+            Edition::Month => lang.pick("本月", "this month"),
+            Edition::Half if self.start.month() <= 6 => lang.pick("上半年", "this half year"),
+            Edition::Half => lang.pick("下半年", "this half year"),
+            Edition::Year => lang.pick("全年", "this year"),
+        }
+    }
+
+    /// What 环比 and 同比 compare with: ("the previous month", "the same month last
+    /// year") and their halves and years.
+    pub fn bases(self, lang: Lang) -> (&'static str, &'static str) {
+        match self.edition {
+            Edition::Month => (
+                lang.pick("上月", "the previous month"),
+                lang.pick("去年同月", "the same month last year"),
+            ),
+            Edition::Half => (
+                lang.pick("上一半年", "the previous half year"),
+                lang.pick("去年同期", "the same half last year"),
+            ),
+            Edition::Year => (
+                lang.pick("上年", "the previous year"),
+                lang.pick("上年", "the previous year"),
+            ),
+        }
+    }
+}
+
+impl FromStr for ReportPeriod {
+    type Err = ReportError;
+    /// `YYYY-MM` (a month), `YYYY-H1` / `YYYY-H2` (a half year) or `YYYY` (a year).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let text = s.trim();
+        let bad = || ReportError::Period(s.to_string());
+        let year = |y: &str| -> Result<i32, ReportError> {
+            match y.parse::<i32>() {
+                Ok(y) if (1000..=9999).contains(&y) => Ok(y),
+                _ => Err(bad()),
+            }
+        };
+        let first_of = |y: i32, m: u32| NaiveDate::from_ymd_opt(y, m, 1).ok_or_else(bad);
+        if let Some((y, half)) = text
+            .split_once(['-', ' '])
+            .filter(|(_, h)| h.eq_ignore_ascii_case("h1") || h.eq_ignore_ascii_case("h2"))
+        {
+            let month = if half.eq_ignore_ascii_case("h1") {
+                1
+            } else {
+                7
+            };
+            return Ok(ReportPeriod {
+                edition: Edition::Half,
+                start: first_of(year(y)?, month)?,
+            });
+        }
+        if text.len() == 4 {
+            return Ok(ReportPeriod {
+                edition: Edition::Year,
+                start: first_of(year(text)?, 1)?,
+            });
+        }
+        Ok(ReportPeriod::month(parse_month(text).map_err(|_| bad())?))
+    }
+}
+
 /// What to report on.
 #[derive(Debug, Clone)]
 pub struct ReportRequest {
-    /// The month's first day.
-    pub month: NaiveDate,
+    /// The month, half year or year.
+    pub period: ReportPeriod,
     /// One region's code, or `None` for all.
     pub region: Option<String>,
     pub lang: Lang,
@@ -156,20 +343,17 @@ impl Targets {
 }
 
 impl ReportRequest {
-    pub fn month_label(&self) -> String {
-        month_key(self.month)
+    pub fn label(&self) -> String {
+        self.period.label()
     }
 
-    /// The 13 months of the trends, oldest first; the last is the report's month.
+    /// The months of the trends, oldest first: from a year before the period's start to
+    /// its last month (13 for a month, 18 for a half year, 24 for a year), so that every
+    /// figure has its 环比 and 同比 periods among them.
     pub fn months(&self) -> Vec<NaiveDate> {
-        (0..13)
-            .rev()
-            .map(|back| self.month - Months::new(back))
-            .collect()
-    }
-
-    fn next_month(&self) -> NaiveDate {
-        self.month + Months::new(1)
+        let count = 12 + self.period.edition.months();
+        let first = self.period.start - Months::new(12);
+        (0..count).map(|m| first + Months::new(m)).collect()
     }
 }
 
@@ -220,8 +404,8 @@ pub struct MonthlyReport {
 /// The named queries the report runs, with their parameters for `request`.
 pub fn query_plan(request: &ReportRequest) -> Vec<(&'static str, Vec<(String, String)>)> {
     let first = request.months()[0].to_string();
-    let month = request.month.to_string();
-    let next = request.next_month().to_string();
+    let month = request.period.start.to_string();
+    let next = request.period.end().to_string();
     let region = request.region.clone().unwrap_or_else(|| "%".into());
     let p = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
         pairs
@@ -362,4 +546,57 @@ impl MonthlyReport {
 /// A month as the report labels it: `2026-12`.
 pub(crate) fn month_key(d: NaiveDate) -> String {
     format!("{:04}-{:02}", d.year(), d.month())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn periods_parse_label_and_bound_each_edition() {
+        let cases = [
+            ("2026-11", Edition::Month, "2026-11-01", "2026-12-01", 13),
+            ("2026-12", Edition::Month, "2026-12-01", "2027-01-01", 13),
+            ("2026-H1", Edition::Half, "2026-01-01", "2026-07-01", 18),
+            ("2026-h2", Edition::Half, "2026-07-01", "2027-01-01", 18),
+            ("2026", Edition::Year, "2026-01-01", "2027-01-01", 24),
+        ];
+        for (text, edition, start, end, months) in cases {
+            let period: ReportPeriod = text.parse().unwrap();
+            assert_eq!(period.edition, edition, "{text}");
+            assert_eq!(period.start, day(start), "{text}");
+            assert_eq!(period.end(), day(end), "{text}");
+            assert_eq!(period.label(), text.to_ascii_uppercase(), "{text}");
+            let request = ReportRequest {
+                period,
+                region: None,
+                lang: Lang::Zh,
+                targets: Targets::default(),
+            };
+            let trend = request.months();
+            assert_eq!(trend.len(), months, "{text}");
+            // From a year before the start to the period's last month.
+            assert_eq!(trend[0], period.start - Months::new(12), "{text}");
+            assert_eq!(
+                *trend.last().unwrap() + Months::new(1),
+                period.end(),
+                "{text}"
+            );
+        }
+        for bad in ["2026-H3", "2026-13", "26", "H1", "2026-", ""] {
+            assert!(bad.parse::<ReportPeriod>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            ReportPeriod::containing(Edition::Half, day("2026-09-30")).label(),
+            "2026-H2"
+        );
+        assert_eq!(
+            ReportPeriod::containing(Edition::Half, day("2026-06-30")).name(Lang::Zh),
+            "2026年上半年"
+        );
+    }
 }

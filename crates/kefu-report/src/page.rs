@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::charts::{self, Scale, escape};
 use crate::figures::{Figures, Kpi, KpiKind};
-use crate::{Lang, ReportError, ReportRequest};
+use crate::{Edition, Lang, ReportError, ReportRequest};
 
 const TEMPLATE: &str = include_str!("report.html");
 
@@ -90,14 +90,17 @@ pub(crate) fn render(
         .region
         .clone()
         .unwrap_or_else(|| l("全部区域", "all regions").to_string());
-    let title = match lang {
-        Lang::Zh => format!(
-            "{}年{}月 客户服务月度报告",
-            request.month.format("%Y"),
-            request.month.format("%-m")
-        ),
-        Lang::En => format!("Customer service report, {}", request.month.format("%B %Y")),
+    let period = request.period;
+    let title = match (lang, period.edition) {
+        (Lang::Zh, Edition::Month) => format!("{} 客户服务月度报告", period.name(lang)),
+        (Lang::Zh, Edition::Half) => format!("{} 客户服务半年度报告", period.name(lang)),
+        (Lang::Zh, Edition::Year) => format!("{}度 客户服务年度报告", period.name(lang)),
+        (Lang::En, Edition::Half) => {
+            format!("Customer service report, {}", &period.name(lang)[4..])
+        }
+        (Lang::En, _) => format!("Customer service report, {}", period.name(lang)),
     };
+    let (previous_basis, year_basis) = period.bases(lang);
     let subtitle = format!(
         "{}: {} · {}: {} – {}",
         l("区域", "Region"),
@@ -209,7 +212,10 @@ pub(crate) fn render(
     let hotspots_table = if figures.hotspots.is_empty() {
         format!(
             "<p class=\"note\">{}</p>",
-            l("本月无投诉热点。", "No hot spots this month.")
+            match lang {
+                Lang::Zh => format!("{}无投诉热点。", period.this(lang)),
+                Lang::En => format!("No hot spots {}.", period.this(lang)),
+            }
         )
     } else {
         table(
@@ -297,12 +303,19 @@ pub(crate) fn render(
     );
     let t = context! {
         summary => l("摘要", "Summary"),
-        headline => l("核心指标（环比 / 同比）", "Headline figures (month on month / year on year)"),
-        mom => l("环比", "MoM"),
+        headline => match period.edition {
+            Edition::Year => l("核心指标（同比）", "Headline figures (year on year)"),
+            _ => l("核心指标（环比 / 同比）", "Headline figures (on the period before / year on year)"),
+        },
+        annual => period.edition == Edition::Year,
+        mom => l("环比", "vs prev."),
         yoy => l("同比", "YoY"),
-        previous => l("上月", "prev."),
-        year_ago => l("去年同期", "last year"),
-        trends => l("13 个月趋势", "13-month trends"),
+        previous => previous_basis,
+        year_ago => year_basis,
+        trends => match lang {
+            Lang::Zh => format!("{} 个月趋势", figures.months.len()),
+            Lang::En => format!("{}-month trends", figures.months.len()),
+        },
         regions => l("分区域", "By region"),
         branches => l("网点综合评分排名", "Branch scorecard ranking"),
         branch_top => l("前 5 名", "Top 5"),
@@ -314,7 +327,10 @@ pub(crate) fn render(
         hall_wait => l("网点平均等候时间（分钟）", "Branch-hall average wait (minutes)"),
         hour_answer => l("热线分时接通率", "Hotline answer rate by hour"),
         churn => l("客户流失与流失前信号（前 90 天，人均）", "Churn and pre-churn signals (90 days before, per customer)"),
-        churn_note => l("流失客户：本月销户的客户；留存客户：月末仍在网的客户。", "Churned: customers who closed their account this month; retained: customers still open at the month's end."),
+        churn_note => match lang {
+            Lang::Zh => format!("流失客户：{}销户的客户；留存客户：期末仍在网的客户。", period.this(lang)),
+            Lang::En => format!("Churned: customers who closed their account {}; retained: customers still open at its end.", period.this(lang)),
+        },
         footer => l("本报告所有数字均来自 kefu 命名查询（见 tables/ 目录下的 CSV）。", "Every figure comes from kefu's named queries (the CSV files under tables/)."),
         target => l("目标", "target"),
         missed => l("未达标", "missed"),

@@ -200,8 +200,9 @@ async fn build_dashboard(
         }
     };
     let request = kefu_report::ReportRequest {
-        month: kefu_report::parse_month(&month)
-            .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?,
+        period: month
+            .parse()
+            .map_err(|e: kefu_report::ReportError| (StatusCode::BAD_REQUEST, e.to_string()))?,
         region: region.filter(|r| !r.is_empty()),
         lang,
         targets: kefu_report::Targets::usual(),
@@ -215,7 +216,7 @@ async fn build_dashboard(
     .await
     .map_err(|e| internal(e.to_string()))?;
     Ok(serde_json::json!({
-        "month": request.month_label(),
+        "month": request.label(),
         "months": report.figures.months,
         "summary": report.summary,
         "kpis": kefu_report::page::kpi_cards(&report.figures, lang),
