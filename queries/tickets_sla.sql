@@ -5,8 +5,9 @@
 --   passed (an open ticket past its deadline is late, not left out); pending = open
 --   tickets whose due_at is still ahead of the newest event the tickets table holds
 --   (their outcome is not known yet, and the row is provisional while there are any);
---   on-time rate = on time / (on time + late); first contact rate = dispatched tickets
---   first contacted within {contact_hours} h of dispatched_at / dispatched tickets;
+--   on-time rate = on time / (on time + late); first contact rate = contacted in time
+--   (dispatched tickets first contacted within {contact_hours} h of dispatched_at) /
+--   dispatched tickets;
 --   first-time success = closed tickets that were resolved (status closed: not rejected
 --   不予受理 or withdrawn 撤诉), never reopened, not repeated or escalated by a later
 --   ticket (parent_ticket_id), and themselves a first complaint (not a repeat,
@@ -55,6 +56,9 @@ SELECT
     count(*) FILTER (WHERE pending) AS pending,
     CAST(count(*) FILTER (WHERE on_time) AS DOUBLE)
         / nullif(count(*) FILTER (WHERE on_time OR late), 0) AS on_time_rate,
+    count(dispatched_at) AS dispatched,
+    count(*) FILTER (WHERE dispatched_at IS NOT NULL AND first_contact_at IS NOT NULL
+            AND date_diff('microsecond', dispatched_at, first_contact_at) <= {{contact_hours}} * 3600000000) AS contacted_in_time,
     CAST(count(*) FILTER (WHERE dispatched_at IS NOT NULL AND first_contact_at IS NOT NULL
             AND date_diff('microsecond', dispatched_at, first_contact_at) <= {{contact_hours}} * 3600000000) AS DOUBLE)
         / nullif(count(dispatched_at), 0) AS first_contact_rate,

@@ -55,6 +55,14 @@ pub fn renders_with_charts(page: &Path, scratch: &Path) {
         assert!(!stderr.contains(bad), "browser reported '{bad}':\n{stderr}");
     }
     let html = String::from_utf8_lossy(&dom.stdout);
+    // The service-process section: its table of twelve KPIs under a header row.
+    let service = html
+        .split("<section id=\"service\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</section>").next())
+        .expect("a service section");
+    assert_eq!(service.matches("<tr>").count(), 13, "{service}");
+    assert!(html.contains("<section id=\"year-to-date\">"));
     let svgs = html.matches("<svg").count();
     assert!(svgs >= 10, "{svgs} charts in the rendered page");
     let paths: Vec<&str> = html

@@ -208,7 +208,7 @@ fn lifecycle_exports_day_by_day_equal_the_final_truth() {
 
     // Every named query, with its default parameters, answers as on the one-shot ingest.
     let queries = named_queries();
-    assert_eq!(queries.len(), 30, "{queries:?}");
+    assert_eq!(queries.len(), 32, "{queries:?}");
     for q in &queries {
         let expected = query_csv(&truth, q, &[]);
         assert_eq!(query_csv(&in_order, q, &[]), expected, "{q} (in order)");

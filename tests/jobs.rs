@@ -537,6 +537,82 @@ fn the_report_matches_the_named_queries_and_renders() {
         "{ytd_total} vs {complaints_jan_feb}"
     );
 
+    // The service figures: the same tables, re-weighted by their denominators.
+    let service = |kpi: &str| -> f64 {
+        let text = std::fs::read_to_string(rep.join("tables/service.csv")).unwrap();
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let row = reader
+            .records()
+            .map(|r| r.unwrap())
+            .find(|r| &r[0] == kpi)
+            .unwrap_or_else(|| panic!("{kpi} in service.csv"));
+        row[3].parse().unwrap()
+    };
+    let products = |csv_text: &str, a: &str, b: &str| -> f64 {
+        let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+        let headers = reader.headers().unwrap().clone();
+        let at = |c: &str| headers.iter().position(|h| h == c).unwrap();
+        let (p, x, y) = (at("period"), at(a), at(b));
+        reader
+            .records()
+            .map(|r| r.unwrap())
+            .filter(|r| r[p].starts_with("2026-02"))
+            .map(|r| r[x].parse::<f64>().unwrap_or(0.0) * r[y].parse::<f64>().unwrap_or(0.0))
+            .sum()
+    };
+    assert!(close(
+        service("service_level"),
+        products(&calls, "service_level", "offered") / offered
+    ));
+    assert!(close(
+        service("abandon_rate"),
+        sum(&calls, "period", "2026-02", "abandoned") / offered
+    ));
+    let sla_csv = std::fs::read_to_string(rep.join("tables/tickets_sla.csv")).unwrap();
+    assert!(close(
+        service("first_contact_rate"),
+        sum(&sla_csv, "period", "2026-02", "contacted_in_time")
+            / sum(&sla_csv, "period", "2026-02", "dispatched")
+    ));
+    let called_back = sum(&callbacks, "period", "2026-02", "called_back");
+    assert!(close(
+        service("callback_coverage"),
+        called_back / sum(&callbacks, "period", "2026-02", "completed")
+    ));
+    assert!(close(
+        service("callback_within_3_days"),
+        products(&callbacks, "within_days_rate", "called_back") / called_back
+    ));
+    let breakdown = query_csv(
+        dir,
+        "complaints_breakdown",
+        &["from=2026-02-01", "to=2026-03-01", "top=1000000"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(rep.join("tables/complaints_breakdown.csv")).unwrap(),
+        breakdown
+    );
+    let over_level = sum(&breakdown, "region", "", "over_level");
+    assert!(close(service("over_level_complaints"), over_level));
+    // Work orders year to date as items and households: the query's 'all' row.
+    let households = query_csv(
+        dir,
+        "tickets_households",
+        &["from=2026-01-01", "to=2026-03-01", "kind=work_order"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(rep.join("tables/tickets_households.csv")).unwrap(),
+        households
+    );
+    let (items, homes) = (
+        sum(&households, "level", "all", "items"),
+        sum(&households, "level", "all", "households"),
+    );
+    assert!(
+        items > homes && homes > 0.0,
+        "{items} items, {homes} households"
+    );
+
     // A month is provisional where one of the query's rows is (tickets not yet due).
     let sla = std::fs::read_to_string(rep.join("tables/tickets_sla.csv")).unwrap();
     let pending_in_february = sla
@@ -587,7 +663,13 @@ fn the_report_matches_the_named_queries_and_renders() {
         ])
         .assert()
         .success()
-        .stdout(predicates::str::contains("本月共受理投诉"));
+        .stdout(predicates::str::contains("本月共受理投诉"))
+        .stdout(predicates::str::contains(format!(
+            "本年累计受理工单 {} 条，涉及 {} 户",
+            kefu_report::charts::thousands(items as i64),
+            kefu_report::charts::thousands(homes as i64)
+        )))
+        .stdout(predicates::str::contains("本月重复投诉"));
     let zh = std::fs::read_to_string(dir.join("rep-zh/index.html")).unwrap();
     assert!(
         zh.contains("2026年2月 客户服务月度报告") && zh.contains("环比") && zh.contains("同比")
@@ -599,6 +681,7 @@ fn the_report_matches_the_named_queries_and_renders() {
     let data_urls = zh.matches("url(").count();
     assert_eq!(data_urls, zh.matches("url(data:font/otf;base64,").count());
     assert_eq!(data_urls, 1, "one embedded font");
+    assert!(zh.contains("<h2>服务过程</h2>") && zh.contains("2小时内首次联系率"));
 
     // Targets from the command line, marked where missed, in both languages.
     kefu(dir)

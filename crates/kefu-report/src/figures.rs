@@ -37,6 +37,18 @@ pub const KPI_KEYS: &[&str] = &[
     "on_time_rate",
     "satisfaction",
     "churn_rate",
+    "service_level",
+    "abandon_rate",
+    "first_contact_rate",
+    "callback_coverage",
+    "callback_same_day",
+    "callback_within_3_days",
+    "new_customers",
+    "net_customer_change",
+    "hall_waits_over_10_min",
+    "repeat_complaints",
+    "over_level_complaints",
+    "regulator_complaints",
 ];
 
 /// A headline KPI: its monthly series over the trend's months, and its value over the
@@ -218,6 +230,22 @@ pub struct Figures {
     pub year_to_date: Vec<YearToDate>,
     /// The last local day the year to date covers (the report month's last day).
     pub year_to_date_end: chrono::NaiveDate,
+    /// The service-process figures: service level, abandonment, first contact within 2 h,
+    /// callback coverage and timeliness, new and net customers, hall waits over 10
+    /// minutes, repeat / over-level / regulator-transferred complaints.
+    pub service: Vec<Kpi>,
+    /// Work orders year to date: items, households, closed (「1952条…1721户…89.2%」).
+    pub work_orders: Option<WorkOrders>,
+    /// (kind, code) → (Chinese, English) display names (the `names` query).
+    pub names: BTreeMap<(String, String), (String, String)>,
+}
+
+/// Tickets of one kind as items (条) and households (户), and the closed ones.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkOrders {
+    pub items: f64,
+    pub households: f64,
+    pub closed: f64,
 }
 
 /// A query's columns, read as text or numbers whatever their Arrow type.
@@ -400,16 +428,23 @@ impl Figures {
 
         // Calls: offered, answered, and wait of the answered (ASA × answered).
         let calls = get(queries, "calls_kpis")?;
-        let mut call_sums = MonthSums::new(&months, 3);
+        let mut call_sums = MonthSums::new(&months, 5);
         let (periods, names) = (calls.months("period")?, calls.text("region")?);
-        let (offered, answered, asa) = (
+        let (offered, answered, asa, service_level, abandoned) = (
             calls.numbers("offered")?,
             calls.numbers("answered")?,
             calls.numbers("asa_s")?,
+            calls.numbers("service_level")?,
+            calls.numbers("abandoned")?,
         );
         for i in 0..periods.len() {
             let (o, a) = (zero(offered[i]), zero(answered[i]));
-            call_sums.add(&periods[i], &[o, a, zero(asa[i]) * a]);
+            // Service level is a share of offered calls: × offered gives the count.
+            let within_t = zero(service_level[i]) * o;
+            call_sums.add(
+                &periods[i],
+                &[o, a, zero(asa[i]) * a, within_t, zero(abandoned[i])],
+            );
             if period_months.contains(&periods[i]) {
                 let r = region(&mut regions, &names[i]);
                 r.offered += o;
@@ -434,7 +469,7 @@ impl Figures {
         // Tickets judged against a due date: on time, or late (resolved after it, or
         // still open past it).
         let sla = get(queries, "tickets_sla")?;
-        let mut sla_sums = MonthSums::new(&months, 3);
+        let mut sla_sums = MonthSums::new(&months, 5);
         let (periods, names, on_time, late, pending) = (
             sla.months("period")?,
             sla.text("region")?,
@@ -442,9 +477,22 @@ impl Figures {
             sla.numbers("late")?,
             sla.numbers("provisional")?,
         );
+        let (dispatched, contacted) = (
+            sla.numbers("dispatched")?,
+            sla.numbers("contacted_in_time")?,
+        );
         for i in 0..periods.len() {
             let (on_time, judged) = (zero(on_time[i]), zero(on_time[i]) + zero(late[i]));
-            sla_sums.add(&periods[i], &[judged, on_time, zero(pending[i])]);
+            sla_sums.add(
+                &periods[i],
+                &[
+                    judged,
+                    on_time,
+                    zero(pending[i]),
+                    zero(dispatched[i]),
+                    zero(contacted[i]),
+                ],
+            );
             if period_months.contains(&periods[i]) {
                 let r = region(&mut regions, &names[i]);
                 r.with_due += judged;
@@ -453,7 +501,7 @@ impl Figures {
         }
 
         let callbacks = get(queries, "callbacks_kpis")?;
-        let mut callback_sums = MonthSums::new(&months, 3);
+        let mut callback_sums = MonthSums::new(&months, 7);
         let (periods, names, satisfied, dissatisfied, pending) = (
             callbacks.months("period")?,
             callbacks.text("region")?,
@@ -461,9 +509,28 @@ impl Figures {
             callbacks.numbers("dissatisfied")?,
             callbacks.numbers("provisional")?,
         );
+        let (completed, called_back, same_day, within_days) = (
+            callbacks.numbers("completed")?,
+            callbacks.numbers("called_back")?,
+            callbacks.numbers("same_day_rate")?,
+            callbacks.numbers("within_days_rate")?,
+        );
         for i in 0..periods.len() {
             let (s, d) = (zero(satisfied[i]), zero(dissatisfied[i]));
-            callback_sums.add(&periods[i], &[s, d, zero(pending[i])]);
+            // Timeliness is a share of the tickets called back: × called back.
+            let back = zero(called_back[i]);
+            callback_sums.add(
+                &periods[i],
+                &[
+                    s,
+                    d,
+                    zero(pending[i]),
+                    zero(completed[i]),
+                    back,
+                    zero(same_day[i]) * back,
+                    zero(within_days[i]) * back,
+                ],
+            );
             if period_months.contains(&periods[i]) {
                 let r = region(&mut regions, &names[i]);
                 r.satisfied += s;
@@ -472,14 +539,18 @@ impl Figures {
         }
 
         let churn = get(queries, "churn_monthly")?;
-        let mut churn_sums = MonthSums::new(&months, 2);
-        let (periods, at_start, closed) = (
+        let mut churn_sums = MonthSums::new(&months, 3);
+        let (periods, at_start, closed, new_customers) = (
             churn.months("month")?,
             churn.numbers("at_start")?,
             churn.numbers("closed")?,
+            churn.numbers("new_customers")?,
         );
         for i in 0..periods.len() {
-            churn_sums.add(&periods[i], &[zero(at_start[i]), zero(closed[i])]);
+            churn_sums.add(
+                &periods[i],
+                &[zero(at_start[i]), zero(closed[i]), zero(new_customers[i])],
+            );
         }
 
         let ranges = windows(request, months.len());
@@ -665,6 +736,16 @@ impl Figures {
         // Hours: branch-hall wait weighted by customers called; hotline answer rate.
         let mut hours: BTreeMap<i64, [f64; 4]> = BTreeMap::new();
         let waits = get(queries, "visits_waits")?;
+        // Waits over 10 minutes: the share of those called, × called gives the count.
+        let (mut hall_over_10, mut hall_called) = (0.0, 0.0);
+        for (share, called) in waits
+            .numbers("over_announce_share")?
+            .into_iter()
+            .zip(waits.numbers("called")?)
+        {
+            hall_over_10 += zero(share) * zero(called);
+            hall_called += zero(called);
+        }
         for ((h, called), wait) in waits
             .numbers("hour")?
             .into_iter()
@@ -780,6 +861,157 @@ impl Figures {
             })
             .collect();
 
+        // The service-process figures of the seeds' paragraphs, under the headline.
+        let mut service = vec![
+            kpi(
+                "service_level",
+                "服务水平",
+                "Service level",
+                KpiKind::Rate,
+                true,
+                measure(&call_sums, &|s, _| ratio(s[3], s[0])),
+            ),
+            kpi(
+                "abandon_rate",
+                "放弃率",
+                "Abandon rate",
+                KpiKind::Rate,
+                false,
+                measure(&call_sums, &|s, _| ratio(s[4], s[0])),
+            ),
+            kpi(
+                "first_contact_rate",
+                "2小时内首次联系率",
+                "First contact within 2 h",
+                KpiKind::Rate,
+                true,
+                measure(&sla_sums, &|s, _| ratio(s[4], s[3])),
+            ),
+            kpi(
+                "callback_coverage",
+                "回访覆盖率",
+                "Callback coverage",
+                KpiKind::Rate,
+                true,
+                measure(&callback_sums, &|s, _| ratio(s[4], s[3])),
+            ),
+            kpi(
+                "callback_same_day",
+                "当日回访率",
+                "Called back the same day",
+                KpiKind::Rate,
+                true,
+                measure(&callback_sums, &|s, _| ratio(s[5], s[4])),
+            ),
+            kpi(
+                "callback_within_3_days",
+                "3日内回访率",
+                "Called back within 3 days",
+                KpiKind::Rate,
+                true,
+                measure(&callback_sums, &|s, _| ratio(s[6], s[4])),
+            ),
+            kpi(
+                "new_customers",
+                "新增客户",
+                "New customers",
+                KpiKind::Count,
+                true,
+                only_where_calls(measure(&churn_sums, &|s, _| Some(s[2]))),
+            ),
+            kpi(
+                "net_customer_change",
+                "客户净增",
+                "Net customer change",
+                KpiKind::Count,
+                true,
+                only_where_calls(measure(&churn_sums, &|s, _| Some(s[2] - s[1]))),
+            ),
+        ];
+        for k in &mut service {
+            if k.key.starts_with("callback_") {
+                k.provisional = pending(&callback_sums, 2);
+            }
+        }
+        // From the queries run for the period alone: no 环比 or 同比 to give.
+        let period_only = |key, zh, en, higher_is_better, value| {
+            let series = vec![None; months.len()];
+            kpi(
+                key,
+                zh,
+                en,
+                KpiKind::Count,
+                higher_is_better,
+                (series, [value, None, None]),
+            )
+        };
+        service.push(Kpi {
+            kind: KpiKind::Rate,
+            ..period_only(
+                "hall_waits_over_10_min",
+                "网点等候超10分钟占比",
+                "Branch-hall waits over 10 min",
+                false,
+                ratio(hall_over_10, hall_called),
+            )
+        });
+        let breakdown_sum = |column: &str| -> Result<Option<f64>, ReportError> {
+            let values = breakdown.numbers(column)?;
+            Ok(Some(values.into_iter().map(zero).sum()))
+        };
+        service.extend([
+            period_only(
+                "repeat_complaints",
+                "重复投诉",
+                "Repeat complaints",
+                false,
+                breakdown_sum("repeat_complaints")?,
+            ),
+            period_only(
+                "over_level_complaints",
+                "越级投诉",
+                "Over-level complaints (越级)",
+                false,
+                breakdown_sum("over_level")?,
+            ),
+            period_only(
+                "regulator_complaints",
+                "监管转办投诉",
+                "Regulator-transferred complaints",
+                false,
+                breakdown_sum("regulator_transferred")?,
+            ),
+        ]);
+
+        let named = get(queries, "names")?;
+        let names = named
+            .text("kind")?
+            .into_iter()
+            .zip(named.text("code")?)
+            .zip(
+                named
+                    .text("name_zh")?
+                    .into_iter()
+                    .zip(named.text("name_en")?),
+            )
+            .collect();
+
+        // Work orders year to date, as items and as households (the 'all' row).
+        let households = get(queries, "tickets_households")?;
+        let work_orders = households
+            .text("level")?
+            .iter()
+            .position(|l| l == "all")
+            .map(|i| -> Result<WorkOrders, ReportError> {
+                let at = |c: &str| households.numbers(c).map(|v| zero(v[i]));
+                Ok(WorkOrders {
+                    items: at("items")?,
+                    households: at("households")?,
+                    closed: at("closed")?,
+                })
+            })
+            .transpose()?;
+
         Ok(Figures {
             period: request.period.label(),
             months,
@@ -792,19 +1024,26 @@ impl Figures {
             signals,
             year_to_date,
             year_to_date_end: request.period.last_day(),
+            service,
+            work_orders,
+            names,
         })
     }
 
+    /// A headline or service KPI.
     pub fn kpi(&self, key: &str) -> Option<&Kpi> {
-        self.kpis.iter().find(|k| k.key == key)
+        self.kpis.iter().chain(&self.service).find(|k| k.key == key)
     }
 
-    /// A region's display name (org_units' Chinese name), its code where none is known.
-    pub fn region_name(&self, code: &str) -> String {
-        self.year_to_date
-            .iter()
-            .find(|y| y.level == "region" && y.unit_id == code)
-            .map_or_else(|| code.to_string(), |y| y.name.clone())
+    /// The display name of a code (`kind` unit, category, queue or staff) in the
+    /// report's language, from the `names` query; the code itself where none is known.
+    pub fn name(&self, kind: &str, code: &str, lang: Lang) -> String {
+        self.names
+            .get(&(kind.to_string(), code.to_string()))
+            .map_or_else(
+                || code.to_string(),
+                |(zh, en)| lang.pick(zh, en).to_string(),
+            )
     }
 
     /// The year to date over all the report's regions: complaints, last year's, and the
@@ -833,50 +1072,8 @@ impl Figures {
     /// The derived tables written as CSV beside the page (full-precision numbers).
     pub(crate) fn tables(&self, lang: Lang) -> Vec<DerivedTable> {
         let n = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-        let headline = DerivedTable {
-            name: "headline".into(),
-            columns: [
-                "kpi",
-                "label",
-                "period",
-                "value",
-                "previous_period",
-                "change_vs_previous_period",
-                "same_period_last_year",
-                "change_vs_last_year",
-                "change_kind",
-                "provisional",
-                "target",
-                "target_missed",
-            ]
-            .map(String::from)
-            .to_vec(),
-            rows: self
-                .kpis
-                .iter()
-                .map(|k| {
-                    vec![
-                        k.key.to_string(),
-                        k.label(lang).to_string(),
-                        self.period.clone(),
-                        n(k.current()),
-                        n(k.previous()),
-                        n(k.change(k.previous())),
-                        n(k.year_ago()),
-                        n(k.change(k.year_ago())),
-                        if k.kind == KpiKind::Rate {
-                            "points"
-                        } else {
-                            "relative"
-                        }
-                        .into(),
-                        k.is_provisional().to_string(),
-                        n(k.target),
-                        k.missed().map(|m| m.to_string()).unwrap_or_default(),
-                    ]
-                })
-                .collect(),
-        };
+        let headline = self.kpi_table("headline", &self.kpis, lang);
+        let service = self.kpi_table("service", &self.service, lang);
         let mut trend_columns = vec!["month".to_string()];
         trend_columns.extend(self.kpis.iter().map(|k| k.key.to_string()));
         let trend = DerivedTable {
@@ -1017,6 +1214,7 @@ impl Figures {
         };
         vec![
             headline,
+            service,
             trend,
             regions,
             hours,
@@ -1024,6 +1222,54 @@ impl Figures {
             signals,
             year_to_date,
         ]
+    }
+
+    /// KPIs with their period, 环比 and 同比 values, provisional marks and targets.
+    fn kpi_table(&self, name: &str, kpis: &[Kpi], lang: Lang) -> DerivedTable {
+        let n = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+        DerivedTable {
+            name: name.into(),
+            columns: [
+                "kpi",
+                "label",
+                "period",
+                "value",
+                "previous_period",
+                "change_vs_previous_period",
+                "same_period_last_year",
+                "change_vs_last_year",
+                "change_kind",
+                "provisional",
+                "target",
+                "target_missed",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: kpis
+                .iter()
+                .map(|k| {
+                    vec![
+                        k.key.to_string(),
+                        k.label(lang).to_string(),
+                        self.period.clone(),
+                        n(k.current()),
+                        n(k.previous()),
+                        n(k.change(k.previous())),
+                        n(k.year_ago()),
+                        n(k.change(k.year_ago())),
+                        if k.kind == KpiKind::Rate {
+                            "points"
+                        } else {
+                            "relative"
+                        }
+                        .into(),
+                        k.is_provisional().to_string(),
+                        n(k.target),
+                        k.missed().map(|m| m.to_string()).unwrap_or_default(),
+                    ]
+                })
+                .collect(),
+        }
     }
 
     /// The summary paragraph, in the style of the hand-written reports.
@@ -1098,7 +1344,7 @@ impl Figures {
                 r.satisfaction().map(|s| {
                     format!(
                         "{} {}",
-                        self.region_name(&r.region),
+                        self.name("unit", &r.region, lang),
                         Scale::Percent.format(s)
                     )
                 })
@@ -1156,6 +1402,7 @@ impl Figures {
             }
         }
         parts.extend(self.year_to_date_words(request));
+        parts.extend(self.service_words(request));
         parts.extend(self.target_words(lang));
         let top = self
             .branches
@@ -1169,15 +1416,22 @@ impl Figures {
             parts.push(match lang {
                 Lang::Zh => format!(
                     "综合评分最高的网点为 {}（{:.1} 分），最低的为 {}（{:.1} 分）。",
-                    t.branch_id, t.score, b.branch_id, b.score
+                    self.name("unit", &t.branch_id, lang),
+                    t.score,
+                    self.name("unit", &b.branch_id, lang),
+                    b.score
                 ),
                 Lang::En => format!(
                     "The best-scoring branch was {} ({:.1}); the lowest was {} ({:.1}).",
-                    t.branch_id, t.score, b.branch_id, b.score
+                    self.name("unit", &t.branch_id, lang),
+                    t.score,
+                    self.name("unit", &b.branch_id, lang),
+                    b.score
                 ),
             });
         }
-        if let Some((category, n)) = self.categories.first() {
+        if let Some((code, n)) = self.categories.first() {
+            let category = self.name("category", code, lang);
             let total: f64 = self.categories.iter().map(|c| c.1).sum();
             parts.push(match lang {
                 Lang::Zh => format!(
@@ -1197,7 +1451,14 @@ impl Figures {
                 .hotspots
                 .iter()
                 .take(3)
-                .map(|h| format!("{} {} ({})", h.region, h.category, h.week))
+                .map(|h| {
+                    format!(
+                        "{} {} ({})",
+                        self.name("unit", &h.region, lang),
+                        self.name("category", &h.category, lang),
+                        h.week
+                    )
+                })
                 .collect();
             parts.push(match lang {
                 Lang::Zh => format!(
@@ -1264,7 +1525,8 @@ impl Figures {
             ),
         };
         if let Some(r) = rate {
-            let points = rate_last_year.map(|l| r - l);
+            // With no complaints last year (often: no data yet) there is nothing to compare.
+            let points = rate_last_year.filter(|_| last_year > 0.0).map(|l| r - l);
             text.push_str(&match (lang, points) {
                 (Lang::Zh, Some(p)) => format!(
                     "；每万客户投诉 {r:.2} 件，同比{}{:.2}件",
@@ -1291,7 +1553,9 @@ impl Figures {
                 Lang::Zh => format!("，投诉量在 {} 个区域中暂列第 {}", y.peers, y.rank),
                 Lang::En => format!(
                     ", placing {} at number {} of {} regions by complaints",
-                    y.name, y.rank, y.peers
+                    self.name("unit", &y.unit_id, lang),
+                    y.rank,
+                    y.peers
                 ),
             });
         } else if let Some(most) = self
@@ -1303,12 +1567,12 @@ impl Figures {
             text.push_str(&match lang {
                 Lang::Zh => format!(
                     "，投诉最多的区域为{}（{} 件）",
-                    most.name,
+                    self.name("unit", &most.unit_id, lang),
                     thousands(most.complaints as i64)
                 ),
                 Lang::En => format!(
                     "; most in {} ({})",
-                    most.name,
+                    self.name("unit", &most.unit_id, lang),
                     thousands(most.complaints as i64)
                 ),
             });
@@ -1317,11 +1581,92 @@ impl Figures {
         Some(text)
     }
 
-    /// 「未达目标：接通率 80.1%（目标 85.0%）」: the headline KPIs that missed their target.
+    /// The seeds' service paragraphs: work orders as items and households (「本年累计受理
+    /// 工单1952条，涉及1721户，已办结1741条，办结率89.2%」), service level and abandonment,
+    /// first contact within 2 h, callback coverage and timeliness, hall waits over 10
+    /// minutes, new and net customers, and the complaints to minimise counted apart.
+    fn service_words(&self, request: &ReportRequest) -> Vec<String> {
+        let lang = request.lang;
+        let this = request.period.this(lang);
+        let value = |key: &str| {
+            self.kpi(key)
+                .map_or_else(|| "—".into(), |k| k.format(k.current()))
+        };
+        let count = |key: &str| self.kpi(key).and_then(Kpi::current).unwrap_or(0.0);
+        let whole = |v: f64| thousands(v.round() as i64);
+        let mut parts = Vec::new();
+        if let Some(w) = self.work_orders.filter(|w| w.items > 0.0) {
+            let end = self.year_to_date_end;
+            let rate = Scale::Percent.format(w.closed / w.items);
+            parts.push(match lang {
+                Lang::Zh => format!(
+                    "截至{}月{}日，本年累计受理工单 {} 条，涉及 {} 户，已办结 {} 条，办结率 {rate}。",
+                    end.format("%-m"),
+                    end.format("%-d"),
+                    whole(w.items),
+                    whole(w.households),
+                    whole(w.closed)
+                ),
+                Lang::En => format!(
+                    "Year to date, {} work orders from {} households, {} closed ({rate}).",
+                    whole(w.items),
+                    whole(w.households),
+                    whole(w.closed)
+                ),
+            });
+        }
+        let net = count("net_customer_change");
+        parts.push(match lang {
+            Lang::Zh => format!(
+                "热线服务水平 {}，放弃率 {}；工单派单后 2 小时内首次联系客户的占 {}。回访覆盖率 {}，当日回访 {}，3 日内回访 {}。网点等候超过 10 分钟的客户占 {}。{this}新增客户 {} 户，客户{} {} 户。",
+                value("service_level"),
+                value("abandon_rate"),
+                value("first_contact_rate"),
+                value("callback_coverage"),
+                value("callback_same_day"),
+                value("callback_within_3_days"),
+                value("hall_waits_over_10_min"),
+                whole(count("new_customers")),
+                if net >= 0.0 { "净增" } else { "净减" },
+                whole(net.abs()),
+            ),
+            Lang::En => format!(
+                "Service level {}, abandon rate {}; {} of dispatched tickets were first contacted within 2 hours. Callback coverage {}, {} the same day, {} within 3 days. {} of branch-hall customers waited over 10 minutes. {} new customers {this}, a net {} of {}.",
+                value("service_level"),
+                value("abandon_rate"),
+                value("first_contact_rate"),
+                value("callback_coverage"),
+                value("callback_same_day"),
+                value("callback_within_3_days"),
+                value("hall_waits_over_10_min"),
+                whole(count("new_customers")),
+                if net >= 0.0 { "gain" } else { "loss" },
+                whole(net.abs()),
+            ),
+        });
+        parts.push(match lang {
+            Lang::Zh => format!(
+                "{this}重复投诉 {} 件、越级投诉 {} 件、监管转办投诉 {} 件，单独统计、重点压降。",
+                whole(count("repeat_complaints")),
+                whole(count("over_level_complaints")),
+                whole(count("regulator_complaints"))
+            ),
+            Lang::En => format!(
+                "Counted apart, to be brought down: {} repeat, {} over-level (越级) and {} regulator-transferred complaints {this}.",
+                whole(count("repeat_complaints")),
+                whole(count("over_level_complaints")),
+                whole(count("regulator_complaints"))
+            ),
+        });
+        parts
+    }
+
+    /// 「未达目标：接通率 80.1%（目标 85.0%）」: the KPIs that missed their target.
     fn target_words(&self, lang: Lang) -> Option<String> {
         let missed: Vec<String> = self
             .kpis
             .iter()
+            .chain(&self.service)
             .filter(|k| k.missed() == Some(true))
             .map(|k| {
                 format!(
@@ -1334,7 +1679,12 @@ impl Figures {
                 )
             })
             .collect();
-        let with_target = self.kpis.iter().filter(|k| k.missed().is_some()).count();
+        let with_target = self
+            .kpis
+            .iter()
+            .chain(&self.service)
+            .filter(|k| k.missed().is_some())
+            .count();
         if with_target == 0 {
             return None;
         }

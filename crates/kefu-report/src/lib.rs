@@ -416,7 +416,13 @@ pub fn query_plan(request: &ReportRequest) -> Vec<(&'static str, Vec<(String, St
     };
     let trend = p(&[("from", &first), ("to", &next), ("period", "month")]);
     let year_to_date = p(&[("to", &next)]);
+    let year_start = NaiveDate::from_ymd_opt(request.period.start.year(), 1, 1)
+        .expect("1 January")
+        .to_string();
+    let work_orders = p(&[("from", &year_start), ("to", &next), ("kind", "work_order")]);
     let this_month = p(&[("from", &month), ("to", &next)]);
+    // Every category, so that the repeat / over-level / regulator counts are totals.
+    let all_categories = p(&[("from", &month), ("to", &next), ("top", "1000000")]);
     let without_period = p(&[("from", &first), ("to", &next)]);
     vec![
         ("calls_kpis", trend.clone()),
@@ -425,12 +431,15 @@ pub fn query_plan(request: &ReportRequest) -> Vec<(&'static str, Vec<(String, St
         ("callbacks_kpis", trend),
         ("churn_monthly", without_period),
         ("branch_scorecard", this_month.clone()),
-        ("complaints_breakdown", this_month.clone()),
+        ("complaints_breakdown", all_categories),
         ("complaint_hotspots", this_month.clone()),
         ("visits_waits", this_month.clone()),
         ("calls_load_matrix", this_month.clone()),
         ("churn_pre_signals", this_month),
         ("complaints_ytd", year_to_date),
+        ("tickets_households", work_orders),
+        // The display names of the codes above.
+        ("names", vec![("kind".to_string(), "%".to_string())]),
     ]
 }
 

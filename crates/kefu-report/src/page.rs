@@ -110,6 +110,7 @@ pub(crate) fn render(
         figures.months.last().cloned().unwrap_or_default()
     );
     let kpis = kpi_cards(figures, lang);
+    let service_table = service_table(figures, lang, period.edition == Edition::Year);
     let trend_charts = trend_charts(figures, lang);
     let regions_table = table(
         &[
@@ -125,7 +126,7 @@ pub(crate) fn render(
             .iter()
             .map(|r| {
                 vec![
-                    figures.region_name(&r.region),
+                    figures.name("unit", &r.region, lang),
                     charts::thousands(r.offered as i64),
                     percent(r.answer_rate()),
                     charts::thousands(r.complaints as i64),
@@ -153,7 +154,7 @@ pub(crate) fn render(
             .filter(|y| y.level == "region")
             .map(|y| {
                 vec![
-                    y.name.clone(),
+                    figures.name("unit", &y.unit_id, lang),
                     charts::thousands(y.complaints as i64),
                     charts::thousands(y.last_year as i64),
                     change(y.change),
@@ -196,7 +197,7 @@ pub(crate) fn render(
             title,
             &list
                 .iter()
-                .map(|b| format!("{} · {}", b.rank, b.branch_id))
+                .map(|b| format!("{} · {}", b.rank, figures.name("unit", &b.branch_id, lang)))
                 .collect::<Vec<_>>(),
             &list.iter().map(|b| b.score).collect::<Vec<_>>(),
             Scale::Decimal,
@@ -205,7 +206,9 @@ pub(crate) fn render(
     let top: Vec<_> = figures.categories.iter().take(10).collect();
     let categories_svg = charts::hbars(
         l("投诉类别", "Complaint categories"),
-        &top.iter().map(|c| c.0.clone()).collect::<Vec<_>>(),
+        &top.iter()
+            .map(|c| figures.name("category", &c.0, lang))
+            .collect::<Vec<_>>(),
         &top.iter().map(|c| c.1).collect::<Vec<_>>(),
         Scale::Count,
     );
@@ -233,8 +236,8 @@ pub(crate) fn render(
                 .map(|h| {
                     vec![
                         h.week.clone(),
-                        figures.region_name(&h.region),
-                        h.category.clone(),
+                        figures.name("unit", &h.region, lang),
+                        figures.name("category", &h.category, lang),
                         charts::thousands(h.complaints as i64),
                         h.ratio
                             .map_or_else(|| l("新出现", "new").to_string(), |r| format!("{r:.1}")),
@@ -336,6 +339,8 @@ pub(crate) fn render(
         missed => l("未达标", "missed"),
         provisional => l("暂定", "provisional"),
         provisional_note => l("暂定：尚有结果未出（工单未到期、回访可能仍在进行），数值可能变化。", "Provisional: outcomes still to come (tickets not yet due, callbacks that may still be made); the figure may change."),
+        service => l("服务过程", "Service process"),
+        service_note => l("网点等候及重复、越级、监管转办投诉只统计本期，无环比、同比。", "Branch-hall waits and repeat, over-level and regulator-transferred complaints are counted for the period only, without comparisons."),
         rank_note => l("排名：按累计投诉量从多到少，1 为最多。", "Rank: by complaints year to date, 1 = the most."),
     };
     let mut env = Environment::new();
@@ -353,6 +358,7 @@ pub(crate) fn render(
                 kpis,
                 trend_charts,
                 regions_table,
+                service_table,
                 year_to_date_title,
                 year_to_date_table,
                 branch_top_svg => branch_chart("top", l("前 5 名", "Top 5")),
@@ -371,6 +377,38 @@ pub(crate) fn render(
     // CJK font is installed.
     let face = crate::font::face_for(&html).unwrap_or_default();
     Ok(html.replacen("/*kefu:font-face*/", &face, 1))
+}
+
+/// The service-process KPIs as a table: the period's value, its changes, the target.
+fn service_table(figures: &Figures, lang: Lang, annual: bool) -> String {
+    let l = |zh: &'static str, en: &'static str| lang.pick(zh, en);
+    let mut columns = vec![l("指标", "KPI"), l("本期", "Value")];
+    if !annual {
+        columns.push(l("环比", "vs prev."));
+    }
+    columns.extend([l("同比", "YoY"), l("目标", "Target")]);
+    let rows: Vec<Vec<String>> = figures
+        .service
+        .iter()
+        .map(|k| {
+            let mut label = k.label(lang).to_string();
+            if k.is_provisional() {
+                label.push_str(l("（暂定）", " (provisional)"));
+            }
+            let mut value = k.format(k.current());
+            if k.missed() == Some(true) {
+                value.push_str(l(" 未达标", " missed"));
+            }
+            let mut row = vec![label, value];
+            if !annual {
+                row.push(change_text(k, k.previous(), lang).0);
+            }
+            row.push(change_text(k, k.year_ago(), lang).0);
+            row.push(k.target.map(|t| k.format(Some(t))).unwrap_or_default());
+            row
+        })
+        .collect();
+    table(&columns, &rows)
 }
 
 /// The headline cards of the month.

@@ -217,4 +217,31 @@ SELECT e.period, e.region, coalesce(n, 0), x, coalesce(reg, 0), coalesce(on_time
 FROM e LEFT JOIN k USING (period, region)
 ORDER BY ALL
 """)
+# Work orders as items and households in the first quarter of 2026, rolled up along the
+# organisation by a UNION of separate aggregates (no grouping sets), cities from the
+# branches' parents.
+q("households", """
+WITH t AS (
+    SELECT t.region, t.branch_id, p.unit_id AS city, t.customer_id,
+           coalesce(t.status = 'closed' AND L(t.closed_at) < TIMESTAMP '2026-04-01', false) AS closed
+    FROM tickets t
+    LEFT JOIN org_units b ON b.unit_id = t.branch_id
+    LEFT JOIN org_units p ON p.unit_id = b.parent_id AND p.level = 'city'
+    WHERE t.kind = 'work_order'
+      AND L(t.created_at) >= TIMESTAMP '2026-01-01' AND L(t.created_at) < TIMESTAMP '2026-04-01'
+), u AS (
+    SELECT 0 AS o, 'all' AS level, 'all' AS unit_id, NULL AS region, count(*) AS items,
+           count(DISTINCT customer_id) AS households, sum(closed::INT) AS closed FROM t
+    UNION ALL
+    SELECT 1, 'region', region, region, count(*), count(DISTINCT customer_id), sum(closed::INT)
+    FROM t GROUP BY region
+    UNION ALL
+    SELECT 2, 'city', city, region, count(*), count(DISTINCT customer_id), sum(closed::INT)
+    FROM t WHERE city IS NOT NULL GROUP BY region, city
+    UNION ALL
+    SELECT 3, 'branch', branch_id, region, count(*), count(DISTINCT customer_id), sum(closed::INT)
+    FROM t WHERE branch_id IS NOT NULL GROUP BY region, branch_id
+)
+SELECT level, unit_id, region, items, households, closed FROM u ORDER BY o, region, unit_id
+""")
 print(json.dumps(out, default=str))

@@ -497,7 +497,7 @@ fn added_kpis_agree_with_duckdb_on_the_raw_csv() {
     let duck = duckdb_json(Command::new(&python).arg(&script).arg(&data));
     let library = QueryLibrary::embedded().unwrap();
     let quarter = [("from", "2026-01-01"), ("to", "2026-04-01")];
-    let checks: [Check; 8] = [
+    let checks: [Check; 9] = [
         (
             "ytd",
             "complaints_ytd",
@@ -585,6 +585,19 @@ fn added_kpis_agree_with_duckdb_on_the_raw_csv() {
                 "rank_contacts",
                 "rank_complaints",
                 "peers",
+            ],
+        ),
+        (
+            "households",
+            "tickets_households",
+            &quarter,
+            &[
+                "level",
+                "unit_id",
+                "region",
+                "items",
+                "households",
+                "closed",
             ],
         ),
         (
