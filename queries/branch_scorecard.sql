@@ -69,7 +69,10 @@ s AS (
 w AS (
     SELECT local_trunc('month', arrived_at) AS month_start,
            branch_id,
-           avg(CAST(date_part('epoch', called_at) - date_part('epoch', arrived_at) AS DOUBLE) / 60.0) AS avg_wait_min
+           -- Summed as integer microseconds: the mean does not depend on the order the
+           -- rows are read in (a float sum would, in its last digits).
+           CAST(sum(date_diff('microsecond', arrived_at, called_at)) AS DOUBLE)
+               / nullif(count(called_at), 0) / 60000000.0 AS avg_wait_min
     FROM visits
     WHERE arrived_at >= {{from:utc}} AND arrived_at < {{to:utc}} AND region LIKE {{region}}
     GROUP BY 1, branch_id

@@ -179,12 +179,13 @@ pub enum Command {
         kefu report --month 2026-12 --region beijing --lang en --out beijing-2026-12")]
     Report(crate::jobs::ReportArgs),
 
-    /// The tour: generate a year of office exports as they really arrive, ingest them day
-    /// by day (one batch per delivery day, as a scheduled job would), run the KPI job,
-    /// write the report.
+    /// The tour: generate 25 months of office exports as they really arrive (December
+    /// 2024 to December 2026, so every 同比 has a value), ingest them day by day (one
+    /// batch per delivery day, as a scheduled job would), run the KPI job, write the
+    /// report.
     ///
-    /// In DIR (default ./kefu-demo): exports/ (about a year of office exports for
-    /// 100,000 customers, with manifest.json), warehouse/, monthly.toml (the example job),
+    /// In DIR (default ./kefu-demo): exports/ (office exports for 100,000 customers,
+    /// with manifest.json), warehouse/, monthly.toml (the example job),
     /// kpi/ (KPI tables, run reports and reports/<month>/index.html).
     Demo(crate::jobs::DemoArgs),
 

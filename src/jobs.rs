@@ -125,11 +125,13 @@ pub struct DemoArgs {
     /// Where the demo's exports, warehouse, KPI tables and report go.
     #[arg(long, default_value = "kefu-demo", value_name = "DIR")]
     pub dir: PathBuf,
-    /// Customers at the start of the year.
+    /// Customers at the start.
     #[arg(long, default_value_t = 100_000)]
     pub customers: u32,
-    /// Days of logs, from 2026-01-01.
-    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(31..=3660))]
+    /// Days of logs, ending on 2026-12-31: the default 761 start on 2024-12-01, 25
+    /// months, so that the December 2026 report has its 13-month trend and every 同比
+    /// (December 2025, January–December 2025 for the year to date) has a value.
+    #[arg(long, default_value_t = 761, value_parser = clap::value_parser!(u32).range(31..=3660))]
     pub days: u32,
     /// No progress bars.
     #[arg(long, short)]
@@ -411,9 +413,11 @@ pub fn demo_command(args: &DemoArgs) -> CliResult {
     std::fs::create_dir_all(&dir).map_err(|e| (exit::IO, format!("{}: {e}", dir.display())))?;
     let progress = BarProgress::new(args.quiet);
     let exports = dir.join("exports");
+    let end = NaiveDate::from_ymd_opt(2027, 1, 1).expect("a date");
     let config = kefu_gen::GenConfig {
         customers: args.customers,
         days: args.days,
+        start: end - chrono::Days::new(u64::from(args.days)),
         messy: true,
         ..kefu_gen::GenConfig::new(&exports)
     };

@@ -211,6 +211,47 @@ document.fonts.load('32px KefuCJK', '客服').then(() => {
     );
     assert_eq!(found["loaded"], true, "{found}");
     assert_eq!(found["embedded_tells_apart"], true, "{found}");
+
+    // The page itself under that setting: every heading, label, mark and table header in
+    // Chinese alone is drawn as wide as the embedded font draws it — an empty box (tofu)
+    // is narrower.
+    let script = format!(
+        r#"<pre id="out"></pre>
+<iframe id="f" src="file://{}" style="width:1280px;height:900px;border:0"></iframe>
+<script>
+document.getElementById('f').addEventListener('load', async () => {{
+  const d = document.getElementById('f').contentDocument;
+  await d.fonts.ready;
+  const g = d.createElement('canvas').getContext('2d');
+  const checked = [], boxes = [];
+  for (const el of d.querySelectorAll('h1, h2, h3, .mark, th, .kpi .name, figcaption')) {{
+    const text = el.textContent;
+    if (el.children.length || !/^[　-〿一-鿿＀-￯]+$/.test(text)) continue;
+    const s = d.defaultView.getComputedStyle(el);
+    g.font = `${{s.fontWeight}} ${{s.fontSize}} KefuCJK`;
+    const range = d.createRange();
+    range.selectNodeContents(el);
+    const drawn = range.getBoundingClientRect().width, embedded = g.measureText(text).width;
+    checked.push(text);
+    if (Math.abs(drawn - embedded) > 1) boxes.push(`${{text}}: ${{drawn}} px, not ${{embedded}}`);
+  }}
+  document.getElementById('out').textContent = JSON.stringify({{ checked, boxes }});
+}});
+</script>"#,
+        page.display()
+    );
+    let found = probe(
+        &chromium,
+        scratch,
+        "cjk-page",
+        &format!(
+            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body>{script}</body></html>"
+        ),
+        Some(&conf),
+    );
+    let checked = found["checked"].as_array().map_or(0, Vec::len);
+    assert!(checked >= 10, "{found}");
+    assert_eq!(found["boxes"], serde_json::json!([]), "{found}");
 }
 
 /// The report on a phone (390 px wide): nothing wider than the screen, every chart scaled

@@ -164,19 +164,21 @@ impl World {
             let (code, zh) = CITIES[i];
             let share = w / total;
             let customers = cfg.customers as f64 * share;
-            let n_branches = ((customers / 2500.0).ceil() as usize).clamp(2, 99);
-            // Halls are staffed for their usual peak hour with little slack (about 19% of a
-            // day's visits arrive in the busiest hour; a visit takes about 9 minutes), so
-            // queues build up at peaks and on busy days, as they do in real halls.
+            // A hall serves about 2,500 customers: a small region has one.
+            let n_branches = ((customers / 2500.0).round() as usize).clamp(1, 99);
+            // Halls are staffed for an ordinary hour, not for the peak (about 19% of a
+            // day's visits arrive in the busiest hour; a visit takes about 9 minutes):
+            // at peaks every window is busy and the queue grows, in quiet hours it drains,
+            // as in real halls. The same holds at any scale: a small hall has one window.
             let visits_per_day =
                 customers * cfg.visits_per_customer_month * 1.25 / 30.4 / n_branches as f64;
             let peak_load = visits_per_day * 0.19 * 9.0 / 60.0;
             let branches = (0..n_branches)
                 .map(|b| {
                     let id = format!("{code}-{:02}", b + 1);
-                    let windows = (peak_load * rng.random_range(0.85..1.15))
+                    let windows = (peak_load * rng.random_range(0.8..1.05))
                         .round()
-                        .clamp(2.0, 12.0) as u8;
+                        .clamp(1.0, 12.0) as u8;
                     Branch {
                         window_ids: (1..=windows).map(|w| format!("W{w:02}")).collect(),
                         staff_ids: (1..=windows).map(|w| format!("{id}-S{w:02}")).collect(),
@@ -185,9 +187,10 @@ impl World {
                     }
                 })
                 .collect();
-            // Enough agents for the peak hour at roughly 8 calls per agent-hour.
+            // Seats for the peak hour at roughly 8 calls per agent-hour, and a roster 2.2
+            // times that: agents work one shift five days a week, with leave and training.
             let peak_hour_calls = calls_per_day * share * 0.09;
-            let agents = ((peak_hour_calls / 8.0).ceil() as u32).max(3);
+            let agents = ((peak_hour_calls / 8.0 * 2.2).ceil() as u32).max(3);
             let owners = ((customers / 1500.0).ceil() as u32).max(2);
             regions.push(Region {
                 code: code.to_string(),

@@ -1616,32 +1616,25 @@ impl Figures {
             });
         }
         let net = count("net_customer_change");
+        let [level, abandon, contact, coverage, same_day, within, hall] = [
+            "service_level",
+            "abandon_rate",
+            "first_contact_rate",
+            "callback_coverage",
+            "callback_same_day",
+            "callback_within_3_days",
+            "hall_waits_over_10_min",
+        ]
+        .map(value);
+        let (new_customers, net_customers) = (whole(count("new_customers")), whole(net.abs()));
         parts.push(match lang {
             Lang::Zh => format!(
-                "热线服务水平 {}，放弃率 {}；工单派单后 2 小时内首次联系客户的占 {}。回访覆盖率 {}，当日回访 {}，3 日内回访 {}。网点等候超过 10 分钟的客户占 {}。{this}新增客户 {} 户，客户{} {} 户。",
-                value("service_level"),
-                value("abandon_rate"),
-                value("first_contact_rate"),
-                value("callback_coverage"),
-                value("callback_same_day"),
-                value("callback_within_3_days"),
-                value("hall_waits_over_10_min"),
-                whole(count("new_customers")),
+                "热线服务水平 {level}，放弃率 {abandon}；工单派单后 2 小时内首次联系客户的占 {contact}。回访覆盖率 {coverage}，当日回访 {same_day}，3 日内回访 {within}。网点等候超过 10 分钟的客户占 {hall}。{this}新增客户 {new_customers} 户，客户{} {net_customers} 户。",
                 if net >= 0.0 { "净增" } else { "净减" },
-                whole(net.abs()),
             ),
             Lang::En => format!(
-                "Service level {}, abandon rate {}; {} of dispatched tickets were first contacted within 2 hours. Callback coverage {}, {} the same day, {} within 3 days. {} of branch-hall customers waited over 10 minutes. {} new customers {this}, a net {} of {}.",
-                value("service_level"),
-                value("abandon_rate"),
-                value("first_contact_rate"),
-                value("callback_coverage"),
-                value("callback_same_day"),
-                value("callback_within_3_days"),
-                value("hall_waits_over_10_min"),
-                whole(count("new_customers")),
+                "Service level {level}, abandon rate {abandon}; {contact} of dispatched tickets were first contacted within 2 hours. Callback coverage {coverage}, {same_day} the same day, {within} within 3 days. {hall} of branch-hall customers waited over 10 minutes. {new_customers} new customers {this}, a net {} of {net_customers}.",
                 if net >= 0.0 { "gain" } else { "loss" },
-                whole(net.abs()),
             ),
         });
         parts.push(match lang {
