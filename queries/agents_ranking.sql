@@ -37,10 +37,18 @@ WITH contacts AS (
       AND month BETWEEN {{from:month}} AND {{to:month}}
       AND region LIKE {{region}}
 ),
-work AS (
-    SELECT period, region, staff_id, count(*) AS contacts, count(DISTINCT day) AS days,
-           avg(score) AS survey_score
+daily AS (
+    -- One row per person and local day first, so that working days are a count of rows
+    -- (a DISTINCT count over millions of contacts is the slow way).
+    SELECT period, region, staff_id, day, count(*) AS contacts,
+           sum(score) AS score_sum, count(score) AS scores
     FROM contacts
+    GROUP BY period, region, staff_id, day
+),
+work AS (
+    SELECT period, region, staff_id, sum(contacts) AS contacts, count(*) AS days,
+           CAST(sum(score_sum) AS DOUBLE) / nullif(sum(scores), 0) AS survey_score
+    FROM daily
     GROUP BY period, region, staff_id
 ),
 complaints AS (
@@ -81,28 +89,39 @@ satisfaction AS (
     GROUP BY period, region, staff_id
 ),
 people AS (
-    SELECT period, region, staff_id FROM work
-    UNION
-    SELECT period, region, staff_id FROM complaints
-    UNION
-    SELECT period, region, staff_id FROM satisfaction
+    -- The three measures side by side, one row per person: each computed once (a union
+    -- of their keys joined back to them would compute each twice).
+    SELECT period, region, staff_id,
+           max(contacts) AS contacts, max(days) AS days, max(survey_score) AS survey_score,
+           max(complaints) AS complaints, max(scored) AS scored,
+           max(callback_satisfaction) AS callback_satisfaction
+    FROM (
+        SELECT period, region, staff_id, contacts, days, survey_score,
+               CAST(NULL AS BIGINT) AS complaints, CAST(NULL AS BIGINT) AS scored,
+               CAST(NULL AS DOUBLE) AS callback_satisfaction
+        FROM work
+        UNION ALL
+        SELECT period, region, staff_id, NULL, NULL, NULL, complaints, NULL, NULL
+        FROM complaints
+        UNION ALL
+        SELECT period, region, staff_id, NULL, NULL, NULL, NULL, scored, callback_satisfaction
+        FROM satisfaction
+    ) m
+    GROUP BY period, region, staff_id
 ),
 measures AS (
     SELECT
         p.period, p.region, p.staff_id,
         coalesce(s.name_zh, p.staff_id) AS name,
         coalesce(s.role, 'unknown') AS role,
-        coalesce(w.contacts, 0) AS contacts,
-        coalesce(w.days, 0) AS days,
-        CAST(w.contacts AS DOUBLE) / w.days AS contacts_per_day,
-        w.survey_score,
-        coalesce(c.complaints, 0) AS complaints,
-        coalesce(f.scored, 0) AS callbacks_scored,
-        f.callback_satisfaction
+        coalesce(p.contacts, 0) AS contacts,
+        coalesce(p.days, 0) AS days,
+        CAST(p.contacts AS DOUBLE) / p.days AS contacts_per_day,
+        p.survey_score,
+        coalesce(p.complaints, 0) AS complaints,
+        coalesce(p.scored, 0) AS callbacks_scored,
+        p.callback_satisfaction
     FROM people p
-    LEFT JOIN work w ON w.period = p.period AND w.region = p.region AND w.staff_id = p.staff_id
-    LEFT JOIN complaints c ON c.period = p.period AND c.region = p.region AND c.staff_id = p.staff_id
-    LEFT JOIN satisfaction f ON f.period = p.period AND f.region = p.region AND f.staff_id = p.staff_id
     LEFT JOIN staff s ON s.staff_id = p.staff_id
 )
 SELECT

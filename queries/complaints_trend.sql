@@ -26,32 +26,36 @@ WITH counts AS (
       AND region LIKE {{region}}
     GROUP BY 1, region
 ),
-keys AS (
-    -- Each period with complaints, and the periods that compare against one.
-    SELECT period, region FROM counts
-    UNION
-    SELECT period_shift({{period}}, period, 1), region FROM counts
-    UNION
-    SELECT CASE {{period}} WHEN 'week' THEN period_shift('week', period, 52)
-        ELSE period_shift('year', period, 1) END, region FROM counts
+shifted AS (
+    -- Each count three times, from one scan of counts: in its own period, as the
+    -- previous period of the next one, and as the year-earlier period of the one a year
+    -- (52 weeks) on. (Joining counts to itself would read the tickets once per join.)
+    SELECT
+        CASE s.slot
+            WHEN 0 THEN c.period
+            WHEN 1 THEN period_shift({{period}}, c.period, 1)
+            ELSE CASE {{period}} WHEN 'week' THEN period_shift('week', c.period, 52)
+                ELSE period_shift('year', c.period, 1) END
+        END AS period,
+        c.region,
+        CASE WHEN s.slot = 0 THEN c.complaints END AS complaints,
+        CASE WHEN s.slot = 1 THEN c.complaints END AS previous_period,
+        CASE WHEN s.slot = 2 THEN c.complaints END AS year_earlier
+    FROM counts c
+    CROSS JOIN (VALUES (0), (1), (2)) AS s(slot)
 )
 SELECT
-    k.period,
-    k.region,
-    coalesce(c.complaints, 0) AS complaints,
-    coalesce(p.complaints, 0) AS previous_period,
-    CAST(coalesce(c.complaints, 0) - p.complaints AS DOUBLE) / p.complaints AS change_vs_previous,
-    coalesce(y.complaints, 0) AS year_earlier,
-    CAST(coalesce(c.complaints, 0) - y.complaints AS DOUBLE) / y.complaints AS change_vs_year_earlier
-FROM keys k
-LEFT JOIN counts c ON c.period = k.period AND c.region = k.region
-LEFT JOIN counts p
-    ON p.region = k.region
-   AND p.period = period_shift({{period}}, k.period, -1)
-LEFT JOIN counts y
-    ON y.region = k.region
-   AND y.period = CASE {{period}} WHEN 'week' THEN period_shift('week', k.period, -52)
-        ELSE period_shift('year', k.period, -1) END
-WHERE k.period >= period_start({{period}}, {{from}})
-  AND k.period < {{to}}
-ORDER BY k.period, k.region
+    period,
+    region,
+    coalesce(sum(complaints), 0) AS complaints,
+    coalesce(sum(previous_period), 0) AS previous_period,
+    CAST(coalesce(sum(complaints), 0) - sum(previous_period) AS DOUBLE) / sum(previous_period)
+        AS change_vs_previous,
+    coalesce(sum(year_earlier), 0) AS year_earlier,
+    CAST(coalesce(sum(complaints), 0) - sum(year_earlier) AS DOUBLE) / sum(year_earlier)
+        AS change_vs_year_earlier
+FROM shifted
+WHERE period >= period_start({{period}}, {{from}})
+  AND period < {{to}}
+GROUP BY period, region
+ORDER BY period, region

@@ -25,7 +25,7 @@ WITH v AS (
 ),
 events AS (
     -- +1 when a customer starts waiting, 0 for one who leaves at once, -1 when called.
-    SELECT region, branch_id, arrived_at AS at, CASE WHEN called_at IS NULL THEN 0 ELSE 1 END AS delta,
+    SELECT region, branch_id, arrived_at AS moment, CASE WHEN called_at IS NULL THEN 0 ELSE 1 END AS delta,
            1 AS arrival
     FROM v
     UNION ALL
@@ -34,25 +34,26 @@ events AS (
     WHERE called_at IS NOT NULL
 ),
 queue AS (
-    SELECT region, branch_id, at, delta, arrival,
-           sum(delta) OVER (PARTITION BY branch_id ORDER BY at, delta
+    SELECT region, branch_id, moment, delta, arrival,
+           sum(delta) OVER (PARTITION BY branch_id ORDER BY moment, delta
                             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS waiting,
-           lead(at) OVER (PARTITION BY branch_id ORDER BY at, delta) AS next_at
+           lead(moment) OVER (PARTITION BY branch_id ORDER BY moment, delta) AS next_at
     FROM events
 )
 SELECT
-    local_trunc({{period}}, at) AS period,
+    local_trunc({{period}}, moment) AS period,
     region,
     branch_id,
     sum(arrival) AS arrivals,
     max(waiting) AS peak_waiting,
-    coalesce(sum(CAST(date_diff('microsecond', at, next_at) AS DOUBLE) / 60000000.0)
-        FILTER (WHERE waiting > {{limit}}), 0) AS minutes_over_limit,
-    count(DISTINCT local_date(at)) FILTER (WHERE waiting > {{limit}}) AS days_over_limit,
+    -- Summed as integer microseconds: the total does not depend on the read order.
+    coalesce(CAST(sum(date_diff('microsecond', moment, next_at))
+        FILTER (WHERE waiting > {{limit}}) AS DOUBLE) / 60000000.0, 0) AS minutes_over_limit,
+    count(DISTINCT local_date(moment)) FILTER (WHERE waiting > {{limit}}) AS days_over_limit,
     count(*) FILTER (WHERE arrival = 1 AND waiting - delta > {{limit}}) AS arrivals_over_limit,
     CAST(count(*) FILTER (WHERE arrival = 1 AND waiting - delta > {{limit}}) AS DOUBLE)
         / nullif(sum(arrival), 0) AS arrivals_over_limit_share
 FROM queue
-WHERE at < {{to:utc}}
+WHERE moment < {{to:utc}}
 GROUP BY 1, region, branch_id
 ORDER BY 1, region, branch_id
