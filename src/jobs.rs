@@ -520,7 +520,8 @@ pub fn demo_command(args: &DemoArgs) -> CliResult {
     println!(
         "  {kefu} sql --warehouse {w} -e \"SELECT branch_id, round(avg(date_diff('second', arrived_at, called_at)) / 60, 1) AS avg_wait_min FROM visits WHERE called_at IS NOT NULL GROUP BY 1 ORDER BY 2 DESC LIMIT 5\""
     );
-    println!("\nOr a named KPI query (kefu query --list shows all 20):");
+    let named = kefu_sql::QueryLibrary::embedded().map_or(0, |l| l.iter().count());
+    println!("\nOr a named KPI query (kefu query --list shows all {named}):");
     println!(
         "  {kefu} query churn_at_risk --warehouse {w} --param as_of={run_date} --param top=10"
     );
