@@ -11,7 +11,7 @@
 --   = (very_satisfied + satisfied) / scored. Peers = staff of the same region and role
 --   (staff.role; 'unknown' for people the staff table does not list); ranks 1 = best:
 --   most contacts per day, fewest complaints, highest satisfaction (ties share a rank;
---   NULL where the person has no such measure). name = staff.name_zh, else the code.
+--   NULL where the person has no such measure). staff_name = staff.name_zh, else the code.
 -- grain: one row per period (local day, week, month, quarter, half year or year) x region x staff member with contacts, complaints or scored callbacks
 -- param: from date 2026-01-01 first local day, inclusive
 -- param: to date 2026-02-01 end local day, exclusive
@@ -112,7 +112,7 @@ people AS (
 measures AS (
     SELECT
         p.period, p.region, p.staff_id,
-        coalesce(s.name_zh, p.staff_id) AS name,
+        coalesce(s.name_zh, p.staff_id) AS staff_name,
         coalesce(s.role, 'unknown') AS role,
         coalesce(p.contacts, 0) AS contacts,
         coalesce(p.days, 0) AS days,
@@ -123,17 +123,23 @@ measures AS (
         p.callback_satisfaction
     FROM people p
     LEFT JOIN staff s ON s.staff_id = p.staff_id
+),
+result AS (
+    SELECT
+        period, region, staff_id, staff_name, role, contacts, days, contacts_per_day, survey_score,
+        complaints, callbacks_scored, callback_satisfaction,
+        CASE WHEN contacts_per_day IS NOT NULL THEN rank() OVER (
+            PARTITION BY period, region, role, contacts_per_day IS NULL
+            ORDER BY contacts_per_day DESC) END AS rank_contacts,
+        rank() OVER (PARTITION BY period, region, role ORDER BY complaints) AS rank_complaints,
+        CASE WHEN callback_satisfaction IS NOT NULL THEN rank() OVER (
+            PARTITION BY period, region, role, callback_satisfaction IS NULL
+            ORDER BY callback_satisfaction DESC) END AS rank_satisfaction,
+        count(*) OVER (PARTITION BY period, region, role) AS peers
+    FROM measures
 )
-SELECT
-    period, region, staff_id, name, role, contacts, days, contacts_per_day, survey_score,
-    complaints, callbacks_scored, callback_satisfaction,
-    CASE WHEN contacts_per_day IS NOT NULL THEN rank() OVER (
-        PARTITION BY period, region, role, contacts_per_day IS NULL
-        ORDER BY contacts_per_day DESC) END AS rank_contacts,
-    rank() OVER (PARTITION BY period, region, role ORDER BY complaints) AS rank_complaints,
-    CASE WHEN callback_satisfaction IS NOT NULL THEN rank() OVER (
-        PARTITION BY period, region, role, callback_satisfaction IS NULL
-        ORDER BY callback_satisfaction DESC) END AS rank_satisfaction,
-    count(*) OVER (PARTITION BY period, region, role) AS peers
-FROM measures
-ORDER BY period, region, role, staff_id
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+ORDER BY result.period, result.region, result.role, result.staff_id

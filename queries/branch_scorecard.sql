@@ -139,11 +139,19 @@ placed AS (
         row_number() OVER (PARTITION BY month_start ORDER BY score DESC, branch_id) AS rank_from_top,
         row_number() OVER (PARTITION BY month_start ORDER BY score ASC, branch_id) AS rank_from_bottom
     FROM scored
+),
+result AS (
+    SELECT month_start AS month, region, branch_id, score,
+           CASE WHEN rank_from_top <= {{top}} THEN 'top' ELSE 'bottom' END AS place,
+           rank_from_top AS rank,
+           customers, complaints_per_1k, satisfaction, on_time_rate, avg_wait_min
+    FROM placed
+    WHERE rank_from_top <= {{top}} OR rank_from_bottom <= {{top}}
 )
-SELECT month_start AS month, region, branch_id, score,
-       CASE WHEN rank_from_top <= {{top}} THEN 'top' ELSE 'bottom' END AS place,
-       rank_from_top AS rank,
-       customers, complaints_per_1k, satisfaction, on_time_rate, avg_wait_min
-FROM placed
-WHERE rank_from_top <= {{top}} OR rank_from_bottom <= {{top}}
-ORDER BY month, rank
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name,
+       coalesce(nullif(n_branch.name_zh, ''), result.branch_id) AS branch_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+LEFT JOIN org_units n_branch ON n_branch.unit_id = result.branch_id
+ORDER BY result.month, result.rank

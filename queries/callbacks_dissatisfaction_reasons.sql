@@ -26,8 +26,14 @@ ranked AS (
            row_number() OVER (PARTITION BY period, region ORDER BY count(*) DESC, reason) AS rank
     FROM d
     GROUP BY period, region, reason
+),
+result AS (
+    SELECT period, region, rank, reason, dissatisfied, share
+    FROM ranked
+    WHERE rank <= {{top}}
 )
-SELECT period, region, rank, reason, dissatisfied, share
-FROM ranked
-WHERE rank <= {{top}}
-ORDER BY period, region, rank
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+ORDER BY result.period, result.region, result.rank

@@ -43,23 +43,29 @@ follow_up AS (
 ),
 observed AS (
     SELECT max(performed_at) AS last_callback FROM callbacks
+),
+result AS (
+    SELECT
+        n.period,
+        n.region,
+        n.need,
+        count(*) AS needing,
+        count(f.followed_at) AS followed_up,
+        count(*) FILTER (WHERE date_diff('microsecond', n.performed_at, f.followed_at)
+            <= {{within_days}} * 86400000000) AS in_time,
+        CAST(count(f.followed_at) AS DOUBLE) / count(*) AS follow_up_rate,
+        median(CAST(date_diff('microsecond', n.performed_at, f.followed_at) AS DOUBLE) / 3600000000.0)
+            AS median_hours,
+        count(*) - count(f.followed_at) AS not_followed_up,
+        coalesce(bool_or(f.followed_at IS NULL AND date_diff('microsecond', n.performed_at,
+            o.last_callback) < {{within_days}} * 86400000000), false) AS provisional
+    FROM needing n
+    LEFT JOIN follow_up f ON f.callback_id = n.callback_id
+    CROSS JOIN observed o
+    GROUP BY n.period, n.region, n.need
 )
-SELECT
-    n.period,
-    n.region,
-    n.need,
-    count(*) AS needing,
-    count(f.followed_at) AS followed_up,
-    count(*) FILTER (WHERE date_diff('microsecond', n.performed_at, f.followed_at)
-        <= {{within_days}} * 86400000000) AS in_time,
-    CAST(count(f.followed_at) AS DOUBLE) / count(*) AS follow_up_rate,
-    median(CAST(date_diff('microsecond', n.performed_at, f.followed_at) AS DOUBLE) / 3600000000.0)
-        AS median_hours,
-    count(*) - count(f.followed_at) AS not_followed_up,
-    coalesce(bool_or(f.followed_at IS NULL AND date_diff('microsecond', n.performed_at,
-        o.last_callback) < {{within_days}} * 86400000000), false) AS provisional
-FROM needing n
-LEFT JOIN follow_up f ON f.callback_id = n.callback_id
-CROSS JOIN observed o
-GROUP BY n.period, n.region, n.need
-ORDER BY n.period, n.region, n.need
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+ORDER BY result.period, result.region, result.need

@@ -60,27 +60,33 @@ per_ticket AS (
 ),
 observed AS (
     SELECT max(performed_at) AS last_callback FROM callbacks
+),
+result AS (
+    SELECT
+        p.period,
+        p.region,
+        count(*) AS completed,
+        count(p.first_callback_at) AS called_back,
+        CAST(count(p.first_callback_at) AS DOUBLE) / count(*) AS coverage,
+        CAST(count(*) FILTER (WHERE local_date(p.first_callback_at) = local_date(p.resolved_at)) AS DOUBLE)
+            / nullif(count(p.first_callback_at), 0) AS same_day_rate,
+        CAST(count(*) FILTER (WHERE date_diff('microsecond', p.resolved_at, p.first_callback_at) <= {{within_days}} * 86400000000) AS DOUBLE)
+            / nullif(count(p.first_callback_at), 0) AS within_days_rate,
+        -- No callbacks at all: no scores to count (null), not zero.
+        CASE WHEN sum(p.callbacks) > 0 THEN count(*) FILTER (WHERE p.last_score IN ('very_satisfied', 'satisfied')) END AS satisfied,
+        CASE WHEN sum(p.callbacks) > 0 THEN count(*) FILTER (WHERE p.last_score = 'dissatisfied') END AS dissatisfied,
+        CAST(count(*) FILTER (WHERE p.last_score IN ('very_satisfied', 'satisfied')) AS DOUBLE)
+            / nullif(count(p.last_score), 0) AS satisfaction,
+        sum(p.failed_automatic) AS failed_automatic,
+        sum(p.failed_followed_up) AS failed_followed_up,
+        coalesce(date_diff('microsecond', max(p.resolved_at), max(o.last_callback)) < {{within_days}} * 86400000000, true)
+            AS provisional
+    FROM per_ticket p
+    CROSS JOIN observed o
+    GROUP BY p.period, p.region
 )
-SELECT
-    p.period,
-    p.region,
-    count(*) AS completed,
-    count(p.first_callback_at) AS called_back,
-    CAST(count(p.first_callback_at) AS DOUBLE) / count(*) AS coverage,
-    CAST(count(*) FILTER (WHERE local_date(p.first_callback_at) = local_date(p.resolved_at)) AS DOUBLE)
-        / nullif(count(p.first_callback_at), 0) AS same_day_rate,
-    CAST(count(*) FILTER (WHERE date_diff('microsecond', p.resolved_at, p.first_callback_at) <= {{within_days}} * 86400000000) AS DOUBLE)
-        / nullif(count(p.first_callback_at), 0) AS within_days_rate,
-    -- No callbacks at all: no scores to count (null), not zero.
-    CASE WHEN sum(p.callbacks) > 0 THEN count(*) FILTER (WHERE p.last_score IN ('very_satisfied', 'satisfied')) END AS satisfied,
-    CASE WHEN sum(p.callbacks) > 0 THEN count(*) FILTER (WHERE p.last_score = 'dissatisfied') END AS dissatisfied,
-    CAST(count(*) FILTER (WHERE p.last_score IN ('very_satisfied', 'satisfied')) AS DOUBLE)
-        / nullif(count(p.last_score), 0) AS satisfaction,
-    sum(p.failed_automatic) AS failed_automatic,
-    sum(p.failed_followed_up) AS failed_followed_up,
-    coalesce(date_diff('microsecond', max(p.resolved_at), max(o.last_callback)) < {{within_days}} * 86400000000, true)
-        AS provisional
-FROM per_ticket p
-CROSS JOIN observed o
-GROUP BY p.period, p.region
-ORDER BY p.period, p.region
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+ORDER BY result.period, result.region

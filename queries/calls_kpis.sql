@@ -39,28 +39,36 @@ WITH offered AS (
       AND ivr_entered_at < {{to:utc}}
       AND month BETWEEN {{from:month}} AND {{to:month}}
       AND region LIKE {{region}}
+),
+result AS (
+    SELECT
+        period,
+        region,
+        queue,
+        count(*) AS offered,
+        count(*) FILTER (WHERE answered) AS answered,
+        count(*) FILTER (WHERE abandoned) AS abandoned,
+        count(*) FILTER (WHERE abandoned AND wait_s < {{short}}) AS short_abandons,
+        CAST(count(*) FILTER (WHERE answered) AS DOUBLE) / nullif(count(*), 0) AS answer_rate,
+        CAST(count(*) FILTER (WHERE abandoned) AS DOUBLE) / nullif(count(*), 0) AS abandon_rate,
+        CAST(count(*) FILTER (WHERE answered AND wait_s <= t_s) AS DOUBLE)
+            / nullif(count(*), 0) AS service_level,
+        CAST(count(*) FILTER (WHERE answered AND wait_s <= t_s) AS DOUBLE)
+            / nullif(count(*) - count(*) FILTER (WHERE abandoned AND wait_s < {{short}}), 0)
+            AS service_level_excl_short,
+        max(t_s) AS service_level_t,
+        max(service_level_target) / 100.0 AS service_level_target,
+        CAST(sum(wait_s) FILTER (WHERE answered) AS DOUBLE)
+            / nullif(count(*) FILTER (WHERE answered), 0) AS asa_s,
+        CAST(sum(coalesce(talk_s, 0) + coalesce(hold_s, 0) + coalesce(wrap_s, 0)) FILTER (WHERE answered) AS DOUBLE)
+            / nullif(count(*) FILTER (WHERE answered), 0) AS aht_s
+    FROM offered
+    GROUP BY period, region, queue
 )
-SELECT
-    period,
-    region,
-    queue,
-    count(*) AS offered,
-    count(*) FILTER (WHERE answered) AS answered,
-    count(*) FILTER (WHERE abandoned) AS abandoned,
-    count(*) FILTER (WHERE abandoned AND wait_s < {{short}}) AS short_abandons,
-    CAST(count(*) FILTER (WHERE answered) AS DOUBLE) / nullif(count(*), 0) AS answer_rate,
-    CAST(count(*) FILTER (WHERE abandoned) AS DOUBLE) / nullif(count(*), 0) AS abandon_rate,
-    CAST(count(*) FILTER (WHERE answered AND wait_s <= t_s) AS DOUBLE)
-        / nullif(count(*), 0) AS service_level,
-    CAST(count(*) FILTER (WHERE answered AND wait_s <= t_s) AS DOUBLE)
-        / nullif(count(*) - count(*) FILTER (WHERE abandoned AND wait_s < {{short}}), 0)
-        AS service_level_excl_short,
-    max(t_s) AS service_level_t,
-    max(service_level_target) / 100.0 AS service_level_target,
-    CAST(sum(wait_s) FILTER (WHERE answered) AS DOUBLE)
-        / nullif(count(*) FILTER (WHERE answered), 0) AS asa_s,
-    CAST(sum(coalesce(talk_s, 0) + coalesce(hold_s, 0) + coalesce(wrap_s, 0)) FILTER (WHERE answered) AS DOUBLE)
-        / nullif(count(*) FILTER (WHERE answered), 0) AS aht_s
-FROM offered
-GROUP BY period, region, queue
-ORDER BY period, region, queue
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name,
+       coalesce(nullif(n_queue.name_zh, ''), result.queue) AS queue_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+LEFT JOIN queues n_queue ON n_queue.queue = result.queue
+ORDER BY result.period, result.region, result.queue

@@ -26,15 +26,21 @@ WITH handled AS (
       AND ivr_entered_at >= {{from:utc}}
       AND ivr_entered_at < {{to:utc}} + {{days:days}}
       AND region LIKE {{region}}
+),
+result AS (
+    SELECT
+        local_trunc({{period}}, ivr_entered_at) AS period,
+        region,
+        count(*) AS handled,
+        count(*) FILTER (WHERE date_diff('microsecond', ivr_entered_at, next_call_at) <= {{days}} * 86400000000) AS repeated,
+        CAST(count(*) FILTER (WHERE date_diff('microsecond', ivr_entered_at, next_call_at) <= {{days}} * 86400000000) AS DOUBLE)
+            / count(*) AS repeat_rate
+    FROM handled
+    WHERE ivr_entered_at < {{to:utc}}
+    GROUP BY 1, region
 )
-SELECT
-    local_trunc({{period}}, ivr_entered_at) AS period,
-    region,
-    count(*) AS handled,
-    count(*) FILTER (WHERE date_diff('microsecond', ivr_entered_at, next_call_at) <= {{days}} * 86400000000) AS repeated,
-    CAST(count(*) FILTER (WHERE date_diff('microsecond', ivr_entered_at, next_call_at) <= {{days}} * 86400000000) AS DOUBLE)
-        / count(*) AS repeat_rate
-FROM handled
-WHERE ivr_entered_at < {{to:utc}}
-GROUP BY 1, region
-ORDER BY 1, region
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+ORDER BY 1, result.region

@@ -11,25 +11,31 @@
 -- param: to date 2026-02-01 end local day, exclusive
 -- param: period text month day, week, month, quarter, half (1 Jan-30 Jun, 1 Jul-31 Dec) or year
 -- param: region text % region code (LIKE pattern; % for all)
-SELECT
-    local_trunc({{period}}, ivr_entered_at) AS period,
-    region,
-    count(*) AS inbound,
-    count(*) FILTER (WHERE outcome = 'ivr_self_service') AS ivr_self_service,
-    CAST(count(*) FILTER (WHERE outcome = 'ivr_self_service') AS DOUBLE) / count(*) AS ivr_share,
-    count(answered_at) AS handled,
-    count(*) FILTER (WHERE answered_at IS NOT NULL AND transfers > 0) AS transferred,
-    CAST(count(*) FILTER (WHERE answered_at IS NOT NULL AND transfers > 0) AS DOUBLE)
-        / nullif(count(answered_at), 0) AS transfer_rate,
-    count(score) FILTER (WHERE answered_at IS NOT NULL) AS surveyed,
-    avg(CAST(score AS DOUBLE)) FILTER (WHERE answered_at IS NOT NULL) AS mean_score,
-    CAST(count(*) FILTER (WHERE answered_at IS NOT NULL AND score >= 4) AS DOUBLE)
-        / nullif(count(score) FILTER (WHERE answered_at IS NOT NULL), 0) AS satisfied_share
-FROM calls
-WHERE direction = 'inbound'
-  AND ivr_entered_at >= {{from:utc}}
-  AND ivr_entered_at < {{to:utc}}
-  AND month BETWEEN {{from:month}} AND {{to:month}}
-  AND region LIKE {{region}}
-GROUP BY 1, region
-ORDER BY 1, region
+WITH result AS (
+    SELECT
+        local_trunc({{period}}, ivr_entered_at) AS period,
+        region,
+        count(*) AS inbound,
+        count(*) FILTER (WHERE outcome = 'ivr_self_service') AS ivr_self_service,
+        CAST(count(*) FILTER (WHERE outcome = 'ivr_self_service') AS DOUBLE) / count(*) AS ivr_share,
+        count(answered_at) AS handled,
+        count(*) FILTER (WHERE answered_at IS NOT NULL AND transfers > 0) AS transferred,
+        CAST(count(*) FILTER (WHERE answered_at IS NOT NULL AND transfers > 0) AS DOUBLE)
+            / nullif(count(answered_at), 0) AS transfer_rate,
+        count(score) FILTER (WHERE answered_at IS NOT NULL) AS surveyed,
+        avg(CAST(score AS DOUBLE)) FILTER (WHERE answered_at IS NOT NULL) AS mean_score,
+        CAST(count(*) FILTER (WHERE answered_at IS NOT NULL AND score >= 4) AS DOUBLE)
+            / nullif(count(score) FILTER (WHERE answered_at IS NOT NULL), 0) AS satisfied_share
+    FROM calls
+    WHERE direction = 'inbound'
+      AND ivr_entered_at >= {{from:utc}}
+      AND ivr_entered_at < {{to:utc}}
+      AND month BETWEEN {{from:month}} AND {{to:month}}
+      AND region LIKE {{region}}
+    GROUP BY 1, region
+)
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+ORDER BY 1, result.region

@@ -42,17 +42,23 @@ per_channel AS (
     SELECT period, region, channel, sum(n) AS contacts
     FROM contacts
     GROUP BY period, region, channel
+),
+result AS (
+    SELECT
+        period,
+        region,
+        channel,
+        CASE channel WHEN 'hotline' THEN '热线' WHEN 'ivr' THEN '自助语音' WHEN 'callback' THEN '回呼'
+            WHEN 'hall' THEN '营业厅' WHEN 'web' THEN '网站' WHEN 'app' THEN '手机APP'
+            WHEN 'wechat' THEN '微信' WHEN 'letter' THEN '信函' WHEN 'email' THEN '电子邮件'
+            WHEN 'walk_in' THEN '上门' WHEN 'regulator_transfer' THEN '监管转办' ELSE '其他' END
+            AS channel_name,
+        contacts,
+        CAST(contacts AS DOUBLE) / sum(contacts) OVER (PARTITION BY period, region) AS share
+    FROM per_channel
 )
-SELECT
-    period,
-    region,
-    channel,
-    CASE channel WHEN 'hotline' THEN '热线' WHEN 'ivr' THEN '自助语音' WHEN 'callback' THEN '回呼'
-        WHEN 'hall' THEN '营业厅' WHEN 'web' THEN '网站' WHEN 'app' THEN '手机APP'
-        WHEN 'wechat' THEN '微信' WHEN 'letter' THEN '信函' WHEN 'email' THEN '电子邮件'
-        WHEN 'walk_in' THEN '上门' WHEN 'regulator_transfer' THEN '监管转办' ELSE '其他' END
-        AS channel_name,
-    contacts,
-    CAST(contacts AS DOUBLE) / sum(contacts) OVER (PARTITION BY period, region) AS share
-FROM per_channel
-ORDER BY period, region, channel
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+ORDER BY result.period, result.region, result.channel

@@ -60,8 +60,13 @@ scored AS (
     WHERE (k.closed_at IS NULL OR k.closed_at >= {{as_of:utc}})
       AND k.opened_at < {{as_of:utc}}
       AND k.region LIKE {{region}}
+),
+result AS (
+    SELECT * FROM scored
+    WHERE risk_score >= {{min_score}}
 )
-SELECT * FROM scored
-WHERE risk_score >= {{min_score}}
-ORDER BY risk_score DESC, customer_id
-LIMIT {{top}}
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+ORDER BY result.risk_score DESC, result.customer_id LIMIT {{top}}

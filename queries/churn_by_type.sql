@@ -35,18 +35,24 @@ lost AS (
     SELECT p.period_start, c.region, c.churn_type, count(*) AS closed
     FROM periods p JOIN cust c ON c.closed >= p.period_start AND c.closed < p.period_end
     GROUP BY p.period_start, c.region, c.churn_type
+),
+result AS (
+    SELECT
+        l.period_start AS period,
+        l.region,
+        l.churn_type,
+        CASE l.churn_type WHEN 'natural' THEN '自然' WHEN 'competitive' THEN '竞争'
+            WHEN 'malicious' THEN '恶意' WHEN 'service_failure' THEN '过失' ELSE '未知' END
+            AS churn_type_name,
+        l.closed,
+        CAST(l.closed AS DOUBLE) / sum(l.closed) OVER (PARTITION BY l.period_start, l.region) AS share,
+        coalesce(s.at_start, 0) AS at_start,
+        CAST(l.closed AS DOUBLE) / nullif(s.at_start, 0) AS rate
+    FROM lost l
+    LEFT JOIN at_start s ON s.period_start = l.period_start AND s.region = l.region
 )
-SELECT
-    l.period_start AS period,
-    l.region,
-    l.churn_type,
-    CASE l.churn_type WHEN 'natural' THEN '自然' WHEN 'competitive' THEN '竞争'
-        WHEN 'malicious' THEN '恶意' WHEN 'service_failure' THEN '过失' ELSE '未知' END
-        AS churn_type_name,
-    l.closed,
-    CAST(l.closed AS DOUBLE) / sum(l.closed) OVER (PARTITION BY l.period_start, l.region) AS share,
-    coalesce(s.at_start, 0) AS at_start,
-    CAST(l.closed AS DOUBLE) / nullif(s.at_start, 0) AS rate
-FROM lost l
-LEFT JOIN at_start s ON s.period_start = l.period_start AND s.region = l.region
-ORDER BY period, l.region, l.churn_type
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+ORDER BY result.period, result.region, result.churn_type

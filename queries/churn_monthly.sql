@@ -79,24 +79,30 @@ activity AS (
     CROSS JOIN observed o
     WHERE l.month_start < {{to}}
     GROUP BY l.month_start, c.region, c.segment, c.tier
+),
+result AS (
+    SELECT
+        e.month_start AS month,
+        e.region,
+        e.segment,
+        e.tier,
+        e.at_start,
+        e.closed,
+        CAST(e.closed AS DOUBLE) / nullif(e.at_start, 0) AS explicit_churn_rate,
+        e.new_customers,
+        e.new_customers - e.closed AS net_change,
+        coalesce(a.active, 0) AS active,
+        coalesce(a.churned, 0) AS activity_churned,
+        coalesce(a.unknown, 0) AS activity_unknown,
+        CAST(a.churned AS DOUBLE) / nullif(a.active - a.unknown, 0) AS activity_churn_rate
+    FROM explicit e
+    LEFT JOIN activity a
+      ON a.month_start = e.month_start AND a.region = e.region
+     AND a.segment = e.segment AND a.tier = e.tier
+    WHERE e.at_start + e.new_customers > 0
 )
-SELECT
-    e.month_start AS month,
-    e.region,
-    e.segment,
-    e.tier,
-    e.at_start,
-    e.closed,
-    CAST(e.closed AS DOUBLE) / nullif(e.at_start, 0) AS explicit_churn_rate,
-    e.new_customers,
-    e.new_customers - e.closed AS net_change,
-    coalesce(a.active, 0) AS active,
-    coalesce(a.churned, 0) AS activity_churned,
-    coalesce(a.unknown, 0) AS activity_unknown,
-    CAST(a.churned AS DOUBLE) / nullif(a.active - a.unknown, 0) AS activity_churn_rate
-FROM explicit e
-LEFT JOIN activity a
-  ON a.month_start = e.month_start AND a.region = e.region
- AND a.segment = e.segment AND a.tier = e.tier
-WHERE e.at_start + e.new_customers > 0
-ORDER BY month, e.region, e.segment, e.tier
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+ORDER BY result.month, result.region, result.segment, result.tier

@@ -71,20 +71,26 @@ c AS (
       AND x.ivr_entered_at >= p.window_end - {{days:days}} AND x.ivr_entered_at < p.window_end
       AND x.ivr_entered_at >= {{from:utc}} - {{days:days}} AND x.ivr_entered_at < {{to:utc}}
     GROUP BY p.customer_id
+),
+result AS (
+    SELECT
+        p.grp AS customer_group,
+        p.region,
+        count(*) AS customers,
+        avg(coalesce(t.complaints, 0)) AS complaints_per_customer,
+        avg(coalesce(t.escalated, 0)) AS escalated_per_customer,
+        avg(coalesce(t.unresolved, 0)) AS unresolved_per_customer,
+        avg(coalesce(cb.dissatisfied, 0)) AS dissatisfied_per_customer,
+        avg(coalesce(c.calls, 0)) AS calls_per_customer,
+        CAST(sum(c.wait_total) AS DOUBLE) / nullif(sum(c.waits), 0) AS mean_wait_s
+    FROM people p
+    LEFT JOIN t ON t.customer_id = p.customer_id AND t.grp = p.grp
+    LEFT JOIN cb ON cb.customer_id = p.customer_id AND cb.grp = p.grp
+    LEFT JOIN c ON c.customer_id = p.customer_id AND c.grp = p.grp
+    GROUP BY p.grp, p.region
 )
-SELECT
-    p.grp AS customer_group,
-    p.region,
-    count(*) AS customers,
-    avg(coalesce(t.complaints, 0)) AS complaints_per_customer,
-    avg(coalesce(t.escalated, 0)) AS escalated_per_customer,
-    avg(coalesce(t.unresolved, 0)) AS unresolved_per_customer,
-    avg(coalesce(cb.dissatisfied, 0)) AS dissatisfied_per_customer,
-    avg(coalesce(c.calls, 0)) AS calls_per_customer,
-    CAST(sum(c.wait_total) AS DOUBLE) / nullif(sum(c.waits), 0) AS mean_wait_s
-FROM people p
-LEFT JOIN t ON t.customer_id = p.customer_id AND t.grp = p.grp
-LEFT JOIN cb ON cb.customer_id = p.customer_id AND cb.grp = p.grp
-LEFT JOIN c ON c.customer_id = p.customer_id AND c.grp = p.grp
-GROUP BY p.grp, p.region
-ORDER BY p.grp, p.region
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+ORDER BY result.customer_group, result.region

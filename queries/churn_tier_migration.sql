@@ -38,11 +38,17 @@ pairs AS (
            lag(month) OVER by_customer AS from_month
     FROM monthly
     WINDOW by_customer AS (PARTITION BY customer_id ORDER BY month)
+),
+result AS (
+    SELECT month, region, from_tier, tier AS to_tier, count(*) AS customers,
+           CAST(count(*) AS DOUBLE) / sum(count(*)) OVER (PARTITION BY month, region, from_tier) AS share
+    FROM pairs
+    WHERE from_tier IS NOT NULL
+      AND date_diff('month', from_month, month) <= {{gap}}
+    GROUP BY month, region, from_tier, tier
 )
-SELECT month, region, from_tier, tier AS to_tier, count(*) AS customers,
-       CAST(count(*) AS DOUBLE) / sum(count(*)) OVER (PARTITION BY month, region, from_tier) AS share
-FROM pairs
-WHERE from_tier IS NOT NULL
-  AND date_diff('month', from_month, month) <= {{gap}}
-GROUP BY month, region, from_tier, tier
-ORDER BY month, region, from_tier, to_tier
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+ORDER BY result.month, result.region, result.from_tier, result.to_tier

@@ -27,15 +27,25 @@ c AS (
 branches AS (
     SELECT branch_id, count(*) AS branch_complaints
     FROM c GROUP BY branch_id HAVING count(*) > {{limit}}
+),
+result AS (
+    SELECT
+        (SELECT starts FROM half) AS half_year_from,
+        c.region,
+        c.branch_id,
+        b.branch_complaints,
+        c.channel,
+        c.category,
+        count(*) AS complaints
+    FROM c JOIN branches b ON b.branch_id = c.branch_id
+    GROUP BY c.region, c.branch_id, b.branch_complaints, c.channel, c.category
 )
-SELECT
-    (SELECT starts FROM half) AS half_year_from,
-    c.region,
-    c.branch_id,
-    b.branch_complaints,
-    c.channel,
-    c.category,
-    count(*) AS complaints
-FROM c JOIN branches b ON b.branch_id = c.branch_id
-GROUP BY c.region, c.branch_id, b.branch_complaints, c.channel, c.category
-ORDER BY b.branch_complaints DESC, c.branch_id, complaints DESC, c.channel, c.category
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name,
+       coalesce(nullif(n_branch.name_zh, ''), result.branch_id) AS branch_name,
+       coalesce(nullif(n_category.name_zh, ''), result.category) AS category_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+LEFT JOIN org_units n_branch ON n_branch.unit_id = result.branch_id
+LEFT JOIN categories n_category ON n_category.category = result.category
+ORDER BY result.branch_complaints DESC, result.branch_id, result.complaints DESC, result.channel, result.category

@@ -47,11 +47,19 @@ trail AS (
             PARTITION BY region, category ORDER BY week
             ROWS BETWEEN {{weeks}} PRECEDING AND 1 PRECEDING) AS trailing_level
     FROM series
+),
+result AS (
+    SELECT week, region, category, complaints, trailing_level,
+           CAST(complaints AS DOUBLE) / nullif(trailing_level, 0) AS ratio
+    FROM trail
+    WHERE week >= CAST(date_trunc('week', CAST({{from}} AS TIMESTAMP)) AS DATE)
+      AND complaints >= {{min_count}}
+      AND complaints >= {{factor}} * trailing_level
 )
-SELECT week, region, category, complaints, trailing_level,
-       CAST(complaints AS DOUBLE) / nullif(trailing_level, 0) AS ratio
-FROM trail
-WHERE week >= CAST(date_trunc('week', CAST({{from}} AS TIMESTAMP)) AS DATE)
-  AND complaints >= {{min_count}}
-  AND complaints >= {{factor}} * trailing_level
-ORDER BY week, region, category
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name,
+       coalesce(nullif(n_category.name_zh, ''), result.category) AS category_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+LEFT JOIN categories n_category ON n_category.category = result.category
+ORDER BY result.week, result.region, result.category

@@ -31,7 +31,15 @@ ranked AS (
         row_number() OVER (PARTITION BY region ORDER BY count(*) DESC, category) AS rank
     FROM c
     GROUP BY region, category
+),
+result AS (
+    SELECT * FROM ranked
+    WHERE rank <= {{top}}
 )
-SELECT * FROM ranked
-WHERE rank <= {{top}}
-ORDER BY region, rank
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name,
+       coalesce(nullif(n_category.name_zh, ''), result.category) AS category_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+LEFT JOIN categories n_category ON n_category.category = result.category
+ORDER BY result.region, result.rank

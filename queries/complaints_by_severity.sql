@@ -9,20 +9,26 @@
 -- param: to date 2026-02-01 end local day, exclusive
 -- param: period text month day, week, month, quarter, half (1 Jan-30 Jun, 1 Jul-31 Dec) or year
 -- param: region text % region code (LIKE pattern; % for all)
-SELECT
-    local_trunc({{period}}, created_at) AS period,
-    region,
-    severity,
-    count(*) AS complaints,
-    count(*) FILTER (WHERE justified) AS justified,
-    count(*) FILTER (WHERE source = 'regulator_transferred') AS regulator,
-    CAST(count(*) AS DOUBLE)
-        / sum(count(*)) OVER (PARTITION BY local_trunc({{period}}, created_at), region) AS share
-FROM tickets
-WHERE kind = 'complaint'
-  AND created_at >= {{from:utc}}
-  AND created_at < {{to:utc}}
-  AND month BETWEEN {{from:month}} AND {{to:month}}
-  AND region LIKE {{region}}
-GROUP BY 1, region, severity
-ORDER BY 1, region, severity
+WITH result AS (
+    SELECT
+        local_trunc({{period}}, created_at) AS period,
+        region,
+        severity,
+        count(*) AS complaints,
+        count(*) FILTER (WHERE justified) AS justified,
+        count(*) FILTER (WHERE source = 'regulator_transferred') AS regulator,
+        CAST(count(*) AS DOUBLE)
+            / sum(count(*)) OVER (PARTITION BY local_trunc({{period}}, created_at), region) AS share
+    FROM tickets
+    WHERE kind = 'complaint'
+      AND created_at >= {{from:utc}}
+      AND created_at < {{to:utc}}
+      AND month BETWEEN {{from:month}} AND {{to:month}}
+      AND region LIKE {{region}}
+    GROUP BY 1, region, severity
+)
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+ORDER BY 1, result.region, result.severity

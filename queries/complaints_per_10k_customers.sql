@@ -41,14 +41,20 @@ complaints AS (
       AND t.created_at < {{to:utc}}
       AND t.region LIKE {{region}}
     GROUP BY p.period_start, t.region
+),
+result AS (
+    SELECT
+        e.period_start AS period,
+        e.region,
+        coalesce(c.complaints, 0) AS complaints,
+        e.open_at_start + e.opened AS exposure,
+        coalesce(c.complaints, 0) * {{per}} / nullif(e.open_at_start + e.opened, 0) AS rate
+    FROM exposure e
+    LEFT JOIN complaints c ON c.period_start = e.period_start AND c.region = e.region
+    WHERE e.open_at_start + e.opened > 0
 )
-SELECT
-    e.period_start AS period,
-    e.region,
-    coalesce(c.complaints, 0) AS complaints,
-    e.open_at_start + e.opened AS exposure,
-    coalesce(c.complaints, 0) * {{per}} / nullif(e.open_at_start + e.opened, 0) AS rate
-FROM exposure e
-LEFT JOIN complaints c ON c.period_start = e.period_start AND c.region = e.region
-WHERE e.open_at_start + e.opened > 0
-ORDER BY period, e.region
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+ORDER BY result.period, result.region

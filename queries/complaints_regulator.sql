@@ -80,23 +80,29 @@ keyed AS (
         SELECT period_start, region FROM complaints
     ) k
     LEFT JOIN customers_exposed e ON e.period_start = k.period_start AND e.region = k.region
+),
+result AS (
+    SELECT
+        k.period_start AS period,
+        k.region,
+        coalesce(c.complaints, 0) AS complaints,
+        k.exposure,
+        coalesce(c.complaints, 0) * {{per}} / nullif(k.exposure, 0) AS rate,
+        coalesce(c.regulator, 0) AS regulator,
+        coalesce(c.regulator_on_time, 0) AS regulator_on_time,
+        coalesce(c.regulator_late, 0) AS regulator_late,
+        CAST(c.regulator_on_time AS DOUBLE) / nullif(c.regulator_on_time + c.regulator_late, 0)
+            AS regulator_on_time_rate,
+        coalesce(c.withdrawn_before_transfer, 0) AS withdrawn_before_transfer,
+        CAST(c.withdrawn_before_transfer AS DOUBLE) / c.complaints AS withdrawal_rate,
+        coalesce(c.mediations, 0) AS mediations,
+        CAST(c.mediated AS DOUBLE) / nullif(c.mediations, 0) AS mediation_success_rate,
+        coalesce(c.regulator_pending, 0) > 0 AS provisional
+    FROM keyed k
+    LEFT JOIN complaints c ON c.period_start = k.period_start AND c.region = k.region
 )
-SELECT
-    k.period_start AS period,
-    k.region,
-    coalesce(c.complaints, 0) AS complaints,
-    k.exposure,
-    coalesce(c.complaints, 0) * {{per}} / nullif(k.exposure, 0) AS rate,
-    coalesce(c.regulator, 0) AS regulator,
-    coalesce(c.regulator_on_time, 0) AS regulator_on_time,
-    coalesce(c.regulator_late, 0) AS regulator_late,
-    CAST(c.regulator_on_time AS DOUBLE) / nullif(c.regulator_on_time + c.regulator_late, 0)
-        AS regulator_on_time_rate,
-    coalesce(c.withdrawn_before_transfer, 0) AS withdrawn_before_transfer,
-    CAST(c.withdrawn_before_transfer AS DOUBLE) / c.complaints AS withdrawal_rate,
-    coalesce(c.mediations, 0) AS mediations,
-    CAST(c.mediated AS DOUBLE) / nullif(c.mediations, 0) AS mediation_success_rate,
-    coalesce(c.regulator_pending, 0) > 0 AS provisional
-FROM keyed k
-LEFT JOIN complaints c ON c.period_start = k.period_start AND c.region = k.region
-ORDER BY period, k.region
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+ORDER BY result.period, result.region

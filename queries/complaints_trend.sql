@@ -43,19 +43,25 @@ shifted AS (
         CASE WHEN s.slot = 2 THEN c.complaints END AS year_earlier
     FROM counts c
     CROSS JOIN (VALUES (0), (1), (2)) AS s(slot)
+),
+result AS (
+    SELECT
+        period,
+        region,
+        coalesce(sum(complaints), 0) AS complaints,
+        coalesce(sum(previous_period), 0) AS previous_period,
+        CAST(coalesce(sum(complaints), 0) - sum(previous_period) AS DOUBLE) / sum(previous_period)
+            AS change_vs_previous,
+        coalesce(sum(year_earlier), 0) AS year_earlier,
+        CAST(coalesce(sum(complaints), 0) - sum(year_earlier) AS DOUBLE) / sum(year_earlier)
+            AS change_vs_year_earlier
+    FROM shifted
+    WHERE period >= period_start({{period}}, {{from}})
+      AND period < {{to}}
+    GROUP BY period, region
 )
-SELECT
-    period,
-    region,
-    coalesce(sum(complaints), 0) AS complaints,
-    coalesce(sum(previous_period), 0) AS previous_period,
-    CAST(coalesce(sum(complaints), 0) - sum(previous_period) AS DOUBLE) / sum(previous_period)
-        AS change_vs_previous,
-    coalesce(sum(year_earlier), 0) AS year_earlier,
-    CAST(coalesce(sum(complaints), 0) - sum(year_earlier) AS DOUBLE) / sum(year_earlier)
-        AS change_vs_year_earlier
-FROM shifted
-WHERE period >= period_start({{period}}, {{from}})
-  AND period < {{to}}
-GROUP BY period, region
-ORDER BY period, region
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+ORDER BY result.period, result.region

@@ -43,32 +43,38 @@ t AS (
       AND created_at < {{to:utc}}
       AND month BETWEEN {{from:month}} AND {{to:month}}
       AND region LIKE {{region}}
+),
+result AS (
+    SELECT
+        period,
+        region,
+        kind,
+        count(*) AS tickets,
+        count(resolved_at) AS handled,
+        count(*) FILTER (WHERE on_time) AS on_time,
+        count(*) FILTER (WHERE late) AS late,
+        count(*) FILTER (WHERE late AND resolved_at IS NULL) AS overdue_open,
+        count(*) FILTER (WHERE pending) AS pending,
+        CAST(count(*) FILTER (WHERE on_time) AS DOUBLE)
+            / nullif(count(*) FILTER (WHERE on_time OR late), 0) AS on_time_rate,
+        count(dispatched_at) AS dispatched,
+        count(*) FILTER (WHERE dispatched_at IS NOT NULL AND first_contact_at IS NOT NULL
+                AND date_diff('microsecond', dispatched_at, first_contact_at) <= {{contact_hours}} * 3600000000) AS contacted_in_time,
+        CAST(count(*) FILTER (WHERE dispatched_at IS NOT NULL AND first_contact_at IS NOT NULL
+                AND date_diff('microsecond', dispatched_at, first_contact_at) <= {{contact_hours}} * 3600000000) AS DOUBLE)
+            / nullif(count(dispatched_at), 0) AS first_contact_rate,
+        count(closed_at) AS closed,
+        CAST(count(*) FILTER (WHERE closed_at IS NOT NULL AND status = 'closed' AND reopened_count = 0
+                AND NOT followed_up AND level = 'first') AS DOUBLE)
+            / nullif(count(closed_at), 0) AS first_time_success_rate,
+        median(CAST(date_part('epoch', resolved_at) - date_part('epoch', created_at) AS DOUBLE) / 3600.0)
+            AS median_resolution_hours,
+        count(*) FILTER (WHERE pending) > 0 AS provisional
+    FROM t
+    GROUP BY period, region, kind
 )
-SELECT
-    period,
-    region,
-    kind,
-    count(*) AS tickets,
-    count(resolved_at) AS handled,
-    count(*) FILTER (WHERE on_time) AS on_time,
-    count(*) FILTER (WHERE late) AS late,
-    count(*) FILTER (WHERE late AND resolved_at IS NULL) AS overdue_open,
-    count(*) FILTER (WHERE pending) AS pending,
-    CAST(count(*) FILTER (WHERE on_time) AS DOUBLE)
-        / nullif(count(*) FILTER (WHERE on_time OR late), 0) AS on_time_rate,
-    count(dispatched_at) AS dispatched,
-    count(*) FILTER (WHERE dispatched_at IS NOT NULL AND first_contact_at IS NOT NULL
-            AND date_diff('microsecond', dispatched_at, first_contact_at) <= {{contact_hours}} * 3600000000) AS contacted_in_time,
-    CAST(count(*) FILTER (WHERE dispatched_at IS NOT NULL AND first_contact_at IS NOT NULL
-            AND date_diff('microsecond', dispatched_at, first_contact_at) <= {{contact_hours}} * 3600000000) AS DOUBLE)
-        / nullif(count(dispatched_at), 0) AS first_contact_rate,
-    count(closed_at) AS closed,
-    CAST(count(*) FILTER (WHERE closed_at IS NOT NULL AND status = 'closed' AND reopened_count = 0
-            AND NOT followed_up AND level = 'first') AS DOUBLE)
-        / nullif(count(closed_at), 0) AS first_time_success_rate,
-    median(CAST(date_part('epoch', resolved_at) - date_part('epoch', created_at) AS DOUBLE) / 3600.0)
-        AS median_resolution_hours,
-    count(*) FILTER (WHERE pending) > 0 AS provisional
-FROM t
-GROUP BY period, region, kind
-ORDER BY period, region, kind
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+ORDER BY result.period, result.region, result.kind

@@ -39,21 +39,29 @@ queue AS (
                             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS waiting,
            lead(moment) OVER (PARTITION BY branch_id ORDER BY moment, delta) AS next_at
     FROM events
+),
+result AS (
+    SELECT
+        local_trunc({{period}}, moment) AS period,
+        region,
+        branch_id,
+        sum(arrival) AS arrivals,
+        max(waiting) AS peak_waiting,
+        -- Summed as integer microseconds: the total does not depend on the read order.
+        coalesce(CAST(sum(date_diff('microsecond', moment, next_at))
+            FILTER (WHERE waiting > {{limit}}) AS DOUBLE) / 60000000.0, 0) AS minutes_over_limit,
+        count(DISTINCT local_date(moment)) FILTER (WHERE waiting > {{limit}}) AS days_over_limit,
+        count(*) FILTER (WHERE arrival = 1 AND waiting - delta > {{limit}}) AS arrivals_over_limit,
+        CAST(count(*) FILTER (WHERE arrival = 1 AND waiting - delta > {{limit}}) AS DOUBLE)
+            / nullif(sum(arrival), 0) AS arrivals_over_limit_share
+    FROM queue
+    WHERE moment < {{to:utc}}
+    GROUP BY 1, region, branch_id
 )
-SELECT
-    local_trunc({{period}}, moment) AS period,
-    region,
-    branch_id,
-    sum(arrival) AS arrivals,
-    max(waiting) AS peak_waiting,
-    -- Summed as integer microseconds: the total does not depend on the read order.
-    coalesce(CAST(sum(date_diff('microsecond', moment, next_at))
-        FILTER (WHERE waiting > {{limit}}) AS DOUBLE) / 60000000.0, 0) AS minutes_over_limit,
-    count(DISTINCT local_date(moment)) FILTER (WHERE waiting > {{limit}}) AS days_over_limit,
-    count(*) FILTER (WHERE arrival = 1 AND waiting - delta > {{limit}}) AS arrivals_over_limit,
-    CAST(count(*) FILTER (WHERE arrival = 1 AND waiting - delta > {{limit}}) AS DOUBLE)
-        / nullif(sum(arrival), 0) AS arrivals_over_limit_share
-FROM queue
-WHERE moment < {{to:utc}}
-GROUP BY 1, region, branch_id
-ORDER BY 1, region, branch_id
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name,
+       coalesce(nullif(n_branch.name_zh, ''), result.branch_id) AS branch_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+LEFT JOIN org_units n_branch ON n_branch.unit_id = result.branch_id
+ORDER BY 1, result.region, result.branch_id

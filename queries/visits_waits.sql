@@ -37,23 +37,31 @@ WITH v AS (
       AND arrived_at < {{to:utc}}
       AND month BETWEEN {{from:month}} AND {{to:month}}
       AND region LIKE {{region}}
+),
+result AS (
+    SELECT
+        region,
+        branch_id,
+        hour,
+        count(*) AS visits,
+        count(wait_min) AS called,
+        -- Summed as integer microseconds: the mean does not depend on the read order.
+        CAST(sum(wait_us) AS DOUBLE) / nullif(count(wait_us), 0) / 60000000.0 AS avg_wait_min,
+        percentile_cont(0.9) WITHIN GROUP (ORDER BY wait_min) AS p90_wait_min,
+        CAST(count(*) FILTER (WHERE wait_min > {{announce_min}}) AS DOUBLE) / nullif(count(wait_min), 0)
+            AS over_announce_share,
+        CAST(count(*) FILTER (WHERE outcome = 'balked') AS DOUBLE) / count(*) AS balking_rate,
+        CAST(count(*) FILTER (WHERE handling_min > {{handling_min}}) AS DOUBLE)
+            / nullif(count(handling_min), 0) AS long_handling_share,
+        CAST(count(*) FILTER (WHERE wait_min > target_min) AS DOUBLE) / nullif(count(wait_min), 0)
+            AS over_tier_target_share
+    FROM v
+    GROUP BY region, branch_id, hour
 )
-SELECT
-    region,
-    branch_id,
-    hour,
-    count(*) AS visits,
-    count(wait_min) AS called,
-    -- Summed as integer microseconds: the mean does not depend on the read order.
-    CAST(sum(wait_us) AS DOUBLE) / nullif(count(wait_us), 0) / 60000000.0 AS avg_wait_min,
-    percentile_cont(0.9) WITHIN GROUP (ORDER BY wait_min) AS p90_wait_min,
-    CAST(count(*) FILTER (WHERE wait_min > {{announce_min}}) AS DOUBLE) / nullif(count(wait_min), 0)
-        AS over_announce_share,
-    CAST(count(*) FILTER (WHERE outcome = 'balked') AS DOUBLE) / count(*) AS balking_rate,
-    CAST(count(*) FILTER (WHERE handling_min > {{handling_min}}) AS DOUBLE)
-        / nullif(count(handling_min), 0) AS long_handling_share,
-    CAST(count(*) FILTER (WHERE wait_min > target_min) AS DOUBLE) / nullif(count(wait_min), 0)
-        AS over_tier_target_share
-FROM v
-GROUP BY region, branch_id, hour
-ORDER BY region, branch_id, hour
+SELECT result.*,
+       coalesce(nullif(n_region.name_zh, ''), result.region) AS region_name,
+       coalesce(nullif(n_branch.name_zh, ''), result.branch_id) AS branch_name
+FROM result
+LEFT JOIN org_units n_region ON n_region.unit_id = result.region
+LEFT JOIN org_units n_branch ON n_branch.unit_id = result.branch_id
+ORDER BY result.region, result.branch_id, result.hour

@@ -430,9 +430,13 @@ pub struct GenArgs {
     /// Calls per customer per month.
     #[arg(long, default_value_t = 3.0)]
     pub calls_per_customer_month: f64,
-    /// Tickets per customer per month.
-    #[arg(long, default_value_t = 0.3)]
+    /// Work orders, inquiries and suggestions per customer per month.
+    #[arg(long, default_value_t = 0.225)]
     pub tickets_per_customer_month: f64,
+    /// First complaints per customer per month (0.0015: 15 per 10,000 customers, as
+    /// service companies see; repeats and escalations come on top).
+    #[arg(long, default_value_t = 0.0015)]
+    pub complaints_per_customer_month: f64,
     /// Branch visits per customer per month.
     #[arg(long, default_value_t = 1.0)]
     pub visits_per_customer_month: f64,
@@ -462,6 +466,7 @@ impl From<&GenArgs> for GenConfig {
             resend_rate: a.resend_rate,
             calls_per_customer_month: a.calls_per_customer_month,
             tickets_per_customer_month: a.tickets_per_customer_month,
+            complaints_per_customer_month: a.complaints_per_customer_month,
             visits_per_customer_month: a.visits_per_customer_month,
         }
     }

@@ -152,6 +152,7 @@ fn every_named_query_on_a_two_executor_cluster_equals_local_mode() {
     // that replaced others. The cluster reads the version the client planned against.
     kefu(dir)
         .args(["gen", "--messy", "-q", "--customers", "300", "--days", "35"])
+        .args(crate::common::DENSE_COMPLAINTS)
         .args([
             "--regions",
             "2",

@@ -11,11 +11,17 @@ pub fn kefu(dir: &Path) -> assert_cmd::Command {
     cmd
 }
 
+/// `kefu gen`'s setting for dense complaints: 50 times the realistic default, so that the
+/// few hundred or thousand customers of a test give every region and month complaints,
+/// repeats and escalations to count (at the default a test's data would hold a handful).
+pub const DENSE_COMPLAINTS: [&str; 2] = ["--complaints-per-customer-month", "0.075"];
+
 /// `kefu gen` plain output (one CSV per table) for `customers`, `days` and the first
-/// `regions` regions, under `dir/gen`.
+/// `regions` regions, under `dir/gen`, with dense complaints.
 pub fn generate(dir: &Path, customers: u32, days: u32, regions: u32) {
     kefu(dir)
         .args(["gen", "--out", "gen", "-q"])
+        .args(DENSE_COMPLAINTS)
         .args(["--customers", &customers.to_string()])
         .args(["--days", &days.to_string()])
         .args(["--regions", &regions.to_string()])

@@ -49,6 +49,7 @@ fn generate(dir: &Path, name: &str, messy: bool, customers: u32, days: u32) -> P
     let out = dir.join(name);
     let mut cmd = kefu_cmd();
     cmd.args(["gen", "-q", "--regions", "3", "--bad-row-rate", "0.005"])
+        .args(crate::common::DENSE_COMPLAINTS)
         .args(["--customers", &customers.to_string()])
         .args(["--days", &days.to_string()])
         .args(["--resend-rate", "0.1"])

@@ -30,6 +30,7 @@ fn generate_messy(dir: &Path, customers: u32, days: u32) -> PathBuf {
     let out = dir.join("exports");
     kefu(dir)
         .args(["gen", "--messy", "-q", "--bad-row-rate", "0.01"])
+        .args(crate::common::DENSE_COMPLAINTS)
         .args([
             "--customers",
             &customers.to_string(),

@@ -210,4 +210,26 @@ mod tests {
             .unwrap();
         assert!(other.is_empty(), "sent by name, found in the registry");
     }
+
+    /// A plan far deeper than prost's default limit of 100 nested messages decodes (see
+    /// the `no-recursion-limit` feature in Cargo.toml).
+    #[tokio::test]
+    async fn a_deep_plan_decodes() {
+        use datafusion_proto::bytes::logical_plan_to_bytes;
+        use datafusion_proto::protobuf::LogicalPlanNode;
+        use prost::Message;
+
+        let ctes: Vec<String> = (1..=40)
+            .map(|i| format!("c{i} AS (SELECT x + 1 AS x FROM c{})", i - 1))
+            .collect();
+        let sql = format!(
+            "WITH c0 AS (SELECT 1 AS x), {} SELECT x FROM c40",
+            ctes.join(", ")
+        );
+        let ctx = datafusion::prelude::SessionContext::new();
+        let plan = ctx.sql(&sql).await.unwrap().into_unoptimized_plan();
+        let bytes = logical_plan_to_bytes(&plan).unwrap();
+        let decoded = LogicalPlanNode::decode(bytes.as_ref());
+        assert!(decoded.is_ok(), "{:?}", decoded.err());
+    }
 }

@@ -47,7 +47,13 @@ pub struct GenConfig {
     /// days. 0 gives one archive per region and day, delivered the next morning.
     pub resend_rate: f64,
     pub calls_per_customer_month: f64,
+    /// Work orders, inquiries and suggestions (every ticket but complaints).
     pub tickets_per_customer_month: f64,
+    /// First complaints (repeats, escalations and appeals follow from how they are
+    /// handled). Service companies see about 10–20 per 10,000 customers a month, so a
+    /// branch hall of 2,500 customers gets 15–30 in a half year and the "more than 25 in
+    /// a half year" rule singles out a minority.
+    pub complaints_per_customer_month: f64,
     pub visits_per_customer_month: f64,
 }
 
@@ -66,7 +72,8 @@ impl GenConfig {
             bad_row_rate: 0.002,
             resend_rate: 0.05,
             calls_per_customer_month: 3.0,
-            tickets_per_customer_month: 0.3,
+            tickets_per_customer_month: 0.225,
+            complaints_per_customer_month: 0.0015,
             visits_per_customer_month: 1.0,
         }
     }
@@ -107,6 +114,10 @@ impl GenConfig {
             (
                 "tickets_per_customer_month",
                 self.tickets_per_customer_month,
+            ),
+            (
+                "complaints_per_customer_month",
+                self.complaints_per_customer_month,
             ),
             ("visits_per_customer_month", self.visits_per_customer_month),
         ] {

@@ -718,12 +718,17 @@ impl<'a, R: Rng> Simulation<'a, R> {
     }
 
     fn tickets(&mut self, d: i32, info: &DayInfo, active: &ActiveSet, rows: &mut DayRows) {
-        let per_day =
-            active.len() as f64 * self.cfg.tickets_per_customer_month / 30.4 * info.contact_factor;
+        let per_customer_day = active.len() as f64 / 30.4 * info.contact_factor;
         let hot_spot =
             self.cfg.days > 28 && (self.hot_spot_start..self.hot_spot_start + 14).contains(&d);
-        let n_complaints = poisson(&mut self.rng, per_day * 0.25 * info.complaint_factor);
-        let n_other = poisson(&mut self.rng, per_day * 0.75);
+        let n_complaints = poisson(
+            &mut self.rng,
+            per_customer_day * self.cfg.complaints_per_customer_month * info.complaint_factor,
+        );
+        let n_other = poisson(
+            &mut self.rng,
+            per_customer_day * self.cfg.tickets_per_customer_month,
+        );
         let mut fresh: Vec<(PendingTicket, Option<TicketKind>)> = Vec::new();
         for _ in 0..n_complaints {
             let c = pick(
@@ -1327,23 +1332,22 @@ fn complaint_subject(
 ) -> Option<Subject> {
     let draw = |salt: u64| unit_hash(seed, ticket, salt);
     // Most complaints name no one (the customer does not know the name, or the matter is
-    // a system's): the generator's complaint volume is high for test data, so these
-    // shares keep the named ones near 1% of complaints, as few as the rule's minority
-    // needs.
+    // a system's); a complaint about attitude nearly always does.
     let about_a_person = match category {
-        "staff_attitude" => 0.12,
+        "staff_attitude" => 0.8,
         "install_delay"
         | "repair_delay"
         | "broadband_install"
         | "line_repair"
         | "relocation"
-        | "marketing_harassment" => 0.02,
-        _ => 0.003,
+        | "marketing_harassment" => 0.3,
+        _ => 0.1,
     };
     if draw(1) >= about_a_person {
         return None;
     }
-    let skewed = |n: u32| ((draw(2).powf(1.5) * f64::from(n)) as u32).min(n - 1) + 1;
+    // Strongly skewed: the first of n people draws (1/n)^(1/3) of them (a quarter of 60).
+    let skewed = |n: u32| ((draw(2).powi(3) * f64::from(n)) as u32).min(n - 1) + 1;
     let r = &world.regions[region as usize];
     Some(match channel {
         TicketChannel::Counter | TicketChannel::WalkIn => {

@@ -131,6 +131,11 @@ async fn generated_logs_are_realistic() {
     cfg.start = NaiveDate::from_ymd_opt(START.0, START.1, START.2).unwrap();
     cfg.regions = 5;
     cfg.seed = 7;
+    // Dense complaints (50 times the default: 0.3 tickets in all per customer-month) so
+    // that repeat chains, escalation levels, a hot spot and the people complained about
+    // show at this size. The default's rate and the rules it feeds are held to the
+    // documents at 60,000 customers in crates/kefu-sql/tests/library.rs.
+    cfg.complaints_per_customer_month = 0.075;
     let summary = generate(&cfg, &NoProgress).unwrap();
     let ctx = session(dir.path()).await;
     let mut c = Checks {
@@ -779,8 +784,8 @@ async fn churn(ctx: &SessionContext, c: &mut Checks, cfg: &GenConfig) {
     );
 }
 
-/// The dimensions name everything the events refer to, the hierarchy is whole, and the
-/// 3-justified-complaints-in-6-months rule flags a minority of the people complained about.
+/// The dimensions name everything the events refer to, the hierarchy is whole, and
+/// complaints name the people they are about.
 async fn dimensions(ctx: &SessionContext, c: &mut Checks) {
     let unknown = |column: &str, table: &str, dim: &str, key: &str| {
         format!(
@@ -813,25 +818,18 @@ async fn dimensions(ctx: &SessionContext, c: &mut Checks) {
         levels == 5,
         format!("{levels}"),
     );
-    // Justified complaints per person complained about, over the first 6 months (26 weeks
-    // of the 150 days): the rule (3 or more) must single out a minority, not everyone.
+    // How many people the complaints name (whether the 3-in-6-months rule then flags a
+    // minority of them depends on the complaint rate: checked at the default rate in
+    // crates/kefu-sql/tests/library.rs).
     let r = query(
         ctx,
-        "SELECT avg(CASE WHEN n >= 3 THEN 1.0 ELSE 0.0 END), count(*) FROM ( \
-           SELECT subject_staff_id, count(*) AS n FROM tickets \
-           WHERE kind = 'complaint' AND justified AND subject_staff_id IS NOT NULL \
-           GROUP BY subject_staff_id)",
+        "SELECT count(DISTINCT subject_staff_id) FROM tickets \
+         WHERE kind = 'complaint' AND justified AND subject_staff_id IS NOT NULL",
     )
     .await;
-    c.range(
-        "share of people complained about flagged by the 3-complaint rule",
-        r[0][0],
-        0.02,
-        0.5,
-    );
     c.check(
         "complaints name the people they are about",
-        r[0][1] >= 30.0,
-        format!("{}", r[0][1]),
+        r[0][0] >= 30.0,
+        format!("{}", r[0][0]),
     );
 }

@@ -3,6 +3,7 @@
 //! Σ numerator / Σ denominator, never an average of the regions' rates).
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use arrow::array::{Array, Float64Array, StringArray};
 use arrow::datatypes::DataType;
@@ -70,6 +71,8 @@ pub struct Kpi {
     /// Over the report's period, the one before (none for the annual edition, whose only
     /// comparison is 同比) and the same period a year earlier.
     pub windows: [Option<f64>; 3],
+    /// The report period's months within `series` (the first of [`windows`]' ranges).
+    pub period: Range<usize>,
 }
 
 impl Kpi {
@@ -85,9 +88,7 @@ impl Kpi {
 
     /// Whether the report period's value is provisional (any of its months is).
     pub fn is_provisional(&self) -> bool {
-        let months = self.provisional.len();
-        let own = months.saturating_sub(12);
-        self.provisional[months - own..].iter().any(|p| *p)
+        self.provisional[self.period.clone()].iter().any(|p| *p)
     }
 
     /// Whether the report month's value misses its target (`None`: no target or value).
@@ -359,7 +360,7 @@ impl MonthSums {
     /// such as customers at the start, that must not be added up).
     fn window(
         &self,
-        months: std::ops::Range<usize>,
+        months: Range<usize>,
         f: impl Fn(&[f64], &[f64]) -> Option<f64>,
     ) -> Option<f64> {
         let mut seen = months.filter(|&m| self.seen[m]).peekable();
@@ -376,11 +377,14 @@ impl MonthSums {
 
 /// The trend's months of the report's period, the period before and the same period a
 /// year earlier (`None` for the annual edition: its period before is a year earlier).
-fn windows(request: &ReportRequest, months: usize) -> [Option<std::ops::Range<usize>>; 3] {
+fn windows(request: &ReportRequest, months: usize) -> (Range<usize>, [Option<Range<usize>>; 3]) {
     let n = request.period.edition.months() as usize;
     let current = months - n..months;
     let previous = (n < 12).then(|| months - 2 * n..months - n);
-    [Some(current), previous, Some(months - 12 - n..months - 12)]
+    (
+        current.clone(),
+        [Some(current), previous, Some(months - 12 - n..months - 12)],
+    )
 }
 
 fn get<'a>(
@@ -418,12 +422,10 @@ impl Figures {
         queries: &BTreeMap<&str, &QueryResult>,
     ) -> Result<Self, ReportError> {
         let months: Vec<String> = request.months().into_iter().map(month_key).collect();
-        // The trend's months within the report's period (its last months).
-        let period_months: std::collections::BTreeSet<String> = months
-            [months.len() - request.period.edition.months() as usize..]
-            .iter()
-            .cloned()
-            .collect();
+        let (period, ranges) = windows(request, months.len());
+        // The trend's months within the report's period.
+        let period_months: std::collections::BTreeSet<String> =
+            months[period.clone()].iter().cloned().collect();
         let mut regions: BTreeMap<String, RegionFigures> = BTreeMap::new();
 
         // Calls: offered, answered, and wait of the answered (ASA × answered).
@@ -553,7 +555,6 @@ impl Figures {
             );
         }
 
-        let ranges = windows(request, months.len());
         // A KPI's monthly series and its values over the windows, from one formula over
         // summed columns (the second argument is the window's first month, for stocks).
         type Formula<'f> = &'f dyn Fn(&[f64], &[f64]) -> Option<f64>;
@@ -604,6 +605,7 @@ impl Figures {
             series,
             target: request.targets.get(key),
             windows,
+            period: period.clone(),
         };
         // A month is provisional where any of its rows is.
         let pending = |sums: &MonthSums, column: usize| -> Vec<bool> {

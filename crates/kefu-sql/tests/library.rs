@@ -88,7 +88,99 @@ fn every_named_query_runs_on_generated_data() {
             let batches = run(&engine, &library, &query.name, &params).await;
             let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
             assert!(rows > 0, "{} returned no rows", query.name);
+            // Codes come with display names, and the generator names every unit,
+            // category, queue and staff member: no name falls back to its code.
+            for (code, name) in [
+                ("region", "region_name"),
+                ("branch_id", "branch_name"),
+                ("staff_id", "staff_name"),
+                ("queue", "queue_name"),
+                ("category", "category_name"),
+            ] {
+                if batches[0].schema().column_with_name(name).is_none() {
+                    continue;
+                }
+                let named = texts(&batches, name);
+                for (code, name) in texts(&batches, code).iter().zip(&named) {
+                    assert!(
+                        !name.is_empty() && name != code,
+                        "{}: {code} has no name ({name:?})",
+                        query.name
+                    );
+                }
+            }
         }
+    });
+}
+
+/// The generator's defaults are realistic enough for the rules that single people and
+/// branches out (domain.md): on 60,000 customers over the first half of 2026, "3 justified
+/// complaints about one person in 6 months" and "more than 25 complaints about a branch in
+/// a half year" each flag someone, and only a minority; complaints come at the rate
+/// service companies see.
+#[test]
+fn the_rules_flag_a_minority_on_realistic_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, warehouse) = crate::slt::realistic_warehouse(dir.path(), 60_000, 182);
+    let library = QueryLibrary::embedded().unwrap();
+    runtime().block_on(async {
+        let engine = Engine::open(&warehouse, &EngineOptions::default())
+            .await
+            .unwrap();
+        let count = |sql: &'static str| {
+            let engine = &engine;
+            async move {
+                let batches = engine.sql(sql).await.unwrap().collect().await.unwrap();
+                numbers(&batches, "n")[0].unwrap()
+            }
+        };
+        // About 15 first complaints per 10,000 customers a month, with repeats and
+        // escalations on top: 10 to 25 in all, against the customers open mid-period.
+        let complaints = count(
+            "SELECT count(*) AS n FROM tickets WHERE kind = 'complaint' \
+             AND created_at < TIMESTAMP '2026-06-30T16:00:00Z'",
+        )
+        .await;
+        let customers = count(
+            "SELECT count(*) AS n FROM customers WHERE opened_at < TIMESTAMP '2026-04-01T00:00:00Z' \
+             AND (closed_at IS NULL OR closed_at >= TIMESTAMP '2026-04-01T00:00:00Z')",
+        )
+        .await;
+        let per_10k_month = complaints / customers * 10_000.0 / 6.0;
+        assert!(
+            (10.0..=25.0).contains(&per_10k_month),
+            "{per_10k_month} complaints per 10,000 customers a month"
+        );
+        let staff = count("SELECT count(*) AS n FROM staff").await;
+        let branches = count("SELECT count(*) AS n FROM org_units WHERE level = 'branch'").await;
+        let watched = run(&engine, &library, "agents_complaint_watch", &[("as_of", "2026-07-01")]).await;
+        let watched: usize = watched.iter().map(RecordBatch::num_rows).sum();
+        let complained_about = count(
+            "SELECT count(DISTINCT subject_staff_id) AS n FROM tickets \
+             WHERE kind = 'complaint' AND justified AND subject_staff_id IS NOT NULL \
+             AND created_at < TIMESTAMP '2026-06-30T16:00:00Z'",
+        )
+        .await;
+        assert!(
+            watched >= 1
+                && (watched as f64) < 0.1 * staff
+                && (watched as f64) < 0.5 * complained_about,
+            "{watched} of {staff} staff flagged ({complained_about} complained about)"
+        );
+        let over = run(
+            &engine,
+            &library,
+            "complaint_entities_over_limit",
+            &[("date", "2026-06-30")],
+        )
+        .await;
+        let over: std::collections::BTreeSet<String> =
+            texts(&over, "branch_id").into_iter().collect();
+        assert!(
+            !over.is_empty() && (over.len() as f64) < 0.5 * branches,
+            "{} of {branches} branches over the limit",
+            over.len()
+        );
     });
 }
 

@@ -113,7 +113,9 @@ impl AsyncDB for Kefu {
 }
 
 /// `kefu gen` output of `customers` over `days` from 2026-01-01 (seed 42), in `dir/data`,
-/// and the warehouse `dir/wh` it was ingested into.
+/// and the warehouse `dir/wh` it was ingested into. Complaints are dense (50 times the
+/// realistic default) so that a few thousand customers give every region and month
+/// complaints to count, compare and rank.
 pub fn generated_warehouse(
     dir: &Path,
     customers: u32,
@@ -122,6 +124,23 @@ pub fn generated_warehouse(
     let mut cfg = kefu_gen::GenConfig::new(dir.join("data"));
     cfg.customers = customers;
     cfg.days = days;
+    cfg.complaints_per_customer_month = 0.075;
+    ingested(cfg, dir)
+}
+
+/// As [`generated_warehouse`], with the generator's realistic defaults throughout.
+pub fn realistic_warehouse(
+    dir: &Path,
+    customers: u32,
+    days: u32,
+) -> (PathBuf, kefu_storage::Warehouse) {
+    let mut cfg = kefu_gen::GenConfig::new(dir.join("data"));
+    cfg.customers = customers;
+    cfg.days = days;
+    ingested(cfg, dir)
+}
+
+fn ingested(cfg: kefu_gen::GenConfig, dir: &Path) -> (PathBuf, kefu_storage::Warehouse) {
     kefu_gen::generate(&cfg, &kefu_progress::NoProgress).unwrap();
     let location = kefu_storage::WarehouseLocation::parse_in("wh", dir).unwrap();
     let warehouse = kefu_storage::Warehouse::open(&location).unwrap();
