@@ -121,11 +121,7 @@ pub fn generated_warehouse(
     customers: u32,
     days: u32,
 ) -> (PathBuf, kefu_storage::Warehouse) {
-    let mut cfg = kefu_gen::GenConfig::new(dir.join("data"));
-    cfg.customers = customers;
-    cfg.days = days;
-    cfg.complaints_per_customer_month = 0.075;
-    ingested(cfg, dir)
+    ingested(dir, customers, days, Some(0.075))
 }
 
 /// As [`generated_warehouse`], with the generator's realistic defaults throughout.
@@ -134,13 +130,21 @@ pub fn realistic_warehouse(
     customers: u32,
     days: u32,
 ) -> (PathBuf, kefu_storage::Warehouse) {
+    ingested(dir, customers, days, None)
+}
+
+fn ingested(
+    dir: &Path,
+    customers: u32,
+    days: u32,
+    complaints_per_customer_month: Option<f64>,
+) -> (PathBuf, kefu_storage::Warehouse) {
     let mut cfg = kefu_gen::GenConfig::new(dir.join("data"));
     cfg.customers = customers;
     cfg.days = days;
-    ingested(cfg, dir)
-}
-
-fn ingested(cfg: kefu_gen::GenConfig, dir: &Path) -> (PathBuf, kefu_storage::Warehouse) {
+    if let Some(rate) = complaints_per_customer_month {
+        cfg.complaints_per_customer_month = rate;
+    }
     kefu_gen::generate(&cfg, &kefu_progress::NoProgress).unwrap();
     let location = kefu_storage::WarehouseLocation::parse_in("wh", dir).unwrap();
     let warehouse = kefu_storage::Warehouse::open(&location).unwrap();
