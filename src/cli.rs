@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use arrow::array::RecordBatch;
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kefu_gen::{GenConfig, GenError, OutputFormat};
@@ -92,7 +93,8 @@ pub enum Command {
     /// it back.
     ///
     /// Tables are Delta Lake tables of zstd Parquet (sorted by region and event time, page
-    /// index on) under <warehouse>/<table>/, partitioned by month (Asia/Shanghai). A
+    /// index on) under <warehouse>/<table>/, partitioned by month of the warehouse's calendar
+    /// (--time-zone when it is created; Asia/Shanghai by default). A
     /// partition left with more than --compact-after small files is compacted after the
     /// batch (the small files merge; large ones stay).
     ///
@@ -107,10 +109,10 @@ pub enum Command {
     /// Run SQL over the warehouse: an interactive shell, or scripts with -e / -f.
     ///
     /// Every table is registered: calls, tickets, callbacks, visits, customers and
-    /// _rejects, with the partition columns `month` (YYYY-MM, Asia/Shanghai) and, for
+    /// _rejects, with the partition columns `month` (YYYY-MM, the warehouse's calendar) and, for
     /// _rejects, `table`. Filters on event times, `month` and region prune files and row
     /// groups. Functions beyond DataFusion's: local_date(ts), local_hour(ts),
-    /// local_weekday(ts) on the Asia/Shanghai calendar, and business_seconds(start, end)
+    /// local_weekday(ts) on the warehouse's calendar, and business_seconds(start, end)
     /// under the working calendar (--calendar). Ad hoc SQL is read-only: CREATE, INSERT,
     /// COPY and SET are refused. Without -e or -f, statements are read from stdin when it
     /// is not a terminal, else the shell starts (history, multi-line statements ending
@@ -158,7 +160,8 @@ pub enum Command {
 
     /// Run every job of a directory on its cron `schedule`, in the foreground.
     ///
-    /// For teams without cron or Airflow. Times are Asia/Shanghai. After downtime, a job
+    /// For teams without cron or Airflow. Times are on each job's warehouse calendar (its
+    /// `time_zone`, else the warehouse's). After downtime, a job
     /// whose scheduled runs were missed runs once (catch-up), not once per missed time.
     /// Each run is logged on stdout and writes its run report.
     #[command(after_help = "Examples:\n  \
@@ -339,6 +342,11 @@ pub struct CheckArgs {
     /// Rejected records to show per source.
     #[arg(long, default_value_t = 5)]
     pub examples: usize,
+    /// Mapped rows to show per source, as they would land (default: 5 with --profile, so
+    /// that a profile can be written by trial; else 0). Times are shown in the profile's
+    /// zone.
+    #[arg(long, value_name = "N")]
+    pub rows: Option<usize>,
     /// List every source, not only those with problems.
     #[arg(long)]
     pub all: bool,
@@ -366,6 +374,11 @@ pub struct IngestArgs {
     /// Refuse the whole batch when more than this share of its records is rejected.
     #[arg(long, default_value_t = kefu_ingest::ingest::DEFAULT_MAX_REJECT_RATIO, value_name = "R")]
     pub max_reject_ratio: f64,
+    /// Refuse the whole batch when more than this share of its records (and more than 20)
+    /// repeat a key their own source gave before: a key mapped from a column that is
+    /// unique only together with another would otherwise keep one row of many, silently.
+    #[arg(long, default_value_t = kefu_ingest::ingest::DEFAULT_MAX_DUPLICATE_RATIO, value_name = "R")]
+    pub max_duplicate_ratio: f64,
     /// Refuse a compressed source (gzip, zstd, zip, tar.gz) that expands to more than N
     /// times its size (past 16 MiB): an export compresses 5–20×; a "zip bomb" far more.
     #[arg(long, default_value_t = kefu_ingest::source::DEFAULT_MAX_DECOMPRESSION_RATIO, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -375,12 +388,25 @@ pub struct IngestArgs {
     /// removed a quarter of their rows; `kefu compact` rewrites them too.
     #[arg(long, env = "KEFU_COMPACT_AFTER", default_value_t = kefu_ingest::ingest::DEFAULT_COMPACT_AFTER, value_name = "N")]
     pub compact_after: usize,
+    /// The calendar of a warehouse this ingest creates: an IANA zone such as Europe/London.
+    /// Its months partition the tables; reports, the local_* functions and schedules count
+    /// its days, hours and weekdays (DST included). Fixed at creation (default
+    /// Asia/Shanghai); an existing warehouse on another zone is refused. Sources whose
+    /// profile names no time_zone are read as local times of this zone.
+    #[arg(long, value_name = "ZONE", value_parser = parse_time_zone)]
+    pub time_zone: Option<chrono_tz::Tz>,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_time_zone(s: &str) -> Result<chrono_tz::Tz, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not an IANA time zone (e.g. Asia/Shanghai, Europe/London)"))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -403,7 +429,7 @@ pub struct GenArgs {
     /// Number of days to generate.
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=7320))]
     pub days: u32,
-    /// First day (local calendar day, Asia/Shanghai), YYYY-MM-DD.
+    /// First day (local calendar day in Asia/Shanghai, the exports' local time), YYYY-MM-DD.
     #[arg(long, default_value = "2026-01-01")]
     pub start: NaiveDate,
     /// Number of regions (cities), 1 to 32.
@@ -688,6 +714,8 @@ fn ingest_command(args: &IngestArgs) -> CliResult {
         profile,
         max_reject_ratio: args.max_reject_ratio,
         compact_after: args.compact_after,
+        time_zone: args.time_zone,
+        max_duplicate_ratio: args.max_duplicate_ratio,
         decompression: kefu_ingest::DecompressionLimits {
             max_ratio: args.max_decompression_ratio,
             ..Default::default()
@@ -699,7 +727,7 @@ fn ingest_command(args: &IngestArgs) -> CliResult {
         kefu_ingest::ingest(&args.sources, &warehouse, &options, &progress).map_err(|e| {
             let code = match e {
                 E::Options(_) | E::Profile { .. } => exit::BAD_CONFIG,
-                E::TooManyRejects { .. } => exit::REJECTS,
+                E::TooManyRejects { .. } | E::TooManyDuplicates { .. } => exit::REJECTS,
                 E::Storage(kefu_storage::StorageError::Legacy { .. }) => exit::BAD_CONFIG,
                 _ => exit::IO,
             };
@@ -713,7 +741,10 @@ fn ingest_command(args: &IngestArgs) -> CliResult {
 fn check_command(args: &CheckArgs) -> CliResult {
     let profile = load_profile(args.profile.as_ref(), args.table)?;
     let progress = BarProgress::new(args.quiet || args.json);
-    let report = kefu_ingest::check(&args.sources, &profile, args.examples, &progress)
+    let rows = args
+        .rows
+        .unwrap_or(if args.profile.is_some() { 5 } else { 0 });
+    let report = kefu_ingest::check(&args.sources, &profile, args.examples, rows, &progress)
         .map_err(|e| (exit::IO, e.to_string()))?;
     let totals = report.totals();
     if args.json {
@@ -729,6 +760,8 @@ fn check_command(args: &CheckArgs) -> CliResult {
                             "records": o.records,
                             "rows": o.rows,
                             "rejected": o.rejected,
+                            "filtered": o.filtered,
+                            "duplicate_keys": o.duplicate_keys,
                         }),
                         None,
                     ),
@@ -740,6 +773,7 @@ fn check_command(args: &CheckArgs) -> CliResult {
                     "outcome": outcome,
                     "error": error,
                     "rejects_by_reason": s.rejects_by_reason,
+                    "preview": s.preview.as_ref().map(|b| preview_json(b, profile.time_zone)),
                     "examples": s.examples.iter().map(|r| serde_json::json!({
                         "line": r.line,
                         "column": r.reject.column,
@@ -758,6 +792,8 @@ fn check_command(args: &CheckArgs) -> CliResult {
                 "records": totals.records,
                 "rows": totals.rows,
                 "rejected": totals.rejected,
+                "filtered": totals.filtered,
+                "duplicate_keys": totals.duplicate_keys,
             },
         });
         println!("{json}");
@@ -765,19 +801,44 @@ fn check_command(args: &CheckArgs) -> CliResult {
         for s in &report.sources {
             match &s.outcome {
                 Err(e) => println!("UNREADABLE {e}"),
-                Ok(o) if o.rejected > 0 || args.all => {
+                Ok(o)
+                    if o.rejected > 0
+                        || o.duplicate_keys > 0
+                        || args.all
+                        || s.preview.is_some() =>
+                {
                     let reasons: Vec<String> = s
                         .rejects_by_reason
                         .iter()
                         .map(|(r, n)| format!("{r} {}", thousands(*n)))
                         .collect();
+                    let status = if o.rejected > 0 {
+                        "REJECTS"
+                    } else if too_many_duplicates(o) {
+                        "DUPLICATES"
+                    } else {
+                        "ok"
+                    };
                     println!(
-                        "{} {}: {}, {}, {} rows{}",
-                        if o.rejected > 0 { "REJECTS" } else { "ok" },
+                        "{} {}: {}, {}, {} rows{}{}{}",
+                        status,
                         s.source,
                         o.table,
                         o.encoding.name(),
                         thousands(o.rows),
+                        if o.filtered > 0 {
+                            format!(", {} filtered", thousands(o.filtered))
+                        } else {
+                            String::new()
+                        },
+                        if o.duplicate_keys > 0 {
+                            format!(
+                                ", {} repeating a key of the source (one row kept per key)",
+                                thousands(o.duplicate_keys)
+                            )
+                        } else {
+                            String::new()
+                        },
                         if reasons.is_empty() {
                             String::new()
                         } else {
@@ -791,23 +852,42 @@ fn check_command(args: &CheckArgs) -> CliResult {
                     for r in &s.examples {
                         println!("  {}\n    {}", describe_reject(r), r.raw);
                     }
+                    if let Some(preview) = &s.preview {
+                        print!("{}", preview_text(preview, profile.time_zone));
+                    }
                 }
                 Ok(_) => {}
             }
         }
         println!(
-            "checked {}: {} records, {} valid, {} rejected, {} unreadable",
+            "checked {}: {} records, {} valid, {} rejected, {} filtered, {} unreadable",
             count(totals.sources, "source"),
             thousands(totals.records),
             thousands(totals.rows),
             thousands(totals.rejected),
+            thousands(totals.filtered),
             thousands(totals.unreadable),
         );
     }
+    let duplicated = report
+        .sources
+        .iter()
+        .filter(|s| s.outcome.as_ref().is_ok_and(too_many_duplicates))
+        .count();
     if totals.unreadable > 0 {
         Err((
             exit::IO,
             format!("{} sources could not be read", totals.unreadable),
+        ))
+    } else if duplicated > 0 {
+        Err((
+            exit::REJECTS,
+            format!(
+                "{duplicated} sources repeat keys in more than {}% of their records: ingest \
+                 would refuse them (--max-duplicate-ratio); is the key mapped from a column \
+                 unique only with another?",
+                kefu_ingest::ingest::DEFAULT_MAX_DUPLICATE_RATIO * 100.0
+            ),
         ))
     } else if totals.rejected > 0 {
         Err((
@@ -821,6 +901,69 @@ fn check_command(args: &CheckArgs) -> CliResult {
     } else {
         Ok(())
     }
+}
+
+/// Whether a source repeats keys more than ingest allows by default.
+fn too_many_duplicates(o: &kefu_ingest::FileOutcome) -> bool {
+    o.duplicate_keys > kefu_ingest::ingest::MIN_DUPLICATES_REFUSED
+        && o.duplicate_keys as f64 / o.records.max(1) as f64
+            > kefu_ingest::ingest::DEFAULT_MAX_DUPLICATE_RATIO
+}
+
+/// `batch` with its instants on `zone`'s clock, as a profile's author reads its source.
+fn on_local_clock(batch: &RecordBatch, zone: chrono_tz::Tz) -> RecordBatch {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let local = DataType::Timestamp(
+        arrow::datatypes::TimeUnit::Microsecond,
+        Some(zone.name().into()),
+    );
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        match (f.data_type(), arrow::compute::cast(c, &local)) {
+            (DataType::Timestamp(..), Ok(cast)) => {
+                fields.push(Field::new(f.name(), local.clone(), true));
+                columns.push(cast);
+            }
+            _ => {
+                fields.push(f.as_ref().clone());
+                columns.push(c.clone());
+            }
+        }
+    }
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+        .unwrap_or_else(|_| batch.clone())
+}
+
+/// The first mapped rows of a source as a table (`kefu check`).
+fn preview_text(batch: &RecordBatch, zone: chrono_tz::Tz) -> String {
+    let batch = on_local_clock(batch, zone);
+    let rows = kefu_sql::output::text_rows(&batch, batch.num_rows()).unwrap_or_default();
+    let table = kefu_sql::output::render_table(
+        &batch.schema(),
+        &rows,
+        rows.len() as u64,
+        kefu_sql::output::TableStyle::default(),
+    );
+    format!("  first rows as they would land:\n{table}")
+}
+
+/// The first mapped rows as JSON objects (column → display text).
+fn preview_json(batch: &RecordBatch, zone: chrono_tz::Tz) -> serde_json::Value {
+    let batch = on_local_clock(batch, zone);
+    let rows = kefu_sql::output::text_rows(&batch, batch.num_rows()).unwrap_or_default();
+    let schema = batch.schema();
+    rows.into_iter()
+        .map(|row| {
+            schema
+                .fields()
+                .iter()
+                .zip(row)
+                .map(|(f, v)| (f.name().clone(), serde_json::Value::String(v)))
+                .collect::<serde_json::Map<_, _>>()
+        })
+        .collect::<Vec<_>>()
+        .into()
 }
 
 /// "line 12, column 呼叫结果: invalid_enum: outcome: '未知状态'".

@@ -264,7 +264,7 @@ pub fn schedule_command(args: &ScheduleArgs) -> CliResult {
         ));
     }
     println!(
-        "scheduling {scheduled} jobs from {} (Asia/Shanghai time)",
+        "scheduling {scheduled} jobs from {} (times on each job's warehouse calendar)",
         args.dir.display()
     );
     let progress = BarProgress::new(true);
@@ -274,17 +274,20 @@ pub fn schedule_command(args: &ScheduleArgs) -> CliResult {
             .now
             .map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
         for event in kefu_jobs::schedule::tick(&jobs, now, &progress) {
-            let stamp = now
-                .with_timezone(&kefu_sql::udf::LOCAL_TIME_ZONE)
-                .format("%Y-%m-%d %H:%M:%S");
+            let name = match &event {
+                Event::Armed { job, .. } | Event::Waiting { job, .. } | Event::Ran { job, .. } => {
+                    job
+                }
+            };
+            let zone = jobs
+                .iter()
+                .find(|j| &j.name == name)
+                .map_or(kefu_storage::DEFAULT_TIME_ZONE, |j| j.calendar());
+            let stamp = now.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S");
             let next = |t: Option<chrono::DateTime<chrono::Utc>>| {
                 t.map_or_else(
                     || "never".into(),
-                    |t| {
-                        t.with_timezone(&kefu_sql::udf::LOCAL_TIME_ZONE)
-                            .format("%Y-%m-%d %H:%M")
-                            .to_string()
-                    },
+                    |t| t.with_timezone(&zone).format("%Y-%m-%d %H:%M").to_string(),
                 )
             };
             match event {
@@ -301,9 +304,7 @@ pub fn schedule_command(args: &ScheduleArgs) -> CliResult {
                     missed,
                     result,
                 } => {
-                    let due = due
-                        .with_timezone(&kefu_sql::udf::LOCAL_TIME_ZONE)
-                        .format("%Y-%m-%d %H:%M");
+                    let due = due.with_timezone(&zone).format("%Y-%m-%d %H:%M");
                     let catch_up = if missed > 0 {
                         format!(
                             " (catching up: {missed} earlier scheduled runs were missed; ran once)"

@@ -23,7 +23,8 @@ pub struct SessionArgs {
     #[arg(long, env = "KEFU_MEMORY_LIMIT", value_name = "SIZE")]
     pub memory_limit: Option<bytesize::ByteSize>,
     /// Working calendar (TOML: time_zone, hours, weekdays, holidays, workdays) for
-    /// business_seconds(); default Monday–Friday 09:00–12:00, 13:00–18:00 Asia/Shanghai.
+    /// business_seconds(); default Monday–Friday 09:00–12:00, 13:00–18:00 on the
+    /// warehouse's calendar.
     #[arg(long, env = "KEFU_CALENDAR", value_name = "FILE")]
     pub calendar: Option<PathBuf>,
     /// Result format: table, csv, json, ndjson or parquet (default: from the --output

@@ -22,13 +22,27 @@ pub fn counts_json(c: &TableCounts) -> serde_json::Value {
         "unchanged": c.unchanged,
         "stale": c.stale,
         "rejected": c.rejected,
+        "filtered": c.filtered,
+        "duplicate_keys": c.duplicate_keys,
     })
 }
 
-/// "12,345 new, 310 updated, 2,001 unchanged, 17 stale, 3 rejected".
+/// "12,345 new, 310 updated, 2,001 unchanged, 17 stale, 3 rejected" (and ", 40 filtered"
+/// when a SQL profile dropped records on purpose).
 pub fn counts_text(c: &TableCounts) -> String {
+    let mut filtered = if c.filtered > 0 {
+        format!(", {} filtered", thousands(c.filtered))
+    } else {
+        String::new()
+    };
+    if c.duplicate_keys > 0 {
+        filtered.push_str(&format!(
+            " ({} repeating a key of their source)",
+            thousands(c.duplicate_keys)
+        ));
+    }
     format!(
-        "{} new, {} updated, {} unchanged, {} stale, {} rejected",
+        "{} new, {} updated, {} unchanged, {} stale, {} rejected{filtered}",
         thousands(c.new),
         thousands(c.updated),
         thousands(c.unchanged),
@@ -64,6 +78,7 @@ pub fn print_ingest_report(report: &IngestReport, json: bool) {
             "unchanged": total.unchanged,
             "stale": total.stale,
             "rejected": total.rejected,
+            "filtered": total.filtered,
             "rejects_by_reason": report.rejects_by_reason,
             "sources": report.sources,
             "bytes": report.bytes,
@@ -192,11 +207,13 @@ pub fn status_command(
     let warehouse = crate::sql::open_existing_warehouse(location)?;
     let runtime = crate::sql::runtime()?;
     let status = runtime.block_on(warehouse.status()).map_err(io)?;
+    let zone = runtime.block_on(warehouse.time_zone()).map_err(io)?;
     let reverted = kefu_storage::maintain::reverted(&status.operations);
     let recent: Vec<_> = status.operations.iter().rev().take(batches).collect();
     if json {
         let value = serde_json::json!({
             "warehouse": location.to_string(),
+            "time_zone": zone.name(),
             "as_of": status.cut,
             "tables": status.tables,
             "operations": recent,
@@ -206,7 +223,8 @@ pub fn status_command(
         return Ok(());
     }
     println!(
-        "warehouse {location} (Delta tables), as of operation {}",
+        "warehouse {location} (Delta tables, calendar {}), as of operation {}",
+        zone.name(),
         status.cut.seq
     );
     println!(

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `kefu` binary, in one test binary (one link step on 2 cores).
 
 mod browser;
+mod calendar;
 mod check;
 #[cfg(feature = "cluster")]
 mod cluster;
@@ -13,6 +14,7 @@ mod hardening;
 mod ingest;
 mod jobs;
 mod model;
+mod profiles;
 mod serve;
 mod sql;
 mod uploads;

@@ -20,21 +20,35 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use kefu_sql::snapshot::{DeletionVectorsExec, SnapshotTable};
-use kefu_sql::udf::{WorkingCalendar, business_seconds, calendar_of};
+use kefu_sql::udf::{WorkingCalendar, business_seconds, calendar_of, local_functions, zone_of};
 
 /// Marks an encoded warehouse table (Ballista's own encodings never start with it).
 const SNAPSHOT_TAG: &[u8] = b"kefu-snapshot:";
 /// Marks the deletion vectors that travel above a scan ([`DeletionVectorsExec`]).
 const DELETIONS_TAG: &[u8] = b"kefu-deletions:";
 
-/// `business_seconds` with its calendar as TOML; other functions by name only.
+/// `business_seconds` with its calendar as TOML, the `local_*` functions with their zone
+/// (the warehouse's calendar); other functions by name only.
 fn encode_function(function: &ScalarUDF, buf: &mut Vec<u8>) {
     if let Some(calendar) = calendar_of(function) {
         buf.extend_from_slice(calendar.to_toml().as_bytes());
+    } else if let Some(zone) = zone_of(function) {
+        buf.extend_from_slice(zone.name().as_bytes());
     }
 }
 
 fn decode_function(name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+    if name.starts_with("local_") && !buf.is_empty() {
+        let zone: chrono_tz::Tz = std::str::from_utf8(buf)
+            .ok()
+            .and_then(|z| z.parse().ok())
+            .ok_or_else(|| DataFusionError::Internal(format!("{name}: not a time zone")))?;
+        return local_functions(zone)
+            .into_iter()
+            .find(|f| f.name() == name)
+            .map(Arc::new)
+            .ok_or_else(|| DataFusionError::Internal(format!("no function {name}")));
+    }
     if name != "business_seconds" {
         return Err(DataFusionError::NotImplemented(format!(
             "no definition is sent for function {name}; it comes from the registry"
@@ -201,12 +215,25 @@ mod tests {
         let decoded = codec.try_decode_udf("business_seconds", &buf).unwrap();
         assert_eq!(calendar_of(&decoded), Some(&calendar));
 
-        let mut other = Vec::new();
+        // The local functions travel with the warehouse's zone.
+        let mut local = Vec::new();
         let ctx = datafusion::prelude::SessionContext::new();
-        kefu_sql::udf::register(&ctx, &WorkingCalendar::default());
+        let london = chrono_tz::Europe::London;
+        kefu_sql::udf::register(&ctx, &WorkingCalendar::default(), london);
         let local_trunc = ctx.state().scalar_functions()["local_trunc"].clone();
         KefuLogicalCodec::default()
-            .try_encode_udf(&local_trunc, &mut other)
+            .try_encode_udf(&local_trunc, &mut local)
+            .unwrap();
+        assert_eq!(local, b"Europe/London");
+        let decoded = KefuLogicalCodec::default()
+            .try_decode_udf("local_trunc", &local)
+            .unwrap();
+        assert_eq!(zone_of(&decoded), Some(london));
+        // Others by name, found in the registry.
+        let mut other = Vec::new();
+        let period_start = ctx.state().scalar_functions()["period_start"].clone();
+        KefuLogicalCodec::default()
+            .try_encode_udf(&period_start, &mut other)
             .unwrap();
         assert!(other.is_empty(), "sent by name, found in the registry");
     }

@@ -120,7 +120,11 @@ fn confined_runtime(served: &[ServedWarehouse]) -> datafusion::error::Result<Arc
 /// kefu's functions, as the executors look them up in plans.
 pub fn function_registry() -> BallistaFunctionRegistry {
     let ctx = SessionContext::new();
-    kefu_sql::udf::register(&ctx, &kefu_sql::udf::WorkingCalendar::default());
+    kefu_sql::udf::register(
+        &ctx,
+        &kefu_sql::udf::WorkingCalendar::default(),
+        kefu_sql::udf::DEFAULT_TIME_ZONE,
+    );
     BallistaFunctionRegistry::from(&ctx.state())
 }
 
@@ -132,7 +136,11 @@ fn session_state(config: SessionConfig) -> datafusion::error::Result<SessionStat
             .with_runtime_env(runtime()?)
             .build(),
     );
-    kefu_sql::udf::register(&ctx, &kefu_sql::udf::WorkingCalendar::default());
+    kefu_sql::udf::register(
+        &ctx,
+        &kefu_sql::udf::WorkingCalendar::default(),
+        kefu_sql::udf::DEFAULT_TIME_ZONE,
+    );
     Ok(ctx.state())
 }
 

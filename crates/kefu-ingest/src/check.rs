@@ -21,6 +21,8 @@ pub struct CheckedSource {
     pub rejects_by_reason: BTreeMap<&'static str, u64>,
     /// The first rejects, as examples.
     pub examples: Vec<RejectedRecord>,
+    /// The first rows as they would land (in the table's schema), when asked for.
+    pub preview: Option<RecordBatch>,
 }
 
 #[derive(Debug, Default)]
@@ -36,6 +38,8 @@ pub struct CheckTotals {
     pub records: u64,
     pub rows: u64,
     pub rejected: u64,
+    pub filtered: u64,
+    pub duplicate_keys: u64,
 }
 
 impl CheckReport {
@@ -48,6 +52,8 @@ impl CheckReport {
                     t.records += o.records;
                     t.rows += o.rows;
                     t.rejected += o.rejected;
+                    t.filtered += o.filtered;
+                    t.duplicate_keys += o.duplicate_keys;
                 }
                 Err(_) => t.unreadable += 1,
             }
@@ -56,26 +62,37 @@ impl CheckReport {
     }
 }
 
-/// Counts a source's rejects; its rows are discarded.
-struct Tally(RejectTally<RejectedRecord>);
+/// Counts a source's rejects and keeps its first `rows` rows; the rest are discarded.
+struct Tally {
+    rejects: RejectTally<RejectedRecord>,
+    rows: usize,
+    preview: Vec<RecordBatch>,
+    kept: usize,
+}
 
 impl RowSink for Tally {
-    fn batch(&mut self, _: RecordBatch, _: &[u64]) -> Result<(), IngestError> {
+    fn batch(&mut self, batch: RecordBatch, _: &[u64]) -> Result<(), IngestError> {
+        let take = (self.rows - self.kept).min(batch.num_rows());
+        if take > 0 {
+            self.preview.push(batch.slice(0, take));
+            self.kept += take;
+        }
         Ok(())
     }
     fn reject(&mut self, reject: RejectedRecord) -> Result<(), IngestError> {
-        self.0.note(&reject, || reject.clone());
+        self.rejects.note(&reject, || reject.clone());
         Ok(())
     }
 }
 
-/// Checks every source named by `inputs` (files, directories, globs, archives). A source
-/// that cannot be read is reported and the check goes on; only inputs that do not exist
-/// stop it.
+/// Checks every source named by `inputs` (files, directories, globs, archives), keeping
+/// `examples` rejects and the first `rows` mapped rows of each. A source that cannot be
+/// read is reported and the check goes on; only inputs that do not exist stop it.
 pub fn check(
     inputs: &[String],
     profile: &Profile,
     examples: usize,
+    rows: usize,
     progress: &dyn Progress,
 ) -> Result<CheckReport, IngestError> {
     let files = expand_inputs(inputs)?;
@@ -83,14 +100,27 @@ pub fn check(
     let mut report = CheckReport::default();
     for file in &files {
         let result = for_each_input_stream(file, &|_| {}, |name, reader| {
-            let mut tally = Tally(RejectTally::new(examples));
+            let mut tally = Tally {
+                rejects: RejectTally::new(examples),
+                rows,
+                preview: Vec::new(),
+                kept: 0,
+            };
             let outcome =
                 convert_csv(reader, &name, profile, None, &mut tally).map_err(|e| e.to_string());
+            let preview = match tally.preview.first() {
+                Some(first) => Some(
+                    arrow::compute::concat_batches(&first.schema(), &tally.preview)
+                        .map_err(|e| IngestError::Write(format!("previewing {name}: {e}")))?,
+                ),
+                None => None,
+            };
             report.sources.push(CheckedSource {
                 source: name,
                 outcome,
-                rejects_by_reason: tally.0.by_reason,
-                examples: tally.0.examples,
+                rejects_by_reason: tally.rejects.by_reason,
+                examples: tally.rejects.examples,
+                preview,
             });
             Ok(())
         });
@@ -101,6 +131,7 @@ pub fn check(
                 outcome: Err(e.to_string()),
                 rejects_by_reason: BTreeMap::new(),
                 examples: Vec::new(),
+                preview: None,
             });
         }
         progress.advance(1);

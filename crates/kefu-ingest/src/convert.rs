@@ -42,6 +42,10 @@ pub enum RejectReason {
     DuplicateId,
     /// A row of another region than the only one the profile allows (an office's upload).
     RegionNotAllowed,
+    /// Fields that cannot all be true (an abandoned call with an answer time).
+    Contradictory,
+    /// A profile's SQL failed on the record (a helper could not read a value).
+    TransformFailed,
 }
 
 impl RejectReason {
@@ -61,6 +65,8 @@ impl RejectReason {
             RejectReason::InvalidJson => "invalid_json",
             RejectReason::DuplicateId => "duplicate_id",
             RejectReason::RegionNotAllowed => "region_not_allowed",
+            RejectReason::Contradictory => "contradictory",
+            RejectReason::TransformFailed => "transform_failed",
         }
     }
 }
@@ -187,10 +193,12 @@ impl Builder {
 /// Pairs of (end, start) columns where the end may not precede the start.
 fn ordered_pairs(table: Table) -> &'static [(&'static str, &'static str)] {
     match table {
+        // In the order a call goes through them, so that a time moved up to its
+        // predecessor within the tolerance is then compared with its successor.
         Table::Calls => &[
-            ("ended_at", "ivr_entered_at"),
-            ("answered_at", "queued_at"),
             ("queued_at", "ivr_entered_at"),
+            ("answered_at", "queued_at"),
+            ("ended_at", "ivr_entered_at"),
         ],
         Table::Tickets => &[("resolved_at", "created_at"), ("closed_at", "created_at")],
         Table::Visits => &[
@@ -275,10 +283,19 @@ pub struct Converter {
     builders: Vec<Builder>,
     rows: usize,
     pairs: Vec<(usize, usize)>,
+    /// How far (µs) a later event may read before an earlier one (clock skew between
+    /// systems); such a time is moved up to the earlier one.
+    ordering_tolerance: i64,
     /// Where to derive call durations, when the profile asks for it.
     derive_calls: Option<CallColumns>,
     /// The region column and the one region allowed in it, when the profile restricts.
     only_region: Option<(usize, String)>,
+    /// The event-time column and the instants (µs, from inclusive, until exclusive) it
+    /// may hold: a date outside is a placeholder or a typo, and would land in a far-away
+    /// partition.
+    event_window: Option<(usize, i64, i64)>,
+    /// Calls: the outcome and answer-time columns, for the abandoned-with-an-answer check.
+    call_outcome: Option<(usize, usize)>,
 }
 
 impl Converter {
@@ -339,6 +356,24 @@ impl Converter {
                 .map(|c| profile.constants.get(c.name).cloned())
                 .collect(),
             builders: columns.iter().map(|c| Builder::new(c.kind)).collect(),
+            event_window: columns
+                .iter()
+                .position(|c| {
+                    c.name == table.event_time_column() && c.kind == ColumnKind::Timestamp
+                })
+                .map(|i| {
+                    let (from, until) = profile.event_time_window();
+                    (i, from, until)
+                }),
+            call_outcome: (table == Table::Calls).then(|| {
+                let at = |n: &str| {
+                    columns
+                        .iter()
+                        .position(|c| c.name == n)
+                        .expect("calls column")
+                };
+                (at("outcome"), at("answered_at"))
+            }),
             only_region: profile.only_region.as_ref().and_then(|r| {
                 columns
                     .iter()
@@ -349,6 +384,7 @@ impl Converter {
             map,
             times,
             pairs,
+            ordering_tolerance: i64::from(profile.ordering_tolerance_s) * 1_000_000,
         })
     }
 
@@ -391,6 +427,27 @@ impl Converter {
                 *cell = self.parse_cell(i, source, record)?;
             }
         }
+        for &(end, start) in &self.pairs {
+            if let (Cell::Int(e), Cell::Int(s)) = (cells[end], cells[start])
+                && e < s
+            {
+                if s - e <= self.ordering_tolerance {
+                    cells[end] = Cell::Int(s);
+                    continue;
+                }
+                let columns = self.table.columns();
+                return Err(Reject {
+                    reason: RejectReason::EndBeforeStart,
+                    column: self.source_header(end),
+                    detail: format!(
+                        "{} is {} s before {}",
+                        columns[end].name,
+                        (s - e + 999_999) / 1_000_000,
+                        columns[start].name
+                    ),
+                });
+            }
+        }
         if let Some(c) = self.derive_calls {
             derive_call_durations(c, cells);
         }
@@ -412,6 +469,36 @@ impl Converter {
                 });
             }
         }
+        if let Some((i, from, until)) = self.event_window
+            && let Cell::Int(t) = cells[i]
+            && !(from..until).contains(&t)
+        {
+            let show = |t: i64| {
+                chrono::DateTime::from_timestamp_micros(t)
+                    .map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d").to_string())
+            };
+            return Err(Reject {
+                reason: RejectReason::ImplausibleTimestamp,
+                column: self.source_header(i),
+                detail: format!(
+                    "{} {} is outside the plausible window {} to {} (event_time_window in the \
+                     profile)",
+                    columns[i].name,
+                    show(t),
+                    show(from),
+                    show(until - 1)
+                ),
+            });
+        }
+        if let Some((outcome, answered)) = self.call_outcome
+            && let (Cell::Code("abandoned"), Cell::Int(_)) = (cells[outcome], cells[answered])
+        {
+            return Err(Reject {
+                reason: RejectReason::Contradictory,
+                column: self.source_header(answered),
+                detail: "the call is abandoned but has an answer time".into(),
+            });
+        }
         if let Some((i, allowed)) = &self.only_region {
             let value = match cells[*i] {
                 Cell::Text(v) => v,
@@ -423,17 +510,6 @@ impl Converter {
                     reason: RejectReason::RegionNotAllowed,
                     column: self.source_header(*i),
                     detail: format!("region '{value}' is not '{allowed}', the only one allowed"),
-                });
-            }
-        }
-        for &(end, start) in &self.pairs {
-            if let (Cell::Int(e), Cell::Int(s)) = (cells[end], cells[start])
-                && e < s
-            {
-                return Err(Reject {
-                    reason: RejectReason::EndBeforeStart,
-                    column: self.source_header(end),
-                    detail: format!("{} is before {}", columns[end].name, columns[start].name),
                 });
             }
         }
@@ -482,7 +558,11 @@ impl Converter {
             Source::Whole(f) => (f, trim(record.field(f))),
             Source::Split { date, time } => {
                 let d = trim(record.field(date));
-                if self.is_null(i, d) {
+                // A null token in either half ("no such event", e.g. a time of 0:00:00
+                // declared null) makes the timestamp null, not midnight.
+                // An empty time stays midnight (a date-only export).
+                let t = trim(record.field(time));
+                if self.is_null(i, d) || (!t.is_empty() && self.is_null(i, t)) {
                     return Ok(Cell::Null);
                 }
                 return self

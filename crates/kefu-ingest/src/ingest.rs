@@ -35,10 +35,16 @@ use crate::source::{
 };
 use crate::{IngestError, Profile, RejectTally, RejectedRecord, RowSink, SourceName, convert_csv};
 
-pub use kefu_storage::tables::{PARTITION_TIME_ZONE, partitioned_by_month};
+pub use kefu_storage::tables::partitioned_by_month;
 
 /// Rejected share of a batch's records above which the batch is refused, by default.
 pub const DEFAULT_MAX_REJECT_RATIO: f64 = 0.05;
+/// Share of a batch's records that may repeat a key of their own source, by default: an
+/// export repeats a record now and then; a key mapped wrongly repeats thousands.
+pub const DEFAULT_MAX_DUPLICATE_RATIO: f64 = 0.01;
+/// Repeated keys a batch may hold whatever its size: a small file that sends a record's
+/// versions together (three states of one customer) is no mapping error.
+pub const MIN_DUPLICATES_REFUSED: u64 = 20;
 
 /// A partition holding more files than this after a batch is compacted, by default.
 pub const DEFAULT_COMPACT_AFTER: usize = 16;
@@ -58,6 +64,9 @@ pub struct IngestOptions {
     pub profile: Profile,
     /// Refuse the batch when rejected / records exceeds this (0 to 1).
     pub max_reject_ratio: f64,
+    /// Refuse the batch when the rows repeating a key their source gave before, over the
+    /// records, exceed this (0 to 1): a key mapped wrongly loses most rows silently.
+    pub max_duplicate_ratio: f64,
     /// Compact a partition the batch touched once it holds more than this many files
     /// (0: never).
     pub compact_after: usize,
@@ -67,6 +76,9 @@ pub struct IngestOptions {
     pub buffer_bytes: usize,
     /// How far a compressed source may expand.
     pub decompression: DecompressionLimits,
+    /// The calendar of a warehouse this ingest creates (default Asia/Shanghai); an
+    /// existing warehouse keeps its own, and another one here is refused.
+    pub time_zone: Option<chrono_tz::Tz>,
 }
 
 impl Default for IngestOptions {
@@ -74,9 +86,11 @@ impl Default for IngestOptions {
         IngestOptions {
             profile: Profile::builtin(),
             max_reject_ratio: DEFAULT_MAX_REJECT_RATIO,
+            max_duplicate_ratio: DEFAULT_MAX_DUPLICATE_RATIO,
             compact_after: DEFAULT_COMPACT_AFTER,
             buffer_bytes: DEFAULT_BUFFER_BYTES,
             decompression: DecompressionLimits::default(),
+            time_zone: None,
         }
     }
 }
@@ -144,6 +158,12 @@ pub fn ingest(
     progress: &dyn Progress,
 ) -> Result<IngestReport, IngestError> {
     let started = Instant::now();
+    if !(0.0..=1.0).contains(&options.max_duplicate_ratio) {
+        return Err(IngestError::Options(format!(
+            "--max-duplicate-ratio must be between 0 and 1, not {}",
+            options.max_duplicate_ratio
+        )));
+    }
     if !(0.0..=1.0).contains(&options.max_reject_ratio) {
         return Err(IngestError::Options(format!(
             "--max-reject-ratio must be between 0 and 1, not {}",
@@ -161,10 +181,23 @@ pub fn ingest(
     // Tables are created, and an interrupted writer's operation finished, in a turn of
     // their own: the sources are then read without holding up other writers.
     turn.wait_and_recover()?;
+    let zone = runtime
+        .block_on(warehouse.settle_time_zone(options.time_zone))
+        .map_err(IngestError::Storage)?;
     runtime
         .block_on(warehouse.ensure_tables())
         .map_err(IngestError::Storage)?;
     turn.release();
+    // Sources whose profile names no zone are in the warehouse's.
+    let zoned;
+    let options = if options.profile.time_zone_given {
+        options
+    } else {
+        let mut with_zone = options.clone();
+        with_zone.profile.time_zone = zone;
+        zoned = with_zone;
+        &zoned
+    };
     tracing::debug!(ms = started.elapsed().as_millis(), "opened, recovered");
 
     let mut report = IngestReport {
@@ -491,6 +524,7 @@ fn write_batch(
                 bytes,
                 records: c.records,
                 rejected: c.rejected,
+                filtered: c.filtered,
             });
             progress.message(&format!(
                 "{} records, {:.0} records/s",
@@ -568,12 +602,21 @@ fn write_batch(
     progress.finish();
     let rejected: u64 = sink.rejected.values().sum();
     let ratio = rejected as f64 / sink.records.max(1) as f64;
+    let duplicates: u64 = sink.duplicate_keys.values().sum();
     let outcome = outcome.and_then(|()| {
         if ratio > options.max_reject_ratio {
             Err(IngestError::TooManyRejects {
                 records: sink.records,
                 rejected,
                 max_ratio: options.max_reject_ratio,
+            })
+        } else if duplicates > MIN_DUPLICATES_REFUSED
+            && duplicates as f64 / sink.records.max(1) as f64 > options.max_duplicate_ratio
+        {
+            Err(IngestError::TooManyDuplicates {
+                records: sink.records,
+                duplicates,
+                max_ratio: options.max_duplicate_ratio,
             })
         } else {
             Ok(())
@@ -851,6 +894,10 @@ struct BatchSink<'a> {
     appender: Option<Appender>,
     /// Rejected records per table meant (`unknown` when none).
     rejected: BTreeMap<String, u64>,
+    /// Records per table a SQL profile's `WHERE` dropped.
+    filtered: BTreeMap<String, u64>,
+    /// Rows per table repeating a key of their own source.
+    duplicate_keys: BTreeMap<String, u64>,
     tally: RejectTally<(SourceName, RejectedRecord)>,
     source_counts: SourceCounts,
     /// Records read in the batch.
@@ -861,6 +908,7 @@ struct BatchSink<'a> {
 struct SourceCounts {
     records: u64,
     rejected: u64,
+    filtered: u64,
 }
 
 /// Each table's merge, the counts, and the cut they merged onto.
@@ -919,6 +967,8 @@ impl<'a> BatchSink<'a> {
             rejects: RejectBuilder::default(),
             appender: None,
             rejected: BTreeMap::new(),
+            filtered: BTreeMap::new(),
+            duplicate_keys: BTreeMap::new(),
             tally: RejectTally::new(REJECT_EXAMPLES),
             source_counts: SourceCounts::default(),
             records: 0,
@@ -973,9 +1023,23 @@ impl<'a> BatchSink<'a> {
     fn finish_stream(&mut self, name: &SourceName, outcome: &crate::FileOutcome) {
         self.source_counts.records += outcome.records;
         self.source_counts.rejected += outcome.rejected;
+        self.source_counts.filtered += outcome.filtered;
         self.records += outcome.records;
+        if outcome.filtered > 0 {
+            *self
+                .filtered
+                .entry(outcome.table.name().to_string())
+                .or_default() += outcome.filtered;
+        }
+        if outcome.duplicate_keys > 0 {
+            *self
+                .duplicate_keys
+                .entry(outcome.table.name().to_string())
+                .or_default() += outcome.duplicate_keys;
+        }
         tracing::info!(source = %name, table = %outcome.table, encoding = outcome.encoding.name(),
-            records = outcome.records, rejected = outcome.rejected, "read");
+            records = outcome.records, rejected = outcome.rejected, filtered = outcome.filtered,
+            "read");
     }
 
     /// Receives a stream that was read on another thread.
@@ -1014,9 +1078,15 @@ impl<'a> BatchSink<'a> {
             .block_on(task)
             .map_err(|e| IngestError::Write(format!("reading the {table} log: {e}")))?
             .map_err(Self::storage)?;
-        Ok(TableMerge::new(&self.warehouse, table, version, &files)
-            .map_err(Self::storage)?
-            .with_writer(writer))
+        let zone = self
+            .runtime
+            .block_on(self.warehouse.time_zone())
+            .map_err(Self::storage)?;
+        Ok(
+            TableMerge::new(&self.warehouse, table, zone, version, &files)
+                .map_err(Self::storage)?
+                .with_writer(writer),
+        )
     }
 
     /// Waits for `table`'s running merge, if any.
@@ -1123,6 +1193,14 @@ impl<'a> BatchSink<'a> {
             let c = counts.entry(table.clone()).or_default();
             c.records += n;
             c.rejected += n;
+        }
+        for (table, n) in &self.filtered {
+            let c = counts.entry(table.clone()).or_default();
+            c.records += n;
+            c.filtered += n;
+        }
+        for (table, n) in &self.duplicate_keys {
+            counts.entry(table.clone()).or_default().duplicate_keys += n;
         }
         if let Some(appender) = self.appender.take() {
             let version = self.turn.cut.version(StoredTable::Rejects).unwrap_or(0);

@@ -72,9 +72,9 @@ pub fn convert_jsonl(
             })?;
             let keys: Vec<String> = first.keys().cloned().collect();
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let (table, _, converter) = crate::resolve_header(&name, &refs, profile)?;
-            sink.table(table);
-            headers = Some((keys, RecordFeed::new(&name, converter, encoding)));
+            let mapping = crate::resolve_header(&name, &refs, profile)?;
+            sink.table(mapping.table);
+            headers = Some((keys, RecordFeed::new(&name, &mapping, encoding)));
         }
         let (keys, feed) = headers.as_mut().expect("set above");
         let fields = parsed

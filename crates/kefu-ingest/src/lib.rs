@@ -17,6 +17,7 @@ mod profile_file;
 mod read;
 pub mod source;
 pub mod text;
+pub mod transform;
 pub mod value;
 pub mod xlsx;
 
@@ -33,7 +34,7 @@ pub use kefu_storage::ledger::TableCounts;
 pub use profile::{FieldMap, MissingColumns, Profile};
 pub use source::{DecompressionLimits, SourceName};
 pub use text::TextEncoding;
-pub use xlsx::convert_xlsx;
+pub use xlsx::convert_workbook;
 
 /// Rows per Arrow batch.
 pub const BATCH_ROWS: usize = 64 * 1024;
@@ -80,6 +81,15 @@ pub enum IngestError {
     TooManyRejects {
         records: u64,
         rejected: u64,
+        max_ratio: f64,
+    },
+    #[error(
+        "{duplicates} of {records} records repeat a key their source gave before ({:.2}%), more than the allowed ratio {max_ratio} (--max-duplicate-ratio): is the key mapped from a column that is unique only with another? Nothing of this batch was committed",
+        100.0 * *duplicates as f64 / (*records).max(1) as f64
+    )]
+    TooManyDuplicates {
+        records: u64,
+        duplicates: u64,
         max_ratio: f64,
     },
 }
@@ -160,32 +170,147 @@ pub struct FileOutcome {
     pub records: u64,
     pub rows: u64,
     pub rejected: u64,
+    /// Records a SQL profile's `WHERE` dropped on purpose (test calls, other lines).
+    pub filtered: u64,
+    /// Rows whose key an earlier row of the same source already had: a source re-sending
+    /// a record, or a profile mapping the key from a column that is no key (an id unique
+    /// only together with another column).
+    pub duplicate_keys: u64,
 }
 
-/// The table a source feeds (from the profile, its name or its header), how its header
-/// maps onto that table, and a converter for its records.
+/// Counts the rows whose key the source gave before, passing everything on to `inner`.
+struct KeyCounter<'a> {
+    inner: &'a mut dyn RowSink,
+    key: Option<usize>,
+    counting: bool,
+    seen: std::collections::HashSet<u64, ahash::RandomState>,
+    hasher: ahash::RandomState,
+    duplicates: u64,
+}
+
+impl<'a> KeyCounter<'a> {
+    /// Counts when `counting` (not for an event log, where keys repeat by design).
+    fn new(inner: &'a mut dyn RowSink, counting: bool) -> Self {
+        KeyCounter {
+            inner,
+            key: None,
+            counting,
+            seen: Default::default(),
+            // Fixed seeds: the same source counts the same on every run.
+            hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
+            duplicates: 0,
+        }
+    }
+}
+
+impl RowSink for KeyCounter<'_> {
+    fn table(&mut self, table: Table) {
+        self.key = table
+            .columns()
+            .iter()
+            .position(|c| c.name == table.key_column())
+            .filter(|_| self.counting);
+        self.inner.table(table);
+    }
+    fn batch(&mut self, batch: RecordBatch, lines: &[u64]) -> Result<(), IngestError> {
+        if let Some(keys) = self.key.and_then(|k| {
+            batch
+                .column(k)
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+        }) {
+            for key in keys.iter().flatten() {
+                if !self.seen.insert(self.hasher.hash_one(key)) {
+                    self.duplicates += 1;
+                }
+            }
+        }
+        self.inner.batch(batch, lines)
+    }
+    fn reject(&mut self, reject: RejectedRecord) -> Result<(), IngestError> {
+        self.inner.reject(reject)
+    }
+}
+
+/// How one source's records become rows of its table: the table (from the profile, its
+/// name or its header), how the header (or the profile's SQL output) maps onto it, and the
+/// profile the mapped values are read with.
+#[derive(Debug, Clone)]
+pub(crate) struct Mapping {
+    pub table: Table,
+    pub map: FieldMap,
+    pub sql: Option<std::sync::Arc<transform::SqlTransform>>,
+    profile: Profile,
+}
+
+impl Mapping {
+    /// A converter for this source (one per thread).
+    pub fn mapper(&self) -> read::Mapper {
+        read::Mapper {
+            converter: Converter::new(&self.profile, self.map.clone())
+                .expect("the profile was validated when the mapping was made"),
+            sql: self.sql.clone(),
+        }
+    }
+}
+
+/// Resolves a source's header under `profile` (validating the profile against it).
 pub(crate) fn resolve_header(
     name: &str,
     headers: &[&str],
     profile: &Profile,
-) -> Result<(Table, FieldMap, Converter), IngestError> {
+) -> Result<Mapping, IngestError> {
+    let bad_profile = |reason| IngestError::Profile {
+        profile: profile.name.clone(),
+        reason,
+    };
     let table = profile
         .detect_table(name, headers)
         .ok_or_else(|| IngestError::UnknownTable {
             source_name: name.to_string(),
         })?;
-    let map = profile
-        .resolve(table, headers)
-        .map_err(|error| IngestError::Header {
-            source_name: name.to_string(),
-            error,
-        })?;
-    let converter =
-        Converter::new(profile, map.clone()).map_err(|reason| IngestError::Profile {
-            profile: profile.name.clone(),
-            reason,
-        })?;
-    Ok((table, map, converter))
+    let (map, sql, profile) = match &profile.sql {
+        None => {
+            let map = profile
+                .resolve(table, headers)
+                .map_err(|error| IngestError::Header {
+                    source_name: name.to_string(),
+                    error,
+                })?;
+            (map, None, profile.clone())
+        }
+        Some(sql) => {
+            let transform = transform::SqlTransform::compile(sql, profile, table, headers)
+                .map_err(|reason| IngestError::Source {
+                    source_name: name.to_string(),
+                    reason,
+                })?;
+            let map =
+                transform
+                    .field_map(profile, table)
+                    .map_err(|reason| IngestError::Source {
+                        source_name: name.to_string(),
+                        reason,
+                    })?;
+            // The output's nulls are empty text; its instants are RFC 3339 and its naive
+            // timestamps ISO 8601, in the profile's zone.
+            let mut read_as = profile.clone();
+            if !read_as.null_values.iter().any(String::is_empty) {
+                read_as.null_values.push(String::new());
+            }
+            read_as
+                .datetime_formats
+                .push("%Y-%m-%dT%H:%M:%S%.f".to_string());
+            (map, Some(std::sync::Arc::new(transform)), read_as)
+        }
+    };
+    Converter::new(&profile, map.clone()).map_err(bad_profile)?;
+    Ok(Mapping {
+        table,
+        map,
+        sql,
+        profile,
+    })
 }
 
 /// Rejects a source may have before its share of them is checked.
@@ -211,35 +336,44 @@ pub(crate) fn check_reject_share(
     Ok(())
 }
 
+/// Records a SQL profile maps at a time in the single-threaded readers.
+const SQL_RECORDS: usize = 4096;
+
 /// Hands records one at a time to a converter and its rows to a sink a batch at a time,
 /// counting what became of each: the single-threaded readers (JSON Lines, Excel) share it.
+/// Under a SQL profile records are mapped a few thousand at a time.
 pub(crate) struct RecordFeed {
     /// The source, for errors.
     name: String,
-    converter: Converter,
+    mapper: read::Mapper,
     outcome: FileOutcome,
     /// The source line of each row the converter holds.
     lines: Vec<u64>,
+    /// Records waiting for the SQL transform: line, fields and raw text.
+    pending: Vec<(u64, csv::StringRecord, String)>,
 }
 
 impl RecordFeed {
-    pub(crate) fn new(name: &str, converter: Converter, encoding: TextEncoding) -> Self {
+    pub(crate) fn new(name: &str, mapping: &Mapping, encoding: TextEncoding) -> Self {
         RecordFeed {
             name: name.to_string(),
             outcome: FileOutcome {
-                table: converter.table(),
+                table: mapping.table,
                 encoding,
                 records: 0,
                 rows: 0,
                 rejected: 0,
+                filtered: 0,
+                duplicate_keys: 0,
             },
-            converter,
+            mapper: mapping.mapper(),
             lines: Vec::new(),
+            pending: Vec::new(),
         }
     }
 
     /// One record from `line`: its fields, or why it could not be read as a record.
-    /// `raw` is only called for a reject.
+    /// `raw` is only called for a reject (and for every record under a SQL profile).
     pub(crate) fn push(
         &mut self,
         sink: &mut dyn RowSink,
@@ -248,31 +382,93 @@ impl RecordFeed {
         raw: impl FnOnce() -> String,
     ) -> Result<(), IngestError> {
         self.outcome.records += 1;
-        match fields.and_then(|f| self.converter.push(&f)) {
-            Ok(()) => {
-                self.outcome.rows += 1;
-                self.lines.push(line);
-                if self.converter.len() >= BATCH_ROWS {
-                    sink.batch(self.converter.finish(), &self.lines)?;
-                    self.lines.clear();
+        let result = match (fields, &self.mapper.sql) {
+            (Ok(fields), Some(_)) => {
+                self.pending.push((line, fields, raw()));
+                if self.pending.len() >= SQL_RECORDS {
+                    self.map_pending(sink)?;
                 }
+                return Ok(());
             }
-            Err(reject) => {
-                self.outcome.rejected += 1;
-                sink.reject(RejectedRecord {
+            (fields, _) => fields.and_then(|f| self.mapper.converter.push(&f)),
+        };
+        match result {
+            Ok(()) => self.landed(sink, line)?,
+            Err(reject) => self.rejected(
+                sink,
+                RejectedRecord {
                     line,
                     reject,
                     raw: raw(),
-                })?;
-                check_reject_share(&self.name, self.outcome.records, self.outcome.rejected)?;
-            }
+                },
+            )?,
+        }
+        Ok(())
+    }
+
+    fn landed(&mut self, sink: &mut dyn RowSink, line: u64) -> Result<(), IngestError> {
+        self.outcome.rows += 1;
+        self.lines.push(line);
+        if self.mapper.converter.len() >= BATCH_ROWS {
+            sink.batch(self.mapper.converter.finish(), &self.lines)?;
+            self.lines.clear();
+        }
+        Ok(())
+    }
+
+    fn rejected(
+        &mut self,
+        sink: &mut dyn RowSink,
+        rejected: RejectedRecord,
+    ) -> Result<(), IngestError> {
+        self.outcome.rejected += 1;
+        sink.reject(rejected)?;
+        check_reject_share(&self.name, self.outcome.records, self.outcome.rejected)
+    }
+
+    /// Maps the records waiting for the SQL transform.
+    fn map_pending(&mut self, sink: &mut dyn RowSink) -> Result<(), IngestError> {
+        let Some(sql) = self.mapper.sql.clone() else {
+            return Ok(());
+        };
+        let pending = std::mem::take(&mut self.pending);
+        let records: Vec<(u64, csv::StringRecord)> =
+            pending.iter().map(|(l, f, _)| (*l, f.clone())).collect();
+        let mut landed = Vec::new();
+        let mut rejects = Vec::new();
+        self.outcome.filtered += sql
+            .convert(
+                &mut self.mapper.converter,
+                &records,
+                |line| landed.push(line),
+                |line, reject, _| rejects.push((line, reject)),
+            )
+            .map_err(|reason| IngestError::Source {
+                source_name: self.name.clone(),
+                reason,
+            })?;
+        // The converter holds at most BATCH_ROWS rows: landing them one by one in order.
+        self.outcome.rows += landed.len() as u64;
+        self.lines.extend(landed);
+        if self.mapper.converter.len() >= BATCH_ROWS {
+            sink.batch(self.mapper.converter.finish(), &self.lines)?;
+            self.lines.clear();
+        }
+        for (line, reject) in rejects {
+            // Pending records are in line order.
+            let raw = pending
+                .binary_search_by_key(&line, |(l, _, _)| *l)
+                .map(|i| pending[i].2.clone())
+                .unwrap_or_default();
+            self.rejected(sink, RejectedRecord { line, reject, raw })?;
         }
         Ok(())
     }
 
     pub(crate) fn finish(mut self, sink: &mut dyn RowSink) -> Result<FileOutcome, IngestError> {
-        if !self.converter.is_empty() {
-            sink.batch(self.converter.finish(), &self.lines)?;
+        self.map_pending(sink)?;
+        if !self.mapper.converter.is_empty() {
+            sink.batch(self.mapper.converter.finish(), &self.lines)?;
         }
         Ok(self.outcome)
     }
@@ -282,8 +478,8 @@ impl RecordFeed {
 /// (archive and member); the table is detected from its file name or header unless the
 /// profile sets it; the delimiter is sniffed from the header unless the profile sets it.
 ///
-/// JSON Lines sources (`.jsonl`, `.ndjson`) are read by [`convert_jsonl`] and Excel
-/// workbooks (`.xlsx`) by [`convert_xlsx`] instead.
+/// JSON Lines sources (`.jsonl`, `.ndjson`) are read by [`convert_jsonl`] and workbooks
+/// (`.xlsx`, `.xlsm`, `.xlsb`, `.xls`, `.ods`) by [`convert_workbook`] instead.
 pub fn convert_csv(
     source: impl Read,
     source_name: &SourceName,
@@ -291,12 +487,30 @@ pub fn convert_csv(
     encoding: Option<TextEncoding>,
     sink: &mut dyn RowSink,
 ) -> Result<FileOutcome, IngestError> {
-    if jsonl::is_jsonl(source_name) {
-        return convert_jsonl(source, source_name, profile, sink);
+    let mut counter = KeyCounter::new(sink, !profile.event_log);
+    let mut outcome = if jsonl::is_jsonl(source_name) {
+        convert_jsonl(source, source_name, profile, &mut counter)
+    } else if xlsx::is_workbook(source_name) {
+        convert_workbook(source, source_name, profile, &mut counter)
+    } else {
+        convert_delimited(source, source_name, profile, encoding, &mut counter)
+    }?;
+    outcome.duplicate_keys = counter.duplicates;
+    if outcome.duplicate_keys > 0 {
+        tracing::warn!(source = %source_name, duplicates = outcome.duplicate_keys,
+            "rows whose key an earlier row of the source already had");
     }
-    if xlsx::is_xlsx(source_name) {
-        return convert_xlsx(source, source_name, profile, sink);
-    }
+    Ok(outcome)
+}
+
+/// Reads one delimited text source (CSV, TSV, …) and converts every record, on all cores.
+pub(crate) fn convert_delimited(
+    source: impl Read,
+    source_name: &SourceName,
+    profile: &Profile,
+    encoding: Option<TextEncoding>,
+    sink: &mut dyn RowSink,
+) -> Result<FileOutcome, IngestError> {
     let full_name = source_name.to_string();
     let name = full_name.as_str();
     let read_err = |error| IngestError::Read {
@@ -333,17 +547,19 @@ pub fn convert_csv(
         })?
         .to_strings();
     let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+    splitter.width = Some(headers.len());
     // Validates the profile once, before any thread starts.
-    let (table, map, _) = resolve_header(name, &header_refs, profile)?;
-    sink.table(table);
-    let make_converter =
-        || Converter::new(profile, map.clone()).expect("the profile was validated above");
-    let counts = read::convert_records(name, &mut splitter, &make_converter, sink, &split_err)?;
+    let mapping = resolve_header(name, &header_refs, profile)?;
+    sink.table(mapping.table);
+    let make_mapper = || mapping.mapper();
+    let counts = read::convert_records(name, &mut splitter, &make_mapper, sink, &split_err)?;
     Ok(FileOutcome {
-        table,
+        table: mapping.table,
         encoding,
         records: counts.records,
         rows: counts.rows,
         rejected: counts.rejected,
+        filtered: counts.filtered,
+        duplicate_keys: 0,
     })
 }

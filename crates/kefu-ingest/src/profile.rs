@@ -16,10 +16,15 @@ use crate::value::{DEFAULT_DATE_FORMATS, DEFAULT_DATETIME_FORMATS, DEFAULT_TIME_
 #[derive(Debug, Clone)]
 pub struct Profile {
     pub name: String,
+    /// The file the profile was read from, for messages.
+    pub file: Option<String>,
     /// The table every file feeds; detected from the file name or header when absent.
     pub table: Option<Table>,
     /// Time zone of local timestamps in the source.
     pub time_zone: Tz,
+    /// Whether the profile set the zone; if not, ingest reads local times in the
+    /// warehouse's own zone.
+    pub time_zone_given: bool,
     /// Values meaning "no value" in every column (compared after trimming).
     pub null_values: Vec<String>,
     /// Extra null values per canonical column (e.g. customer_id `0`).
@@ -43,6 +48,19 @@ pub struct Profile {
     /// When set, only rows of this region land; rows of any other region are rejected
     /// (`region_not_allowed`). A regional office's uploads are ingested with its own.
     pub only_region: Option<String>,
+    /// A SQL mapping (`SELECT … FROM source [WHERE …]`) in place of header matching; see
+    /// [`crate::transform`].
+    pub sql: Option<String>,
+    /// Seconds a later event may read before an earlier one (clock skew between systems)
+    /// and still be accepted, moved up to the earlier one.
+    pub ordering_tolerance_s: u32,
+    /// The dates (first, last) a record's event time may fall on; default from 1950 to a
+    /// year after today. Outside, the record is rejected (`implausible_timestamp`).
+    pub event_time_window: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+    /// The source is an event log: each row a later state of its record, many rows per
+    /// key (the warehouse keeps the newest). Repeated keys are then expected, not
+    /// counted.
+    pub event_log: bool,
 }
 
 impl Profile {
@@ -50,8 +68,10 @@ impl Profile {
         let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         Profile {
             name: "builtin".into(),
+            file: None,
             table: None,
             time_zone: chrono_tz::Asia::Shanghai,
+            time_zone_given: false,
             null_values: owned(&["", "NULL", "null", "-"]),
             column_null_values: BTreeMap::from([("customer_id".to_string(), owned(&["0"]))]),
             aliases: BTreeMap::new(),
@@ -64,6 +84,32 @@ impl Profile {
             time_formats: owned(DEFAULT_TIME_FORMATS),
             derive_durations: true,
             only_region: None,
+            sql: None,
+            ordering_tolerance_s: 0,
+            event_time_window: None,
+            event_log: false,
+        }
+    }
+}
+
+impl Profile {
+    /// The instants (µs UTC, from inclusive, until exclusive) an event time may take: the
+    /// profile's window (whole UTC days, so that no zone cuts off a local day at its
+    /// edges), else from 1950 to a year after today.
+    pub fn event_time_window(&self) -> (i64, i64) {
+        let day = |d: chrono::NaiveDate| {
+            d.and_hms_opt(0, 0, 0)
+                .expect("midnight")
+                .and_utc()
+                .timestamp_micros()
+        };
+        const DAY: i64 = 86_400_000_000;
+        match self.event_time_window {
+            Some((first, last)) => (day(first) - DAY, day(last) + 2 * DAY),
+            None => (
+                crate::value::PLAUSIBLE_FROM,
+                chrono::Utc::now().timestamp_micros() + 366 * DAY,
+            ),
         }
     }
 }

@@ -5,8 +5,8 @@
 //! ```toml
 //! name = "baltimore_311"
 //! table = "tickets"                  # else detected from file name or header
-//! time_zone = "America/New_York"     # of local timestamps; default Asia/Shanghai
-//! encoding = "auto"                  # auto | utf-8 | gbk | gb18030
+//! time_zone = "America/New_York"     # of local timestamps; default the warehouse's
+//! encoding = "auto"                  # auto | utf-8 | utf-16le | gbk | big5 | …
 //! delimiter = ","                    # one ASCII character or "tab"; sniffed if absent
 //! null_values = ["", "NULL", "-"]
 //! datetime_formats = ["%m/%d/%Y %I:%M:%S %p"]
@@ -25,6 +25,10 @@
 //! [column_null_values]
 //! customer_id = ["0"]
 //! ```
+//!
+//! Instead of `[columns]`, `sql = "SELECT … FROM source [WHERE …]"` maps the source with
+//! SQL ([`crate::transform`]); `ordering_tolerance_s` allows clock skew between systems.
+//! `fixtures/profiles/README.md` is the guide to every key.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,6 +38,11 @@ use serde::Deserialize;
 
 use crate::profile::Profile;
 use crate::{IngestError, TextEncoding};
+
+/// Whether a profile's text sets its `name` (checked after it parsed).
+fn text_sets_name(text: &str) -> bool {
+    toml::from_str::<toml::Table>(text).is_ok_and(|t| t.contains_key("name"))
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -55,6 +64,10 @@ struct ProfileFile {
     date_formats: Option<Vec<String>>,
     time_formats: Option<Vec<String>>,
     derive_durations: Option<bool>,
+    sql: Option<String>,
+    ordering_tolerance_s: Option<u32>,
+    event_time_window: Option<[String; 2]>,
+    event_log: Option<bool>,
     #[serde(default)]
     columns: BTreeMap<String, OneOrMany>,
     #[serde(default)]
@@ -72,8 +85,16 @@ impl Profile {
             profile: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
-        Profile::from_toml(&text, &stem.unwrap_or_else(|| path.display().to_string()))
+        let shown = path.display().to_string();
+        // Errors name the file; its stem is the profile's name unless it sets one.
+        let mut profile = Profile::from_toml(&text, &shown)?;
+        if !text_sets_name(&text) {
+            profile.name = path
+                .file_stem()
+                .map_or(shown.clone(), |s| s.to_string_lossy().into_owned());
+        }
+        profile.file = Some(shown);
+        Ok(profile)
     }
 
     /// Parses and validates a profile; `origin` names it in errors and is its default name.
@@ -97,6 +118,7 @@ impl Profile {
                     "unknown time zone '{tz}' (use an IANA name such as Asia/Shanghai)"
                 ))
             })?;
+            p.time_zone_given = true;
         }
         if let Some(d) = file.delimiter {
             p.delimiter = Some(match d.as_str() {
@@ -111,21 +133,9 @@ impl Profile {
                 }
             });
         }
-        p.encoding = match file
-            .encoding
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("auto") => None,
-            Some("utf-8" | "utf8") => Some(TextEncoding::Utf8),
-            Some("gbk" | "gb18030" | "gb2312") => Some(TextEncoding::Gb18030),
-            Some(other) => {
-                return Err(bad(format!(
-                    "unknown encoding '{other}' (auto, utf-8, gbk, gb18030)"
-                )));
-            }
-        };
+        if let Some(label) = &file.encoding {
+            p.encoding = TextEncoding::from_label(label).map_err(bad)?;
+        }
         if let Some(v) = file.null_values {
             p.null_values = v;
         }
@@ -140,6 +150,42 @@ impl Profile {
         }
         if let Some(v) = file.derive_durations {
             p.derive_durations = v;
+        }
+        if let Some(v) = file.ordering_tolerance_s {
+            p.ordering_tolerance_s = v;
+        }
+        if let Some(v) = file.event_log {
+            p.event_log = v;
+        }
+        if let Some([first, last]) = &file.event_time_window {
+            let date = |d: &str| {
+                chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").map_err(|_| {
+                    bad(format!(
+                        "event_time_window: '{d}' is not a date (YYYY-MM-DD)"
+                    ))
+                })
+            };
+            let (first, last) = (date(first)?, date(last)?);
+            if first > last {
+                return Err(bad(format!("event_time_window: {first} is after {last}")));
+            }
+            p.event_time_window = Some((first, last));
+        }
+        if let Some(sql) = file.sql {
+            if p.table.is_none() {
+                return Err(bad(
+                    "a profile with sql must name its table (table = \"calls\")".into(),
+                ));
+            }
+            if !file.columns.is_empty() {
+                return Err(bad(
+                    "[columns] and sql both map the source: name the columns in the SELECT".into(),
+                ));
+            }
+            // Syntax is checked now; names are checked against the first file's header.
+            datafusion::sql::parser::DFParser::parse_sql(&sql)
+                .map_err(|e| bad(crate::transform::locate(&e)))?;
+            p.sql = Some(sql);
         }
         let column = |name: &str, what: &str| -> Result<&'static Column, IngestError> {
             let tables: Vec<Table> = p.table.map_or(Table::ALL.to_vec(), |t| vec![t]);

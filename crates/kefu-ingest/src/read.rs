@@ -11,6 +11,7 @@ use arrow::array::RecordBatch;
 
 use crate::convert::{Converter, Fields, Reject, RejectReason};
 use crate::text::MAX_LINE_BYTES;
+use crate::transform::SqlTransform;
 use crate::{RejectedRecord, RowSink};
 
 /// Field bytes per chunk handed to a worker (about 5,000 call records).
@@ -32,6 +33,12 @@ pub(crate) struct RecordChunk {
     record_ends: Vec<usize>,
     /// For every record: its 1-based starting line.
     lines: Vec<u64>,
+    /// The source text of records read by the full parser (quotes, breaks in fields),
+    /// back to back; a plain line's text is its fields joined by `delimiter`.
+    raw: Vec<u8>,
+    /// For every record: its span in `raw`, or none for a plain line.
+    raw_spans: Vec<Option<(usize, usize)>>,
+    delimiter: u8,
 }
 
 impl RecordChunk {
@@ -46,6 +53,8 @@ impl RecordChunk {
         self.fields_len = 0;
         self.record_ends.clear();
         self.lines.clear();
+        self.raw.clear();
+        self.raw_spans.clear();
     }
 
     fn is_full(&self) -> bool {
@@ -79,20 +88,85 @@ impl RecordChunk {
         })
     }
 
-    /// Record `r` for people when it is not valid text.
-    fn lossy(&self, r: usize) -> String {
+    /// Record `r` as the source wrote it (decoded; invalid bytes replaced): the
+    /// reject's raw record.
+    pub(crate) fn raw_text(&self, r: usize) -> String {
+        if let Some((start, end)) = self.raw_spans[r] {
+            return String::from_utf8_lossy(&self.raw[start..end]).into_owned();
+        }
+        // A plain line has no quotes: its fields joined by the delimiter are the line.
         let (start, first, last) = self.bounds(r);
-        let fields: Vec<String> = (first..last)
-            .map(|f| {
-                let s = if f == first {
-                    start
-                } else {
-                    self.field_ends[f - 1]
-                };
-                String::from_utf8_lossy(&self.data[s..self.field_ends[f]]).into_owned()
-            })
-            .collect();
-        join_csv(fields.iter().map(String::as_str))
+        let mut line = Vec::with_capacity(
+            self.field_ends
+                .get(last.wrapping_sub(1))
+                .map_or(0, |e| e - start)
+                + last
+                - first,
+        );
+        for f in first..last {
+            let s = if f == first {
+                start
+            } else {
+                self.field_ends[f - 1]
+            };
+            if f > first {
+                line.push(self.delimiter);
+            }
+            line.extend_from_slice(&self.data[s..self.field_ends[f]]);
+        }
+        String::from_utf8_lossy(&line).into_owned()
+    }
+
+    /// Appends `line` (one physical line, without its break) as a record starting at
+    /// `number`, parsed on its own: an opening quote it does not close runs to its end.
+    fn push_line(&mut self, line: &[u8], number: u64, delimiter: u8) {
+        let mut core = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
+        let start = self.data_len;
+        let first_field = self.fields_len;
+        let need = start + line.len() + 1;
+        if self.data.len() < need {
+            self.data.resize(need.max(self.data.len() * 2), 0);
+        }
+        if self.field_ends.len() < first_field + line.len() + 2 {
+            let grown = (first_field + line.len() + 2).max(self.field_ends.len() * 2);
+            self.field_ends.resize(grown, 0);
+        }
+        let (mut input, mut out, mut ends) = (line, 0, 0);
+        loop {
+            let (result, nin, nout, nend) = core.read_record(
+                input,
+                &mut self.data[start + out..],
+                &mut self.field_ends[first_field + ends..],
+            );
+            input = &input[nin..];
+            out += nout;
+            ends += nend;
+            match result {
+                csv_core::ReadRecordResult::Record | csv_core::ReadRecordResult::End => break,
+                // The end of the line is the end of the record.
+                csv_core::ReadRecordResult::InputEmpty if input.is_empty() => {
+                    let (_, _, nout, nend) = core.read_record(
+                        &[],
+                        &mut self.data[start + out..],
+                        &mut self.field_ends[first_field + ends..],
+                    );
+                    out += nout;
+                    ends += nend;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        for e in &mut self.field_ends[first_field..first_field + ends] {
+            *e += start;
+        }
+        self.data_len = start + out;
+        self.fields_len = first_field + ends;
+        self.record_ends.push(self.fields_len);
+        self.lines.push(number);
+        let raw_start = self.raw.len();
+        self.raw.extend_from_slice(line);
+        self.raw_spans.push(Some((raw_start, self.raw.len())));
     }
 }
 
@@ -140,6 +214,12 @@ pub(crate) fn join_csv<'a>(fields: impl Iterator<Item = &'a str>) -> String {
         .to_string()
 }
 
+/// `text` without its final line break (LF or CRLF).
+fn trim_break(text: &[u8]) -> &[u8] {
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    text.strip_suffix(b"\r").unwrap_or(text)
+}
+
 /// Why splitting stopped before the end of the input.
 #[derive(Debug)]
 pub(crate) enum SplitError {
@@ -155,13 +235,30 @@ impl From<std::io::Error> for SplitError {
 
 /// Splits text into records, counting physical lines (LF, CRLF, and line breaks inside
 /// quoted fields all count, as an editor shows them).
+///
+/// A quote that opens a field and never closes would make the rest of the file one
+/// record. A record over several lines is therefore taken apart into its lines when it
+/// does not have the header's number of fields while a later line of it does (whole
+/// records were swallowed), or when it runs past [`MAX_QUOTED_LINES`] lines or
+/// [`MAX_QUOTED_BYTES`]: each line is then a record of its own (the one with the stray
+/// quote is rejected, the others land).
 pub(crate) struct Splitter<R> {
     input: BufReader<R>,
     core: csv_core::Reader,
     delimiter: u8,
     /// The line the input position is on.
     line: u64,
+    /// The header's number of fields, once read.
+    pub(crate) width: Option<usize>,
+    /// The source text of the record being read by the full parser.
+    raw: Vec<u8>,
 }
+
+/// Lines a quoted field may span (a note with line breaks), beyond which its quote is
+/// taken as never closed.
+pub(crate) const MAX_QUOTED_LINES: u64 = 1000;
+/// Bytes a record spanning several lines may have before the same.
+pub(crate) const MAX_QUOTED_BYTES: u64 = 1024 * 1024;
 
 /// The delimiter the header line uses most: `,`, tab, `;` or `|` (`,` when none).
 pub(crate) fn sniff_delimiter(sample: &[u8]) -> u8 {
@@ -186,6 +283,8 @@ impl<R: Read> Splitter<R> {
             core: csv_core::ReaderBuilder::new().delimiter(delimiter).build(),
             delimiter,
             line: 1,
+            width: None,
+            raw: Vec::new(),
         })
     }
 
@@ -208,6 +307,7 @@ impl<R: Read> Splitter<R> {
                 break;
             }
         }
+        chunk.delimiter = self.delimiter;
         if self.next_plain_line(chunk)? {
             return Ok(true);
         }
@@ -216,6 +316,7 @@ impl<R: Read> Splitter<R> {
         let first_field = chunk.fields_len;
         let (mut out, mut ends) = (0usize, 0usize);
         let mut consumed = 0u64;
+        self.raw.clear();
         loop {
             if chunk.data.len() < start + out + 1024 {
                 let grown = (chunk.data.len() * 2).max(start + out + 64 * 1024);
@@ -232,18 +333,36 @@ impl<R: Read> Splitter<R> {
                 &mut chunk.field_ends[first_field + ends..],
             );
             self.line += memchr::memchr_iter(b'\n', &input[..nin]).count() as u64;
+            self.raw.extend_from_slice(&input[..nin]);
             self.input.consume(nin);
             consumed += nin as u64;
             out += nout;
             ends += nend;
-            if consumed > MAX_LINE_BYTES {
+            let spanned = self.line - first_line;
+            if consumed > MAX_LINE_BYTES && spanned == 0 {
                 return Err(SplitError::RecordTooLong { line: first_line });
+            }
+            if spanned > MAX_QUOTED_LINES || (spanned > 0 && consumed > MAX_QUOTED_BYTES) {
+                // A quote that never closes: the rest of the current line belongs to the
+                // lines being taken apart.
+                self.finish_line()?;
+                self.split_lines(chunk, first_line, start, first_field);
+                return Ok(true);
             }
             match result {
                 csv_core::ReadRecordResult::InputEmpty
                 | csv_core::ReadRecordResult::OutputFull
                 | csv_core::ReadRecordResult::OutputEndsFull => {}
                 csv_core::ReadRecordResult::Record => {
+                    let spanned_lines = self.raw_lines() > 1;
+                    if spanned_lines
+                        && self
+                            .width
+                            .is_some_and(|w| w != ends && self.later_lines_are_records(w))
+                    {
+                        self.split_lines(chunk, first_line, start, first_field);
+                        return Ok(true);
+                    }
                     // csv_core counts field ends from the record's start.
                     for e in &mut chunk.field_ends[first_field..first_field + ends] {
                         *e += start;
@@ -252,11 +371,85 @@ impl<R: Read> Splitter<R> {
                     chunk.fields_len = first_field + ends;
                     chunk.record_ends.push(chunk.fields_len);
                     chunk.lines.push(first_line);
+                    let raw_start = chunk.raw.len();
+                    chunk.raw.extend_from_slice(trim_break(&self.raw));
+                    chunk.raw_spans.push(Some((raw_start, chunk.raw.len())));
                     return Ok(true);
                 }
                 csv_core::ReadRecordResult::End => return Ok(false),
             }
         }
+    }
+
+    /// Whether a line after the first of the record text, parsed alone, has `width`
+    /// fields: then the record is whole records swallowed by a stray quote, not one
+    /// record with a note over several lines (whose later lines hold its last fields).
+    fn later_lines_are_records(&self, width: usize) -> bool {
+        trim_break(&self.raw)
+            .split(|&b| b == b'\n')
+            .skip(1)
+            .any(|line| {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .flexible(true)
+                    .delimiter(self.delimiter)
+                    .from_reader(line);
+                let mut record = csv::ByteRecord::new();
+                reader.read_byte_record(&mut record).unwrap_or(false) && record.len() == width
+            })
+    }
+
+    /// Lines in the record text read so far (its final line break not counted).
+    fn raw_lines(&self) -> usize {
+        memchr::memchr_iter(b'\n', trim_break(&self.raw)).count() + 1
+    }
+
+    /// Reads the rest of the current physical line into the record text.
+    fn finish_line(&mut self) -> Result<(), SplitError> {
+        loop {
+            let buf = self.input.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(());
+            }
+            match memchr::memchr(b'\n', buf) {
+                Some(at) => {
+                    self.raw.extend_from_slice(&buf[..=at]);
+                    self.input.consume(at + 1);
+                    self.line += 1;
+                    return Ok(());
+                }
+                None => {
+                    let n = buf.len();
+                    self.raw.extend_from_slice(buf);
+                    self.input.consume(n);
+                }
+            }
+        }
+    }
+
+    /// Takes the record text read since `first_line` apart into one record per line,
+    /// discarding what the full parser made of it.
+    fn split_lines(
+        &mut self,
+        chunk: &mut RecordChunk,
+        first_line: u64,
+        start: usize,
+        first_field: usize,
+    ) {
+        chunk.data_len = start;
+        chunk.fields_len = first_field;
+        // The parser was inside a quoted field: start it afresh.
+        self.core = csv_core::ReaderBuilder::new()
+            .delimiter(self.delimiter)
+            .build();
+        let raw = std::mem::take(&mut self.raw);
+        for (number, line) in (first_line..).zip(trim_break(&raw).split(|&b| b == b'\n')) {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if !line.is_empty() {
+                chunk.push_line(line, number, self.delimiter);
+            }
+        }
+        self.raw = raw;
     }
 
     /// Fills a chunk; `None` at the end of the input.
@@ -297,6 +490,7 @@ impl<R: Read> Splitter<R> {
         chunk.fields_len = field;
         chunk.record_ends.push(field);
         chunk.lines.push(self.line);
+        chunk.raw_spans.push(None);
         self.line += 1;
         self.input.consume(newline + 1);
         Ok(true)
@@ -331,6 +525,13 @@ fn spare_chunk() -> RecordChunk {
         .unwrap_or_default()
 }
 
+/// What converts one source's records on one thread: the converter, and the profile's
+/// SQL transform in front of it if there is one.
+pub(crate) struct Mapper {
+    pub converter: Converter,
+    pub sql: Option<std::sync::Arc<SqlTransform>>,
+}
+
 /// What a worker made of one chunk.
 struct Converted {
     /// The chunk, back for reuse.
@@ -339,29 +540,83 @@ struct Converted {
     /// The starting line of every row in `batch`.
     lines: Vec<u64>,
     rejects: Vec<RejectedRecord>,
+    /// Records the profile's SQL dropped on purpose.
+    filtered: u64,
+    /// Why the profile's SQL could not run (the source fails).
+    failure: Option<String>,
 }
 
-fn convert_chunk(converter: &mut Converter, chunk: RecordChunk) -> Converted {
+fn invalid_text(chunk: &RecordChunk, r: usize, at: usize) -> RejectedRecord {
+    RejectedRecord {
+        line: chunk.lines[r],
+        reject: Reject {
+            reason: RejectReason::InvalidText,
+            column: None,
+            detail: format!(
+                "byte {} of the record is not valid UTF-8 (is the encoding set right?)",
+                at + 1
+            ),
+        },
+        raw: chunk.raw_text(r),
+    }
+}
+
+fn convert_chunk(mapper: &mut Mapper, chunk: RecordChunk) -> Converted {
+    let converter = &mut mapper.converter;
+    let Some(sql) = &mapper.sql else {
+        return convert_chunk_directly(converter, chunk);
+    };
+    let mut rejects = Vec::new();
+    let mut records = Vec::with_capacity(chunk.records());
+    for r in 0..chunk.records() {
+        match chunk.record(r) {
+            Ok(record) => records.push((chunk.lines[r], record)),
+            Err(at) => rejects.push(invalid_text(&chunk, r, at)),
+        }
+    }
+    let mut lines = Vec::with_capacity(records.len());
+    let result = sql.convert(
+        converter,
+        &records,
+        |line| lines.push(line),
+        |line, reject, _| {
+            // Lines ascend through the chunk, one record each.
+            let r = chunk.lines.partition_point(|&l| l < line);
+            rejects.push(RejectedRecord {
+                line,
+                reject,
+                raw: chunk.raw_text(r),
+            });
+        },
+    );
+    rejects.sort_by_key(|r| r.line);
+    drop(records);
+    let (filtered, failure) = match result {
+        Ok(n) => (n, None),
+        Err(e) => (0, Some(e)),
+    };
+    Converted {
+        chunk,
+        batch: (!converter.is_empty()).then(|| converter.finish()),
+        lines,
+        rejects,
+        filtered,
+        failure,
+    }
+}
+
+fn convert_chunk_directly(converter: &mut Converter, chunk: RecordChunk) -> Converted {
     let mut lines = Vec::with_capacity(chunk.records());
     let mut rejects = Vec::new();
     for r in 0..chunk.records() {
         let line = chunk.lines[r];
         let outcome = match chunk.record(r) {
-            Ok(record) => converter
-                .push(&record)
-                .map_err(|reject| (reject, &record).into()),
-            Err(at) => Err(RejectedRecord {
+            Ok(record) => converter.push(&record).map_err(|reject| RejectedRecord {
                 line,
-                reject: Reject {
-                    reason: RejectReason::InvalidText,
-                    column: None,
-                    detail: format!(
-                        "byte {} of the record is not valid UTF-8 (is the encoding set right?)",
-                        at + 1
-                    ),
-                },
-                raw: chunk.lossy(r),
+                reject,
+                raw: chunk.raw_text(r),
             }),
+            Err(at) => Err(invalid_text(&chunk, r, at)),
         };
         match outcome {
             Ok(()) => lines.push(line),
@@ -376,16 +631,8 @@ fn convert_chunk(converter: &mut Converter, chunk: RecordChunk) -> Converted {
         batch: (!converter.is_empty()).then(|| converter.finish()),
         lines,
         rejects,
-    }
-}
-
-impl From<(Reject, &ChunkRecord<'_>)> for RejectedRecord {
-    fn from((reject, record): (Reject, &ChunkRecord<'_>)) -> Self {
-        RejectedRecord {
-            line: 0,
-            reject,
-            raw: join_csv((0..record.count()).map(|i| record.field(i))),
-        }
+        filtered: 0,
+        failure: None,
     }
 }
 
@@ -395,6 +642,7 @@ pub(crate) struct Counts {
     pub records: u64,
     pub rows: u64,
     pub rejected: u64,
+    pub filtered: u64,
 }
 
 /// Hands a worker's result to the sink; returns the chunk for reuse.
@@ -406,7 +654,14 @@ fn deliver(
 ) -> Result<RecordChunk, crate::IngestError> {
     counts.rows += converted.lines.len() as u64;
     counts.rejected += converted.rejects.len() as u64;
-    counts.records += (converted.lines.len() + converted.rejects.len()) as u64;
+    if let Some(reason) = converted.failure {
+        return Err(crate::IngestError::Source {
+            source_name: name.to_string(),
+            reason,
+        });
+    }
+    counts.filtered += converted.filtered;
+    counts.records += (converted.lines.len() + converted.rejects.len()) as u64 + converted.filtered;
     crate::check_reject_share(name, counts.records, counts.rejected)?;
     if let Some(batch) = converted.batch {
         sink.batch(batch, &converted.lines)?;
@@ -422,12 +677,12 @@ pub(crate) fn worker_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
-/// Splits the rest of `splitter`'s input and converts it with `make_converter()` on worker
+/// Splits the rest of `splitter`'s input and converts it with `make_mapper()` on worker
 /// threads, delivering results to `sink` in input order.
 pub(crate) fn convert_records<R: Read>(
     name: &str,
     splitter: &mut Splitter<R>,
-    make_converter: &dyn Fn() -> Converter,
+    make_mapper: &dyn Fn() -> Mapper,
     sink: &mut dyn RowSink,
     split_err: &dyn Fn(SplitError) -> crate::IngestError,
 ) -> Result<Counts, crate::IngestError> {
@@ -438,7 +693,7 @@ pub(crate) fn convert_records<R: Read>(
     let workers = worker_count();
     if workers == 1 || !first.is_full() {
         // Small inputs (most archive members) are not worth a thread.
-        let mut converter = make_converter();
+        let mut converter = make_mapper();
         let mut next = Some(first);
         while let Some(chunk) = next {
             let chunk = deliver(
@@ -457,7 +712,7 @@ pub(crate) fn convert_records<R: Read>(
         for _ in 0..workers {
             let (chunk_tx, chunk_rx) = sync_channel::<RecordChunk>(2);
             let (done_tx, done_rx) = sync_channel::<Converted>(2);
-            let mut converter = make_converter();
+            let mut converter = make_mapper();
             std::thread::Builder::new()
                 .name("kefu-convert".into())
                 .spawn_scoped(scope, move || {

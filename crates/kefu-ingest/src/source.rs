@@ -147,9 +147,10 @@ pub fn is_data_file(path: &Path) -> bool {
         .or_else(|| name.strip_suffix(".zst"))
         .unwrap_or(&name);
     [
-        ".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".xlsx", ".zip", ".tar", ".tgz",
+        ".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".zip", ".tar", ".tgz",
     ]
     .iter()
+    .chain(crate::xlsx::WORKBOOK_EXTENSIONS)
     .any(|ext| name.ends_with(ext))
 }
 

@@ -1,15 +1,29 @@
-//! Text encodings of office exports: UTF-8 with or without a byte-order mark, or GBK /
-//! GB18030 (Excel on Chinese Windows). Detected from the first bytes, or set by a profile.
+//! Text encodings of office exports: UTF-8 with or without a byte-order mark, UTF-16
+//! with one (Excel's "Unicode text"), GBK / GB18030 (Excel on Chinese Windows) and Big5
+//! (Taiwan and Hong Kong). Detected from the first bytes — a BOM, valid UTF-8, else
+//! `chardetng`'s guess between the legacy encodings — or set by a profile. A file in an
+//! encoding kefu does not expect is refused, naming what it looks like, unless a profile
+//! names that encoding.
 
 use std::io::{BufRead, BufReader, Read};
+
+use encoding_rs::Encoding;
 
 /// How a source's bytes are text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextEncoding {
     Utf8,
     Utf8Bom,
-    /// GB18030, the superset of GBK and GB2312.
+    /// UTF-16 little-endian, with its byte-order mark.
+    Utf16Le,
+    /// UTF-16 big-endian, with its byte-order mark.
+    Utf16Be,
+    /// GB18030, the superset of GBK and GB2312 (also 4-byte characters).
     Gb18030,
+    /// Big5 (traditional Chinese), as encoding_rs reads it (with the HKSCS extensions).
+    Big5,
+    /// Another encoding, named by a profile (any WHATWG label, e.g. `windows-1252`).
+    Other(&'static Encoding),
 }
 
 impl TextEncoding {
@@ -17,7 +31,45 @@ impl TextEncoding {
         match self {
             TextEncoding::Utf8 => "utf-8",
             TextEncoding::Utf8Bom => "utf-8 (bom)",
+            TextEncoding::Utf16Le => "utf-16le (bom)",
+            TextEncoding::Utf16Be => "utf-16be (bom)",
             TextEncoding::Gb18030 => "gb18030",
+            TextEncoding::Big5 => "big5",
+            TextEncoding::Other(e) => e.name(),
+        }
+    }
+
+    /// The encoding a profile names: `auto` is none; `utf-8`, `utf-16le`/`utf-16be`,
+    /// `gbk`/`gb18030`/`gb2312`, `big5`, or any other WHATWG label.
+    pub fn from_label(label: &str) -> Result<Option<TextEncoding>, String> {
+        let lower = label.trim().to_ascii_lowercase();
+        Ok(Some(match lower.as_str() {
+            "auto" => return Ok(None),
+            "utf-8" | "utf8" => TextEncoding::Utf8,
+            "utf-16le" | "utf-16" | "unicode" => TextEncoding::Utf16Le,
+            "utf-16be" => TextEncoding::Utf16Be,
+            "gbk" | "gb18030" | "gb2312" | "cp936" => TextEncoding::Gb18030,
+            "big5" | "big5-hkscs" | "cp950" => TextEncoding::Big5,
+            other => match Encoding::for_label(other.as_bytes()) {
+                Some(e) => TextEncoding::Other(e),
+                None => {
+                    return Err(format!(
+                        "unknown encoding '{label}' (auto, utf-8, utf-16le, utf-16be, gbk, \
+                         gb18030, big5, or a WHATWG label such as windows-1252)"
+                    ));
+                }
+            },
+        }))
+    }
+
+    fn encoding(self) -> &'static Encoding {
+        match self {
+            TextEncoding::Utf8 | TextEncoding::Utf8Bom => encoding_rs::UTF_8,
+            TextEncoding::Utf16Le => encoding_rs::UTF_16LE,
+            TextEncoding::Utf16Be => encoding_rs::UTF_16BE,
+            TextEncoding::Gb18030 => encoding_rs::GB18030,
+            TextEncoding::Big5 => encoding_rs::BIG5,
+            TextEncoding::Other(e) => e,
         }
     }
 }
@@ -29,38 +81,94 @@ pub const SNIFF_BYTES: usize = 64 * 1024;
 /// it whole.
 pub const MAX_LINE_BYTES: u64 = 16 * 1024 * 1024;
 
-/// BOM → UTF-8; otherwise UTF-8 if the sample is valid UTF-8 (a character cut at the end of
-/// the sample is allowed), else GB18030.
-pub fn detect(sample: &[u8]) -> TextEncoding {
+/// A BOM names the encoding; otherwise UTF-8 if the sample is valid UTF-8 (a character cut
+/// at the end of the sample is allowed); otherwise `chardetng` tells GBK/GB18030 from
+/// Big5. Anything else it sees (Shift_JIS, EUC-KR, Windows-125x, …) is refused with its
+/// name: reading it as Chinese would land garbled text silently.
+pub fn detect(sample: &[u8]) -> Result<TextEncoding, String> {
     if sample.starts_with(b"\xEF\xBB\xBF") {
-        return TextEncoding::Utf8Bom;
+        return Ok(TextEncoding::Utf8Bom);
+    }
+    if sample.starts_with(b"\xFF\xFE") {
+        return Ok(TextEncoding::Utf16Le);
+    }
+    if sample.starts_with(b"\xFE\xFF") {
+        return Ok(TextEncoding::Utf16Be);
     }
     match std::str::from_utf8(sample) {
-        Ok(_) => TextEncoding::Utf8,
-        Err(e) if e.error_len().is_none() => TextEncoding::Utf8,
-        Err(_) => TextEncoding::Gb18030,
+        Ok(_) => return Ok(TextEncoding::Utf8),
+        Err(e) if e.error_len().is_none() => return Ok(TextEncoding::Utf8),
+        Err(_) => {}
+    }
+    if sample.contains(&0) {
+        return Err(nul_bytes(sample));
+    }
+    let mut detector = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Deny);
+    detector.feed(sample, sample.len() < SNIFF_BYTES);
+    // No top-level-domain hint: a `cn` hint would read Big5 and Shift_JIS as GBK.
+    let guess = detector.guess(None, chardetng::Utf8Detection::Deny);
+    if guess == encoding_rs::GBK || guess == encoding_rs::GB18030 {
+        Ok(TextEncoding::Gb18030)
+    } else if guess == encoding_rs::BIG5 {
+        Ok(TextEncoding::Big5)
+    } else {
+        Err(format!(
+            "the text looks like {} (not UTF-8, UTF-16, GBK/GB18030 or Big5): if that is \
+             right, name it in a profile (encoding = \"{}\"); otherwise export as UTF-8",
+            guess.name(),
+            guess.name().to_ascii_lowercase()
+        ))
+    }
+}
+
+/// Why a sample with NUL bytes is refused: UTF-16 without its BOM, or binary data.
+fn nul_bytes(sample: &[u8]) -> String {
+    match utf16_without_bom(sample) {
+        Some(label) => format!(
+            "the text looks like {label} without a byte-order mark: name it in a profile \
+             (encoding = \"{label}\")"
+        ),
+        None => "binary data (NUL bytes): not a text export".into(),
+    }
+}
+
+/// `utf-16le` or `utf-16be` when NUL bytes keep to one side of the byte pairs of
+/// `sample` (the high bytes of ASCII characters in UTF-16; CJK characters have none),
+/// else none.
+fn utf16_without_bom(sample: &[u8]) -> Option<&'static str> {
+    let pairs = sample.len() / 2;
+    if pairs < 8 {
+        return None;
+    }
+    let zeros = |side: usize| sample.chunks_exact(2).filter(|p| p[side] == 0).count();
+    let (odd, even) = (zeros(1), zeros(0));
+    if odd * 4 >= pairs && even * 100 <= pairs {
+        Some("utf-16le")
+    } else if even * 4 >= pairs && odd * 100 <= pairs {
+        Some("utf-16be")
+    } else {
+        None
     }
 }
 
 /// Wraps `source` so that it yields UTF-8, detecting the encoding unless one is given.
-/// UTF-8 passes through unchanged (invalid sequences are caught per record later);
-/// GB18030 is transcoded.
+/// UTF-8 passes through unchanged (invalid sequences are caught per record later); other
+/// encodings are transcoded (a byte-order mark is dropped).
 pub fn utf8_reader<'a>(
     source: impl Read + 'a,
     encoding: Option<TextEncoding>,
 ) -> std::io::Result<(TextEncoding, Box<dyn Read + 'a>)> {
     let mut buffered = BufReader::with_capacity(SNIFF_BYTES, source);
     let sample = buffered.fill_buf()?;
-    if sample.contains(&0) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "binary data (NUL bytes): not a text export",
-        ));
-    }
+    let refuse = |reason: String| std::io::Error::new(std::io::ErrorKind::InvalidData, reason);
     let encoding = match encoding {
         Some(e) => e,
-        None => detect(sample),
+        None => detect(sample).map_err(refuse)?,
     };
+    let utf16 = matches!(encoding, TextEncoding::Utf16Le | TextEncoding::Utf16Be);
+    if !utf16 && sample.contains(&0) {
+        return Err(refuse(nul_bytes(sample)));
+    }
     let reader: Box<dyn Read + 'a> = match encoding {
         TextEncoding::Utf8 => Box::new(buffered),
         TextEncoding::Utf8Bom => {
@@ -69,13 +177,33 @@ pub fn utf8_reader<'a>(
             }
             Box::new(buffered)
         }
-        TextEncoding::Gb18030 => Box::new(
+        other => Box::new(Filling(
             encoding_rs_io::DecodeReaderBytesBuilder::new()
-                .encoding(Some(encoding_rs::GB18030))
+                .encoding(Some(other.encoding()))
                 .build(buffered),
-        ),
+        )),
     };
     Ok((encoding, reader))
+}
+
+/// Reads until the buffer is full or the input ends. The decoder's first read returns only
+/// the bytes it sniffed for a BOM: the delimiter, sniffed from the first buffer, would be
+/// guessed from a character or two (a GBK or UTF-16 TSV was read as CSV).
+struct Filling<R>(R);
+
+impl<R: Read> Read for Filling<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.0.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(filled)
+    }
 }
 
 /// Counts physical lines of the text passing through, so that a record's line number can
@@ -143,14 +271,14 @@ mod tests {
     #[test]
     fn detects_and_decodes() {
         let gbk = encoding_rs::GBK.encode("客户号,地区\n").0.into_owned();
-        assert_eq!(detect(&gbk), TextEncoding::Gb18030);
-        assert_eq!(detect("客户号".as_bytes()), TextEncoding::Utf8);
+        assert_eq!(detect(&gbk), Ok(TextEncoding::Gb18030));
+        assert_eq!(detect("客户号".as_bytes()), Ok(TextEncoding::Utf8));
         assert_eq!(
             detect(&"客户号".as_bytes()[..4]),
-            TextEncoding::Utf8,
+            Ok(TextEncoding::Utf8),
             "cut character"
         );
-        assert_eq!(detect(b"\xEF\xBB\xBFa,b"), TextEncoding::Utf8Bom);
+        assert_eq!(detect(b"\xEF\xBB\xBFa,b"), Ok(TextEncoding::Utf8Bom));
         let (enc, mut r) = utf8_reader(&gbk[..], None).unwrap();
         let mut text = String::new();
         r.read_to_string(&mut text).unwrap();

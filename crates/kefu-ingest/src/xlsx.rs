@@ -1,12 +1,15 @@
-//! Excel workbooks (`.xlsx`), as offices export them: the first worksheet, its first row
-//! the header. Cells become the text the CSV path would have seen (dates and times in
-//! `YYYY-MM-DD HH:MM:SS`, durations in seconds), so profiles, validation and rejects work
-//! the same; a row number is the Excel row. The workbook is read whole (a zip archive
-//! needs random access); workbooks larger than [`MAX_WORKBOOK_BYTES`] are refused.
+//! Workbooks as offices export them — Excel `.xlsx`/`.xlsm`, `.xlsb` and `.xls`, and
+//! OpenDocument `.ods`, told apart by their content (calamine's auto-detection): the first
+//! worksheet, its first row the header. Cells become the text the CSV path would have
+//! seen (dates and times in `YYYY-MM-DD HH:MM:SS`, durations in seconds), so profiles,
+//! validation and rejects work the same; a row number is the sheet's row. The workbook
+//! is read whole (it needs random access); workbooks larger than [`MAX_WORKBOOK_BYTES`]
+//! are refused. A file named `.xls` that is really delimited text (a common "export to
+//! Excel") is read as text.
 
-use std::io::{Cursor, Read, Seek};
+use std::io::{Cursor, Read};
 
-use calamine::{Data, Reader, Xlsx};
+use calamine::{Data, Reader, Sheets};
 use csv::StringRecord;
 
 use crate::convert::{Reject, RejectReason};
@@ -15,9 +18,14 @@ use crate::{FileOutcome, IngestError, Profile, RecordFeed, RowSink, SourceName, 
 /// The largest workbook read (Excel's own limit of about a million rows fits well below).
 pub const MAX_WORKBOOK_BYTES: u64 = 512 * 1024 * 1024;
 
-/// Whether `name` is an Excel workbook (by its extension).
-pub(crate) fn is_xlsx(name: &SourceName) -> bool {
-    name.file_name().to_ascii_lowercase().ends_with(".xlsx")
+/// The extensions of workbooks.
+pub const WORKBOOK_EXTENSIONS: &[&str] = &[".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"];
+
+/// Whether `name` is a workbook (by its extension; the format itself is told from the
+/// content).
+pub(crate) fn is_workbook(name: &SourceName) -> bool {
+    let lower = name.file_name().to_ascii_lowercase();
+    WORKBOOK_EXTENSIONS.iter().any(|e| lower.ends_with(e))
 }
 
 /// A cell as text, or the Excel error it holds.
@@ -96,9 +104,17 @@ impl SheetRow {
 /// A cell's value at its (row, column), both 0-based.
 type PlacedCell = ((u32, u32), Data);
 
-/// A worksheet's cells grouped into rows as they stream from its XML, in order.
-struct SheetRows<'a, RS: Read + Seek> {
-    cells: calamine::XlsxCellReader<'a, RS>,
+/// Where a worksheet's cells come from, in row order: a streaming reader (`.xlsx`,
+/// `.xlsb`) or a sheet read whole (`.xls`, `.ods`).
+type CellSource<'a> = Box<dyn FnMut() -> Result<Option<PlacedCell>, String> + 'a>;
+
+fn placed(cell: &calamine::Cell<calamine::DataRef<'_>>) -> PlacedCell {
+    (cell.get_position(), Data::from(cell.get_value().clone()))
+}
+
+/// A worksheet's cells grouped into rows as they stream from it, in order.
+struct SheetRows<'a> {
+    cells: CellSource<'a>,
     /// The first cell of the next row, read ahead.
     pending: Option<PlacedCell>,
     last_row: Option<u32>,
@@ -107,20 +123,15 @@ struct SheetRows<'a, RS: Read + Seek> {
     done: bool,
 }
 
-impl<RS: Read + Seek> SheetRows<'_, RS> {
+impl SheetRows<'_> {
     fn next_cell(&mut self) -> Result<Option<PlacedCell>, String> {
         if self.done {
             return Ok(None);
         }
-        let Some(cell) = self
-            .cells
-            .next_cell()
-            .map_err(|e| format!("cannot read the first worksheet: {e}"))?
-        else {
+        let Some(((row, column), value)) = (self.cells)()? else {
             self.done = true;
             return Ok(None);
         };
-        let (row, column) = cell.get_position();
         if row >= MAX_ROWS || column >= MAX_COLUMNS {
             return Err(format!(
                 "cell {}{} lies outside Excel's grid (A1:XFD1048576)",
@@ -134,7 +145,7 @@ impl<RS: Read + Seek> SheetRows<'_, RS> {
                 "the worksheet has more than {MAX_CELLS} cells; export it as CSV"
             ));
         }
-        Ok(Some(((row, column), Data::from(cell.get_value().clone()))))
+        Ok(Some(((row, column), value)))
     }
 
     /// The next row holding at least one cell; rows must come in ascending order.
@@ -149,7 +160,7 @@ impl<RS: Read + Seek> SheetRows<'_, RS> {
         let index = first.0.0;
         if self.last_row.is_some_and(|last| index <= last) {
             return Err(format!(
-                "row {} comes after row {} in the worksheet's XML; rows must ascend",
+                "row {} comes after row {} in the worksheet; rows must ascend",
                 u64::from(index) + 1,
                 u64::from(self.last_row.unwrap_or(0)) + 1
             ));
@@ -216,8 +227,9 @@ fn check_shared_strings(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads the first worksheet of a workbook and converts every row.
-pub fn convert_xlsx(
+/// Reads the first worksheet of a workbook (any format calamine reads) and converts
+/// every row.
+pub fn convert_workbook(
     mut source: impl Read,
     source_name: &SourceName,
     profile: &Profile,
@@ -244,19 +256,61 @@ pub fn convert_xlsx(
         )));
     }
     check_shared_strings(&bytes).map_err(bad)?;
-    let mut workbook: Xlsx<_> = calamine::open_workbook_from_rs(Cursor::new(bytes))
-        .map_err(|e| bad(format!("not a readable Excel workbook: {e}")))?;
+    let sample = &bytes[..bytes.len().min(crate::text::SNIFF_BYTES)];
+    let mut workbook = match calamine::open_workbook_auto_from_rs(Cursor::new(&bytes[..])) {
+        Ok(w) => w,
+        // Many systems "export to Excel" as tab-separated or HTML text named .xls.
+        Err(_) if crate::text::detect(sample).is_ok() && !sample.contains(&0) => {
+            return crate::convert_delimited(&bytes[..], source_name, profile, None, sink);
+        }
+        Err(e) => return Err(bad(format!("not a readable workbook: {e}"))),
+    };
     let first_sheet = workbook
         .sheet_names()
         .into_iter()
         .next()
         .ok_or_else(|| bad("the workbook has no worksheet".into()))?;
-    // Cells are read one by one, in the sheet's order, and never into a dense range:
-    // a range spans the sheet's extreme cells, and two cells at A1 and XFD1048576 would
-    // make it 17 billion cells.
-    let cells = workbook
-        .worksheet_cells_reader(&first_sheet)
-        .map_err(|e| bad(format!("cannot read the first worksheet: {e}")))?;
+    let unreadable = |e: &dyn std::fmt::Display| format!("cannot read the first worksheet: {e}");
+    // Cells are read one by one, in the sheet's order, and never into a dense range where
+    // the format allows: a range spans the sheet's extreme cells, and two cells at A1 and
+    // XFD1048576 would make it 17 billion cells. `.xls` (at most 65,536 x 256 cells) and
+    // `.ods` are read whole.
+    let cells: CellSource<'_> = match &mut workbook {
+        Sheets::Xlsx(w) => {
+            let mut reader = w
+                .worksheet_cells_reader(&first_sheet)
+                .map_err(|e| bad(unreadable(&e)))?;
+            Box::new(move || {
+                reader
+                    .next_cell()
+                    .map(|c| c.as_ref().map(placed))
+                    .map_err(|e| unreadable(&e))
+            })
+        }
+        Sheets::Xlsb(w) => {
+            let mut reader = w
+                .worksheet_cells_reader(&first_sheet)
+                .map_err(|e| bad(unreadable(&e)))?;
+            Box::new(move || {
+                reader
+                    .next_cell()
+                    .map(|c| c.as_ref().map(placed))
+                    .map_err(|e| unreadable(&e))
+            })
+        }
+        Sheets::Xls(_) | Sheets::Ods(_) => {
+            let range = workbook
+                .worksheet_range(&first_sheet)
+                .map_err(|e| bad(unreadable(&e)))?;
+            let (top, left) = range.start().unwrap_or((0, 0));
+            let mut used: Vec<PlacedCell> = range
+                .used_cells()
+                .map(|(r, c, v)| ((top + r as u32, left + c as u32), v.clone()))
+                .collect();
+            used.reverse();
+            Box::new(move || Ok(used.pop()))
+        }
+    };
     let mut rows = SheetRows {
         cells,
         pending: None,
@@ -279,9 +333,9 @@ pub fn convert_xlsx(
         .map(|c| cell_text(c).unwrap_or_default())
         .collect();
     let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
-    let (table, _, converter) = crate::resolve_header(&name, &refs, profile)?;
-    sink.table(table);
-    let mut feed = RecordFeed::new(&name, converter, TextEncoding::Utf8);
+    let mapping = crate::resolve_header(&name, &refs, profile)?;
+    sink.table(mapping.table);
+    let mut feed = RecordFeed::new(&name, &mapping, TextEncoding::Utf8);
     while let Some(row) = rows.next_row().map_err(&bad)? {
         // The Excel row number.
         let line = u64::from(row.index) + 1;

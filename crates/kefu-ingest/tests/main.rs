@@ -1,9 +1,12 @@
 //! kefu-ingest's integration tests, in one binary.
 
+mod encodings;
 mod generated;
 mod hostile;
+mod losses;
 mod realdata;
 mod sources;
+mod sql_profiles;
 mod warehouse;
 
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! Date expressions of job files, evaluated against the run date (the local day a run is
-//! for: `--date`, else today in Asia/Shanghai), and reporting periods.
+//! for: `--date`, else today on the warehouse's calendar), and reporting periods.
 //!
 //! An expression is a date or an anchor, then any number of shifts:
 //!

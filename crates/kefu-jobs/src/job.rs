@@ -24,6 +24,7 @@ struct RawJob {
     name: Spanned<String>,
     warehouse: Spanned<String>,
     schedule: Option<Spanned<String>>,
+    time_zone: Option<Spanned<String>>,
     output_dir: Option<Spanned<String>>,
     state_dir: Option<Spanned<String>>,
     queries: Option<Spanned<String>>,
@@ -75,6 +76,10 @@ pub struct Job {
     pub path: PathBuf,
     pub warehouse: WarehouseLocation,
     pub schedule: Option<Schedule>,
+    /// The calendar the job's warehouse is on, when the job names it (`time_zone`): the
+    /// zone a warehouse its first ingest creates gets; an existing warehouse on another
+    /// is refused. Otherwise the warehouse's own.
+    pub time_zone: Option<chrono_tz::Tz>,
     /// Relative output paths and the run reports (`_runs/`) go here.
     pub output_dir: Target,
     /// The lock, the incremental state and the cached period results.
@@ -83,7 +88,7 @@ pub struct Job {
     pub steps: Vec<Step>,
 }
 
-/// A cron schedule, in Asia/Shanghai time.
+/// A cron schedule, on the warehouse's calendar ([`Job::calendar`]).
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub expression: String,
@@ -250,6 +255,27 @@ impl Job {
         Job::parse(path, &text)
     }
 
+    /// The calendar of the job's schedule and default run date: its `time_zone`, else
+    /// its warehouse's, else (no warehouse yet, or unreadable) the default.
+    pub fn calendar(&self) -> chrono_tz::Tz {
+        if let Some(zone) = self.time_zone {
+            return zone;
+        }
+        // Opening a local warehouse creates its directory: a job's first run does that.
+        if self.warehouse.local_path().is_some_and(|d| !d.is_dir()) {
+            return kefu_storage::DEFAULT_TIME_ZONE;
+        }
+        let read = || -> Option<chrono_tz::Tz> {
+            let warehouse = kefu_storage::Warehouse::open(&self.warehouse).ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(warehouse.time_zone()).ok()
+        };
+        read().unwrap_or(kefu_storage::DEFAULT_TIME_ZONE)
+    }
+
     pub fn parse(path: &Path, text: &str) -> Result<Job, JobError> {
         let ctx = Ctx { path, text };
         let raw: RawJob = toml::from_str(text).map_err(|e| JobError::Config {
@@ -289,6 +315,21 @@ impl Job {
                     return ctx.err(
                         s.span(),
                         format!("schedule '{}' is not a cron expression: {e} (minute hour day-of-month month day-of-week, e.g. \"30 2 * * *\")", s.get_ref()),
+                    );
+                }
+            },
+        };
+        let time_zone = match &raw.time_zone {
+            None => None,
+            Some(z) => match z.get_ref().trim().parse::<chrono_tz::Tz>() {
+                Ok(zone) => Some(zone),
+                Err(_) => {
+                    return ctx.err(
+                        z.span(),
+                        format!(
+                            "time_zone '{}' is not an IANA zone (e.g. Asia/Shanghai, Europe/London)",
+                            z.get_ref()
+                        ),
                     );
                 }
             },
@@ -353,6 +394,7 @@ impl Job {
             path: path.to_path_buf(),
             warehouse,
             schedule,
+            time_zone,
             output_dir,
             state_dir,
             library,

@@ -47,9 +47,7 @@ impl JobError {
     }
 }
 
-/// Today on the local (Asia/Shanghai) calendar: the default run date.
-pub fn local_today() -> chrono::NaiveDate {
-    chrono::Utc::now()
-        .with_timezone(&kefu_sql::udf::LOCAL_TIME_ZONE)
-        .date_naive()
+/// Today on `zone`'s calendar (the warehouse's): the default run date.
+pub fn local_today(zone: chrono_tz::Tz) -> chrono::NaiveDate {
+    chrono::Utc::now().with_timezone(&zone).date_naive()
 }

@@ -57,7 +57,7 @@ pub struct RunOptions {
     /// How to open SQL sessions; default a local [`Engine`].
     pub engine: Option<EngineOpener>,
     /// The day the run is for (date expressions are evaluated against it); default today
-    /// in Asia/Shanghai.
+    /// on the warehouse's calendar.
     pub run_date: Option<NaiveDate>,
     /// Backfill: this `[from, to)` replaces every step's `from`/`to` parameters, and
     /// report steps report each month in it.
@@ -276,10 +276,16 @@ pub fn run(
         .thread_stack_size(kefu_sql::QUERY_THREAD_STACK)
         .build()
         .map_err(|e| JobError::Run(format!("cannot start the runtime: {e}")))?;
+    let zone = match job.time_zone {
+        Some(zone) => zone,
+        None => runtime
+            .block_on(warehouse.time_zone())
+            .map_err(|e| JobError::Run(e.to_string()))?,
+    };
     let mut runner = Runner {
         job,
         options,
-        run_date: options.run_date.unwrap_or_else(local_today),
+        run_date: options.run_date.unwrap_or_else(|| local_today(zone)),
         state_dir,
         state,
         warehouse,
@@ -587,6 +593,7 @@ impl Runner<'_> {
         let options = kefu_ingest::IngestOptions {
             profile: step.profile.clone(),
             max_reject_ratio: step.max_reject_ratio,
+            time_zone: self.job.time_zone,
             ..kefu_ingest::IngestOptions::default()
         };
         match kefu_ingest::ingest(&step.sources, &self.warehouse, &options, self.progress) {

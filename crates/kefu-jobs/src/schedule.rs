@@ -49,16 +49,12 @@ pub enum Event {
     },
 }
 
-fn local(t: DateTime<Utc>) -> DateTime<chrono_tz::Tz> {
-    t.with_timezone(&kefu_sql::udf::LOCAL_TIME_ZONE)
-}
-
 /// The next scheduled time of `job` after `now`.
 pub fn next_fire(job: &Job, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let schedule = job.schedule.as_ref()?;
     schedule
         .cron
-        .find_next_occurrence(&local(now), false)
+        .find_next_occurrence(&now.with_timezone(&job.calendar()), false)
         .ok()
         .map(|t| t.with_timezone(&Utc))
 }
@@ -73,6 +69,9 @@ pub fn tick(jobs: &[Job], now: DateTime<Utc>, progress: &dyn Progress) -> Vec<Ev
         let Some(schedule) = &job.schedule else {
             continue;
         };
+        // The job's schedule runs on its warehouse's clock.
+        let zone = job.calendar();
+        let local = |t: DateTime<Utc>| t.with_timezone(&zone);
         let state_dir = StateDir::new(&job.state_dir);
         let mut state = match state_dir.load() {
             Ok(s) => s,

@@ -12,7 +12,8 @@ pub fn model_markdown() -> String {
     out.push_str("# kefu canonical model\n\n");
     out.push_str(
         "Timestamps are UTC instants (Arrow `Timestamp(µs, \"UTC\")`); offices export local \
-         time (default Asia/Shanghai) and ingest converts. Enum columns store the English code; \
+         time (the profile's zone, else the warehouse's calendar, Asia/Shanghai by default) and \
+         ingest converts. Enum columns store the English code; \
          ingest also accepts the Chinese label.\n",
     );
     for table in Table::ALL {

@@ -487,7 +487,7 @@ pub async fn build(
     let derived = figures.tables(request.lang);
     let summary = figures.summary(request);
     let snapshot = engine.cut().clone();
-    let html = page::render(request, &figures, &summary, &snapshot)?;
+    let html = page::render(request, &figures, &summary, &snapshot, engine.time_zone())?;
     Ok(MonthlyReport {
         request: request.clone(),
         queries,

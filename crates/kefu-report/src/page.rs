@@ -83,6 +83,7 @@ pub(crate) fn render(
     figures: &Figures,
     summary: &str,
     snapshot: &kefu_storage::Cut,
+    zone: chrono_tz::Tz,
 ) -> Result<String, ReportError> {
     let lang = request.lang;
     let l = |zh: &'static str, en: &'static str| lang.pick(zh, en);
@@ -368,7 +369,7 @@ pub(crate) fn render(
                 hall_wait_svg,
                 hour_answer_svg,
                 signals_table,
-                data_as_of => data_as_of(snapshot, lang),
+                data_as_of => data_as_of(snapshot, zone, lang),
                 t,
             })
         })
@@ -463,14 +464,10 @@ pub fn trend_charts(figures: &Figures, lang: Lang) -> Vec<Chart> {
 
 /// "数据截至第 12 批（2026-12-01 02:00 入库）": which state of the warehouse the figures
 /// come from, so a published report can be reproduced (`kefu report --as-of 12`).
-fn data_as_of(snapshot: &kefu_storage::Cut, lang: Lang) -> String {
+fn data_as_of(snapshot: &kefu_storage::Cut, zone: chrono_tz::Tz, lang: Lang) -> String {
     let when = snapshot
         .committed_at
-        .map(|t| {
-            t.with_timezone(&chrono_tz::Asia::Shanghai)
-                .format("%Y-%m-%d %H:%M")
-                .to_string()
-        })
+        .map(|t| t.with_timezone(&zone).format("%Y-%m-%d %H:%M").to_string())
         .unwrap_or_default();
     match lang {
         Lang::Zh => format!(
@@ -478,8 +475,10 @@ fn data_as_of(snapshot: &kefu_storage::Cut, lang: Lang) -> String {
             snapshot.seq, snapshot.seq
         ),
         Lang::En => format!(
-            "Data as of batch {} (committed {when}, Asia/Shanghai); kefu report --as-of {} reproduces this report; table versions in tables/_snapshot.json.",
-            snapshot.seq, snapshot.seq
+            "Data as of batch {} (committed {when}, {}); kefu report --as-of {} reproduces this report; table versions in tables/_snapshot.json.",
+            snapshot.seq,
+            zone.name(),
+            snapshot.seq
         ),
     }
 }

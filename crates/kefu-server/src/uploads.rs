@@ -234,7 +234,7 @@ pub fn valid_file_name(name: &str) -> Result<&str, String> {
     }
     if !kefu_ingest::source::is_data_file(Path::new(name)) {
         return Err(format!(
-            "'{name}' is not a file kefu ingests (.csv .tsv .txt .jsonl .xlsx .zip .tar .tar.gz .tgz, optionally .gz or .zst)"
+            "'{name}' is not a file kefu ingests (.csv .tsv .txt .jsonl .xlsx .xlsm .xlsb .xls .ods .zip .tar .tar.gz .tgz, optionally .gz or .zst)"
         ));
     }
     Ok(name)

@@ -235,6 +235,8 @@ pub struct Engine {
     tables: Vec<TableInfo>,
     cut: Cut,
     bounds: SqlBounds,
+    /// The warehouse's calendar.
+    time_zone: chrono_tz::Tz,
 }
 
 /// DataFusion settings from the environment, over kefu's own: each option `a.b.c` is
@@ -261,6 +263,11 @@ pub fn read_only() -> SQLOptions {
 }
 
 impl Engine {
+    /// The calendar of the warehouse this session reads (its `local_*` functions').
+    pub fn time_zone(&self) -> chrono_tz::Tz {
+        self.time_zone
+    }
+
     /// Opens a session over `warehouse` at the cut `options.as_of` names. Reads the
     /// ledger and each table's list of files (from its log), no data.
     pub async fn open(warehouse: &Warehouse, options: &EngineOptions) -> Result<Self, SqlError> {
@@ -276,6 +283,10 @@ impl Engine {
     ) -> Result<Self, SqlError> {
         let cut = warehouse
             .cut(options.as_of)
+            .await
+            .map_err(|e| SqlError::Warehouse(e.to_string()))?;
+        let time_zone = warehouse
+            .time_zone()
             .await
             .map_err(|e| SqlError::Warehouse(e.to_string()))?;
         let mut files = Vec::new();
@@ -346,7 +357,14 @@ impl Engine {
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(upgrade(state).map_err(SqlError::DataFusion)?);
-        crate::udf::register(&ctx, &options.calendar);
+        // A calendar that names no zone works in the warehouse's.
+        let mut calendar = options.calendar.clone();
+        if !calendar.time_zone_given {
+            // Fixed now: a plan sent to a cluster carries it.
+            calendar.time_zone = time_zone;
+            calendar.time_zone_given = true;
+        }
+        crate::udf::register(&ctx, &calendar, time_zone);
         crate::limits::register(&ctx);
 
         let root = warehouse.url().clone();
@@ -365,6 +383,7 @@ impl Engine {
             tables,
             cut,
             bounds: options.bounds,
+            time_zone,
         })
     }
 

@@ -19,18 +19,18 @@
 //! `text`. In the body `{{name}}` becomes an SQL literal of that type (text quoted,
 //! every value validated first, so values cannot inject SQL); `{{name:month}}` becomes a
 //! date's `'YYYY-MM'`, for pruning the `month` partitions; `{{name:utc}}` becomes the
-//! UTC instant at which that local (Asia/Shanghai) day starts, as a timestamp, for
-//! pruning row groups by event time; `{{name:days}}` (or `months`, `weeks`, `hours`,
+//! UTC instant at which that local day starts on the warehouse's calendar
+//! (`local_midnight`, folded to a constant at planning), for pruning row groups by event
+//! time; `{{name:days}}` (or `months`, `weeks`, `hours`,
 //! `minutes`, `seconds`) turns an int into an interval of that many days.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use chrono::{NaiveDate, TimeZone};
+use chrono::NaiveDate;
 
 use crate::SqlError;
-use crate::udf::LOCAL_TIME_ZONE;
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded_queries.rs"));
@@ -263,17 +263,10 @@ impl NamedQuery {
                     Some("month") if param.kind == ParamType::Date => {
                         date(value).map(|d| format!("'{}'", d.format("%Y-%m")))
                     }
-                    Some("utc") if param.kind == ParamType::Date => date(value).map(|d| {
-                        let start = LOCAL_TIME_ZONE
-                            .from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
-                            .earliest()
-                            .expect("Asia/Shanghai has every midnight")
-                            .to_utc();
-                        format!(
-                            "arrow_cast('{}', 'Timestamp(µs, \"UTC\")')",
-                            start.format("%Y-%m-%dT%H:%M:%SZ")
-                        )
-                    }),
+                    // On the engine's calendar (the warehouse's zone); a constant, folded
+                    // at planning, so it still prunes by event time.
+                    Some("utc") if param.kind == ParamType::Date => date(value)
+                        .map(|d| format!("local_midnight(DATE '{}')", d.format("%Y-%m-%d"))),
                     Some(
                         unit @ ("months" | "weeks" | "days" | "hours" | "minutes" | "seconds"),
                     ) if param.kind == ParamType::Int => value
@@ -397,7 +390,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             sql,
-            "SELECT DATE '2026-01-01', '2026-01', 'o''brien', 30, arrow_cast('2025-12-31T16:00:00Z', 'Timestamp(µs, \"UTC\")')"
+            "SELECT DATE '2026-01-01', '2026-01', 'o''brien', 30, local_midnight(DATE '2026-01-01')"
         );
     }
 

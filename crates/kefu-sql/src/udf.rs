@@ -2,7 +2,8 @@
 //!
 //! - `local_date(ts)`, `local_hour(ts)`, `local_weekday(ts)`: the calendar date, hour
 //!   (0–23) and ISO weekday (1 = Monday … 7 = Sunday) of a UTC instant on the
-//!   warehouse's local calendar (Asia/Shanghai), as reports group by local days.
+//!   warehouse's own calendar (its time zone, Asia/Shanghai unless it was created with
+//!   another), as reports group by local days.
 //! - `local_midnight(date)`: the UTC instant at which a local calendar day starts, so
 //!   that windows are computed on local dates (`local_midnight(DATE '2026-07-01' -
 //!   INTERVAL '6 months')` starts on 1 January, local) and still prune by event time
@@ -44,17 +45,16 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
-/// The calendar reports use (events are stored in UTC).
-pub const LOCAL_TIME_ZONE: Tz = chrono_tz::Asia::Shanghai;
+/// The calendar of a warehouse created without one (events are stored in UTC).
+pub const DEFAULT_TIME_ZONE: Tz = kefu_storage::DEFAULT_TIME_ZONE;
 
-/// Registers kefu's functions with `ctx`, business time under `calendar`.
-pub fn register(ctx: &SessionContext, calendar: &WorkingCalendar) {
-    for part in [LocalPart::Date, LocalPart::Hour, LocalPart::Weekday] {
-        ctx.register_udf(ScalarUDF::from(LocalTime::new(part)));
+/// Registers kefu's functions with `ctx`: the `local_*` functions on the calendar of
+/// `zone` (the warehouse's), business time under `calendar`.
+pub fn register(ctx: &SessionContext, calendar: &WorkingCalendar, zone: Tz) {
+    for function in local_functions(zone) {
+        ctx.register_udf(function);
     }
     ctx.register_udf(business_seconds(calendar.clone()));
-    ctx.register_udf(ScalarUDF::from(LocalTrunc::new()));
-    ctx.register_udf(ScalarUDF::from(LocalMidnight::new()));
     ctx.register_udf(ScalarUDF::from(PeriodStart::new()));
     ctx.register_udf(ScalarUDF::from(PeriodShift::new()));
     ctx.register_udf(ScalarUDF::from(DateDiff::new()));
@@ -197,14 +197,38 @@ fn argument_as<T: ArrowPrimitiveType>(
     Ok(array.as_primitive::<T>().clone())
 }
 
+/// The functions that read instants on a local calendar, on `zone`'s.
+pub fn local_functions(zone: Tz) -> Vec<ScalarUDF> {
+    let mut functions: Vec<ScalarUDF> = [LocalPart::Date, LocalPart::Hour, LocalPart::Weekday]
+        .into_iter()
+        .map(|part| ScalarUDF::from(LocalTime::new(part, zone)))
+        .collect();
+    functions.push(ScalarUDF::from(LocalTrunc::new(zone)));
+    functions.push(ScalarUDF::from(LocalMidnight::new(zone)));
+    functions
+}
+
+/// The zone a `local_*` function reads instants in; `None` for other functions. Plans
+/// sent to a cluster carry it, so executors use the warehouse's calendar.
+pub fn zone_of(function: &ScalarUDF) -> Option<Tz> {
+    let inner = function.inner();
+    inner
+        .downcast_ref::<LocalTime>()
+        .map(|f| f.zone)
+        .or_else(|| inner.downcast_ref::<LocalTrunc>().map(|f| f.zone))
+        .or_else(|| inner.downcast_ref::<LocalMidnight>().map(|f| f.zone))
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct LocalTrunc {
+    zone: Tz,
     signature: Signature,
 }
 
 impl LocalTrunc {
-    fn new() -> Self {
+    fn new(zone: Tz) -> Self {
         LocalTrunc {
+            zone,
             signature: Signature::any(2, Volatility::Immutable),
         }
     }
@@ -226,7 +250,7 @@ impl ScalarUDFImpl for LocalTrunc {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let period = Period::parse(self.name(), &args.args[0])?;
         let times = micros(&args.args[1], args.number_rows)?;
-        let mut offsets = DayOffsets::new(LOCAL_TIME_ZONE);
+        let mut offsets = DayOffsets::new(self.zone);
         // Events come in time order more often than not: remember the last day's answer.
         let mut last = (i32::MIN, 0);
         let starts: Date32Array = times
@@ -247,12 +271,14 @@ impl ScalarUDFImpl for LocalTrunc {
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct LocalMidnight {
+    zone: Tz,
     signature: Signature,
 }
 
 impl LocalMidnight {
-    fn new() -> Self {
+    fn new(zone: Tz) -> Self {
         LocalMidnight {
+            zone,
             signature: Signature::any(1, Volatility::Immutable),
         }
     }
@@ -287,7 +313,7 @@ impl ScalarUDFImpl for LocalMidnight {
         let dates = days(&args.args[0], args.number_rows)?;
         let starts: TimestampMicrosecondArray = dates
             .iter()
-            .map(|d| local_day_start(d?, LOCAL_TIME_ZONE))
+            .map(|d| local_day_start(d?, self.zone))
             .collect::<TimestampMicrosecondArray>()
             .with_timezone("UTC");
         Ok(ColumnarValue::Array(Arc::new(starts)))
@@ -508,13 +534,15 @@ enum LocalPart {
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct LocalTime {
     part: LocalPart,
+    zone: Tz,
     signature: Signature,
 }
 
 impl LocalTime {
-    fn new(part: LocalPart) -> Self {
+    fn new(part: LocalPart, zone: Tz) -> Self {
         LocalTime {
             part,
+            zone,
             signature: Signature::any(1, Volatility::Immutable),
         }
     }
@@ -542,7 +570,7 @@ impl ScalarUDFImpl for LocalTime {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let times = micros(&args.args[0], args.number_rows)?;
-        let mut offsets = DayOffsets::new(LOCAL_TIME_ZONE);
+        let mut offsets = DayOffsets::new(self.zone);
         // Local microseconds since the epoch, then plain arithmetic.
         let local = |t: Option<i64>, offsets: &mut DayOffsets| t.map(|t| t + offsets.at(t));
         let array: ArrayRef = match self.part {
@@ -624,6 +652,9 @@ impl DayOffsets {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WorkingCalendar {
     pub time_zone: Tz,
+    /// Whether the calendar names its zone; if not, the engine puts it in the
+    /// warehouse's.
+    pub time_zone_given: bool,
     /// Working intervals of a day, in order, not overlapping.
     pub hours: Vec<(NaiveTime, NaiveTime)>,
     /// Working weekdays, 1 = Monday … 7 = Sunday.
@@ -639,7 +670,8 @@ impl Default for WorkingCalendar {
     fn default() -> Self {
         let t = |h| NaiveTime::from_hms_opt(h, 0, 0).expect("valid time");
         WorkingCalendar {
-            time_zone: LOCAL_TIME_ZONE,
+            time_zone: DEFAULT_TIME_ZONE,
+            time_zone_given: false,
             hours: vec![(t(9), t(12)), (t(13), t(18))],
             weekdays: (1..=5).collect(),
             holidays: BTreeSet::new(),
@@ -670,6 +702,7 @@ impl WorkingCalendar {
                     calendar.time_zone = name
                         .parse()
                         .map_err(|_| format!("unknown time zone '{name}'"))?;
+                    calendar.time_zone_given = true;
                 }
                 "hours" => {
                     calendar.hours = strings(item, key)?
@@ -731,9 +764,14 @@ impl WorkingCalendar {
                 .collect(),
         );
         let weekdays: Vec<String> = self.weekdays.iter().map(u32::to_string).collect();
+        // A calendar without a zone of its own takes the warehouse's: it stays without.
+        let zone = if self.time_zone_given {
+            format!("time_zone = \"{}\"\n", self.time_zone.name())
+        } else {
+            String::new()
+        };
         format!(
-            "time_zone = \"{}\"\nhours = {hours}\nweekdays = [{}]\nholidays = {}\nworkdays = {}\n",
-            self.time_zone.name(),
+            "{zone}hours = {hours}\nweekdays = [{}]\nholidays = {}\nworkdays = {}\n",
             weekdays.join(", "),
             days(&self.holidays),
             days(&self.workdays),
@@ -938,7 +976,7 @@ mod tests {
     fn day_offsets_agree_with_the_zone_around_transitions() {
         // New York changes offset at 2 am local time: check every half hour around a
         // transition against chrono-tz, and Shanghai's fixed offset.
-        for zone in [chrono_tz::America::New_York, LOCAL_TIME_ZONE] {
+        for zone in [chrono_tz::America::New_York, DEFAULT_TIME_ZONE] {
             let mut offsets = DayOffsets::new(zone);
             let start = at("2026-03-07T00:00:00Z");
             for step in 0..200 {

@@ -54,10 +54,13 @@ pub struct LedgerSource {
     /// Records read from it (rows of any table, and rejects).
     pub records: u64,
     pub rejected: u64,
+    /// Records the profile's SQL dropped on purpose (`WHERE`).
+    #[serde(default)]
+    pub filtered: u64,
 }
 
 /// What became of the records a batch read for one table. Every record read is counted
-/// once: `records = new + updated + unchanged + stale + rejected`.
+/// once: `records = new + updated + unchanged + stale + rejected + filtered`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableCounts {
     pub records: u64,
@@ -72,6 +75,13 @@ pub struct TableCounts {
     pub stale: u64,
     /// Records that could not become a row (see `_rejects`).
     pub rejected: u64,
+    /// Records a SQL profile's `WHERE` dropped on purpose (test calls, other lines).
+    #[serde(default)]
+    pub filtered: u64,
+    /// Of the records, those repeating a key an earlier record of the same source had
+    /// (counted among new, updated, unchanged or stale, not beside them).
+    #[serde(default)]
+    pub duplicate_keys: u64,
 }
 
 impl TableCounts {
@@ -82,6 +92,8 @@ impl TableCounts {
         self.unchanged += o.unchanged;
         self.stale += o.stale;
         self.rejected += o.rejected;
+        self.filtered += o.filtered;
+        self.duplicate_keys += o.duplicate_keys;
     }
 
     /// Records that were not a change: unchanged and stale.

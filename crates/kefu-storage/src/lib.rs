@@ -24,7 +24,8 @@ pub use deltalake_core::kernel::DeletionVectorDescriptor;
 pub use ledger::{LedgerSource, OperationKind, OperationRecord, TableCounts};
 pub use tables::StoredTable;
 pub use warehouse::{
-    AsOf, Commit, Cut, OperationPlan, Recovery, TableStatus, Warehouse, WarehouseStatus,
+    AsOf, Commit, Cut, DEFAULT_TIME_ZONE, OperationPlan, Recovery, SETTINGS_FILE, Settings,
+    TableStatus, Warehouse, WarehouseStatus,
 };
 
 use std::fmt;

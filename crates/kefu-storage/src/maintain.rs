@@ -747,6 +747,7 @@ pub async fn convert(warehouse: &Warehouse) -> Result<ConvertReport, StorageErro
                     bytes: s.bytes,
                     records: s.records,
                     rejected: s.rejected,
+                    filtered: 0,
                 })
             })
             .collect();

@@ -224,13 +224,17 @@ pub struct TableMerge {
     counts: TableCounts,
     writer: Option<FileWriter>,
     workers: usize,
+    /// The warehouse's calendar, whose months partition the table.
+    time_zone: chrono_tz::Tz,
 }
 
 impl TableMerge {
-    /// Starts merging into `table` as of `version` (whose files are `files`).
+    /// Starts merging into `table` as of `version` (whose files are `files`), partitioning
+    /// by the months of `time_zone` (the warehouse's).
     pub fn new(
         warehouse: &Warehouse,
         table: Table,
+        time_zone: chrono_tz::Tz,
         version: u64,
         files: &[DataFile],
     ) -> Result<Self, StorageError> {
@@ -256,6 +260,7 @@ impl TableMerge {
             counts: TableCounts::default(),
             writer: None,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            time_zone,
         })
     }
 
@@ -553,7 +558,7 @@ impl TableMerge {
         }
         drop(full);
         let kept = (0..n as u32).filter(|&r| keep[r as usize]);
-        for (partition, rows) in partition_rows(self.table, &chunk, kept)? {
+        for (partition, rows) in partition_rows(self.table, self.time_zone, &chunk, kept)? {
             let standing = rows.iter().map(|&r| standing[r as usize]).collect();
             by_partition.entry(partition).or_default().push(Part {
                 batch: chunk.clone(),

@@ -165,25 +165,22 @@ impl std::fmt::Display for StoredTable {
     }
 }
 
-/// The time zone whose calendar months partition the tables (`month=YYYY-MM`): the
-/// reporting calendar of the offices, not UTC.
-pub const PARTITION_TIME_ZONE: chrono_tz::Tz = chrono_tz::Asia::Shanghai;
-
-/// `YYYY-MM` of local time in [`PARTITION_TIME_ZONE`].
-pub fn month_of(micros: i64) -> String {
+/// `YYYY-MM` of local time in `zone` (the warehouse's calendar partitions its tables by
+/// month, `month=YYYY-MM`: the offices' reporting months, not UTC's).
+pub fn month_of(zone: chrono_tz::Tz, micros: i64) -> String {
     let utc = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
-    let local = PARTITION_TIME_ZONE.from_utc_datetime(&utc.naive_utc());
+    let local = zone.from_utc_datetime(&utc.naive_utc());
     format!("{:04}-{:02}", local.year(), local.month())
 }
 
 /// The first instant (µs UTC) of the local month after the one containing `micros`.
-pub fn next_month_start(micros: i64) -> i64 {
-    month_bounds_in(PARTITION_TIME_ZONE, micros).1
+pub fn next_month_start(zone: chrono_tz::Tz, micros: i64) -> i64 {
+    month_bounds_in(zone, micros).1
 }
 
 /// The first instant (µs UTC) of the local month containing `micros`.
-fn month_start(micros: i64) -> i64 {
-    month_bounds_in(PARTITION_TIME_ZONE, micros).0
+fn month_start(zone: chrono_tz::Tz, micros: i64) -> i64 {
+    month_bounds_in(zone, micros).0
 }
 
 /// The first instant (µs UTC) of the local month containing `micros` in `zone`, and of the
@@ -224,6 +221,7 @@ pub type PartitionRows = (Option<String>, Vec<u32>);
 /// (the caller gathers them once, in sorted order).
 pub fn partition_rows(
     table: Table,
+    zone: chrono_tz::Tz,
     batch: &RecordBatch,
     rows: impl IntoIterator<Item = u32>,
 ) -> Result<Vec<PartitionRows>, arrow::error::ArrowError> {
@@ -251,14 +249,14 @@ pub fn partition_rows(
         let start = match current {
             Some((start, end)) if start <= t && t < end => start,
             _ => {
-                let start = month_start(t);
-                current = Some((start, next_month_start(t)));
+                let start = month_start(zone, t);
+                current = Some((start, next_month_start(zone, t)));
                 start
             }
         };
         months
             .entry(start)
-            .or_insert_with(|| (month_of(t), Vec::new()))
+            .or_insert_with(|| (month_of(zone, t), Vec::new()))
             .1
             .push(row);
     }
@@ -272,13 +270,15 @@ pub fn partition_rows(
 mod tests {
     use super::*;
 
+    const SH: chrono_tz::Tz = chrono_tz::Asia::Shanghai;
+
     #[test]
     fn months_follow_the_local_calendar() {
         // 2026-01-31T16:00:00Z is 2026-02-01 00:00 in Shanghai.
         let feb_start = 1_769_875_200_000_000;
-        assert_eq!(month_of(feb_start), "2026-02");
-        assert_eq!(month_of(feb_start - 1), "2026-01");
-        assert_eq!(next_month_start(feb_start - 1), feb_start);
+        assert_eq!(month_of(SH, feb_start), "2026-02");
+        assert_eq!(month_of(SH, feb_start - 1), "2026-01");
+        assert_eq!(next_month_start(SH, feb_start - 1), feb_start);
     }
 
     /// Every month of every zone from 1900 to 2100 is bounded by its own first instant
@@ -324,8 +324,8 @@ mod tests {
             .with_ymd_and_hms(1940, 6, 15, 12, 0, 0)
             .unwrap()
             .timestamp_micros();
-        assert_eq!(month_of(june), "1940-06");
-        assert!(next_month_start(june) < i64::MAX / 2);
+        assert_eq!(month_of(SH, june), "1940-06");
+        assert!(next_month_start(SH, june) < i64::MAX / 2);
     }
 
     /// Rows are grouped by local month (ascending), keep the order they were named in,
@@ -351,7 +351,7 @@ mod tests {
         )
         .unwrap();
         let batch = RecordBatch::try_new(Arc::new(Schema::new(vec![field])), vec![column]).unwrap();
-        let groups = partition_rows(table, &batch, [3, 2, 1, 0]).unwrap();
+        let groups = partition_rows(table, SH, &batch, [3, 2, 1, 0]).unwrap();
         assert_eq!(
             groups,
             vec![
@@ -361,12 +361,12 @@ mod tests {
             ]
         );
         assert_eq!(
-            partition_rows(table, &batch, [0, 1]).unwrap().len(),
+            partition_rows(table, SH, &batch, [0, 1]).unwrap().len(),
             2,
             "rows not named stay out"
         );
         assert_eq!(
-            partition_rows(Table::Customers, &batch, [2, 0]).unwrap(),
+            partition_rows(Table::Customers, SH, &batch, [2, 0]).unwrap(),
             vec![(None, vec![2, 0])]
         );
     }

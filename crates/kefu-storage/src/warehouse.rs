@@ -84,16 +84,17 @@ pub enum AsOf {
     Operation(u64),
     /// The newest operation committed at or before this instant.
     Time(chrono::DateTime<chrono::Utc>),
+    /// The same at a local date and time, on the warehouse's calendar.
+    LocalTime(chrono::NaiveDateTime),
 }
 
 impl std::str::FromStr for AsOf {
     type Err = String;
 
     /// A batch number (`12`), or an instant: RFC 3339 (`2026-12-01T08:00:00+08:00`), or a
-    /// local date or date and time on the Asia/Shanghai calendar (`2026-12-01`,
+    /// local date or date and time on the warehouse's calendar (`2026-12-01`,
     /// `2026-12-01 08:00`), meaning the end of that day or that minute.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        use chrono::TimeZone;
         let s = s.trim();
         if let Ok(seq) = s.parse::<u64>() {
             return Ok(AsOf::Operation(seq));
@@ -101,7 +102,6 @@ impl std::str::FromStr for AsOf {
         if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
             return Ok(AsOf::Time(t.with_timezone(&chrono::Utc)));
         }
-        let tz = chrono_tz::Asia::Shanghai;
         let local = if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
             d.succ_opt()
                 .and_then(|n| n.and_hms_opt(0, 0, 0))
@@ -111,14 +111,30 @@ impl std::str::FromStr for AsOf {
                 .iter()
                 .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
         };
-        local
-            .and_then(|t| tz.from_local_datetime(&t).earliest())
-            .map(|t| AsOf::Time(t.with_timezone(&chrono::Utc)))
-            .ok_or_else(|| {
-                format!(
-                    "'{s}' is neither a batch number nor a time (2026-12-01, 2026-12-01 08:00, or RFC 3339)"
-                )
-            })
+        local.map(AsOf::LocalTime).ok_or_else(|| {
+            format!(
+                "'{s}' is neither a batch number nor a time (2026-12-01, 2026-12-01 08:00, or RFC 3339)"
+            )
+        })
+    }
+}
+
+impl AsOf {
+    /// A local time as the instant it is in `zone` (the earlier one in an ambiguous hour);
+    /// other forms as they are.
+    pub fn in_zone(self, zone: chrono_tz::Tz) -> AsOf {
+        use chrono::TimeZone;
+        match self {
+            AsOf::LocalTime(t) => zone
+                .from_local_datetime(&t)
+                .earliest()
+                .or_else(|| {
+                    zone.from_local_datetime(&(t + chrono::TimeDelta::hours(1)))
+                        .earliest()
+                })
+                .map_or(AsOf::Latest, |t| AsOf::Time(t.with_timezone(&chrono::Utc))),
+            other => other,
+        }
     }
 }
 
@@ -190,7 +206,24 @@ pub struct Warehouse {
     files: Arc<Mutex<FilesCache>>,
     /// Ledger records read in this process (a record never changes once written).
     records: Arc<Mutex<HashMap<u64, OperationRecord>>>,
+    /// The warehouse's calendar, once read.
+    time_zone: Arc<std::sync::OnceLock<chrono_tz::Tz>>,
 }
+
+/// The warehouse's own settings, fixed when it is created (`_kefu/warehouse.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Settings {
+    /// The IANA zone of the warehouse's calendar: its months partition the tables, and
+    /// reports, `local_*` functions and schedules count its days, hours and weekdays.
+    pub time_zone: String,
+}
+
+/// Where a warehouse keeps its [`Settings`].
+pub const SETTINGS_FILE: &str = "_kefu/warehouse.json";
+
+/// The calendar of a warehouse created without one (and of every warehouse created
+/// before warehouses had their own).
+pub const DEFAULT_TIME_ZONE: chrono_tz::Tz = chrono_tz::Asia::Shanghai;
 
 impl std::fmt::Debug for Warehouse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -258,7 +291,77 @@ impl Warehouse {
             logs,
             files: Arc::default(),
             records: Arc::default(),
+            time_zone: Arc::default(),
         })
+    }
+
+    /// The warehouse's calendar: the zone set when it was created, or
+    /// [`DEFAULT_TIME_ZONE`] for one created without (or before there were settings).
+    pub async fn time_zone(&self) -> Result<chrono_tz::Tz, StorageError> {
+        if let Some(zone) = self.time_zone.get() {
+            return Ok(*zone);
+        }
+        let zone = match self.get_relative(SETTINGS_FILE).await? {
+            Some(bytes) => self.parse_settings(&bytes)?,
+            None => DEFAULT_TIME_ZONE,
+        };
+        Ok(*self.time_zone.get_or_init(|| zone))
+    }
+
+    fn parse_settings(&self, bytes: &[u8]) -> Result<chrono_tz::Tz, StorageError> {
+        let bad = |reason: String| StorageError::Io {
+            location: self.location.to_string(),
+            reason: format!("{SETTINGS_FILE}: {reason}"),
+        };
+        let settings: Settings = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        settings
+            .time_zone
+            .parse()
+            .map_err(|_| bad(format!("unknown time zone '{}'", settings.time_zone)))
+    }
+
+    /// Fixes the warehouse's calendar when it is new: `requested`, else the default. An
+    /// existing warehouse keeps its own, and asking for another is refused (its months
+    /// and reports are cut on it). Call it holding the writer lock.
+    pub async fn settle_time_zone(
+        &self,
+        requested: Option<chrono_tz::Tz>,
+    ) -> Result<chrono_tz::Tz, StorageError> {
+        let stored = self.get_relative(SETTINGS_FILE).await?;
+        let has_file = stored.is_some();
+        let existing = match stored {
+            Some(bytes) => Some(self.parse_settings(&bytes)?),
+            // Written before warehouses had settings: its calendar is the default.
+            None if !self.ledger_numbers().await?.is_empty() => Some(DEFAULT_TIME_ZONE),
+            None => None,
+        };
+        let zone = match (existing, requested) {
+            (Some(zone), Some(asked)) if zone != asked => {
+                return Err(StorageError::Refused {
+                    location: self.location.to_string(),
+                    reason: format!(
+                        "its calendar is {} (fixed when it was created: its months, days and \
+                         reports are cut on it), not {}",
+                        zone.name(),
+                        asked.name()
+                    ),
+                });
+            }
+            (Some(zone), _) => zone,
+            (None, asked) => asked.unwrap_or(DEFAULT_TIME_ZONE),
+        };
+        if !has_file {
+            let settings = Settings {
+                time_zone: zone.name().to_string(),
+            };
+            let json = serde_json::to_vec_pretty(&settings).map_err(|e| StorageError::Io {
+                location: self.location.to_string(),
+                reason: e.to_string(),
+            })?;
+            self.put(SETTINGS_FILE, json).await?;
+        }
+        let _ = self.time_zone.set(zone);
+        Ok(zone)
     }
 
     pub fn location(&self) -> &WarehouseLocation {
@@ -600,6 +703,10 @@ impl Warehouse {
     /// The state readers see: the newest operation that is complete (every table it
     /// touched committed), or the one `as_of` names.
     pub async fn cut(&self, as_of: AsOf) -> Result<Cut, StorageError> {
+        let as_of = match as_of {
+            AsOf::LocalTime(_) => as_of.in_zone(self.time_zone().await?),
+            other => other,
+        };
         let seqs = self.ledger_numbers().await?;
         let Some(&newest) = seqs.last() else {
             return self.initial_cut().await;
@@ -626,6 +733,8 @@ impl Warehouse {
                     ),
                 });
             }
+            // Resolved above: a local time is an instant on the warehouse's calendar.
+            AsOf::LocalTime(_) => latest,
             AsOf::Time(t) => {
                 let mut found = None;
                 for seq in seqs.iter().rev().filter(|&&s| s <= latest.seq) {
@@ -1028,13 +1137,20 @@ mod tests {
     #[test]
     fn as_of_reads_batches_and_local_times() {
         assert_eq!("12".parse::<AsOf>(), Ok(AsOf::Operation(12)));
-        // The end of a local day: 2026-12-01 23:59:59.999999 in Shanghai.
+        // The end of a local day: 2026-12-01 23:59:59.999999 in Shanghai, or London.
         let day = "2026-12-01".parse::<AsOf>().unwrap();
         assert_eq!(
-            day,
+            day.in_zone(DEFAULT_TIME_ZONE),
             AsOf::Time("2026-12-01T15:59:59.999999Z".parse().unwrap())
         );
-        let minute = "2026-12-01 08:00".parse::<AsOf>().unwrap();
+        assert_eq!(
+            day.in_zone(chrono_tz::Europe::London),
+            AsOf::Time("2026-12-01T23:59:59.999999Z".parse().unwrap())
+        );
+        let minute = "2026-12-01 08:00"
+            .parse::<AsOf>()
+            .unwrap()
+            .in_zone(DEFAULT_TIME_ZONE);
         assert_eq!(minute, AsOf::Time("2026-12-01T00:00:00Z".parse().unwrap()));
         let rfc = "2026-12-01T08:00:00+08:00".parse::<AsOf>().unwrap();
         assert_eq!(rfc, minute);
