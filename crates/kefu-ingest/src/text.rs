@@ -76,6 +76,8 @@ impl TextEncoding {
 
 /// How many bytes detection looks at.
 pub const SNIFF_BYTES: usize = 64 * 1024;
+/// How many of them tell GBK, Big5 and the rest apart.
+const LEGACY_SAMPLE_BYTES: usize = 4 * 1024;
 /// The longest physical line accepted. Exports have lines of a few hundred bytes; a much
 /// longer one means the input is not a line-oriented export, and reading on would buffer
 /// it whole.
@@ -103,8 +105,25 @@ pub fn detect(sample: &[u8]) -> Result<TextEncoding, String> {
     if sample.contains(&0) {
         return Err(nul_bytes(sample));
     }
+    // A header and a few dozen records tell the legacy encodings apart; more only costs
+    // time on every small file of an archive.
+    let sample = &sample[..sample.len().min(LEGACY_SAMPLE_BYTES)];
+    // Most legacy exports are GBK, and GBK text is rarely valid Big5 (its trail bytes
+    // 0x80-0xA0 are not Big5's): decoding tells them apart at memory speed, and only a
+    // sample both read (or neither) is left to the detector.
+    let valid = |e: &'static Encoding| {
+        // A character cut at the end of the sample is no error.
+        let cut = sample.len().saturating_sub(4);
+        e.decode_without_bom_handling_and_without_replacement(&sample[..cut])
+            .is_some()
+    };
+    match (valid(encoding_rs::GB18030), valid(encoding_rs::BIG5)) {
+        (true, false) => return Ok(TextEncoding::Gb18030),
+        (false, true) => return Ok(TextEncoding::Big5),
+        _ => {}
+    }
     let mut detector = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Deny);
-    detector.feed(sample, sample.len() < SNIFF_BYTES);
+    detector.feed(sample, sample.len() < LEGACY_SAMPLE_BYTES);
     // No top-level-domain hint: a `cn` hint would read Big5 and Shift_JIS as GBK.
     let guess = detector.guess(None, chardetng::Utf8Detection::Deny);
     if guess == encoding_rs::GBK || guess == encoding_rs::GB18030 {
