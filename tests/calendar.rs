@@ -2,7 +2,6 @@
 //! partitions, groups and filters by that zone's months, days, hours and weekdays — DST
 //! changes included — as DuckDB does over the same instants with that zone set.
 
-use std::path::Path;
 use std::process::Command;
 
 /// DuckDB over the generated calls (UTC instants), on `zone`'s clock: the same figures as
@@ -38,17 +37,6 @@ out = {
 print(json.dumps(out))
 "#;
 
-fn kefu_json(dir: &Path, args: &[&str]) -> serde_json::Value {
-    let out = crate::common::kefu(dir).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "kefu {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
 /// The named query's rows with only `keys` (numbers as numbers, the rest as text).
 fn project(rows: &serde_json::Value, keys: &[&str]) -> Vec<serde_json::Value> {
     rows.as_array()
@@ -65,15 +53,9 @@ fn project(rows: &serde_json::Value, keys: &[&str]) -> Vec<serde_json::Value> {
 
 #[test]
 fn warehouses_in_london_and_new_york_count_on_their_own_calendar() {
-    let Some(python) = crate::common::python_with("duckdb") else {
-        assert!(
-            std::env::var_os("KEFU_REQUIRE_DUCKDB").is_none(),
-            "KEFU_REQUIRE_DUCKDB is set but no Python with duckdb was found"
-        );
-        eprintln!(
-            "SKIPPED warehouses_in_london_and_new_york_count_on_their_own_calendar: no Python \
-             with duckdb (set KEFU_PYTHON; .ci/run installs one)"
-        );
+    let Some(python) = crate::common::duckdb_python_or_skip(
+        "warehouses_in_london_and_new_york_count_on_their_own_calendar",
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -94,7 +76,7 @@ fn warehouses_in_london_and_new_york_count_on_their_own_calendar() {
         .success();
     for zone in ["Europe/London", "America/New_York"] {
         let wh = format!("wh-{}", zone.replace('/', "-"));
-        kefu_json(
+        crate::common::kefu_json(
             dir.path(),
             &[
                 "ingest",
@@ -107,7 +89,8 @@ fn warehouses_in_london_and_new_york_count_on_their_own_calendar() {
                 "--json",
             ],
         );
-        let status = kefu_json(dir.path(), &["status", "--warehouse", &wh, "--json"]);
+        let status =
+            crate::common::kefu_json(dir.path(), &["status", "--warehouse", &wh, "--json"]);
         assert_eq!(status["time_zone"], zone);
         let out = Command::new(&python)
             .args(["-c", DUCKDB_CALENDAR])
@@ -123,7 +106,7 @@ fn warehouses_in_london_and_new_york_count_on_their_own_calendar() {
         let duck: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
 
         // The month partitions follow the zone's months.
-        let months = kefu_json(
+        let months = crate::common::kefu_json(
             dir.path(),
             &[
                 "sql",
@@ -153,7 +136,7 @@ fn warehouses_in_london_and_new_york_count_on_their_own_calendar() {
             if let Some(p) = period {
                 args.extend(["--param", p]);
             }
-            kefu_json(dir.path(), &args)
+            crate::common::kefu_json(dir.path(), &args)
         };
         let keys = [
             "period",

@@ -65,6 +65,32 @@ pub fn python_with(module: &str) -> Option<String> {
     None
 }
 
+/// A Python with DuckDB for a comparison test, or `None` after saying the test is skipped
+/// (an error where CI requires DuckDB: KEFU_REQUIRE_DUCKDB).
+pub fn duckdb_python_or_skip(test: &str) -> Option<String> {
+    let python = python_with("duckdb");
+    if python.is_none() {
+        assert!(
+            std::env::var_os("KEFU_REQUIRE_DUCKDB").is_none(),
+            "KEFU_REQUIRE_DUCKDB is set but no Python with duckdb was found"
+        );
+        eprintln!("SKIPPED {test}: no Python with duckdb (set KEFU_PYTHON; .ci/run installs one)");
+    }
+    python
+}
+
+/// `kefu ARGS` in `dir`, which must succeed, its stdout read as JSON.
+pub fn kefu_json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let out = kefu(dir).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "kefu {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
 /// Every row of a table in the warehouse's newest complete state (the files its Delta log
 /// names at that version), read through kefu's storage crate.
 pub fn read_table(warehouse: &Path, table: &str) -> Vec<arrow::array::RecordBatch> {

@@ -2,22 +2,11 @@
 //! preprocessing, their figures equal DuckDB's, computed over the raw files with its own
 //! reading of the same rules.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn profiles_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/profiles")
-}
-
-fn kefu_json(dir: &Path, args: &[&str]) -> serde_json::Value {
-    let out = crate::common::kefu(dir).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "kefu {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 /// DuckDB over the raw log: the hotline figures for January 1999 per queue, by the rules
@@ -65,22 +54,16 @@ print(json.dumps([dict(zip(cols, r)) for r in rows]))
 /// filtered, not rejected.
 #[test]
 fn the_bank_hotline_example_equals_duckdb_over_the_raw_log() {
-    let Some(python) = crate::common::python_with("duckdb") else {
-        assert!(
-            std::env::var_os("KEFU_REQUIRE_DUCKDB").is_none(),
-            "KEFU_REQUIRE_DUCKDB is set but no Python with duckdb was found"
-        );
-        eprintln!(
-            "SKIPPED the_bank_hotline_example_equals_duckdb_over_the_raw_log: no Python with \
-             duckdb (set KEFU_PYTHON; .ci/run installs one)"
-        );
+    let Some(python) = crate::common::duckdb_python_or_skip(
+        "the_bank_hotline_example_equals_duckdb_over_the_raw_log",
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let log = profiles_dir().join("bank_hotline.tsv");
     let profile = profiles_dir().join("bank_hotline.toml");
     let (log_s, profile_s) = (log.to_str().unwrap(), profile.to_str().unwrap());
-    let report = kefu_json(
+    let report = crate::common::kefu_json(
         dir.path(),
         &[
             "ingest",
@@ -99,7 +82,7 @@ fn the_bank_hotline_example_equals_duckdb_over_the_raw_log() {
     assert_eq!(report["tables"]["calls"]["rejected"], 0, "{report}");
     assert_eq!(report["filtered"], 52, "{report}");
 
-    let kpis = kefu_json(
+    let kpis = crate::common::kefu_json(
         dir.path(),
         &[
             "query",
@@ -116,7 +99,7 @@ fn the_bank_hotline_example_equals_duckdb_over_the_raw_log() {
             "period=month",
         ],
     );
-    let extra = kefu_json(
+    let extra = crate::common::kefu_json(
         dir.path(),
         &[
             "sql",
@@ -215,7 +198,7 @@ fn a_key_that_is_no_key_is_refused_not_collapsed() {
         "{stderr}"
     );
     // Nothing landed; allowing the repeats lands one call per id, counted.
-    let report = kefu_json(
+    let report = crate::common::kefu_json(
         dir.path(),
         &[
             "ingest",
@@ -281,15 +264,9 @@ print(json.dumps([dict(zip(["status", "channel", "tickets", "resolution_s", "reo
 /// fold of the raw log.
 #[test]
 fn the_incident_log_example_folds_into_tickets_as_duckdb_does() {
-    let Some(python) = crate::common::python_with("duckdb") else {
-        assert!(
-            std::env::var_os("KEFU_REQUIRE_DUCKDB").is_none(),
-            "KEFU_REQUIRE_DUCKDB is set but no Python with duckdb was found"
-        );
-        eprintln!(
-            "SKIPPED the_incident_log_example_folds_into_tickets_as_duckdb_does: no Python \
-             with duckdb (set KEFU_PYTHON; .ci/run installs one)"
-        );
+    let Some(python) = crate::common::duckdb_python_or_skip(
+        "the_incident_log_example_folds_into_tickets_as_duckdb_does",
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -307,7 +284,7 @@ fn the_incident_log_example_folds_into_tickets_as_duckdb_does() {
     for (name, part) in [("incidents_b.csv", &second), ("incidents_a.csv", &first)] {
         let path = dir.path().join(name);
         std::fs::write(&path, part.join("\n") + "\n").unwrap();
-        let report = kefu_json(
+        let report = crate::common::kefu_json(
             dir.path(),
             &[
                 "ingest",
@@ -322,7 +299,7 @@ fn the_incident_log_example_folds_into_tickets_as_duckdb_does() {
         );
         assert_eq!(report["rejected"], 0, "{report}");
     }
-    let ours = kefu_json(
+    let ours = crate::common::kefu_json(
         dir.path(),
         &[
             "sql",

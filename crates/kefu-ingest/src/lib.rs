@@ -350,7 +350,9 @@ pub(crate) struct RecordFeed {
     /// The source line of each row the converter holds.
     lines: Vec<u64>,
     /// Records waiting for the SQL transform: line, fields and raw text.
-    pending: Vec<(u64, csv::StringRecord, String)>,
+    pending: Vec<(u64, csv::StringRecord)>,
+    /// The raw text of each pending record, for its reject.
+    pending_raw: Vec<String>,
 }
 
 impl RecordFeed {
@@ -369,6 +371,7 @@ impl RecordFeed {
             mapper: mapping.mapper(),
             lines: Vec::new(),
             pending: Vec::new(),
+            pending_raw: Vec::new(),
         }
     }
 
@@ -384,7 +387,8 @@ impl RecordFeed {
         self.outcome.records += 1;
         let result = match (fields, &self.mapper.sql) {
             (Ok(fields), Some(_)) => {
-                self.pending.push((line, fields, raw()));
+                self.pending.push((line, fields));
+                self.pending_raw.push(raw());
                 if self.pending.len() >= SQL_RECORDS {
                     self.map_pending(sink)?;
                 }
@@ -431,9 +435,8 @@ impl RecordFeed {
         let Some(sql) = self.mapper.sql.clone() else {
             return Ok(());
         };
-        let pending = std::mem::take(&mut self.pending);
-        let records: Vec<(u64, csv::StringRecord)> =
-            pending.iter().map(|(l, f, _)| (*l, f.clone())).collect();
+        let records = std::mem::take(&mut self.pending);
+        let mut raws = std::mem::take(&mut self.pending_raw);
         let mut landed = Vec::new();
         let mut rejects = Vec::new();
         self.outcome.filtered += sql
@@ -447,7 +450,7 @@ impl RecordFeed {
                 source_name: self.name.clone(),
                 reason,
             })?;
-        // The converter holds at most BATCH_ROWS rows: landing them one by one in order.
+        // Rows are handed on once a batch's worth has gathered.
         self.outcome.rows += landed.len() as u64;
         self.lines.extend(landed);
         if self.mapper.converter.len() >= BATCH_ROWS {
@@ -456,9 +459,9 @@ impl RecordFeed {
         }
         for (line, reject) in rejects {
             // Pending records are in line order.
-            let raw = pending
-                .binary_search_by_key(&line, |(l, _, _)| *l)
-                .map(|i| pending[i].2.clone())
+            let raw = records
+                .binary_search_by_key(&line, |(l, _)| *l)
+                .map(|i| std::mem::take(&mut raws[i]))
                 .unwrap_or_default();
             self.rejected(sink, RejectedRecord { line, reject, raw })?;
         }

@@ -362,3 +362,36 @@ fn the_bank_example_reads_without_rejects() {
     let phantoms = text.lines().filter(|l| l.contains("\tPHANTOM\t")).count();
     assert_eq!(phantoms, 52);
 }
+
+#[test]
+fn a_sql_profile_maps_json_lines_as_it_maps_text() {
+    // The single-threaded readers (JSON Lines, workbooks) map records in groups.
+    let profile = Profile::from_toml(PROFILE, "bank").unwrap();
+    let log = LOG.replace("10:00:00\t10:00:01", "10:61:00\t10:00:01");
+    let mut lines = log.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    let jsonl: String = lines
+        .map(|l| {
+            let object: serde_json::Map<String, serde_json::Value> = header
+                .iter()
+                .zip(l.split('\t'))
+                .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+                .collect();
+            serde_json::Value::Object(object).to_string() + "\n"
+        })
+        .collect();
+    let (text, text_sink) = convert(&log, &profile, "log.tsv").unwrap();
+    let (json, json_sink) = convert(&jsonl, &profile, "log.jsonl").unwrap();
+    assert_eq!(
+        (json.records, json.rows, json.rejected, json.filtered),
+        (text.records, text.rows, text.rejected, text.filtered)
+    );
+    assert_eq!((json.rows, json.rejected, json.filtered), (4, 1, 1));
+    assert_eq!(
+        rows(&json_sink, Table::Calls),
+        rows(&text_sink, Table::Calls)
+    );
+    let reject = &json_sink.rejects[0];
+    assert_eq!(reject.reject.reason.code(), "unparseable_timestamp");
+    assert!(reject.raw.contains("10:61:00"), "{}", reject.raw);
+}

@@ -80,6 +80,9 @@ pub struct Job {
     /// zone a warehouse its first ingest creates gets; an existing warehouse on another
     /// is refused. Otherwise the warehouse's own.
     pub time_zone: Option<chrono_tz::Tz>,
+    /// [`Job::calendar`], once its warehouse exists: a warehouse's zone never changes
+    /// after its creation, so the scheduler need not open it at every tick.
+    calendar: std::sync::OnceLock<chrono_tz::Tz>,
     /// Relative output paths and the run reports (`_runs/`) go here.
     pub output_dir: Target,
     /// The lock, the incremental state and the cached period results.
@@ -258,8 +261,11 @@ impl Job {
     /// The calendar of the job's schedule and default run date: its `time_zone`, else
     /// its warehouse's, else (no warehouse yet, or unreadable) the default.
     pub fn calendar(&self) -> chrono_tz::Tz {
+        if let Some(zone) = self.calendar.get() {
+            return *zone;
+        }
         if let Some(zone) = self.time_zone {
-            return zone;
+            return *self.calendar.get_or_init(|| zone);
         }
         // Opening a local warehouse creates its directory: a job's first run does that.
         if self.warehouse.local_path().is_some_and(|d| !d.is_dir()) {
@@ -273,7 +279,10 @@ impl Job {
                 .ok()?;
             runtime.block_on(warehouse.time_zone()).ok()
         };
-        read().unwrap_or(kefu_storage::DEFAULT_TIME_ZONE)
+        match read() {
+            Some(zone) => *self.calendar.get_or_init(|| zone),
+            None => kefu_storage::DEFAULT_TIME_ZONE,
+        }
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Job, JobError> {
@@ -395,6 +404,7 @@ impl Job {
             warehouse,
             schedule,
             time_zone,
+            calendar: std::sync::OnceLock::new(),
             output_dir,
             state_dir,
             library,
