@@ -94,7 +94,9 @@ fn unreadable_sources_and_bad_profiles_have_their_own_exit_codes() {
         .assert()
         .code(2)
         .stderr(
-            predicate::str::contains("invalid profile 'p'").and(predicate::str::contains("tabel")),
+            // The profile's file, as given.
+            predicate::str::contains("invalid profile 'p.toml'")
+                .and(predicate::str::contains("tabel")),
         );
     kefu(dir.path())
         .args(["check", "missing.csv"])
