@@ -84,8 +84,8 @@ const LEGACY_SAMPLE_BYTES: usize = 4 * 1024;
 pub const MAX_LINE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// A BOM names the encoding; otherwise UTF-8 if the sample is valid UTF-8 (a character cut
-/// at the end of the sample is allowed); otherwise `chardetng` tells GBK/GB18030 from
-/// Big5. Anything else it sees (Shift_JIS, EUC-KR, Windows-125x, …) is refused with its
+/// at the end of the sample is allowed); otherwise GBK/GB18030 or Big5 where the sample
+/// reads as only one of them, and `chardetng`'s guess where it reads as both or neither. Anything else it sees (Shift_JIS, EUC-KR, Windows-125x, …) is refused with its
 /// name: reading it as Chinese would land garbled text silently.
 pub fn detect(sample: &[u8]) -> Result<TextEncoding, String> {
     if sample.starts_with(b"\xEF\xBB\xBF") {
@@ -108,17 +108,22 @@ pub fn detect(sample: &[u8]) -> Result<TextEncoding, String> {
     // A header and a few dozen records tell the legacy encodings apart; more only costs
     // time on every small file of an archive.
     let sample = &sample[..sample.len().min(LEGACY_SAMPLE_BYTES)];
-    // Most legacy exports are GBK, and GBK text is rarely valid Big5 (its trail bytes
-    // 0x80-0xA0 are not Big5's): decoding tells them apart at memory speed, and only a
-    // sample both read (or neither) is left to the detector.
+    // Most legacy exports are GBK. Text that reads as GBK, mostly in GB2312's common
+    // characters, and not as Big5 is GBK; text that reads only as Big5 is Big5. That tells
+    // most files apart at memory speed; the rest (text that reads as both, or as neither,
+    // or in other ranges: Shift_JIS and EUC-JP read as GBK too) is left to the detector.
     let valid = |e: &'static Encoding| {
-        // A character cut at the end of the sample is no error.
-        let cut = sample.len().saturating_sub(4);
-        e.decode_without_bom_handling_and_without_replacement(&sample[..cut])
-            .is_some()
+        // Decoded as a stream that goes on: a character cut at the end is no error.
+        let mut decoder = e.new_decoder_without_bom_handling();
+        let room = decoder
+            .max_utf8_buffer_length_without_replacement(sample.len())
+            .unwrap_or(usize::MAX >> 1);
+        let mut text = String::with_capacity(room);
+        let (result, _) = decoder.decode_to_string_without_replacement(sample, &mut text, false);
+        result == encoding_rs::DecoderResult::InputEmpty
     };
     match (valid(encoding_rs::GB18030), valid(encoding_rs::BIG5)) {
-        (true, false) => return Ok(TextEncoding::Gb18030),
+        (true, false) if mostly_gb2312(sample) => return Ok(TextEncoding::Gb18030),
         (false, true) => return Ok(TextEncoding::Big5),
         _ => {}
     }
@@ -138,6 +143,31 @@ pub fn detect(sample: &[u8]) -> Result<TextEncoding, String> {
             guess.name().to_ascii_lowercase()
         ))
     }
+}
+
+/// Whether nearly all of `sample`'s double-byte characters are GB2312's punctuation,
+/// symbols and hanzi (lead bytes 0xA1-0xA3, 0xA6-0xA9, 0xB0-0xF7) — not kana (0xA4-0xA5,
+/// which Japanese text is full of) nor GBK's rare extensions (Shift_JIS's leads).
+fn mostly_gb2312(sample: &[u8]) -> bool {
+    let (mut characters, mut elsewhere) = (0usize, 0usize);
+    let mut i = 0;
+    while i < sample.len() {
+        let lead = sample[i];
+        if lead < 0x80 {
+            i += 1;
+            continue;
+        }
+        characters += 1;
+        if !matches!(lead, 0xA1..=0xA3 | 0xA6..=0xA9 | 0xB0..=0xF7) {
+            elsewhere += 1;
+        }
+        // GB18030's four-byte characters have a digit as their second byte.
+        i += match sample.get(i + 1) {
+            Some(b'0'..=b'9') => 4,
+            _ => 2,
+        };
+    }
+    elsewhere * 50 <= characters
 }
 
 /// Why a sample with NUL bytes is refused: UTF-16 without its BOM, or binary data.
@@ -177,17 +207,25 @@ pub fn utf8_reader<'a>(
     source: impl Read + 'a,
     encoding: Option<TextEncoding>,
 ) -> std::io::Result<(TextEncoding, Box<dyn Read + 'a>)> {
-    let mut buffered = BufReader::with_capacity(SNIFF_BYTES, source);
-    let sample = buffered.fill_buf()?;
+    // The whole sample, however the source hands out its bytes (a tar member inside gzip
+    // gives a few hundred at a time: a sample cut short, or mid-character, was taken for
+    // another encoding).
+    let mut sample = Vec::with_capacity(SNIFF_BYTES);
+    let mut source = source;
+    (&mut source)
+        .take(SNIFF_BYTES as u64)
+        .read_to_end(&mut sample)?;
     let refuse = |reason: String| std::io::Error::new(std::io::ErrorKind::InvalidData, reason);
     let encoding = match encoding {
         Some(e) => e,
-        None => detect(sample).map_err(refuse)?,
+        None => detect(&sample).map_err(refuse)?,
     };
     let utf16 = matches!(encoding, TextEncoding::Utf16Le | TextEncoding::Utf16Be);
     if !utf16 && sample.contains(&0) {
-        return Err(refuse(nul_bytes(sample)));
+        return Err(refuse(nul_bytes(&sample)));
     }
+    let mut buffered =
+        BufReader::with_capacity(SNIFF_BYTES, std::io::Cursor::new(sample).chain(source));
     let reader: Box<dyn Read + 'a> = match encoding {
         TextEncoding::Utf8 => Box::new(buffered),
         TextEncoding::Utf8Bom => {
@@ -309,6 +347,64 @@ mod tests {
         text.clear();
         r.read_to_string(&mut text).unwrap();
         assert_eq!(text, "a,b");
+    }
+
+    /// A GBK export in a tar.gz was refused as EUC-JP: the gzip reader handed out a few
+    /// hundred bytes first, and detection saw only those, cut mid-character. Big5 text of
+    /// common words, which also reads as GBK, stays Big5.
+    #[test]
+    fn gbk_and_big5_that_read_as_both() {
+        let mut text = String::from("工单号,地区,类别,状态,受理时间\n");
+        for i in 0..60 {
+            text.push_str(&format!(
+                "T{i:06},shenzhen,账单争议,已结案,2026-09-20 08:{:02}:00\n",
+                i % 60
+            ));
+        }
+        let gbk = encoding_rs::GBK.encode(&text).0.into_owned();
+        assert_eq!(detect(&gbk), Ok(TextEncoding::Gb18030));
+        let generated = include_bytes!("../../../fixtures/encodings/gbk_tickets_head.csv");
+        assert_eq!(detect(generated), Ok(TextEncoding::Gb18030));
+        // Cut inside a character, and handed out a few bytes at a time (as a tar member
+        // in gzip is).
+        let odd = (1..generated.len())
+            .rev()
+            .find(|&n| {
+                encoding_rs::GB18030
+                    .decode_without_bom_handling_and_without_replacement(&generated[..n])
+                    .is_none()
+            })
+            .unwrap();
+        assert_eq!(detect(&generated[..odd]), Ok(TextEncoding::Gb18030));
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.len().min(buf.len()).min(7);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let (encoding, mut reader) = utf8_reader(Trickle(generated), None).unwrap();
+        assert_eq!(encoding, TextEncoding::Gb18030);
+        let mut text = String::new();
+        reader.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("工单号,地区,"), "{text}");
+        let big5_text = "客戶編號,地區,類別\nA1,台北,這是一個不好的人了\n".repeat(40);
+        let big5 = encoding_rs::BIG5.encode(&big5_text).0.into_owned();
+        assert!(
+            encoding_rs::GB18030
+                .decode_without_bom_handling_and_without_replacement(&big5)
+                .is_some(),
+            "the Big5 sample reads as GBK too"
+        );
+        assert_eq!(detect(&big5), Ok(TextEncoding::Big5));
+        // Japanese reads as GBK too (kana are in GB2312), but is not taken for it.
+        let japanese =
+            "お客様番号,地域\nA1,東京,ご請求の金額についてのお問い合わせです\n".repeat(20);
+        let euc_jp = encoding_rs::EUC_JP.encode(&japanese).0.into_owned();
+        let refused = detect(&euc_jp).unwrap_err();
+        assert!(refused.contains("EUC-JP"), "{refused}");
     }
 
     #[test]
