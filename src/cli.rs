@@ -113,10 +113,15 @@ pub enum Command {
     /// _rejects, `table`. Filters on event times, `month` and region prune files and row
     /// groups. Functions beyond DataFusion's: local_date(ts), local_hour(ts),
     /// local_weekday(ts) on the warehouse's calendar, and business_seconds(start, end)
-    /// under the working calendar (--calendar). Ad hoc SQL is read-only: CREATE, INSERT,
-    /// COPY and SET are refused. Without -e or -f, statements are read from stdin when it
-    /// is not a terminal, else the shell starts (history, multi-line statements ending
-    /// with ;, \d, \d NAME, \timing, \q).
+    /// under the working calendar (--calendar). The warehouse is read-only (INSERT, COPY,
+    /// DROP of its tables are refused); your own files join it: read_csv('targets.csv'),
+    /// read_parquet, read_json, SELECT … FROM 'file.csv', CREATE EXTERNAL TABLE and
+    /// CREATE VIEW over local files or object-store URLs, for this session (the server
+    /// refuses all of them). Without -e or -f, statements are read from stdin when it is
+    /// not a terminal, else the shell starts: Tab completes tables, columns, functions and
+    /// keywords; Ctrl-C cancels the running query and keeps the shell; history is saved
+    /// after every statement; ~/.kefurc runs first; \? or .help lists the commands
+    /// (\d/.tables, .schema, .mode/\x, .output, .timer).
     ///
     /// Exit status: 0 success, 1 a statement failed (the error names it), 2 bad
     /// arguments, 4 the warehouse or an output file could not be read or written.
@@ -207,14 +212,18 @@ pub enum Command {
     /// limit, timeout and memory limit of the configuration. `GET /healthz`, `GET /metrics`
     /// (Prometheus text); every response carries an X-Request-Id.
     ///
-    /// Flight SQL for BI tools on its own port (--flight or `flight` in the
-    /// configuration): statements, prepared statements with $1 parameters, catalogs,
-    /// schemas and tables; same tokens. The web console is at http://ADDR/: uploads,
-    /// SQL and named queries, and the KPI dashboard, in Chinese and English. TLS: put
-    /// the server behind a reverse proxy (nginx, Caddy, Envoy) that terminates it.
+    /// BI tools connect over the PostgreSQL protocol (--postgres or `postgres`: psql,
+    /// DBeaver, Metabase, Superset, Power BI, FineBI, Tableau; the password is a token)
+    /// or Flight SQL (--flight or `flight`: statements, prepared statements with $1
+    /// parameters, catalogs, schemas and tables); same tokens, read-only. The web console
+    /// is at http://ADDR/: uploads, SQL and named queries, the KPI dashboard and the
+    /// offices' deliveries, in Chinese and English (`[deliveries]` sets what is expected;
+    /// also in /metrics and GET /api/v1/deliveries). TLS: put the server behind a reverse
+    /// proxy (nginx, Caddy, Envoy) that terminates it.
     #[command(after_help = "Example server.toml:\n  \
         listen = \"127.0.0.1:8080\"\n  \
         flight = \"127.0.0.1:50051\"\n  \
+        postgres = \"127.0.0.1:5433\"\n  \
         [sql]\n  \
         max_rows = 100000\n  \
         timeout_seconds = 60\n  \
@@ -301,6 +310,8 @@ pub enum Command {
         /// Print as JSON on stdout.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        deliveries: DeliveriesArgs,
     },
 
     /// Print the canonical model: every table, column (type, nullability, unit, Chinese
@@ -310,6 +321,32 @@ pub enum Command {
         #[arg(long)]
         table: Option<Table>,
     },
+}
+
+/// `kefu status --deliveries`: which office has delivered which day.
+#[derive(Debug, Clone, Args)]
+pub struct DeliveriesArgs {
+    /// Show per region and data day what arrived, when and how big, against the expected
+    /// schedule: missing and late deliveries and volumes far from a region's usual level
+    /// are flagged. Exits 5 when a delivery past its due time is missing.
+    #[arg(long)]
+    pub deliveries: bool,
+    /// The expected schedule (TOML: regions, pattern, due, due_days_after, volume_low,
+    /// volume_high, [region.NAME] due …). Default: every region that has delivered, one
+    /// archive per day named REGION_YYYYMMDD.zip|tar.gz, due 06:00 the next morning.
+    #[arg(long, value_name = "FILE", requires = "deliveries")]
+    pub schedule: Option<PathBuf>,
+    /// The last data day to show: a date or a date expression (yesterday, today - 2 days).
+    #[arg(
+        long,
+        value_name = "DAY",
+        default_value = "yesterday",
+        requires = "deliveries"
+    )]
+    pub until: String,
+    /// How many data days to show, ending with --until.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=366), requires = "deliveries")]
+    pub days: u32,
 }
 
 /// Where the warehouse lives: every command that reads or writes one takes this.
@@ -508,10 +545,13 @@ pub mod exit {
     pub const REJECTS: u8 = 3;
     /// Reading or writing files failed.
     pub const IO: u8 = 4;
-    /// Some steps of a job failed, others succeeded.
+    /// Some steps of a job failed, others succeeded; or deliveries a step requires (or
+    /// `kefu status --deliveries` looks at) have not arrived.
     pub const PARTIAL: u8 = 5;
     /// Another run of the same job is in progress.
     pub const LOCKED: u8 = 6;
+    /// Nothing to report: the warehouse holds no events in the period asked for.
+    pub const NO_DATA: u8 = 7;
 }
 
 /// Parses the arguments, runs the command, prints errors on stderr, returns the exit code.
@@ -521,6 +561,8 @@ pub fn main() -> ExitCode {
     init_logging(&cli.log, cli.log_format == "json");
     match run(cli) {
         Ok(()) => ExitCode::from(exit::OK),
+        // `kefu sql … | head`: the reader has what it wanted.
+        Err((_, message)) if message.contains("Broken pipe") => ExitCode::from(exit::OK),
         Err((code, message)) => {
             eprintln!("kefu: error: {message}");
             ExitCode::from(code)
@@ -528,8 +570,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `kefu status | head` closes stdout early; `println!` then panics. Exit quietly with the
-/// status a process killed by SIGPIPE has (128 + 13), as other Unix tools do.
+/// `kefu status | head` closes stdout early; `println!` then panics. Exit quietly, with 0:
+/// the reader took what it wanted (a script's `set -o pipefail` must not fail on it).
 fn quiet_broken_pipe() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -540,7 +582,7 @@ fn quiet_broken_pipe() {
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or_default();
         if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
-            std::process::exit(141);
+            std::process::exit(0);
         }
         default(info)
     }));
@@ -589,7 +631,14 @@ fn run(cli: Cli) -> CliResult {
             warehouse,
             batches,
             json,
-        } => crate::status::status_command(&warehouse.warehouse, batches, json),
+            deliveries,
+        } => {
+            if deliveries.deliveries {
+                crate::status::deliveries_command(&warehouse.warehouse, &deliveries, json)
+            } else {
+                crate::status::status_command(&warehouse.warehouse, batches, json)
+            }
+        }
         Command::Model { table } => {
             let md = kefu_model::doc::model_markdown();
             match table {

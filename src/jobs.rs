@@ -71,8 +71,15 @@ pub struct ReportArgs {
     /// 2026-H2) for the half-year edition, a year (2026) for the annual one. Each compares
     /// with the period before (环比; not the annual one) and the same period a year
     /// earlier (同比), and its trends run from a year before its start.
-    #[arg(long, visible_alias = "period", value_name = "YYYY-MM|YYYY-Hn|YYYY", value_parser = parse_period)]
-    pub month: kefu_report::ReportPeriod,
+    ///
+    /// A date expression names the month holding that day, as in job files: last_month,
+    /// "today - 1 month", month_start, 2026-11-15 (today in the warehouse's calendar).
+    #[arg(
+        long,
+        visible_alias = "period",
+        value_name = "YYYY-MM|YYYY-Hn|YYYY|DATE_EXPR"
+    )]
+    pub month: String,
     /// Only this region (its code, e.g. beijing); default all.
     #[arg(long)]
     pub region: Option<String>,
@@ -110,9 +117,18 @@ pub struct ReportArgs {
     pub as_of: Option<kefu_storage::AsOf>,
 }
 
-fn parse_period(s: &str) -> Result<kefu_report::ReportPeriod, String> {
-    s.parse()
-        .map_err(|e: kefu_report::ReportError| e.to_string())
+/// A period (`2026-11`, `2026-H1`, `2026`) or the month holding a date expression's day,
+/// evaluated on `today`.
+fn resolve_period(text: &str, today: NaiveDate) -> Result<kefu_report::ReportPeriod, String> {
+    match text.parse::<kefu_report::ReportPeriod>() {
+        Ok(period) => Ok(period),
+        Err(not_a_period) => match kefu_jobs::dates::eval(text, today) {
+            Ok(day) => Ok(kefu_report::ReportPeriod::month(day)),
+            Err(not_a_date) => Err(format!(
+                "{not_a_period}; nor a date expression: {not_a_date}"
+            )),
+        },
+    }
 }
 
 fn parse_lang(s: &str) -> Result<kefu_report::Lang, String> {
@@ -151,7 +167,7 @@ fn status_code(status: RunStatus) -> u8 {
     match status {
         RunStatus::Ok | RunStatus::NothingToDo => exit::OK,
         RunStatus::Rejected => exit::REJECTS,
-        RunStatus::PartialFailure => exit::PARTIAL,
+        RunStatus::PartialFailure | RunStatus::MissingDeliveries => exit::PARTIAL,
         RunStatus::Failed => exit::FAILURE,
     }
 }
@@ -373,8 +389,12 @@ pub fn report_command(args: &ReportArgs) -> CliResult {
             .set(target)
             .map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
     }
+    let today = chrono::Utc::now()
+        .with_timezone(&engine.time_zone())
+        .date_naive();
+    let period = resolve_period(&args.month, today).map_err(|e| (exit::BAD_CONFIG, e))?;
     let request = kefu_report::ReportRequest {
-        period: args.month,
+        period,
         region: args.region.clone(),
         lang: args.lang,
         targets,
@@ -390,6 +410,7 @@ pub fn report_command(args: &ReportArgs) -> CliResult {
         .map_err(|e| {
             let code = match e {
                 kefu_report::ReportError::Write(_) => exit::IO,
+                kefu_report::ReportError::NoData { .. } => exit::NO_DATA,
                 _ => exit::FAILURE,
             };
             (code, e.to_string())

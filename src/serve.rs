@@ -21,6 +21,11 @@ pub struct ServeArgs {
     /// Serve Flight SQL here (instead of the configuration's `flight`; port 0: any).
     #[arg(long, value_name = "ADDR")]
     pub flight: Option<String>,
+    /// Serve the PostgreSQL protocol here, for psql, DBeaver, Metabase, Superset, Power
+    /// BI, FineBI or Tableau (instead of the configuration's `postgres`; port 0: any). The
+    /// password is a kefu token; any user name will do.
+    #[arg(long, value_name = "ADDR")]
+    pub postgres: Option<String>,
 }
 
 pub fn serve_command(args: &ServeArgs) -> CliResult {
@@ -31,6 +36,9 @@ pub fn serve_command(args: &ServeArgs) -> CliResult {
     }
     if let Some(flight) = &args.flight {
         config.flight = Some(flight.clone());
+    }
+    if let Some(postgres) = &args.postgres {
+        config.postgres = Some(postgres.clone());
     }
     let warehouse = kefu_storage::Warehouse::open(&args.warehouse.warehouse)
         .map_err(|e| (exit::IO, e.to_string()))?;
@@ -57,14 +65,8 @@ pub fn serve_command(args: &ServeArgs) -> CliResult {
         let address = listener
             .local_addr()
             .map_err(|e| (exit::IO, e.to_string()))?;
-        let flight = match &config.flight {
-            Some(address) => Some(
-                kefu_server::bind(address)
-                    .await
-                    .map_err(|e| (exit::IO, e.to_string()))?,
-            ),
-            None => None,
-        };
+        let flight = bind_optional(config.flight.as_deref()).await?;
+        let postgres = bind_optional(config.postgres.as_deref()).await?;
         let stop = kefu_server::termination();
         kefu_server::resume(&state, &resume);
         // The addresses on stdout, first, so that scripts (and tests) can find the ports.
@@ -85,6 +87,21 @@ pub fn serve_command(args: &ServeArgs) -> CliResult {
             }
             None => None,
         };
+        let postgres_task = match postgres {
+            Some(listener) => {
+                let at = listener
+                    .local_addr()
+                    .map_err(|e| (exit::IO, e.to_string()))?;
+                println!("kefu serve: postgres on postgresql://{at}");
+                let stopped = stopping.clone();
+                Some(tokio::spawn(kefu_server::postgres::serve(
+                    listener,
+                    state.clone(),
+                    async move { stopped.cancelled().await },
+                )))
+            }
+            None => None,
+        };
         let _ = std::io::stdout().flush();
         let stopped = stopping.clone();
         tokio::spawn(async move {
@@ -96,7 +113,7 @@ pub fn serve_command(args: &ServeArgs) -> CliResult {
         })
         .await
         .map_err(|e| (exit::IO, e.to_string()))?;
-        if let Some(task) = flight_task {
+        for task in [flight_task, postgres_task].into_iter().flatten() {
             match task.await {
                 Ok(result) => result.map_err(|e| (exit::IO, e.to_string()))?,
                 Err(e) => return Err((exit::FAILURE, e.to_string())),
@@ -116,6 +133,19 @@ pub fn serve_command(args: &ServeArgs) -> CliResult {
         println!("kefu serve: stopped");
     }
     Ok(())
+}
+
+/// Binds `address` when one is configured.
+async fn bind_optional(
+    address: Option<&str>,
+) -> Result<Option<tokio::net::TcpListener>, (u8, String)> {
+    match address {
+        Some(address) => kefu_server::bind(address)
+            .await
+            .map(Some)
+            .map_err(|e| (exit::IO, e.to_string())),
+        None => Ok(None),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -1,45 +1,192 @@
-//! The interactive SQL shell: line editing and history (rustyline), statements over
-//! several lines up to `;`, backslash commands, timing.
+//! The interactive SQL shell: line editing, history kept after every statement, Tab
+//! completion of tables, columns, functions and keywords, statements over several lines
+//! up to `;`, Ctrl-C that cancels the running query and keeps the shell, a spinner with
+//! rows and elapsed time for long queries, errors with their position underlined, and
+//! commands in both psql's (`\d`) and DuckDB's (`.tables`) spelling. `~/.kefurc` runs
+//! first (commands and statements, one per line).
 
-use std::time::Instant;
+use std::borrow::Cow;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use kefu_sql::Engine;
 use kefu_sql::output::{TableStyle, render_table};
-use rustyline::DefaultEditor;
+use kefu_sql::{Engine, Format};
+use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{Context, Editor, Helper};
 
 use crate::cli::{CliResult, exit};
 use crate::sql::{Destination, run_script};
 
 const HELP: &str = "\
-Statements end with ; and may span lines. Ad hoc SQL is read-only.
-  \\d          list the tables
-  \\d NAME     show a table's columns
-  \\timing     turn timing on or off
-  \\q          quit (or Ctrl-D)
-  \\?          this help";
+Statements end with ; and may span lines. Ad hoc SQL is read-only over the warehouse;
+your own files can be read beside it: SELECT * FROM 'targets.csv', read_csv('…'),
+read_parquet('…'), read_json('…'), CREATE EXTERNAL TABLE, CREATE VIEW.
+  \\d  or .tables         list the tables
+  \\d NAME or .schema NAME show a table's columns
+  .mode MODE             table, csv, tsv, json, ndjson, markdown, vertical, parquet, xlsx
+  \\x                     vertical rows on or off (as .mode vertical)
+  \\timing or .timer on|off   show each statement's time
+  \\o FILE or .output FILE    write results to FILE (parquet and xlsx need one);
+                             \\o or .output alone: back to the screen
+  \\q, .quit or Ctrl-D    quit
+  \\? or .help            this help
+Tab completes tables, columns, functions and keywords. Ctrl-C cancels a running query
+(or clears the statement being typed). History is kept in ~/.local/state/kefu/;
+~/.kefurc runs at start.";
 
-fn history_path() -> Option<std::path::PathBuf> {
+fn history_path() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_STATE_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/state"))
-        })?;
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
     Some(base.join("kefu").join("sql_history"))
 }
 
+/// What Tab offers: the session's tables and their columns, its functions, SQL keywords,
+/// and the shell's commands.
+struct Completion {
+    words: Vec<String>,
+}
+
+impl Completion {
+    fn of(engine: &Engine) -> Self {
+        let mut words: Vec<String> = Vec::new();
+        for table in engine.tables() {
+            words.push(table.name.clone());
+            words.extend(table.schema.fields().iter().map(|f| f.name().clone()));
+        }
+        let state = engine.context().state();
+        words.extend(state.scalar_functions().keys().cloned());
+        words.extend(state.aggregate_functions().keys().cloned());
+        words.extend(state.window_functions().keys().cloned());
+        words.extend(state.table_functions().keys().cloned());
+        words.extend(
+            datafusion::sql::sqlparser::keywords::ALL_KEYWORDS
+                .iter()
+                .map(|k| k.to_string()),
+        );
+        for command in [
+            ".tables", ".schema", ".mode", ".timer", ".output", ".help", ".quit", "\\d", "\\x",
+            "\\o", "\\timing", "\\q",
+        ] {
+            words.push(command.to_string());
+        }
+        words.sort();
+        words.dedup();
+        Completion { words }
+    }
+}
+
+impl Completer for Completion {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let before = &line[..pos];
+        let start = before
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '\\'))
+            .map_or(0, |i| i + 1);
+        let word = &before[start..];
+        if word.is_empty() {
+            return Ok((pos, Vec::new()));
+        }
+        // Keywords are offered in the case typed; names as they are.
+        let upper = word.chars().next().is_some_and(char::is_uppercase);
+        let lower = word.to_lowercase();
+        let candidates = self
+            .words
+            .iter()
+            .filter(|w| w.to_lowercase().starts_with(&lower))
+            .map(|w| {
+                let keyword = w.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+                let text = match (keyword, upper) {
+                    (true, false) => w.to_lowercase(),
+                    _ => w.clone(),
+                };
+                Pair {
+                    display: text.clone(),
+                    replacement: text,
+                }
+            })
+            .collect();
+        Ok((start, candidates))
+    }
+}
+
+impl Hinter for Completion {
+    type Hint = String;
+}
+impl Highlighter for Completion {
+    fn highlight<'l>(&self, line: &'l str, _: usize) -> Cow<'l, str> {
+        Cow::Borrowed(line)
+    }
+}
+impl Validator for Completion {}
+impl Helper for Completion {}
+
+/// The shell's settings, changed by its commands.
+struct Settings {
+    format: Format,
+    style: TableStyle,
+    output: Option<PathBuf>,
+    timing: bool,
+}
+
+impl Settings {
+    fn destination(&self) -> Destination {
+        Destination::to(self.output.clone(), self.format, self.style, true)
+    }
+}
+
+/// What a command line did.
+enum Command {
+    Quit,
+    Done,
+}
+
 pub(crate) async fn run(engine: &Engine, output: &Destination) -> CliResult {
-    let mut editor = DefaultEditor::new()
-        .map_err(|e| (exit::FAILURE, format!("cannot start the shell: {e}")))?;
+    let mut editor: Editor<Completion, DefaultHistory> =
+        Editor::new().map_err(|e| (exit::FAILURE, format!("cannot start the shell: {e}")))?;
+    editor.set_helper(Some(Completion::of(engine)));
     let history = history_path();
     if let Some(path) = &history {
         let _ = editor.load_history(path);
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
     }
     eprintln!(
-        "kefu sql: {} tables; \\? for help, \\q to quit",
+        "kefu sql: {} tables; \\? or .help for help, \\q to quit",
         engine.tables().len()
     );
-    let mut timing = true;
+    let mut settings = Settings {
+        format: output.format(),
+        style: output.style,
+        output: None,
+        timing: true,
+    };
+    if let Some(rc) = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kefurc"))
+        && let Ok(text) = std::fs::read_to_string(&rc)
+    {
+        let mut buffer = String::new();
+        for line in text.lines() {
+            if let Some(Command::Quit) = feed(engine, &mut settings, &mut buffer, line, false).await
+            {
+                return Ok(());
+            }
+        }
+    }
     let mut buffer = String::new();
     loop {
         let prompt = if buffer.is_empty() {
@@ -56,55 +203,219 @@ pub(crate) async fn run(engine: &Engine, output: &Destination) -> CliResult {
             Err(ReadlineError::Eof) => break,
             Err(e) => return Err((exit::IO, format!("reading input: {e}"))),
         };
-        let trimmed = line.trim();
-        if buffer.is_empty() && trimmed.starts_with('\\') {
-            let _ = editor.add_history_entry(trimmed);
-            let mut words = trimmed.split_whitespace();
-            match (words.next(), words.next()) {
-                (Some("\\q"), _) => break,
-                (Some("\\?"), _) => println!("{HELP}"),
-                (Some("\\timing"), _) => {
-                    timing = !timing;
-                    println!("timing is {}", if timing { "on" } else { "off" });
-                }
-                (Some("\\d"), None) => print!("{}", describe_tables(engine, output.style)),
-                (Some("\\d"), Some(name)) => match describe_table(engine, name, output.style) {
-                    Some(text) => print!("{text}"),
-                    None => eprintln!("no table '{name}' (\\d lists them)"),
-                },
-                (Some(other), _) => eprintln!("unknown command {other} (\\? for help)"),
-                (None, _) => {}
+        let was_empty = buffer.is_empty();
+        let outcome = feed(engine, &mut settings, &mut buffer, &line, true).await;
+        // A command, or a statement once complete, goes to the history at once: a shell
+        // killed later keeps what was typed.
+        let entry = if was_empty && is_command(line.trim()) {
+            Some(line.trim().to_string())
+        } else if buffer.is_empty() && !line.trim().is_empty() {
+            Some(last_statement(&line))
+        } else {
+            None
+        };
+        if let Some(entry) = entry {
+            let _ = editor.add_history_entry(entry);
+            if let Some(path) = &history {
+                let _ = editor.save_history(path);
             }
-            continue;
         }
-        buffer.push_str(&line);
-        buffer.push('\n');
-        if !trimmed.ends_with(';') {
-            continue;
+        if let Some(Command::Quit) = outcome {
+            break;
         }
-        let sql = std::mem::take(&mut buffer);
-        let _ = editor.add_history_entry(sql.trim());
-        let started = Instant::now();
-        match run_script(engine, &sql, output, |_| {}).await {
-            Ok(()) => {}
-            Err(message) => eprintln!("error: {message}"),
-        }
-        if timing {
-            eprintln!("Time: {:.3} s", started.elapsed().as_secs_f64());
-        }
-    }
-    if let Some(path) = &history {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = editor.save_history(path);
     }
     Ok(())
 }
 
+fn last_statement(line: &str) -> String {
+    line.trim().to_string()
+}
+
+fn is_command(line: &str) -> bool {
+    line.starts_with('\\') || line.starts_with('.')
+}
+
+/// Feeds one line: a command runs at once; SQL collects in `buffer` up to `;` and then
+/// runs. Returns what a command did.
+async fn feed(
+    engine: &Engine,
+    settings: &mut Settings,
+    buffer: &mut String,
+    line: &str,
+    interactive: bool,
+) -> Option<Command> {
+    let trimmed = line.trim();
+    if buffer.is_empty() && is_command(trimmed) {
+        return Some(command(engine, settings, trimmed));
+    }
+    if buffer.is_empty() && trimmed.is_empty() {
+        return None;
+    }
+    buffer.push_str(line);
+    buffer.push('\n');
+    if !trimmed.ends_with(';') {
+        return None;
+    }
+    let sql = std::mem::take(buffer);
+    let started = Instant::now();
+    let rows = Arc::new(AtomicU64::new(0));
+    let spinner = (interactive && std::io::stderr().is_terminal())
+        .then(|| tokio::spawn(spin(rows.clone(), started)));
+    let destination = settings.destination().counting(rows);
+    let outcome = tokio::select! {
+        result = run_script(engine, &sql, &destination, |_| {}) => Some(result),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    if let Some(spinner) = spinner {
+        spinner.abort();
+        let _ = spinner.await;
+        eprint!("\r\x1b[2K");
+    }
+    match outcome {
+        Some(Ok(())) => {}
+        Some(Err(e)) => eprintln!("error: {}", explain(engine, &sql, &e.to_string())),
+        None => eprintln!("cancelled"),
+    }
+    if settings.timing {
+        eprintln!("Time: {:.3} s", started.elapsed().as_secs_f64());
+    }
+    None
+}
+
+/// After a second, a spinner on stderr with the rows so far and the time taken.
+async fn spin(rows: Arc<AtomicU64>, started: Instant) {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+    for frame in frames.iter().cycle() {
+        eprint!(
+            "\r\x1b[2K{frame} {} rows, {:.1} s (Ctrl-C cancels)",
+            rows.load(Ordering::Relaxed),
+            started.elapsed().as_secs_f64()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An error for people: the statement's line with the position underlined where the
+/// parser gives one, and the nearest table name for an unknown one.
+pub(crate) fn explain(engine: &Engine, sql: &str, message: &str) -> String {
+    let mut text = message.to_string();
+    if let Some((line, column)) = position(message)
+        && let Some(source) = sql.lines().nth(line.saturating_sub(1))
+    {
+        let caret = " ".repeat(
+            source[..source.len().min(column.saturating_sub(1))]
+                .chars()
+                .count(),
+        );
+        text.push_str(&format!("\n  {source}\n  {caret}^"));
+    }
+    if let Some(missing) = unknown_table(message) {
+        let names = engine.tables().iter().map(|t| t.name.as_str());
+        if let Some(best) = names
+            .map(|n| (strsim::damerau_levenshtein(&missing, n), n))
+            .filter(|(d, n)| *d <= 2.max(n.len() / 3))
+            .min()
+        {
+            text.push_str(&format!("\nDid you mean '{}'?", best.1));
+        }
+    }
+    text
+}
+
+/// `Line: 2, Column: 26` in a parser's message.
+fn position(message: &str) -> Option<(usize, usize)> {
+    let after = message.split("Line: ").nth(1)?;
+    let (line, rest) = after.split_once(", Column: ")?;
+    let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((line.trim().parse().ok()?, column.parse().ok()?))
+}
+
+/// The name in DataFusion's "table 'datafusion.public.cals' not found".
+fn unknown_table(message: &str) -> Option<String> {
+    let after = message.split("table '").nth(1)?;
+    let (name, rest) = after.split_once('\'')?;
+    rest.trim_start()
+        .starts_with("not found")
+        .then(|| name.rsplit('.').next().unwrap_or(name).to_string())
+}
+
+/// Runs one of the shell's commands.
+fn command(engine: &Engine, settings: &mut Settings, line: &str) -> Command {
+    let mut words = line.split_whitespace();
+    let name = words.next().unwrap_or_default();
+    let argument = words.next();
+    match (name, argument) {
+        ("\\q" | ".quit" | ".exit", _) => return Command::Quit,
+        ("\\?" | ".help", _) => println!("{HELP}"),
+        ("\\timing", None) => {
+            settings.timing = !settings.timing;
+            println!("timing is {}", if settings.timing { "on" } else { "off" });
+        }
+        (".timer" | "\\timing", Some(on)) => match on {
+            "on" => settings.timing = true,
+            "off" => settings.timing = false,
+            other => eprintln!("{name} on|off, not '{other}'"),
+        },
+        ("\\d" | ".tables", None) => print!("{}", describe_tables(engine, settings.style)),
+        ("\\d" | ".schema" | ".tables", Some(table)) => {
+            match describe_table(engine, table, settings.style) {
+                Some(text) => print!("{text}"),
+                None => eprintln!("no table '{table}' (\\d or .tables lists them)"),
+            }
+        }
+        (".schema", None) => {
+            for table in engine.tables() {
+                if let Some(text) = describe_table(engine, &table.name, settings.style) {
+                    println!("{}:", table.name);
+                    print!("{text}");
+                }
+            }
+        }
+        ("\\x", _) => {
+            settings.format = if settings.format == Format::Vertical {
+                Format::Table
+            } else {
+                Format::Vertical
+            };
+            println!(
+                "vertical rows are {}",
+                if settings.format == Format::Vertical {
+                    "on"
+                } else {
+                    "off"
+                }
+            );
+        }
+        (".mode", None) => println!("mode is {}", settings.format),
+        (".mode", Some(mode)) => match mode.parse::<Format>() {
+            Ok(format) if format.is_binary() && settings.output.is_none() => {
+                eprintln!("{format} is binary: .output FILE first (results then go to that file)")
+            }
+            Ok(format) => settings.format = format,
+            Err(e) => eprintln!("{e}"),
+        },
+        ("\\o" | ".output", None) => {
+            if settings.format.is_binary() {
+                settings.format = Format::Table;
+            }
+            settings.output = None;
+        }
+        ("\\o" | ".output", Some(path)) => {
+            settings.output = Some(PathBuf::from(path));
+            if let Some(format) = Format::from_extension(path) {
+                settings.format = format;
+            }
+            println!("results go to {path} ({})", settings.format);
+        }
+        (other, _) => eprintln!("unknown command {other} (\\? or .help lists them)"),
+    }
+    Command::Done
+}
+
 /// `\d`: the tables with their column counts and partition columns.
 pub fn describe_tables(engine: &Engine, style: TableStyle) -> String {
-    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
         arrow::datatypes::Field::new("table", arrow::datatypes::DataType::Utf8, false),
         arrow::datatypes::Field::new("columns", arrow::datatypes::DataType::Utf8, false),
         arrow::datatypes::Field::new("partitioned by", arrow::datatypes::DataType::Utf8, false),
@@ -127,7 +438,7 @@ pub fn describe_tables(engine: &Engine, style: TableStyle) -> String {
 pub fn describe_table(engine: &Engine, name: &str, style: TableStyle) -> Option<String> {
     let table = engine.tables().iter().find(|t| t.name == name)?;
     let text = |n: &str| arrow::datatypes::Field::new(n, arrow::datatypes::DataType::Utf8, false);
-    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
         text("column"),
         text("type"),
         text("nullable"),

@@ -3,6 +3,8 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use clap::Args;
@@ -27,8 +29,12 @@ pub struct SessionArgs {
     /// warehouse's calendar.
     #[arg(long, env = "KEFU_CALENDAR", value_name = "FILE")]
     pub calendar: Option<PathBuf>,
-    /// Result format: table, csv, json, ndjson or parquet (default: from the --output
-    /// file's extension, else table).
+    /// Result format: table, csv, tsv, json, ndjson, markdown, vertical (one block per
+    /// row, for wide rows), parquet or xlsx (an Excel workbook: typed cells, dates as
+    /// dates, the header frozen). Default: from the --output file's extension (.txt, .csv,
+    /// .tsv, .json, .ndjson/.jsonl, .md, .parquet, .xlsx), else table. Tables, markdown,
+    /// vertical and workbooks show fractions rounded (0.7859); csv, json and parquet keep
+    /// every digit.
     #[arg(long, value_parser = parse_format)]
     pub format: Option<Format>,
     /// Write results to this file instead of stdout (replaced whole when done).
@@ -42,6 +48,10 @@ pub struct SessionArgs {
     /// instead of running it as a formula.
     #[arg(long)]
     pub raw_csv: bool,
+    /// CSV for Excel: start with a UTF-8 byte-order mark, without which Excel on Chinese
+    /// Windows shows Chinese text as mojibake.
+    #[arg(long)]
+    pub bom: bool,
     /// Run on a Ballista cluster: its scheduler's URL, df://HOST:PORT (see `kefu
     /// cluster`). The SQL is planned here and executed by the cluster's executors.
     #[arg(long, env = "KEFU_CLUSTER", value_name = "URL")]
@@ -71,7 +81,8 @@ pub struct SqlArgs {
     #[command(flatten)]
     pub session: SessionArgs,
     /// Run these statements and exit (repeatable; several statements separated by ;).
-    #[arg(long, short, value_name = "SQL")]
+    /// -c, as psql and DuckDB spell it, is the same.
+    #[arg(long, short, short_alias = 'c', value_name = "SQL")]
     pub execute: Vec<String>,
     /// Run the statements of this file and exit.
     #[arg(long, short, value_name = "FILE")]
@@ -228,6 +239,8 @@ fn open_engine(
         memory_limit: args.memory_limit.map(|b| b.as_u64() as usize),
         calendar: load_calendar(args.calendar.as_deref())?,
         as_of: args.as_of.unwrap_or_default(),
+        // The analyst's own files, beside the warehouse (a local session only).
+        side_files: args.cluster.is_none(),
         ..EngineOptions::default()
     };
     open_engine_at(
@@ -245,32 +258,83 @@ pub(crate) struct Destination {
     path: Option<PathBuf>,
     format: Format,
     pub(crate) style: TableStyle,
+    /// Text results are added to the end of `path` (the shell's `.output`), not put in
+    /// its place.
+    append: bool,
+    /// Rows written so far, for a spinner.
+    rows: Option<Arc<AtomicU64>>,
 }
 
 impl Destination {
-    fn new(args: &SessionArgs) -> Self {
-        let format = args
-            .format
-            .or_else(|| {
-                args.output
-                    .as_ref()
-                    .and_then(|p| Format::from_extension(&p.to_string_lossy()))
-            })
-            .unwrap_or_default();
+    fn new(args: &SessionArgs) -> Result<Self, (u8, String)> {
+        let format = match (args.format, &args.output) {
+            (Some(format), _) => format,
+            (None, None) => Format::default(),
+            (None, Some(path)) => {
+                Format::from_extension(&path.to_string_lossy()).ok_or_else(|| {
+                    (
+                        exit::BAD_CONFIG,
+                        format!(
+                            "cannot tell a format from the name {}: give --format (table, csv, \
+                         json, ndjson, parquet or xlsx) or end it in one of those",
+                            path.display()
+                        ),
+                    )
+                })?
+            }
+        };
+        if format.is_binary() && args.output.is_none() && std::io::stdout().is_terminal() {
+            return Err((
+                exit::BAD_CONFIG,
+                format!("{format} is binary: write it to a file with --output result.{format}"),
+            ));
+        }
         let width = if args.output.is_none() && std::io::stdout().is_terminal() {
             comfy_table_width()
         } else {
             None
         };
-        Destination {
+        Ok(Destination {
             path: args.output.clone(),
             format,
             style: TableStyle {
                 width,
                 max_rows: args.max_rows,
                 raw_csv: args.raw_csv,
+                bom: args.bom,
             },
+            append: false,
+            rows: None,
+        })
+    }
+
+    /// Results in `format` to `path` (stdout without one); text appended to the file when
+    /// `append` (binary formats always replace it).
+    pub(crate) fn to(
+        path: Option<PathBuf>,
+        format: Format,
+        style: TableStyle,
+        append: bool,
+    ) -> Self {
+        Destination {
+            path,
+            format,
+            style,
+            append,
+            rows: None,
         }
+    }
+
+    /// The same, counting the rows it writes into `rows`.
+    pub(crate) fn counting(self, rows: Arc<AtomicU64>) -> Self {
+        Destination {
+            rows: Some(rows),
+            ..self
+        }
+    }
+
+    pub(crate) fn format(&self) -> Format {
+        self.format
     }
 
     /// The same format and layout, on stdout.
@@ -279,8 +343,39 @@ impl Destination {
     }
 
     async fn write(&self, df: datafusion::prelude::DataFrame) -> Result<u64, SqlError> {
-        let stream = df.execute_stream().await?;
+        // Cancellable: the shell's Ctrl-C drops this, and joins must stop promptly.
+        let mut stream = kefu_sql::execute_cancellable(df).await?;
+        if let Some(rows) = &self.rows {
+            let rows = rows.clone();
+            let schema = stream.schema();
+            stream = Box::pin(
+                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                    schema,
+                    futures::StreamExt::inspect(stream, move |batch| {
+                        if let Ok(batch) = batch {
+                            rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                        }
+                    }),
+                ),
+            );
+        }
         match &self.path {
+            Some(path) if self.append && !self.format.is_binary() => {
+                let io = |error| SqlError::Io {
+                    path: path.display().to_string(),
+                    error,
+                };
+                let mut file = std::io::BufWriter::new(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .map_err(io)?,
+                );
+                let rows = write_stream(stream, self.format, &mut file, self.style).await?;
+                file.flush().map_err(io)?;
+                Ok(rows)
+            }
             None => {
                 let mut stdout = std::io::BufWriter::new(std::io::stdout());
                 let rows = write_stream(stream, self.format, &mut stdout, self.style).await?;
@@ -324,8 +419,10 @@ fn partial_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// The terminal's width; none where it reports a size no table fits in (a pseudo-terminal
+/// whose size was never set says 0 columns).
 fn comfy_table_width() -> Option<u16> {
-    comfy_table::Table::new().width()
+    comfy_table::Table::new().width().filter(|w| *w >= 20)
 }
 
 /// Plans and runs the statements of `script` one by one (all parsed first, so a syntax
@@ -349,7 +446,7 @@ pub(crate) async fn run_script(
 pub fn sql_command(args: &SqlArgs) -> CliResult {
     let runtime = runtime()?;
     let engine = open_engine(&runtime, &args.session)?;
-    let destination = Destination::new(&args.session);
+    let destination = Destination::new(&args.session)?;
     let mut scripts: Vec<(String, String)> = args
         .execute
         .iter()
@@ -380,7 +477,15 @@ pub fn sql_command(args: &SqlArgs) -> CliResult {
                 }
             })
             .await
-            .map_err(|e| (error_code(&e), format!("{origin}: {e}")))?;
+            .map_err(|e| {
+                (
+                    error_code(&e),
+                    format!(
+                        "{origin}: {}",
+                        crate::shell::explain(&engine, script, &e.to_string())
+                    ),
+                )
+            })?;
         }
         Ok(())
     })
@@ -407,7 +512,7 @@ pub fn query_command(args: &QueryArgs) -> CliResult {
     }
     let runtime = runtime()?;
     let engine = open_engine(&runtime, &args.session)?;
-    let destination = Destination::new(&args.session);
+    let destination = Destination::new(&args.session)?;
     runtime.block_on(async {
         let df = engine.sql(&sql).await.map_err(|e| {
             (

@@ -276,3 +276,173 @@ pub fn status_command(
     }
     Ok(())
 }
+
+/// Reads `--schedule FILE`, or the default schedule.
+pub fn read_schedule(
+    path: Option<&std::path::Path>,
+) -> Result<kefu_ingest::deliveries::Schedule, (u8, String)> {
+    let Some(path) = path else {
+        return Ok(kefu_ingest::deliveries::Schedule::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| (exit::IO, format!("{}: cannot read: {e}", path.display())))?;
+    kefu_ingest::deliveries::Schedule::from_toml(&text, &path.display().to_string())
+        .map_err(|e| (exit::BAD_CONFIG, e.to_string()))
+}
+
+/// "2 h 10 min", "35 min", "3 d 4 h".
+fn duration_text(seconds: i64) -> String {
+    let minutes = (seconds.max(0) + 59) / 60;
+    let (d, h, m) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
+    match (d, h) {
+        (0, 0) => format!("{m} min"),
+        (0, _) => format!("{h} h {m} min"),
+        _ => format!("{d} d {h} h"),
+    }
+}
+
+/// One line about a delivery that needs attention.
+fn delivery_problem(d: &kefu_ingest::deliveries::DayDelivery, zone: chrono_tz::Tz) -> String {
+    use kefu_ingest::deliveries::{DeliveryStatus, VolumeFlag};
+    let local = |t: chrono::DateTime<chrono::Utc>| {
+        t.with_timezone(&zone).format("%Y-%m-%d %H:%M").to_string()
+    };
+    let mut what = Vec::new();
+    match d.status {
+        DeliveryStatus::Missing => what.push(format!("missing (due {})", local(d.due))),
+        DeliveryStatus::Late => what.push(format!(
+            "late by {} (due {}, arrived {})",
+            duration_text(d.late_by_s.unwrap_or(0)),
+            local(d.due),
+            d.arrived.map(local).unwrap_or_default()
+        )),
+        DeliveryStatus::OnTime | DeliveryStatus::Pending => {}
+    }
+    if let (Some(flag), Some(records), Some(usual)) = (d.volume, d.records, d.usual_records) {
+        what.push(format!(
+            "volume {}: {} records, {:.0}% of the usual {}",
+            match flag {
+                VolumeFlag::Low => "low",
+                VolumeFlag::High => "high",
+            },
+            thousands(records),
+            100.0 * records as f64 / usual,
+            thousands(usual.round() as u64)
+        ));
+    }
+    format!("{:<12} {}  {}", d.region, d.day, what.join("; "))
+}
+
+/// `kefu status --deliveries`.
+pub fn deliveries_command(
+    location: &WarehouseLocation,
+    args: &crate::cli::DeliveriesArgs,
+    json: bool,
+) -> Result<(), (u8, String)> {
+    use kefu_ingest::deliveries::{DeliveryStatus, VolumeFlag};
+    let io = |e: kefu_storage::StorageError| (exit::IO, e.to_string());
+    let schedule = read_schedule(args.schedule.as_deref())?;
+    let warehouse = crate::sql::open_existing_warehouse(location)?;
+    let runtime = crate::sql::runtime()?;
+    let zone = runtime.block_on(warehouse.time_zone()).map_err(io)?;
+    let ledger = runtime.block_on(warehouse.ledger()).map_err(io)?;
+    let now = chrono::Utc::now();
+    let today = now.with_timezone(&zone).date_naive();
+    let to = kefu_jobs::dates::eval(&args.until, today)
+        .map_err(|e| (exit::BAD_CONFIG, format!("--until: {e}")))?;
+    let from = to - chrono::Days::new(u64::from(args.days) - 1);
+    let report = kefu_ingest::deliveries::deliveries(&ledger, &schedule, zone, from, to, now);
+    let missing = report.missing().count();
+    if json {
+        let mut value = serde_json::to_value(&report).expect("the report serialises");
+        value["warehouse"] = location.to_string().into();
+        value["problems"] = report.problems().count().into();
+        value["missing"] = missing.into();
+        println!("{value}");
+    } else {
+        println!(
+            "deliveries to {location}, data days {from} to {to} (calendar {}), as of {}",
+            zone.name(),
+            now.with_timezone(&zone).format("%Y-%m-%d %H:%M")
+        );
+        let config = schedule.config();
+        println!(
+            "  expected: {} by {} local, {} day(s) after the data day{}",
+            if config.regions.is_empty() {
+                "every region that has delivered".to_string()
+            } else {
+                config.regions.join(", ")
+            },
+            config.due,
+            config.due_days_after,
+            config
+                .region
+                .iter()
+                .filter_map(|(r, rule)| rule.due.as_ref().map(|d| format!("; {r} by {d}")))
+                .collect::<String>()
+        );
+        if report.regions.is_empty() {
+            println!(
+                "\nno ingested file is named as a delivery (REGION_YYYYMMDD.zip|tar.gz by default; --schedule sets the pattern)"
+            );
+        } else {
+            let problems: Vec<_> = report.problems().collect();
+            if problems.is_empty() {
+                println!(
+                    "\nno problems: every delivery due has arrived on time, at its usual volume"
+                );
+            } else {
+                println!("\n{}:", count(problems.len() as u64, "problem"));
+                for d in problems {
+                    println!("  {}", delivery_problem(d, zone));
+                }
+            }
+            print!("\n{:<12}", "region");
+            let days: Vec<chrono::NaiveDate> = report
+                .days
+                .iter()
+                .filter(|d| d.region == report.regions[0])
+                .map(|d| d.day)
+                .collect();
+            for day in &days {
+                print!(" {:>7}", day.format("%m-%d"));
+            }
+            println!();
+            for region in &report.regions {
+                print!("{region:<12}");
+                for d in report.days.iter().filter(|d| &d.region == region) {
+                    let cell = match (d.status, d.volume) {
+                        (DeliveryStatus::Missing, _) => "MISSING",
+                        (DeliveryStatus::Pending, _) => "-",
+                        (DeliveryStatus::Late, _) => "late",
+                        (_, Some(VolumeFlag::Low)) => "low",
+                        (_, Some(VolumeFlag::High)) => "high",
+                        (DeliveryStatus::OnTime, None) => "ok",
+                    };
+                    print!(" {cell:>7}");
+                }
+                println!();
+            }
+            println!(
+                "  (ok: on time at the usual volume; -: not due yet; low/high: volume far from the region's usual for that weekday)"
+            );
+        }
+        if report.unrecognised_count > 0 {
+            println!(
+                "\n{} not named as deliveries (e.g. {}): master data and snapshots are; else change the schedule's pattern",
+                count(report.unrecognised_count as u64, "ingested file"),
+                report.unrecognised.first().map_or("", String::as_str)
+            );
+        }
+    }
+    if missing > 0 {
+        return Err((
+            exit::PARTIAL,
+            format!(
+                "{} past the due time not arrived",
+                count(missing as u64, "delivery")
+            ),
+        ));
+    }
+    Ok(())
+}

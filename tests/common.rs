@@ -68,13 +68,21 @@ pub fn python_with(module: &str) -> Option<String> {
 /// A Python with DuckDB for a comparison test, or `None` after saying the test is skipped
 /// (an error where CI requires DuckDB: KEFU_REQUIRE_DUCKDB).
 pub fn duckdb_python_or_skip(test: &str) -> Option<String> {
-    let python = python_with("duckdb");
+    python_or_skip(test, "duckdb", "KEFU_REQUIRE_DUCKDB")
+}
+
+/// A Python that imports `module`, or `None` after saying `test` is skipped (an error
+/// where the variable `require` is set, as `.ci/run` sets it).
+pub fn python_or_skip(test: &str, module: &str, require: &str) -> Option<String> {
+    let python = python_with(module);
     if python.is_none() {
         assert!(
-            std::env::var_os("KEFU_REQUIRE_DUCKDB").is_none(),
-            "KEFU_REQUIRE_DUCKDB is set but no Python with duckdb was found"
+            std::env::var_os(require).is_none(),
+            "{require} is set but no Python with {module} was found"
         );
-        eprintln!("SKIPPED {test}: no Python with duckdb (set KEFU_PYTHON; .ci/run installs one)");
+        eprintln!(
+            "SKIPPED {test}: no Python with {module} (set KEFU_PYTHON; .ci/run installs one)"
+        );
     }
     python
 }

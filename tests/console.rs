@@ -95,7 +95,11 @@ fn the_console_uploads_queries_and_charts_in_a_browser() {
         seen["sql_rows"],
         serde_json::json!([["beijing", calls.to_string()]])
     );
-    assert_eq!(seen["csv"], format!("region,calls\nbeijing,{calls}\n"));
+    // The download is for Excel: it starts with the byte-order mark.
+    assert_eq!(
+        seen["csv"],
+        format!("\u{feff}region,calls\nbeijing,{calls}\n")
+    );
     let named = kefu(dir)
         .args([
             "query",
@@ -138,6 +142,16 @@ fn the_console_uploads_queries_and_charts_in_a_browser() {
         assert!(d["month"].as_str().unwrap().starts_with("2026-0"), "{d}");
     }
     assert_eq!(seen["dashboard_en"]["cards"], seen["dashboard_zh"]["cards"]);
+    // The deliveries section asked the server: these uploads are plain table files, not
+    // an office's daily archives, and it says so.
+    assert_eq!(
+        seen["dashboard_en"]["deliveries"],
+        "No ingested file is named as a regional delivery yet."
+    );
+    assert_eq!(
+        seen["dashboard_zh"]["deliveries"],
+        "尚无可识别的区域送达文件。"
+    );
     let zh = &seen["dashboard_zh"];
     assert!(zh["summary"].as_str().unwrap().contains("环比"), "{zh}");
     assert!(zh["nav"].as_str().unwrap().contains("指标看板"), "{zh}");

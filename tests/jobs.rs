@@ -437,10 +437,52 @@ fn sum(csv_text: &str, key: &str, prefix: &str, column: &str) -> f64 {
         .sum()
 }
 
-/// The report's copy of a named query's result is that result, byte for byte.
+/// The report's copy of a named query's result is that result, byte for byte, after the
+/// byte-order mark that Excel needs.
 fn same_table(report: &Path, name: &str, csv_text: &str) {
     let path = report.join(format!("tables/{name}.csv"));
-    assert_eq!(std::fs::read_to_string(path).unwrap(), csv_text, "{name}");
+    let text = std::fs::read_to_string(path).unwrap();
+    let text = text
+        .strip_prefix('\u{FEFF}')
+        .unwrap_or_else(|| panic!("{name}: no BOM"));
+    assert_eq!(text, csv_text, "{name}");
+    // And as a workbook: the same header and rows, numbers as numbers of the same value.
+    use calamine::{Data, Reader};
+    let mut book =
+        calamine::open_workbook_auto(report.join(format!("tables/{name}.xlsx"))).unwrap();
+    let sheet = book.worksheet_range("result").unwrap();
+    let mut csv = csv::Reader::from_reader(csv_text.as_bytes());
+    let header: Vec<Data> = csv
+        .headers()
+        .unwrap()
+        .iter()
+        .map(|h| Data::String(h.into()))
+        .collect();
+    let mut rows = sheet.rows();
+    assert_eq!(
+        rows.next().unwrap(),
+        header.as_slice(),
+        "{name}.xlsx header"
+    );
+    let records: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    assert_eq!(sheet.height() - 1, records.len(), "{name}.xlsx rows");
+    for (row, record) in rows.zip(&records) {
+        for (cell, text) in row.iter().zip(record.iter()) {
+            match cell {
+                Data::Float(x) => {
+                    let want: f64 = text.parse().unwrap();
+                    assert!(
+                        (x - want).abs() <= 1e-9 * want.abs().max(1.0),
+                        "{name}: {x} vs {text}"
+                    );
+                }
+                Data::Int(i) => assert_eq!(i.to_string(), text, "{name}"),
+                Data::String(s) => assert_eq!(s, text, "{name}"),
+                Data::Empty => assert_eq!(text, "", "{name}"),
+                _ => {}
+            }
+        }
+    }
 }
 
 /// One field of a KPI's row in the report's headline table, as text.

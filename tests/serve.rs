@@ -18,6 +18,8 @@ pub(crate) struct Server {
     pub(crate) port: u16,
     /// The Flight SQL port, when started with one.
     pub(crate) flight: Option<u16>,
+    /// The PostgreSQL port, when started with one.
+    pub(crate) postgres: Option<u16>,
 }
 
 impl Drop for Server {
@@ -79,11 +81,13 @@ impl Server {
         };
         let port = port_of_line();
         let flight = args.contains(&"--flight").then(&mut port_of_line);
+        let postgres = args.contains(&"--postgres").then(&mut port_of_line);
         child.stdout = Some(stdout.into_inner());
         Server {
             child,
             port,
             flight,
+            postgres,
         }
     }
 

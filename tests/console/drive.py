@@ -88,6 +88,7 @@ with sync_playwright() as p:
     for lang in ("en", "zh"):
         page.goto(f"{base}/console/dashboard?lang={lang}")
         page.wait_for_selector("#charts figure svg", timeout=120_000)
+        page.wait_for_function("document.getElementById('deliveries-summary').textContent.length > 0")
         seen[f"dashboard_{lang}"] = {
             "month": page.input_value("#month"),
             "cards": page.eval_on_selector_all("#cards .card", "cs => cs.map(c => [c.dataset.kpi, c.querySelector('.value').textContent])"),
@@ -95,6 +96,7 @@ with sync_playwright() as p:
             "paths": page.eval_on_selector_all("#charts svg path, #charts svg rect", "ps => ps.length"),
             "summary": page.text_content("#summary"),
             "nav": page.text_content("#nav"),
+            "deliveries": page.text_content("#deliveries-summary"),
         }
         page.screenshot(path=f"{shots}/dashboard-{lang}.png", full_page=True)
     context.close()

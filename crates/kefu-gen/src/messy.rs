@@ -769,7 +769,7 @@ impl<R: Rng> MessySink<R> {
             } else {
                 1
             };
-            self.record_archive(&path, r, kind, covers, day.date, delay);
+            self.record_archive(&path, r, kind, covers, day.date, delay)?;
             // A daily archive may come again later, re-zipped: other bytes, the same rows.
             if kind == ExportKind::Daily && self.plan.random::<f64>() < self.resend_rate {
                 let copy = format!(
@@ -781,7 +781,7 @@ impl<R: Rng> MessySink<R> {
                 let bytes = archive(style.archive, day, &members, 6);
                 write_atomically(&self.out.join(&copy), &bytes)?;
                 let delay = self.plan.random_range(2..=8);
-                self.record_archive(&copy, r, ExportKind::Resent, covers, day.date, delay);
+                self.record_archive(&copy, r, ExportKind::Resent, covers, day.date, delay)?;
                 self.repeat_entries(first_file, first_bad, &path, &copy);
             }
         }
@@ -796,14 +796,29 @@ impl<R: Rng> MessySink<R> {
         covers: (chrono::NaiveDate, chrono::NaiveDate),
         day: chrono::NaiveDate,
         delay: u64,
-    ) {
+    ) -> Result<(), GenError> {
+        // The file's modification time is its arrival: offices upload between 01:00 and
+        // 04:00 local time on their delivery day, each region at its own minute.
+        let delivered = day + chrono::Days::new(delay);
+        let epoch_day = (delivered - chrono::NaiveDate::default()).num_days();
+        let arrival = epoch_day * crate::calendar::DAY_S - crate::calendar::LOCAL_OFFSET_S
+            + 3600
+            + (region as i64 * 7 % 180) * 60;
+        let full = self.out.join(path);
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(arrival.max(0) as u64);
+        std::fs::File::options()
+            .write(true)
+            .open(&full)
+            .and_then(|f| f.set_modified(when))
+            .map_err(|source| GenError::Write { path: full, source })?;
         self.manifest.archives.push(ArchiveEntry {
             path: path.to_string(),
             region: self.manifest.regions[region].region.clone(),
             kind,
             covers: (covers.0.to_string(), covers.1.to_string()),
-            delivered: (day + chrono::Days::new(delay)).to_string(),
+            delivered: delivered.to_string(),
         });
+        Ok(())
     }
 
     /// The manifest entries of a re-sent copy: its members and bad rows are those of the
@@ -863,7 +878,7 @@ impl<R: Rng> MessySink<R> {
                 (date, date),
                 date,
                 1,
-            );
+            )?;
         }
         Ok(())
     }

@@ -525,6 +525,7 @@ fn write_batch(
                 records: c.records,
                 rejected: c.rejected,
                 filtered: c.filtered,
+                modified: path.modified(),
             });
             progress.message(&format!(
                 "{} records, {:.0} records/s",

@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod convert;
+pub mod deliveries;
 pub mod ingest;
 mod jsonl;
 pub mod object;
@@ -66,6 +67,8 @@ pub enum IngestError {
         source_name: String,
         error: MissingColumns,
     },
+    #[error("{origin}: invalid delivery schedule: {reason}")]
+    Schedule { origin: String, reason: String },
     #[error("invalid profile '{profile}': {reason}")]
     Profile { profile: String, reason: String },
     #[error("{0}")]

@@ -23,6 +23,8 @@ pub struct ObjectSource {
     pub store: Arc<dyn ObjectStore>,
     pub location: Path,
     pub size: u64,
+    /// When the object was last written: when it arrived.
+    pub modified: chrono::DateTime<chrono::Utc>,
 }
 
 fn runtime(url: &str) -> Result<tokio::runtime::Runtime, IngestError> {
@@ -66,6 +68,7 @@ pub fn list(url: &str) -> Result<Vec<ObjectSource>, IngestError> {
             store,
             location,
             size: meta.size,
+            modified: meta.last_modified,
         }]);
     }
     let prefix = (!key.is_empty()).then(|| Path::from(key.trim_end_matches('/')));
@@ -88,6 +91,7 @@ pub fn list(url: &str) -> Result<Vec<ObjectSource>, IngestError> {
             store: store.clone(),
             location: m.location,
             size: m.size,
+            modified: m.last_modified,
         })
         .collect())
 }

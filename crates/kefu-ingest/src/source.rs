@@ -392,6 +392,17 @@ impl Input {
         }
     }
 
+    /// When the source was last modified (when it arrived), where the store tells.
+    pub fn modified(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self {
+            Input::Local(p) => std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .ok()
+                .map(chrono::DateTime::<chrono::Utc>::from),
+            Input::Object(o) => Some(o.modified),
+        }
+    }
+
     /// The name that tells the container kind (`.zip`, `.tar.gz`, …).
     fn kind(&self) -> Kind {
         match self {

@@ -148,7 +148,10 @@ pub fn eval(expr: &str, run_date: NaiveDate) -> Result<NaiveDate, String> {
                 "yesterday" => run_date.pred_opt().ok_or_else(|| bad("out of range"))?,
                 "tomorrow" => run_date.succ_opt().ok_or_else(|| bad("out of range"))?,
                 "week_start" => Period::Week.start(run_date),
-                "month_start" => Period::Month.start(run_date),
+                "month_start" | "this_month" => Period::Month.start(run_date),
+                "last_month" => Period::Month
+                    .shift(Period::Month.start(run_date), -1)
+                    .ok_or_else(|| bad("out of range"))?,
                 "quarter_start" => Period::Quarter.start(run_date),
                 "half_start" => Period::Half.start(run_date),
                 "year_start" => Period::Year.start(run_date),

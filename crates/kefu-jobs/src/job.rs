@@ -28,6 +28,7 @@ struct RawJob {
     output_dir: Option<Spanned<String>>,
     state_dir: Option<Spanned<String>>,
     queries: Option<Spanned<String>>,
+    deliveries: Option<Spanned<kefu_ingest::deliveries::ScheduleConfig>>,
     #[serde(default)]
     step: Vec<Spanned<RawStep>>,
 }
@@ -38,6 +39,7 @@ struct RawStep {
     #[serde(rename = "type")]
     kind: Spanned<String>,
     name: Option<Spanned<String>>,
+    requires_deliveries: Option<Spanned<String>>,
     // ingest
     sources: Option<Spanned<Vec<String>>>,
     profile: Option<Spanned<String>>,
@@ -88,6 +90,9 @@ pub struct Job {
     /// The lock, the incremental state and the cached period results.
     pub state_dir: PathBuf,
     pub library: QueryLibrary,
+    /// What the offices deliver and by when (`[deliveries]`; the default schedule
+    /// otherwise): what steps' `requires_deliveries` are checked against.
+    pub deliveries: kefu_ingest::deliveries::Schedule,
     pub steps: Vec<Step>,
 }
 
@@ -104,6 +109,45 @@ pub struct Step {
     /// The line of its `[[step]]` in the job file.
     pub line: usize,
     pub kind: StepKind,
+    /// The data days every expected office must have delivered before the step runs.
+    pub requires_deliveries: Option<DaysRequired>,
+}
+
+/// `requires_deliveries = "yesterday"` or `"month_start - 1 month .. month_start - 1 day"`:
+/// date expressions of the first and last data day, evaluated at run time.
+#[derive(Debug, Clone)]
+pub struct DaysRequired {
+    pub from: String,
+    pub to: String,
+}
+
+impl DaysRequired {
+    fn parse(text: &str) -> Result<Self, String> {
+        let (from, to) = match text.split_once("..") {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (text.trim(), text.trim()),
+        };
+        let required = DaysRequired {
+            from: from.to_string(),
+            to: to.to_string(),
+        };
+        // Checked against a fixed date: only the expressions' form is in question here.
+        required.resolve(NaiveDate::from_ymd_opt(2026, 1, 31).expect("a date"))?;
+        Ok(required)
+    }
+
+    /// The first and last data day at `run_date`.
+    pub fn resolve(&self, run_date: NaiveDate) -> Result<(NaiveDate, NaiveDate), String> {
+        let from = dates::eval(&self.from, run_date)?;
+        let to = dates::eval(&self.to, run_date)?;
+        if to < from {
+            return Err(format!(
+                "requires_deliveries: '{}' ({to}) is before '{}' ({from})",
+                self.to, self.from
+            ));
+        }
+        Ok((from, to))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -365,6 +409,16 @@ impl Job {
                 Err(e) => return ctx.err(q.span(), format!("queries: {e}")),
             };
         }
+        let deliveries = match &raw.deliveries {
+            None => kefu_ingest::deliveries::Schedule::default(),
+            Some(d) => {
+                let origin = format!("{} line {}", path.display(), line_of(text, d.span().start));
+                match kefu_ingest::deliveries::Schedule::new(d.get_ref().clone(), &origin) {
+                    Ok(s) => s,
+                    Err(e) => return ctx.err(d.span(), format!("[deliveries]: {e}")),
+                }
+            }
+        };
         if raw.step.is_empty() {
             return ctx.err(0..0, "the job has no [[step]]");
         }
@@ -396,7 +450,19 @@ impl Job {
                     format!("two steps are named '{name}' (give one a `name`)"),
                 );
             }
-            steps.push(Step { name, line, kind });
+            let requires_deliveries = match &step.requires_deliveries {
+                None => None,
+                Some(r) => match DaysRequired::parse(r.get_ref()) {
+                    Ok(d) => Some(d),
+                    Err(e) => return ctx.err(r.span(), format!("requires_deliveries: {e}")),
+                },
+            };
+            steps.push(Step {
+                name,
+                line,
+                kind,
+                requires_deliveries,
+            });
         }
         Ok(Job {
             name,
@@ -408,6 +474,7 @@ impl Job {
             output_dir,
             state_dir,
             library,
+            deliveries,
             steps,
         })
     }
@@ -639,11 +706,19 @@ fn query_step(ctx: &Ctx, step: &RawStep, library: &QueryLibrary) -> Result<Query
         let raw = o.get_ref();
         let format = match &raw.format {
             Some(f) => match Format::from_str(f.get_ref()) {
-                Ok(Format::Table) | Err(_) => {
+                Ok(format) if format.is_for_screens() => {
                     return ctx.err(
                         f.span(),
                         format!(
-                            "output format '{}': use parquet, csv, json or ndjson",
+                            "output format '{format}': use parquet, csv, tsv, json, ndjson or xlsx"
+                        ),
+                    );
+                }
+                Err(_) => {
+                    return ctx.err(
+                        f.span(),
+                        format!(
+                            "output format '{}': use parquet, csv, tsv, json, ndjson or xlsx",
                             f.get_ref()
                         ),
                     );
@@ -651,7 +726,10 @@ fn query_step(ctx: &Ctx, step: &RawStep, library: &QueryLibrary) -> Result<Query
                 Ok(f) => f,
             },
             None => match Format::from_extension(raw.path.get_ref()) {
-                Some(Format::Table) | None => {
+                Some(f) if f.is_for_screens() => {
+                    return ctx.err(raw.path.span(), format!("output '{}': name a format (`format = \"parquet\"`) or end the path in .parquet, .csv, .tsv, .json, .ndjson or .xlsx", raw.path.get_ref()));
+                }
+                None => {
                     return ctx.err(raw.path.span(), format!("output '{}': name a format (`format = \"parquet\"`) or end the path in .parquet, .csv, .json or .ndjson", raw.path.get_ref()));
                 }
                 Some(f) => f,

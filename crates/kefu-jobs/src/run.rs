@@ -75,6 +75,8 @@ pub enum RunStatus {
     Ok,
     /// Every step was already up to date.
     NothingToDo,
+    /// Deliveries a step requires have not arrived: it did not run (others did).
+    MissingDeliveries,
     /// An ingest refused its batch: too many rejected records (other steps ran).
     Rejected,
     /// Some steps failed, others succeeded.
@@ -139,6 +141,9 @@ pub struct StepReport {
     pub ingest: Option<IngestSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The deliveries the step required that have not arrived (`region day`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_deliveries: Vec<String>,
     #[serde(skip)]
     rejected: bool,
 }
@@ -193,6 +198,9 @@ impl RunReport {
                 "an ingest was refused (too many rejected records); the other steps ran"
             }
             RunStatus::PartialFailure => "some steps failed (see above); the others completed",
+            RunStatus::MissingDeliveries => {
+                "deliveries a step requires have not arrived: it did not run (see above)"
+            }
             RunStatus::Failed => "failed",
         };
         out.push_str(&format!(
@@ -308,15 +316,22 @@ pub fn run(
             outputs: Vec::new(),
             ingest: None,
             error: None,
+            missing_deliveries: Vec::new(),
             rejected: false,
         };
         tracing::info!(job = %job.name, step = %step.name, "step starts");
-        let result = match &step.kind {
+        let required = match &step.requires_deliveries {
+            Some(days) if !options.dry_run => {
+                runtime.block_on(runner.check_deliveries(days, zone, &mut report))
+            }
+            _ => Ok(()),
+        };
+        let result = required.and_then(|()| match &step.kind {
             // Ingest makes its own runtime: it must not run inside this one.
             StepKind::Ingest(i) => runner.ingest(i, &mut report),
             StepKind::Query(q) => runtime.block_on(runner.query(&step.name, q, &mut report)),
             StepKind::Report(r) => runtime.block_on(runner.report(&step.name, r, &mut report)),
-        };
+        });
         if let Err(e) = result {
             tracing::warn!(job = %job.name, step = %step.name, error = %e, "step failed");
             report.status = StepStatus::Failed;
@@ -338,6 +353,8 @@ pub fn run(
         } else {
             RunStatus::Ok
         }
+    } else if steps.iter().any(|s| !s.missing_deliveries.is_empty()) {
+        RunStatus::MissingDeliveries
     } else if steps.iter().any(|s| s.rejected) {
         RunStatus::Rejected
     } else if failed < steps.len() {
@@ -926,6 +943,56 @@ impl Runner<'_> {
         } else {
             Ok(self.job.output_dir.join(path))
         }
+    }
+
+    /// Fails unless every office expected has delivered every data day `days` names.
+    async fn check_deliveries(
+        &mut self,
+        days: &crate::job::DaysRequired,
+        zone: chrono_tz::Tz,
+        report: &mut StepReport,
+    ) -> Result<(), String> {
+        let (from, to) = days.resolve(self.run_date)?;
+        let ledger = self.warehouse.ledger().await.map_err(|e| e.to_string())?;
+        let deliveries = kefu_ingest::deliveries::deliveries(
+            &ledger,
+            &self.job.deliveries,
+            zone,
+            from,
+            to,
+            chrono::Utc::now(),
+        );
+        if deliveries.regions.is_empty() {
+            return Err(format!(
+                "requires_deliveries {from}..{to}: no office has delivered anything the schedule recognises (set [deliveries] regions and pattern)"
+            ));
+        }
+        report.missing_deliveries = deliveries
+            .days
+            .iter()
+            .filter(|d| d.arrived.is_none())
+            .map(|d| format!("{} {}", d.region, d.day))
+            .collect();
+        if report.missing_deliveries.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<&str> = report
+            .missing_deliveries
+            .iter()
+            .take(10)
+            .map(String::as_str)
+            .collect();
+        let more = report.missing_deliveries.len().saturating_sub(shown.len());
+        Err(format!(
+            "not run: {} required deliveries have not arrived: {}{}",
+            report.missing_deliveries.len(),
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ))
     }
 
     async fn report(

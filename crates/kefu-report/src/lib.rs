@@ -49,6 +49,13 @@ pub enum ReportError {
     Write(String),
     #[error("'{0}' is not a target (KPI=VALUE, a KPI among {1}; rates as shares, 0.9 or 90%)")]
     Target(String, String),
+    /// The period has no calls, tickets, visits or callbacks: a report would be all dashes.
+    #[error("nothing to report for {period}{region}: {held}")]
+    NoData {
+        period: String,
+        region: String,
+        held: String,
+    },
 }
 
 /// The report's language: labels, summary and number words.
@@ -377,7 +384,7 @@ pub struct DerivedTable {
 impl DerivedTable {
     fn csv(&self) -> Result<Vec<u8>, ReportError> {
         let fail = |e: csv::Error| ReportError::Write(format!("{}: {e}", self.name));
-        let mut writer = csv::Writer::from_writer(Vec::new());
+        let mut writer = csv::Writer::from_writer(BOM.as_bytes().to_vec());
         writer.write_record(&self.columns).map_err(fail)?;
         for row in &self.rows {
             writer.write_record(row).map_err(fail)?;
@@ -387,6 +394,10 @@ impl DerivedTable {
             .map_err(|e| ReportError::Write(format!("{}: {e}", self.name)))
     }
 }
+
+/// The report's tables are opened in Excel, which reads UTF-8 as GBK on Chinese Windows
+/// unless the file starts with a byte-order mark.
+const BOM: &str = "\u{FEFF}";
 
 /// A built report: the query results, the derived figures and the page.
 #[derive(Debug, Clone)]
@@ -444,12 +455,71 @@ pub fn query_plan(request: &ReportRequest) -> Vec<(&'static str, Vec<(String, St
 }
 
 /// Runs the report's queries and derives its figures and page.
+/// Refuses a period in which the warehouse holds no events (of the region, if one is
+/// asked for), saying which months it does hold: a report of dashes and "best branch
+/// scored 0.0" published as if it were one misleads whoever reads it.
+async fn ensure_data(engine: &Engine, request: &ReportRequest) -> Result<(), ReportError> {
+    let first = month_key(request.period.start);
+    let end = month_key(request.period.end());
+    let region = request
+        .region
+        .as_ref()
+        .map(|r| format!(" AND region = '{}'", r.replace('\'', "''")))
+        .unwrap_or_default();
+    let held = |table: &str| format!("SELECT month FROM {table} WHERE true{region}");
+    let sql = format!(
+        "WITH held AS ({} UNION ALL {} UNION ALL {} UNION ALL {}) \
+         SELECT count(*) FILTER (WHERE month >= '{first}' AND month < '{end}') AS events, \
+                min(month) AS first_month, max(month) AS last_month FROM held",
+        held("calls"),
+        held("tickets"),
+        held("visits"),
+        held("callbacks"),
+    );
+    let fail = |source| ReportError::Query {
+        query: "the period's events".into(),
+        source,
+    };
+    let (_, batches) = engine.collect(&sql).await.map_err(fail)?;
+    let batch = batches.first().filter(|b| b.num_rows() == 1);
+    let text = |column: usize| {
+        batch.and_then(|b| {
+            arrow::util::display::ArrayFormatter::try_new(
+                b.column(column).as_ref(),
+                &arrow::util::display::FormatOptions::default().with_null(""),
+            )
+            .ok()
+            .map(|f| f.value(0).to_string())
+        })
+    };
+    let events: u64 = text(0).and_then(|n| n.parse().ok()).unwrap_or(0);
+    if events > 0 {
+        return Ok(());
+    }
+    let held = match (text(1).filter(|m| !m.is_empty()), text(2)) {
+        (Some(first), Some(last)) => format!(
+            "no calls, tickets, visits or callbacks in it; the warehouse holds {first} to {last}"
+        ),
+        _ => "the warehouse holds no calls, tickets, visits or callbacks at all".to_string(),
+    };
+    Err(ReportError::NoData {
+        period: request.period.label(),
+        region: request
+            .region
+            .as_ref()
+            .map(|r| format!(" (region {r})"))
+            .unwrap_or_default(),
+        held,
+    })
+}
+
 pub async fn build(
     engine: &Engine,
     library: &QueryLibrary,
     request: &ReportRequest,
     progress: &dyn kefu_progress::Progress,
 ) -> Result<MonthlyReport, ReportError> {
+    ensure_data(engine, request).await?;
     let plan = query_plan(request);
     progress.start(
         "report queries",
@@ -500,14 +570,34 @@ pub async fn build(
 }
 
 impl MonthlyReport {
-    /// The report's files, relative to its directory: `index.html`, one CSV per query
-    /// under `tables/`, and the derived tables under `tables/` too.
+    /// The report's files, relative to its directory: `index.html`, one CSV (with a BOM,
+    /// for Excel) and one `.xlsx` workbook per query under `tables/`, and the derived
+    /// tables as CSV under `tables/` too.
     pub fn files(&self) -> Result<Vec<(String, Vec<u8>)>, ReportError> {
         let mut files = vec![("index.html".to_string(), self.html.clone().into_bytes())];
         for q in &self.queries {
-            let bytes = kefu_sql::output::encode(Format::Csv, q.schema.clone(), &q.batches)
-                .map_err(|e| ReportError::Write(format!("{}: {e}", q.name)))?;
+            let for_excel = kefu_sql::output::TableStyle {
+                bom: true,
+                ..Default::default()
+            };
+            let bytes = kefu_sql::output::encode_styled(
+                Format::Csv,
+                q.schema.clone(),
+                &q.batches,
+                for_excel,
+            )
+            .map_err(|e| ReportError::Write(format!("{}: {e}", q.name)))?;
             files.push((format!("tables/{}.csv", q.name), bytes));
+            // The same table as a workbook: numbers and dates typed, for those who chart
+            // in Excel or WPS.
+            let workbook = kefu_sql::output::encode_styled(
+                Format::Xlsx,
+                q.schema.clone(),
+                &q.batches,
+                Default::default(),
+            )
+            .map_err(|e| ReportError::Write(format!("{}: {e}", q.name)))?;
+            files.push((format!("tables/{}.xlsx", q.name), workbook));
         }
         for t in &self.derived {
             files.push((format!("tables/{}.csv", t.name), t.csv()?));

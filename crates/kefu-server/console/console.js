@@ -27,6 +27,9 @@ const MESSAGES = {
     named_queries: "命名查询", rows: "行", truncated: "结果已截断，仅显示前 {n} 行",
     seconds: "秒", month: "月份", region: "区域（可选）", show: "显示", loading: "加载中…",
     mom: "环比", yoy: "同比", language: "English",
+    deliveries: "各区域数据送达（近 7 天）", col_region: "区域", deliveries_ok: "所有应到数据均已按时送达。",
+    deliveries_problems: "{n} 项需要关注", deliveries_none: "尚无可识别的区域送达文件。",
+    d_on_time: "按时", d_late: "迟到", d_missing: "缺失", d_pending: "未到期", d_low: "量偏低", d_high: "量偏高",
   },
   en: {
     brand: "kefu customer service",
@@ -52,6 +55,9 @@ const MESSAGES = {
     named_queries: "Named queries", rows: "rows", truncated: "Result cut: the first {n} rows only",
     seconds: "s", month: "Month", region: "Region (optional)", show: "Show", loading: "Loading…",
     mom: "vs last month", yoy: "vs last year", language: "中文",
+    deliveries: "Office deliveries (last 7 days)", col_region: "Region", deliveries_ok: "Every delivery due has arrived on time.",
+    deliveries_problems: "{n} need attention", deliveries_none: "No ingested file is named as a regional delivery yet.",
+    d_on_time: "on time", d_late: "late", d_missing: "missing", d_pending: "not due", d_low: "low volume", d_high: "high volume",
   },
 };
 
@@ -296,7 +302,8 @@ async function sql() {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); run({ sql: editor.value }); }
   });
   document.getElementById("csv").addEventListener("click", async () => {
-    const request = Object.assign({}, last || { sql: editor.value }, { format: "csv" });
+    // With a byte-order mark: Excel on Chinese Windows reads the text as UTF-8.
+    const request = Object.assign({}, last || { sql: editor.value }, { format: "csv", bom: true });
     try {
       await download("/api/v1/sql", { method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify(request) }, (request.query || "result") + ".csv");
@@ -366,7 +373,32 @@ async function dashboard() {
   }
 
   document.getElementById("pick").addEventListener("submit", (e) => { e.preventDefault(); load(); });
-  await load();
+  await Promise.all([load(), deliveries()]);
+}
+
+// Which office delivered which day: a grid of regions × data days.
+async function deliveries() {
+  const summary = document.getElementById("deliveries-summary");
+  const grid = document.getElementById("deliveries-grid");
+  try {
+    const d = await (await api("/api/v1/deliveries?days=7")).json();
+    if (d.regions.length === 0) {
+      summary.textContent = t("deliveries_none");
+      return;
+    }
+    summary.textContent = d.problems === 0 ? t("deliveries_ok") : t("deliveries_problems", { n: d.problems });
+    const days = d.days.filter((x) => x.region === d.regions[0]).map((x) => x.day);
+    const cell = (x) => {
+      const state = x.volume ? "d_" + x.volume : { on_time: "d_on_time", late: "d_late", missing: "d_missing", pending: "d_pending" }[x.status];
+      const title = x.files.map((f) => f.name + " · " + f.arrived + " · " + f.records).join("\n");
+      return el("td", { class: "delivery " + x.status, "data-region": x.region, "data-day": x.day, title, text: t(state) });
+    };
+    grid.replaceChildren(
+      el("tr", {}, el("th", { text: t("col_region") }), ...days.map((day) => el("th", { text: day.slice(5) }))),
+      ...d.regions.map((r) => el("tr", {}, el("th", { text: r }), ...d.days.filter((x) => x.region === r).map(cell))));
+  } catch (e) {
+    summary.textContent = e.message;
+  }
 }
 
 document.addEventListener("DOMContentLoaded", () => {

@@ -3,6 +3,7 @@
 //! ```toml
 //! listen = "127.0.0.1:8080"
 //! flight = "127.0.0.1:50051" # Flight SQL for BI tools (none when absent)
+//! postgres = "127.0.0.1:5433" # the PostgreSQL protocol: psql, DBeaver, Metabase, … (none when absent)
 //!
 //! [sql]
 //! max_rows = 100000          # rows a response carries at most (the rest is cut, and said)
@@ -27,6 +28,12 @@
 //! role = "office"            # office | analyst | admin
 //! region = "beijing"         # an office token is bound to one region
 //! profile = "profiles/beijing.toml"  # mapping profile of its exports (default: built-in)
+//!
+//! [deliveries]               # what offices deliver, by when: /metrics and the console
+//! regions = ["beijing", "shenzhen"] # default: every region that has delivered
+//! due = "06:00"              # a day's archive is due at 06:00 the day after
+//! [deliveries.region.shenzhen]
+//! due = "08:00"
 //! ```
 //!
 //! Relative paths are relative to the configuration file.
@@ -45,12 +52,14 @@ use crate::uploads::UploadSettings;
 struct RawConfig {
     listen: Option<Spanned<String>>,
     flight: Option<String>,
+    postgres: Option<String>,
     #[serde(default)]
     sql: Option<RawSql>,
     #[serde(default)]
     uploads: Option<RawUploads>,
     #[serde(default)]
     token: Vec<Spanned<RawToken>>,
+    deliveries: Option<Spanned<kefu_ingest::deliveries::ScheduleConfig>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,11 +139,15 @@ pub struct ServerConfig {
     pub listen: String,
     /// Where Flight SQL listens, if anywhere.
     pub flight: Option<String>,
+    /// Where the PostgreSQL protocol listens, if anywhere.
+    pub postgres: Option<String>,
     pub sql: SqlLimits,
     pub uploads: UploadSettings,
     pub tokens: Vec<TokenEntry>,
     /// Mapping profiles by token name, loaded.
     pub profiles: std::collections::HashMap<String, kefu_ingest::Profile>,
+    /// What the offices deliver and by when (`[deliveries]`).
+    pub deliveries: kefu_ingest::deliveries::Schedule,
 }
 
 /// A size setting such as `"2GB"` or `"512MiB"`, in bytes.
@@ -321,11 +334,21 @@ impl ServerConfig {
                 region,
             ));
         }
+        let deliveries = match raw.deliveries {
+            None => kefu_ingest::deliveries::Schedule::default(),
+            Some(d) => {
+                let start = d.span().start;
+                kefu_ingest::deliveries::Schedule::new(d.into_inner(), "[deliveries]")
+                    .map_err(|e| err(start, e.to_string()))?
+            }
+        };
         Ok(ServerConfig {
+            deliveries,
             listen: raw
                 .listen
                 .map_or_else(|| "127.0.0.1:8080".to_string(), Spanned::into_inner),
             flight: raw.flight,
+            postgres: raw.postgres,
             sql,
             uploads,
             tokens,

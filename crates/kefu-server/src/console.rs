@@ -223,3 +223,39 @@ async fn build_dashboard(
         "charts": kefu_report::page::trend_charts(&report.figures, lang),
     }))
 }
+
+#[derive(Debug, Deserialize)]
+pub struct DeliveriesParams {
+    /// Data days to show, ending yesterday (default 7, at most 92).
+    pub days: Option<u32>,
+}
+
+/// Which office delivered which day (an office's token sees its own region only).
+pub async fn deliveries(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<DeliveriesParams>,
+    headers: HeaderMap,
+) -> Response {
+    let principal = match state.tokens.authenticate(authorization(&headers)) {
+        Ok(p) => p,
+        Err(d) => return denied(d),
+    };
+    let days = params.days.unwrap_or(7);
+    if !(1..=92).contains(&days) {
+        return error(StatusCode::BAD_REQUEST, "days: 1 to 92", None);
+    }
+    let mut report = match state.recent_deliveries(days).await {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), None),
+    };
+    if let Some(region) = &principal.region {
+        report.regions.retain(|r| r == region);
+        report.days.retain(|d| &d.region == region);
+        report.unrecognised.clear();
+        report.unrecognised_count = 0;
+    }
+    let mut value = serde_json::to_value(&report).expect("the report serialises");
+    value["problems"] = report.problems().count().into();
+    value["missing"] = report.missing().count().into();
+    axum::Json(value).into_response()
+}

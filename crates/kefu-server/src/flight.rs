@@ -37,7 +37,7 @@ use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{Denied, Principal, Right};
-use crate::http::AppState;
+use crate::http::{AppState, Interrupted};
 
 /// The catalog and schema the warehouse's tables are in (DataFusion's defaults).
 const CATALOG: &str = "datafusion";
@@ -292,62 +292,20 @@ impl FlightSql {
             .map_err(Status::resource_exhausted)?;
         let df = self.plan(&sql, params.as_ref()).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, FlightError>>(2);
-        let state = self.state.clone();
-        let timeout = state.sql.timeout;
-        self.state.queries.spawn(async move {
-            let _turn = turn;
-            let started = std::time::Instant::now();
-            let deadline = tokio::time::Instant::now() + timeout;
-            let run = async {
-                let mut stream = kefu_sql::execute_cancellable(df)
-                    .await
-                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-                let mut rows = 0u64;
-                while let Some(batch) = stream.next().await {
-                    // An operator that never pauses is stopped here, between batches
-                    // (the timeout below stops the others at their next pause).
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(datafusion::error::DataFusionError::ResourcesExhausted(
-                            "the query ran past the timeout and was cancelled".into(),
-                        ));
-                    }
-                    let batch = batch?;
-                    rows += batch.num_rows() as u64;
-                    if tx.send(Ok(batch)).await.is_err() {
-                        break; // the client went away
-                    }
-                }
-                Ok::<u64, datafusion::error::DataFusionError>(rows)
-            };
-            match tokio::time::timeout(timeout, run).await {
-                Ok(Ok(rows)) => {
-                    state
-                        .metrics
-                        .query("ok", started.elapsed().as_secs_f64(), rows);
-                }
-                Ok(Err(e)) => {
-                    state
-                        .metrics
-                        .query("error", started.elapsed().as_secs_f64(), 0);
-                    let _ = tx.send(Err(FlightError::ExternalError(Box::new(e)))).await;
-                }
-                Err(_) => {
-                    state
-                        .metrics
-                        .query("timeout", started.elapsed().as_secs_f64(), 0);
-                    let _ = tx
-                        .send(Err(FlightError::Tonic(Box::new(
-                            Status::deadline_exceeded(format!(
-                                "the query ran longer than {} s and was cancelled",
-                                timeout.as_secs_f64()
-                            )),
+        let batches = self
+            .state
+            .stream(df, turn, self.state.sql.timeout)
+            .map(|batch| {
+                batch.map_err(|stop| match stop {
+                    Interrupted::Failed(e) => FlightError::ExternalError(Box::new(e)),
+                    Interrupted::TimedOut(limit) => {
+                        FlightError::Tonic(Box::new(Status::deadline_exceeded(format!(
+                            "the query ran longer than {} s and was cancelled",
+                            limit.as_secs_f64()
                         ))))
-                        .await;
-                }
-            }
-        });
-        let batches = tokio_stream_of(rx);
+                    }
+                })
+            });
         Ok(Box::pin(
             FlightDataEncoderBuilder::new()
                 .with_schema(schema)
@@ -384,13 +342,6 @@ impl FlightSql {
             std::time::Instant::now(),
         )
     }
-}
-
-/// A receiver as a stream.
-fn tokio_stream_of<T: Send + 'static>(
-    mut rx: tokio::sync::mpsc::Receiver<T>,
-) -> impl Stream<Item = T> + Send + 'static {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 #[tonic::async_trait]

@@ -32,6 +32,8 @@ use crate::metrics::{Metrics, RequestLabels};
 /// What every request handler shares.
 pub struct AppState {
     pub warehouse: Warehouse,
+    /// What the offices deliver and by when.
+    pub deliveries: kefu_ingest::deliveries::Schedule,
     pub tokens: Tokens,
     pub sql: SqlLimits,
     pub library: QueryLibrary,
@@ -51,6 +53,26 @@ pub struct AppState {
 const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl AppState {
+    /// The deliveries of the `days` data days up to yesterday (the warehouse's calendar).
+    pub async fn recent_deliveries(
+        &self,
+        days: u32,
+    ) -> Result<kefu_ingest::deliveries::DeliveryReport, kefu_storage::StorageError> {
+        let zone = self.warehouse.time_zone().await?;
+        let ledger = self.warehouse.ledger().await?;
+        let now = chrono::Utc::now();
+        let yesterday = now.with_timezone(&zone).date_naive() - chrono::Days::new(1);
+        let from = yesterday - chrono::Days::new(u64::from(days.max(1)) - 1);
+        Ok(kefu_ingest::deliveries::deliveries(
+            &ledger,
+            &self.deliveries,
+            zone,
+            from,
+            yesterday,
+            now,
+        ))
+    }
+
     /// A turn to run a query, waiting up to 10 s for one; held until the query ends.
     pub async fn turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, String> {
         match tokio::time::timeout(TURN_WAIT, self.query_turns.clone().acquire_owned()).await {
@@ -76,6 +98,68 @@ impl AppState {
     }
 }
 
+/// Why a streamed query stopped before its end.
+#[derive(Debug)]
+pub enum Interrupted {
+    Failed(datafusion::error::DataFusionError),
+    /// It ran past this timeout and was cancelled.
+    TimedOut(std::time::Duration),
+}
+
+impl AppState {
+    /// Runs `df` on the query runtime within `timeout`, holding `turn` until it ends,
+    /// and records it in the metrics. Its batches arrive on the returned stream (two at a
+    /// time at most: a slow client slows the query rather than filling memory); a failure
+    /// or the timeout is the last item. A client that goes away stops it.
+    pub fn stream(
+        self: &Arc<Self>,
+        df: datafusion::dataframe::DataFrame,
+        turn: tokio::sync::OwnedSemaphorePermit,
+        timeout: std::time::Duration,
+    ) -> impl futures::Stream<Item = Result<RecordBatch, Interrupted>> + Send + 'static {
+        use futures::StreamExt;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, Interrupted>>(2);
+        let state = self.clone();
+        self.queries.spawn(async move {
+            let _turn = turn;
+            let started = std::time::Instant::now();
+            let deadline = tokio::time::Instant::now() + timeout;
+            let run = async {
+                let mut stream = kefu_sql::execute_cancellable(df)
+                    .await
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+                let mut rows = 0u64;
+                while let Some(batch) = stream.next().await {
+                    // An operator that never pauses is stopped here, between batches
+                    // (the timeout below stops the others at their next pause).
+                    if tokio::time::Instant::now() >= deadline {
+                        return Ok(None);
+                    }
+                    let batch = batch?;
+                    rows += batch.num_rows() as u64;
+                    if tx.send(Ok(batch)).await.is_err() {
+                        break; // the client went away
+                    }
+                }
+                Ok::<_, datafusion::error::DataFusionError>(Some(rows))
+            };
+            let seconds = || started.elapsed().as_secs_f64();
+            match tokio::time::timeout(timeout, run).await {
+                Ok(Ok(Some(rows))) => state.metrics.query("ok", seconds(), rows),
+                Ok(Err(e)) => {
+                    state.metrics.query("error", seconds(), 0);
+                    let _ = tx.send(Err(Interrupted::Failed(e))).await;
+                }
+                Ok(Ok(None)) | Err(_) => {
+                    state.metrics.query("timeout", seconds(), 0);
+                    let _ = tx.send(Err(Interrupted::TimedOut(timeout))).await;
+                }
+            }
+        });
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -89,6 +173,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/whoami", get(crate::console::whoami))
         .route("/api/v1/queries", get(crate::console::queries))
         .route("/api/v1/dashboard", get(crate::console::dashboard))
+        .route("/api/v1/deliveries", get(crate::console::deliveries))
         .route("/", get(crate::console::root))
         .route("/console/", get(crate::console::home))
         .route("/console/upload", get(crate::console::upload_page))
@@ -105,7 +190,17 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let mut response = Response::new(Body::from(state.metrics.encode()));
+    let mut text = state.metrics.encode();
+    // The deliveries of the last seven data days, as gauges per region (none when the
+    // ledger cannot be read: the scrape still answers).
+    match state.recent_deliveries(7).await {
+        Ok(report) => {
+            let at = text.rfind("# EOF").unwrap_or(text.len());
+            text.insert_str(at, &crate::metrics::delivery_gauges(&report));
+        }
+        Err(e) => tracing::warn!(error = %e, "deliveries for /metrics"),
+    }
+    let mut response = Response::new(Body::from(text));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -205,6 +300,9 @@ struct SqlRequest {
     params: BTreeMap<String, serde_json::Value>,
     format: Option<String>,
     max_rows: Option<usize>,
+    /// CSV for Excel: a UTF-8 byte-order mark first (the console's downloads ask for it).
+    #[serde(default)]
+    bom: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,10 +310,17 @@ enum ResultFormat {
     Json,
     /// CSV for people: text cells that look like formulas get a leading `'`.
     Csv,
+    /// CSV for people opening it in Excel: as `Csv`, after a byte-order mark
+    /// (`"bom": true`).
+    CsvBom,
     /// CSV for machines: text cells as they are (`"format": "csv-raw"`).
     CsvRaw,
     Arrow,
+    /// An Excel workbook (`"format": "xlsx"`).
+    Xlsx,
 }
+
+const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
 const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
@@ -225,7 +330,10 @@ fn result_format(requested: Option<&str>, headers: &HeaderMap) -> Result<ResultF
         Some("csv") => Ok(ResultFormat::Csv),
         Some("csv-raw") => Ok(ResultFormat::CsvRaw),
         Some("arrow") => Ok(ResultFormat::Arrow),
-        Some(other) => Err(format!("format '{other}': use json, csv, csv-raw or arrow")),
+        Some("xlsx") => Ok(ResultFormat::Xlsx),
+        Some(other) => Err(format!(
+            "format '{other}': use json, csv, csv-raw, arrow or xlsx"
+        )),
         None => {
             let accept = headers
                 .get(header::ACCEPT)
@@ -233,6 +341,8 @@ fn result_format(requested: Option<&str>, headers: &HeaderMap) -> Result<ResultF
                 .unwrap_or("");
             Ok(if accept.contains(ARROW_STREAM) {
                 ResultFormat::Arrow
+            } else if accept.contains(XLSX) {
+                ResultFormat::Xlsx
             } else if accept.contains("text/csv") {
                 ResultFormat::Csv
             } else {
@@ -286,6 +396,7 @@ async fn sql(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body)
         }
     };
     let format = match result_format(request.format.as_deref(), &headers) {
+        Ok(ResultFormat::Csv) if request.bom => ResultFormat::CsvBom,
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e, None),
     };
@@ -448,15 +559,19 @@ fn respond(
                 (body, "application/json")
             })
             .map_err(|e| e.to_string()),
-        ResultFormat::Csv | ResultFormat::CsvRaw => {
+        ResultFormat::Csv | ResultFormat::CsvBom | ResultFormat::CsvRaw => {
             let style = kefu_sql::output::TableStyle {
                 raw_csv: format == ResultFormat::CsvRaw,
+                bom: format == ResultFormat::CsvBom,
                 ..Default::default()
             };
             kefu_sql::output::encode_styled(Format::Csv, schema, batches, style)
                 .map(|b| (b, "text/csv; charset=utf-8"))
                 .map_err(|e| e.to_string())
         }
+        ResultFormat::Xlsx => kefu_sql::output::encode(Format::Xlsx, schema, batches)
+            .map(|b| (b, XLSX))
+            .map_err(|e| e.to_string()),
         ResultFormat::Arrow => {
             let mut out = Vec::new();
             let written = (|| {

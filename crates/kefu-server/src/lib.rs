@@ -4,8 +4,8 @@
 //! ([`uploads`], [`upload_api`]), the HTTP API ([`http`]): health, SQL over HTTP
 //! (read-only SQL or a named query, as JSON, CSV or Arrow IPC, with a row limit, a
 //! timeout and a memory limit per query), `/metrics` ([`metrics`]) and request ids; Flight
-//! SQL for BI tools ([`flight`]); the web console ([`console`]); and the offices' upload
-//! client ([`client`]).
+//! SQL ([`flight`]) and the PostgreSQL wire protocol ([`postgres`]) for BI tools; the web
+//! console ([`console`]); and the offices' upload client ([`client`]).
 
 pub mod auth;
 pub mod client;
@@ -14,6 +14,7 @@ pub mod console;
 pub mod flight;
 pub mod http;
 pub mod metrics;
+pub mod postgres;
 pub mod upload_api;
 pub mod uploads;
 
@@ -67,6 +68,7 @@ pub fn open(
     });
     let state = std::sync::Arc::new(http::AppState {
         warehouse,
+        deliveries: config.deliveries.clone(),
         tokens: auth::Tokens::new(config.tokens.clone()),
         sql: config.sql.clone(),
         library,

@@ -146,3 +146,62 @@ impl Metrics {
         out
     }
 }
+
+/// The delivery gauges of `report`, one series per region, in the text format: missing,
+/// late and volume-flagged data days, and the newest arrival.
+pub fn delivery_gauges(report: &kefu_ingest::deliveries::DeliveryReport) -> String {
+    use kefu_ingest::deliveries::DeliveryStatus;
+    use std::fmt::Write;
+    let days = report.days.len() / report.regions.len().max(1);
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, value: &dyn Fn(&str) -> Option<f64>| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for region in &report.regions {
+            if let Some(v) = value(region) {
+                // Region names come from file names: keep the label value well formed.
+                let label: String = region
+                    .chars()
+                    .filter(|c| !matches!(c, '"' | '\\' | '\n'))
+                    .collect();
+                let _ = writeln!(out, "{name}{{region=\"{label}\"}} {v}");
+            }
+        }
+    };
+    let count = |region: &str, pick: &dyn Fn(&kefu_ingest::deliveries::DayDelivery) -> bool| {
+        report
+            .days
+            .iter()
+            .filter(|d| d.region == region && pick(d))
+            .count() as f64
+    };
+    gauge(
+        "kefu_deliveries_missing",
+        &format!("Data days of the last {days} whose delivery is past due and has not arrived."),
+        &|r| Some(count(r, &|d| d.status == DeliveryStatus::Missing)),
+    );
+    gauge(
+        "kefu_deliveries_late",
+        &format!("Data days of the last {days} whose delivery arrived after its due time."),
+        &|r| Some(count(r, &|d| d.status == DeliveryStatus::Late)),
+    );
+    gauge(
+        "kefu_deliveries_volume_flagged",
+        &format!("Data days of the last {days} whose volume is far from the region's usual."),
+        &|r| Some(count(r, &|d| d.volume.is_some())),
+    );
+    gauge(
+        "kefu_delivery_last_arrival_timestamp_seconds",
+        "When the region's newest delivery of these days arrived (Unix time).",
+        &|r| {
+            report
+                .days
+                .iter()
+                .filter(|d| d.region == r)
+                .filter_map(|d| d.files.iter().map(|f| f.arrived).max())
+                .max()
+                .map(|t| t.timestamp() as f64)
+        },
+    );
+    out
+}

@@ -11,8 +11,10 @@ pub mod engine;
 pub mod limits;
 pub mod output;
 pub mod queries;
+pub mod side_files;
 pub mod snapshot;
 pub mod udf;
+pub mod xlsx;
 
 pub use engine::{
     Engine, EngineOptions, QUERY_THREAD_STACK, SqlBounds, TableInfo, execute_cancellable,

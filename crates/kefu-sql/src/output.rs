@@ -1,5 +1,8 @@
-//! Query results as a terminal table, CSV, JSON, NDJSON or Parquet, written as the
-//! batches arrive (only the table view holds rows, and at most the rows it shows).
+//! Query results as a terminal table, CSV, JSON, NDJSON, Parquet or an Excel workbook,
+//! written as the batches arrive (only the table view holds rows, and at most the rows it
+//! shows). Output for people (the table, CSV, xlsx) shows fractions rounded
+//! ([`people_float`]) and CSV may start with a byte-order mark for Excel; output for
+//! machines (JSON, Parquet, `raw_csv`) keeps every digit.
 
 use std::fmt;
 use std::io::Write;
@@ -26,15 +29,27 @@ pub enum Format {
     /// One JSON object per line.
     Ndjson,
     Parquet,
+    /// An Excel workbook: typed cells, dates as dates, the header frozen.
+    Xlsx,
+    /// Tab-separated values (pasted into a spreadsheet as columns).
+    Tsv,
+    /// A Markdown table (for a ticket, a wiki or a chat).
+    Markdown,
+    /// One `column | value` block per row, for wide rows (psql's `\x`).
+    Vertical,
 }
 
 impl Format {
-    pub const ALL: [Format; 5] = [
+    pub const ALL: [Format; 9] = [
         Format::Table,
         Format::Csv,
+        Format::Tsv,
         Format::Json,
         Format::Ndjson,
+        Format::Markdown,
+        Format::Vertical,
         Format::Parquet,
+        Format::Xlsx,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,7 +59,21 @@ impl Format {
             Format::Json => "json",
             Format::Ndjson => "ndjson",
             Format::Parquet => "parquet",
+            Format::Xlsx => "xlsx",
+            Format::Tsv => "tsv",
+            Format::Markdown => "markdown",
+            Format::Vertical => "vertical",
         }
+    }
+
+    /// Whether the format is laid out for a screen (a job's output file is for tools).
+    pub fn is_for_screens(self) -> bool {
+        matches!(self, Format::Table | Format::Markdown | Format::Vertical)
+    }
+
+    /// Whether the format is binary (never for a terminal).
+    pub fn is_binary(self) -> bool {
+        matches!(self, Format::Parquet | Format::Xlsx)
     }
 
     /// The format a file name asks for (`out.csv` → CSV), if any.
@@ -55,6 +84,9 @@ impl Format {
             "json" => Some(Format::Json),
             "ndjson" | "jsonl" => Some(Format::Ndjson),
             "parquet" => Some(Format::Parquet),
+            "xlsx" => Some(Format::Xlsx),
+            "tsv" | "tab" => Some(Format::Tsv),
+            "md" => Some(Format::Markdown),
             "txt" => Some(Format::Table),
             _ => None,
         }
@@ -73,7 +105,12 @@ impl FromStr for Format {
         Format::ALL
             .into_iter()
             .find(|f| f.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown format '{s}' (table, csv, json, ndjson, parquet)"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown format '{s}' (table, csv, tsv, json, ndjson, markdown, vertical, \
+                     parquet, xlsx)"
+                )
+            })
     }
 }
 
@@ -88,6 +125,9 @@ pub struct TableStyle {
     /// run as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return)
     /// gets a leading `'`, as OWASP advises for CSV that people open in Excel.
     pub raw_csv: bool,
+    /// CSV: start with a UTF-8 byte-order mark, so that Excel on Chinese Windows reads
+    /// the text as UTF-8 rather than GBK (mojibake).
+    pub bom: bool,
 }
 
 impl Default for TableStyle {
@@ -96,7 +136,32 @@ impl Default for TableStyle {
             width: None,
             max_rows: 1000,
             raw_csv: false,
+            bom: false,
         }
+    }
+}
+
+/// A fraction as people read it: whole numbers as such, 2 decimals from 1 up (123.46),
+/// 4 significant digits below 1 (0.7859, 0.001235), trailing zeros dropped. Rates and
+/// averages otherwise print as `0.7858664927158078`.
+pub fn people_float(x: f64) -> String {
+    if !x.is_finite() {
+        return x.to_string();
+    }
+    if x == x.trunc() && x.abs() < 1e15 {
+        return format!("{x:.0}");
+    }
+    let decimals = if x.abs() >= 1.0 {
+        2
+    } else {
+        (3 - x.abs().log10().floor() as i32).clamp(1, 12) as usize
+    };
+    let text = format!("{x:.decimals$}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".into()
+    } else {
+        text.into()
     }
 }
 
@@ -181,11 +246,14 @@ enum Inner<'a> {
         schema: SchemaRef,
         style: TableStyle,
         shown: Vec<Vec<String>>,
+        layout: Format,
     },
     Csv(arrow::csv::Writer<&'a mut (dyn Write + Send)>),
     Json(arrow::json::ArrayWriter<&'a mut (dyn Write + Send)>),
     Ndjson(arrow::json::LineDelimitedWriter<&'a mut (dyn Write + Send)>),
     Parquet(parquet::arrow::ArrowWriter<&'a mut (dyn Write + Send)>),
+    // Boxed: a workbook's writer is three times the size of the others.
+    Xlsx(Box<crate::xlsx::XlsxWriter<'a>>),
 }
 
 impl<'a> BatchWriter<'a> {
@@ -196,17 +264,33 @@ impl<'a> BatchWriter<'a> {
         style: TableStyle,
     ) -> Result<Self, SqlError> {
         let inner = match format {
-            Format::Table => Inner::Table {
+            Format::Table | Format::Markdown | Format::Vertical => Inner::Table {
                 out,
                 schema,
                 style,
                 shown: Vec::new(),
+                layout: format,
             },
-            Format::Csv => Inner::Csv(
+            Format::Tsv => Inner::Csv(
                 arrow::csv::WriterBuilder::new()
                     .with_header(true)
+                    .with_delimiter(b'\t')
                     .build(out),
             ),
+            Format::Csv => {
+                if style.bom {
+                    out.write_all("\u{FEFF}".as_bytes())
+                        .map_err(|e| output_error(format, e))?;
+                }
+                Inner::Csv(
+                    arrow::csv::WriterBuilder::new()
+                        .with_header(true)
+                        .build(out),
+                )
+            }
+            Format::Xlsx => Inner::Xlsx(Box::new(
+                crate::xlsx::XlsxWriter::new(schema, out).map_err(|e| output_error(format, e))?,
+            )),
             Format::Json => Inner::Json(
                 arrow::json::WriterBuilder::new()
                     .with_explicit_nulls(true)
@@ -242,7 +326,7 @@ impl<'a> BatchWriter<'a> {
             Inner::Table { style, shown, .. } => {
                 let room = style.max_rows.saturating_sub(shown.len());
                 if room > 0 {
-                    shown.extend(text_rows(batch, room).map_err(|e| output_error(format, e))?);
+                    shown.extend(people_rows(batch, room).map_err(|e| output_error(format, e))?);
                 }
                 Ok(())
             }
@@ -253,6 +337,7 @@ impl<'a> BatchWriter<'a> {
             Inner::Json(w) => w.write(batch).map_err(|e| output_error(format, e)),
             Inner::Ndjson(w) => w.write(batch).map_err(|e| output_error(format, e)),
             Inner::Parquet(w) => w.write(batch).map_err(|e| output_error(format, e)),
+            Inner::Xlsx(w) => w.write(batch).map_err(|e| output_error(format, e)),
         }
     }
 
@@ -266,8 +351,13 @@ impl<'a> BatchWriter<'a> {
                 schema,
                 style,
                 shown,
+                layout,
             } => {
-                let text = render_table(&schema, &shown, rows, style);
+                let text = match layout {
+                    Format::Markdown => render_markdown(&schema, &shown, rows),
+                    Format::Vertical => render_vertical(&schema, &shown, rows),
+                    _ => render_table(&schema, &shown, rows, style),
+                };
                 out.write_all(text.as_bytes())
                     .map_err(|e| output_error(format, e))?;
             }
@@ -291,6 +381,7 @@ impl<'a> BatchWriter<'a> {
             Inner::Parquet(w) => {
                 w.close().map_err(|e| output_error(format, e))?;
             }
+            Inner::Xlsx(w) => w.finish().map_err(|e| output_error(format, e))?,
         }
         Ok(rows)
     }
@@ -321,6 +412,42 @@ pub fn text_rows(
                 .map(|f| f.value(row).to_string())
                 .collect()
         })
+        .collect())
+}
+
+/// The first `limit` rows of `batch` as people read them: [`text_rows`] with fractions
+/// rounded as [`people_float`] shows them (the table view, column widths in xlsx).
+pub fn people_rows(
+    batch: &RecordBatch,
+    limit: usize,
+) -> Result<Vec<Vec<String>>, arrow::error::ArrowError> {
+    use arrow::array::{Array, AsArray};
+    let rows = batch.num_rows().min(limit);
+    let options = FormatOptions::default().with_null("NULL");
+    let mut columns: Vec<Vec<String>> = Vec::with_capacity(batch.num_columns());
+    for column in batch.columns() {
+        let column = column.slice(0, rows);
+        if column.data_type().is_floating() {
+            let values = arrow::compute::cast(&column, &arrow::datatypes::DataType::Float64)?;
+            let values = values.as_primitive::<arrow::datatypes::Float64Type>();
+            columns.push(
+                (0..rows)
+                    .map(|i| {
+                        if values.is_null(i) {
+                            "NULL".to_string()
+                        } else {
+                            people_float(values.value(i))
+                        }
+                    })
+                    .collect(),
+            );
+        } else {
+            let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
+            columns.push((0..rows).map(|i| formatter.value(i).to_string()).collect());
+        }
+    }
+    Ok((0..rows)
+        .map(|row| columns.iter().map(|c| c[row].clone()).collect())
         .collect())
 }
 
@@ -359,6 +486,57 @@ pub fn render_table(
     format!("{table}\n{count}{shown}\n")
 }
 
+/// A Markdown table of `rows` (pipes in cells escaped), with the count line when rows were
+/// left out.
+pub fn render_markdown(schema: &SchemaRef, rows: &[Vec<String>], total: u64) -> String {
+    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    let mut out = String::new();
+    let names: Vec<String> = schema.fields().iter().map(|f| cell(f.name())).collect();
+    out.push_str(&format!("| {} |\n", names.join(" | ")));
+    out.push_str(&format!("|{}\n", " --- |".repeat(names.len())));
+    for row in rows {
+        let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    if (rows.len() as u64) < total {
+        out.push_str(&format!(
+            "\n{} rows (first {} shown)\n",
+            thousands(total),
+            thousands(rows.len() as u64)
+        ));
+    }
+    out
+}
+
+/// Each row as a block of `column | value` lines under `-[ RECORD n ]-`, as psql's `\x`.
+pub fn render_vertical(schema: &SchemaRef, rows: &[Vec<String>], total: u64) -> String {
+    let width = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        out.push_str(&format!("-[ RECORD {} ]-\n", i + 1));
+        for (field, value) in schema.fields().iter().zip(row) {
+            out.push_str(&format!("{:width$} | {value}\n", field.name()));
+        }
+    }
+    let count = if total == 1 {
+        "1 row".to_string()
+    } else {
+        format!("{} rows", thousands(total))
+    };
+    let shown = if (rows.len() as u64) < total {
+        format!(" (first {} shown)", thousands(rows.len() as u64))
+    } else {
+        String::new()
+    };
+    out.push_str(&format!("{count}{shown}\n"));
+    out
+}
+
 fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
@@ -371,7 +549,8 @@ fn thousands(n: u64) -> String {
     out
 }
 
-/// Encodes whole results in one format (CSV, JSON, NDJSON, Parquet or a text table).
+/// Encodes whole results in one format (CSV, JSON, NDJSON, Parquet, xlsx or a text
+/// table).
 pub fn encode(
     format: Format,
     schema: SchemaRef,

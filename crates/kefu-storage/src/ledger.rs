@@ -57,6 +57,10 @@ pub struct LedgerSource {
     /// Records the profile's SQL dropped on purpose (`WHERE`).
     #[serde(default)]
     pub filtered: u64,
+    /// The source's modification time when it was read: when it arrived (an office's
+    /// upload, a file put into the inbox). What delivery monitoring goes by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What became of the records a batch read for one table. Every record read is counted

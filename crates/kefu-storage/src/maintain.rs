@@ -748,6 +748,7 @@ pub async fn convert(warehouse: &Warehouse) -> Result<ConvertReport, StorageErro
                     records: s.records,
                     rejected: s.rejected,
                     filtered: 0,
+                    modified: Some(b.committed_at),
                 })
             })
             .collect();
