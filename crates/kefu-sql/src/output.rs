@@ -473,17 +473,7 @@ pub fn render_table(
     for row in rows {
         table.add_row(row);
     }
-    let count = if total == 1 {
-        "1 row".to_string()
-    } else {
-        format!("{} rows", thousands(total))
-    };
-    let shown = if (rows.len() as u64) < total {
-        format!(" (first {} shown)", thousands(rows.len() as u64))
-    } else {
-        String::new()
-    };
-    format!("{table}\n{count}{shown}\n")
+    format!("{table}\n{}\n", count_line(rows.len(), total))
 }
 
 /// A Markdown table of `rows` (pipes in cells escaped), with the count line when rows were
@@ -523,18 +513,23 @@ pub fn render_vertical(schema: &SchemaRef, rows: &[Vec<String>], total: u64) -> 
             out.push_str(&format!("{:width$} | {value}\n", field.name()));
         }
     }
+    out.push_str(&count_line(rows.len(), total));
+    out.push('\n');
+    out
+}
+
+/// "1 row", "1,234 rows", "5,000 rows (first 1,000 shown)".
+fn count_line(shown: usize, total: u64) -> String {
     let count = if total == 1 {
         "1 row".to_string()
     } else {
         format!("{} rows", thousands(total))
     };
-    let shown = if (rows.len() as u64) < total {
-        format!(" (first {} shown)", thousands(rows.len() as u64))
+    if (shown as u64) < total {
+        format!("{count} (first {} shown)", thousands(shown as u64))
     } else {
-        String::new()
-    };
-    out.push_str(&format!("{count}{shown}\n"));
-    out
+        count
+    }
 }
 
 fn thousands(n: u64) -> String {

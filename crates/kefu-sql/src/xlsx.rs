@@ -35,6 +35,11 @@ fn failed(e: XlsxError) -> String {
 impl<'a> XlsxWriter<'a> {
     pub fn new(schema: SchemaRef, out: &'a mut (dyn Write + Send)) -> Result<Self, String> {
         let mut workbook = Workbook::new();
+        // A fixed creation time (the zip format's epoch): the same rows give the same bytes,
+        // so a report reproduced with --as-of is identical, workbooks included.
+        let epoch = chrono::NaiveDate::from_ymd_opt(1980, 1, 1).expect("a date");
+        workbook
+            .set_properties(&rust_xlsxwriter::DocProperties::new().set_creation_datetime(&epoch));
         let header = CellFormat::new().set_bold();
         let sheet = workbook
             .add_worksheet_with_constant_memory()
