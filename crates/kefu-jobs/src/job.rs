@@ -941,7 +941,7 @@ mod tests {
             ),
             (
                 format!(
-                    "{HEAD}[[step]]\ntype = \"query\"\nquery = \"calls_kpis\"\n[[step.output]]\npath = \"x.xlsx\"\n"
+                    "{HEAD}[[step]]\ntype = \"query\"\nquery = \"calls_kpis\"\n[[step.output]]\npath = \"x.docx\"\n"
                 ),
                 7,
                 "name a format",
