@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use kefu_storage::maintain::{self, CompactOptions};
+use kefu_storage::report::RevertReport;
 use kefu_storage::{StoredTable, Warehouse};
 
-use crate::cli::{CliResult, WarehouseArgs, exit, thousands};
-use crate::status::{counts_json, operation_line};
+use crate::cli::WarehouseArgs;
+use crate::exit::{CliResult, Failure};
+use kefu_model::ErrorKind;
 
 #[derive(Debug, Args)]
 pub struct BatchArgs {
@@ -111,29 +113,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("'{s}': {e} (e.g. 7d, 168h, 30min)"))
 }
 
-#[expect(clippy::needless_pass_by_value, reason = "a map_err adapter")]
-fn storage_error(e: kefu_storage::StorageError) -> (u8, String) {
-    let code = match e {
-        kefu_storage::StorageError::Refused { .. }
-        | kefu_storage::StorageError::NoSuchState { .. } => exit::FAILURE,
-        kefu_storage::StorageError::Legacy { .. } => exit::BAD_CONFIG,
-        _ => exit::IO,
-    };
-    (code, e.to_string())
-}
-
 /// The warehouse locked for writing (local), with any interrupted operation finished.
 fn open_for_writing(
     args: &WarehouseArgs,
     runtime: &tokio::runtime::Runtime,
-) -> Result<(Warehouse, Option<kefu_storage::warehouse::WriterLock>), (u8, String)> {
+) -> Result<(Warehouse, Option<kefu_storage::warehouse::WriterLock>), Failure> {
     let warehouse = crate::sql::open_existing_warehouse(&args.warehouse)?;
     let lock = warehouse
-        .lock(|| eprintln!("kefu: another writer is working on the warehouse; waiting for it"))
-        .map_err(storage_error)?;
-    let recovery = runtime
-        .block_on(warehouse.recover())
-        .map_err(storage_error)?;
+        .lock(|| eprintln!("kefu: another writer is working on the warehouse; waiting for it"))?;
+    let recovery = runtime.block_on(warehouse.recover())?;
     for seq in recovery.completed {
         eprintln!("kefu: finished committing operation {seq}, which an earlier run began");
     }
@@ -149,50 +137,7 @@ pub fn batch_command(args: &BatchArgs) -> CliResult {
             json,
         } => {
             let warehouse = crate::sql::open_existing_warehouse(&warehouse.warehouse)?;
-            let ledger = runtime
-                .block_on(warehouse.ledger())
-                .map_err(storage_error)?;
-            let cut = runtime
-                .block_on(warehouse.cut(kefu_storage::AsOf::Latest))
-                .map_err(storage_error)?;
-            let reverted = maintain::reverted(&ledger);
-            let take = if *last == 0 { ledger.len() } else { *last };
-            let shown: Vec<_> = ledger.iter().rev().take(take).collect();
-            if *json {
-                let items: Vec<serde_json::Value> = shown
-                    .iter()
-                    .map(|op| {
-                        serde_json::json!({
-                            "seq": op.seq,
-                            "kind": op.kind.name(),
-                            "id": op.id,
-                            "committed_at": op.committed_at,
-                            "complete": op.seq <= cut.seq,
-                            "reverted": reverted.contains(&op.seq),
-                            "sources": op.sources,
-                            "counts": op.counts.iter().map(|(t, c)| (t.clone(), counts_json(c))).collect::<serde_json::Map<_, _>>(),
-                            "changes": op.changes,
-                            "versions": op.versions,
-                            "reverts": op.reverts,
-                            "note": op.note,
-                            "seconds": op.seconds,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::Value::Array(items));
-                return Ok(());
-            }
-            if ledger.is_empty() {
-                println!("no operations yet");
-                return Ok(());
-            }
-            for op in shown {
-                println!("{}", operation_line(op, reverted.contains(&op.seq)));
-                if op.seq > cut.seq {
-                    println!("        (being committed: readers do not see it yet)");
-                }
-            }
-            Ok(())
+            crate::print(&runtime.block_on(warehouse.operation_list(*last))?, *json);
         }
         BatchCommand::Revert {
             seq,
@@ -202,41 +147,18 @@ pub fn batch_command(args: &BatchArgs) -> CliResult {
             json,
         } => {
             let (warehouse, _lock) = open_for_writing(warehouse, &runtime)?;
-            let record = runtime
-                .block_on(maintain::revert(&warehouse, *seq, *cascade, note.clone()))
-                .map_err(storage_error)?;
-            if *json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "seq": record.seq,
-                        "reverts": record.reverts,
-                        "changes": record.changes,
-                        "versions": record.versions,
-                    })
-                );
-            } else {
-                let list: Vec<String> = record.reverts.iter().map(u64::to_string).collect();
-                println!(
-                    "reverted batch{} {} (operation {}): the tables are as before batch {seq}; their sources can be ingested again",
-                    if record.reverts.len() == 1 { "" } else { "es" },
-                    list.join(", "),
-                    record.seq
-                );
-                for (table, c) in &record.changes {
-                    println!(
-                        "  {table:<10} version {}: {} files back, {} files out ({} rows back, {} rows out)",
-                        c.version,
-                        c.files_added,
-                        c.files_removed,
-                        thousands(c.rows_added),
-                        thousands(c.rows_removed)
-                    );
-                }
-            }
-            Ok(())
+            let record =
+                runtime.block_on(maintain::revert(&warehouse, *seq, *cascade, note.clone()))?;
+            crate::print(
+                &RevertReport {
+                    asked: *seq,
+                    record,
+                },
+                *json,
+            );
         }
     }
+    Ok(())
 }
 
 pub fn compact_command(args: &CompactArgs) -> CliResult {
@@ -252,48 +174,17 @@ pub fn compact_command(args: &CompactArgs) -> CliResult {
         min_files: args.min_files,
         settled_rows: None,
     };
-    let report = runtime
-        .block_on(maintain::compact(&warehouse, &options))
-        .map_err(storage_error)?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "operation": report.record.as_ref().map(|r| r.seq),
-                "partitions": report.partitions,
-                "files_before": report.files_before,
-                "files_after": report.files_after,
-                "rows": report.rows,
-                "bytes_before": report.bytes_before,
-                "bytes_after": report.bytes_after,
-                "changes": report.record.as_ref().map(|r| &r.changes),
-            })
-        );
-        return Ok(());
-    }
-    match &report.record {
-        None => println!(
-            "nothing to compact: no partition holds {} files or more",
-            args.min_files.max(2)
-        ),
-        Some(r) => println!(
-            "compacted (operation {}): {} partitions, {} files into {} ({} rows, {:.1} MB into {:.1} MB)",
-            r.seq,
-            report.partitions,
-            report.files_before,
-            report.files_after,
-            thousands(report.rows),
-            report.bytes_before as f64 / 1e6,
-            report.bytes_after as f64 / 1e6
-        ),
-    }
+    crate::print(
+        &runtime.block_on(maintain::compact(&warehouse, &options))?,
+        args.json,
+    );
     Ok(())
 }
 
 pub fn vacuum_command(args: &VacuumArgs) -> CliResult {
     if args.retain < Duration::from_secs(3600) && !args.force {
-        return Err((
-            exit::BAD_CONFIG,
+        return Err(Failure::new(
+            ErrorKind::Config,
             format!(
                 "--retain {} is under one hour: a reader of an older version could lose its files mid-query; add --force if no reader can be that old",
                 humantime::format_duration(args.retain)
@@ -302,35 +193,8 @@ pub fn vacuum_command(args: &VacuumArgs) -> CliResult {
     }
     let runtime = crate::sql::runtime()?;
     let (warehouse, _lock) = open_for_writing(&args.warehouse, &runtime)?;
-    let report = runtime
-        .block_on(maintain::vacuum(&warehouse, args.retain, args.dry_run))
-        .map_err(storage_error)?;
-    let files: usize = report.files.values().map(Vec::len).sum();
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "dry_run": report.dry_run,
-                "files": report.files,
-                "bytes": report.bytes,
-            })
-        );
-        return Ok(());
-    }
-    let verb = if report.dry_run {
-        "would delete"
-    } else {
-        "deleted"
-    };
-    println!(
-        "{verb} {} ({:.1} MB) no table version of the last {} names",
-        crate::cli::count(files as u64, "file"),
-        report.bytes as f64 / 1e6,
-        humantime::format_duration(args.retain)
-    );
-    for (table, list) in &report.files {
-        println!("  {table}: {}", list.len());
-    }
+    let report = runtime.block_on(maintain::vacuum(&warehouse, args.retain, args.dry_run))?;
+    crate::print(&report, args.json);
     Ok(())
 }
 
@@ -338,36 +202,14 @@ pub fn convert_command(args: &WarehouseArgs) -> CliResult {
     let runtime = crate::sql::runtime()?;
     let warehouse = crate::sql::open_existing_warehouse(&args.warehouse)?;
     let _lock = warehouse
-        .lock(|| eprintln!("kefu: another writer is working on the warehouse; waiting for it"))
-        .map_err(storage_error)?;
-    if !runtime
-        .block_on(maintain::is_legacy(&warehouse))
-        .map_err(storage_error)?
-    {
+        .lock(|| eprintln!("kefu: another writer is working on the warehouse; waiting for it"))?;
+    if !runtime.block_on(maintain::is_legacy(&warehouse))? {
         println!(
             "nothing to convert: {} already holds Delta tables",
             args.warehouse
         );
         return Ok(());
     }
-    let report = runtime
-        .block_on(maintain::convert(&warehouse))
-        .map_err(storage_error)?;
-    println!(
-        "converted {} to Delta tables: {} earlier batches (kept under {})",
-        args.warehouse,
-        report.batches,
-        maintain::LEGACY_LEDGER_DIR
-    );
-    for (table, (files, rows)) in &report.tables {
-        println!("  {table:<10} {files} files, {} rows", thousands(*rows));
-    }
-    if !report.unrecorded.is_empty() {
-        println!(
-            "  {} Parquet files no batch had recorded were moved to {}/",
-            report.unrecorded.len(),
-            maintain::UNRECORDED_DIR
-        );
-    }
+    print!("{}", runtime.block_on(maintain::convert(&warehouse))?);
     Ok(())
 }

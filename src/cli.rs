@@ -5,14 +5,15 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use arrow::array::RecordBatch;
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kefu_gen::{GenConfig, GenError, OutputFormat};
+use kefu_gen::{GenConfig, OutputFormat};
 use kefu_model::Table;
 use kefu_storage::WarehouseLocation;
 
+use crate::exit::{self, CliResult, Failure};
 use crate::progress::BarProgress;
+use kefu_model::ErrorKind;
 
 /// kefu (客服): batch analytics for customer-service event logs — hotline calls,
 /// complaint and work-order tickets, callbacks, branch visits and churn.
@@ -535,25 +536,6 @@ impl From<&GenArgs> for GenConfig {
     }
 }
 
-/// Exit codes: distinct per kind of failure, for schedulers.
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const FAILURE: u8 = 1;
-    /// Bad arguments or configuration (clap also uses 2 for usage errors).
-    pub const BAD_CONFIG: u8 = 2;
-    /// Some records were (or would be) rejected.
-    pub const REJECTS: u8 = 3;
-    /// Reading or writing files failed.
-    pub const IO: u8 = 4;
-    /// Some steps of a job failed, others succeeded; or deliveries a step requires (or
-    /// `kefu status --deliveries` looks at) have not arrived.
-    pub const PARTIAL: u8 = 5;
-    /// Another run of the same job is in progress.
-    pub const LOCKED: u8 = 6;
-    /// Nothing to report: the warehouse holds no events in the period asked for.
-    pub const NO_DATA: u8 = 7;
-}
-
 /// Parses the arguments, runs the command, prints errors on stderr, returns the exit code.
 pub fn main() -> ExitCode {
     quiet_broken_pipe();
@@ -562,10 +544,10 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::from(exit::OK),
         // `kefu sql … | head`: the reader has what it wanted.
-        Err((_, message)) if message.contains("Broken pipe") => ExitCode::from(exit::OK),
-        Err((code, message)) => {
-            eprintln!("kefu: error: {message}");
-            ExitCode::from(code)
+        Err(failure) if failure.message.contains("Broken pipe") => ExitCode::from(exit::OK),
+        Err(failure) => {
+            eprintln!("kefu: error: {}", failure.message);
+            ExitCode::from(failure.code())
         }
     }
 }
@@ -605,8 +587,6 @@ fn init_logging(level: &str, json: bool) {
         logs.with_ansi(std::io::stderr().is_terminal()).init();
     }
 }
-
-pub type CliResult = Result<(), (u8, String)>;
 
 fn run(cli: Cli) -> CliResult {
     match cli.command {
@@ -657,80 +637,19 @@ fn run(cli: Cli) -> CliResult {
 }
 
 fn gen_command(args: &GenArgs) -> CliResult {
-    let config = GenConfig::from(args);
     let progress = BarProgress::new(args.quiet || args.json);
-    let summary = kefu_gen::generate(&config, &progress).map_err(|e| {
-        let code = match e {
-            GenError::InvalidConfig { .. } => exit::BAD_CONFIG,
-            GenError::Write { .. } => exit::IO,
-        };
-        (code, e.to_string())
-    })?;
-    if args.json {
-        let json = serde_json::json!({
-            "out": config.out,
-            "rows": summary.rows,
-            "final_rows": summary.final_rows,
-            "bad_rows": summary.bad_rows,
-            "files": summary.files.len(),
-            "bytes": summary.bytes,
-            "seconds": summary.elapsed.as_secs_f64(),
-            "rows_per_second": summary.rows_per_second().round(),
-            "manifest": summary.manifest,
-        });
-        println!("{json}");
-        return Ok(());
-    }
-    let per_table: Vec<String> = summary
-        .rows
-        .iter()
-        .map(|(t, n)| format!("{t} {}", thousands(*n)))
-        .collect();
-    println!(
-        "generated {} rows ({}){} in {:.2} s: {} rows/s, {:.1} MB in {} files under {}",
-        thousands(summary.total_rows()),
-        per_table.join(", "),
-        if summary.bad_rows > 0 {
-            format!(
-                " incl. {} deliberately bad rows",
-                thousands(summary.bad_rows)
-            )
-        } else {
-            String::new()
-        },
-        summary.elapsed.as_secs_f64(),
-        thousands(summary.rows_per_second().round() as u64),
-        summary.bytes as f64 / 1e6,
-        summary.files.len(),
-        config.out.display(),
-    );
-    if let Some(final_rows) = &summary.final_rows {
-        let per_table: Vec<String> = final_rows
-            .iter()
-            .map(|(t, n)| format!("{t} {}", thousands(*n)))
-            .collect();
-        println!(
-            "the records above are versions and repeats of {} records ({}): the plain output of the same arguments",
-            thousands(final_rows.values().sum()),
-            per_table.join(", ")
-        );
-    }
-    if let Some(m) = &summary.manifest {
-        println!(
-            "bad rows, delivery days and file inventory: {}",
-            m.display()
-        );
-    }
+    let summary = kefu_gen::generate(&GenConfig::from(args), &progress)?;
+    crate::print(&summary, args.json);
     Ok(())
 }
 
 fn load_profile(
     path: Option<&PathBuf>,
     table: Option<Table>,
-) -> Result<kefu_ingest::Profile, (u8, String)> {
+) -> Result<kefu_ingest::Profile, Failure> {
     let mut profile = match path {
         Some(path) => {
-            kefu_ingest::Profile::load(path).map_err(|e| (exit::BAD_CONFIG, e.to_string()))?
+            kefu_ingest::Profile::load(path).map_err(|e| Failure::new(ErrorKind::Config, e))?
         }
         None => kefu_ingest::Profile::builtin(),
     };
@@ -741,7 +660,6 @@ fn load_profile(
 }
 
 fn ingest_command(args: &IngestArgs) -> CliResult {
-    use kefu_ingest::IngestError as E;
     let profile = load_profile(args.profile.as_ref(), args.table)?;
     // A first ingest that fails leaves no warehouse behind: the directory it created
     // goes again (kefu alone wrote in it).
@@ -751,7 +669,7 @@ fn ingest_command(args: &IngestArgs) -> CliResult {
         .local_path()
         .filter(|dir| !dir.exists());
     let warehouse = kefu_storage::Warehouse::open(&args.warehouse.warehouse)
-        .map_err(|e| (exit::IO, e.to_string()))?;
+        .map_err(|e| Failure::new(ErrorKind::Io, e.to_string()))?;
     let remove_created = || {
         if let Some(dir) = &created
             && let Err(e) = std::fs::remove_dir_all(dir)
@@ -774,16 +692,10 @@ fn ingest_command(args: &IngestArgs) -> CliResult {
     let progress = BarProgress::new(args.quiet || args.json);
     let report =
         kefu_ingest::ingest(&args.sources, &warehouse, &options, &progress).map_err(|e| {
-            let code = match e {
-                E::Options(_) | E::Profile { .. } => exit::BAD_CONFIG,
-                E::TooManyRejects { .. } | E::TooManyDuplicates { .. } => exit::REJECTS,
-                E::Storage(kefu_storage::StorageError::Legacy { .. }) => exit::BAD_CONFIG,
-                _ => exit::IO,
-            };
             remove_created();
-            (code, e.to_string())
+            Failure::from(e)
         })?;
-    crate::status::print_ingest_report(&report, args.json);
+    crate::print(&report, args.json);
     Ok(())
 }
 
@@ -794,143 +706,39 @@ fn check_command(args: &CheckArgs) -> CliResult {
         .rows
         .unwrap_or(if args.profile.is_some() { 5 } else { 0 });
     let report = kefu_ingest::check(&args.sources, &profile, args.examples, rows, &progress)
-        .map_err(|e| (exit::IO, e.to_string()))?;
-    let totals = report.totals();
+        .map_err(|e| Failure::new(ErrorKind::Io, e))?;
+    let zone = profile.time_zone;
     if args.json {
-        let sources: Vec<serde_json::Value> = report
-            .sources
-            .iter()
-            .map(|s| {
-                let (outcome, error) = match &s.outcome {
-                    Ok(o) => (
-                        serde_json::json!({
-                            "table": o.table.name(),
-                            "encoding": o.encoding.name(),
-                            "records": o.records,
-                            "rows": o.rows,
-                            "rejected": o.rejected,
-                            "filtered": o.filtered,
-                            "duplicate_keys": o.duplicate_keys,
-                        }),
-                        None,
-                    ),
-                    Err(e) => (serde_json::json!({}), Some(e.clone())),
-                };
-                serde_json::json!({
-                    "origin": s.source.origin,
-                    "member": s.source.member,
-                    "outcome": outcome,
-                    "error": error,
-                    "rejects_by_reason": s.rejects_by_reason,
-                    "preview": s.preview.as_ref().map(|b| preview_json(b, profile.time_zone)),
-                    "examples": s.examples.iter().map(|r| serde_json::json!({
-                        "line": r.line,
-                        "column": r.reject.column,
-                        "reason": r.reject.reason.code(),
-                        "detail": r.reject.detail,
-                        "raw": r.raw,
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let json = serde_json::json!({
-            "sources": sources,
-            "totals": {
-                "sources": totals.sources,
-                "unreadable": totals.unreadable,
-                "records": totals.records,
-                "rows": totals.rows,
-                "rejected": totals.rejected,
-                "filtered": totals.filtered,
-                "duplicate_keys": totals.duplicate_keys,
-            },
-        });
-        println!("{json}");
-    } else {
-        for s in &report.sources {
-            match &s.outcome {
-                Err(e) => println!("UNREADABLE {e}"),
-                Ok(o)
-                    if o.rejected > 0
-                        || o.duplicate_keys > 0
-                        || args.all
-                        || s.preview.is_some() =>
-                {
-                    let reasons: Vec<String> = s
-                        .rejects_by_reason
-                        .iter()
-                        .map(|(r, n)| format!("{r} {}", thousands(*n)))
-                        .collect();
-                    let status = if o.rejected > 0 {
-                        "REJECTS"
-                    } else if too_many_duplicates(o) {
-                        "DUPLICATES"
-                    } else {
-                        "ok"
-                    };
-                    println!(
-                        "{} {}: {}, {}, {} rows{}{}{}",
-                        status,
-                        s.source,
-                        o.table,
-                        o.encoding.name(),
-                        thousands(o.rows),
-                        if o.filtered > 0 {
-                            format!(", {} filtered", thousands(o.filtered))
-                        } else {
-                            String::new()
-                        },
-                        if o.duplicate_keys > 0 {
-                            format!(
-                                ", {} repeating a key of the source (one row kept per key)",
-                                thousands(o.duplicate_keys)
-                            )
-                        } else {
-                            String::new()
-                        },
-                        if reasons.is_empty() {
-                            String::new()
-                        } else {
-                            format!(
-                                ", {} rejected ({})",
-                                thousands(o.rejected),
-                                reasons.join(", ")
-                            )
-                        }
-                    );
-                    for r in &s.examples {
-                        println!("  {}\n    {}", describe_reject(r), r.raw);
-                    }
-                    if let Some(preview) = &s.preview {
-                        print!("{}", preview_text(preview, profile.time_zone));
-                    }
-                }
-                Ok(_) => {}
-            }
-        }
         println!(
-            "checked {}: {} records, {} valid, {} rejected, {} filtered, {} unreadable",
-            count(totals.sources, "source"),
-            thousands(totals.records),
-            thousands(totals.rows),
-            thousands(totals.rejected),
-            thousands(totals.filtered),
-            thousands(totals.unreadable),
+            "{}",
+            report.to_json(|batch| kefu_sql::output::preview_json(batch, zone))
+        );
+    } else {
+        print!(
+            "{}",
+            report.render(args.all, |batch| kefu_sql::output::preview_text(
+                batch, zone
+            ))
         );
     }
+    let totals = report.totals();
     let duplicated = report
         .sources
         .iter()
-        .filter(|s| s.outcome.as_ref().is_ok_and(too_many_duplicates))
+        .filter(|s| {
+            s.outcome
+                .as_ref()
+                .is_ok_and(kefu_ingest::FileOutcome::too_many_duplicates)
+        })
         .count();
     if totals.unreadable > 0 {
-        Err((
-            exit::IO,
+        Err(Failure::new(
+            ErrorKind::Io,
             format!("{} sources could not be read", totals.unreadable),
         ))
     } else if duplicated > 0 {
-        Err((
-            exit::REJECTS,
+        Err(Failure::new(
+            ErrorKind::Rejects,
             format!(
                 "{duplicated} sources repeat keys in more than {}% of their records: ingest \
                  would refuse them (--max-duplicate-ratio); is the key mapped from a column \
@@ -939,8 +747,8 @@ fn check_command(args: &CheckArgs) -> CliResult {
             ),
         ))
     } else if totals.rejected > 0 {
-        Err((
-            exit::REJECTS,
+        Err(Failure::new(
+            ErrorKind::Rejects,
             format!(
                 "{} of {} records would be rejected",
                 thousands(totals.rejected),
@@ -952,93 +760,7 @@ fn check_command(args: &CheckArgs) -> CliResult {
     }
 }
 
-/// Whether a source repeats keys more than ingest allows by default.
-fn too_many_duplicates(o: &kefu_ingest::FileOutcome) -> bool {
-    o.duplicate_keys > kefu_ingest::ingest::MIN_DUPLICATES_REFUSED
-        && o.duplicate_keys as f64 / o.records.max(1) as f64
-            > kefu_ingest::ingest::DEFAULT_MAX_DUPLICATE_RATIO
-}
-
-/// `batch` with its instants on `zone`'s clock, as a profile's author reads its source.
-fn on_local_clock(batch: &RecordBatch, zone: chrono_tz::Tz) -> RecordBatch {
-    use arrow::datatypes::{DataType, Field, Schema};
-    let local = DataType::Timestamp(
-        arrow::datatypes::TimeUnit::Microsecond,
-        Some(zone.name().into()),
-    );
-    let mut fields = Vec::new();
-    let mut columns = Vec::new();
-    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-        match (f.data_type(), arrow::compute::cast(c, &local)) {
-            (DataType::Timestamp(..), Ok(cast)) => {
-                fields.push(Field::new(f.name(), local.clone(), true));
-                columns.push(cast);
-            }
-            _ => {
-                fields.push(f.as_ref().clone());
-                columns.push(c.clone());
-            }
-        }
-    }
-    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
-        .unwrap_or_else(|_| batch.clone())
-}
-
-/// The first mapped rows of a source as a table (`kefu check`).
-fn preview_text(batch: &RecordBatch, zone: chrono_tz::Tz) -> String {
-    let batch = on_local_clock(batch, zone);
-    let rows = kefu_sql::output::text_rows(&batch, batch.num_rows()).unwrap_or_default();
-    let table = kefu_sql::output::render_table(
-        &batch.schema(),
-        &rows,
-        rows.len() as u64,
-        kefu_sql::output::TableStyle::default(),
-    );
-    format!("  first rows as they would land:\n{table}")
-}
-
-/// The first mapped rows as JSON objects (column → display text).
-fn preview_json(batch: &RecordBatch, zone: chrono_tz::Tz) -> serde_json::Value {
-    let batch = on_local_clock(batch, zone);
-    let rows = kefu_sql::output::text_rows(&batch, batch.num_rows()).unwrap_or_default();
-    let schema = batch.schema();
-    rows.into_iter()
-        .map(|row| {
-            schema
-                .fields()
-                .iter()
-                .zip(row)
-                .map(|(f, v)| (f.name().clone(), serde_json::Value::String(v)))
-                .collect::<serde_json::Map<_, _>>()
-        })
-        .collect::<Vec<_>>()
-        .into()
-}
-
-/// "line 12, column 呼叫结果: invalid_enum: outcome: '未知状态'".
-pub fn describe_reject(r: &kefu_ingest::RejectedRecord) -> String {
-    format!(
-        "line {}{}: {}: {}",
-        r.line,
-        r.reject
-            .column
-            .as_deref()
-            .map(|c| format!(", column {c}"))
-            .unwrap_or_default(),
-        r.reject.reason,
-        r.reject.detail
-    )
-}
-
-/// "1 source", "2 sources".
-pub fn count(n: u64, noun: &str) -> String {
-    format!("{} {noun}{}", thousands(n), if n == 1 { "" } else { "s" })
-}
-
-/// 1234567 → "1,234,567".
-pub fn thousands(n: u64) -> String {
-    kefu_report::charts::thousands(i64::try_from(n).unwrap_or(i64::MAX))
-}
+pub use kefu_model::number::{count, thousands};
 
 #[cfg(test)]
 mod tests {
@@ -1071,12 +793,5 @@ mod tests {
         assert_eq!(s3.wh.warehouse.url().as_str(), "s3://b/p/");
         let err = Probe::try_parse_from(["probe", "--warehouse", "ftp://x/y"]).unwrap_err();
         assert!(err.to_string().contains("not supported"), "{err}");
-    }
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 }

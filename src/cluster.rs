@@ -2,7 +2,9 @@
 
 use clap::{Args, Subcommand};
 
-use crate::cli::{CliResult, WarehouseArgs, exit};
+use crate::cli::WarehouseArgs;
+use crate::exit::{self, CliResult, Failure};
+use kefu_model::ErrorKind;
 
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
@@ -109,10 +111,10 @@ pub enum ClusterCommand {
 /// The cluster's TLS directory, loaded (`None` without one).
 pub(crate) fn load_tls(
     dir: Option<&std::path::Path>,
-) -> Result<Option<kefu_cluster::tls::ClusterTls>, (u8, String)> {
+) -> Result<Option<kefu_cluster::tls::ClusterTls>, Failure> {
     dir.map(kefu_cluster::tls::ClusterTls::load)
         .transpose()
-        .map_err(|e| (exit::BAD_CONFIG, e.to_string()))
+        .map_err(|e| Failure::new(ErrorKind::Config, e.to_string()))
 }
 
 pub fn cluster_command(args: &ClusterArgs) -> CliResult {
@@ -122,7 +124,7 @@ pub fn cluster_command(args: &ClusterArgs) -> CliResult {
         .enable_all()
         .thread_stack_size(64 << 20)
         .build()
-        .map_err(|e| (exit::FAILURE, format!("cannot start the runtime: {e}")))?;
+        .map_err(|e| Failure::new(ErrorKind::Failure, format!("cannot start the runtime: {e}")))?;
     let ran = match &args.command {
         ClusterCommand::Check {
             url,
@@ -135,7 +137,7 @@ pub fn cluster_command(args: &ClusterArgs) -> CliResult {
         }
         ClusterCommand::Certs { out } => {
             kefu_cluster::tls::ClusterTls::generate(out)
-                .map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
+                .map_err(|e| Failure::new(ErrorKind::Config, e.to_string()))?;
             eprintln!(
                 "kefu cluster: made {}/ca.pem, member.pem and member.key; copy the directory \
                  to every member and client",
@@ -194,7 +196,7 @@ pub fn cluster_command(args: &ClusterArgs) -> CliResult {
             )
         }
     };
-    ran.map_err(|e| (exit::FAILURE, e.to_string()))
+    ran.map_err(|e| Failure::new(ErrorKind::Failure, e.to_string()))
 }
 
 async fn check(
@@ -208,103 +210,10 @@ async fn check(
         ..Default::default()
     };
     let opened = crate::sql::open_existing_warehouse(&warehouse.warehouse)?;
-    let report = kefu_cluster::check::check(url, &opened, &options, tls)
-        .await
-        .map_err(|e| match e {
-            kefu_cluster::ClusterError::Unreachable { .. } => (exit::IO, e.to_string()),
-            kefu_cluster::ClusterError::Warehouse(_) => (exit::IO, e.to_string()),
-            _ => (exit::FAILURE, e.to_string()),
-        })?;
-    print_check(&report);
-    if report.passed() {
-        Ok(())
-    } else {
-        Err((exit::FAILURE, check_failure(&report)))
+    let report = kefu_cluster::check::check(url, &opened, &options, tls).await?;
+    print!("{report}");
+    match report.failure() {
+        None => Ok(()),
+        Some(failure) => Err(Failure::new(ErrorKind::Failure, failure)),
     }
-}
-
-fn print_check(report: &kefu_cluster::check::CheckReport) {
-    let slots: u64 = report.executors.iter().map(|e| e.task_slots).sum();
-    println!(
-        "scheduler {} (Ballista {}): {} executor(s), {slots} task slot(s)",
-        report.scheduler,
-        report.version,
-        report.executors.len()
-    );
-    if report.executors.is_empty() {
-        return;
-    }
-    let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::NOTHING);
-    table.set_header([
-        "executor",
-        "address",
-        "slots",
-        "last heartbeat",
-        "tasks run",
-    ]);
-    for executor in &report.executors {
-        table.add_row([
-            executor.id.clone(),
-            format!("{}:{}", executor.host, executor.port),
-            executor.task_slots.to_string(),
-            executor
-                .last_seen
-                .map_or("?".to_string(), |d| format!("{:.1} s ago", d.as_secs_f64())),
-            executor.tasks.to_string(),
-        ]);
-    }
-    println!("{table}");
-    println!(
-        "check query: calls of {} per region (local_date, business_seconds), {} run(s) on the \
-         cluster in {:.2} s, here in {:.2} s; answers {} ({} rows)",
-        report.month,
-        report.runs,
-        report.cluster_time.as_secs_f64(),
-        report.local_time.as_secs_f64(),
-        if report.equal_to_local {
-            "equal"
-        } else {
-            "DIFFER"
-        },
-        report.rows.len()
-    );
-    if report.passed() {
-        println!(
-            "ok: every executor ran part of the query and the cluster answers as local mode does"
-        );
-    }
-}
-
-fn check_failure(report: &kefu_cluster::check::CheckReport) -> String {
-    if report.executors.is_empty() {
-        return format!(
-            "no executor has registered with {}: start one with `kefu cluster executor \
-             --scheduler HOST:PORT --warehouse DIR_OR_URL` and check its log",
-            report.scheduler
-        );
-    }
-    let mut problems = Vec::new();
-    let idle: Vec<&str> = report
-        .executors
-        .iter()
-        .filter(|e| e.tasks == 0)
-        .map(|e| e.id.as_str())
-        .collect();
-    if !idle.is_empty() {
-        problems.push(format!(
-            "executor(s) {} ran no task in {} run(s) (busy, or not taking tasks: see their logs)",
-            idle.join(", "),
-            report.runs
-        ));
-    }
-    if !report.equal_to_local {
-        problems.push(format!(
-            "the cluster's answer differs from local mode's (do the executors see the same \
-             warehouse, and run the same kefu?):\n  here:    {}\n  cluster: {}",
-            report.rows.join("\n           "),
-            report.cluster_rows.join("\n           ")
-        ));
-    }
-    format!("cluster check failed: {}", problems.join("; "))
 }

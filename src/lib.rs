@@ -6,9 +6,21 @@ pub mod batch;
 pub mod cli;
 #[cfg(feature = "cluster")]
 pub mod cluster;
+pub mod exit;
 pub mod jobs;
 pub mod progress;
 pub mod serve;
-pub mod shell;
 pub mod sql;
 pub mod status;
+
+/// Prints a library's report on stdout: as JSON for programs, else as text for people.
+pub fn print<R: std::fmt::Display + serde::Serialize>(report: &R, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(report).expect("a report serialises")
+        );
+    } else {
+        print!("{report}");
+    }
+}

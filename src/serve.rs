@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use crate::cli::{CliResult, WarehouseArgs, exit};
+use crate::cli::WarehouseArgs;
+use crate::exit::{CliResult, Failure};
+use kefu_model::{Classify, ErrorKind};
+use kefu_server::lifecycle::Listening;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -29,8 +32,7 @@ pub struct ServeArgs {
 }
 
 pub fn serve_command(args: &ServeArgs) -> CliResult {
-    let mut config = kefu_server::ServerConfig::load(&args.config)
-        .map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
+    let mut config = kefu_server::ServerConfig::load(&args.config)?;
     if let Some(listen) = &args.listen {
         config.listen = listen.clone();
     }
@@ -40,112 +42,25 @@ pub fn serve_command(args: &ServeArgs) -> CliResult {
     if let Some(postgres) = &args.postgres {
         config.postgres = Some(postgres.clone());
     }
-    let warehouse = kefu_storage::Warehouse::open(&args.warehouse.warehouse)
-        .map_err(|e| (exit::IO, e.to_string()))?;
+    let warehouse = kefu_storage::Warehouse::open(&args.warehouse.warehouse)?;
     let library =
-        kefu_sql::QueryLibrary::embedded().map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
-    let queries = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("kefu-query")
-        .enable_all()
-        .thread_stack_size(kefu_sql::QUERY_THREAD_STACK)
-        .build()
-        .map_err(|e| (exit::FAILURE, e.to_string()))?;
-    let (state, resume) = kefu_server::open(&config, warehouse, library, queries.handle().clone())
-        .map_err(|e| (exit::IO, e.to_string()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("kefu-http")
-        .enable_all()
-        .thread_stack_size(kefu_sql::QUERY_THREAD_STACK)
-        .build()
-        .map_err(|e| (exit::FAILURE, e.to_string()))?;
-    runtime.block_on(async {
-        let listener = kefu_server::bind(&config.listen)
-            .await
-            .map_err(|e| (exit::IO, e.to_string()))?;
-        let address = listener
-            .local_addr()
-            .map_err(|e| (exit::IO, e.to_string()))?;
-        let flight = bind_optional(config.flight.as_deref()).await?;
-        let postgres = bind_optional(config.postgres.as_deref()).await?;
-        let stop = kefu_server::termination();
-        kefu_server::resume(&state, &resume);
-        // The addresses on stdout, first, so that scripts (and tests) can find the ports.
-        println!("kefu serve: listening on http://{address}");
-        let stopping = tokio_util::sync::CancellationToken::new();
-        let flight_task = match flight {
-            Some(listener) => {
-                let at = listener
-                    .local_addr()
-                    .map_err(|e| (exit::IO, e.to_string()))?;
-                println!("kefu serve: flight sql on grpc://{at}");
-                let stopped = stopping.clone();
-                Some(tokio::spawn(kefu_server::flight::serve(
-                    listener,
-                    state.clone(),
-                    async move { stopped.cancelled().await },
-                )))
-            }
-            None => None,
-        };
-        let postgres_task = match postgres {
-            Some(listener) => {
-                let at = listener
-                    .local_addr()
-                    .map_err(|e| (exit::IO, e.to_string()))?;
-                println!("kefu serve: postgres on postgresql://{at}");
-                let stopped = stopping.clone();
-                Some(tokio::spawn(kefu_server::postgres::serve(
-                    listener,
-                    state.clone(),
-                    async move { stopped.cancelled().await },
-                )))
-            }
-            None => None,
-        };
-        let _ = std::io::stdout().flush();
-        let stopped = stopping.clone();
-        tokio::spawn(async move {
-            stop.await;
-            stopped.cancel();
-        });
-        kefu_server::serve(listener, state.clone(), async move {
-            stopping.cancelled().await
-        })
-        .await
-        .map_err(|e| (exit::IO, e.to_string()))?;
-        for task in [flight_task, postgres_task].into_iter().flatten() {
-            match task.await {
-                Ok(result) => result.map_err(|e| (exit::IO, e.to_string()))?,
-                Err(e) => return Err((exit::FAILURE, e.to_string())),
-            }
+        kefu_sql::QueryLibrary::embedded().map_err(|e| Failure::new(ErrorKind::Config, e))?;
+    // The addresses on stdout, first, so that scripts (and tests) can find the ports.
+    let stopped = kefu_server::lifecycle::run(&config, warehouse, library, |listening| {
+        match listening {
+            Listening::Http(at) => println!("kefu serve: listening on http://{at}"),
+            Listening::Flight(at) => println!("kefu serve: flight sql on grpc://{at}"),
+            Listening::Postgres(at) => println!("kefu serve: postgres on postgresql://{at}"),
         }
-        Ok(())
+        let _ = std::io::stdout().flush();
     })?;
-    // An ingest still running is not waited for: the ledger either has its batch or not,
-    // and the next start finishes the upload from the inbox.
-    let pending = state.ingest.uploads.inbox.pending();
-    runtime.shutdown_background();
-    // Queries still running after the timeout's cancellation get a moment to stop.
-    queries.shutdown_timeout(std::time::Duration::from_secs(5));
-    if pending > 0 {
-        println!("kefu serve: stopped; {pending} uploads wait in the inbox for the next start");
-    } else {
-        println!("kefu serve: stopped");
+    match stopped.pending_uploads {
+        0 => println!("kefu serve: stopped"),
+        pending => {
+            println!("kefu serve: stopped; {pending} uploads wait in the inbox for the next start")
+        }
     }
     Ok(())
-}
-
-/// Binds `address` when one is configured.
-async fn bind_optional(
-    address: Option<&str>,
-) -> Result<Option<tokio::net::TcpListener>, (u8, String)> {
-    match address {
-        Some(address) => kefu_server::bind(address)
-            .await
-            .map(Some)
-            .map_err(|e| (exit::IO, e.to_string())),
-        None => Ok(None),
-    }
 }
 
 #[derive(Debug, Args)]
@@ -179,7 +94,7 @@ pub struct UploadArgs {
 
 pub fn upload_command(args: &UploadArgs) -> CliResult {
     let mut client = kefu_server::client::UploadClient::new(&args.server, args.token.clone())
-        .map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
+        .map_err(|e| Failure::new(ErrorKind::Config, e.to_string()))?;
     client.retries = args.retries;
     let runtime = crate::sql::runtime()?;
     let progress: Arc<dyn kefu_progress::Progress> =
@@ -187,85 +102,26 @@ pub fn upload_command(args: &UploadArgs) -> CliResult {
     let mut failed = 0;
     runtime.block_on(async {
         for file in &args.files {
-            let answer = client
-                .upload(file, args.region.as_deref(), progress.clone())
+            let record = client
+                .deliver(file, args.region.as_deref(), args.wait, progress.clone())
                 .await
-                .map_err(|e| upload_error(file, &e))?;
-            let record = match (args.wait, answer["id"].as_str()) {
-                (true, Some(id)) if answer["duplicate"] != true => client
-                    .wait(id, std::time::Duration::from_millis(500))
-                    .await
-                    .map_err(|e| upload_error(file, &e))?,
-                _ => answer,
-            };
+                .map_err(|e| Failure::new(e.kind(), format!("{}: {e}", file.display())))?;
             if record["status"] == "failed" {
                 failed += 1;
             }
             if args.json {
                 println!("{record}");
             } else {
-                println!("{}", describe(file, &record));
+                println!("{}", kefu_server::client::describe_upload(file, &record));
             }
         }
-        Ok::<(), (u8, String)>(())
+        Ok::<(), Failure>(())
     })?;
     if failed > 0 {
-        return Err((
-            exit::FAILURE,
+        return Err(Failure::new(
+            ErrorKind::Failure,
             format!("uploads that failed to ingest: {failed}"),
         ));
     }
     Ok(())
-}
-
-fn upload_error(file: &std::path::Path, e: &kefu_server::ServerError) -> (u8, String) {
-    let code = match e {
-        kefu_server::ServerError::Refused { .. } => exit::BAD_CONFIG,
-        _ => exit::IO,
-    };
-    (code, format!("{}: {e}", file.display()))
-}
-
-/// One line about an upload: its id and status, or what it duplicates; counts when done.
-fn describe(file: &std::path::Path, r: &serde_json::Value) -> String {
-    let name = file.display();
-    if r["duplicate"] == true {
-        let of = &r["duplicate_of"];
-        let what = match (of["upload"].as_str(), of["batch"].as_u64()) {
-            (Some(u), _) => format!("upload {u}"),
-            (None, Some(b)) => format!("batch {b} of the warehouse"),
-            _ => "an earlier upload".to_string(),
-        };
-        return format!("{name}: duplicate of {what}; not ingested again");
-    }
-    let id = r["id"].as_str().unwrap_or("?");
-    let status = r["status"].as_str().unwrap_or("?");
-    match status {
-        "done" => {
-            let c = &r["counts"];
-            format!(
-                "{name}: {id} done: {} landed, {} rejected, {} duplicates{}",
-                c["landed"],
-                c["rejected"],
-                c["duplicates"],
-                if c["rejected"].as_u64().unwrap_or(0) > 0 {
-                    format!(
-                        " (rejects: {})",
-                        r["links"]["rejects"].as_str().unwrap_or("")
-                    )
-                } else {
-                    String::new()
-                }
-            )
-        }
-        "failed" => format!(
-            "{name}: {id} failed: {}",
-            r["error"].as_str().unwrap_or("no reason given")
-        ),
-        other => format!(
-            "{name}: {id} {other} ({} bytes, sha256 {})",
-            r["bytes"],
-            r["sha256"].as_str().unwrap_or("")
-        ),
-    }
 }

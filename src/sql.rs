@@ -3,17 +3,16 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use clap::Args;
-use kefu_sql::output::{TableStyle, write_stream};
+use kefu_sql::output::{Destination, TableStyle, run_script};
 use kefu_sql::udf::WorkingCalendar;
 use kefu_sql::{Engine, EngineOptions, Format, QueryLibrary, SqlError};
 use kefu_storage::{Warehouse, WarehouseLocation};
 
-use crate::cli::{CliResult, WarehouseArgs, exit};
+use crate::cli::WarehouseArgs;
+use crate::exit::{CliResult, Failure};
+use kefu_model::{Classify, ErrorKind};
 
 /// How a session runs and where its results go (shared by `sql` and `query`).
 #[derive(Debug, Args)]
@@ -123,26 +122,12 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("'{s}' is not NAME=VALUE"))
 }
 
-fn error_code(e: &SqlError) -> u8 {
-    match e {
-        SqlError::Io { .. } | SqlError::Output { .. } | SqlError::Warehouse(_) => exit::IO,
-        SqlError::QueryFile { .. } | SqlError::UnknownQuery(_) | SqlError::Query { .. } => {
-            exit::BAD_CONFIG
-        }
-        _ => exit::FAILURE,
-    }
-}
-
-fn fail(e: &SqlError) -> (u8, String) {
-    (error_code(e), e.to_string())
-}
-
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, (u8, String)> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(kefu_sql::QUERY_THREAD_STACK)
         .build()
-        .map_err(|e| (exit::FAILURE, format!("cannot start the runtime: {e}")))
+        .map_err(|e| Failure::new(ErrorKind::Failure, format!("cannot start the runtime: {e}")))
 }
 
 /// The embedded query library, overridden by the `.sql` files of `dir`.
@@ -154,33 +139,9 @@ pub(crate) fn query_library(dir: Option<&Path>) -> Result<QueryLibrary, SqlError
     }
 }
 
-/// The warehouse at `location`, which must exist: a missing local directory, or one that
-/// holds no warehouse (a mistyped path, `.`), is an error, never a new empty warehouse.
-pub(crate) fn open_existing_warehouse(
-    location: &WarehouseLocation,
-) -> Result<Warehouse, (u8, String)> {
-    if let Some(dir) = location.local_path() {
-        let holds_warehouse = dir.join("_kefu").is_dir()
-            || kefu_storage::StoredTable::ALL
-                .iter()
-                .any(|t| dir.join(t.name()).join("_delta_log").is_dir());
-        if !holds_warehouse {
-            let what = if dir.is_dir() {
-                "holds no warehouse"
-            } else {
-                "does not exist"
-            };
-            return Err((
-                exit::IO,
-                format!(
-                    "no warehouse at {}: the directory {what} (create one with `kefu ingest SOURCE --warehouse {}`)",
-                    dir.display(),
-                    dir.display()
-                ),
-            ));
-        }
-    }
-    Warehouse::open(location).map_err(|e| (exit::IO, e.to_string()))
+/// The warehouse at `location`, which must exist.
+pub(crate) fn open_existing_warehouse(location: &WarehouseLocation) -> Result<Warehouse, Failure> {
+    Ok(Warehouse::open_existing(location)?)
 }
 
 /// A session over the existing warehouse at `location`, locally or on the cluster at
@@ -191,12 +152,12 @@ pub(crate) fn open_engine_at(
     options: &EngineOptions,
     cluster: Option<&str>,
     cluster_tls: Option<&Path>,
-) -> Result<Engine, (u8, String)> {
+) -> Result<Engine, Failure> {
     let warehouse = open_existing_warehouse(location)?;
     match cluster {
         None => runtime
             .block_on(Engine::open(&warehouse, options))
-            .map_err(|e| fail(&e)),
+            .map_err(Failure::from),
         #[cfg(feature = "cluster")]
         Some(url) => {
             let tls = crate::cluster::load_tls(cluster_tls)?;
@@ -207,13 +168,13 @@ pub(crate) fn open_engine_at(
                     url,
                     tls.as_ref(),
                 ))
-                .map_err(|e| (exit::BAD_CONFIG, e.to_string()))
+                .map_err(|e| Failure::new(ErrorKind::Config, e.to_string()))
         }
         #[cfg(not(feature = "cluster"))]
         Some(_) => {
             let _ = cluster_tls;
-            Err((
-                exit::BAD_CONFIG,
+            Err(Failure::new(
+                ErrorKind::Config,
                 "this kefu was built without the `cluster` feature (Ballista)".to_string(),
             ))
         }
@@ -221,20 +182,17 @@ pub(crate) fn open_engine_at(
 }
 
 /// The working calendar of `--calendar FILE`, or the default.
-pub(crate) fn load_calendar(path: Option<&Path>) -> Result<WorkingCalendar, (u8, String)> {
+pub(crate) fn load_calendar(path: Option<&Path>) -> Result<WorkingCalendar, Failure> {
     let Some(path) = path else {
         return Ok(WorkingCalendar::default());
     };
     let text = std::fs::read_to_string(path)
-        .map_err(|e| (exit::BAD_CONFIG, format!("{}: {e}", path.display())))?;
+        .map_err(|e| Failure::new(ErrorKind::Config, format!("{}: {e}", path.display())))?;
     WorkingCalendar::from_toml(&text)
-        .map_err(|e| (exit::BAD_CONFIG, format!("{}: {e}", path.display())))
+        .map_err(|e| Failure::new(ErrorKind::Config, format!("{}: {e}", path.display())))
 }
 
-fn open_engine(
-    runtime: &tokio::runtime::Runtime,
-    args: &SessionArgs,
-) -> Result<Engine, (u8, String)> {
+fn open_engine(runtime: &tokio::runtime::Runtime, args: &SessionArgs) -> Result<Engine, Failure> {
     let options = EngineOptions {
         memory_limit: args.memory_limit.map(|b| b.as_u64() as usize),
         calendar: load_calendar(args.calendar.as_deref())?,
@@ -252,201 +210,47 @@ fn open_engine(
     )
 }
 
-/// Where results go: stdout, or a file written beside its destination and renamed over
-/// it when complete (a reader never sees half a result).
-pub(crate) struct Destination {
-    path: Option<PathBuf>,
-    format: Format,
-    pub(crate) style: TableStyle,
-    /// Text results are added to the end of `path` (the shell's `.output`), not put in
-    /// its place.
-    append: bool,
-    /// Rows written so far, for a spinner.
-    rows: Option<Arc<AtomicU64>>,
-}
-
-impl Destination {
-    fn new(args: &SessionArgs) -> Result<Self, (u8, String)> {
-        let format = match (args.format, &args.output) {
-            (Some(format), _) => format,
-            (None, None) => Format::default(),
-            (None, Some(path)) => {
-                Format::from_extension(&path.to_string_lossy()).ok_or_else(|| {
-                    (
-                        exit::BAD_CONFIG,
-                        format!(
-                            "cannot tell a format from the name {}: give --format (table, csv, \
-                         json, ndjson, parquet or xlsx) or end it in one of those",
-                            path.display()
-                        ),
-                    )
-                })?
-            }
-        };
-        if format.is_binary() && args.output.is_none() && std::io::stdout().is_terminal() {
-            return Err((
-                exit::BAD_CONFIG,
-                format!("{format} is binary: write it to a file with --output result.{format}"),
-            ));
-        }
-        let width = if args.output.is_none() && std::io::stdout().is_terminal() {
-            comfy_table_width()
-        } else {
-            None
-        };
-        Ok(Destination {
-            path: args.output.clone(),
-            format,
-            style: TableStyle {
-                width,
-                max_rows: args.max_rows,
-                raw_csv: args.raw_csv,
-                bom: args.bom,
-            },
-            append: false,
-            rows: None,
-        })
-    }
-
-    /// Results in `format` to `path` (stdout without one); text appended to the file when
-    /// `append` (binary formats always replace it).
-    pub(crate) fn to(
-        path: Option<PathBuf>,
-        format: Format,
-        style: TableStyle,
-        append: bool,
-    ) -> Self {
-        Destination {
-            path,
-            format,
-            style,
-            append,
-            rows: None,
-        }
-    }
-
-    /// The same, counting the rows it writes into `rows`.
-    pub(crate) fn counting(self, rows: Arc<AtomicU64>) -> Self {
-        Destination {
-            rows: Some(rows),
-            ..self
-        }
-    }
-
-    pub(crate) fn format(&self) -> Format {
-        self.format
-    }
-
-    /// The same format and layout, on stdout.
-    fn on_stdout(self) -> Self {
-        Destination { path: None, ..self }
-    }
-
-    async fn write(&self, df: datafusion::prelude::DataFrame) -> Result<u64, SqlError> {
-        // Cancellable: the shell's Ctrl-C drops this, and joins must stop promptly.
-        let mut stream = kefu_sql::execute_cancellable(df).await?;
-        if let Some(rows) = &self.rows {
-            let rows = rows.clone();
-            let schema = stream.schema();
-            stream = Box::pin(
-                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-                    schema,
-                    futures::StreamExt::inspect(stream, move |batch| {
-                        if let Ok(batch) = batch {
-                            rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                        }
-                    }),
+/// Where `kefu sql` and `kefu query` write: `--output` in `--format` (or the format its
+/// name says), else stdout.
+fn destination(args: &SessionArgs) -> Result<Destination, Failure> {
+    let format = match (args.format, &args.output) {
+        (Some(format), _) => format,
+        (None, None) => Format::default(),
+        (None, Some(path)) => Format::from_extension(&path.to_string_lossy()).ok_or_else(|| {
+            Failure::new(
+                ErrorKind::Config,
+                format!(
+                    "cannot tell a format from the name {}: give --format (table, csv, \
+                     json, ndjson, parquet or xlsx) or end it in one of those",
+                    path.display()
                 ),
-            );
-        }
-        match &self.path {
-            Some(path) if self.append && !self.format.is_binary() => {
-                let io = |error| SqlError::Io {
-                    path: path.display().to_string(),
-                    error,
-                };
-                let mut file = std::io::BufWriter::new(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(path)
-                        .map_err(io)?,
-                );
-                let rows = write_stream(stream, self.format, &mut file, self.style).await?;
-                file.flush().map_err(io)?;
-                Ok(rows)
-            }
-            None => {
-                let mut stdout = std::io::BufWriter::new(std::io::stdout());
-                let rows = write_stream(stream, self.format, &mut stdout, self.style).await?;
-                stdout.flush().map_err(|error| SqlError::Io {
-                    path: "stdout".into(),
-                    error,
-                })?;
-                Ok(rows)
-            }
-            Some(path) => {
-                let io = |error| SqlError::Io {
-                    path: path.display().to_string(),
-                    error,
-                };
-                let partial = partial_path(path);
-                let mut file =
-                    std::io::BufWriter::new(std::fs::File::create(&partial).map_err(io)?);
-                let result = write_stream(stream, self.format, &mut file, self.style).await;
-                let rows = match result {
-                    Ok(rows) => rows,
-                    Err(e) => {
-                        drop(file);
-                        let _ = std::fs::remove_file(&partial);
-                        return Err(e);
-                    }
-                };
-                file.into_inner()
-                    .map_err(|e| io(e.into_error()))?
-                    .sync_all()
-                    .map_err(io)?;
-                std::fs::rename(&partial, path).map_err(io)?;
-                Ok(rows)
-            }
-        }
+            )
+        })?,
+    };
+    if format.is_binary() && args.output.is_none() && std::io::stdout().is_terminal() {
+        return Err(Failure::new(
+            ErrorKind::Config,
+            format!("{format} is binary: write it to a file with --output result.{format}"),
+        ));
     }
-}
-
-fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
-    path.with_file_name(name)
-}
-
-/// The terminal's width; none where it reports a size no table fits in (a pseudo-terminal
-/// whose size was never set says 0 columns).
-fn comfy_table_width() -> Option<u16> {
-    comfy_table::Table::new().width().filter(|w| *w >= 20)
-}
-
-/// Plans and runs the statements of `script` one by one (all parsed first, so a syntax
-/// error runs nothing), writing each result to `destination`; `ran` gets each
-/// statement's time.
-pub(crate) async fn run_script(
-    engine: &Engine,
-    script: &str,
-    destination: &Destination,
-    mut ran: impl FnMut(std::time::Duration),
-) -> Result<(), SqlError> {
-    for statement in engine.parse(script)? {
-        let started = Instant::now();
-        let df = engine.plan(statement).await?;
-        destination.write(df).await?;
-        ran(started.elapsed());
-    }
-    Ok(())
+    let width = if args.output.is_none() && std::io::stdout().is_terminal() {
+        kefu_sql::output::terminal_width()
+    } else {
+        None
+    };
+    let style = TableStyle {
+        width,
+        max_rows: args.max_rows,
+        raw_csv: args.raw_csv,
+        bom: args.bom,
+    };
+    Ok(Destination::to(args.output.clone(), format, style, false))
 }
 
 pub fn sql_command(args: &SqlArgs) -> CliResult {
     let runtime = runtime()?;
     let engine = open_engine(&runtime, &args.session)?;
-    let destination = Destination::new(&args.session)?;
+    let destination = destination(&args.session)?;
     let mut scripts: Vec<(String, String)> = args
         .execute
         .iter()
@@ -455,18 +259,18 @@ pub fn sql_command(args: &SqlArgs) -> CliResult {
         .collect();
     for path in &args.file {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| (exit::IO, format!("{}: {e}", path.display())))?;
+            .map_err(|e| Failure::new(ErrorKind::Io, format!("{}: {e}", path.display())))?;
         scripts.push((path.display().to_string(), text));
     }
     if scripts.is_empty() {
         if !args.interactive && !std::io::stdin().is_terminal() {
             let mut text = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-                .map_err(|e| (exit::IO, format!("stdin: {e}")))?;
+                .map_err(|e| Failure::new(ErrorKind::Io, format!("stdin: {e}")))?;
             scripts.push(("stdin".into(), text));
         } else {
             // The shell prints to the terminal (--output applies to scripts).
-            return runtime.block_on(crate::shell::run(&engine, &destination.on_stdout()));
+            return Ok(runtime.block_on(kefu_sql::shell::run(&engine, &destination.on_stdout()))?);
         }
     }
     runtime.block_on(async {
@@ -478,12 +282,9 @@ pub fn sql_command(args: &SqlArgs) -> CliResult {
             })
             .await
             .map_err(|e| {
-                (
-                    error_code(&e),
-                    format!(
-                        "{origin}: {}",
-                        crate::shell::explain(&engine, script, &e.to_string())
-                    ),
+                Failure::new(
+                    e.kind(),
+                    format!("{origin}: {}", engine.explain(script, &e.to_string())),
                 )
             })?;
         }
@@ -492,7 +293,7 @@ pub fn sql_command(args: &SqlArgs) -> CliResult {
 }
 
 pub fn query_command(args: &QueryArgs) -> CliResult {
-    let library = query_library(args.queries.as_deref()).map_err(|e| fail(&e))?;
+    let library = query_library(args.queries.as_deref())?;
     if args.list {
         let mut out = std::io::stdout().lock();
         for q in library.iter() {
@@ -504,23 +305,21 @@ pub fn query_command(args: &QueryArgs) -> CliResult {
         .name
         .as_deref()
         .expect("clap requires a name without --list");
-    let query = library.get(name).map_err(|e| fail(&e))?;
-    let sql = query.render(&args.params).map_err(|e| fail(&e))?;
+    let query = library.get(name)?;
+    let sql = query.render(&args.params)?;
     if args.show_sql {
         println!("{sql}");
         return Ok(());
     }
     let runtime = runtime()?;
     let engine = open_engine(&runtime, &args.session)?;
-    let destination = Destination::new(&args.session)?;
+    let destination = destination(&args.session)?;
     runtime.block_on(async {
-        let df = engine.sql(&sql).await.map_err(|e| {
-            (
-                error_code(&e),
-                format!("query {name} ({}): {e}", query.origin),
-            )
-        })?;
-        destination.write(df).await.map_err(|e| fail(&e))?;
+        let df = engine
+            .sql(&sql)
+            .await
+            .map_err(|e| Failure::new(e.kind(), format!("query {name} ({}): {e}", query.origin)))?;
+        destination.write(df).await?;
         Ok(())
     })
 }

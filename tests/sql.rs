@@ -80,7 +80,12 @@ fn statements_run_in_every_format() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("out.json")).unwrap()).unwrap();
     assert_eq!(json[1]["region"], "shanghai");
-    assert!(!dir.path().join("out.json.partial").exists());
+    let partials: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".partial"))
+        .collect();
+    assert!(partials.is_empty(), "{partials:?}");
 
     kefu(dir.path())
         .args([

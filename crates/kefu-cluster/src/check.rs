@@ -315,3 +315,101 @@ mod tests {
         assert_eq!(vcores(&serde_json::json!({"task_slots": 4})), 0);
     }
 }
+
+impl std::fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let slots: u64 = self.executors.iter().map(|e| e.task_slots).sum();
+        writeln!(
+            f,
+            "scheduler {} (Ballista {}): {} executor(s), {slots} task slot(s)",
+            self.scheduler,
+            self.version,
+            self.executors.len()
+        )?;
+        if self.executors.is_empty() {
+            return Ok(());
+        }
+        let mut table = comfy_table::Table::new();
+        table.load_preset(comfy_table::presets::NOTHING);
+        table.set_header([
+            "executor",
+            "address",
+            "slots",
+            "last heartbeat",
+            "tasks run",
+        ]);
+        for executor in &self.executors {
+            table.add_row([
+                executor.id.clone(),
+                format!("{}:{}", executor.host, executor.port),
+                executor.task_slots.to_string(),
+                executor
+                    .last_seen
+                    .map_or("?".to_string(), |d| format!("{:.1} s ago", d.as_secs_f64())),
+                executor.tasks.to_string(),
+            ]);
+        }
+        writeln!(f, "{table}")?;
+        writeln!(
+            f,
+            "check query: calls of {} per region (local_date, business_seconds), {} run(s) on the \
+             cluster in {:.2} s, here in {:.2} s; answers {} ({} rows)",
+            self.month,
+            self.runs,
+            self.cluster_time.as_secs_f64(),
+            self.local_time.as_secs_f64(),
+            if self.equal_to_local {
+                "equal"
+            } else {
+                "DIFFER"
+            },
+            self.rows.len()
+        )?;
+        if self.passed() {
+            writeln!(
+                f,
+                "ok: every executor ran part of the query and the cluster answers as local mode does"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl CheckReport {
+    /// Why the check failed; none when it passed.
+    pub fn failure(&self) -> Option<String> {
+        if self.passed() {
+            return None;
+        }
+        if self.executors.is_empty() {
+            return Some(format!(
+                "no executor has registered with {}: start one with `kefu cluster executor \
+                 --scheduler HOST:PORT --warehouse DIR_OR_URL` and check its log",
+                self.scheduler
+            ));
+        }
+        let mut problems = Vec::new();
+        let idle: Vec<&str> = self
+            .executors
+            .iter()
+            .filter(|e| e.tasks == 0)
+            .map(|e| e.id.as_str())
+            .collect();
+        if !idle.is_empty() {
+            problems.push(format!(
+                "executor(s) {} ran no task in {} run(s) (busy, or not taking tasks: see their logs)",
+                idle.join(", "),
+                self.runs
+            ));
+        }
+        if !self.equal_to_local {
+            problems.push(format!(
+                "the cluster's answer differs from local mode's (do the executors see the same \
+                 warehouse, and run the same kefu?):\n  here:    {}\n  cluster: {}",
+                self.rows.join("\n           "),
+                self.cluster_rows.join("\n           ")
+            ));
+        }
+        Some(format!("cluster check failed: {}", problems.join("; ")))
+    }
+}

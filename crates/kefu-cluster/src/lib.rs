@@ -49,6 +49,20 @@ pub enum ClusterError {
     Sql(#[from] kefu_sql::SqlError),
 }
 
+impl kefu_model::Classify for ClusterError {
+    fn kind(&self) -> kefu_model::ErrorKind {
+        use kefu_model::ErrorKind;
+        match self {
+            ClusterError::Url(_) | ClusterError::Tls { .. } => ErrorKind::Config,
+            ClusterError::Unreachable { .. } | ClusterError::Warehouse(_) => ErrorKind::Io,
+            ClusterError::Listen { .. }
+            | ClusterError::Scheduler(_)
+            | ClusterError::Executor(_)
+            | ClusterError::Sql(_) => ErrorKind::Failure,
+        }
+    }
+}
+
 /// The scheduler's address in a `df://HOST:PORT` URL.
 pub fn scheduler_address(url: &str) -> Result<(String, u16), ClusterError> {
     let bad = || ClusterError::Url(url.to_string());
@@ -88,12 +102,8 @@ impl ObjectStoreRegistry for KefuObjectStores {
             Err(missing) if url.scheme() == "s3" => {
                 let mut bucket = url.clone();
                 bucket.set_path("");
-                let store: Arc<dyn ObjectStore> = Arc::new(
-                    object_store::aws::AmazonS3Builder::from_env()
-                        .with_url(bucket.as_str())
-                        .build()
-                        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?,
-                );
+                let store = kefu_storage::store::bucket_store(&bucket)
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
                 tracing::debug!(%bucket, "object store made from the environment");
                 self.inner.register_store(&bucket, store.clone());
                 let _ = missing;
@@ -123,7 +133,7 @@ pub fn function_registry() -> BallistaFunctionRegistry {
     kefu_sql::udf::register(
         &ctx,
         &kefu_sql::udf::WorkingCalendar::default(),
-        kefu_sql::udf::DEFAULT_TIME_ZONE,
+        kefu_model::calendar::DEFAULT_TIME_ZONE,
     );
     BallistaFunctionRegistry::from(&ctx.state())
 }
@@ -139,7 +149,7 @@ fn session_state(config: SessionConfig) -> datafusion::error::Result<SessionStat
     kefu_sql::udf::register(
         &ctx,
         &kefu_sql::udf::WorkingCalendar::default(),
-        kefu_sql::udf::DEFAULT_TIME_ZONE,
+        kefu_model::calendar::DEFAULT_TIME_ZONE,
     );
     Ok(ctx.state())
 }

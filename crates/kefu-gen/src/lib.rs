@@ -50,11 +50,24 @@ pub enum GenError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{}: {reason}", path.display())]
+    Read { path: PathBuf, reason: String },
+}
+
+impl kefu_model::Classify for GenError {
+    fn kind(&self) -> kefu_model::ErrorKind {
+        match self {
+            GenError::InvalidConfig { .. } => kefu_model::ErrorKind::Config,
+            GenError::Write { .. } | GenError::Read { .. } => kefu_model::ErrorKind::Io,
+        }
+    }
 }
 
 /// What a run produced.
 #[derive(Debug, Clone)]
 pub struct GenSummary {
+    /// The output directory.
+    pub out: PathBuf,
     /// Good rows written per table (messy output: every version and repeat of a record).
     pub rows: BTreeMap<&'static str, u64>,
     /// Messy output: the records per table once each key's versions and repeats are
@@ -77,6 +90,85 @@ impl GenSummary {
 
     pub fn rows_per_second(&self) -> f64 {
         self.total_rows() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+impl serde::Serialize for GenSummary {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Summary<'a> {
+            out: &'a PathBuf,
+            rows: &'a BTreeMap<&'static str, u64>,
+            final_rows: &'a Option<BTreeMap<&'static str, u64>>,
+            bad_rows: u64,
+            files: usize,
+            bytes: u64,
+            seconds: f64,
+            rows_per_second: f64,
+            manifest: &'a Option<PathBuf>,
+        }
+        Summary {
+            out: &self.out,
+            rows: &self.rows,
+            final_rows: &self.final_rows,
+            bad_rows: self.bad_rows,
+            files: self.files.len(),
+            bytes: self.bytes,
+            seconds: self.elapsed.as_secs_f64(),
+            rows_per_second: self.rows_per_second().round(),
+            manifest: &self.manifest,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl std::fmt::Display for GenSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use kefu_model::number::thousands;
+        let per_table = |rows: &BTreeMap<&'static str, u64>| {
+            rows.iter()
+                .map(|(t, n)| format!("{t} {}", thousands(*n)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        write!(
+            f,
+            "generated {} rows ({})",
+            thousands(self.total_rows()),
+            per_table(&self.rows)
+        )?;
+        if self.bad_rows > 0 {
+            write!(
+                f,
+                " incl. {} deliberately bad rows",
+                thousands(self.bad_rows)
+            )?;
+        }
+        writeln!(
+            f,
+            " in {:.2} s: {} rows/s, {:.1} MB in {} files under {}",
+            self.elapsed.as_secs_f64(),
+            thousands(self.rows_per_second().round() as u64),
+            self.bytes as f64 / 1e6,
+            self.files.len(),
+            self.out.display(),
+        )?;
+        if let Some(final_rows) = &self.final_rows {
+            writeln!(
+                f,
+                "the records above are versions and repeats of {} records ({}): the plain output of the same arguments",
+                thousands(final_rows.values().sum::<u64>()),
+                per_table(final_rows)
+            )?;
+        }
+        if let Some(m) = &self.manifest {
+            writeln!(
+                f,
+                "bad rows, delivery days and file inventory: {}",
+                m.display()
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -143,6 +235,7 @@ pub fn generate(cfg: &GenConfig, progress: &dyn Progress) -> Result<GenSummary, 
         files.dedup();
         files.push(manifest_path.clone());
         GenSummary {
+            out: cfg.out.clone(),
             rows: m.records.clone(),
             final_rows: Some(m.rows.clone()),
             bad_rows: m.bad_rows.len() as u64,
@@ -157,6 +250,7 @@ pub fn generate(cfg: &GenConfig, progress: &dyn Progress) -> Result<GenSummary, 
         let written = sink.finish()?;
         let files: Vec<PathBuf> = written.iter().map(|(_, p, _)| p.clone()).collect();
         GenSummary {
+            out: cfg.out.clone(),
             rows: written.iter().map(|(t, _, n)| (t.name(), *n)).collect(),
             final_rows: None,
             bad_rows: 0,

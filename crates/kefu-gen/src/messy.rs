@@ -135,10 +135,28 @@ pub struct ArchiveEntry {
 }
 
 /// The files that arrive on one day: what a daily scheduled ingest takes as one batch.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Delivery {
     pub date: String,
+    /// Relative to the output directory.
     pub paths: Vec<String>,
+}
+
+/// The deliveries a `manifest.json` lists, in date order.
+pub fn read_deliveries(manifest: &Path) -> Result<Vec<Delivery>, GenError> {
+    #[derive(serde::Deserialize)]
+    struct Deliveries {
+        deliveries: Vec<Delivery>,
+    }
+    let bytes = std::fs::read(manifest).map_err(|source| GenError::Read {
+        path: manifest.to_path_buf(),
+        reason: source.to_string(),
+    })?;
+    let parsed: Deliveries = serde_json::from_slice(&bytes).map_err(|e| GenError::Read {
+        path: manifest.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(parsed.deliveries)
 }
 
 /// `manifest.json`.
@@ -556,19 +574,12 @@ impl<R: Rng> MessySink<R> {
     }
 }
 
-/// Writes a whole file under a temporary name, syncs it and renames it into place.
+/// Replaces a whole file ([`kefu_storage::atomic::write`]).
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), GenError> {
-    let err = |source| GenError::Write {
+    kefu_storage::atomic::write(path, bytes).map_err(|source| GenError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    let mut f = std::fs::File::create(&partial).map_err(err)?;
-    f.write_all(bytes).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&partial, path).map_err(err)
+    })
 }
 
 /// An archive of `members` with the export time (02:00 the next morning) as its members'

@@ -1,11 +1,11 @@
 //! Plain output: one file per table (`calls.csv`, …, or `.jsonl`), canonical formatting;
 //! the dimensions (organisation, staff, queues, categories) are CSV in either format.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use kefu_model::Table;
+use kefu_storage::atomic::AtomicFile;
 
 use crate::GenError;
 use crate::calendar::{DayInfo, TimeFormatter};
@@ -16,20 +16,19 @@ use crate::sim::{DayRows, Sink, observe};
 use crate::world::World;
 
 enum TableOut {
-    Csv(Box<csv::Writer<File>>),
-    Jsonl(BufWriter<File>),
+    Csv(Box<csv::Writer<AtomicFile>>),
+    Jsonl(BufWriter<AtomicFile>),
 }
 
 struct TableFile {
     table: Table,
-    partial: PathBuf,
     path: PathBuf,
     out: TableOut,
     rows: u64,
 }
 
-/// Writes each table to `<name>.<ext>.partial` and renames it into place at the end, so a
-/// failed or interrupted run never leaves a file that looks complete.
+/// Writes each table under a temporary name and puts it in place at the end
+/// ([`AtomicFile`]), so a failed or interrupted run never leaves a file that looks complete.
 ///
 /// The output is the world as known at the end of the period (`end`): tickets in the
 /// state they show then, calls that have ended by then.
@@ -62,22 +61,20 @@ impl PlainSink {
             .filter(|t| !crate::dims::TABLES.contains(t))
         {
             let path = dir.join(format!("{}.{}", table.name(), format.extension()));
-            let partial = path.with_extension(format!("{}.partial", format.extension()));
-            let file = File::create(&partial).map_err(io_err(&partial))?;
+            let file = AtomicFile::create(&path).map_err(io_err(&path))?;
             let out = match format {
                 OutputFormat::Csv => {
                     let mut w = csv::WriterBuilder::new()
                         .buffer_capacity(1 << 20)
                         .from_writer(file);
                     let header: Vec<&str> = table.columns().iter().map(|c| c.name).collect();
-                    w.write_record(&header).map_err(|e| csv_err(&partial, e))?;
+                    w.write_record(&header).map_err(|e| csv_err(&path, e))?;
                     TableOut::Csv(Box::new(w))
                 }
                 OutputFormat::Jsonl => TableOut::Jsonl(BufWriter::with_capacity(1 << 20, file)),
             };
             files.push(TableFile {
                 table,
-                partial,
                 path,
                 out,
                 rows: 0,
@@ -109,7 +106,7 @@ impl PlainSink {
                     );
                 }
                 if let Some(e) = direct.error {
-                    return Err(csv_err(&file.partial, e));
+                    return Err(csv_err(&file.path, e));
                 }
             }
             TableOut::Jsonl(w) => {
@@ -120,7 +117,7 @@ impl PlainSink {
                         &mut JsonFields::new(&mut self.json, columns, &self.times),
                     );
                 }
-                w.write_all(&self.json).map_err(io_err(&file.partial))?;
+                w.write_all(&self.json).map_err(io_err(&file.path))?;
             }
         }
         file.rows += rows.len() as u64;
@@ -134,13 +131,12 @@ impl PlainSink {
             let file = match f.out {
                 TableOut::Csv(w) => w
                     .into_inner()
-                    .map_err(|e| io_err(&f.partial)(e.into_error()))?,
+                    .map_err(|e| io_err(&f.path)(e.into_error()))?,
                 TableOut::Jsonl(w) => w
                     .into_inner()
-                    .map_err(|e| io_err(&f.partial)(e.into_error()))?,
+                    .map_err(|e| io_err(&f.path)(e.into_error()))?,
             };
-            file.sync_all().map_err(io_err(&f.partial))?;
-            std::fs::rename(&f.partial, &f.path).map_err(io_err(&f.path))?;
+            file.commit().map_err(io_err(&f.path))?;
             done.push((f.table, f.path, f.rows));
         }
         done.extend(self.dimensions);

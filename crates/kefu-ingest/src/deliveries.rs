@@ -327,6 +327,8 @@ impl DayDelivery {
 /// Deliveries of a run of days, every expected region.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeliveryReport {
+    /// The warehouse's location (empty where the report was made from a ledger alone).
+    pub warehouse: String,
     pub zone: String,
     pub from: NaiveDate,
     pub to: NaiveDate,
@@ -338,6 +340,47 @@ pub struct DeliveryReport {
     /// data, snapshots, or a pattern that needs changing), newest first, at most 20.
     pub unrecognised: Vec<String>,
     pub unrecognised_count: usize,
+    /// Deliveries that need attention (missing, late, or a volume flag).
+    pub problems: usize,
+    /// Deliveries past their due time that have not arrived.
+    pub missing: usize,
+    /// What was expected, for the report's heading.
+    #[serde(skip)]
+    pub expected: ScheduleConfig,
+}
+
+/// The data days a delivery report covers.
+#[derive(Debug, Clone, Copy)]
+pub enum DayWindow<'a> {
+    /// `days` days ending with the day a date expression gives (evaluated against today on
+    /// the warehouse's calendar): `yesterday`, `today - 2 days`, `2026-03-01`.
+    Ending { until: &'a str, days: u32 },
+    /// These days, first and last.
+    Days(NaiveDate, NaiveDate),
+}
+
+/// The deliveries to `warehouse` over `window`, as of now, on the warehouse's calendar:
+/// what `kefu status --deliveries`, the server's dashboard and the jobs'
+/// `requires_deliveries` look at.
+pub async fn in_warehouse(
+    warehouse: &kefu_storage::Warehouse,
+    schedule: &Schedule,
+    window: DayWindow<'_>,
+) -> Result<DeliveryReport, IngestError> {
+    let zone = warehouse.time_zone().await?;
+    let ledger = warehouse.ledger().await?;
+    let now = Utc::now();
+    let (from, to) = match window {
+        DayWindow::Days(from, to) => (from, to),
+        DayWindow::Ending { until, days } => {
+            let today = now.with_timezone(&zone).date_naive();
+            let to = kefu_model::calendar::eval(until, today)?;
+            (to - Days::new(u64::from(days.max(1)) - 1), to)
+        }
+    };
+    let mut report = deliveries(&ledger, schedule, zone, from, to, now);
+    report.warehouse = warehouse.location().to_string();
+    Ok(report)
 }
 
 impl DeliveryReport {
@@ -349,6 +392,16 @@ impl DeliveryReport {
         self.days
             .iter()
             .filter(|d| d.status == DeliveryStatus::Missing)
+    }
+
+    /// Only `region`'s deliveries (what an office may see of the report).
+    pub fn keep_region(&mut self, region: &str) {
+        self.regions.retain(|r| r == region);
+        self.days.retain(|d| d.region == region);
+        self.unrecognised.clear();
+        self.unrecognised_count = 0;
+        self.problems = self.problems().count();
+        self.missing = self.missing().count();
     }
 }
 
@@ -473,6 +526,13 @@ pub fn deliveries(
     unrecognised.reverse();
     unrecognised.truncate(20);
     DeliveryReport {
+        warehouse: String::new(),
+        problems: days.iter().filter(|d| d.is_problem()).count(),
+        missing: days
+            .iter()
+            .filter(|d| d.status == DeliveryStatus::Missing)
+            .count(),
+        expected: schedule.config.clone(),
         zone: zone.name().to_string(),
         from,
         to,

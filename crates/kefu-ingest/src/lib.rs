@@ -16,6 +16,7 @@ pub mod object;
 pub mod profile;
 mod profile_file;
 mod read;
+pub mod report;
 pub mod source;
 pub mod text;
 pub mod transform;
@@ -74,6 +75,8 @@ pub enum IngestError {
     #[error("{0}")]
     Options(String),
     #[error(transparent)]
+    DateExpression(#[from] kefu_model::calendar::BadDateExpression),
+    #[error(transparent)]
     Storage(#[from] kefu_storage::StorageError),
     #[error("writing the batch failed: {0}")]
     Write(String),
@@ -95,6 +98,29 @@ pub enum IngestError {
         duplicates: u64,
         max_ratio: f64,
     },
+}
+
+impl kefu_model::Classify for IngestError {
+    fn kind(&self) -> kefu_model::ErrorKind {
+        use kefu_model::ErrorKind;
+        match self {
+            IngestError::Schedule { .. }
+            | IngestError::Profile { .. }
+            | IngestError::Options(_)
+            | IngestError::DateExpression(_) => ErrorKind::Config,
+            IngestError::TooManyRejects { .. } | IngestError::TooManyDuplicates { .. } => {
+                ErrorKind::Rejects
+            }
+            IngestError::Storage(e) => e.kind(),
+            IngestError::Read { .. }
+            | IngestError::Csv { .. }
+            | IngestError::Source { .. }
+            | IngestError::Empty { .. }
+            | IngestError::UnknownTable { .. }
+            | IngestError::Header { .. }
+            | IngestError::Write(_) => ErrorKind::Io,
+        }
+    }
 }
 
 /// Rejects counted by reason, with the first few kept as examples (for `check` per

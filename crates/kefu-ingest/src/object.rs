@@ -49,12 +49,7 @@ pub fn list(url: &str) -> Result<Vec<ObjectSource>, IngestError> {
         .host_str()
         .filter(|b| !b.is_empty())
         .ok_or_else(|| err("an s3:// URL needs a bucket".into()))?;
-    let store: Arc<dyn ObjectStore> = Arc::new(
-        object_store::aws::AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .build()
-            .map_err(|e| err(e.to_string()))?,
-    );
+    let store = kefu_storage::store::bucket_store(&parsed).map_err(|e| err(e.to_string()))?;
     let key = parsed.path().trim_start_matches('/');
     let rt = runtime(url)?;
     let base = format!("s3://{bucket}");

@@ -70,7 +70,7 @@ impl Profile {
             name: "builtin".into(),
             file: None,
             table: None,
-            time_zone: chrono_tz::Asia::Shanghai,
+            time_zone: kefu_model::calendar::DEFAULT_TIME_ZONE,
             time_zone_given: false,
             null_values: owned(&["", "NULL", "null", "-"]),
             column_null_values: BTreeMap::from([("customer_id".to_string(), owned(&["0"]))]),

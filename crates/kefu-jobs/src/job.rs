@@ -16,7 +16,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::JobError;
-use crate::dates::{self, Period};
+use kefu_model::calendar::{self as dates, Period};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,8 +138,8 @@ impl DaysRequired {
 
     /// The first and last data day at `run_date`.
     pub fn resolve(&self, run_date: NaiveDate) -> Result<(NaiveDate, NaiveDate), String> {
-        let from = dates::eval(&self.from, run_date)?;
-        let to = dates::eval(&self.to, run_date)?;
+        let from = dates::eval(&self.from, run_date).map_err(|e| e.to_string())?;
+        let to = dates::eval(&self.to, run_date).map_err(|e| e.to_string())?;
         if to < from {
             return Err(format!(
                 "requires_deliveries: '{}' ({to}) is before '{}' ({from})",
@@ -185,7 +185,9 @@ impl ParamValue {
     pub fn resolve(&self, run_date: NaiveDate) -> Result<String, String> {
         match self {
             ParamValue::Literal(v) => Ok(v.clone()),
-            ParamValue::Date(expr) => dates::eval(expr, run_date).map(|d| d.to_string()),
+            ParamValue::Date(expr) => dates::eval(expr, run_date)
+                .map(|d| d.to_string())
+                .map_err(|e| e.to_string()),
         }
     }
 }
@@ -313,7 +315,7 @@ impl Job {
         }
         // Opening a local warehouse creates its directory: a job's first run does that.
         if self.warehouse.local_path().is_some_and(|d| !d.is_dir()) {
-            return kefu_storage::DEFAULT_TIME_ZONE;
+            return kefu_model::calendar::DEFAULT_TIME_ZONE;
         }
         let read = || -> Option<chrono_tz::Tz> {
             let warehouse = kefu_storage::Warehouse::open(&self.warehouse).ok()?;
@@ -325,7 +327,7 @@ impl Job {
         };
         match read() {
             Some(zone) => *self.calendar.get_or_init(|| zone),
-            None => kefu_storage::DEFAULT_TIME_ZONE,
+            None => kefu_model::calendar::DEFAULT_TIME_ZONE,
         }
     }
 

@@ -1,7 +1,8 @@
 //! Scheduled batch jobs: what data teams run every night and every month.
 //!
 //! A job file ([`job`]) names a warehouse and steps: ingest sources, run named or inline
-//! queries whose parameters are date expressions on the run date ([`dates`]), write their
+//! queries whose parameters are date expressions on the run date
+//! ([`kefu_model::calendar`]), write their
 //! results (Parquet, CSV, JSON; one file or one per period; local or object store), and
 //! build the monthly report. [`run::run`] executes a job incrementally: a period is
 //! recomputed only when the warehouse files it depends on changed (the ledger says which
@@ -9,7 +10,7 @@
 //! apart, and a JSON run report is written beside the outputs. [`schedule`] runs jobs on
 //! their cron expressions, catching up a missed run once.
 
-pub mod dates;
+pub mod demo;
 pub mod job;
 pub mod run;
 pub mod schedule;
@@ -36,6 +37,27 @@ pub enum JobError {
     Locked { job: String, holder: String },
     #[error("{0}")]
     Run(String),
+    #[error(transparent)]
+    Generate(#[from] kefu_gen::GenError),
+    #[error(transparent)]
+    Ingest(#[from] kefu_ingest::IngestError),
+    #[error(transparent)]
+    Storage(#[from] kefu_storage::StorageError),
+}
+
+impl kefu_model::Classify for JobError {
+    fn kind(&self) -> kefu_model::ErrorKind {
+        use kefu_model::ErrorKind;
+        match self {
+            JobError::Config { .. } => ErrorKind::Config,
+            JobError::Io { .. } => ErrorKind::Io,
+            JobError::Locked { .. } => ErrorKind::Locked,
+            JobError::Run(_) => ErrorKind::Failure,
+            JobError::Generate(e) => e.kind(),
+            JobError::Ingest(e) => e.kind(),
+            JobError::Storage(e) => e.kind(),
+        }
+    }
 }
 
 impl JobError {
@@ -45,9 +67,4 @@ impl JobError {
             reason: reason.to_string(),
         }
     }
-}
-
-/// Today on `zone`'s calendar (the warehouse's): the default run date.
-pub fn local_today(zone: chrono_tz::Tz) -> chrono::NaiveDate {
-    chrono::Utc::now().with_timezone(&zone).date_naive()
 }

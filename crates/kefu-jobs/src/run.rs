@@ -27,10 +27,11 @@ use kefu_storage::Warehouse;
 use kefu_storage::publish::Target;
 use serde::Serialize;
 
-use crate::dates::{self, Period};
+use crate::JobError;
 use crate::job::{IngestStep, Job, Lookahead, QueryStep, ReportStep, StepKind};
 use crate::state::{State, StateDir, UnitState};
-use crate::{JobError, local_today};
+use kefu_model::calendar::today as local_today;
+use kefu_model::calendar::{self as dates, Period};
 
 /// Opens the SQL sessions of a run's query and report steps (`kefu run --cluster` gives
 /// one that runs them on a Ballista cluster).
@@ -83,6 +84,19 @@ pub enum RunStatus {
     PartialFailure,
     /// Every step that ran failed.
     Failed,
+}
+
+impl RunStatus {
+    /// The kind of failure a run with this status is; none when it succeeded.
+    pub fn kind(self) -> Option<kefu_model::ErrorKind> {
+        use kefu_model::ErrorKind;
+        match self {
+            RunStatus::Ok | RunStatus::NothingToDo => None,
+            RunStatus::Rejected => Some(ErrorKind::Rejects),
+            RunStatus::PartialFailure | RunStatus::MissingDeliveries => Some(ErrorKind::Incomplete),
+            RunStatus::Failed => Some(ErrorKind::Failure),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -322,7 +336,7 @@ pub fn run(
         tracing::info!(job = %job.name, step = %step.name, "step starts");
         let required = match &step.requires_deliveries {
             Some(days) if !options.dry_run => {
-                runtime.block_on(runner.check_deliveries(days, zone, &mut report))
+                runtime.block_on(runner.check_deliveries(days, &mut report))
             }
             _ => Ok(()),
         };
@@ -807,7 +821,7 @@ impl Runner<'_> {
                 let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
                 let bytes = kefu_sql::output::encode(Format::Parquet, schema.clone(), &batches)
                     .map_err(|e| e.to_string())?;
-                kefu_storage::publish::write_local(&cache, &bytes)
+                kefu_storage::atomic::write(&cache, &bytes)
                     .map_err(|e| format!("{}: {e}", cache.display()))?;
                 for o in &per_period {
                     let target = self.target(&o.path.replace("{period}", &unit.period))?;
@@ -949,19 +963,14 @@ impl Runner<'_> {
     async fn check_deliveries(
         &mut self,
         days: &crate::job::DaysRequired,
-        zone: chrono_tz::Tz,
         report: &mut StepReport,
     ) -> Result<(), String> {
         let (from, to) = days.resolve(self.run_date)?;
-        let ledger = self.warehouse.ledger().await.map_err(|e| e.to_string())?;
-        let deliveries = kefu_ingest::deliveries::deliveries(
-            &ledger,
-            &self.job.deliveries,
-            zone,
-            from,
-            to,
-            chrono::Utc::now(),
-        );
+        let window = kefu_ingest::deliveries::DayWindow::Days(from, to);
+        let deliveries =
+            kefu_ingest::deliveries::in_warehouse(&self.warehouse, &self.job.deliveries, window)
+                .await
+                .map_err(|e| e.to_string())?;
         if deliveries.regions.is_empty() {
             return Err(format!(
                 "requires_deliveries {from}..{to}: no office has delivered anything the schedule recognises (set [deliveries] regions and pattern)"
@@ -1012,7 +1021,9 @@ impl Runner<'_> {
                 .into_iter()
                 .map(|(_, f, _)| edition.start(f))
                 .collect(),
-            None => vec![edition.start(dates::eval(&step.month, self.run_date)?)],
+            None => vec![
+                edition.start(dates::eval(&step.month, self.run_date).map_err(|e| e.to_string())?),
+            ],
         };
         let inventory = self.inventory().await?;
         let engine = self.engine(&inventory).await?;

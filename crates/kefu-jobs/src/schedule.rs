@@ -9,7 +9,10 @@
 
 use std::path::Path;
 
+use std::time::Duration;
+
 use chrono::{DateTime, Timelike, Utc};
+use kefu_model::{Classify, ErrorKind};
 use kefu_progress::Progress;
 
 use crate::run::{RunOptions, RunReport};
@@ -47,6 +50,114 @@ pub enum Event {
         job: String,
         next: Option<DateTime<Utc>>,
     },
+}
+
+impl Event {
+    /// The job the event is about.
+    pub fn job(&self) -> &str {
+        match self {
+            Event::Armed { job, .. } | Event::Waiting { job, .. } | Event::Ran { job, .. } => job,
+        }
+    }
+
+    /// The event as a line of the scheduler's log, stamped `now` on `zone`'s clock (the
+    /// job's calendar); a job that is not due says so only when `waiting` asks.
+    pub fn line(&self, now: DateTime<Utc>, zone: chrono_tz::Tz, waiting: bool) -> Option<String> {
+        let stamp = now.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S");
+        let next = |t: &Option<DateTime<Utc>>| {
+            t.map_or_else(
+                || "never".into(),
+                |t| t.with_timezone(&zone).format("%Y-%m-%d %H:%M").to_string(),
+            )
+        };
+        Some(match self {
+            Event::Armed { job, next: n } => {
+                format!("[{stamp}] {job}: armed, first run at {}", next(n))
+            }
+            Event::Waiting { job, next: n } if waiting => {
+                format!("[{stamp}] {job}: not due, next run at {}", next(n))
+            }
+            Event::Waiting { .. } => return None,
+            Event::Ran {
+                job,
+                due,
+                missed,
+                result,
+            } => {
+                let due = due.with_timezone(&zone).format("%Y-%m-%d %H:%M");
+                let catch_up = if *missed > 0 {
+                    format!(" (catching up: {missed} earlier scheduled runs were missed; ran once)")
+                } else {
+                    String::new()
+                };
+                match result {
+                    Ok(report) => {
+                        let mut line = format!(
+                            "[{stamp}] {job}: ran for {due}{catch_up}: {:?}",
+                            report.status
+                        );
+                        for summary in report.summary().lines() {
+                            line.push_str("\n    ");
+                            line.push_str(summary);
+                        }
+                        line
+                    }
+                    Err(e) => format!("[{stamp}] {job}: run for {due} failed: {e}"),
+                }
+            }
+        })
+    }
+
+    /// The kind of failure of a run that did not succeed.
+    pub fn failure(&self) -> Option<ErrorKind> {
+        match self {
+            Event::Ran {
+                result: Ok(report), ..
+            } => report.status.kind(),
+            Event::Ran { result: Err(e), .. } => Some(e.kind()),
+            _ => None,
+        }
+    }
+}
+
+/// Runs the scheduled jobs of `jobs` on their cron expressions, in the foreground; every
+/// event is handed to `log` as a line (with `once`, jobs not due too). `now` pretends
+/// the time is that (for trying out a schedule). With `once`, runs what is due now and
+/// returns the kinds of the runs that failed; else runs until the process stops.
+pub fn run(
+    jobs: &[Job],
+    once: bool,
+    now: Option<DateTime<Utc>>,
+    progress: &dyn Progress,
+    mut log: impl FnMut(&str),
+) -> Vec<ErrorKind> {
+    let mut failures = Vec::new();
+    loop {
+        let at = now.unwrap_or_else(Utc::now);
+        for event in tick(jobs, at, progress) {
+            let zone = jobs
+                .iter()
+                .find(|j| j.name == event.job())
+                .map_or(kefu_model::calendar::DEFAULT_TIME_ZONE, Job::calendar);
+            if let Some(line) = event.line(at, zone, once) {
+                log(&line);
+            }
+            failures.extend(event.failure());
+        }
+        if once {
+            return failures;
+        }
+        let now = Utc::now();
+        let wake = jobs
+            .iter()
+            .filter_map(|j| next_fire(j, now))
+            .min()
+            .map_or(Duration::from_secs(60), |t| {
+                (t - now).to_std().unwrap_or_default()
+            });
+        // Wake at least once a minute, so a changed clock is noticed.
+        std::thread::sleep(wake.min(Duration::from_secs(60)) + Duration::from_millis(200));
+    }
 }
 
 /// The next scheduled time of `job` after `now`.

@@ -74,7 +74,7 @@ impl StateDir {
 
     pub fn save(&self, state: &State) -> Result<(), JobError> {
         let bytes = serde_json::to_vec_pretty(state).expect("state serialises");
-        kefu_storage::publish::write_local(&self.file(), &bytes)
+        kefu_storage::atomic::write(&self.file(), &bytes)
             .map_err(|e| JobError::io(self.file().display(), e))
     }
 

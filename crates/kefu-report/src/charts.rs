@@ -59,21 +59,7 @@ fn places(step: f64) -> usize {
         .unwrap_or(4)
 }
 
-/// 1234567 → "1,234,567".
-pub fn thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    if n < 0 {
-        out.push('-');
-    }
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
+pub use kefu_model::number::thousands;
 
 /// Escapes text for SVG/HTML content and attributes.
 pub fn escape(s: &str) -> String {

@@ -33,6 +33,13 @@ pub enum ReportError {
         "'{0}' is not a report period: a month (2026-11), a half year (2026-H1, 2026-H2) or a year (2026); editions are month, half and year"
     )]
     Period(String),
+    /// Neither a report period nor a date expression.
+    #[error("{not_a_period}; nor a date expression: {not_a_date}")]
+    PeriodExpression {
+        not_a_period: Box<ReportError>,
+        #[source]
+        not_a_date: kefu_model::calendar::BadDateExpression,
+    },
     #[error("'{0}' is not a report language (zh or en)")]
     Lang(String),
     #[error("query {query}: {source}")]
@@ -56,6 +63,24 @@ pub enum ReportError {
         region: String,
         held: String,
     },
+}
+
+impl kefu_model::Classify for ReportError {
+    fn kind(&self) -> kefu_model::ErrorKind {
+        use kefu_model::ErrorKind;
+        match self {
+            ReportError::Month(_)
+            | ReportError::Period(_)
+            | ReportError::Lang(_)
+            | ReportError::PeriodExpression { .. }
+            | ReportError::Target(..) => ErrorKind::Config,
+            ReportError::Write(_) => ErrorKind::Io,
+            ReportError::NoData { .. } => ErrorKind::NoData,
+            ReportError::Query { .. } | ReportError::Column { .. } | ReportError::Template(_) => {
+                ErrorKind::Failure
+            }
+        }
+    }
 }
 
 /// The report's language: labels, summary and number words.
@@ -246,6 +271,21 @@ impl ReportPeriod {
     }
 }
 
+impl ReportPeriod {
+    /// A period (`2026-11`, `2026-H1`, `2026`), or the month holding the day of a date
+    /// expression (`last_month`, `today - 1 month`) evaluated on `today`.
+    pub fn resolve(text: &str, today: NaiveDate) -> Result<Self, ReportError> {
+        text.parse::<ReportPeriod>().or_else(|not_a_period| {
+            kefu_model::calendar::eval(text, today)
+                .map(ReportPeriod::month)
+                .map_err(|not_a_date| ReportError::PeriodExpression {
+                    not_a_period: Box::new(not_a_period),
+                    not_a_date,
+                })
+        })
+    }
+}
+
 impl FromStr for ReportPeriod {
     type Err = ReportError;
     /// `YYYY-MM` (a month), `YYYY-H1` / `YYYY-H2` (a half year) or `YYYY` (a year).
@@ -316,6 +356,15 @@ impl Targets {
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
         )
+    }
+
+    /// The usual targets with `given` (`KPI=VALUE` each) set over them.
+    pub fn usual_with(given: &[String]) -> Result<Self, ReportError> {
+        let mut targets = Targets::usual();
+        for target in given {
+            targets.set(target)?;
+        }
+        Ok(targets)
     }
 
     pub fn get(&self, kpi: &str) -> Option<f64> {

@@ -128,6 +128,24 @@ impl UploadClient {
         self.retrying(attempt).await
     }
 
+    /// Uploads `file` and, with `wait` (and unless it duplicates an earlier one), waits
+    /// until the server has ingested it: the server's record of the upload.
+    pub async fn deliver(
+        &self,
+        file: &Path,
+        region: Option<&str>,
+        wait: bool,
+        progress: std::sync::Arc<dyn Progress>,
+    ) -> Result<serde_json::Value, ServerError> {
+        let answer = self.upload(file, region, progress).await?;
+        match (wait, answer["id"].as_str()) {
+            (true, Some(id)) if answer["duplicate"] != true => {
+                self.wait(id, Duration::from_millis(500)).await
+            }
+            _ => Ok(answer),
+        }
+    }
+
     /// Polls the upload's status until it is `done` or `failed`.
     pub async fn wait(&self, id: &str, every: Duration) -> Result<serde_json::Value, ServerError> {
         loop {
@@ -206,4 +224,48 @@ fn error_chain(e: &reqwest::Error) -> String {
         source = s.source();
     }
     message
+}
+
+/// One line about an upload: its id and status, or what it duplicates; counts when done.
+pub fn describe_upload(file: &Path, r: &serde_json::Value) -> String {
+    let name = file.display();
+    if r["duplicate"] == true {
+        let of = &r["duplicate_of"];
+        let what = match (of["upload"].as_str(), of["batch"].as_u64()) {
+            (Some(u), _) => format!("upload {u}"),
+            (None, Some(b)) => format!("batch {b} of the warehouse"),
+            _ => "an earlier upload".to_string(),
+        };
+        return format!("{name}: duplicate of {what}; not ingested again");
+    }
+    let id = r["id"].as_str().unwrap_or("?");
+    let status = r["status"].as_str().unwrap_or("?");
+    match status {
+        "done" => {
+            let c = &r["counts"];
+            format!(
+                "{name}: {id} done: {} landed, {} rejected, {} duplicates{}",
+                c["landed"],
+                c["rejected"],
+                c["duplicates"],
+                if c["rejected"].as_u64().unwrap_or(0) > 0 {
+                    format!(
+                        " (rejects: {})",
+                        r["links"]["rejects"].as_str().unwrap_or("")
+                    )
+                } else {
+                    String::new()
+                }
+            )
+        }
+        "failed" => format!(
+            "{name}: {id} failed: {}",
+            r["error"].as_str().unwrap_or("no reason given")
+        ),
+        other => format!(
+            "{name}: {id} {other} ({} bytes, sha256 {})",
+            r["bytes"],
+            r["sha256"].as_str().unwrap_or("")
+        ),
+    }
 }

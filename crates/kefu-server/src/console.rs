@@ -249,10 +249,7 @@ pub async fn deliveries(
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), None),
     };
     if let Some(region) = &principal.region {
-        report.regions.retain(|r| r == region);
-        report.days.retain(|d| &d.region == region);
-        report.unrecognised.clear();
-        report.unrecognised_count = 0;
+        report.keep_region(region);
     }
     let mut value = serde_json::to_value(&report).expect("the report serialises");
     value["problems"] = report.problems().count().into();

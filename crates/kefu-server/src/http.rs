@@ -57,20 +57,12 @@ impl AppState {
     pub async fn recent_deliveries(
         &self,
         days: u32,
-    ) -> Result<kefu_ingest::deliveries::DeliveryReport, kefu_storage::StorageError> {
-        let zone = self.warehouse.time_zone().await?;
-        let ledger = self.warehouse.ledger().await?;
-        let now = chrono::Utc::now();
-        let yesterday = now.with_timezone(&zone).date_naive() - chrono::Days::new(1);
-        let from = yesterday - chrono::Days::new(u64::from(days.max(1)) - 1);
-        Ok(kefu_ingest::deliveries::deliveries(
-            &ledger,
-            &self.deliveries,
-            zone,
-            from,
-            yesterday,
-            now,
-        ))
+    ) -> Result<kefu_ingest::deliveries::DeliveryReport, kefu_ingest::IngestError> {
+        let window = kefu_ingest::deliveries::DayWindow::Ending {
+            until: "yesterday",
+            days,
+        };
+        kefu_ingest::deliveries::in_warehouse(&self.warehouse, &self.deliveries, window).await
     }
 
     /// A turn to run a query, waiting up to 10 s for one; held until the query ends.

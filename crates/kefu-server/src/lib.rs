@@ -13,6 +13,7 @@ pub mod config;
 pub mod console;
 pub mod flight;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod postgres;
 pub mod upload_api;
@@ -38,6 +39,20 @@ pub enum ServerError {
     Client { url: String, message: String },
     #[error("the server refused: {status}: {message}")]
     Refused { status: u16, message: String },
+}
+
+impl kefu_model::Classify for ServerError {
+    fn kind(&self) -> kefu_model::ErrorKind {
+        use kefu_model::ErrorKind;
+        match self {
+            // An upload the server refused (token, size, name) is the client's to fix.
+            ServerError::Config { .. } | ServerError::Refused { .. } => ErrorKind::Config,
+            ServerError::Listen { .. }
+            | ServerError::Warehouse(_)
+            | ServerError::Io(_)
+            | ServerError::Client { .. } => ErrorKind::Io,
+        }
+    }
 }
 
 /// The server's shared state over `warehouse`, with the inbox opened; also returns the

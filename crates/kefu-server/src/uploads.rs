@@ -203,7 +203,7 @@ fn claim_inbox(dir: &Path) -> Result<(), ServerError> {
             });
         }
     }
-    kefu_storage::publish::write_local(&marker, b"kefu uploads inbox\n")
+    kefu_storage::atomic::write(&marker, b"kefu uploads inbox\n")
         .map_err(|e| io_error("cannot write", &marker, &e))
 }
 
@@ -421,7 +421,7 @@ fn quarantine_if_tried_out(mut upload: Upload, record: &Path) -> Result<Upload, 
 /// Writes an upload's `upload.json` durably.
 fn write_record(path: &Path, upload: &Upload) -> Result<(), ServerError> {
     let bytes = serde_json::to_vec_pretty(upload).expect("an upload serialises");
-    kefu_storage::publish::write_local(path, &bytes).map_err(|e| io_error("cannot write", path, &e))
+    kefu_storage::atomic::write(path, &bytes).map_err(|e| io_error("cannot write", path, &e))
 }
 
 /// The batch and source of the ledger that hold `content_hash`.

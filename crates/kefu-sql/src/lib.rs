@@ -7,10 +7,13 @@
 //! SQL lacks, such as business-time durations under a working calendar.
 
 pub mod by_key;
+pub mod describe;
+pub mod destination;
 pub mod engine;
 pub mod limits;
 pub mod output;
 pub mod queries;
+pub mod shell;
 pub mod side_files;
 pub mod snapshot;
 pub mod udf;
@@ -64,6 +67,32 @@ pub enum SqlError {
     TooDeep { limit: usize },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("cannot start the shell: {0}")]
+    ShellStart(#[source] rustyline::error::ReadlineError),
+    #[error("reading input: {0}")]
+    Input(#[source] rustyline::error::ReadlineError),
+}
+
+impl kefu_model::Classify for SqlError {
+    fn kind(&self) -> kefu_model::ErrorKind {
+        use kefu_model::ErrorKind;
+        match self {
+            SqlError::Io { .. }
+            | SqlError::Output { .. }
+            | SqlError::Warehouse(_)
+            | SqlError::Input(_) => ErrorKind::Io,
+            SqlError::QueryFile { .. } | SqlError::UnknownQuery(_) | SqlError::Query { .. } => {
+                ErrorKind::Config
+            }
+            SqlError::ReadOnly { .. }
+            | SqlError::DataFusion(_)
+            | SqlError::ResourcesExhausted(_)
+            | SqlError::TooLong { .. }
+            | SqlError::TooDeep { .. }
+            | SqlError::Internal(_)
+            | SqlError::ShellStart(_) => ErrorKind::Failure,
+        }
+    }
 }
 
 impl SqlError {

@@ -16,6 +16,7 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
 
 use crate::SqlError;
+pub use crate::destination::{Destination, run_script, terminal_width};
 
 /// How results are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -532,17 +533,7 @@ fn count_line(shown: usize, total: u64) -> String {
     }
 }
 
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+use kefu_model::number::thousands;
 
 /// Encodes whole results in one format (CSV, JSON, NDJSON, Parquet, xlsx or a text
 /// table).
@@ -568,4 +559,59 @@ pub fn encode_styled(
     }
     writer.finish()?;
     Ok(bytes)
+}
+/// `batch` with its instants on `zone`'s clock, as a profile's author reads its source.
+fn on_local_clock(batch: &RecordBatch, zone: chrono_tz::Tz) -> RecordBatch {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let local = DataType::Timestamp(
+        arrow::datatypes::TimeUnit::Microsecond,
+        Some(zone.name().into()),
+    );
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        match (f.data_type(), arrow::compute::cast(c, &local)) {
+            (DataType::Timestamp(..), Ok(cast)) => {
+                fields.push(Field::new(f.name(), local.clone(), true));
+                columns.push(cast);
+            }
+            _ => {
+                fields.push(f.as_ref().clone());
+                columns.push(c.clone());
+            }
+        }
+    }
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+        .unwrap_or_else(|_| batch.clone())
+}
+
+/// The first rows of a source as they would land, as a table (`kefu check`).
+pub fn preview_text(batch: &RecordBatch, zone: chrono_tz::Tz) -> String {
+    let batch = on_local_clock(batch, zone);
+    let rows = text_rows(&batch, batch.num_rows()).unwrap_or_default();
+    let table = render_table(
+        &batch.schema(),
+        &rows,
+        rows.len() as u64,
+        TableStyle::default(),
+    );
+    format!("  first rows as they would land:\n{table}")
+}
+
+/// The first rows of a source as JSON objects (column → display text).
+pub fn preview_json(batch: &RecordBatch, zone: chrono_tz::Tz) -> serde_json::Value {
+    let batch = on_local_clock(batch, zone);
+    let rows = text_rows(&batch, batch.num_rows()).unwrap_or_default();
+    let schema = batch.schema();
+    rows.into_iter()
+        .map(|row| {
+            schema
+                .fields()
+                .iter()
+                .zip(row)
+                .map(|(f, v)| (f.name().clone(), serde_json::Value::String(v)))
+                .collect::<serde_json::Map<_, _>>()
+        })
+        .collect::<Vec<_>>()
+        .into()
 }

@@ -45,8 +45,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
-/// The calendar of a warehouse created without one (events are stored in UTC).
-pub const DEFAULT_TIME_ZONE: Tz = kefu_storage::DEFAULT_TIME_ZONE;
+use kefu_model::calendar::{DEFAULT_TIME_ZONE, Period};
 
 /// Registers kefu's functions with `ctx`: the `local_*` functions on the calendar of
 /// `zone` (the warehouse's), business time under `calendar`.
@@ -64,122 +63,21 @@ pub fn register(ctx: &SessionContext, calendar: &WorkingCalendar, zone: Tz) {
     }
 }
 
-/// Calendar periods for `local_trunc` and `date_diff`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Period {
-    Day,
-    Week,
-    Month,
-    Quarter,
-    Half,
-    Year,
-}
-
-impl Period {
-    fn parse(function: &str, value: &ColumnarValue) -> DfResult<Period> {
-        let text = match value {
-            ColumnarValue::Scalar(s) => s.try_as_str().flatten(),
-            ColumnarValue::Array(_) => None,
-        };
-        Ok(match text.map(str::to_ascii_lowercase).as_deref() {
-            Some("day") => Period::Day,
-            Some("week") => Period::Week,
-            Some("month") => Period::Month,
-            Some("quarter") => Period::Quarter,
-            Some("half" | "half_year") => Period::Half,
-            Some("year") => Period::Year,
-            other => {
-                return exec_err!(
-                    "{function}: the period must be 'day', 'week', 'month', 'quarter', \
-                     'half' or 'year' (a constant), not {}",
-                    other.map_or("a column or null".to_string(), |o| format!("'{o}'"))
-                );
-            }
-        })
+/// The period named by a function's constant argument (`local_trunc`, `date_diff`, …).
+fn parse_period(function: &str, value: &ColumnarValue) -> DfResult<Period> {
+    let text = match value {
+        ColumnarValue::Scalar(s) => s.try_as_str().flatten(),
+        ColumnarValue::Array(_) => None,
+    };
+    let name = text.map(str::to_ascii_lowercase);
+    match name.as_deref().and_then(Period::parse) {
+        Some(period) => Ok(period),
+        None => exec_err!(
+            "{function}: the period must be 'day', 'week', 'month', 'quarter', \
+             'half' or 'year' (a constant), not {}",
+            name.map_or("a column or null".to_string(), |o| format!("'{o}'"))
+        ),
     }
-
-    /// The first day of the period holding `day` (days since 1970-01-01).
-    fn start(self, day: i32) -> i32 {
-        match self {
-            Period::Day => day,
-            // 1970-01-01 was a Thursday: Monday-based weekday index is (day + 3) mod 7.
-            Period::Week => day - (day + 3).rem_euclid(7),
-            Period::Month | Period::Quarter | Period::Half | Period::Year => {
-                let (year, month) = year_month(day);
-                let month = match self {
-                    Period::Quarter => (month - 1) / 3 * 3 + 1,
-                    Period::Half => (month - 1) / 6 * 6 + 1,
-                    Period::Year => 1,
-                    _ => month,
-                };
-                days_from_civil(year, month, 1)
-            }
-        }
-    }
-
-    /// `day` moved by `n` periods, `None` out of range. Months keep the day of month,
-    /// clamped to the target month's length (31 March + 1 month = 30 April).
-    fn shift(self, day: i32, n: i64) -> Option<i32> {
-        let months = match self {
-            Period::Day => return i32::try_from(i64::from(day).checked_add(n)?).ok(),
-            Period::Week => {
-                return i32::try_from(i64::from(day).checked_add(n.checked_mul(7)?)?).ok();
-            }
-            Period::Month => n,
-            Period::Quarter => n.checked_mul(3)?,
-            Period::Half => n.checked_mul(6)?,
-            Period::Year => n.checked_mul(12)?,
-        };
-        let date = NaiveDate::from_num_days_from_ce_opt(day.checked_add(719_163)?)?;
-        let count = chrono::Months::new(u32::try_from(months.unsigned_abs()).ok()?);
-        let moved = if months >= 0 {
-            date.checked_add_months(count)?
-        } else {
-            date.checked_sub_months(count)?
-        };
-        Some(moved.num_days_from_ce() - 719_163)
-    }
-
-    /// Period boundaries crossed from `start` to `end` (negative when `end` is earlier).
-    fn between(self, start: i32, end: i32) -> i64 {
-        let months = |day| {
-            let (y, m) = year_month(day);
-            i64::from(y) * 12 + i64::from(m) - 1
-        };
-        match self {
-            Period::Day => i64::from(end) - i64::from(start),
-            Period::Week => (i64::from(end) - i64::from(start)) / 7,
-            Period::Month => months(end) - months(start),
-            Period::Quarter => months(end).div_euclid(3) - months(start).div_euclid(3),
-            Period::Half => months(end).div_euclid(6) - months(start).div_euclid(6),
-            Period::Year => i64::from(year_month(end).0) - i64::from(year_month(start).0),
-        }
-    }
-}
-
-/// Year and month (1–12) of a day number (days since 1970-01-01), proleptic Gregorian
-/// (H. Hinnant's civil_from_days).
-fn year_month(day: i32) -> (i32, u32) {
-    let z = i64::from(day) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year as i32, month as u32)
-}
-
-/// Days since 1970-01-01 of a civil date (H. Hinnant's days_from_civil).
-fn days_from_civil(year: i32, month: u32, day: u32) -> i32 {
-    let year = i64::from(year) - i64::from(month <= 2);
-    let era = year.div_euclid(400);
-    let yoe = year - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146_097 + doe - 719_468) as i32
 }
 
 /// The argument as days since the epoch (dates, timestamps — their UTC date — or text).
@@ -248,7 +146,7 @@ impl ScalarUDFImpl for LocalTrunc {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let period = Period::parse(self.name(), &args.args[0])?;
+        let period = parse_period(self.name(), &args.args[0])?;
         let times = micros(&args.args[1], args.number_rows)?;
         let mut offsets = DayOffsets::new(self.zone);
         // Events come in time order more often than not: remember the last day's answer.
@@ -259,7 +157,7 @@ impl ScalarUDFImpl for LocalTrunc {
                 t.map(|t| {
                     let day = (t + offsets.at(t)).div_euclid(MICROS_PER_DAY) as i32;
                     if day != last.0 {
-                        last = (day, period.start(day));
+                        last = (day, period.start_day(day));
                     }
                     last.1
                 })
@@ -348,9 +246,9 @@ impl ScalarUDFImpl for PeriodStart {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let period = Period::parse(self.name(), &args.args[0])?;
+        let period = parse_period(self.name(), &args.args[0])?;
         let dates = days(&args.args[1], args.number_rows)?;
-        let starts: Date32Array = dates.iter().map(|d| Some(period.start(d?))).collect();
+        let starts: Date32Array = dates.iter().map(|d| Some(period.start_day(d?))).collect();
         Ok(ColumnarValue::Array(Arc::new(starts)))
     }
 }
@@ -383,7 +281,7 @@ impl ScalarUDFImpl for PeriodShift {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let period = Period::parse(self.name(), &args.args[0])?;
+        let period = parse_period(self.name(), &args.args[0])?;
         let dates = days(&args.args[1], args.number_rows)?;
         let counts = argument_as::<arrow::datatypes::Int64Type>(
             &args.args[2],
@@ -393,7 +291,7 @@ impl ScalarUDFImpl for PeriodShift {
         let moved: Date32Array = dates
             .iter()
             .zip(counts.iter())
-            .map(|(d, n)| period.shift(d?, n?))
+            .map(|(d, n)| period.shift_day(d?, n?))
             .collect();
         Ok(ColumnarValue::Array(Arc::new(moved)))
     }
@@ -437,13 +335,13 @@ impl ScalarUDFImpl for DateDiff {
                 .collect();
             return Ok(ColumnarValue::Array(Arc::new(diff)));
         }
-        let period = Period::parse(self.name(), &args.args[0])?;
+        let period = parse_period(self.name(), &args.args[0])?;
         let start = days(&args.args[1], args.number_rows)?;
         let end = days(&args.args[2], args.number_rows)?;
         let diff: Int64Array = start
             .iter()
             .zip(end.iter())
-            .map(|(s, e)| Some(period.between(s?, e?)))
+            .map(|(s, e)| Some(period.between_days(s?, e?)))
             .collect();
         Ok(ColumnarValue::Array(Arc::new(diff)))
     }
@@ -907,69 +805,6 @@ mod tests {
 
     fn at(s: &str) -> i64 {
         DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros()
-    }
-
-    #[test]
-    fn civil_dates_agree_with_chrono() {
-        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
-        for day in -30_000..60_000 {
-            let date = epoch + chrono::TimeDelta::days(i64::from(day));
-            assert_eq!(year_month(day), (date.year(), date.month()), "{date}");
-            assert_eq!(
-                days_from_civil(date.year(), date.month(), date.day()),
-                day,
-                "{date}"
-            );
-            let monday =
-                date - chrono::TimeDelta::days(i64::from(date.weekday().num_days_from_monday()));
-            assert_eq!(
-                Period::Week.start(day),
-                (monday - epoch).num_days() as i32,
-                "{date}"
-            );
-        }
-    }
-
-    #[test]
-    fn half_years_start_in_january_and_july_and_shifts_clamp_the_day() {
-        let day = |s: &str| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .unwrap()
-                .num_days_from_ce()
-                - 719_163
-        };
-        assert_eq!(Period::Half.start(day("2026-06-30")), day("2026-01-01"));
-        assert_eq!(Period::Half.start(day("2026-07-01")), day("2026-07-01"));
-        assert_eq!(Period::Half.start(day("2026-12-31")), day("2026-07-01"));
-        assert_eq!(
-            Period::Half.shift(day("2026-01-01"), -1),
-            Some(day("2025-07-01"))
-        );
-        assert_eq!(
-            Period::Half.shift(day("2025-08-31"), 1),
-            Some(day("2026-02-28"))
-        );
-        assert_eq!(
-            Period::Month.shift(day("2026-03-31"), 1),
-            Some(day("2026-04-30"))
-        );
-        assert_eq!(
-            Period::Week.shift(day("2026-01-05"), -52),
-            Some(day("2025-01-06"))
-        );
-        assert_eq!(
-            Period::Year.shift(day("2024-02-29"), 1),
-            Some(day("2025-02-28"))
-        );
-        assert_eq!(
-            Period::Half.between(day("2025-06-30"), day("2025-07-01")),
-            1
-        );
-        assert_eq!(
-            Period::Half.between(day("2026-12-31"), day("2025-01-01")),
-            -3
-        );
-        assert_eq!(Period::Day.shift(i32::MAX, 1), None);
     }
 
     #[test]

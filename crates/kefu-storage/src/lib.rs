@@ -10,12 +10,15 @@
 //! ([`maintain`]), and says how kefu writes Parquet ([`parquet`]). It does not read
 //! exports (that is `kefu-ingest`) nor answer SQL (`kefu-sql`).
 
+pub mod atomic;
 pub mod delta;
 pub mod ledger;
 pub mod maintain;
 pub mod merge;
 pub mod parquet;
 pub mod publish;
+pub mod report;
+pub mod store;
 pub mod tables;
 pub mod warehouse;
 
@@ -24,8 +27,8 @@ pub use deltalake_core::kernel::DeletionVectorDescriptor;
 pub use ledger::{LedgerSource, OperationKind, OperationRecord, TableCounts};
 pub use tables::StoredTable;
 pub use warehouse::{
-    AsOf, Commit, Cut, DEFAULT_TIME_ZONE, OperationPlan, Recovery, SETTINGS_FILE, Settings,
-    TableStatus, Warehouse, WarehouseStatus,
+    AsOf, Commit, Cut, OperationPlan, Recovery, SETTINGS_FILE, Settings, TableStatus, Warehouse,
+    WarehouseStatus,
 };
 
 use std::fmt;
@@ -65,8 +68,46 @@ pub enum StorageError {
     NoSuchState { location: String, reason: String },
     #[error("warehouse {location}: {reason}")]
     Refused { location: String, reason: String },
+    /// A command that reads a warehouse was pointed at a directory that holds none.
+    #[error(
+        "no warehouse at {}: the directory {} (create one with `kefu ingest SOURCE --warehouse {}`)",
+        dir.display(),
+        if *exists { "holds no warehouse" } else { "does not exist" },
+        dir.display()
+    )]
+    NoWarehouse { dir: PathBuf, exists: bool },
+    /// A warehouse's calendar is fixed when it is created; another was asked for.
+    #[error(
+        "warehouse {location}: its calendar is {} (fixed when it was created: its months, days and reports are cut on it), not {}",
+        stored.name(),
+        asked.name()
+    )]
+    CalendarMismatch {
+        location: String,
+        stored: chrono_tz::Tz,
+        asked: chrono_tz::Tz,
+    },
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+}
+
+impl kefu_model::Classify for StorageError {
+    fn kind(&self) -> kefu_model::ErrorKind {
+        use kefu_model::ErrorKind;
+        match self {
+            StorageError::Empty
+            | StorageError::InvalidUrl { .. }
+            | StorageError::UnsupportedScheme { .. }
+            | StorageError::Legacy { .. }
+            | StorageError::CalendarMismatch { .. } => ErrorKind::Config,
+            StorageError::BadPath { .. }
+            | StorageError::NoWarehouse { .. }
+            | StorageError::Io { .. }
+            | StorageError::Delta(_)
+            | StorageError::Arrow(_) => ErrorKind::Io,
+            StorageError::NoSuchState { .. } | StorageError::Refused { .. } => ErrorKind::Failure,
+        }
+    }
 }
 
 /// A validated, normalised warehouse location: always a URL ending in `/`.

@@ -126,6 +126,8 @@ pub struct CompactReport {
     pub rows: u64,
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// The fewest files a partition needed to be compacted.
+    pub min_files: usize,
 }
 
 /// Compacts the partitions `options` selects that hold at least `min_files` files. Call
@@ -139,7 +141,10 @@ pub async fn compact(
     warehouse.ensure_tables().await?;
     loop {
         let cut = warehouse.cut(AsOf::Latest).await?;
-        let mut report = CompactReport::default();
+        let mut report = CompactReport {
+            min_files: options.min_files,
+            ..CompactReport::default()
+        };
         let mut tables = BTreeMap::new();
         let mut new_files = Vec::new();
         for &table in &options.tables {
@@ -371,6 +376,8 @@ pub struct VacuumReport {
     pub files: BTreeMap<String, Vec<String>>,
     pub bytes: u64,
     pub dry_run: bool,
+    /// How far back table versions were kept.
+    pub retention: std::time::Duration,
 }
 
 /// Deletes the files of every table that no version within `retention` names, and files
@@ -384,6 +391,7 @@ pub async fn vacuum(
     let cut = warehouse.cut(AsOf::Latest).await?;
     let mut report = VacuumReport {
         dry_run,
+        retention,
         ..Default::default()
     };
     for table in StoredTable::ALL {
@@ -612,6 +620,8 @@ pub struct ConvertReport {
     pub tables: BTreeMap<String, (u64, u64)>,
     /// Files in table directories that no batch recorded, moved to `_kefu/unrecorded/`.
     pub unrecorded: Vec<String>,
+    /// The warehouse converted.
+    pub warehouse: String,
 }
 
 /// Converts an earlier kefu's warehouse in place: finishes or discards its staged batches,
@@ -626,7 +636,10 @@ pub async fn convert(warehouse: &Warehouse) -> Result<ConvertReport, StorageErro
         location: warehouse.location().to_string(),
         reason,
     };
-    let mut report = ConvertReport::default();
+    let mut report = ConvertReport {
+        warehouse: warehouse.location().to_string(),
+        ..ConvertReport::default()
+    };
     // 1. The earlier ledger, kept aside.
     let mut legacy: Vec<LegacyBatch> = Vec::new();
     let kept = warehouse.list_relative(LEGACY_LEDGER_DIR).await?;

@@ -4,9 +4,8 @@
 //! whole or not at all.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 use url::Url;
 
 use crate::StorageError;
@@ -98,13 +97,13 @@ impl Target {
             Target::Local(path) => {
                 let path = path.clone();
                 let target = self.clone();
-                tokio::task::spawn_blocking(move || write_local(&path, &bytes))
+                tokio::task::spawn_blocking(move || crate::atomic::write(&path, &bytes))
                     .await
                     .map_err(|e| target.err(e))?
                     .map_err(|e| self.err(e))
             }
             Target::Object(url) => {
-                let (store, path) = object_store_for(url).map_err(|e| self.err(e))?;
+                let (store, path) = crate::store::store_and_key(url).map_err(|e| self.err(e))?;
                 store
                     .put(&path, PutPayload::from(bytes))
                     .await
@@ -120,7 +119,7 @@ impl Target {
         match self {
             Target::Local(path) => Ok(path.exists()),
             Target::Object(url) => {
-                let (store, path) = object_store_for(url).map_err(|e| self.err(e))?;
+                let (store, path) = crate::store::store_and_key(url).map_err(|e| self.err(e))?;
                 match store.head(&path).await {
                     Ok(_) => Ok(true),
                     Err(object_store::Error::NotFound { .. }) => Ok(false),
@@ -129,76 +128,6 @@ impl Target {
             }
         }
     }
-}
-
-/// The store of an `s3://bucket/key` URL (credentials and endpoint from `AWS_*`) and the
-/// key.
-fn object_store_for(
-    url: &Url,
-) -> Result<(Arc<dyn ObjectStore>, object_store::path::Path), object_store::Error> {
-    let mut bucket = url.clone();
-    bucket.set_path("");
-    let store = object_store::aws::AmazonS3Builder::from_env()
-        .with_url(bucket.as_str())
-        .build()?;
-    let path = object_store::path::Path::from(url.path().trim_start_matches('/'));
-    Ok((Arc::new(store), path))
-}
-
-/// Removes `<path>.partial-<pid>` files that a killed process left: those whose process
-/// is gone (Linux tells by `/proc/<pid>`; elsewhere they are left).
-fn remove_stale_partials(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return;
-    };
-    if !Path::new("/proc/self").exists() {
-        return;
-    }
-    let prefix = format!("{}.partial-", name.to_string_lossy());
-    let Ok(entries) = std::fs::read_dir(if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    }) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file = entry.file_name();
-        let Some(pid) = file
-            .to_str()
-            .and_then(|f| f.strip_prefix(&prefix))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
-/// Writes `bytes` to `<path>.partial-<pid>`, flushes it to the disk, renames it over
-/// `path` and flushes the directory, so that after a crash `path` holds the old or the
-/// new content, never a mix.
-pub fn write_local(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    remove_stale_partials(path);
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".partial-{}", std::process::id()));
-    let partial = path.with_file_name(name);
-    let result = (|| {
-        let mut file = std::fs::File::create(&partial)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&partial, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    result
 }
 
 #[cfg(test)]
@@ -219,30 +148,6 @@ mod tests {
         );
         assert!(Target::parse_in("ftp://x/y", base).is_err());
         assert!(Target::parse_in("s3:///k", base).is_err());
-    }
-
-    /// A job killed while writing left `<file>.partial-<pid>` for good; the next write of
-    /// the file removes partials whose process is gone (and not a live one's).
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn partials_of_dead_processes_are_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.csv");
-        // A pid above the kernel's maximum (4,194,304) is no process.
-        let dead = dir.path().join("a.csv.partial-4194999");
-        let live = dir.path().join("a.csv.partial-1");
-        let other = dir.path().join("b.csv.partial-4194999");
-        for p in [&dead, &live, &other] {
-            std::fs::write(p, "half").unwrap();
-        }
-        write_local(&path, b"whole").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"whole");
-        assert!(!dead.exists());
-        assert!(live.exists(), "pid 1 is alive");
-        assert!(
-            other.exists(),
-            "another file's partial is not this write's business"
-        );
     }
 
     #[test]

@@ -175,42 +175,12 @@ pub fn month_of(zone: chrono_tz::Tz, micros: i64) -> String {
 
 /// The first instant (µs UTC) of the local month after the one containing `micros`.
 pub fn next_month_start(zone: chrono_tz::Tz, micros: i64) -> i64 {
-    month_bounds_in(zone, micros).1
+    kefu_model::calendar::month_bounds(zone, micros).1
 }
 
 /// The first instant (µs UTC) of the local month containing `micros`.
 fn month_start(zone: chrono_tz::Tz, micros: i64) -> i64 {
-    month_bounds_in(zone, micros).0
-}
-
-/// The first instant (µs UTC) of the local month containing `micros` in `zone`, and of the
-/// month after.
-fn month_bounds_in(zone: chrono_tz::Tz, micros: i64) -> (i64, i64) {
-    let utc = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
-    let local = zone.from_utc_datetime(&utc.naive_utc());
-    let first = local.date_naive().with_day(1).unwrap_or(local.date_naive());
-    let next = first
-        .checked_add_months(chrono::Months::new(1))
-        .unwrap_or(chrono::NaiveDate::MAX);
-    (day_start_in(zone, first), day_start_in(zone, next))
-}
-
-/// The first instant (µs UTC) of local `day` in `zone`. Midnight itself may not exist: on
-/// days whose clocks jumped forward at midnight (Shanghai on 1940-06-01, São Paulo in
-/// several years) the day starts when the clock, still on the offset before the jump,
-/// reaches midnight, which is the instant of the jump.
-fn day_start_in(zone: chrono_tz::Tz, day: chrono::NaiveDate) -> i64 {
-    use chrono::Offset;
-    let midnight = day.and_time(chrono::NaiveTime::MIN);
-    if let Some(t) = zone.from_local_datetime(&midnight).earliest() {
-        return t.timestamp_micros();
-    }
-    // Gaps last hours at most: three hours before, the earlier offset is in force.
-    let before = zone
-        .from_local_datetime(&(midnight - chrono::Duration::hours(3)))
-        .earliest()
-        .map_or(0, |t| i64::from(t.offset().fix().local_minus_utc()));
-    (midnight.and_utc().timestamp() - before) * 1_000_000
+    kefu_model::calendar::month_bounds(zone, micros).0
 }
 
 /// A partition (`None` for an unpartitioned table) and row numbers of a batch in it.
@@ -306,7 +276,7 @@ mod tests {
                         continue;
                     };
                     let t = at.timestamp_micros();
-                    let (start, end) = month_bounds_in(zone, t);
+                    let (start, end) = kefu_model::calendar::month_bounds(zone, t);
                     assert!(start <= t && t < end, "{zone} {local}: {start} {t} {end}");
                     assert!(end - start < 32 * 86_400_000_000, "{zone} {local}");
                     assert!(end - start > 27 * 86_400_000_000, "{zone} {local}");

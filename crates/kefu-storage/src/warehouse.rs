@@ -221,9 +221,9 @@ pub struct Settings {
 /// Where a warehouse keeps its [`Settings`].
 pub const SETTINGS_FILE: &str = "_kefu/warehouse.json";
 
-/// The calendar of a warehouse created without one (and of every warehouse created
-/// before warehouses had their own).
-pub const DEFAULT_TIME_ZONE: chrono_tz::Tz = chrono_tz::Asia::Shanghai;
+// The calendar of a warehouse created without one (and of every warehouse created
+// before warehouses had their own).
+use kefu_model::calendar::DEFAULT_TIME_ZONE;
 
 impl std::fmt::Debug for Warehouse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -263,12 +263,7 @@ impl Warehouse {
                     )
                 }
                 None => {
-                    let s3: Arc<dyn ObjectStore> = Arc::new(
-                        object_store::aws::AmazonS3Builder::from_env()
-                            .with_url(url.as_str())
-                            .build()
-                            .map_err(|e| io(location, e))?,
-                    );
+                    let s3 = crate::store::bucket_store(&url).map_err(|e| io(location, e))?;
                     let root = Path::from(url.path().trim_matches('/'));
                     (s3.clone(), s3, None, root)
                 }
@@ -337,14 +332,10 @@ impl Warehouse {
         };
         let zone = match (existing, requested) {
             (Some(zone), Some(asked)) if zone != asked => {
-                return Err(StorageError::Refused {
+                return Err(StorageError::CalendarMismatch {
                     location: self.location.to_string(),
-                    reason: format!(
-                        "its calendar is {} (fixed when it was created: its months, days and \
-                         reports are cut on it), not {}",
-                        zone.name(),
-                        asked.name()
-                    ),
+                    stored: zone,
+                    asked,
                 });
             }
             (Some(zone), _) => zone,
@@ -362,6 +353,25 @@ impl Warehouse {
         }
         let _ = self.time_zone.set(zone);
         Ok(zone)
+    }
+
+    /// The warehouse at `location`, which must exist: a missing local directory, or one
+    /// that holds no warehouse (a mistyped path, `.`), is an error, never a new empty
+    /// warehouse as [`Warehouse::open`] makes.
+    pub fn open_existing(location: &WarehouseLocation) -> Result<Warehouse, StorageError> {
+        if let Some(dir) = location.local_path() {
+            let holds_warehouse = dir.join("_kefu").is_dir()
+                || StoredTable::ALL
+                    .iter()
+                    .any(|t| dir.join(t.name()).join("_delta_log").is_dir());
+            if !holds_warehouse {
+                return Err(StorageError::NoWarehouse {
+                    exists: dir.is_dir(),
+                    dir,
+                });
+            }
+        }
+        Warehouse::open(location)
     }
 
     pub fn location(&self) -> &WarehouseLocation {

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use kefu_sql::output::{TableStyle, render_table};
-use kefu_sql::{Engine, Format};
+use crate::output::{Destination, TableStyle, run_script};
+use crate::{Engine, Format, SqlError};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -21,9 +21,6 @@ use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
-
-use crate::cli::{CliResult, exit};
-use crate::sql::{Destination, run_script};
 
 const HELP: &str = "\
 Statements end with ; and may span lines. Ad hoc SQL is read-only over the warehouse;
@@ -155,9 +152,11 @@ enum Command {
     Done,
 }
 
-pub(crate) async fn run(engine: &Engine, output: &Destination) -> CliResult {
+/// Runs the shell over `engine` until `\q` or end of input; results go where `output`
+/// says (the shell's `.output` and `.mode` change that).
+pub async fn run(engine: &Engine, output: &Destination) -> Result<(), SqlError> {
     let mut editor: Editor<Completion, DefaultHistory> =
-        Editor::new().map_err(|e| (exit::FAILURE, format!("cannot start the shell: {e}")))?;
+        Editor::new().map_err(SqlError::ShellStart)?;
     editor.set_helper(Some(Completion::of(engine)));
     let history = history_path();
     if let Some(path) = &history {
@@ -201,7 +200,7 @@ pub(crate) async fn run(engine: &Engine, output: &Destination) -> CliResult {
                 continue;
             }
             Err(ReadlineError::Eof) => break,
-            Err(e) => return Err((exit::IO, format!("reading input: {e}"))),
+            Err(e) => return Err(SqlError::Input(e)),
         };
         let was_empty = buffer.is_empty();
         let outcome = feed(engine, &mut settings, &mut buffer, &line, true).await;
@@ -259,21 +258,26 @@ async fn feed(
     let sql = std::mem::take(buffer);
     let started = Instant::now();
     let rows = Arc::new(AtomicU64::new(0));
-    let spinner = (interactive && std::io::stderr().is_terminal())
-        .then(|| tokio::spawn(spin(rows.clone(), started)));
-    let destination = settings.destination().counting(rows);
+    let spinning = interactive && std::io::stderr().is_terminal();
+    // The spinner runs beside the query in this task: it stops the moment the query does.
+    let spinner = async {
+        if spinning {
+            spin(rows.clone(), started).await;
+        }
+        std::future::pending::<()>().await;
+    };
+    let destination = settings.destination().counting(rows.clone());
     let outcome = tokio::select! {
         result = run_script(engine, &sql, &destination, |_| {}) => Some(result),
         _ = tokio::signal::ctrl_c() => None,
+        () = spinner => None,
     };
-    if let Some(spinner) = spinner {
-        spinner.abort();
-        let _ = spinner.await;
+    if spinning {
         eprint!("\r\x1b[2K");
     }
     match outcome {
         Some(Ok(())) => {}
-        Some(Err(e)) => eprintln!("error: {}", explain(engine, &sql, &e.to_string())),
+        Some(Err(e)) => eprintln!("error: {}", engine.explain(&sql, &e.to_string())),
         None => eprintln!("cancelled"),
     }
     if settings.timing {
@@ -296,50 +300,6 @@ async fn spin(rows: Arc<AtomicU64>, started: Instant) {
     }
 }
 
-/// An error for people: the statement's line with the position underlined where the
-/// parser gives one, and the nearest table name for an unknown one.
-pub(crate) fn explain(engine: &Engine, sql: &str, message: &str) -> String {
-    let mut text = message.to_string();
-    if let Some((line, column)) = position(message)
-        && let Some(source) = sql.lines().nth(line.saturating_sub(1))
-    {
-        let caret = " ".repeat(
-            source[..source.len().min(column.saturating_sub(1))]
-                .chars()
-                .count(),
-        );
-        text.push_str(&format!("\n  {source}\n  {caret}^"));
-    }
-    if let Some(missing) = unknown_table(message) {
-        let names = engine.tables().iter().map(|t| t.name.as_str());
-        if let Some(best) = names
-            .map(|n| (strsim::damerau_levenshtein(&missing, n), n))
-            .filter(|(d, n)| *d <= 2.max(n.len() / 3))
-            .min()
-        {
-            text.push_str(&format!("\nDid you mean '{}'?", best.1));
-        }
-    }
-    text
-}
-
-/// `Line: 2, Column: 26` in a parser's message.
-fn position(message: &str) -> Option<(usize, usize)> {
-    let after = message.split("Line: ").nth(1)?;
-    let (line, rest) = after.split_once(", Column: ")?;
-    let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    Some((line.trim().parse().ok()?, column.parse().ok()?))
-}
-
-/// The name in DataFusion's "table 'datafusion.public.cals' not found".
-fn unknown_table(message: &str) -> Option<String> {
-    let after = message.split("table '").nth(1)?;
-    let (name, rest) = after.split_once('\'')?;
-    rest.trim_start()
-        .starts_with("not found")
-        .then(|| name.rsplit('.').next().unwrap_or(name).to_string())
-}
-
 /// Runs one of the shell's commands.
 fn command(engine: &Engine, settings: &mut Settings, line: &str) -> Command {
     let mut words = line.split_whitespace();
@@ -357,16 +317,16 @@ fn command(engine: &Engine, settings: &mut Settings, line: &str) -> Command {
             "off" => settings.timing = false,
             other => eprintln!("{name} on|off, not '{other}'"),
         },
-        ("\\d" | ".tables", None) => print!("{}", describe_tables(engine, settings.style)),
+        ("\\d" | ".tables", None) => print!("{}", engine.describe_tables(settings.style)),
         ("\\d" | ".schema" | ".tables", Some(table)) => {
-            match describe_table(engine, table, settings.style) {
+            match engine.describe_table(table, settings.style) {
                 Some(text) => print!("{text}"),
                 None => eprintln!("no table '{table}' (\\d or .tables lists them)"),
             }
         }
         (".schema", None) => {
             for table in engine.tables() {
-                if let Some(text) = describe_table(engine, &table.name, settings.style) {
+                if let Some(text) = engine.describe_table(&table.name, settings.style) {
                     println!("{}:", table.name);
                     print!("{text}");
                 }
@@ -411,54 +371,4 @@ fn command(engine: &Engine, settings: &mut Settings, line: &str) -> Command {
         (other, _) => eprintln!("unknown command {other} (\\? or .help lists them)"),
     }
     Command::Done
-}
-
-/// `\d`: the tables with their column counts and partition columns.
-pub fn describe_tables(engine: &Engine, style: TableStyle) -> String {
-    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
-        arrow::datatypes::Field::new("table", arrow::datatypes::DataType::Utf8, false),
-        arrow::datatypes::Field::new("columns", arrow::datatypes::DataType::Utf8, false),
-        arrow::datatypes::Field::new("partitioned by", arrow::datatypes::DataType::Utf8, false),
-    ]));
-    let rows: Vec<Vec<String>> = engine
-        .tables()
-        .iter()
-        .map(|t| {
-            vec![
-                t.name.clone(),
-                t.schema.fields().len().to_string(),
-                t.partition_columns.join(", "),
-            ]
-        })
-        .collect();
-    render_table(&schema, &rows, rows.len() as u64, style)
-}
-
-/// `\d NAME`: a table's columns with types and nullability.
-pub fn describe_table(engine: &Engine, name: &str, style: TableStyle) -> Option<String> {
-    let table = engine.tables().iter().find(|t| t.name == name)?;
-    let text = |n: &str| arrow::datatypes::Field::new(n, arrow::datatypes::DataType::Utf8, false);
-    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
-        text("column"),
-        text("type"),
-        text("nullable"),
-    ]));
-    let rows: Vec<Vec<String>> = table
-        .schema
-        .fields()
-        .iter()
-        .map(|f| {
-            let partition = table.partition_columns.contains(f.name());
-            vec![
-                f.name().clone(),
-                if partition {
-                    format!("{} (partition)", f.data_type())
-                } else {
-                    f.data_type().to_string()
-                },
-                if f.is_nullable() { "yes" } else { "no" }.to_string(),
-            ]
-        })
-        .collect();
-    Some(render_table(&schema, &rows, rows.len() as u64, style))
 }
