@@ -1,19 +1,15 @@
-//! Command-line definitions. Every command is a thin wrapper over a library function, so
-//! the server and the scheduled jobs can call the same code.
+//! The commands, defined and dispatched: each is a module of [`crate::commands`], a thin
+//! wrapper over a library function the server and the scheduled jobs call too.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chrono::NaiveDate;
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use kefu_gen::{GenConfig, OutputFormat};
+use clap::{Parser, Subcommand};
 use kefu_model::Table;
-use kefu_storage::WarehouseLocation;
 
-use crate::exit::{self, CliResult, Failure};
-use crate::progress::BarProgress;
-use kefu_model::ErrorKind;
+use crate::args::WarehouseArgs;
+use crate::commands;
+use crate::exit::{self, CliResult};
 
 /// kefu (客服): batch analytics for customer-service event logs — hotline calls,
 /// complaint and work-order tickets, callbacks, branch visits and churn.
@@ -56,7 +52,7 @@ pub enum Command {
         kefu gen --out data --customers 100000 --days 365\n  \
         kefu gen --out exports --messy --regions 8 --days 30\n  \
         kefu gen --out data --format jsonl --json > summary.json")]
-    Gen(GenArgs),
+    Gen(commands::generate::GenArgs),
 
     /// Check office exports against the model without ingesting them.
     ///
@@ -71,7 +67,7 @@ pub enum Command {
         kefu check exports/\n  \
         kefu check 'exports/beijing/*.zip' --examples 20\n  \
         kefu check baltimore_311_sample.csv --profile fixtures/profiles/baltimore_311.toml --json")]
-    Check(CheckArgs),
+    Check(commands::check::CheckArgs),
 
     /// Ingest office exports into the warehouse as one batch, exactly once per record.
     ///
@@ -105,7 +101,7 @@ pub enum Command {
         kefu ingest exports/ --warehouse wh\n  \
         kefu ingest 'exports/*/beijing_202601*.zip' --warehouse wh --json\n  \
         kefu ingest baltimore_311_sample.csv --profile fixtures/profiles/baltimore_311.toml")]
-    Ingest(IngestArgs),
+    Ingest(commands::ingest::IngestArgs),
 
     /// Run SQL over the warehouse: an interactive shell, or scripts with -e / -f.
     ///
@@ -131,7 +127,7 @@ pub enum Command {
         kefu sql -e \"SELECT region, count(*) FROM calls GROUP BY region ORDER BY region\"\n  \
         kefu sql -f monthly.sql --format csv --output monthly.csv\n  \
         kefu sql --memory-limit 2GB -e \"SELECT customer_id, count(*) FROM calls GROUP BY 1 ORDER BY 2 DESC LIMIT 20\"")]
-    Sql(crate::sql::SqlArgs),
+    Sql(commands::sql::SqlArgs),
 
     /// Run a named KPI query (the library in queries/, embedded in kefu).
     ///
@@ -143,7 +139,7 @@ pub enum Command {
         kefu query calls_kpis --param from=2026-01-01 --param to=2026-02-01 --param period=week\n  \
         kefu query calls_kpis --param region=beijing --format csv --output calls.csv\n  \
         kefu query calls_kpis --queries my-queries/ --show-sql")]
-    Query(crate::sql::QueryArgs),
+    Query(commands::query::QueryArgs),
 
     /// Run a job file: ingest, refresh KPI tables, build the monthly report.
     ///
@@ -162,7 +158,7 @@ pub enum Command {
         kefu run nightly.toml --date 2026-12-01 --dry-run\n  \
         kefu run nightly.toml --from 2026-01-01 --to 2026-07-01   (backfill)\n  \
         kefu run nightly.toml --json > run.json")]
-    Run(crate::jobs::RunArgs),
+    Run(commands::run::RunArgs),
 
     /// Run every job of a directory on its cron `schedule`, in the foreground.
     ///
@@ -173,7 +169,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         kefu schedule jobs/\n  \
         kefu schedule jobs/ --once   (run what is due now, then exit)")]
-    Schedule(crate::jobs::ScheduleArgs),
+    Schedule(commands::schedule::ScheduleArgs),
 
     /// Write the monthly customer-service report (月度客服报告) for one month.
     ///
@@ -186,7 +182,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         kefu report --month 2026-12 --out report-2026-12\n  \
         kefu report --month 2026-12 --region beijing --lang en --out beijing-2026-12")]
-    Report(crate::jobs::ReportArgs),
+    Report(commands::report::ReportArgs),
 
     /// The tour: generate 25 months of office exports as they really arrive (December
     /// 2024 to December 2026, so every 同比 has a value), ingest them day by day (one
@@ -196,7 +192,7 @@ pub enum Command {
     /// In DIR (default ./kefu-demo): exports/ (office exports for 100,000 customers,
     /// with manifest.json), warehouse/, monthly.toml (the example job),
     /// kpi/ (KPI tables, run reports and reports/<month>/index.html).
-    Demo(crate::jobs::DemoArgs),
+    Demo(commands::demo::DemoArgs),
 
     /// Serve the warehouse: uploads from regional offices, SQL over HTTP, metrics.
     ///
@@ -237,7 +233,7 @@ pub enum Command {
         token_env = \"KEFU_TOKEN_BEIJING\"\n  \
         role = \"office\"   # office (with region), analyst or admin\n  \
         region = \"beijing\"")]
-    Serve(crate::serve::ServeArgs),
+    Serve(commands::serve::ServeArgs),
 
     /// Upload exports to a kefu server (the regional offices' client).
     ///
@@ -249,7 +245,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         kefu upload exports/beijing/beijing_20260301.zip --server http://head-office:8080 --token $KEFU_TOKEN\n  \
         kefu upload exports/beijing/*.zip --server http://head-office:8080 --wait")]
-    Upload(crate::serve::UploadArgs),
+    Upload(commands::upload::UploadArgs),
 
     /// Run a Ballista scheduler or executor (kefu's functions built in), for
     /// `--cluster df://HOST:PORT` on `kefu sql`, `kefu query`, `kefu report` and `kefu run`;
@@ -266,13 +262,13 @@ pub enum Command {
         path. Executors read only the warehouses given with --warehouse and write nothing, \
         whatever plan a client sends. See the README's \"On a cluster\" for systemd units \
         and sizing.")]
-    Cluster(crate::cluster::ClusterArgs),
+    Cluster(commands::cluster::ClusterArgs),
 
     /// List the warehouse's batches and other operations; take a batch back.
     #[command(after_help = "Examples:\n  \
         kefu batch list\n  \
         kefu batch revert 42 --note \"wrong profile\"")]
-    Batch(crate::batch::BatchArgs),
+    Batch(commands::batch::BatchArgs),
 
     /// Rewrite partitions of many small files (one per daily batch, plus upsert rewrites)
     /// as few large ones, sorted by region and event time again.
@@ -282,7 +278,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         kefu compact\n  \
         kefu compact --table calls --partition 2026-11")]
-    Compact(crate::batch::CompactArgs),
+    Compact(commands::compact::CompactArgs),
 
     /// Delete files no table version within the retention period names: those replaced by
     /// upserts and compactions, and those an interrupted batch left. Time travel reaches
@@ -290,7 +286,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         kefu vacuum --dry-run\n  \
         kefu vacuum --retain 30d")]
-    Vacuum(crate::batch::VacuumArgs),
+    Vacuum(commands::vacuum::VacuumArgs),
 
     /// Convert a warehouse of an earlier kefu (Hive-partitioned Parquet with its own
     /// ledger) into Delta tables, in place. Its batches' sources stay ingested. Run it
@@ -312,7 +308,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        deliveries: DeliveriesArgs,
+        deliveries: commands::status::DeliveriesArgs,
     },
 
     /// Print the canonical model: every table, column (type, nullability, unit, Chinese
@@ -322,218 +318,6 @@ pub enum Command {
         #[arg(long)]
         table: Option<Table>,
     },
-}
-
-/// `kefu status --deliveries`: which office has delivered which day.
-#[derive(Debug, Clone, Args)]
-pub struct DeliveriesArgs {
-    /// Show per region and data day what arrived, when and how big, against the expected
-    /// schedule: missing and late deliveries and volumes far from a region's usual level
-    /// are flagged. Exits 5 when a delivery past its due time is missing.
-    #[arg(long)]
-    pub deliveries: bool,
-    /// The expected schedule (TOML: regions, pattern, due, due_days_after, volume_low,
-    /// volume_high, [region.NAME] due …). Default: every region that has delivered, one
-    /// archive per day named REGION_YYYYMMDD.zip|tar.gz, due 06:00 the next morning.
-    #[arg(long, value_name = "FILE", requires = "deliveries")]
-    pub schedule: Option<PathBuf>,
-    /// The last data day to show: a date or a date expression (yesterday, today - 2 days).
-    #[arg(
-        long,
-        value_name = "DAY",
-        default_value = "yesterday",
-        requires = "deliveries"
-    )]
-    pub until: String,
-    /// How many data days to show, ending with --until.
-    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=366), requires = "deliveries")]
-    pub days: u32,
-}
-
-/// Where the warehouse lives: every command that reads or writes one takes this.
-///
-/// A local directory (the embedded default; no server needed) or an object-store URL
-/// (`file:///abs/path`, `s3://bucket/prefix`).
-#[derive(Debug, Clone, Args)]
-pub struct WarehouseArgs {
-    /// Warehouse location: a directory or an object-store URL (file://, s3://).
-    #[arg(
-        long,
-        env = "KEFU_WAREHOUSE",
-        default_value = kefu_storage::DEFAULT_WAREHOUSE,
-        value_name = "DIR_OR_URL"
-    )]
-    pub warehouse: WarehouseLocation,
-}
-
-#[derive(Debug, Args)]
-pub struct CheckArgs {
-    /// Files, directories, globs or archives to check.
-    #[arg(required = true, value_name = "SOURCE")]
-    pub sources: Vec<String>,
-    /// Mapping profile (TOML) for sources the built-in profile does not understand.
-    #[arg(long, env = "KEFU_PROFILE", value_name = "FILE")]
-    pub profile: Option<PathBuf>,
-    /// The table every source feeds (default: from the file name or header).
-    #[arg(long)]
-    pub table: Option<Table>,
-    /// Rejected records to show per source.
-    #[arg(long, default_value_t = 5)]
-    pub examples: usize,
-    /// Mapped rows to show per source, as they would land (default: 5 with --profile, so
-    /// that a profile can be written by trial; else 0). Times are shown in the profile's
-    /// zone.
-    #[arg(long, value_name = "N")]
-    pub rows: Option<usize>,
-    /// List every source, not only those with problems.
-    #[arg(long)]
-    pub all: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct IngestArgs {
-    /// Files, directories, globs or archives to ingest.
-    #[arg(required = true, value_name = "SOURCE")]
-    pub sources: Vec<String>,
-    #[command(flatten)]
-    pub warehouse: WarehouseArgs,
-    /// Mapping profile (TOML) for sources the built-in profile does not understand.
-    #[arg(long, env = "KEFU_PROFILE", value_name = "FILE")]
-    pub profile: Option<PathBuf>,
-    /// The table every source feeds (default: from the file name or header).
-    #[arg(long)]
-    pub table: Option<Table>,
-    /// Refuse the whole batch when more than this share of its records is rejected.
-    #[arg(long, default_value_t = kefu_ingest::ingest::DEFAULT_MAX_REJECT_RATIO, value_name = "R")]
-    pub max_reject_ratio: f64,
-    /// Refuse the whole batch when more than this share of its records (and more than 20)
-    /// repeat a key their own source gave before: a key mapped from a column that is
-    /// unique only together with another would otherwise keep one row of many, silently.
-    #[arg(long, default_value_t = kefu_ingest::ingest::DEFAULT_MAX_DUPLICATE_RATIO, value_name = "R")]
-    pub max_duplicate_ratio: f64,
-    /// Refuse a compressed source (gzip, zstd, zip, tar.gz) that expands to more than N
-    /// times its size (past 16 MiB): an export compresses 5–20×; a "zip bomb" far more.
-    #[arg(long, default_value_t = kefu_ingest::source::DEFAULT_MAX_DECOMPRESSION_RATIO, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_decompression_ratio: u64,
-    /// After the batch, compact each partition it touched that holds more than N small files
-    /// (0: never). Files of 131,072 rows or more stay as they are unless deletion vectors
-    /// removed a quarter of their rows; `kefu compact` rewrites them too.
-    #[arg(long, env = "KEFU_COMPACT_AFTER", default_value_t = kefu_ingest::ingest::DEFAULT_COMPACT_AFTER, value_name = "N")]
-    pub compact_after: usize,
-    /// The calendar of a warehouse this ingest creates: an IANA zone such as Europe/London.
-    /// Its months partition the tables; reports, the local_* functions and schedules count
-    /// its days, hours and weekdays (DST included). Fixed at creation (default
-    /// Asia/Shanghai); an existing warehouse on another zone is refused. Sources whose
-    /// profile names no time_zone are read as local times of this zone.
-    #[arg(long, value_name = "ZONE", value_parser = parse_time_zone)]
-    pub time_zone: Option<chrono_tz::Tz>,
-    /// No progress bar.
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// Print the result as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-}
-
-fn parse_time_zone(s: &str) -> Result<chrono_tz::Tz, String> {
-    s.trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not an IANA time zone (e.g. Asia/Shanghai, Europe/London)"))
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum FormatArg {
-    /// CSV with a header row, UTF-8, timestamps in RFC 3339 UTC.
-    Csv,
-    /// JSON Lines, one object per row, nulls explicit.
-    Jsonl,
-}
-
-#[derive(Debug, Args)]
-pub struct GenArgs {
-    /// Output directory (created if missing; generated files in it are replaced).
-    #[arg(long, env = "KEFU_GEN_OUT", default_value = "./kefu-gen-out")]
-    pub out: PathBuf,
-    /// Customers at the start of the period (about 3 calls, 0.3 tickets and 1 branch visit
-    /// per customer per month).
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
-    pub customers: u32,
-    /// Number of days to generate.
-    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=7320))]
-    pub days: u32,
-    /// First day (local calendar day in Asia/Shanghai, the exports' local time), YYYY-MM-DD.
-    #[arg(long, default_value = "2026-01-01")]
-    pub start: NaiveDate,
-    /// Number of regions (cities), 1 to 32.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
-    pub regions: u16,
-    /// Random seed: the same seed and arguments give byte-identical output.
-    #[arg(long, env = "KEFU_SEED", default_value_t = 42)]
-    pub seed: u64,
-    /// File format of plain output (ignored with --messy, which writes office CSV exports).
-    #[arg(long, value_enum, default_value = "csv")]
-    pub format: FormatArg,
-    /// Write office-style exports: archives per region and day, mixed encodings, bad rows.
-    #[arg(long)]
-    pub messy: bool,
-    /// With --messy: share of extra, deliberately bad rows (0 to 0.2).
-    #[arg(long, default_value_t = 0.002)]
-    pub bad_row_rate: f64,
-    /// With --messy: how often offices deliver at least once, not exactly once (0 to
-    /// 0.5): the chance that a day's archive arrives 2–4 days late, that it is sent
-    /// again (re-zipped) days later, and that an office re-exports its last seven days.
-    /// 0: one archive per region and day, delivered the next morning.
-    #[arg(long, default_value_t = 0.05, value_name = "RATE")]
-    pub resend_rate: f64,
-    /// Calls per customer per month.
-    #[arg(long, default_value_t = 3.0)]
-    pub calls_per_customer_month: f64,
-    /// Work orders, inquiries and suggestions per customer per month.
-    #[arg(long, default_value_t = 0.225)]
-    pub tickets_per_customer_month: f64,
-    /// First complaints per customer per month (0.0015: 15 per 10,000 customers, as
-    /// service companies see; repeats and escalations come on top).
-    #[arg(long, default_value_t = 0.0015)]
-    pub complaints_per_customer_month: f64,
-    /// Branch visits per customer per month.
-    #[arg(long, default_value_t = 1.0)]
-    pub visits_per_customer_month: f64,
-    /// No progress bar.
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// Print the summary as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-}
-
-impl From<&GenArgs> for GenConfig {
-    fn from(a: &GenArgs) -> Self {
-        GenConfig {
-            out: a.out.clone(),
-            customers: a.customers,
-            days: a.days,
-            start: a.start,
-            regions: a.regions,
-            seed: a.seed,
-            format: match a.format {
-                FormatArg::Csv => OutputFormat::Csv,
-                FormatArg::Jsonl => OutputFormat::Jsonl,
-            },
-            messy: a.messy,
-            bad_row_rate: a.bad_row_rate,
-            resend_rate: a.resend_rate,
-            calls_per_customer_month: a.calls_per_customer_month,
-            tickets_per_customer_month: a.tickets_per_customer_month,
-            complaints_per_customer_month: a.complaints_per_customer_month,
-            visits_per_customer_month: a.visits_per_customer_month,
-        }
-    }
 }
 
 /// Parses the arguments, runs the command, prints errors on stderr, returns the exit code.
@@ -590,177 +374,43 @@ fn init_logging(level: &str, json: bool) {
 
 fn run(cli: Cli) -> CliResult {
     match cli.command {
-        Command::Gen(args) => gen_command(&args),
-        Command::Check(args) => check_command(&args),
-        Command::Ingest(args) => ingest_command(&args),
-        Command::Sql(args) => crate::sql::sql_command(&args),
-        Command::Query(args) => crate::sql::query_command(&args),
-        Command::Run(args) => crate::jobs::run_command(&args),
-        Command::Schedule(args) => crate::jobs::schedule_command(&args),
-        Command::Report(args) => crate::jobs::report_command(&args),
-        Command::Demo(args) => crate::jobs::demo_command(&args),
-        Command::Serve(args) => crate::serve::serve_command(&args),
-        Command::Upload(args) => crate::serve::upload_command(&args),
+        Command::Gen(args) => commands::generate::gen_command(&args),
+        Command::Check(args) => commands::check::check_command(&args),
+        Command::Ingest(args) => commands::ingest::ingest_command(&args),
+        Command::Sql(args) => commands::sql::sql_command(&args),
+        Command::Query(args) => commands::query::query_command(&args),
+        Command::Run(args) => commands::run::run_command(&args),
+        Command::Schedule(args) => commands::schedule::schedule_command(&args),
+        Command::Report(args) => commands::report::report_command(&args),
+        Command::Demo(args) => commands::demo::demo_command(&args),
+        Command::Serve(args) => commands::serve::serve_command(&args),
+        Command::Upload(args) => commands::upload::upload_command(&args),
         #[cfg(feature = "cluster")]
-        Command::Cluster(args) => crate::cluster::cluster_command(&args),
-        Command::Batch(args) => crate::batch::batch_command(&args),
-        Command::Compact(args) => crate::batch::compact_command(&args),
-        Command::Vacuum(args) => crate::batch::vacuum_command(&args),
-        Command::Convert { warehouse } => crate::batch::convert_command(&warehouse),
+        Command::Cluster(args) => commands::cluster::cluster_command(&args),
+        Command::Batch(args) => commands::batch::batch_command(&args),
+        Command::Compact(args) => commands::compact::compact_command(&args),
+        Command::Vacuum(args) => commands::vacuum::vacuum_command(&args),
+        Command::Convert { warehouse } => commands::convert::convert_command(&warehouse),
+        Command::Status {
+            warehouse,
+            json,
+            deliveries,
+            ..
+        } if deliveries.deliveries => {
+            commands::status::deliveries_command(&warehouse.warehouse, &deliveries, json)
+        }
         Command::Status {
             warehouse,
             batches,
             json,
-            deliveries,
-        } => {
-            if deliveries.deliveries {
-                crate::status::deliveries_command(&warehouse.warehouse, &deliveries, json)
-            } else {
-                crate::status::status_command(&warehouse.warehouse, batches, json)
-            }
-        }
+            ..
+        } => commands::status::status_command(&warehouse.warehouse, batches, json),
         Command::Model { table } => {
-            let md = kefu_model::doc::model_markdown();
-            match table {
-                None => print!("{md}"),
-                Some(t) => {
-                    let heading = format!("\n## `{}`", t.name());
-                    let start = md.find(&heading).unwrap_or(0);
-                    let rest = &md[start + 1..];
-                    let end = rest[1..].find("\n## ").map_or(rest.len(), |i| i + 1);
-                    println!("{}", &rest[..end]);
-                }
-            }
+            print!("{}", kefu_model::doc::model_markdown_of(table));
             Ok(())
         }
     }
 }
-
-fn gen_command(args: &GenArgs) -> CliResult {
-    let progress = BarProgress::new(args.quiet || args.json);
-    let summary = kefu_gen::generate(&GenConfig::from(args), &progress)?;
-    crate::print(&summary, args.json);
-    Ok(())
-}
-
-fn load_profile(
-    path: Option<&PathBuf>,
-    table: Option<Table>,
-) -> Result<kefu_ingest::Profile, Failure> {
-    let mut profile = match path {
-        Some(path) => {
-            kefu_ingest::Profile::load(path).map_err(|e| Failure::new(ErrorKind::Config, e))?
-        }
-        None => kefu_ingest::Profile::builtin(),
-    };
-    if table.is_some() {
-        profile.table = table;
-    }
-    Ok(profile)
-}
-
-fn ingest_command(args: &IngestArgs) -> CliResult {
-    let profile = load_profile(args.profile.as_ref(), args.table)?;
-    // A first ingest that fails leaves no warehouse behind: the directory it created
-    // goes again (kefu alone wrote in it).
-    let created = args
-        .warehouse
-        .warehouse
-        .local_path()
-        .filter(|dir| !dir.exists());
-    let warehouse = kefu_storage::Warehouse::open(&args.warehouse.warehouse)
-        .map_err(|e| Failure::new(ErrorKind::Io, e.to_string()))?;
-    let remove_created = || {
-        if let Some(dir) = &created
-            && let Err(e) = std::fs::remove_dir_all(dir)
-        {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the warehouse directory of a failed first ingest");
-        }
-    };
-    let options = kefu_ingest::IngestOptions {
-        profile,
-        max_reject_ratio: args.max_reject_ratio,
-        compact_after: args.compact_after,
-        time_zone: args.time_zone,
-        max_duplicate_ratio: args.max_duplicate_ratio,
-        decompression: kefu_ingest::DecompressionLimits {
-            max_ratio: args.max_decompression_ratio,
-            ..Default::default()
-        },
-        ..kefu_ingest::IngestOptions::default()
-    };
-    let progress = BarProgress::new(args.quiet || args.json);
-    let report =
-        kefu_ingest::ingest(&args.sources, &warehouse, &options, &progress).map_err(|e| {
-            remove_created();
-            Failure::from(e)
-        })?;
-    crate::print(&report, args.json);
-    Ok(())
-}
-
-fn check_command(args: &CheckArgs) -> CliResult {
-    let profile = load_profile(args.profile.as_ref(), args.table)?;
-    let progress = BarProgress::new(args.quiet || args.json);
-    let rows = args
-        .rows
-        .unwrap_or(if args.profile.is_some() { 5 } else { 0 });
-    let report = kefu_ingest::check(&args.sources, &profile, args.examples, rows, &progress)
-        .map_err(|e| Failure::new(ErrorKind::Io, e))?;
-    let zone = profile.time_zone;
-    if args.json {
-        println!(
-            "{}",
-            report.to_json(|batch| kefu_sql::output::preview_json(batch, zone))
-        );
-    } else {
-        print!(
-            "{}",
-            report.render(args.all, |batch| kefu_sql::output::preview_text(
-                batch, zone
-            ))
-        );
-    }
-    let totals = report.totals();
-    let duplicated = report
-        .sources
-        .iter()
-        .filter(|s| {
-            s.outcome
-                .as_ref()
-                .is_ok_and(kefu_ingest::FileOutcome::too_many_duplicates)
-        })
-        .count();
-    if totals.unreadable > 0 {
-        Err(Failure::new(
-            ErrorKind::Io,
-            format!("{} sources could not be read", totals.unreadable),
-        ))
-    } else if duplicated > 0 {
-        Err(Failure::new(
-            ErrorKind::Rejects,
-            format!(
-                "{duplicated} sources repeat keys in more than {}% of their records: ingest \
-                 would refuse them (--max-duplicate-ratio); is the key mapped from a column \
-                 unique only with another?",
-                kefu_ingest::ingest::DEFAULT_MAX_DUPLICATE_RATIO * 100.0
-            ),
-        ))
-    } else if totals.rejected > 0 {
-        Err(Failure::new(
-            ErrorKind::Rejects,
-            format!(
-                "{} of {} records would be rejected",
-                thousands(totals.rejected),
-                thousands(totals.records)
-            ),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-pub use kefu_model::number::{count, thousands};
 
 #[cfg(test)]
 mod tests {
@@ -770,28 +420,5 @@ mod tests {
     #[test]
     fn cli_definition_is_valid() {
         Cli::command().debug_assert();
-    }
-
-    /// The convention every warehouse command shares: flag, env var, default, validation.
-    #[test]
-    fn warehouse_argument_convention() {
-        #[derive(Debug, Parser)]
-        struct Probe {
-            #[command(flatten)]
-            wh: WarehouseArgs,
-        }
-        let default = Probe::try_parse_from(["probe"]).unwrap();
-        assert!(
-            default
-                .wh
-                .warehouse
-                .url()
-                .as_str()
-                .ends_with("/kefu-warehouse/")
-        );
-        let s3 = Probe::try_parse_from(["probe", "--warehouse", "s3://b/p"]).unwrap();
-        assert_eq!(s3.wh.warehouse.url().as_str(), "s3://b/p/");
-        let err = Probe::try_parse_from(["probe", "--warehouse", "ftp://x/y"]).unwrap_err();
-        assert!(err.to_string().contains("not supported"), "{err}");
     }
 }

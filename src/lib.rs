@@ -2,16 +2,11 @@
 //! library crates (`kefu-model`, `kefu-gen`, …). Nothing here computes results; every
 //! command calls a library function that the server and the scheduled jobs can call too.
 
-pub mod batch;
+pub mod args;
 pub mod cli;
-#[cfg(feature = "cluster")]
-pub mod cluster;
+pub mod commands;
 pub mod exit;
-pub mod jobs;
 pub mod progress;
-pub mod serve;
-pub mod sql;
-pub mod status;
 
 /// Prints a library's report on stdout: as JSON for programs, else as text for people.
 pub fn print<R: std::fmt::Display + serde::Serialize>(report: &R, json: bool) {

@@ -304,18 +304,6 @@ fn rows(batches: &[RecordBatch]) -> Result<Vec<String>, ClusterError> {
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn task_slots_are_read_wherever_the_specification_puts_them() {
-        let spec = serde_json::json!({"resources": [{"resource": {"Vcores": 3}}]});
-        assert_eq!(vcores(&spec), 3);
-        assert_eq!(vcores(&serde_json::json!({"task_slots": 4})), 0);
-    }
-}
-
 impl std::fmt::Display for CheckReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let slots: u64 = self.executors.iter().map(|e| e.task_slots).sum();
@@ -411,5 +399,17 @@ impl CheckReport {
             ));
         }
         Some(format!("cluster check failed: {}", problems.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_slots_are_read_wherever_the_specification_puts_them() {
+        let spec = serde_json::json!({"resources": [{"resource": {"Vcores": 3}}]});
+        assert_eq!(vcores(&spec), 3);
+        assert_eq!(vcores(&serde_json::json!({"task_slots": 4})), 0);
     }
 }

@@ -279,6 +279,10 @@ pub async fn run_executor(settings: &ExecutorSettings) -> Result<(), ClusterErro
         let grpc_front = listen(format!("{host}:{}", settings.grpc_port)).await?;
         let inner = SocketAddr::from((INNER_IP, settings.grpc_port));
         let front_tls = tls.clone();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the TLS front serves as long as the executor process runs"
+        )]
         tokio::spawn(async move { front_tls.front(grpc_front, inner).await });
         // Taken by the Flight server when the executor starts it (once).
         let flight_listener =
@@ -298,6 +302,10 @@ pub async fn run_executor(settings: &ExecutorSettings) -> Result<(), ClusterErro
             move |work_dir, _inner, mut shutdown, grpc: ballista_core::utils::GrpcServerConfig| {
                 let server_tls = server_tls.clone();
                 let listener = flight_listener.lock().expect("flight listener").take();
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "Ballista takes the Flight server's task handle and stops it"
+                )]
                 tokio::spawn(async move {
                     let listener = listener.ok_or_else(|| {
                         ballista_core::error::BallistaError::General(

@@ -215,6 +215,10 @@ impl ClusterTls {
                 }
             };
             let acceptor = acceptor.clone();
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "a connection's task ends with the connection (or its handshake timeout)"
+            )]
             tokio::spawn(async move {
                 let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket));
                 let mut tls = match handshake.await {

@@ -150,6 +150,26 @@ pub fn committed_sources(ledger: &[OperationRecord]) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Ingests `inputs` into the warehouse at `location`, creating it on a first ingest; a
+/// first ingest that fails leaves no warehouse behind (the directory it created goes
+/// again: kefu alone wrote in it).
+pub fn ingest_at(
+    inputs: &[String],
+    location: &kefu_storage::WarehouseLocation,
+    options: &IngestOptions,
+    progress: &dyn Progress,
+) -> Result<IngestReport, IngestError> {
+    let created = location.local_path().filter(|dir| !dir.exists());
+    let warehouse = Warehouse::open(location)?;
+    ingest(inputs, &warehouse, options, progress).inspect_err(|_| {
+        if let Some(dir) = &created
+            && let Err(e) = std::fs::remove_dir_all(dir)
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the warehouse directory of a failed first ingest");
+        }
+    })
+}
+
 /// Ingests `inputs` (files, directories, globs, archives) into `warehouse` as one batch.
 pub fn ingest(
     inputs: &[String],

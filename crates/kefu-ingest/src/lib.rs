@@ -30,7 +30,7 @@ use kefu_model::Table;
 
 pub use check::{CheckReport, CheckTotals, CheckedSource, check};
 pub use convert::{Converter, Reject, RejectReason};
-pub use ingest::{IngestOptions, IngestReport, ingest};
+pub use ingest::{IngestOptions, IngestReport, ingest, ingest_at};
 pub use jsonl::convert_jsonl;
 pub use kefu_storage::ledger::TableCounts;
 pub use profile::{FieldMap, MissingColumns, Profile};

@@ -80,6 +80,22 @@ struct ProfileFile {
 
 impl Profile {
     /// Reads a profile file.
+    /// The profile at `path`, else the built-in one; `table`, when given, is the table
+    /// every source feeds (`--table`).
+    pub fn load_or_builtin(
+        path: Option<&Path>,
+        table: Option<Table>,
+    ) -> Result<Profile, IngestError> {
+        let mut profile = match path {
+            Some(path) => Profile::load(path)?,
+            None => Profile::builtin(),
+        };
+        if table.is_some() {
+            profile.table = table;
+        }
+        Ok(profile)
+    }
+
     pub fn load(path: &Path) -> Result<Profile, IngestError> {
         let text = std::fs::read_to_string(path).map_err(|e| IngestError::Profile {
             profile: path.display().to_string(),

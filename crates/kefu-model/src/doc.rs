@@ -69,6 +69,19 @@ pub fn model_markdown() -> String {
     out
 }
 
+/// The model as Markdown ([`model_markdown`]), or only `table`'s section of it.
+pub fn model_markdown_of(table: Option<Table>) -> String {
+    let md = model_markdown();
+    let Some(table) = table else {
+        return md;
+    };
+    let heading = format!("\n## `{}`", table.name());
+    let start = md.find(&heading).unwrap_or(0);
+    let rest = &md[start + 1..];
+    let end = rest[1..].find("\n## ").map_or(rest.len(), |i| i + 1);
+    format!("{}\n", &rest[..end])
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

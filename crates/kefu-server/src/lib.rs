@@ -158,6 +158,10 @@ pub async fn serve(
             .header_read_timeout(HEADER_TIMEOUT);
         let connection =
             graceful.watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a connection's task ends with the connection; the graceful stop waits for it"
+        )]
         tokio::spawn(async move {
             // A client that goes away or times out ends its connection; nothing to report.
             let _ = connection.await;

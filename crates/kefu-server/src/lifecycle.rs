@@ -7,6 +7,7 @@
 use std::io;
 use std::net::SocketAddr;
 
+use datafusion::common::runtime::SpawnedTask;
 use tokio_util::sync::CancellationToken;
 
 use crate::{ServerConfig, ServerError};
@@ -62,7 +63,7 @@ pub fn run(
         if let Some(listener) = flight {
             listening(Listening::Flight(address(&listener)?));
             let stopped = stopping.clone();
-            others.push(tokio::spawn(crate::flight::serve(
+            others.push(SpawnedTask::spawn(crate::flight::serve(
                 listener,
                 state.clone(),
                 async move { stopped.cancelled().await },
@@ -71,14 +72,14 @@ pub fn run(
         if let Some(listener) = postgres {
             listening(Listening::Postgres(address(&listener)?));
             let stopped = stopping.clone();
-            others.push(tokio::spawn(crate::postgres::serve(
+            others.push(SpawnedTask::spawn(crate::postgres::serve(
                 listener,
                 state.clone(),
                 async move { stopped.cancelled().await },
             )));
         }
         let stopped = stopping.clone();
-        tokio::spawn(async move {
+        let _signals = SpawnedTask::spawn(async move {
             stop.await;
             stopped.cancel();
         });
@@ -87,7 +88,8 @@ pub fn run(
         })
         .await?;
         for task in others {
-            task.await
+            task.join()
+                .await
                 .map_err(|e| ServerError::Io(format!("a listener stopped abnormally: {e}")))??;
         }
         Ok::<_, ServerError>(())

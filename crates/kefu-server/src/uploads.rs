@@ -509,6 +509,10 @@ pub fn enqueue(context: &Arc<IngestContext>, upload: &Upload) {
     let sender = queues.entry(key).or_insert_with(|| {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let context = context.clone();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a region's queue worker lives as long as the server's runtime"
+        )]
         tokio::spawn(async move {
             while let Some(id) = rx.recv().await {
                 let permit = context.uploads.permits.clone().acquire_owned().await;

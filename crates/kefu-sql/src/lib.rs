@@ -67,6 +67,9 @@ pub enum SqlError {
     TooDeep { limit: usize },
     #[error("internal error: {0}")]
     Internal(String),
+    /// A working calendar (`--calendar`) that cannot be read or is not valid.
+    #[error("{path}: {reason}")]
+    Calendar { path: String, reason: String },
     #[error("cannot start the shell: {0}")]
     ShellStart(#[source] rustyline::error::ReadlineError),
     #[error("reading input: {0}")]
@@ -81,9 +84,10 @@ impl kefu_model::Classify for SqlError {
             | SqlError::Output { .. }
             | SqlError::Warehouse(_)
             | SqlError::Input(_) => ErrorKind::Io,
-            SqlError::QueryFile { .. } | SqlError::UnknownQuery(_) | SqlError::Query { .. } => {
-                ErrorKind::Config
-            }
+            SqlError::QueryFile { .. }
+            | SqlError::UnknownQuery(_)
+            | SqlError::Query { .. }
+            | SqlError::Calendar { .. } => ErrorKind::Config,
             SqlError::ReadOnly { .. }
             | SqlError::DataFusion(_)
             | SqlError::ResourcesExhausted(_)

@@ -590,6 +590,19 @@ impl WorkingCalendar {
     /// ```
     ///
     /// Missing keys keep the default's value.
+    /// The calendar of the file at `path` (`--calendar`), else the default.
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self, crate::SqlError> {
+        let Some(path) = path else {
+            return Ok(WorkingCalendar::default());
+        };
+        let error = |reason: String| crate::SqlError::Calendar {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+        WorkingCalendar::from_toml(&text).map_err(error)
+    }
+
     pub fn from_toml(text: &str) -> Result<Self, String> {
         let value: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
         let mut calendar = WorkingCalendar::default();

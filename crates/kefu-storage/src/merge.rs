@@ -740,14 +740,19 @@ impl TableMerge {
             |(partition, batches, rows, standing)| {
                 let writer = writer.clone();
                 let layout = layout.clone();
-                tokio::spawn(async move {
+                // A task of its own per file (the writes run in parallel), owned by a set
+                // this future holds: a batch given up (an error elsewhere, a cancelled
+                // ingest) stops its writers instead of leaving them running.
+                let mut task = tokio::task::JoinSet::new();
+                task.spawn(async move {
                     // The copy into sorted order happens here, on the writing worker.
                     let batch = gather(&batches, &rows)?;
                     drop(batches);
                     let add =
                         write_file(&writer, stored, partition.as_deref(), &batch, &layout).await?;
                     Ok::<_, StorageError>((add, standing))
-                })
+                });
+                async move { task.join_next().await.expect("one task") }
             },
         ))
         .buffer_unordered(self.workers)

@@ -1,10 +1,11 @@
-//! `kefu cluster`: a Ballista scheduler or executor inside the kefu binary.
+//! `kefu cluster`: a Ballista scheduler or executor with kefu's functions; checks a
+//! cluster; makes its TLS certificates.
 
 use clap::{Args, Subcommand};
-
-use crate::cli::WarehouseArgs;
-use crate::exit::{self, CliResult, Failure};
 use kefu_model::ErrorKind;
+
+use crate::args::{WarehouseArgs, load_tls};
+use crate::exit::{CliResult, Failure};
 
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
@@ -108,15 +109,6 @@ pub enum ClusterCommand {
     },
 }
 
-/// The cluster's TLS directory, loaded (`None` without one).
-pub(crate) fn load_tls(
-    dir: Option<&std::path::Path>,
-) -> Result<Option<kefu_cluster::tls::ClusterTls>, Failure> {
-    dir.map(kefu_cluster::tls::ClusterTls::load)
-        .transpose()
-        .map_err(|e| Failure::new(ErrorKind::Config, e.to_string()))
-}
-
 pub fn cluster_command(args: &ClusterArgs) -> CliResult {
     // Planning and (de)serialising deep plans (the churn queries) recurses deeply: the
     // scheduler overflowed Tokio's default 2 MiB thread stacks in a debug build.
@@ -206,10 +198,10 @@ async fn check(
     tls: Option<&kefu_cluster::tls::ClusterTls>,
 ) -> CliResult {
     let options = kefu_sql::EngineOptions {
-        calendar: crate::sql::load_calendar(calendar)?,
+        calendar: kefu_sql::udf::WorkingCalendar::load(calendar)?,
         ..Default::default()
     };
-    let opened = crate::sql::open_existing_warehouse(&warehouse.warehouse)?;
+    let opened = crate::args::open_existing_warehouse(&warehouse.warehouse)?;
     let report = kefu_cluster::check::check(url, &opened, &options, tls).await?;
     print!("{report}");
     match report.failure() {
