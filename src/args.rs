@@ -2,7 +2,6 @@
 //! its results go, the cluster to run on, the runtime, and the loading of the files they
 //! name (profiles, working calendars, TLS directories).
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -174,39 +173,14 @@ pub(crate) fn open_engine(
 
 /// Where `kefu sql` and `kefu query` write: `--output` in `--format` (or the format its
 /// name says), else stdout.
-pub(crate) fn destination(args: &SessionArgs) -> Result<Destination, Failure> {
-    let format = match (args.format, &args.output) {
-        (Some(format), _) => format,
-        (None, None) => Format::default(),
-        (None, Some(path)) => Format::from_extension(&path.to_string_lossy()).ok_or_else(|| {
-            Failure::new(
-                ErrorKind::Config,
-                format!(
-                    "cannot tell a format from the name {}: give --format (table, csv, \
-                     json, ndjson, parquet or xlsx) or end it in one of those",
-                    path.display()
-                ),
-            )
-        })?,
-    };
-    if format.is_binary() && args.output.is_none() && std::io::stdout().is_terminal() {
-        return Err(Failure::new(
-            ErrorKind::Config,
-            format!("{format} is binary: write it to a file with --output result.{format}"),
-        ));
-    }
-    let width = if args.output.is_none() && std::io::stdout().is_terminal() {
-        kefu_sql::output::terminal_width()
-    } else {
-        None
-    };
+pub(crate) fn destination(args: &SessionArgs) -> Result<Destination, SqlError> {
     let style = TableStyle {
-        width,
+        width: None,
         max_rows: args.max_rows,
         raw_csv: args.raw_csv,
         bom: args.bom,
     };
-    Ok(Destination::to(args.output.clone(), format, style, false))
+    Destination::for_output(args.output.clone(), args.format, style)
 }
 
 /// The cluster's TLS directory, loaded (`None` without one).

@@ -6,7 +6,6 @@ use std::time::Instant;
 use clap::Args;
 use kefu_model::ErrorKind;
 
-use crate::commands::run::finish_run;
 use crate::exit::{CliResult, Failure};
 use crate::progress::BarProgress;
 
@@ -38,7 +37,7 @@ pub fn demo_command(args: &DemoArgs) -> CliResult {
     };
     let progress = BarProgress::new(args.quiet);
     let demo = kefu_jobs::demo::run(&options, &progress, &mut |line| println!("{line}"))?;
-    finish_run(&demo.run)?;
+    demo.run.outcome()?;
     println!("4/4 done in {:.0} s.\n", started.elapsed().as_secs_f64());
     println!("Open the monthly report:  {}", demo.report_page);
     println!("KPI tables:               {}", demo.kpi.display());

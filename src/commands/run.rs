@@ -98,7 +98,7 @@ pub fn run_command(args: &RunArgs) -> CliResult {
     let progress = BarProgress::new(args.quiet || args.json);
     let report = kefu_jobs::run(&job, &options, &progress)?;
     print_run(&report, args.json);
-    finish_run(&report)
+    Ok(report.outcome()?)
 }
 
 fn print_run(report: &RunReport, json: bool) {
@@ -109,23 +109,5 @@ fn print_run(report: &RunReport, json: bool) {
         );
     } else {
         println!("{}", report.summary());
-    }
-}
-
-pub(crate) fn finish_run(report: &RunReport) -> CliResult {
-    match report.status.kind() {
-        None => Ok(()),
-        Some(kind) => {
-            let failed: Vec<String> = report
-                .steps
-                .iter()
-                .filter_map(|s| {
-                    s.error
-                        .as_ref()
-                        .map(|e| format!("step {} (line {}): {e}", s.name, s.line))
-                })
-                .collect();
-            Err(Failure::new(kind, failed.join("\n")))
-        }
     }
 }

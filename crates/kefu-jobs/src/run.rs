@@ -180,7 +180,41 @@ pub struct RunReport {
     pub report_file: Option<String>,
 }
 
+/// A run that did not fully succeed: its status, and each failed step with its error.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .steps.join("\n"))]
+pub struct RunFailed {
+    pub status: RunStatus,
+    /// `step NAME (line N): ERROR` for each step that failed.
+    pub steps: Vec<String>,
+}
+
+impl kefu_model::Classify for RunFailed {
+    fn kind(&self) -> kefu_model::ErrorKind {
+        self.status.kind().unwrap_or(kefu_model::ErrorKind::Failure)
+    }
+}
+
 impl RunReport {
+    /// Ok when every step succeeded (or had nothing to do).
+    pub fn outcome(&self) -> Result<(), RunFailed> {
+        if self.status.kind().is_none() {
+            return Ok(());
+        }
+        Err(RunFailed {
+            status: self.status,
+            steps: self
+                .steps
+                .iter()
+                .filter_map(|s| {
+                    s.error
+                        .as_ref()
+                        .map(|e| format!("step {} (line {}): {e}", s.name, s.line))
+                })
+                .collect(),
+        })
+    }
+
     /// A few lines for the terminal: one per step, then the outcome.
     pub fn summary(&self) -> String {
         let mut out = String::new();

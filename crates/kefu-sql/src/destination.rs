@@ -24,6 +24,31 @@ pub struct Destination {
 }
 
 impl Destination {
+    /// Results to `output` (stdout without one) in `format`, else in the format the
+    /// file's name says, else as a table; a table printed on a terminal takes its width.
+    pub fn for_output(
+        output: Option<PathBuf>,
+        format: Option<Format>,
+        style: TableStyle,
+    ) -> Result<Self, SqlError> {
+        use std::io::IsTerminal;
+        let format = match (format, &output) {
+            (Some(format), _) => format,
+            (None, None) => Format::default(),
+            (None, Some(path)) => Format::from_extension(&path.to_string_lossy())
+                .ok_or_else(|| SqlError::UnknownOutputFormat { path: path.clone() })?,
+        };
+        let terminal = output.is_none() && std::io::stdout().is_terminal();
+        if format.is_binary() && terminal {
+            return Err(SqlError::BinaryToTerminal { format });
+        }
+        let style = TableStyle {
+            width: if terminal { terminal_width() } else { None },
+            ..style
+        };
+        Ok(Destination::to(output, format, style, false))
+    }
+
     /// Results in `format` to `path` (stdout without one); text appended to the file when
     /// `append` (binary formats always replace it).
     pub fn to(path: Option<PathBuf>, format: Format, style: TableStyle, append: bool) -> Self {

@@ -67,6 +67,15 @@ pub enum SqlError {
     TooDeep { limit: usize },
     #[error("internal error: {0}")]
     Internal(String),
+    /// An output file whose name says no format, and no format given.
+    #[error(
+        "cannot tell a format from the name {}: give --format (table, csv, json, ndjson, parquet or xlsx) or end it in one of those",
+        path.display()
+    )]
+    UnknownOutputFormat { path: std::path::PathBuf },
+    /// A binary format asked for on a terminal.
+    #[error("{format} is binary: write it to a file with --output result.{format}")]
+    BinaryToTerminal { format: Format },
     /// A working calendar (`--calendar`) that cannot be read or is not valid.
     #[error("{path}: {reason}")]
     Calendar { path: String, reason: String },
@@ -87,9 +96,13 @@ impl kefu_model::Classify for SqlError {
             SqlError::QueryFile { .. }
             | SqlError::UnknownQuery(_)
             | SqlError::Query { .. }
-            | SqlError::Calendar { .. } => ErrorKind::Config,
+            | SqlError::Calendar { .. }
+            | SqlError::UnknownOutputFormat { .. }
+            | SqlError::BinaryToTerminal { .. } => ErrorKind::Config,
+            // kefu's own errors cross DataFusion as `External`: their kind is theirs (a
+            // warehouse file that cannot be read is an I/O failure, not the query's).
+            SqlError::DataFusion(e) => kind_within(e).unwrap_or(ErrorKind::Failure),
             SqlError::ReadOnly { .. }
-            | SqlError::DataFusion(_)
             | SqlError::ResourcesExhausted(_)
             | SqlError::TooLong { .. }
             | SqlError::TooDeep { .. }
@@ -122,6 +135,23 @@ impl SqlError {
     }
 }
 
+/// The kind of the first kefu error in `error`'s chain of sources (recovered by downcast
+/// from DataFusion's `External`).
+fn kind_within(error: &DataFusionError) -> Option<kefu_model::ErrorKind> {
+    use kefu_model::Classify;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(e) = e.downcast_ref::<kefu_storage::StorageError>() {
+            return Some(e.kind());
+        }
+        if let Some(e) = e.downcast_ref::<SqlError>() {
+            return Some(e.kind());
+        }
+        source = e.source();
+    }
+    None
+}
+
 impl From<DataFusionError> for SqlError {
     fn from(error: DataFusionError) -> Self {
         match error.find_root() {
@@ -130,5 +160,29 @@ impl From<DataFusionError> for SqlError {
             }
             _ => SqlError::DataFusion(error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kefu_model::{Classify, ErrorKind};
+
+    /// A warehouse error raised inside a query keeps its kind through DataFusion.
+    #[test]
+    fn kefu_errors_keep_their_kind_through_datafusion() {
+        let unreadable = kefu_storage::StorageError::Io {
+            location: "wh".into(),
+            reason: "file gone".into(),
+        };
+        let wrapped = DataFusionError::Context(
+            "scanning calls".into(),
+            Box::new(DataFusionError::External(Box::new(unreadable))),
+        );
+        let error = SqlError::from(wrapped);
+        assert_eq!(error.kind(), ErrorKind::Io);
+        assert!(error.to_string().contains("file gone"), "{error}");
+        let plain = SqlError::from(DataFusionError::Plan("no such column".into()));
+        assert_eq!(plain.kind(), ErrorKind::Failure);
     }
 }
