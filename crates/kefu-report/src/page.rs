@@ -4,7 +4,7 @@
 use minijinja::{Environment, context};
 use serde::Serialize;
 
-use crate::charts::{self, Scale, escape};
+use crate::charts::{self, Scale};
 use crate::figures::{Figures, Kpi, KpiKind};
 use crate::{Edition, Lang, ReportError, ReportRequest};
 
@@ -56,22 +56,19 @@ fn change_text(k: &Kpi, base: Option<f64>, lang: Lang) -> (String, &'static str)
     (text, class)
 }
 
-/// An HTML table; cells are escaped here.
-fn table(columns: &[&str], rows: &[Vec<String>]) -> String {
-    let mut html = String::from("<table><thead><tr>");
-    for c in columns {
-        html.push_str(&format!("<th>{}</th>", escape(c)));
+/// A table of the page: text only, rendered by the template's `table` macro (which
+/// escapes every cell).
+#[derive(Debug, serde::Serialize)]
+struct Table {
+    columns: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+fn table(columns: &[&str], rows: &[Vec<String>]) -> Table {
+    Table {
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        rows: rows.to_vec(),
     }
-    html.push_str("</tr></thead><tbody>");
-    for row in rows {
-        html.push_str("<tr>");
-        for cell in row {
-            html.push_str(&format!("<td>{}</td>", escape(cell)));
-        }
-        html.push_str("</tr>");
-    }
-    html.push_str("</tbody></table>");
-    html
 }
 
 fn percent(v: Option<f64>) -> String {
@@ -213,15 +210,11 @@ pub(crate) fn render(
         &top.iter().map(|c| c.1).collect::<Vec<_>>(),
         Scale::Count,
     );
-    let hotspots_table = if figures.hotspots.is_empty() {
-        format!(
-            "<p class=\"note\">{}</p>",
-            match lang {
-                Lang::Zh => format!("{}无投诉热点。", period.this(lang)),
-                Lang::En => format!("No hot spots {}.", period.this(lang)),
-            }
-        )
-    } else {
+    let hotspots_note = match lang {
+        Lang::Zh => format!("{}无投诉热点。", period.this(lang)),
+        Lang::En => format!("No hot spots {}.", period.this(lang)),
+    };
+    let hotspots_table = (!figures.hotspots.is_empty()).then(|| {
         table(
             &[
                 l("周", "Week"),
@@ -246,7 +239,7 @@ pub(crate) fn render(
                 })
                 .collect::<Vec<_>>(),
         )
-    };
+    });
     let hour_labels: Vec<String> = figures
         .hours
         .iter()
@@ -366,6 +359,7 @@ pub(crate) fn render(
                 branch_bottom_svg => branch_chart("bottom", l("后 5 名", "Bottom 5")),
                 categories_svg,
                 hotspots_table,
+                hotspots_note,
                 hall_wait_svg,
                 hour_answer_svg,
                 signals_table,
@@ -381,7 +375,7 @@ pub(crate) fn render(
 }
 
 /// The service-process KPIs as a table: the period's value, its changes, the target.
-fn service_table(figures: &Figures, lang: Lang, annual: bool) -> String {
+fn service_table(figures: &Figures, lang: Lang, annual: bool) -> Table {
     let l = |zh: &'static str, en: &'static str| lang.pick(zh, en);
     let mut columns = vec![l("指标", "KPI"), l("本期", "Value")];
     if !annual {
