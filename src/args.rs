@@ -120,6 +120,40 @@ pub(crate) fn open_existing_warehouse(location: &WarehouseLocation) -> Result<Wa
     Ok(Warehouse::open_existing(location)?)
 }
 
+impl OnCluster {
+    /// How to open sessions on the cluster (`None` without `--cluster`): the one way
+    /// `kefu sql`, `query`, `report` and `run` reach a cluster.
+    pub(crate) fn opener(&self) -> Result<Option<kefu_jobs::run::EngineOpener>, Failure> {
+        let Some(url) = self.url.clone() else {
+            return Ok(None);
+        };
+        #[cfg(feature = "cluster")]
+        {
+            let tls = load_tls(self.tls.as_deref())?;
+            kefu_cluster::scheduler_address(&url)
+                .map_err(|e| Failure::new(ErrorKind::Config, e))?;
+            Ok(Some(kefu_jobs::run::EngineOpener(std::sync::Arc::new(
+                move |warehouse, options| {
+                    let (url, tls) = (url.clone(), tls.clone());
+                    Box::pin(async move {
+                        kefu_cluster::open_engine(&warehouse, &options, &url, tls.as_ref())
+                            .await
+                            .map_err(|e| e.to_string())
+                    })
+                },
+            ))))
+        }
+        #[cfg(not(feature = "cluster"))]
+        {
+            let _ = (url, &self.tls);
+            Err(Failure::new(
+                ErrorKind::Config,
+                "this kefu was built without the `cluster` feature (Ballista)",
+            ))
+        }
+    }
+}
+
 /// A session over the existing warehouse at `location`, locally or on the cluster at
 /// `cluster`.
 pub(crate) fn open_engine_at(
@@ -129,30 +163,11 @@ pub(crate) fn open_engine_at(
     cluster: &OnCluster,
 ) -> Result<Engine, Failure> {
     let warehouse = open_existing_warehouse(location)?;
-    match cluster.url.as_deref() {
-        None => runtime
-            .block_on(Engine::open(&warehouse, options))
-            .map_err(Failure::from),
-        #[cfg(feature = "cluster")]
-        Some(url) => {
-            let tls = load_tls(cluster.tls.as_deref())?;
-            runtime
-                .block_on(kefu_cluster::open_engine(
-                    &warehouse,
-                    options,
-                    url,
-                    tls.as_ref(),
-                ))
-                .map_err(|e| Failure::new(ErrorKind::Config, e.to_string()))
-        }
-        #[cfg(not(feature = "cluster"))]
-        Some(_) => {
-            let _ = &cluster.tls;
-            Err(Failure::new(
-                ErrorKind::Config,
-                "this kefu was built without the `cluster` feature (Ballista)".to_string(),
-            ))
-        }
+    match cluster.opener()? {
+        None => Ok(runtime.block_on(Engine::open(&warehouse, options))?),
+        Some(opener) => runtime
+            .block_on((opener.0)(warehouse, options.clone()))
+            .map_err(|e| Failure::new(ErrorKind::Config, e)),
     }
 }
 

@@ -1,6 +1,6 @@
 //! `kefu run`: a job file's steps, incrementally.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::NaiveDate;
 use clap::Args;
@@ -43,45 +43,10 @@ pub struct RunArgs {
     pub cluster: OnCluster,
 }
 
-/// The sessions of `kefu run --cluster URL`: on that Ballista cluster.
-fn cluster_engine(
-    url: Option<&str>,
-    tls: Option<&Path>,
-) -> Result<Option<kefu_jobs::run::EngineOpener>, Failure> {
-    let Some(url) = url else {
-        return Ok(None);
-    };
-    #[cfg(feature = "cluster")]
-    {
-        let url = url.to_string();
-        let tls = crate::args::load_tls(tls)?;
-        kefu_cluster::scheduler_address(&url)
-            .map_err(|e| Failure::new(ErrorKind::Config, e.to_string()))?;
-        Ok(Some(kefu_jobs::run::EngineOpener(std::sync::Arc::new(
-            move |warehouse, options| {
-                let (url, tls) = (url.clone(), tls.clone());
-                Box::pin(async move {
-                    kefu_cluster::open_engine(&warehouse, &options, &url, tls.as_ref())
-                        .await
-                        .map_err(|e| e.to_string())
-                })
-            },
-        ))))
-    }
-    #[cfg(not(feature = "cluster"))]
-    {
-        let _ = (url, tls);
-        Err(Failure::new(
-            ErrorKind::Config,
-            "this kefu was built without the `cluster` feature (Ballista)".to_string(),
-        ))
-    }
-}
-
 pub fn run_command(args: &RunArgs) -> CliResult {
     let job = kefu_jobs::Job::load(&args.job)?;
     let options = RunOptions {
-        engine: cluster_engine(args.cluster.url.as_deref(), args.cluster.tls.as_deref())?,
+        engine: args.cluster.opener()?,
         run_date: args.date,
         range: args.from.zip(args.to),
         dry_run: args.dry_run,
