@@ -54,7 +54,12 @@ fn bench_queries(c: &mut Criterion) {
     generate(&cfg, &NoProgress).expect("generate");
     let location = kefu_storage::WarehouseLocation::parse_in("wh", dir.path()).expect("location");
     let warehouse = kefu_storage::Warehouse::open(&location).expect("open");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     kefu_ingest::ingest(
+        runtime.handle(),
         &[cfg.out.display().to_string()],
         &warehouse,
         &kefu_ingest::IngestOptions::default(),
@@ -62,10 +67,6 @@ fn bench_queries(c: &mut Criterion) {
     )
     .expect("ingest");
     let library = QueryLibrary::embedded().expect("library");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     let sql_of = |name: &str, params: &[(&str, &str)]| {
         let params: Vec<(String, String)> = params
             .iter()

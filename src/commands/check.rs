@@ -1,52 +1,29 @@
 //! `kefu check`: exports checked against the model without ingesting them.
 
-use std::path::PathBuf;
-
-use clap::Args;
+use kefu_ingest::cli::CheckArgs;
+use kefu_model::ErrorKind;
 use kefu_model::number::thousands;
-use kefu_model::{ErrorKind, Table};
+
+use tokio::runtime::Runtime;
 
 use crate::exit::{CliResult, Failure};
 use crate::progress::BarProgress;
 
-#[derive(Debug, Args)]
-pub struct CheckArgs {
-    /// Files, directories, globs or archives to check.
-    #[arg(required = true, value_name = "SOURCE")]
-    pub sources: Vec<String>,
-    /// Mapping profile (TOML) for sources the built-in profile does not understand.
-    #[arg(long, env = "KEFU_PROFILE", value_name = "FILE")]
-    pub profile: Option<PathBuf>,
-    /// The table every source feeds (default: from the file name or header).
-    #[arg(long)]
-    pub table: Option<Table>,
-    /// Rejected records to show per source.
-    #[arg(long, default_value_t = 5)]
-    pub examples: usize,
-    /// Mapped rows to show per source, as they would land (default: 5 with --profile, so
-    /// that a profile can be written by trial; else 0). Times are shown in the profile's
-    /// zone.
-    #[arg(long, value_name = "N")]
-    pub rows: Option<usize>,
-    /// List every source, not only those with problems.
-    #[arg(long)]
-    pub all: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-}
-
-pub fn check_command(args: &CheckArgs) -> CliResult {
+pub fn check_command(args: &CheckArgs, runtime: &Runtime) -> CliResult {
     let profile = kefu_ingest::Profile::load_or_builtin(args.profile.as_deref(), args.table)?;
     let progress = BarProgress::new(args.quiet || args.json);
     let rows = args
         .rows
         .unwrap_or(if args.profile.is_some() { 5 } else { 0 });
-    let report = kefu_ingest::check(&args.sources, &profile, args.examples, rows, &progress)
-        .map_err(|e| Failure::new(ErrorKind::Io, e))?;
+    let report = kefu_ingest::check(
+        runtime.handle(),
+        &args.sources,
+        &profile,
+        args.examples,
+        rows,
+        &progress,
+    )
+    .map_err(|e| Failure::new(ErrorKind::Io, e))?;
     let zone = profile.time_zone;
     if args.json {
         println!(

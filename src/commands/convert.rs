@@ -2,11 +2,12 @@
 
 use kefu_storage::maintain::{self};
 
-use crate::args::WarehouseArgs;
-use crate::exit::CliResult;
+use tokio::runtime::Runtime;
 
-pub fn convert_command(args: &WarehouseArgs) -> CliResult {
-    let runtime = crate::args::runtime()?;
+use crate::exit::CliResult;
+use kefu_storage::cli::WarehouseArgs;
+
+pub fn convert_command(args: &WarehouseArgs, runtime: &Runtime) -> CliResult {
     let warehouse = crate::args::open_existing_warehouse(&args.warehouse)?;
     let _lock = warehouse
         .lock(|| eprintln!("kefu: another writer is working on the warehouse; waiting for it"))?;

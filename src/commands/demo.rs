@@ -1,34 +1,17 @@
 //! `kefu demo`: the tour, from generated exports to the monthly report.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::Args;
+use kefu_jobs::cli::DemoArgs;
 use kefu_model::ErrorKind;
+
+use tokio::runtime::Runtime;
 
 use crate::exit::{CliResult, Failure};
 use crate::progress::BarProgress;
 
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Where the demo's exports, warehouse, KPI tables and report go.
-    #[arg(long, default_value = "kefu-demo", value_name = "DIR")]
-    pub dir: PathBuf,
-    /// Customers at the start.
-    #[arg(long, default_value_t = 100_000)]
-    pub customers: u32,
-    /// Days of logs, ending on 2026-12-31: the default 761 start on 2024-12-01, 25
-    /// months, so that the December 2026 report has its 13-month trend and every 同比
-    /// (December 2025, January–December 2025 for the year to date) has a value.
-    #[arg(long, default_value_t = 761, value_parser = clap::value_parser!(u32).range(31..=3660))]
-    pub days: u32,
-    /// No progress bars.
-    #[arg(long, short)]
-    pub quiet: bool,
-}
-
 /// The example job, run by the demo as it is documented.
-pub fn demo_command(args: &DemoArgs) -> CliResult {
+pub fn demo_command(args: &DemoArgs, runtime: &Runtime) -> CliResult {
     let started = Instant::now();
     let options = kefu_jobs::demo::DemoOptions {
         dir: std::path::absolute(&args.dir).map_err(|e| Failure::new(ErrorKind::Io, e))?,
@@ -36,7 +19,9 @@ pub fn demo_command(args: &DemoArgs) -> CliResult {
         days: args.days,
     };
     let progress = BarProgress::new(args.quiet);
-    let demo = kefu_jobs::demo::run(&options, &progress, &mut |line| println!("{line}"))?;
+    let demo = kefu_jobs::demo::run(runtime.handle(), &options, &progress, &mut |line| {
+        println!("{line}")
+    })?;
     demo.run.outcome()?;
     println!("4/4 done in {:.0} s.\n", started.elapsed().as_secs_f64());
     println!("Open the monthly report:  {}", demo.report_page);

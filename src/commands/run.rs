@@ -1,52 +1,19 @@
 //! `kefu run`: a job file's steps, incrementally.
 
-use std::path::PathBuf;
-
-use chrono::NaiveDate;
-use clap::Args;
+use kefu_jobs::cli::RunArgs;
 use kefu_jobs::{RunOptions, RunReport};
 use kefu_model::ErrorKind;
 
-use crate::args::OnCluster;
+use tokio::runtime::Runtime;
+
+use crate::args::cluster_opener;
 use crate::exit::{CliResult, Failure};
 use crate::progress::BarProgress;
 
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// The job file (TOML; see fixtures/jobs/monthly.toml).
-    #[arg(value_name = "JOB.toml")]
-    pub job: PathBuf,
-    /// The day the run is for: date expressions (yesterday, month_start - 1 month, …)
-    /// are evaluated against it. Default: today in Asia/Shanghai.
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    pub date: Option<NaiveDate>,
-    /// Backfill from this day (inclusive): replaces every step's `from`, and reports
-    /// each month of the range. Needs --to.
-    #[arg(long, value_name = "YYYY-MM-DD", requires = "to")]
-    pub from: Option<NaiveDate>,
-    /// Backfill up to this day (exclusive). Needs --from.
-    #[arg(long, value_name = "YYYY-MM-DD", requires = "from")]
-    pub to: Option<NaiveDate>,
-    /// Say which steps and periods would run and why; write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Recompute every period and output, even those up to date.
-    #[arg(long)]
-    pub force: bool,
-    /// No progress bars.
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// Print the run report as JSON on stdout instead of the summary.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub cluster: OnCluster,
-}
-
-pub fn run_command(args: &RunArgs) -> CliResult {
+pub fn run_command(args: &RunArgs, runtime: &Runtime) -> CliResult {
     let job = kefu_jobs::Job::load(&args.job)?;
     let options = RunOptions {
-        engine: args.cluster.opener()?,
+        engine: cluster_opener(&args.cluster)?,
         run_date: args.date,
         range: args.from.zip(args.to),
         dry_run: args.dry_run,
@@ -61,7 +28,7 @@ pub fn run_command(args: &RunArgs) -> CliResult {
         ));
     }
     let progress = BarProgress::new(args.quiet || args.json);
-    let report = kefu_jobs::run(&job, &options, &progress)?;
+    let report = kefu_jobs::run(runtime.handle(), &job, &options, &progress)?;
     print_run(&report, args.json);
     Ok(report.outcome()?)
 }

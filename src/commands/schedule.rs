@@ -1,28 +1,14 @@
 //! `kefu schedule`: every job of a directory on its cron `schedule`.
 
-use std::path::PathBuf;
-
-use clap::Args;
+use kefu_jobs::cli::ScheduleArgs;
 use kefu_model::ErrorKind;
+
+use tokio::runtime::Runtime;
 
 use crate::exit::{self, CliResult, Failure};
 use crate::progress::BarProgress;
 
-#[derive(Debug, Args)]
-pub struct ScheduleArgs {
-    /// The directory of job files (*.toml); jobs with a `schedule` run on it.
-    #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
-    /// Run what is due now (catching up once after downtime) and exit, instead of
-    /// staying in the foreground.
-    #[arg(long)]
-    pub once: bool,
-    /// Pretend the time is this (RFC 3339), for trying out a schedule.
-    #[arg(long, hide = true, value_name = "TIME")]
-    pub now: Option<chrono::DateTime<chrono::FixedOffset>>,
-}
-
-pub fn schedule_command(args: &ScheduleArgs) -> CliResult {
+pub fn schedule_command(args: &ScheduleArgs, runtime: &Runtime) -> CliResult {
     let jobs = kefu_jobs::schedule::load_dir(&args.dir)?;
     let scheduled = jobs.iter().filter(|j| j.schedule.is_some()).count();
     for j in jobs.iter().filter(|j| j.schedule.is_none()) {
@@ -43,9 +29,10 @@ pub fn schedule_command(args: &ScheduleArgs) -> CliResult {
     );
     let progress = BarProgress::new(true);
     let now = args.now.map(|t| t.with_timezone(&chrono::Utc));
-    let failures = kefu_jobs::schedule::run(&jobs, args.once, now, &progress, |line| {
-        println!("{line}");
-    });
+    let failures =
+        kefu_jobs::schedule::run(runtime.handle(), &jobs, args.once, now, &progress, |line| {
+            println!("{line}");
+        });
     // The worst failure decides the exit code: the highest code.
     match failures.into_iter().max_by_key(|kind| exit::code(*kind)) {
         None => Ok(()),

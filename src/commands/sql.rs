@@ -1,39 +1,19 @@
 //! `kefu sql`: ad hoc SQL, as scripts or in the interactive shell.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 
-use clap::Args;
 use kefu_model::{Classify, ErrorKind};
+use kefu_sql::cli::SqlArgs;
 use kefu_sql::output::run_script;
 
-use crate::args::{SessionArgs, destination, open_engine, runtime};
+use tokio::runtime::Runtime;
+
+use crate::args::open_engine;
 use crate::exit::{CliResult, Failure};
 
-#[derive(Debug, Args)]
-pub struct SqlArgs {
-    #[command(flatten)]
-    pub session: SessionArgs,
-    /// Run these statements and exit (repeatable; several statements separated by ;).
-    /// -c, as psql and DuckDB spell it, is the same.
-    #[arg(long, short, short_alias = 'c', value_name = "SQL")]
-    pub execute: Vec<String>,
-    /// Run the statements of this file and exit.
-    #[arg(long, short, value_name = "FILE")]
-    pub file: Vec<PathBuf>,
-    /// Print each statement's time on stderr (always on in the shell; \timing toggles).
-    #[arg(long)]
-    pub timing: bool,
-    /// Start the shell even when stdin is not a terminal (statements are then read from
-    /// it line by line, as typed).
-    #[arg(long, short, conflicts_with_all = ["execute", "file"])]
-    pub interactive: bool,
-}
-
-pub fn sql_command(args: &SqlArgs) -> CliResult {
-    let runtime = runtime()?;
-    let engine = open_engine(&runtime, &args.session)?;
-    let destination = destination(&args.session)?;
+pub fn sql_command(args: &SqlArgs, runtime: &Runtime) -> CliResult {
+    let engine = open_engine(runtime, &args.session)?;
+    let destination = args.session.destination()?;
     let mut scripts: Vec<(String, String)> = args
         .execute
         .iter()

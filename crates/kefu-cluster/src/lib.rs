@@ -9,6 +9,8 @@
 //! and clients know each other by certificates ([`tls`]).
 
 pub mod check;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod codec;
 pub mod confined;
 pub mod tls;

@@ -10,6 +10,8 @@
 //! about warehouses or Parquet.
 
 pub mod calendar;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod config;
 pub mod dims;
 mod fields;

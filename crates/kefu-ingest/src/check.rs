@@ -88,14 +88,16 @@ impl RowSink for Tally {
 /// Checks every source named by `inputs` (files, directories, globs, archives), keeping
 /// `examples` rejects and the first `rows` mapped rows of each. A source that cannot be
 /// read is reported and the check goes on; only inputs that do not exist stop it.
+/// Objects in a store are read over `runtime`; call from a thread that may block.
 pub fn check(
+    runtime: &tokio::runtime::Handle,
     inputs: &[String],
     profile: &Profile,
     examples: usize,
     rows: usize,
     progress: &dyn Progress,
 ) -> Result<CheckReport, IngestError> {
-    let files = expand_inputs(inputs)?;
+    let files = expand_inputs(runtime, inputs)?;
     progress.start("checking", Some(files.len() as u64), Unit::Items("files"));
     let mut report = CheckReport::default();
     for file in &files {

@@ -180,6 +180,19 @@ impl Schedule {
         })
     }
 
+    /// Reads the schedule file at `path` (TOML), or gives the default schedule.
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self, IngestError> {
+        let Some(path) = path else {
+            return Ok(Schedule::default());
+        };
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| IngestError::Read {
+            source_name: origin.clone(),
+            error,
+        })?;
+        Schedule::from_toml(&text, &origin)
+    }
+
     /// Reads a schedule file (TOML, the keys of [`ScheduleConfig`]).
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, IngestError> {
         let config: ScheduleConfig = toml::from_str(text).map_err(|e| IngestError::Schedule {

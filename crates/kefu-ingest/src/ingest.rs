@@ -29,6 +29,7 @@ use kefu_storage::parquet::rejects_layout;
 use kefu_storage::tables::StoredTable;
 use kefu_storage::warehouse::WriterLock;
 use kefu_storage::{AsOf, Commit, Cut, OperationPlan, OperationRecord, Recovery, Warehouse};
+use tokio::runtime::Handle;
 
 use crate::source::{
     DecompressionLimits, ExpansionLimit, Input, expand_inputs, for_each_input_stream_limited,
@@ -152,8 +153,9 @@ pub fn committed_sources(ledger: &[OperationRecord]) -> BTreeMap<String, u64> {
 
 /// Ingests `inputs` into the warehouse at `location`, creating it on a first ingest; a
 /// first ingest that fails leaves no warehouse behind (the directory it created goes
-/// again: kefu alone wrote in it).
+/// again: kefu alone wrote in it). `runtime` as for [`ingest`].
 pub fn ingest_at(
+    runtime: &Handle,
     inputs: &[String],
     location: &kefu_storage::WarehouseLocation,
     options: &IngestOptions,
@@ -161,7 +163,7 @@ pub fn ingest_at(
 ) -> Result<IngestReport, IngestError> {
     let created = location.local_path().filter(|dir| !dir.exists());
     let warehouse = Warehouse::open(location)?;
-    ingest(inputs, &warehouse, options, progress).inspect_err(|_| {
+    ingest(runtime, inputs, &warehouse, options, progress).inspect_err(|_| {
         if let Some(dir) = &created
             && let Err(e) = std::fs::remove_dir_all(dir)
         {
@@ -171,7 +173,12 @@ pub fn ingest_at(
 }
 
 /// Ingests `inputs` (files, directories, globs, archives) into `warehouse` as one batch.
+///
+/// Sources are read and converted on threads of ingest's own, while the warehouse's I/O
+/// (reading the log, merging, writing, committing) runs on `runtime`, the caller's. Call
+/// it where a thread may block (the main thread, `spawn_blocking`), not from an async task.
 pub fn ingest(
+    runtime: &Handle,
     inputs: &[String],
     warehouse: &Warehouse,
     options: &IngestOptions,
@@ -190,14 +197,8 @@ pub fn ingest(
             options.max_reject_ratio
         )));
     }
-    let files = expand_inputs(inputs)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(crate::read::worker_count())
-        .thread_name("kefu-io")
-        .enable_all()
-        .build()
-        .map_err(|e| IngestError::Options(format!("cannot start the I/O runtime: {e}")))?;
-    let mut turn = WriterTurn::new(warehouse, runtime.handle());
+    let files = expand_inputs(runtime, inputs)?;
+    let mut turn = WriterTurn::new(warehouse, runtime);
     // Tables are created, and an interrupted writer's operation finished, in a turn of
     // their own: the sources are then read without holding up other writers.
     turn.wait_and_recover()?;
@@ -269,7 +270,7 @@ pub fn ingest(
                 &todo,
                 &batch_id,
                 &mut turn,
-                &runtime,
+                runtime,
                 options,
                 progress,
                 &mut report,
@@ -290,7 +291,7 @@ pub fn ingest(
             if known.is_empty() {
                 break (plan, discarded);
             }
-            delete_files(warehouse, &runtime, plan.new_files.iter().chain(&discarded));
+            delete_files(warehouse, runtime, plan.new_files.iter().chain(&discarded));
             for &(i, committed_in) in known.iter().rev() {
                 let (path, _, _) = todo.remove(i);
                 report.skipped.push(SkippedSource {
@@ -306,7 +307,7 @@ pub fn ingest(
                 return Ok(report);
             }
         };
-        delete_files(warehouse, &runtime, discarded.iter());
+        delete_files(warehouse, runtime, discarded.iter());
         tracing::debug!(
             ms = started.elapsed().as_millis(),
             files = plan.new_files.len(),
@@ -333,7 +334,7 @@ pub fn ingest(
                 report.batch = Some(*record);
                 if options.compact_after > 0 {
                     report.compaction =
-                        compact_touched(warehouse, &runtime, &touched, options.compact_after)?;
+                        compact_touched(warehouse, runtime, &touched, options.compact_after)?;
                 }
                 turn.close(&mut report, started);
                 return Ok(report);
@@ -345,7 +346,7 @@ pub fn ingest(
                     newest,
                     "another writer committed first; planning the batch again"
                 );
-                delete_files(warehouse, &runtime, new_files.iter());
+                delete_files(warehouse, runtime, new_files.iter());
                 turn.release();
             }
         }
@@ -415,7 +416,7 @@ fn select_sources(
 /// what is left).
 fn delete_files<'a>(
     warehouse: &Warehouse,
-    runtime: &tokio::runtime::Runtime,
+    runtime: &Handle,
     files: impl Iterator<Item = &'a String>,
 ) {
     for f in files {
@@ -430,7 +431,7 @@ fn delete_files<'a>(
 /// themselves, the large ones stay.
 fn compact_touched(
     warehouse: &Warehouse,
-    runtime: &tokio::runtime::Runtime,
+    runtime: &Handle,
     touched: &[(String, Vec<String>)],
     after: usize,
 ) -> Result<Option<CompactReport>, IngestError> {
@@ -524,7 +525,7 @@ fn write_batch(
     todo: &[(Input, Option<String>, u64)],
     batch_id: &str,
     turn: &mut WriterTurn,
-    runtime: &tokio::runtime::Runtime,
+    runtime: &Handle,
     options: &IngestOptions,
     progress: &dyn Progress,
     report: &mut IngestReport,
@@ -802,7 +803,7 @@ fn read_files_in_parallel(
 /// the turn comes when the first rows merge (when the row buffer fills, or at the end).
 struct WriterTurn {
     warehouse: Warehouse,
-    runtime: tokio::runtime::Handle,
+    runtime: Handle,
     /// `Some` while the turn is held (the lock is `None` on object stores).
     lock: Option<Option<WriterLock>>,
     ledger: Vec<OperationRecord>,
@@ -812,7 +813,7 @@ struct WriterTurn {
 }
 
 impl WriterTurn {
-    fn new(warehouse: &Warehouse, runtime: &tokio::runtime::Handle) -> Self {
+    fn new(warehouse: &Warehouse, runtime: &Handle) -> Self {
         WriterTurn {
             warehouse: warehouse.clone(),
             runtime: runtime.clone(),
@@ -897,7 +898,7 @@ struct BatchSink<'a> {
     warehouse: Warehouse,
     /// Taken before the first rows merge; the cut they merge onto is the turn's.
     turn: &'a mut WriterTurn,
-    runtime: &'a tokio::runtime::Runtime,
+    runtime: &'a Handle,
     source: Option<SourceName>,
     /// The table of the source being read.
     table: Option<Table>,
@@ -968,7 +969,7 @@ impl<'a> BatchSink<'a> {
     fn new(
         batch_id: &str,
         turn: &'a mut WriterTurn,
-        runtime: &'a tokio::runtime::Runtime,
+        runtime: &'a Handle,
         buffer_limit: usize,
     ) -> Self {
         let mut sink = BatchSink {
@@ -1147,7 +1148,7 @@ impl<'a> BatchSink<'a> {
             self.join_all()?;
         }
         let mut merge = self.take_merge(table)?;
-        let runtime = self.runtime.handle().clone();
+        let runtime = self.runtime.clone();
         let task = std::thread::Builder::new()
             .name("kefu-merge".into())
             .spawn(move || {

@@ -8,6 +8,8 @@
 //! Writing Parquet into the warehouse and the exactly-once ledger build on these.
 
 pub mod check;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod convert;
 pub mod deliveries;
 pub mod ingest;

@@ -10,6 +10,8 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+use tokio::runtime::Handle;
+
 use crate::IngestError;
 
 /// Bytes fetched per request.
@@ -25,21 +27,14 @@ pub struct ObjectSource {
     pub size: u64,
     /// When the object was last written: when it arrived.
     pub modified: chrono::DateTime<chrono::Utc>,
-}
-
-fn runtime(url: &str) -> Result<tokio::runtime::Runtime, IngestError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| IngestError::Source {
-            source_name: url.to_string(),
-            reason: format!("cannot start the I/O runtime: {e}"),
-        })
+    /// The runtime its requests run on: the caller's, driven from the reading threads.
+    pub runtime: Handle,
 }
 
 /// The objects an `s3://` URL names: the object itself, or every data file below it when
-/// it ends with `/` (sorted by key).
-pub fn list(url: &str) -> Result<Vec<ObjectSource>, IngestError> {
+/// it ends with `/` (sorted by key). Requests run on `runtime`; call from a thread that
+/// may block.
+pub fn list(runtime: &Handle, url: &str) -> Result<Vec<ObjectSource>, IngestError> {
     let err = |reason: String| IngestError::Source {
         source_name: url.to_string(),
         reason,
@@ -51,11 +46,10 @@ pub fn list(url: &str) -> Result<Vec<ObjectSource>, IngestError> {
         .ok_or_else(|| err("an s3:// URL needs a bucket".into()))?;
     let store = kefu_storage::store::bucket_store(&parsed).map_err(|e| err(e.to_string()))?;
     let key = parsed.path().trim_start_matches('/');
-    let rt = runtime(url)?;
     let base = format!("s3://{bucket}");
     if !key.is_empty() && !key.ends_with('/') {
         let location = Path::from(key);
-        let meta = rt
+        let meta = runtime
             .block_on(store.head(&location))
             .map_err(|e| err(e.to_string()))?;
         return Ok(vec![ObjectSource {
@@ -64,10 +58,11 @@ pub fn list(url: &str) -> Result<Vec<ObjectSource>, IngestError> {
             location,
             size: meta.size,
             modified: meta.last_modified,
+            runtime: runtime.clone(),
         }]);
     }
     let prefix = (!key.is_empty()).then(|| Path::from(key.trim_end_matches('/')));
-    let mut metas: Vec<object_store::ObjectMeta> = rt
+    let mut metas: Vec<object_store::ObjectMeta> = runtime
         .block_on(store.list(prefix.as_ref()).try_collect())
         .map_err(|e| err(e.to_string()))?;
     metas.retain(|m| {
@@ -87,6 +82,7 @@ pub fn list(url: &str) -> Result<Vec<ObjectSource>, IngestError> {
             location: m.location,
             size: m.size,
             modified: m.last_modified,
+            runtime: runtime.clone(),
         })
         .collect())
 }
@@ -94,21 +90,19 @@ pub fn list(url: &str) -> Result<Vec<ObjectSource>, IngestError> {
 /// Reads an object as a seekable stream, one block-sized range request at a time.
 pub struct ObjectReader {
     source: ObjectSource,
-    runtime: tokio::runtime::Runtime,
     position: u64,
     block_start: u64,
     block: bytes::Bytes,
 }
 
 impl ObjectReader {
-    pub fn new(source: &ObjectSource) -> Result<Self, IngestError> {
-        Ok(ObjectReader {
-            runtime: runtime(&source.url)?,
+    pub fn new(source: &ObjectSource) -> Self {
+        ObjectReader {
             source: source.clone(),
             position: 0,
             block_start: 0,
             block: bytes::Bytes::new(),
-        })
+        }
     }
 }
 
@@ -122,6 +116,7 @@ impl Read for ObjectReader {
         if !in_block {
             let end = (self.position + BLOCK).min(self.source.size);
             self.block = self
+                .source
                 .runtime
                 .block_on(
                     self.source

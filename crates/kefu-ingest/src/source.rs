@@ -430,18 +430,26 @@ impl Input {
                     error,
                 }
             })?)),
-            Input::Object(o) => Ok(Box::new(crate::object::ObjectReader::new(o)?)),
+            Input::Object(o) => Ok(Box::new(crate::object::ObjectReader::new(o))),
         }
     }
 }
 
 /// Expands the command line's sources: local files, directories and globs as [`expand`]
-/// does, and `s3://bucket/key` objects or `s3://bucket/prefix/` listings.
-pub fn expand_inputs(inputs: &[String]) -> Result<Vec<Input>, IngestError> {
+/// does, and `s3://bucket/key` objects or `s3://bucket/prefix/` listings (whose requests
+/// run on `runtime`).
+pub fn expand_inputs(
+    runtime: &tokio::runtime::Handle,
+    inputs: &[String],
+) -> Result<Vec<Input>, IngestError> {
     let mut out = Vec::new();
     for input in inputs {
         if input.starts_with("s3://") {
-            out.extend(crate::object::list(input)?.into_iter().map(Input::Object));
+            out.extend(
+                crate::object::list(runtime, input)?
+                    .into_iter()
+                    .map(Input::Object),
+            );
         } else {
             out.extend(
                 expand(std::slice::from_ref(input))?

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray};
 use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use kefu_gen::{GenConfig, generate};
-use kefu_ingest::ingest::{IngestOptions, ingest};
+use kefu_ingest::ingest::IngestOptions;
 use kefu_ingest::source::{expand, for_each_stream};
 use kefu_ingest::{Collected, IngestError, Profile, TableCounts, convert_csv};
 use kefu_model::Table;
@@ -23,6 +23,16 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// An ingest on a runtime of its own, as the CLI lends its one.
+fn ingest(
+    inputs: &[String],
+    warehouse: &Warehouse,
+    options: &IngestOptions,
+    progress: &dyn kefu_progress::Progress,
+) -> Result<kefu_ingest::IngestReport, IngestError> {
+    kefu_ingest::ingest(runtime().handle(), inputs, warehouse, options, progress)
 }
 
 /// Every row of a table in the warehouse's newest state (the files its Delta log names).

@@ -42,6 +42,7 @@ pub struct DemoOutcome {
 
 /// Runs the tour; `say` hears each step as it begins and what it did.
 pub fn run(
+    runtime: &tokio::runtime::Handle,
     options: &DemoOptions,
     progress: &dyn Progress,
     say: &mut dyn FnMut(&str),
@@ -74,7 +75,7 @@ pub fn run(
         "2/4 ingesting them day by day as they arrived: {} batches, one per delivery day …",
         deliveries.len()
     ));
-    let totals = ingest_day_by_day(dir, &exports, &deliveries, progress)?;
+    let totals = ingest_day_by_day(runtime, dir, &exports, &deliveries, progress)?;
     say(&format!(
         "    {} records in {totals}",
         thousands(totals.0.records),
@@ -93,7 +94,7 @@ pub fn run(
         run_date: Some(run_date),
         ..RunOptions::default()
     };
-    let run = crate::run(&job, &run_options, progress)?;
+    let run = crate::run(runtime, &job, &run_options, progress)?;
     for line in run.summary().lines() {
         say(&format!("    {line}"));
     }
@@ -133,6 +134,7 @@ impl std::fmt::Display for Ingested {
 
 /// One ingest batch per delivery day, in date order, as a nightly job would take them.
 fn ingest_day_by_day(
+    runtime: &tokio::runtime::Handle,
     dir: &Path,
     exports: &Path,
     deliveries: &[kefu_gen::Delivery],
@@ -159,7 +161,7 @@ fn ingest_day_by_day(
             .iter()
             .map(|p| exports.join(p).display().to_string())
             .collect();
-        let report = kefu_ingest::ingest(&paths, &warehouse, &options, &NoProgress)?;
+        let report = kefu_ingest::ingest(runtime, &paths, &warehouse, &options, &NoProgress)?;
         totals.add(&report.totals());
         progress.advance(1);
     }

@@ -305,8 +305,9 @@ impl Job {
     }
 
     /// The calendar of the job's schedule and default run date: its `time_zone`, else
-    /// its warehouse's, else (no warehouse yet, or unreadable) the default.
-    pub fn calendar(&self) -> chrono_tz::Tz {
+    /// its warehouse's (read over `runtime`, from a thread that may block), else (no
+    /// warehouse yet, or unreadable) the default.
+    pub fn calendar(&self, runtime: &tokio::runtime::Handle) -> chrono_tz::Tz {
         if let Some(zone) = self.calendar.get() {
             return *zone;
         }
@@ -319,10 +320,6 @@ impl Job {
         }
         let read = || -> Option<chrono_tz::Tz> {
             let warehouse = kefu_storage::Warehouse::open(&self.warehouse).ok()?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
             runtime.block_on(warehouse.time_zone()).ok()
         };
         match read() {

@@ -10,6 +10,8 @@
 //! apart, and a JSON run report is written beside the outputs. [`schedule`] runs jobs on
 //! their cron expressions, catching up a missed run once.
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod demo;
 pub mod job;
 pub mod run;
@@ -43,6 +45,95 @@ pub enum JobError {
     Ingest(#[from] kefu_ingest::IngestError),
     #[error(transparent)]
     Storage(#[from] kefu_storage::StorageError),
+}
+
+/// Why a step of a run failed. The run records it in the step's report and goes on with
+/// the next step.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Ingest(#[from] kefu_ingest::IngestError),
+    #[error(transparent)]
+    Storage(#[from] kefu_storage::StorageError),
+    #[error(transparent)]
+    Sql(#[from] kefu_sql::SqlError),
+    #[error(transparent)]
+    Report(#[from] kefu_report::ReportError),
+    #[error(transparent)]
+    Planning(#[from] datafusion::error::DataFusionError),
+    #[error(transparent)]
+    DateExpression(#[from] kefu_model::calendar::BadDateExpression),
+    /// Saving the job's state.
+    #[error(transparent)]
+    State(#[from] JobError),
+    /// A parameter, lookahead or day range of the step that does not hold at this run's
+    /// date.
+    #[error("{0}")]
+    Parameter(String),
+    /// The session opener `kefu run --cluster` gave failed (its message).
+    #[error("{0}")]
+    Session(String),
+    #[error("query {query}: {source}")]
+    Plan {
+        query: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+    #[error("query {query} for {period}: {source}")]
+    Query {
+        query: String,
+        period: String,
+        #[source]
+        source: kefu_sql::SqlError,
+    },
+    #[error("report {label}: {source}")]
+    Build {
+        label: String,
+        #[source]
+        source: kefu_report::ReportError,
+    },
+    /// A period's cached result cannot be read or written.
+    #[error("{}: {source}", path.display())]
+    Cache {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("partition needs dates for `from` and `to`")]
+    PartitionNeedsDates,
+    #[error(
+        "requires_deliveries {from}..{to}: no office has delivered anything the schedule recognises (set [deliveries] regions and pattern)"
+    )]
+    NoDeliveriesRecognised {
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    },
+    /// Deliveries the step requires have not arrived ("REGION DAY" each).
+    #[error("not run: {} required deliveries have not arrived: {}", .missing.len(), run::first_of(.missing, 10))]
+    MissingDeliveries { missing: Vec<String> },
+}
+
+impl kefu_model::Classify for StepError {
+    fn kind(&self) -> kefu_model::ErrorKind {
+        use kefu_model::ErrorKind;
+        match self {
+            StepError::Ingest(e) => e.kind(),
+            StepError::Storage(e) => e.kind(),
+            StepError::Sql(e) | StepError::Query { source: e, .. } => e.kind(),
+            StepError::Report(e) | StepError::Build { source: e, .. } => e.kind(),
+            StepError::State(e) => e.kind(),
+            StepError::DateExpression(_)
+            | StepError::Parameter(_)
+            | StepError::PartitionNeedsDates => ErrorKind::Config,
+            StepError::Cache { .. } => ErrorKind::Io,
+            StepError::NoDeliveriesRecognised { .. } | StepError::MissingDeliveries { .. } => {
+                ErrorKind::Incomplete
+            }
+            StepError::Planning(_) | StepError::Session(_) | StepError::Plan { .. } => {
+                ErrorKind::Failure
+            }
+        }
+    }
 }
 
 impl kefu_model::Classify for JobError {

@@ -27,9 +27,9 @@ use kefu_storage::Warehouse;
 use kefu_storage::publish::Target;
 use serde::Serialize;
 
-use crate::JobError;
 use crate::job::{IngestStep, Job, Lookahead, QueryStep, ReportStep, StepKind};
 use crate::state::{State, StateDir, UnitState};
+use crate::{JobError, StepError};
 use kefu_model::calendar::today as local_today;
 use kefu_model::calendar::{self as dates, Period};
 
@@ -290,6 +290,7 @@ struct Runner<'a> {
     state_dir: StateDir,
     state: State,
     warehouse: Warehouse,
+    runtime: &'a tokio::runtime::Handle,
     progress: &'a dyn Progress,
     outputs_written: u64,
     /// The warehouse's state the run reads (pinned: every query and fingerprint of the run
@@ -298,8 +299,10 @@ struct Runner<'a> {
 }
 
 /// Runs `job`. Configuration problems were caught when the job was loaded; failures of a
-/// step are recorded in the report and the remaining steps still run.
+/// step are recorded in the report and the remaining steps still run. Queries, reports
+/// and the warehouse's I/O run on `runtime`; call from a thread that may block.
 pub fn run(
+    runtime: &tokio::runtime::Handle,
     job: &Job,
     options: &RunOptions,
     progress: &dyn Progress,
@@ -327,11 +330,6 @@ pub fn run(
         ));
     }
     let warehouse = Warehouse::open(&job.warehouse).map_err(|e| JobError::Run(e.to_string()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(kefu_sql::QUERY_THREAD_STACK)
-        .build()
-        .map_err(|e| JobError::Run(format!("cannot start the runtime: {e}")))?;
     let zone = match job.time_zone {
         Some(zone) => zone,
         None => runtime
@@ -345,6 +343,7 @@ pub fn run(
         state_dir,
         state,
         warehouse,
+        runtime,
         progress,
         outputs_written: 0,
         inventory: None,
@@ -375,7 +374,7 @@ pub fn run(
             _ => Ok(()),
         };
         let result = required.and_then(|()| match &step.kind {
-            // Ingest makes its own runtime: it must not run inside this one.
+            // Ingest blocks (it reads on threads of its own, driving the runtime).
             StepKind::Ingest(i) => runner.ingest(i, &mut report),
             StepKind::Query(q) => runtime.block_on(runner.query(&step.name, q, &mut report)),
             StepKind::Report(r) => runtime.block_on(runner.report(&step.name, r, &mut report)),
@@ -383,7 +382,7 @@ pub fn run(
         if let Err(e) = result {
             tracing::warn!(job = %job.name, step = %step.name, error = %e, "step failed");
             report.status = StepStatus::Failed;
-            report.error = Some(e);
+            report.error = Some(e.to_string());
         }
         if !options.dry_run {
             runner.state_dir.save(&runner.state)?;
@@ -479,12 +478,9 @@ struct Inventory {
 }
 
 impl Inventory {
-    async fn read(warehouse: &Warehouse) -> Result<Self, String> {
-        let cut = warehouse
-            .cut(kefu_storage::AsOf::Latest)
-            .await
-            .map_err(|e| e.to_string())?;
-        let ledger = warehouse.ledger().await.map_err(|e| e.to_string())?;
+    async fn read(warehouse: &Warehouse) -> Result<Self, StepError> {
+        let cut = warehouse.cut(kefu_storage::AsOf::Latest).await?;
+        let ledger = warehouse.ledger().await?;
         let mut changes: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
         let mut everywhere = Vec::new();
         for op in ledger.iter().filter(|op| op.seq <= cut.seq) {
@@ -584,35 +580,45 @@ fn last_month(to: Option<NaiveDate>, lookahead: Lookahead) -> Option<String> {
 }
 
 /// The tables a query reads (its plan's scans, subqueries included).
-async fn tables_read(engine: &Engine, sql: &str) -> Result<BTreeSet<String>, String> {
-    let plan = engine
-        .context()
-        .state()
-        .create_logical_plan(sql)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn tables_read(
+    engine: &Engine,
+    sql: &str,
+) -> Result<BTreeSet<String>, datafusion::error::DataFusionError> {
+    let plan = engine.context().state().create_logical_plan(sql).await?;
     let mut tables = BTreeSet::new();
     plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {
             tables.insert(scan.table_name.table().to_string());
         }
         Ok(TreeNodeRecursion::Continue)
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     Ok(tables)
 }
 
-fn read_cache(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn read_cache(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>), StepError> {
+    let cache = |source: Box<dyn std::error::Error + Send + Sync>| StepError::Cache {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(|e| cache(e.into()))?;
     let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| cache(e.into()))?;
     let schema = builder.schema().clone();
     let batches = builder
         .build()
-        .map_err(|e| format!("{}: {e}", path.display()))?
+        .map_err(|e| cache(e.into()))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| cache(e.into()))?;
     Ok((schema, batches))
+}
+
+/// The first `n` of `items`, comma-separated, with how many more there are.
+pub(crate) fn first_of(items: &[String], n: usize) -> String {
+    let shown = items[..items.len().min(n)].join(", ");
+    match items.len().saturating_sub(n) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
 }
 
 /// Whether an output is there; an object store that cannot answer counts as "not there",
@@ -622,7 +628,7 @@ async fn exists(target: &Target) -> bool {
 }
 
 impl Runner<'_> {
-    async fn inventory(&mut self) -> Result<std::sync::Arc<Inventory>, String> {
+    async fn inventory(&mut self) -> Result<std::sync::Arc<Inventory>, StepError> {
         if let Some(inventory) = &self.inventory {
             return Ok(inventory.clone());
         }
@@ -633,20 +639,20 @@ impl Runner<'_> {
 
     /// A session at the inventory's cut, so that what a query reads is what its
     /// fingerprint names.
-    async fn engine(&self, inventory: &Inventory) -> Result<Engine, String> {
+    async fn engine(&self, inventory: &Inventory) -> Result<Engine, StepError> {
         let options = EngineOptions {
             as_of: kefu_storage::AsOf::Operation(inventory.cut.seq),
             ..EngineOptions::default()
         };
         match &self.options.engine {
-            Some(open) => (open.0)(self.warehouse.clone(), options).await,
-            None => Engine::open(&self.warehouse, &options)
+            Some(open) => (open.0)(self.warehouse.clone(), options)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(StepError::Session),
+            None => Ok(Engine::open(&self.warehouse, &options).await?),
         }
     }
 
-    fn ingest(&mut self, step: &IngestStep, report: &mut StepReport) -> Result<(), String> {
+    fn ingest(&mut self, step: &IngestStep, report: &mut StepReport) -> Result<(), StepError> {
         if self.options.dry_run {
             report.status = StepStatus::Planned;
             report.message = format!(
@@ -661,7 +667,13 @@ impl Runner<'_> {
             time_zone: self.job.time_zone,
             ..kefu_ingest::IngestOptions::default()
         };
-        match kefu_ingest::ingest(&step.sources, &self.warehouse, &options, self.progress) {
+        match kefu_ingest::ingest(
+            self.runtime,
+            &step.sources,
+            &self.warehouse,
+            &options,
+            self.progress,
+        ) {
             Ok(r) => {
                 let totals = r.totals();
                 let summary = IngestSummary {
@@ -714,7 +726,7 @@ impl Runner<'_> {
                         ..IngestSummary::default()
                     });
                 }
-                Err(e.to_string())
+                Err(e.into())
             }
         }
     }
@@ -724,7 +736,7 @@ impl Runner<'_> {
         &self,
         step: &QueryStep,
         range: Option<(NaiveDate, NaiveDate)>,
-    ) -> Result<Vec<PlannedUnit>, String> {
+    ) -> Result<Vec<PlannedUnit>, StepError> {
         let mut values: BTreeMap<String, String> = step
             .query
             .params
@@ -732,7 +744,10 @@ impl Runner<'_> {
             .map(|p| (p.name.clone(), p.default.clone()))
             .collect();
         for (name, value) in &step.params {
-            values.insert(name.clone(), value.resolve(self.run_date)?);
+            values.insert(
+                name.clone(),
+                value.resolve(self.run_date).map_err(StepError::Parameter)?,
+            );
         }
         let takes = |n: &str| step.query.params.iter().any(|p| p.name == n);
         if let Some((from, to)) = range
@@ -746,7 +761,7 @@ impl Runner<'_> {
         let ranges: Vec<(String, Option<NaiveDate>, Option<NaiveDate>)> = match step.partition {
             Some(period) => {
                 let (Some(from), Some(to)) = (date("from"), date("to")) else {
-                    return Err("partition needs dates for `from` and `to`".into());
+                    return Err(StepError::PartitionNeedsDates);
                 };
                 period
                     .split(from, to)
@@ -765,7 +780,7 @@ impl Runner<'_> {
                     v.insert("to".into(), to.expect("partitioned").to_string());
                 }
                 let pairs: Vec<(String, String)> = v.into_iter().collect();
-                let sql = step.query.render(&pairs).map_err(|e| e.to_string())?;
+                let sql = step.query.render(&pairs)?;
                 Ok(PlannedUnit {
                     period,
                     from,
@@ -782,9 +797,9 @@ impl Runner<'_> {
         format: Format,
         schema: SchemaRef,
         batches: &[RecordBatch],
-    ) -> Result<(), String> {
-        let bytes = kefu_sql::output::encode(format, schema, batches).map_err(|e| e.to_string())?;
-        target.put_atomic(bytes).await.map_err(|e| e.to_string())?;
+    ) -> Result<(), StepError> {
+        let bytes = kefu_sql::output::encode(format, schema, batches)?;
+        target.put_atomic(bytes).await?;
         failpoint_after_output(&mut self.outputs_written);
         Ok(())
     }
@@ -794,14 +809,17 @@ impl Runner<'_> {
         name: &str,
         step: &QueryStep,
         report: &mut StepReport,
-    ) -> Result<(), String> {
+    ) -> Result<(), StepError> {
         let units = self.plan_units(step, self.options.range)?;
         let inventory = self.inventory().await?;
         let engine = self.engine(&inventory).await?;
         let tables = match units.first() {
             Some(u) => tables_read(&engine, &u.sql)
                 .await
-                .map_err(|e| format!("query {}: {e}", step.query.name))?,
+                .map_err(|source| StepError::Plan {
+                    query: step.query.name.clone(),
+                    source,
+                })?,
             None => BTreeSet::new(),
         };
         self.progress
@@ -848,15 +866,21 @@ impl Runner<'_> {
             } else if self.options.dry_run {
                 unit_report.status = "would_compute";
             } else {
-                let (schema, batches) = engine
-                    .collect(&unit.sql)
-                    .await
-                    .map_err(|e| format!("query {} for {}: {e}", step.query.name, unit.period))?;
+                let (schema, batches) =
+                    engine
+                        .collect(&unit.sql)
+                        .await
+                        .map_err(|source| StepError::Query {
+                            query: step.query.name.clone(),
+                            period: unit.period.clone(),
+                            source,
+                        })?;
                 let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-                let bytes = kefu_sql::output::encode(Format::Parquet, schema.clone(), &batches)
-                    .map_err(|e| e.to_string())?;
-                kefu_storage::atomic::write(&cache, &bytes)
-                    .map_err(|e| format!("{}: {e}", cache.display()))?;
+                let bytes = kefu_sql::output::encode(Format::Parquet, schema.clone(), &batches)?;
+                kefu_storage::atomic::write(&cache, &bytes).map_err(|e| StepError::Cache {
+                    path: cache.clone(),
+                    source: e.into(),
+                })?;
                 for o in &per_period {
                     let target = self.target(&o.path.replace("{period}", &unit.period))?;
                     self.write_output(&target, o.format, schema.clone(), &batches)
@@ -871,9 +895,7 @@ impl Runner<'_> {
                         computed_at: chrono::Utc::now(),
                     },
                 );
-                self.state_dir
-                    .save(&self.state)
-                    .map_err(|e| e.to_string())?;
+                self.state_dir.save(&self.state)?;
                 unit_report.status = "computed";
                 unit_report.rows = rows;
                 computed += 1;
@@ -985,9 +1007,9 @@ impl Runner<'_> {
         Ok(())
     }
 
-    fn target(&self, path: &str) -> Result<Target, String> {
+    fn target(&self, path: &str) -> Result<Target, StepError> {
         if path.contains("://") || Path::new(path).is_absolute() {
-            Target::parse_in(path, Path::new("/")).map_err(|e| e.to_string())
+            Ok(Target::parse_in(path, Path::new("/"))?)
         } else {
             Ok(self.job.output_dir.join(path))
         }
@@ -998,17 +1020,14 @@ impl Runner<'_> {
         &mut self,
         days: &crate::job::DaysRequired,
         report: &mut StepReport,
-    ) -> Result<(), String> {
-        let (from, to) = days.resolve(self.run_date)?;
+    ) -> Result<(), StepError> {
+        let (from, to) = days.resolve(self.run_date).map_err(StepError::Parameter)?;
         let window = kefu_ingest::deliveries::DayWindow::Days(from, to);
         let deliveries =
             kefu_ingest::deliveries::in_warehouse(&self.warehouse, &self.job.deliveries, window)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
         if deliveries.regions.is_empty() {
-            return Err(format!(
-                "requires_deliveries {from}..{to}: no office has delivered anything the schedule recognises (set [deliveries] regions and pattern)"
-            ));
+            return Err(StepError::NoDeliveriesRecognised { from, to });
         }
         report.missing_deliveries = deliveries
             .days
@@ -1019,23 +1038,9 @@ impl Runner<'_> {
         if report.missing_deliveries.is_empty() {
             return Ok(());
         }
-        let shown: Vec<&str> = report
-            .missing_deliveries
-            .iter()
-            .take(10)
-            .map(String::as_str)
-            .collect();
-        let more = report.missing_deliveries.len().saturating_sub(shown.len());
-        Err(format!(
-            "not run: {} required deliveries have not arrived: {}{}",
-            report.missing_deliveries.len(),
-            shown.join(", "),
-            if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            }
-        ))
+        Err(StepError::MissingDeliveries {
+            missing: report.missing_deliveries.clone(),
+        })
     }
 
     async fn report(
@@ -1043,7 +1048,7 @@ impl Runner<'_> {
         name: &str,
         step: &ReportStep,
         report: &mut StepReport,
-    ) -> Result<(), String> {
+    ) -> Result<(), StepError> {
         let edition = match step.edition {
             kefu_report::Edition::Month => Period::Month,
             kefu_report::Edition::Half => Period::Half,
@@ -1055,9 +1060,7 @@ impl Runner<'_> {
                 .into_iter()
                 .map(|(_, f, _)| edition.start(f))
                 .collect(),
-            None => vec![
-                edition.start(dates::eval(&step.month, self.run_date).map_err(|e| e.to_string())?),
-            ],
+            None => vec![edition.start(dates::eval(&step.month, self.run_date)?)],
         };
         let inventory = self.inventory().await?;
         let engine = self.engine(&inventory).await?;
@@ -1083,11 +1086,16 @@ impl Runner<'_> {
                 step.targets
             );
             for (query, params) in kefu_report::query_plan(&request) {
-                let q = self.job.library.get(query).map_err(|e| e.to_string())?;
-                let sql = q.render(&params).map_err(|e| e.to_string())?;
+                let q = self.job.library.get(query)?;
+                let sql = q.render(&params)?;
                 tables.extend(tables_read(&engine, &sql).await?);
                 seed.push_str(&sql);
-                let own: Lookahead = q.lookahead.as_deref().unwrap_or("none").parse()?;
+                let own: Lookahead = q
+                    .lookahead
+                    .as_deref()
+                    .unwrap_or("none")
+                    .parse()
+                    .map_err(StepError::Parameter)?;
                 lookahead = lookahead.max(own);
             }
             let until = last_month(Some(period.end()), lookahead);
@@ -1112,11 +1120,11 @@ impl Runner<'_> {
                     let built_report =
                         kefu_report::build(&engine, &self.job.library, &request, self.progress)
                             .await
-                            .map_err(|e| format!("report {label}: {e}"))?;
-                    let written = built_report
-                        .publish(&dir)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                            .map_err(|source| StepError::Build {
+                                label: label.clone(),
+                                source,
+                            })?;
+                    let written = built_report.publish(&dir).await?;
                     failpoint_after_output(&mut self.outputs_written);
                     report.outputs.push(dir.join("index.html").to_string());
                     self.state.units.insert(

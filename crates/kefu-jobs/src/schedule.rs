@@ -123,8 +123,10 @@ impl Event {
 /// Runs the scheduled jobs of `jobs` on their cron expressions, in the foreground; every
 /// event is handed to `log` as a line (with `once`, jobs not due too). `now` pretends
 /// the time is that (for trying out a schedule). With `once`, runs what is due now and
-/// returns the kinds of the runs that failed; else runs until the process stops.
+/// returns the kinds of the runs that failed; else runs until the process stops. Runs
+/// go on `runtime`; call from a thread that may block.
 pub fn run(
+    runtime: &tokio::runtime::Handle,
     jobs: &[Job],
     once: bool,
     now: Option<DateTime<Utc>>,
@@ -134,11 +136,13 @@ pub fn run(
     let mut failures = Vec::new();
     loop {
         let at = now.unwrap_or_else(Utc::now);
-        for event in tick(jobs, at, progress) {
+        for event in tick(runtime, jobs, at, progress) {
             let zone = jobs
                 .iter()
                 .find(|j| j.name == event.job())
-                .map_or(kefu_model::calendar::DEFAULT_TIME_ZONE, Job::calendar);
+                .map_or(kefu_model::calendar::DEFAULT_TIME_ZONE, |j| {
+                    j.calendar(runtime)
+                });
             if let Some(line) = event.line(at, zone, once) {
                 log(&line);
             }
@@ -150,7 +154,7 @@ pub fn run(
         let now = Utc::now();
         let wake = jobs
             .iter()
-            .filter_map(|j| next_fire(j, now))
+            .filter_map(|j| next_fire(runtime, j, now))
             .min()
             .map_or(Duration::from_secs(60), |t| {
                 (t - now).to_std().unwrap_or_default()
@@ -160,18 +164,27 @@ pub fn run(
     }
 }
 
-/// The next scheduled time of `job` after `now`.
-pub fn next_fire(job: &Job, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+/// The next scheduled time of `job` after `now` (its calendar read over `runtime`).
+pub fn next_fire(
+    runtime: &tokio::runtime::Handle,
+    job: &Job,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     let schedule = job.schedule.as_ref()?;
     schedule
         .cron
-        .find_next_occurrence(&now.with_timezone(&job.calendar()), false)
+        .find_next_occurrence(&now.with_timezone(&job.calendar(runtime)), false)
         .ok()
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// Runs every due job once; returns what happened to each scheduled job.
-pub fn tick(jobs: &[Job], now: DateTime<Utc>, progress: &dyn Progress) -> Vec<Event> {
+/// Runs every due job once (on `runtime`); returns what happened to each scheduled job.
+pub fn tick(
+    runtime: &tokio::runtime::Handle,
+    jobs: &[Job],
+    now: DateTime<Utc>,
+    progress: &dyn Progress,
+) -> Vec<Event> {
     // Whole seconds: cron times have none, and a fraction would make the latest scheduled
     // time look later than the same time computed from the last run.
     let now = now.with_nanosecond(0).unwrap_or(now);
@@ -181,7 +194,7 @@ pub fn tick(jobs: &[Job], now: DateTime<Utc>, progress: &dyn Progress) -> Vec<Ev
             continue;
         };
         // The job's schedule runs on its warehouse's clock.
-        let zone = job.calendar();
+        let zone = job.calendar(runtime);
         let local = |t: DateTime<Utc>| t.with_timezone(&zone);
         let state_dir = StateDir::new(&job.state_dir);
         let mut state = match state_dir.load() {
@@ -209,14 +222,14 @@ pub fn tick(jobs: &[Job], now: DateTime<Utc>, progress: &dyn Progress) -> Vec<Ev
             }
             events.push(Event::Armed {
                 job: job.name.clone(),
-                next: next_fire(job, now),
+                next: next_fire(runtime, job, now),
             });
             continue;
         };
         let Some(due) = latest.filter(|t| *t > last_fire) else {
             events.push(Event::Waiting {
                 job: job.name.clone(),
-                next: next_fire(job, now),
+                next: next_fire(runtime, job, now),
             });
             continue;
         };
@@ -236,7 +249,7 @@ pub fn tick(jobs: &[Job], now: DateTime<Utc>, progress: &dyn Progress) -> Vec<Ev
             run_date: Some(local(due).date_naive()),
             ..RunOptions::default()
         };
-        let result = crate::run::run(job, &options, progress);
+        let result = crate::run::run(runtime, job, &options, progress);
         if !matches!(result, Err(JobError::Locked { .. })) {
             // Reload: the run saved its own state meanwhile.
             let recorded = state_dir.load().and_then(|mut after| {
@@ -275,9 +288,11 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("wh")).unwrap();
         let jobs = vec![Job::load(&path).unwrap()];
         let progress = kefu_progress::NoProgress;
-        let armed = tick(&jobs, at("2026-11-23T08:57:21.4+08:00"), &progress);
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let runtime = runtime.handle();
+        let armed = tick(runtime, &jobs, at("2026-11-23T08:57:21.4+08:00"), &progress);
         assert!(matches!(armed[..], [Event::Armed { .. }]), "{armed:?}");
-        let ran = tick(&jobs, at("2026-11-23T08:58:00.2+08:00"), &progress);
+        let ran = tick(runtime, &jobs, at("2026-11-23T08:58:00.2+08:00"), &progress);
         match &ran[..] {
             [
                 Event::Ran {
@@ -293,7 +308,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let again = tick(&jobs, at("2026-11-23T08:58:30+08:00"), &progress);
+        let again = tick(runtime, &jobs, at("2026-11-23T08:58:30+08:00"), &progress);
         assert!(matches!(again[..], [Event::Waiting { .. }]), "{again:?}");
     }
 }

@@ -10,6 +10,8 @@
 //! one self-contained HTML file with inline SVG charts, in Chinese or English.
 
 pub mod charts;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod figures;
 mod font;
 pub mod page;

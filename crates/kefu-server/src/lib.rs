@@ -8,6 +8,8 @@
 //! console ([`console`]); and the offices' upload client ([`client`]).
 
 pub mod auth;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod console;

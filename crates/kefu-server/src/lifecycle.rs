@@ -1,8 +1,8 @@
-//! The server's life from start to stop: two thread pools, the listeners, the uploads a
-//! stop left, and a graceful stop on SIGTERM or Ctrl-C.
+//! The server's life from start to stop: the listeners, the uploads a stop left, and a
+//! graceful stop on SIGTERM or Ctrl-C.
 //!
-//! Queries run on a pool of their own, so a heavy query never delays an upload's
-//! acknowledgement or a health check on the pool that answers requests.
+//! Requests are answered on the caller's runtime; queries run on a pool of their own, so
+//! a heavy query never delays an upload's acknowledgement or a health check.
 
 use std::io;
 use std::net::SocketAddr;
@@ -28,24 +28,22 @@ pub struct Stopped {
 }
 
 /// Serves `warehouse` as `config` says until SIGTERM or Ctrl-C; `listening` hears each
-/// address once bound.
+/// address once bound. Requests are answered on `runtime` (call from a thread that may
+/// block, not from an async task); queries run on a pool the server makes.
 pub fn run(
+    runtime: &tokio::runtime::Handle,
     config: &ServerConfig,
     warehouse: kefu_storage::Warehouse,
     library: kefu_sql::QueryLibrary,
     listening: impl Fn(Listening),
 ) -> Result<Stopped, ServerError> {
-    let pool = |name: &str| {
-        tokio::runtime::Builder::new_multi_thread()
-            .thread_name(name)
-            .enable_all()
-            .thread_stack_size(kefu_sql::QUERY_THREAD_STACK)
-            .build()
-            .map_err(|e| ServerError::Io(format!("cannot start the {name} threads: {e}")))
-    };
-    let queries = pool("kefu-query")?;
+    let queries = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("kefu-query")
+        .enable_all()
+        .thread_stack_size(kefu_sql::QUERY_THREAD_STACK)
+        .build()
+        .map_err(|e| ServerError::Io(format!("cannot start the query threads: {e}")))?;
     let (state, resume) = crate::open(config, warehouse, library, queries.handle().clone())?;
-    let runtime = pool("kefu-http")?;
     runtime.block_on(async {
         let address = |listener: &tokio::net::TcpListener| {
             listener
@@ -97,7 +95,6 @@ pub fn run(
     // An ingest still running is not waited for: the ledger either has its batch or not,
     // and the next start finishes the upload from the inbox.
     let pending_uploads = state.ingest.uploads.inbox.pending();
-    runtime.shutdown_background();
     // Queries still running after the timeout's cancellation get a moment to stop.
     queries.shutdown_timeout(std::time::Duration::from_secs(5));
     Ok(Stopped { pending_uploads })

@@ -635,6 +635,7 @@ async fn run_ingest(context: &Arc<IngestContext>, upload: &Upload) -> Result<Fin
         .to_string_lossy()
         .into_owned();
     let warehouse = context.warehouse.clone();
+    let runtime = tokio::runtime::Handle::current();
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("kefu-upload-ingest".into())
@@ -643,8 +644,13 @@ async fn run_ingest(context: &Arc<IngestContext>, upload: &Upload) -> Result<Fin
             if std::env::var("KEFU_FAILPOINT").as_deref() == Ok("upload_abort_in_ingest") {
                 std::process::abort();
             }
-            let report =
-                kefu_ingest::ingest(&[source], &warehouse, &options, &kefu_progress::NoProgress);
+            let report = kefu_ingest::ingest(
+                &runtime,
+                &[source],
+                &warehouse,
+                &options,
+                &kefu_progress::NoProgress,
+            );
             let _ = tx.send(report);
         })
         .map_err(|e| format!("cannot start the ingest: {e}"))?;

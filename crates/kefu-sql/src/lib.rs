@@ -7,6 +7,8 @@
 //! SQL lacks, such as business-time durations under a working calendar.
 
 pub mod by_key;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod describe;
 pub mod destination;
 pub mod engine;

@@ -331,6 +331,15 @@ impl QueryLibrary {
     }
 
     /// The embedded library overridden by the `.sql` files of `dir`.
+    /// The embedded library, overridden by the `.sql` files of `dir` when given.
+    pub fn with_overrides_from(dir: Option<&Path>) -> Result<Self, SqlError> {
+        let library = Self::embedded()?;
+        match dir {
+            Some(dir) => library.with_overrides(dir),
+            None => Ok(library),
+        }
+    }
+
     pub fn with_overrides(mut self, dir: &Path) -> Result<Self, SqlError> {
         let entries = std::fs::read_dir(dir).map_err(|error| SqlError::Io {
             path: dir.display().to_string(),

@@ -19,7 +19,9 @@ pub fn fixture_warehouse(dir: &Path) -> kefu_storage::Warehouse {
         .map(|p| p.display().to_string())
         .collect();
     sources.sort();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let report = kefu_ingest::ingest(
+        runtime.handle(),
         &sources,
         &warehouse,
         &kefu_ingest::IngestOptions {

@@ -43,6 +43,7 @@ fn ingested(
     let location = kefu_storage::WarehouseLocation::parse_in("wh", dir).unwrap();
     let warehouse = kefu_storage::Warehouse::open(&location).unwrap();
     kefu_ingest::ingest(
+        runtime().handle(),
         &[cfg.out.display().to_string()],
         &warehouse,
         &kefu_ingest::IngestOptions::default(),
@@ -52,8 +53,8 @@ fn ingested(
     (cfg.out, warehouse)
 }
 
-/// A multi-threaded runtime for a test (ingest runs its own, so tests start theirs
-/// after building the warehouse).
+/// A multi-threaded runtime for a test (ingest blocks on it: build the warehouse
+/// outside an async test body).
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -11,6 +11,8 @@
 //! exports (that is `kefu-ingest`) nor answer SQL (`kefu-sql`).
 
 pub mod atomic;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod delta;
 pub mod ledger;
 pub mod maintain;
