@@ -82,6 +82,23 @@ pub struct IngestOptions {
     pub time_zone: Option<chrono_tz::Tz>,
 }
 
+impl IngestOptions {
+    /// Refuses ratios outside 0..=1.
+    pub fn validate(&self) -> Result<(), IngestError> {
+        for (flag, ratio) in [
+            ("--max-duplicate-ratio", self.max_duplicate_ratio),
+            ("--max-reject-ratio", self.max_reject_ratio),
+        ] {
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err(IngestError::Options(format!(
+                    "{flag} must be between 0 and 1, not {ratio}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for IngestOptions {
     fn default() -> Self {
         IngestOptions {
@@ -185,18 +202,7 @@ pub fn ingest(
     progress: &dyn Progress,
 ) -> Result<IngestReport, IngestError> {
     let started = Instant::now();
-    if !(0.0..=1.0).contains(&options.max_duplicate_ratio) {
-        return Err(IngestError::Options(format!(
-            "--max-duplicate-ratio must be between 0 and 1, not {}",
-            options.max_duplicate_ratio
-        )));
-    }
-    if !(0.0..=1.0).contains(&options.max_reject_ratio) {
-        return Err(IngestError::Options(format!(
-            "--max-reject-ratio must be between 0 and 1, not {}",
-            options.max_reject_ratio
-        )));
-    }
+    options.validate()?;
     let files = expand_inputs(runtime, inputs)?;
     let mut turn = WriterTurn::new(warehouse, runtime);
     // Tables are created, and an interrupted writer's operation finished, in a turn of
@@ -261,51 +267,12 @@ pub fn ingest(
             turn.close(&mut report, started);
             return Ok(report);
         }
-        let mut todo = todo;
-        // Sources hashed while they were read may turn out to be known after all (a
-        // renamed copy): then the batch is dropped and read again without them.
-        let (plan, discarded) = loop {
-            let batch_id = new_operation_id();
-            let (plan, discarded) = write_batch(
-                &todo,
-                &batch_id,
-                &mut turn,
-                runtime,
-                options,
-                progress,
-                &mut report,
-            )?;
-            // The turn was taken to merge: the ledger is as of then, and another writer
-            // may have committed some of these sources while they were read.
-            let committed = committed_sources(&turn.ledger);
-            let mut known = Vec::new();
-            let mut hashes = HashSet::new();
-            for (i, source) in plan.record.sources.iter().enumerate() {
-                let repeat = !hashes.insert(source.content_hash.clone());
-                if let Some(&seq) = committed.get(&source.content_hash) {
-                    known.push((i, Some(seq)));
-                } else if repeat {
-                    known.push((i, None));
-                }
-            }
-            if known.is_empty() {
-                break (plan, discarded);
-            }
-            delete_files(warehouse, runtime, plan.new_files.iter().chain(&discarded));
-            for &(i, committed_in) in known.iter().rev() {
-                let (path, _, _) = todo.remove(i);
-                report.skipped.push(SkippedSource {
-                    name: path.name(),
-                    committed_in,
-                });
-            }
-            report.sources = todo.len();
-            report.bytes = todo.iter().map(|t| t.2).sum();
-            if todo.is_empty() {
-                report.counts.clear();
-                turn.close(&mut report, started);
-                return Ok(report);
-            }
+        let Some((plan, discarded)) =
+            write_new_sources(todo, &mut turn, runtime, options, progress, &mut report)?
+        else {
+            report.counts.clear();
+            turn.close(&mut report, started);
+            return Ok(report);
         };
         delete_files(warehouse, runtime, discarded.iter());
         tracing::debug!(
@@ -354,6 +321,55 @@ pub fn ingest(
     Err(IngestError::Write(format!(
         "other writers kept committing first ({COMMIT_ATTEMPTS} attempts); nothing of this batch was committed"
     )))
+}
+
+/// Reads `todo` into a batch, written but not committed. Sources hashed while they were
+/// read may turn out to be known after all (a renamed copy, or committed meanwhile by
+/// another writer): then the batch is dropped and read again without them. `None`: no
+/// source was left.
+fn write_new_sources(
+    mut todo: Vec<(Input, Option<String>, u64)>,
+    turn: &mut WriterTurn,
+    runtime: &Handle,
+    options: &IngestOptions,
+    progress: &dyn Progress,
+    report: &mut IngestReport,
+) -> Result<Option<(OperationPlan, Vec<String>)>, IngestError> {
+    let warehouse = &turn.warehouse.clone();
+    loop {
+        let batch_id = new_operation_id();
+        let (plan, discarded) =
+            write_batch(&todo, &batch_id, turn, runtime, options, progress, report)?;
+        // The turn was taken to merge: the ledger is as of then, and another writer
+        // may have committed some of these sources while they were read.
+        let committed = committed_sources(&turn.ledger);
+        let mut known = Vec::new();
+        let mut hashes = HashSet::new();
+        for (i, source) in plan.record.sources.iter().enumerate() {
+            let repeat = !hashes.insert(source.content_hash.clone());
+            if let Some(&seq) = committed.get(&source.content_hash) {
+                known.push((i, Some(seq)));
+            } else if repeat {
+                known.push((i, None));
+            }
+        }
+        if known.is_empty() {
+            return Ok(Some((plan, discarded)));
+        }
+        delete_files(warehouse, runtime, plan.new_files.iter().chain(&discarded));
+        for &(i, committed_in) in known.iter().rev() {
+            let (path, _, _) = todo.remove(i);
+            report.skipped.push(SkippedSource {
+                name: path.name(),
+                committed_in,
+            });
+        }
+        report.sources = todo.len();
+        report.bytes = todo.iter().map(|t| t.2).sum();
+        if todo.is_empty() {
+            return Ok(None);
+        }
+    }
 }
 
 /// Hashes the sources that need it and leaves out those already ingested (or repeated in

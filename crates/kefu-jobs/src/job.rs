@@ -299,7 +299,7 @@ impl Job {
     pub fn load(path: &Path) -> Result<Job, JobError> {
         let text = std::fs::read_to_string(path).map_err(|e| JobError::Io {
             path: path.display().to_string(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
         Job::parse(path, &text)
     }

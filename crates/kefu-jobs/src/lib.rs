@@ -32,8 +32,14 @@ pub enum JobError {
         line: usize,
         message: String,
     },
-    #[error("{path}: {reason}")]
-    Io { path: String, reason: String },
+    /// A file or directory of the job cannot be read or written; `source` is the file
+    /// system's error (or, where none, what is wrong).
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Another run of the same job holds its lock.
     #[error("job {job} is already running ({holder}); runs of one job never overlap")]
     Locked { job: String, holder: String },
@@ -152,10 +158,13 @@ impl kefu_model::Classify for JobError {
 }
 
 impl JobError {
-    pub(crate) fn io(path: impl std::fmt::Display, reason: impl std::fmt::Display) -> Self {
+    pub(crate) fn io(
+        path: impl std::fmt::Display,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
         JobError::Io {
             path: path.to_string(),
-            reason: reason.to_string(),
+            source: source.into(),
         }
     }
 }

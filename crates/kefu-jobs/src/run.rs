@@ -811,6 +811,56 @@ impl Runner<'_> {
         report: &mut StepReport,
     ) -> Result<(), StepError> {
         let units = self.plan_units(step, self.options.range)?;
+        let computed = self.refresh_periods(name, step, &units, report).await?;
+        let (rewritten, note) = self.write_whole_outputs(name, step, &units, report).await?;
+        let total = units.len();
+        report.message = if self.options.dry_run {
+            let would = report
+                .units
+                .iter()
+                .filter(|u| u.status == "would_compute")
+                .count();
+            report.status = StepStatus::Planned;
+            format!(
+                "would compute {would} of {total} periods{}, rewrite {rewritten} whole-range outputs",
+                stale_list(&report.units)
+            )
+        } else if computed == 0 && report.outputs.is_empty() {
+            report.status = StepStatus::UpToDate;
+            format!("{total} periods up to date")
+        } else {
+            let changed: Vec<&str> = report
+                .units
+                .iter()
+                .filter(|u| u.status == "computed")
+                .map(|u| u.period.as_str())
+                .collect();
+            format!(
+                "computed {computed} of {total} periods{}, {} rows; wrote {} outputs",
+                if changed.is_empty() || changed.len() > 6 {
+                    String::new()
+                } else {
+                    format!(" ({})", changed.join(", "))
+                },
+                report.rows,
+                report.outputs.len()
+            )
+        };
+        if let Some(note) = note {
+            report.message.push_str(&format!("; {note}"));
+        }
+        Ok(())
+    }
+
+    /// Computes the periods of `units` whose data changed (or whose cache is gone), caching
+    /// each result and writing its per-period outputs; returns how many it computed.
+    async fn refresh_periods(
+        &mut self,
+        name: &str,
+        step: &QueryStep,
+        units: &[PlannedUnit],
+        report: &mut StepReport,
+    ) -> Result<usize, StepError> {
         let inventory = self.inventory().await?;
         let engine = self.engine(&inventory).await?;
         let tables = match units.first() {
@@ -826,7 +876,7 @@ impl Runner<'_> {
             .start(name, Some(units.len() as u64), Unit::Items("periods"));
         let per_period: Vec<_> = step.outputs.iter().filter(|o| o.per_period()).collect();
         let mut computed = 0;
-        for unit in &units {
+        for unit in units {
             let begun = Instant::now();
             let key = format!("{name}/{}", unit.period);
             let until = if step.partition.is_some() || unit.to.is_some() {
@@ -906,6 +956,18 @@ impl Runner<'_> {
             self.progress.advance(1);
         }
         self.progress.finish();
+        Ok(computed)
+    }
+
+    /// Writes the step's whole-range outputs from the cached periods, where one of them
+    /// changed; returns how many it (would) rewrite and a note on those it left.
+    async fn write_whole_outputs(
+        &mut self,
+        name: &str,
+        step: &QueryStep,
+        units: &[PlannedUnit],
+        report: &mut StepReport,
+    ) -> Result<(usize, Option<String>), StepError> {
         // Whole-range outputs hold the step's own range (a backfill never narrows them),
         // assembled from the cached periods whenever one of them changed.
         let whole: Vec<String> = if self.options.range.is_some() && step.partition.is_some() {
@@ -968,43 +1030,7 @@ impl Runner<'_> {
             self.state.outputs.insert(key, combined.clone());
             report.outputs.push(target.to_string());
         }
-        let total = units.len();
-        report.message = if self.options.dry_run {
-            let would = report
-                .units
-                .iter()
-                .filter(|u| u.status == "would_compute")
-                .count();
-            report.status = StepStatus::Planned;
-            format!(
-                "would compute {would} of {total} periods{}, rewrite {rewritten} whole-range outputs",
-                stale_list(&report.units)
-            )
-        } else if computed == 0 && report.outputs.is_empty() {
-            report.status = StepStatus::UpToDate;
-            format!("{total} periods up to date")
-        } else {
-            let changed: Vec<&str> = report
-                .units
-                .iter()
-                .filter(|u| u.status == "computed")
-                .map(|u| u.period.as_str())
-                .collect();
-            format!(
-                "computed {computed} of {total} periods{}, {} rows; wrote {} outputs",
-                if changed.is_empty() || changed.len() > 6 {
-                    String::new()
-                } else {
-                    format!(" ({})", changed.join(", "))
-                },
-                report.rows,
-                report.outputs.len()
-            )
-        };
-        if let Some(note) = note {
-            report.message.push_str(&format!("; {note}"));
-        }
-        Ok(())
+        Ok((rewritten, note))
     }
 
     fn target(&self, path: &str) -> Result<Target, StepError> {

@@ -175,7 +175,7 @@ mod tests {
     fn kefu_errors_keep_their_kind_through_datafusion() {
         let unreadable = kefu_storage::StorageError::Io {
             location: "wh".into(),
-            reason: "file gone".into(),
+            source: "file gone".into(),
         };
         let wrapped = DataFusionError::Context(
             "scanning calls".into(),

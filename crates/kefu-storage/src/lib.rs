@@ -58,8 +58,14 @@ pub enum StorageError {
     UnsupportedScheme { location: String, scheme: String },
     #[error("cannot resolve the warehouse directory '{}': {reason}", path.display())]
     BadPath { path: PathBuf, reason: String },
-    #[error("warehouse {location}: {reason}")]
-    Io { location: String, reason: String },
+    /// Reading or writing the warehouse failed; `source` is the store's, the file
+    /// system's or the codec's error (or, where none, what went wrong).
+    #[error("warehouse {location}: {source}")]
+    Io {
+        location: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error(transparent)]
     Delta(#[from] DeltaError),
     #[error(

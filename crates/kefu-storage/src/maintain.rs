@@ -350,11 +350,12 @@ async fn compact_partition(
         if file.rows != Some(before as u64) {
             return Err(StorageError::Io {
                 location: warehouse.location().to_string(),
-                reason: format!(
+                source: format!(
                     "compacting {table} {}: wrote {:?} rows of {before}",
                     partition.unwrap_or(""),
                     file.rows
-                ),
+                )
+                .into(),
             });
         }
         removed.extend(group);
@@ -435,7 +436,7 @@ pub async fn vacuum(
                     Err(e) => {
                         return Err(StorageError::Io {
                             location: warehouse.location().to_string(),
-                            reason: format!("{table}/{f}: {e}"),
+                            source: format!("{table}/{f}: {e}").into(),
                         });
                     }
                 }
@@ -634,7 +635,7 @@ pub async fn convert(warehouse: &Warehouse) -> Result<ConvertReport, StorageErro
     let started = std::time::Instant::now();
     let io = |reason: String| StorageError::Io {
         location: warehouse.location().to_string(),
-        reason,
+        source: reason.into(),
     };
     let mut report = ConvertReport {
         warehouse: warehouse.location().to_string(),

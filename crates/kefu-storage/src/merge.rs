@@ -176,7 +176,7 @@ impl Versions {
 fn column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef, StorageError> {
     batch.column_by_name(name).ok_or_else(|| StorageError::Io {
         location: String::new(),
-        reason: format!("column {name} is missing from a file of the table"),
+        source: format!("column {name} is missing from a file of the table").into(),
     })
 }
 
@@ -759,7 +759,7 @@ impl TableMerge {
         .map(|joined| {
             joined.map_err(|e| StorageError::Io {
                 location: String::new(),
-                reason: format!("writing a file: {e}"),
+                source: format!("writing a file: {e}").into(),
             })?
         })
         .try_collect::<Vec<_>>()
@@ -924,7 +924,7 @@ pub async fn read_parquet(
 ) -> Result<RecordBatch, StorageError> {
     let err = |e: parquet::errors::ParquetError| StorageError::Io {
         location: path.to_string(),
-        reason: e.to_string(),
+        source: e.into(),
     };
     let reader = crate::parquet::ObjectReader::new(store, path.clone(), size);
     // With a selection, the offset index lets the reader fetch only the pages it needs.

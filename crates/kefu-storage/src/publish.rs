@@ -87,7 +87,7 @@ impl Target {
     fn err(&self, reason: impl std::fmt::Display) -> StorageError {
         StorageError::Io {
             location: self.to_string(),
-            reason: reason.to_string(),
+            source: reason.to_string().into(),
         }
     }
 

@@ -233,10 +233,13 @@ impl std::fmt::Debug for Warehouse {
     }
 }
 
-fn io(location: &WarehouseLocation, e: impl std::fmt::Display) -> StorageError {
+fn io(
+    location: &WarehouseLocation,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> StorageError {
     StorageError::Io {
         location: location.to_string(),
-        reason: e.to_string(),
+        source: e.into(),
     }
 }
 
@@ -306,7 +309,7 @@ impl Warehouse {
     fn parse_settings(&self, bytes: &[u8]) -> Result<chrono_tz::Tz, StorageError> {
         let bad = |reason: String| StorageError::Io {
             location: self.location.to_string(),
-            reason: format!("{SETTINGS_FILE}: {reason}"),
+            source: format!("{SETTINGS_FILE}: {reason}").into(),
         };
         let settings: Settings = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
         settings
@@ -347,7 +350,7 @@ impl Warehouse {
             };
             let json = serde_json::to_vec_pretty(&settings).map_err(|e| StorageError::Io {
                 location: self.location.to_string(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
             self.put(SETTINGS_FILE, json).await?;
         }
@@ -413,7 +416,7 @@ impl Warehouse {
             .join("/")
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> StorageError {
+    fn err(&self, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StorageError {
         io(&self.location, e)
     }
 
