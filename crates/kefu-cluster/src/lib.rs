@@ -35,8 +35,12 @@ use url::Url;
 pub enum ClusterError {
     #[error("cluster URL '{0}': use df://HOST:PORT (the scheduler's address)")]
     Url(String),
-    #[error("cannot listen on {address}: {reason}")]
-    Listen { address: String, reason: String },
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("scheduler: {0}")]
     Scheduler(String),
     #[error("executor: {0}")]
@@ -218,9 +222,9 @@ async fn listen(
 ) -> Result<tokio::net::TcpListener, ClusterError> {
     tokio::net::TcpListener::bind(&address)
         .await
-        .map_err(|e| ClusterError::Listen {
+        .map_err(|source| ClusterError::Listen {
             address: address.to_string(),
-            reason: e.to_string(),
+            source,
         })
 }
 

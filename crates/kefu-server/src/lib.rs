@@ -31,8 +31,12 @@ pub enum ServerError {
         line: usize,
         message: String,
     },
-    #[error("cannot listen on {address}: {reason}")]
-    Listen { address: String, reason: String },
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("warehouse: {0}")]
     Warehouse(String),
     #[error("server: {0}")]
@@ -124,9 +128,9 @@ pub fn resume(state: &http::AppState, ids: &[String]) {
 pub async fn bind(address: &str) -> Result<tokio::net::TcpListener, ServerError> {
     tokio::net::TcpListener::bind(address)
         .await
-        .map_err(|e| ServerError::Listen {
+        .map_err(|source| ServerError::Listen {
             address: address.to_string(),
-            reason: e.to_string(),
+            source,
         })
 }
 
