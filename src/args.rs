@@ -12,8 +12,9 @@ use crate::exit::Failure;
 /// What the cluster's scheduler needed (measured: deep plans in a debug build).
 const CLUSTER_THREAD_STACK: usize = 64 << 20;
 
-/// The one runtime of a command: built once, in `main`, and lent to every library call
-/// (queries, ingest's I/O, jobs, the cluster's scheduler and executor).
+/// The one runtime of a command: built once, by `cli::run` for a command that needs one,
+/// and lent to every library call (queries, ingest's I/O, jobs, the cluster's scheduler
+/// and executor).
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .thread_name("kefu")

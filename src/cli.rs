@@ -115,38 +115,39 @@ fn init_logging(level: &str, json: bool) {
 }
 
 fn run(cli: Cli) -> CliResult {
-    let runtime = &crate::args::runtime()?;
+    // The one runtime, built by the arm that runs (`gen` and `model` need none).
+    let runtime = crate::args::runtime;
     match cli.command {
         Command::Gen(args) => commands::generate::gen_command(&args),
-        Command::Check(args) => commands::check::check_command(&args, runtime),
-        Command::Ingest(args) => commands::ingest::ingest_command(&args, runtime),
-        Command::Sql(args) => commands::sql::sql_command(&args, runtime),
-        Command::Query(args) => commands::query::query_command(&args, runtime),
-        Command::Run(args) => commands::run::run_command(&args, runtime),
-        Command::Schedule(args) => commands::schedule::schedule_command(&args, runtime),
-        Command::Report(args) => commands::report::report_command(&args, runtime),
-        Command::Demo(args) => commands::demo::demo_command(&args, runtime),
-        Command::Serve(args) => commands::serve::serve_command(&args, runtime),
-        Command::Upload(args) => commands::upload::upload_command(&args, runtime),
+        Command::Check(args) => commands::check::check_command(&args, &runtime()?),
+        Command::Ingest(args) => commands::ingest::ingest_command(&args, &runtime()?),
+        Command::Sql(args) => commands::sql::sql_command(&args, &runtime()?),
+        Command::Query(args) => commands::query::query_command(&args, &runtime()?),
+        Command::Run(args) => commands::run::run_command(&args, &runtime()?),
+        Command::Schedule(args) => commands::schedule::schedule_command(&args, &runtime()?),
+        Command::Report(args) => commands::report::report_command(&args, &runtime()?),
+        Command::Demo(args) => commands::demo::demo_command(&args, &runtime()?),
+        Command::Serve(args) => commands::serve::serve_command(&args, &runtime()?),
+        Command::Upload(args) => commands::upload::upload_command(&args, &runtime()?),
         #[cfg(feature = "cluster")]
-        Command::Cluster(args) => commands::cluster::cluster_command(&args, runtime),
-        Command::Batch(args) => commands::batch::batch_command(&args, runtime),
-        Command::Compact(args) => commands::compact::compact_command(&args, runtime),
-        Command::Vacuum(args) => commands::vacuum::vacuum_command(&args, runtime),
-        Command::Convert(args) => commands::convert::convert_command(&args.warehouse, runtime),
+        Command::Cluster(args) => commands::cluster::cluster_command(&args, &runtime()?),
+        Command::Batch(args) => commands::batch::batch_command(&args, &runtime()?),
+        Command::Compact(args) => commands::compact::compact_command(&args, &runtime()?),
+        Command::Vacuum(args) => commands::vacuum::vacuum_command(&args, &runtime()?),
+        Command::Convert(args) => commands::convert::convert_command(&args.warehouse, &runtime()?),
         Command::Status(args) if args.deliveries.deliveries => {
             commands::status::deliveries_command(
                 &args.warehouse.warehouse,
                 &args.deliveries,
                 args.json,
-                runtime,
+                &runtime()?,
             )
         }
         Command::Status(args) => commands::status::status_command(
             &args.warehouse.warehouse,
             args.batches,
             args.json,
-            runtime,
+            &runtime()?,
         ),
         Command::Model { table } => {
             print!("{}", kefu_model::doc::model_markdown_of(table));

@@ -3,7 +3,6 @@
 use kefu_storage::cli::{BatchArgs, BatchCommand};
 use kefu_storage::maintain::{self};
 use kefu_storage::report::RevertReport;
-
 use tokio::runtime::Runtime;
 
 use crate::args::open_for_writing;

@@ -3,7 +3,6 @@
 use kefu_ingest::cli::CheckArgs;
 use kefu_model::ErrorKind;
 use kefu_model::number::thousands;
-
 use tokio::runtime::Runtime;
 
 use crate::exit::{CliResult, Failure};

@@ -4,7 +4,6 @@
 use kefu_cluster::cli::{ClusterArgs, ClusterCommand};
 use kefu_model::ErrorKind;
 use kefu_storage::cli::WarehouseArgs;
-
 use tokio::runtime::Runtime;
 
 use crate::args::load_tls;

@@ -2,7 +2,6 @@
 
 use kefu_storage::cli::CompactArgs;
 use kefu_storage::maintain::{self, CompactOptions};
-
 use tokio::runtime::Runtime;
 
 use crate::args::open_for_writing;

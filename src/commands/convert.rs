@@ -1,11 +1,10 @@
 //! `kefu convert`: a warehouse of an earlier kefu converted into Delta tables.
 
+use kefu_storage::cli::WarehouseArgs;
 use kefu_storage::maintain::{self};
-
 use tokio::runtime::Runtime;
 
 use crate::exit::CliResult;
-use kefu_storage::cli::WarehouseArgs;
 
 pub fn convert_command(args: &WarehouseArgs, runtime: &Runtime) -> CliResult {
     let warehouse = crate::args::open_existing_warehouse(&args.warehouse)?;

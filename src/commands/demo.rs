@@ -4,7 +4,6 @@ use std::time::Instant;
 
 use kefu_jobs::cli::DemoArgs;
 use kefu_model::ErrorKind;
-
 use tokio::runtime::Runtime;
 
 use crate::exit::{CliResult, Failure};

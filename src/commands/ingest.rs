@@ -1,7 +1,6 @@
 //! `kefu ingest`: office exports into the warehouse as one batch.
 
 use kefu_ingest::cli::IngestArgs;
-
 use tokio::runtime::Runtime;
 
 use crate::exit::CliResult;

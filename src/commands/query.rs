@@ -5,7 +5,6 @@ use std::io::Write;
 use kefu_model::Classify;
 use kefu_sql::QueryLibrary;
 use kefu_sql::cli::QueryArgs;
-
 use tokio::runtime::Runtime;
 
 use crate::args::open_engine;

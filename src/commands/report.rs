@@ -6,7 +6,6 @@ use kefu_model::ErrorKind;
 use kefu_report::cli::ReportArgs;
 use kefu_sql::QueryLibrary;
 use kefu_storage::publish::Target;
-
 use tokio::runtime::Runtime;
 
 use crate::exit::{CliResult, Failure};

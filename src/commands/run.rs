@@ -3,7 +3,6 @@
 use kefu_jobs::cli::RunArgs;
 use kefu_jobs::{RunOptions, RunReport};
 use kefu_model::ErrorKind;
-
 use tokio::runtime::Runtime;
 
 use crate::args::cluster_opener;

@@ -2,7 +2,6 @@
 
 use kefu_jobs::cli::ScheduleArgs;
 use kefu_model::ErrorKind;
-
 use tokio::runtime::Runtime;
 
 use crate::exit::{self, CliResult, Failure};

@@ -5,7 +5,6 @@ use std::io::Write;
 use kefu_model::ErrorKind;
 use kefu_server::cli::ServeArgs;
 use kefu_server::lifecycle::Listening;
-
 use tokio::runtime::Runtime;
 
 use crate::exit::{CliResult, Failure};

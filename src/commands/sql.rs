@@ -5,7 +5,6 @@ use std::io::IsTerminal;
 use kefu_model::{Classify, ErrorKind};
 use kefu_sql::cli::SqlArgs;
 use kefu_sql::output::run_script;
-
 use tokio::runtime::Runtime;
 
 use crate::args::open_engine;

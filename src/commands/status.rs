@@ -5,7 +5,6 @@ use kefu_ingest::deliveries::{DayWindow, Schedule};
 use kefu_model::ErrorKind;
 use kefu_model::number::count;
 use kefu_storage::WarehouseLocation;
-
 use tokio::runtime::Runtime;
 
 use crate::exit::{CliResult, Failure};

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use kefu_model::{Classify, ErrorKind};
 use kefu_server::cli::UploadArgs;
-
 use tokio::runtime::Runtime;
 
 use crate::exit::{CliResult, Failure};

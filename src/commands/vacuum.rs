@@ -3,7 +3,6 @@
 use kefu_model::ErrorKind;
 use kefu_storage::cli::VacuumArgs;
 use kefu_storage::maintain::{self};
-
 use tokio::runtime::Runtime;
 
 use crate::args::open_for_writing;

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-
 use tokio::runtime::Handle;
 
 use crate::IngestError;
