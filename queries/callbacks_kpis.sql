@@ -4,7 +4,8 @@
 --   the period; coverage = completed tickets with at least one callback / completed;
 --   same day = first callback on the local day of resolved_at; within 3 days = first
 --   callback no later than resolved_at + {within_days} days (both / completed with a
---   callback); satisfaction counts customers, not attempts: each completed ticket
+--   callback; the counts are called_back_same_day and called_back_within_days, so that
+--   rows add up into any coarser grain); satisfaction counts customers, not attempts: each completed ticket
 --   counts once, with the score of its last reached callback that gave one (a
 --   dissatisfied automatic callback followed by a manual one counts as the manual one's
 --   score); satisfied and dissatisfied are such tickets, satisfaction = satisfied
@@ -67,6 +68,8 @@ result AS (
         p.region,
         count(*) AS completed,
         count(p.first_callback_at) AS called_back,
+        count(*) FILTER (WHERE local_date(p.first_callback_at) = local_date(p.resolved_at)) AS called_back_same_day,
+        count(*) FILTER (WHERE date_diff('microsecond', p.resolved_at, p.first_callback_at) <= {{within_days}} * 86400000000) AS called_back_within_days,
         CAST(count(p.first_callback_at) AS DOUBLE) / count(*) AS coverage,
         CAST(count(*) FILTER (WHERE local_date(p.first_callback_at) = local_date(p.resolved_at)) AS DOUBLE)
             / nullif(count(p.first_callback_at), 0) AS same_day_rate,

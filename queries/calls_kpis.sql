@@ -10,6 +10,8 @@
 --   service_level_t is the T used and service_level_target the queue's target (queues,
 --   a share; NULL when none is set);
 --   ASA = total wait of answered / answered; AHT = (talk + hold + wrap) of answered / answered.
+--   The counts behind the rates come with them (answered_within_t, answered_wait_s), so
+--   that rows add up into any coarser grain: sum the counts, then divide.
 --   Rates are NULL when their denominator is 0.
 -- grain: one row per period (local day, ISO week starting Monday, month, quarter, half year or year of ivr_entered_at) x region x queue
 -- param: from date 2026-01-01 first local day, inclusive
@@ -49,6 +51,8 @@ result AS (
         count(*) FILTER (WHERE answered) AS answered,
         count(*) FILTER (WHERE abandoned) AS abandoned,
         count(*) FILTER (WHERE abandoned AND wait_s < {{short}}) AS short_abandons,
+        count(*) FILTER (WHERE answered AND wait_s <= t_s) AS answered_within_t,
+        sum(wait_s) FILTER (WHERE answered) AS answered_wait_s,
         CAST(count(*) FILTER (WHERE answered) AS DOUBLE) / nullif(count(*), 0) AS answer_rate,
         CAST(count(*) FILTER (WHERE abandoned) AS DOUBLE) / nullif(count(*), 0) AS abandon_rate,
         CAST(count(*) FILTER (WHERE answered AND wait_s <= t_s) AS DOUBLE)

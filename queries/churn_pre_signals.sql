@@ -4,7 +4,9 @@
 --   before closed_at; retained = customers open at {to}, window = the {days} days
 --   before {to}; per group: customers, and per customer the average complaints,
 --   repeat/over-level complaints, unresolved tickets (not resolved by the window's
---   end), dissatisfied callbacks, calls, and the mean call wait in seconds.
+--   end), dissatisfied callbacks, calls, and the mean call wait in seconds. The totals
+--   behind the averages come first (complaints, escalated, unresolved, dissatisfied,
+--   calls), so that rows add up into any coarser grain: sum, then divide by customers.
 -- grain: one row per group (churned, retained) x region
 -- param: from date 2026-01-01 first local day of closures, inclusive
 -- param: to date 2026-07-01 end local day, exclusive
@@ -77,6 +79,11 @@ result AS (
         p.grp AS customer_group,
         p.region,
         count(*) AS customers,
+        sum(coalesce(t.complaints, 0)) AS complaints,
+        sum(coalesce(t.escalated, 0)) AS escalated,
+        sum(coalesce(t.unresolved, 0)) AS unresolved,
+        sum(coalesce(cb.dissatisfied, 0)) AS dissatisfied,
+        sum(coalesce(c.calls, 0)) AS calls,
         avg(coalesce(t.complaints, 0)) AS complaints_per_customer,
         avg(coalesce(t.escalated, 0)) AS escalated_per_customer,
         avg(coalesce(t.unresolved, 0)) AS unresolved_per_customer,

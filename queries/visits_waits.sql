@@ -7,6 +7,8 @@
 --   service_started_at, long = over {handling_min} min / served; over target = called
 --   visits whose wait exceeds their tier's target (diamond {diamond_min}, gold
 --   {gold_min}, silver {silver_min}, basic and unknown {basic_min} minutes) / called.
+--   The counts behind the average and the over 10 min share come with them (wait_min_total,
+--   over_announce), so that rows add up into any coarser grain: sum, then divide.
 -- grain: one row per branch x local hour of arrival
 -- param: from date 2026-01-01 first local day, inclusive
 -- param: to date 2026-02-01 end local day, exclusive
@@ -45,6 +47,8 @@ result AS (
         hour,
         count(*) AS visits,
         count(wait_min) AS called,
+        count(*) FILTER (WHERE wait_min > {{announce_min}}) AS over_announce,
+        CAST(sum(wait_us) AS DOUBLE) / 60000000.0 AS wait_min_total,
         -- Summed as integer microseconds: the mean does not depend on the read order.
         CAST(sum(wait_us) AS DOUBLE) / nullif(count(wait_us), 0) / 60000000.0 AS avg_wait_min,
         percentile_cont(0.9) WITHIN GROUP (ORDER BY wait_min) AS p90_wait_min,

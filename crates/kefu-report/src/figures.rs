@@ -428,24 +428,23 @@ impl Figures {
             months[period.clone()].iter().cloned().collect();
         let mut regions: BTreeMap<String, RegionFigures> = BTreeMap::new();
 
-        // Calls: offered, answered, and wait of the answered (ASA × answered).
+        // Calls: the counts behind the rates (offered, answered, their total wait, those
+        // answered within the threshold), added up; the rates are divided afterwards.
         let calls = get(queries, "calls_kpis")?;
         let mut call_sums = MonthSums::new(&months, 5);
         let (periods, names) = (calls.months("period")?, calls.text("region")?);
-        let (offered, answered, asa, service_level, abandoned) = (
+        let (offered, answered, wait, within_t, abandoned) = (
             calls.numbers("offered")?,
             calls.numbers("answered")?,
-            calls.numbers("asa_s")?,
-            calls.numbers("service_level")?,
+            calls.numbers("answered_wait_s")?,
+            calls.numbers("answered_within_t")?,
             calls.numbers("abandoned")?,
         );
         for i in 0..periods.len() {
             let (o, a) = (zero(offered[i]), zero(answered[i]));
-            // Service level is a share of offered calls: × offered gives the count.
-            let within_t = zero(service_level[i]) * o;
             call_sums.add(
                 &periods[i],
-                &[o, a, zero(asa[i]) * a, within_t, zero(abandoned[i])],
+                &[o, a, zero(wait[i]), zero(within_t[i]), zero(abandoned[i])],
             );
             if period_months.contains(&periods[i]) {
                 let r = region(&mut regions, &names[i]);
@@ -514,13 +513,11 @@ impl Figures {
         let (completed, called_back, same_day, within_days) = (
             callbacks.numbers("completed")?,
             callbacks.numbers("called_back")?,
-            callbacks.numbers("same_day_rate")?,
-            callbacks.numbers("within_days_rate")?,
+            callbacks.numbers("called_back_same_day")?,
+            callbacks.numbers("called_back_within_days")?,
         );
         for i in 0..periods.len() {
             let (s, d) = (zero(satisfied[i]), zero(dissatisfied[i]));
-            // Timeliness is a share of the tickets called back: × called back.
-            let back = zero(called_back[i]);
             callback_sums.add(
                 &periods[i],
                 &[
@@ -528,9 +525,9 @@ impl Figures {
                     d,
                     zero(pending[i]),
                     zero(completed[i]),
-                    back,
-                    zero(same_day[i]) * back,
-                    zero(within_days[i]) * back,
+                    zero(called_back[i]),
+                    zero(same_day[i]),
+                    zero(within_days[i]),
                 ],
             );
             if period_months.contains(&periods[i]) {
@@ -735,30 +732,27 @@ impl Figures {
             })
         });
 
-        // Hours: branch-hall wait weighted by customers called; hotline answer rate.
+        // Hours: branch-hall mean wait (total wait / customers called); hotline answer rate.
         let mut hours: BTreeMap<i64, [f64; 4]> = BTreeMap::new();
         let waits = get(queries, "visits_waits")?;
-        // Waits over 10 minutes: the share of those called, × called gives the count.
+        // Waits over 10 minutes and the hours' mean waits: counts and totals added up.
         let (mut hall_over_10, mut hall_called) = (0.0, 0.0);
-        for (share, called) in waits
-            .numbers("over_announce_share")?
-            .into_iter()
-            .zip(waits.numbers("called")?)
-        {
-            hall_over_10 += zero(share) * zero(called);
-            hall_called += zero(called);
-        }
-        for ((h, called), wait) in waits
+        for ((h, called), (over, total)) in waits
             .numbers("hour")?
             .into_iter()
             .zip(waits.numbers("called")?)
-            .zip(waits.numbers("avg_wait_min")?)
+            .zip(
+                waits
+                    .numbers("over_announce")?
+                    .into_iter()
+                    .zip(waits.numbers("wait_min_total")?),
+            )
         {
+            hall_over_10 += zero(over);
+            hall_called += zero(called);
             let e = hours.entry(zero(h) as i64).or_default();
-            if let Some(w) = wait {
-                e[0] += zero(called);
-                e[1] += w * zero(called);
-            }
+            e[0] += zero(called);
+            e[1] += zero(total);
         }
         let load = get(queries, "calls_load_matrix")?;
         for ((h, o), a) in load
@@ -793,9 +787,11 @@ impl Figures {
             .collect();
         let (groups, customers) = (pre.text("customer_group")?, pre.numbers("customers")?);
         let mut signals: Vec<SignalFigures> = Vec::new();
-        let values: Vec<Vec<Option<f64>>> = per_customer_columns
+        // Each average's total (`calls` for `calls_per_customer`), added up and divided
+        // by the customers added up.
+        let totals: Vec<Vec<Option<f64>>> = per_customer_columns
             .iter()
-            .map(|c| pre.numbers(c))
+            .map(|c| pre.numbers(c.trim_end_matches("_per_customer")))
             .collect::<Result<_, _>>()?;
         for (i, g) in groups.iter().enumerate() {
             let n = zero(customers[i]);
@@ -813,10 +809,9 @@ impl Figures {
                     signals.last_mut().expect("just pushed")
                 }
             };
-            // Σ (per customer × customers) now; divided by Σ customers below.
             s.customers += n;
-            for (slot, column) in s.per_customer.iter_mut().zip(&values) {
-                slot.1 = Some(zero(slot.1) + zero(column[i]) * n);
+            for (slot, column) in s.per_customer.iter_mut().zip(&totals) {
+                slot.1 = Some(zero(slot.1) + zero(column[i]));
             }
         }
         for s in &mut signals {

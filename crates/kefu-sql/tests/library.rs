@@ -329,6 +329,7 @@ fn calls_and_complaint_kpis_agree_with_duckdb_on_the_raw_csv() {
             column("abandoned"),
             column("short_abandons"),
         );
+        let (within_t, wait_total) = (column("answered_within_t"), column("answered_wait_s"));
         let (sl, sl_excl, asa, aht, rate) = (
             column("service_level"),
             column("service_level_excl_short"),
@@ -350,6 +351,12 @@ fn calls_and_complaint_kpis_agree_with_duckdb_on_the_raw_csv() {
             assert_eq!(
                 (offered[i], answered[i], abandoned[i], short[i]),
                 (Some(n(3)), Some(n(4)), Some(n(5)), Some(n(6))),
+                "row {i}"
+            );
+            // The counts behind service level and ASA, exactly.
+            assert_eq!(
+                (within_t[i], wait_total[i]),
+                (Some(n(7)), Some(n(8))),
                 "row {i}"
             );
             let close = |a: Option<f64>, b: f64| {
