@@ -50,7 +50,7 @@ pub(crate) fn cluster_opener(
                 Box::pin(async move {
                     kefu_cluster::open_engine(&warehouse, &options, &url, tls.as_ref())
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(Into::into)
                 })
             },
         ))))

@@ -86,25 +86,26 @@ pub async fn check(
 ) -> Result<CheckReport, ClusterError> {
     let (host, port) = scheduler_address(url)?;
     let scheduler = format!("df://{host}:{port}");
-    let unreachable = |e: &dyn std::fmt::Display| ClusterError::Unreachable {
-        scheduler: scheduler.clone(),
-        reason: e.to_string(),
-    };
+    let unreachable =
+        |source: Box<dyn std::error::Error + Send + Sync>| ClusterError::Unreachable {
+            scheduler: scheduler.clone(),
+            source,
+        };
     let (http, client) = match tls {
         None => (
             format!("http://{host}:{port}"),
             reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
-                .map_err(|e| unreachable(&e))?,
+                .map_err(|e| unreachable(e.into()))?,
         ),
         Some(tls) => {
             // The certificate names the cluster, not the host: the name resolves to it.
             let address = tokio::net::lookup_host((host.as_str(), port))
                 .await
-                .map_err(|e| unreachable(&e))?
+                .map_err(|e| unreachable(e.into()))?
                 .next()
-                .ok_or_else(|| unreachable(&"the host has no address"))?;
+                .ok_or_else(|| unreachable("the host has no address".into()))?;
             (
                 format!("https://{}:{port}", crate::tls::MEMBER_NAME),
                 tls.http_client(address)?,
@@ -113,10 +114,10 @@ pub async fn check(
     };
     let version: serde_json::Value = get_json(&client, &format!("{http}/api/version"))
         .await
-        .map_err(|e| unreachable(&e))?;
+        .map_err(|e| unreachable(e.into()))?;
     let listed: Vec<serde_json::Value> = get_json(&client, &format!("{http}/api/executors"))
         .await
-        .map_err(|e| unreachable(&e))?;
+        .map_err(|e| unreachable(e.into()))?;
     let mut executors: Vec<ExecutorReport> = listed.iter().map(executor_report).collect();
     executors.sort_by(|a, b| (&a.host, a.port).cmp(&(&b.host, b.port)));
     let month = latest_month(warehouse).await?;
@@ -162,11 +163,14 @@ pub async fn check(
         options.optimizer.repartition_file_min_size = 0;
     }
     let mut endpoint = tonic::transport::Endpoint::from_shared(format!("http://{host}:{port}"))
-        .map_err(|e| unreachable(&e))?;
+        .map_err(|e| unreachable(e.into()))?;
     if let Some(tls) = tls {
-        endpoint = (tls.endpoint_override())(endpoint).map_err(|e| unreachable(&e))?;
+        endpoint = (tls.endpoint_override())(endpoint).map_err(|e| unreachable(e.into()))?;
     }
-    let channel = endpoint.connect().await.map_err(|e| unreachable(&e))?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| unreachable(e.into()))?;
     let mut grpc = SchedulerGrpcClient::new(channel);
     let started = Instant::now();
     while report.runs < 3 && report.executors.iter().any(|e| e.tasks == 0) {

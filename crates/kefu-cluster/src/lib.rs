@@ -45,12 +45,20 @@ pub enum ClusterError {
     Scheduler(String),
     #[error("executor: {0}")]
     Executor(String),
-    #[error("cannot reach the scheduler at {scheduler}: {reason}")]
-    Unreachable { scheduler: String, reason: String },
+    #[error("cannot reach the scheduler at {scheduler}: {source}")]
+    Unreachable {
+        scheduler: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("warehouse: {0}")]
     Warehouse(String),
-    #[error("cluster TLS ({dir}): {reason}")]
-    Tls { dir: String, reason: String },
+    #[error("cluster TLS ({dir}): {source}")]
+    Tls {
+        dir: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error(transparent)]
     Sql(#[from] kefu_sql::SqlError),
 }

@@ -48,10 +48,13 @@ impl std::fmt::Debug for ClusterTls {
     }
 }
 
-fn tls_error(dir: &Path, reason: impl std::fmt::Display) -> ClusterError {
+fn tls_error(
+    dir: &Path,
+    source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> ClusterError {
     ClusterError::Tls {
         dir: dir.display().to_string(),
-        reason: reason.to_string(),
+        source: source.into(),
     }
 }
 
@@ -78,18 +81,18 @@ impl ClusterTls {
     /// Makes a cluster's authority and its members' certificate in `dir` (a new or empty
     /// directory); the keys are readable by their owner only.
     pub fn generate(dir: &Path) -> Result<(), ClusterError> {
-        let err = |e: &dyn std::fmt::Display| tls_error(dir, e);
+        let err = |e: Box<dyn std::error::Error + Send + Sync>| tls_error(dir, e);
         if dir.exists()
             && std::fs::read_dir(dir)
-                .map_err(|e| err(&e))?
+                .map_err(|e| err(e.into()))?
                 .next()
                 .is_some()
         {
-            return Err(err(&"the directory is not empty; give a new one"));
+            return Err(err("the directory is not empty; give a new one".into()));
         }
-        std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        std::fs::create_dir_all(dir).map_err(|e| err(e.into()))?;
         let mut ca_params =
-            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| err(&e))?;
+            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| err(e.into()))?;
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         ca_params
             .distinguished_name
@@ -98,10 +101,11 @@ impl ClusterTls {
             rcgen::KeyUsagePurpose::KeyCertSign,
             rcgen::KeyUsagePurpose::CrlSign,
         ];
-        let ca_key = rcgen::KeyPair::generate().map_err(|e| err(&e))?;
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(|e| err(&e))?;
-        let mut params =
-            rcgen::CertificateParams::new(vec![MEMBER_NAME.to_string()]).map_err(|e| err(&e))?;
+        let ca_key = rcgen::KeyPair::generate().map_err(|e| err(e.into()))?;
+        let ca =
+            rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(|e| err(e.into()))?;
+        let mut params = rcgen::CertificateParams::new(vec![MEMBER_NAME.to_string()])
+            .map_err(|e| err(e.into()))?;
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, MEMBER_NAME);
@@ -109,11 +113,12 @@ impl ClusterTls {
             rcgen::ExtendedKeyUsagePurpose::ServerAuth,
             rcgen::ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        let key = rcgen::KeyPair::generate().map_err(|e| err(&e))?;
-        let cert = params.signed_by(&key, &ca).map_err(|e| err(&e))?;
-        write_private(&dir.join(CA_FILE), ca.pem().as_bytes()).map_err(|e| err(&e))?;
-        write_private(&dir.join(CERT_FILE), cert.pem().as_bytes()).map_err(|e| err(&e))?;
-        write_private(&dir.join(KEY_FILE), key.serialize_pem().as_bytes()).map_err(|e| err(&e))?;
+        let key = rcgen::KeyPair::generate().map_err(|e| err(e.into()))?;
+        let cert = params.signed_by(&key, &ca).map_err(|e| err(e.into()))?;
+        write_private(&dir.join(CA_FILE), ca.pem().as_bytes()).map_err(|e| err(e.into()))?;
+        write_private(&dir.join(CERT_FILE), cert.pem().as_bytes()).map_err(|e| err(e.into()))?;
+        write_private(&dir.join(KEY_FILE), key.serialize_pem().as_bytes())
+            .map_err(|e| err(e.into()))?;
         Ok(())
     }
 
@@ -168,31 +173,31 @@ impl ClusterTls {
     }
 
     fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, ClusterError> {
-        let err = |e: &dyn std::fmt::Display| tls_error(&self.dir, e);
+        let err = |e: Box<dyn std::error::Error + Send + Sync>| tls_error(&self.dir, e);
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         for ca in CertificateDer::pem_slice_iter(&self.ca) {
             roots
-                .add(ca.map_err(|e| err(&format!("{CA_FILE}: {e}")))?)
-                .map_err(|e| err(&format!("{CA_FILE}: {e}")))?;
+                .add(ca.map_err(|e| err(format!("{CA_FILE}: {e}").into()))?)
+                .map_err(|e| err(format!("{CA_FILE}: {e}").into()))?;
         }
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
             Arc::new(roots),
             provider.clone(),
         )
         .build()
-        .map_err(|e| err(&e))?;
+        .map_err(|e| err(e.into()))?;
         let chain = CertificateDer::pem_slice_iter(&self.cert)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| err(&format!("{CERT_FILE}: {e}")))?;
+            .map_err(|e| err(format!("{CERT_FILE}: {e}").into()))?;
         let key = PrivateKeyDer::from_pem_slice(&self.key)
-            .map_err(|e| err(&format!("{KEY_FILE}: {e}")))?;
+            .map_err(|e| err(format!("{KEY_FILE}: {e}").into()))?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| err(&e))?
+            .map_err(|e| err(e.into()))?
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain, key)
-            .map_err(|e| err(&e))?;
+            .map_err(|e| err(e.into()))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }

@@ -52,8 +52,12 @@ pub enum GenError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: {reason}", path.display())]
-    Read { path: PathBuf, reason: String },
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl kefu_model::Classify for GenError {

@@ -150,11 +150,11 @@ pub fn read_deliveries(manifest: &Path) -> Result<Vec<Delivery>, GenError> {
     }
     let bytes = std::fs::read(manifest).map_err(|source| GenError::Read {
         path: manifest.to_path_buf(),
-        reason: source.to_string(),
+        source: source.into(),
     })?;
     let parsed: Deliveries = serde_json::from_slice(&bytes).map_err(|e| GenError::Read {
         path: manifest.to_path_buf(),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     Ok(parsed.deliveries)
 }

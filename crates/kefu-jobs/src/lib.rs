@@ -43,8 +43,19 @@ pub enum JobError {
     /// Another run of the same job holds its lock.
     #[error("job {job} is already running ({holder}); runs of one job never overlap")]
     Locked { job: String, holder: String },
-    #[error("{0}")]
-    Run(String),
+    /// The job's warehouse cannot be opened or its calendar read (a step failing does
+    /// not fail the run; this does, before any step).
+    #[error("{source}")]
+    Warehouse {
+        #[source]
+        source: kefu_storage::StorageError,
+    },
+    /// The run ran, but its report could not be written.
+    #[error("writing the run report: {source}")]
+    RunReport {
+        #[source]
+        source: kefu_storage::StorageError,
+    },
     #[error(transparent)]
     Generate(#[from] kefu_gen::GenError),
     #[error(transparent)]
@@ -76,9 +87,9 @@ pub enum StepError {
     /// date.
     #[error("{0}")]
     Parameter(String),
-    /// The session opener `kefu run --cluster` gave failed (its message).
-    #[error("{0}")]
-    Session(String),
+    /// The session opener `kefu run --cluster` gave failed (its error).
+    #[error(transparent)]
+    Session(Box<dyn std::error::Error + Send + Sync>),
     #[error("query {query}: {source}")]
     Plan {
         query: String,
@@ -149,7 +160,7 @@ impl kefu_model::Classify for JobError {
             JobError::Config { .. } => ErrorKind::Config,
             JobError::Io { .. } => ErrorKind::Io,
             JobError::Locked { .. } => ErrorKind::Locked,
-            JobError::Run(_) => ErrorKind::Failure,
+            JobError::Warehouse { .. } | JobError::RunReport { .. } => ErrorKind::Failure,
             JobError::Generate(e) => e.kind(),
             JobError::Ingest(e) => e.kind(),
             JobError::Storage(e) => e.kind(),

@@ -38,12 +38,13 @@ use kefu_model::calendar::{self as dates, Period};
 #[derive(Clone)]
 pub struct EngineOpener(pub std::sync::Arc<OpenEngine>);
 
-/// What an [`EngineOpener`] calls.
+/// What an [`EngineOpener`] calls; its error is the opener's own (a cluster's).
 pub type OpenEngine = dyn Fn(
         Warehouse,
         EngineOptions,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Engine, String>> + Send>>
-    + Send
+    ) -> std::pin::Pin<
+        Box<dyn Future<Output = Result<Engine, Box<dyn std::error::Error + Send + Sync>>> + Send>,
+    > + Send
     + Sync;
 
 impl std::fmt::Debug for EngineOpener {
@@ -329,12 +330,13 @@ pub fn run(
             "no warehouse there, and the job does not start with an ingest step to create one (check `warehouse`)",
         ));
     }
-    let warehouse = Warehouse::open(&job.warehouse).map_err(|e| JobError::Run(e.to_string()))?;
+    let warehouse =
+        Warehouse::open(&job.warehouse).map_err(|source| JobError::Warehouse { source })?;
     let zone = match job.time_zone {
         Some(zone) => zone,
         None => runtime
             .block_on(warehouse.time_zone())
-            .map_err(|e| JobError::Run(e.to_string()))?,
+            .map_err(|source| JobError::Warehouse { source })?,
     };
     let mut runner = Runner {
         job,
@@ -449,7 +451,7 @@ pub fn run(
                 file.put_atomic(bytes.clone()).await?;
                 latest.put_atomic(bytes).await
             })
-            .map_err(|e| JobError::Run(format!("writing the run report: {e}")))?;
+            .map_err(|source| JobError::RunReport { source })?;
     }
     Ok(report)
 }

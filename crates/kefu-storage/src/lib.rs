@@ -50,14 +50,22 @@ pub const SUPPORTED_SCHEMES: &[&str] = &["file", "s3"];
 pub enum StorageError {
     #[error("warehouse location is empty")]
     Empty,
-    #[error("warehouse URL '{location}' is not valid: {reason}")]
-    InvalidUrl { location: String, reason: String },
+    #[error("warehouse URL '{location}' is not valid: {source}")]
+    InvalidUrl {
+        location: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error(
         "warehouse URL scheme '{scheme}' is not supported in '{location}' (use a directory, file:// or s3://)"
     )]
     UnsupportedScheme { location: String, scheme: String },
-    #[error("cannot resolve the warehouse directory '{}': {reason}", path.display())]
-    BadPath { path: PathBuf, reason: String },
+    #[error("cannot resolve the warehouse directory '{}': {source}", path.display())]
+    BadPath {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Reading or writing the warehouse failed; `source` is the store's, the file
     /// system's or the codec's error (or, where none, what went wrong).
     #[error("warehouse {location}: {source}")]
@@ -134,7 +142,7 @@ impl WarehouseLocation {
         let url = if trimmed.contains("://") {
             let url = Url::parse(trimmed).map_err(|e| StorageError::InvalidUrl {
                 location: trimmed.to_string(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
             if !SUPPORTED_SCHEMES.contains(&url.scheme()) {
                 return Err(StorageError::UnsupportedScheme {
@@ -145,7 +153,7 @@ impl WarehouseLocation {
             if url.scheme() == "s3" && url.host_str().is_none_or(str::is_empty) {
                 return Err(StorageError::InvalidUrl {
                     location: trimmed.to_string(),
-                    reason: "an s3:// URL needs a bucket".into(),
+                    source: "an s3:// URL needs a bucket".into(),
                 });
             }
             url
@@ -153,12 +161,12 @@ impl WarehouseLocation {
             let path = cwd.join(trimmed);
             let absolute = std::path::absolute(&path).map_err(|e| StorageError::BadPath {
                 path: path.clone(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
             let normal: PathBuf = absolute.components().collect();
             Url::from_directory_path(&normal).map_err(|()| StorageError::BadPath {
                 path: normal,
-                reason: "not an absolute directory path".into(),
+                source: "not an absolute directory path".into(),
             })?
         };
         Ok(WarehouseLocation {
@@ -200,7 +208,7 @@ impl FromStr for WarehouseLocation {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let cwd = std::env::current_dir().map_err(|e| StorageError::BadPath {
             path: PathBuf::from("."),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
         Self::parse_in(s, &cwd)
     }

@@ -39,7 +39,7 @@ impl Target {
         }
         let url = Url::parse(text).map_err(|e| StorageError::InvalidUrl {
             location: text.to_string(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
         match url.scheme() {
             "file" => {
@@ -47,13 +47,13 @@ impl Target {
                     .map(Target::Local)
                     .map_err(|()| StorageError::InvalidUrl {
                         location: text.to_string(),
-                        reason: "not an absolute file path".into(),
+                        source: "not an absolute file path".into(),
                     })
             }
             "s3" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(Target::Object(url)),
             "s3" => Err(StorageError::InvalidUrl {
                 location: text.to_string(),
-                reason: "an s3:// URL needs a bucket".into(),
+                source: "an s3:// URL needs a bucket".into(),
             }),
             scheme => Err(StorageError::UnsupportedScheme {
                 location: text.to_string(),
