@@ -165,7 +165,7 @@ pub async fn check(
     let mut endpoint = tonic::transport::Endpoint::from_shared(format!("http://{host}:{port}"))
         .map_err(|e| unreachable(e.into()))?;
     if let Some(tls) = tls {
-        endpoint = (tls.endpoint_override())(endpoint).map_err(|e| unreachable(e.into()))?;
+        endpoint = (tls.endpoint_override())(endpoint).map_err(unreachable)?;
     }
     let channel = endpoint
         .connect()
