@@ -82,12 +82,11 @@ impl UploadClient {
         }
         let attempt = || async {
             let opened = tokio::fs::File::open(file).await;
-            let handle = opened
-                .map_err(|e| Attempt::Final(ServerError::Io(format!("{}: {e}", file.display()))))?;
+            let handle = opened.map_err(|e| Attempt::Final(ServerError::io(file.display(), e)))?;
             let size = handle
                 .metadata()
                 .await
-                .map_err(|e| Attempt::Final(ServerError::Io(format!("{}: {e}", file.display()))))?
+                .map_err(|e| Attempt::Final(ServerError::io(file.display(), e)))?
                 .len();
             progress.start(&name, Some(size), Unit::Bytes);
             let counted = progress.clone();

@@ -647,7 +647,7 @@ pub async fn serve(
         .add_service(service(state))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
-        .map_err(|e| crate::ServerError::Io(format!("flight sql: {e}")))
+        .map_err(|e| crate::ServerError::io("flight sql", e))
 }
 
 #[cfg(test)]

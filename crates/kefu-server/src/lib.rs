@@ -39,12 +39,30 @@ pub enum ServerError {
     },
     #[error("warehouse: {0}")]
     Warehouse(String),
-    #[error("server: {0}")]
-    Io(String),
+    /// A file, a thread pool or a listener failed; `source` is the system's error.
+    #[error("server: {context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{url}: {message}")]
     Client { url: String, message: String },
     #[error("the server refused: {status}: {message}")]
     Refused { status: u16, message: String },
+}
+
+impl ServerError {
+    /// An [`ServerError::Io`]: what was being done, and the error that stopped it.
+    pub(crate) fn io(
+        context: impl std::fmt::Display,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        ServerError::Io {
+            context: context.to_string(),
+            source: source.into(),
+        }
+    }
 }
 
 impl kefu_model::Classify for ServerError {
@@ -55,7 +73,7 @@ impl kefu_model::Classify for ServerError {
             ServerError::Config { .. } | ServerError::Refused { .. } => ErrorKind::Config,
             ServerError::Listen { .. }
             | ServerError::Warehouse(_)
-            | ServerError::Io(_)
+            | ServerError::Io { .. }
             | ServerError::Client { .. } => ErrorKind::Io,
         }
     }

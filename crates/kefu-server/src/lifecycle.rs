@@ -42,13 +42,13 @@ pub fn run(
         .enable_all()
         .thread_stack_size(kefu_sql::QUERY_THREAD_STACK)
         .build()
-        .map_err(|e| ServerError::Io(format!("cannot start the query threads: {e}")))?;
+        .map_err(|e| ServerError::io("cannot start the query threads", e))?;
     let (state, resume) = crate::open(config, warehouse, library, queries.handle().clone())?;
     runtime.block_on(async {
         let address = |listener: &tokio::net::TcpListener| {
             listener
                 .local_addr()
-                .map_err(|e: io::Error| ServerError::Io(e.to_string()))
+                .map_err(|e: io::Error| ServerError::io("the listening address", e))
         };
         let listener = crate::bind(&config.listen).await?;
         let flight = bind_optional(config.flight.as_deref()).await?;
@@ -88,7 +88,7 @@ pub fn run(
         for task in others {
             task.join()
                 .await
-                .map_err(|e| ServerError::Io(format!("a listener stopped abnormally: {e}")))??;
+                .map_err(|e| ServerError::io("a listener stopped abnormally", e))??;
         }
         Ok::<_, ServerError>(())
     })?;

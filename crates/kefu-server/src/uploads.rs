@@ -185,9 +185,9 @@ fn claim_inbox(dir: &Path) -> Result<(), ServerError> {
     if marker.exists() {
         return Ok(());
     }
-    let entries = std::fs::read_dir(dir).map_err(|e| io_error("cannot read", dir, &e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| io_error("cannot read", dir, e))?;
     for entry in entries {
-        let entry = entry.map_err(|e| io_error("cannot read", dir, &e))?;
+        let entry = entry.map_err(|e| io_error("cannot read", dir, e))?;
         let path = entry.path();
         let is_upload = path.is_dir() && (path.join(RECORD).is_file() || only_partials(&path));
         if !is_upload {
@@ -204,7 +204,7 @@ fn claim_inbox(dir: &Path) -> Result<(), ServerError> {
         }
     }
     kefu_storage::atomic::write(&marker, b"kefu uploads inbox\n")
-        .map_err(|e| io_error("cannot write", &marker, &e))
+        .map_err(|e| io_error("cannot write", &marker, e))
 }
 
 /// The uploads on disk, and an index of them in memory.
@@ -213,8 +213,8 @@ pub struct Inbox {
     uploads: Mutex<BTreeMap<String, Upload>>,
 }
 
-fn io_error(what: &str, path: &Path, e: &std::io::Error) -> ServerError {
-    ServerError::Io(format!("{what} {}: {e}", path.display()))
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> ServerError {
+    ServerError::io(format_args!("{what} {}", path.display()), e)
 }
 
 /// A file name an office may give: a plain name (no directories) of a data file or
@@ -249,12 +249,12 @@ impl Inbox {
     /// refused: an inbox is marked by a `.kefu-inbox` file, and an unmarked one is taken
     /// only when empty or holding nothing but uploads.
     pub fn open(dir: &Path) -> Result<(Inbox, Vec<String>), ServerError> {
-        std::fs::create_dir_all(dir).map_err(|e| io_error("cannot create", dir, &e))?;
+        std::fs::create_dir_all(dir).map_err(|e| io_error("cannot create", dir, e))?;
         claim_inbox(dir)?;
         let mut uploads = BTreeMap::new();
-        let entries = std::fs::read_dir(dir).map_err(|e| io_error("cannot read", dir, &e))?;
+        let entries = std::fs::read_dir(dir).map_err(|e| io_error("cannot read", dir, e))?;
         for entry in entries {
-            let entry = entry.map_err(|e| io_error("cannot read", dir, &e))?;
+            let entry = entry.map_err(|e| io_error("cannot read", dir, e))?;
             let path = entry.path();
             if !path.is_dir() {
                 continue;
@@ -263,11 +263,14 @@ impl Inbox {
             match std::fs::read(&record) {
                 Ok(bytes) => {
                     let upload: Upload = serde_json::from_slice(&bytes).map_err(|e| {
-                        ServerError::Io(format!("{}: not an upload record: {e}", record.display()))
+                        ServerError::io(
+                            format_args!("{}: not an upload record", record.display()),
+                            e,
+                        )
                     })?;
                     // A partial left by a crash while the file was being received.
                     for f in std::fs::read_dir(&path)
-                        .map_err(|e| io_error("cannot read", &path, &e))?
+                        .map_err(|e| io_error("cannot read", &path, e))?
                         .flatten()
                     {
                         if is_partial(&f.file_name().to_string_lossy()) {
@@ -281,12 +284,12 @@ impl Inbox {
                     if only_partials(&path) {
                         tracing::info!(path = %path.display(), "deleting an upload that was never acknowledged");
                         std::fs::remove_dir_all(&path)
-                            .map_err(|e| io_error("cannot delete", &path, &e))?;
+                            .map_err(|e| io_error("cannot delete", &path, e))?;
                     } else {
                         tracing::warn!(path = %path.display(), "leaving a directory of the inbox that is not an upload");
                     }
                 }
-                Err(e) => return Err(io_error("cannot read", &record, &e)),
+                Err(e) => return Err(io_error("cannot read", &record, e)),
             }
         }
         // In the order they were queued.
@@ -421,7 +424,7 @@ fn quarantine_if_tried_out(mut upload: Upload, record: &Path) -> Result<Upload, 
 /// Writes an upload's `upload.json` durably.
 fn write_record(path: &Path, upload: &Upload) -> Result<(), ServerError> {
     let bytes = serde_json::to_vec_pretty(upload).expect("an upload serialises");
-    kefu_storage::atomic::write(path, &bytes).map_err(|e| io_error("cannot write", path, &e))
+    kefu_storage::atomic::write(path, &bytes).map_err(|e| io_error("cannot write", path, e))
 }
 
 /// The batch and source of the ledger that hold `content_hash`.
