@@ -47,8 +47,12 @@ pub enum SqlError {
     Warehouse(String),
     #[error("{path}: {error}")]
     Io { path: String, error: std::io::Error },
-    #[error("writing {format} output: {reason}")]
-    Output { format: String, reason: String },
+    #[error("writing {format} output: {source}")]
+    Output {
+        format: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("query {query}: {reason}")]
     Query { query: String, reason: String },
     #[error("{file}: line {line}: {reason}")]

@@ -388,10 +388,13 @@ impl<'a> BatchWriter<'a> {
     }
 }
 
-fn output_error(format: Format, e: impl fmt::Display) -> SqlError {
+fn output_error(
+    format: Format,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> SqlError {
     SqlError::Output {
         format: format.name().to_string(),
-        reason: e.to_string(),
+        source: e.into(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
-use rust_xlsxwriter::{Format as CellFormat, Workbook, XlsxError};
+use rust_xlsxwriter::{Format as CellFormat, Workbook};
 
 use crate::output::{people_float, people_rows};
 
@@ -27,13 +27,11 @@ pub struct XlsxWriter<'a> {
     decimals: CellFormat,
 }
 
-#[allow(clippy::needless_pass_by_value)] // used as map_err(failed)
-fn failed(e: XlsxError) -> String {
-    e.to_string()
-}
+/// Why a workbook could not be written: the writer's, Arrow's or the output's error.
+pub type XlsxResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 impl<'a> XlsxWriter<'a> {
-    pub fn new(schema: SchemaRef, out: &'a mut (dyn Write + Send)) -> Result<Self, String> {
+    pub fn new(schema: SchemaRef, out: &'a mut (dyn Write + Send)) -> XlsxResult<Self> {
         let mut workbook = Workbook::new();
         // A fixed creation time (the zip format's epoch): the same rows give the same bytes,
         // so a report reproduced with --as-of is identical, workbooks included.
@@ -41,18 +39,14 @@ impl<'a> XlsxWriter<'a> {
         workbook
             .set_properties(&rust_xlsxwriter::DocProperties::new().set_creation_datetime(&epoch));
         let header = CellFormat::new().set_bold();
-        let sheet = workbook
-            .add_worksheet_with_constant_memory()
-            .map_err(failed)?;
-        sheet.set_name("result").map_err(failed)?;
+        let sheet = workbook.add_worksheet_with_constant_memory()?;
+        sheet.set_name("result")?;
         let mut widths = Vec::with_capacity(schema.fields().len());
         for (column, field) in schema.fields().iter().enumerate() {
-            sheet
-                .write_string_with_format(0, column as u16, field.name(), &header)
-                .map_err(failed)?;
+            sheet.write_string_with_format(0, column as u16, field.name(), &header)?;
             widths.push(field.name().chars().count() + 2);
         }
-        sheet.set_freeze_panes(1, 0).map_err(failed)?;
+        sheet.set_freeze_panes(1, 0)?;
         Ok(XlsxWriter {
             out,
             workbook,
@@ -66,16 +60,17 @@ impl<'a> XlsxWriter<'a> {
         })
     }
 
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
+    pub fn write(&mut self, batch: &RecordBatch) -> XlsxResult<()> {
         if u64::from(self.row) + batch.num_rows() as u64 > MAX_ROWS {
             return Err(format!(
                 "a worksheet holds at most {MAX_ROWS} rows; write csv or parquet instead"
-            ));
+            )
+            .into());
         }
-        let sheet = self.workbook.worksheet_from_index(0).map_err(failed)?;
+        let sheet = self.workbook.worksheet_from_index(0)?;
         // Widths from what people see: the table view's text of the first rows.
         if self.row < 1000 {
-            for row in people_rows(batch, 1000).map_err(|e| e.to_string())? {
+            for row in people_rows(batch, 1000)? {
                 for (width, cell) in self.widths.iter_mut().zip(row) {
                     *width = (*width).max(cell.chars().count() + 2);
                 }
@@ -94,13 +89,10 @@ impl<'a> XlsxWriter<'a> {
             .columns()
             .iter()
             .map(|column| {
-                let text = arrow::util::display::ArrayFormatter::try_new(column.as_ref(), &options)
-                    .map_err(|e| e.to_string())?;
+                let text =
+                    arrow::util::display::ArrayFormatter::try_new(column.as_ref(), &options)?;
                 let numbers = if column.data_type().is_numeric() {
-                    Some(
-                        arrow::compute::cast(column, &DataType::Float64)
-                            .map_err(|e| e.to_string())?,
-                    )
+                    Some(arrow::compute::cast(column, &DataType::Float64)?)
                 } else {
                     None
                 };
@@ -111,7 +103,7 @@ impl<'a> XlsxWriter<'a> {
                     fraction: column.data_type().is_floating(),
                 })
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, arrow::error::ArrowError>>()?;
         for i in 0..batch.num_rows() {
             let row = self.row + 1 + i as u32;
             for (c, p) in prepared.iter().enumerate() {
@@ -154,29 +146,25 @@ impl<'a> XlsxWriter<'a> {
                     }
                     _ => sheet.write_string(row, col, p.text.value(i).to_string()),
                 };
-                written.map_err(failed)?;
+                written?;
             }
         }
         self.row += batch.num_rows() as u32;
         Ok(())
     }
 
-    pub fn finish(mut self) -> Result<(), String> {
+    pub fn finish(mut self) -> XlsxResult<()> {
         let columns = self.schema.fields().len() as u16;
-        let sheet = self.workbook.worksheet_from_index(0).map_err(failed)?;
+        let sheet = self.workbook.worksheet_from_index(0)?;
         for (c, width) in self.widths.iter().enumerate() {
-            sheet
-                .set_column_width(c as u16, (*width).min(MAX_WIDTH) as f64)
-                .map_err(failed)?;
+            sheet.set_column_width(c as u16, (*width).min(MAX_WIDTH) as f64)?;
         }
         if columns > 0 {
-            sheet
-                .autofilter(0, 0, self.row, columns - 1)
-                .map_err(failed)?;
+            sheet.autofilter(0, 0, self.row, columns - 1)?;
         }
-        let bytes = self.workbook.save_to_buffer().map_err(failed)?;
-        self.out.write_all(&bytes).map_err(|e| e.to_string())?;
-        self.out.flush().map_err(|e| e.to_string())
+        let bytes = self.workbook.save_to_buffer()?;
+        self.out.write_all(&bytes)?;
+        Ok(self.out.flush()?)
     }
 }
 
