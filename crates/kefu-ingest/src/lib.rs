@@ -214,9 +214,10 @@ struct KeyCounter<'a> {
     inner: &'a mut dyn RowSink,
     key: Option<usize>,
     counting: bool,
-    seen: std::collections::HashSet<u64, ahash::RandomState>,
+    /// The keys' hashes in arrival order; sorted and compared once the source is read.
+    /// (A hash set probed per row cost a cache miss per row: about 5% of an ingest.)
+    hashes: Vec<u64>,
     hasher: ahash::RandomState,
-    duplicates: u64,
 }
 
 impl<'a> KeyCounter<'a> {
@@ -226,11 +227,16 @@ impl<'a> KeyCounter<'a> {
             inner,
             key: None,
             counting,
-            seen: Default::default(),
+            hashes: Vec::new(),
             // Fixed seeds: the same source counts the same on every run.
             hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
-            duplicates: 0,
         }
+    }
+
+    /// The rows whose key an earlier row had (of the rows passed on so far).
+    fn duplicates(&mut self) -> u64 {
+        self.hashes.sort_unstable();
+        self.hashes.windows(2).filter(|w| w[0] == w[1]).count() as u64
     }
 }
 
@@ -250,11 +256,8 @@ impl RowSink for KeyCounter<'_> {
                 .as_any()
                 .downcast_ref::<arrow::array::StringArray>()
         }) {
-            for key in keys.iter().flatten() {
-                if !self.seen.insert(self.hasher.hash_one(key)) {
-                    self.duplicates += 1;
-                }
-            }
+            self.hashes
+                .extend(keys.iter().flatten().map(|key| self.hasher.hash_one(key)));
         }
         self.inner.batch(batch, lines)
     }
@@ -529,7 +532,7 @@ pub fn convert_csv(
     } else {
         convert_delimited(source, source_name, profile, encoding, &mut counter)
     }?;
-    outcome.duplicate_keys = counter.duplicates;
+    outcome.duplicate_keys = counter.duplicates();
     if outcome.duplicate_keys > 0 {
         tracing::warn!(source = %source_name, duplicates = outcome.duplicate_keys,
             "rows whose key an earlier row of the source already had");
