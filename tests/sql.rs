@@ -222,7 +222,8 @@ fn named_queries_list_run_and_check_their_parameters() {
         "{list}"
     );
 
-    // shanghai/vip on 2026-01-05: C09 and C10 (see crates/kefu-sql/tests/slt/calls_kpis.slt).
+    // shanghai/vip on 2026-01-05: C09 and C10 (see crates/kefu-sql/tests/slt/calls_kpis.slt);
+    // answered within 20 s: C09 = 1; total wait of the answered 20 + 21 = 41.
     let csv = run(
         dir.path(),
         &[
@@ -251,7 +252,7 @@ fn named_queries_list_run_and_check_their_parameters() {
         lines
             .next()
             .unwrap()
-            .starts_with("2026-01-05,shanghai,vip,2,2,0,0,1.0,0.0,0.5,0.5,20,0.9,20.5,450.0"),
+            .starts_with("2026-01-05,shanghai,vip,2,2,0,0,1,41,1.0,0.0,0.5,0.5,20,0.9,20.5,450.0"),
         "{csv}"
     );
 
