@@ -86,11 +86,10 @@ pub async fn check(
 ) -> Result<CheckReport, ClusterError> {
     let (host, port) = scheduler_address(url)?;
     let scheduler = format!("df://{host}:{port}");
-    let unreachable =
-        |source: Box<dyn std::error::Error + Send + Sync>| ClusterError::Unreachable {
-            scheduler: scheduler.clone(),
-            source,
-        };
+    let unreachable = |source: kefu_model::BoxError| ClusterError::Unreachable {
+        scheduler: scheduler.clone(),
+        source,
+    };
     let (http, client) = match tls {
         None => (
             format!("http://{host}:{port}"),

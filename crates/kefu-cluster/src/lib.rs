@@ -49,7 +49,7 @@ pub enum ClusterError {
     Unreachable {
         scheduler: String,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: kefu_model::BoxError,
     },
     #[error("warehouse: {0}")]
     Warehouse(String),
@@ -57,7 +57,7 @@ pub enum ClusterError {
     Tls {
         dir: String,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: kefu_model::BoxError,
     },
     #[error(transparent)]
     Sql(#[from] kefu_sql::SqlError),

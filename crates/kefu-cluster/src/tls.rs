@@ -48,10 +48,7 @@ impl std::fmt::Debug for ClusterTls {
     }
 }
 
-fn tls_error(
-    dir: &Path,
-    source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-) -> ClusterError {
+fn tls_error(dir: &Path, source: impl Into<kefu_model::BoxError>) -> ClusterError {
     ClusterError::Tls {
         dir: dir.display().to_string(),
         source: source.into(),
@@ -81,7 +78,7 @@ impl ClusterTls {
     /// Makes a cluster's authority and its members' certificate in `dir` (a new or empty
     /// directory); the keys are readable by their owner only.
     pub fn generate(dir: &Path) -> Result<(), ClusterError> {
-        let err = |e: Box<dyn std::error::Error + Send + Sync>| tls_error(dir, e);
+        let err = |e: kefu_model::BoxError| tls_error(dir, e);
         if dir.exists()
             && std::fs::read_dir(dir)
                 .map_err(|e| err(e.into()))?
@@ -173,7 +170,7 @@ impl ClusterTls {
     }
 
     fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, ClusterError> {
-        let err = |e: Box<dyn std::error::Error + Send + Sync>| tls_error(&self.dir, e);
+        let err = |e: kefu_model::BoxError| tls_error(&self.dir, e);
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         for ca in CertificateDer::pem_slice_iter(&self.ca) {

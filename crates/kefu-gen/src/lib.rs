@@ -56,7 +56,7 @@ pub enum GenError {
     Read {
         path: PathBuf,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: kefu_model::BoxError,
     },
 }
 

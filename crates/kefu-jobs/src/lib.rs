@@ -38,7 +38,7 @@ pub enum JobError {
     Io {
         path: String,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: kefu_model::BoxError,
     },
     /// Another run of the same job holds its lock.
     #[error("job {job} is already running ({holder}); runs of one job never overlap")]
@@ -89,7 +89,7 @@ pub enum StepError {
     Parameter(String),
     /// The session opener `kefu run --cluster` gave failed (its error).
     #[error(transparent)]
-    Session(Box<dyn std::error::Error + Send + Sync>),
+    Session(kefu_model::BoxError),
     #[error("query {query}: {source}")]
     Plan {
         query: String,
@@ -114,7 +114,7 @@ pub enum StepError {
     Cache {
         path: PathBuf,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: kefu_model::BoxError,
     },
     #[error("partition needs dates for `from` and `to`")]
     PartitionNeedsDates,
@@ -171,7 +171,7 @@ impl kefu_model::Classify for JobError {
 impl JobError {
     pub(crate) fn io(
         path: impl std::fmt::Display,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+        source: impl Into<kefu_model::BoxError>,
     ) -> Self {
         JobError::Io {
             path: path.to_string(),

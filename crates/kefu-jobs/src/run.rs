@@ -42,9 +42,8 @@ pub struct EngineOpener(pub std::sync::Arc<OpenEngine>);
 pub type OpenEngine = dyn Fn(
         Warehouse,
         EngineOptions,
-    ) -> std::pin::Pin<
-        Box<dyn Future<Output = Result<Engine, Box<dyn std::error::Error + Send + Sync>>> + Send>,
-    > + Send
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Engine, kefu_model::BoxError>> + Send>>
+    + Send
     + Sync;
 
 impl std::fmt::Debug for EngineOpener {
@@ -598,7 +597,7 @@ async fn tables_read(
 }
 
 fn read_cache(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>), StepError> {
-    let cache = |source: Box<dyn std::error::Error + Send + Sync>| StepError::Cache {
+    let cache = |source: kefu_model::BoxError| StepError::Cache {
         path: path.to_path_buf(),
         source,
     };

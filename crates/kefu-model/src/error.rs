@@ -21,6 +21,10 @@ pub enum ErrorKind {
     Failure,
 }
 
+/// Another library's error kept as a variant's `#[source]` (the store's, the file
+/// system's, a codec's), or a reason where there is none; as DataFusion's `GenericError`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// An error that knows its [`ErrorKind`].
 pub trait Classify: std::error::Error {
     fn kind(&self) -> ErrorKind;

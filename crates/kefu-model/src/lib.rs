@@ -17,6 +17,6 @@ pub mod number;
 pub mod table;
 pub mod vocab;
 
-pub use error::{Classify, ErrorKind};
+pub use error::{BoxError, Classify, ErrorKind};
 pub use table::{Column, ColumnKind, Table, UnknownTable, VersionPart};
 pub use vocab::{Term, UnknownTerm, Vocabulary};

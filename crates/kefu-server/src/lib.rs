@@ -44,7 +44,7 @@ pub enum ServerError {
     Io {
         context: String,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: kefu_model::BoxError,
     },
     #[error("{url}: {message}")]
     Client { url: String, message: String },
@@ -56,7 +56,7 @@ impl ServerError {
     /// An [`ServerError::Io`]: what was being done, and the error that stopped it.
     pub(crate) fn io(
         context: impl std::fmt::Display,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+        source: impl Into<kefu_model::BoxError>,
     ) -> Self {
         ServerError::Io {
             context: context.to_string(),

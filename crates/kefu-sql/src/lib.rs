@@ -51,7 +51,7 @@ pub enum SqlError {
     Output {
         format: String,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: kefu_model::BoxError,
     },
     #[error("query {query}: {reason}")]
     Query { query: String, reason: String },

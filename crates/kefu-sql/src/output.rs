@@ -388,10 +388,7 @@ impl<'a> BatchWriter<'a> {
     }
 }
 
-fn output_error(
-    format: Format,
-    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-) -> SqlError {
+fn output_error(format: Format, e: impl Into<kefu_model::BoxError>) -> SqlError {
     SqlError::Output {
         format: format.name().to_string(),
         source: e.into(),

@@ -409,9 +409,7 @@ impl DeletionVectorsExec {
         use datafusion::common::tree_node::{Transformed, TreeNode};
         use datafusion::datasource::physical_plan::FileScanConfig;
         use datafusion::datasource::source::DataSourceExec;
-        let external = |e: Box<dyn std::error::Error + Send + Sync>| {
-            datafusion::error::DataFusionError::External(e)
-        };
+        let external = |e: kefu_model::BoxError| datafusion::error::DataFusionError::External(e);
         let (name, files): (String, Vec<CarriedDeletion>) =
             serde_json::from_slice(bytes).map_err(|e| external(Box::new(e)))?;
         let table = StoredTable::from_name(&name).ok_or_else(|| {

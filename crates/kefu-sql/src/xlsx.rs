@@ -28,7 +28,7 @@ pub struct XlsxWriter<'a> {
 }
 
 /// Why a workbook could not be written: the writer's, Arrow's or the output's error.
-pub type XlsxResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+pub type XlsxResult<T> = Result<T, kefu_model::BoxError>;
 
 impl<'a> XlsxWriter<'a> {
     pub fn new(schema: SchemaRef, out: &'a mut (dyn Write + Send)) -> XlsxResult<Self> {

@@ -54,7 +54,7 @@ pub enum StorageError {
     InvalidUrl {
         location: String,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: kefu_model::BoxError,
     },
     #[error(
         "warehouse URL scheme '{scheme}' is not supported in '{location}' (use a directory, file:// or s3://)"
@@ -64,7 +64,7 @@ pub enum StorageError {
     BadPath {
         path: PathBuf,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: kefu_model::BoxError,
     },
     /// Reading or writing the warehouse failed; `source` is the store's, the file
     /// system's or the codec's error (or, where none, what went wrong).
@@ -72,7 +72,7 @@ pub enum StorageError {
     Io {
         location: String,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: kefu_model::BoxError,
     },
     #[error(transparent)]
     Delta(#[from] DeltaError),

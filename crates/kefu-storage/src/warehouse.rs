@@ -233,10 +233,7 @@ impl std::fmt::Debug for Warehouse {
     }
 }
 
-fn io(
-    location: &WarehouseLocation,
-    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-) -> StorageError {
+fn io(location: &WarehouseLocation, e: impl Into<kefu_model::BoxError>) -> StorageError {
     StorageError::Io {
         location: location.to_string(),
         source: e.into(),
@@ -416,7 +413,7 @@ impl Warehouse {
             .join("/")
     }
 
-    fn err(&self, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StorageError {
+    fn err(&self, e: impl Into<kefu_model::BoxError>) -> StorageError {
         io(&self.location, e)
     }
 
