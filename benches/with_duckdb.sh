@@ -13,6 +13,7 @@ mkdir -p "$cache"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet duckdb deltalake
+# KEFU_BENCH_PIP: more peers a script needs (compare_adhoc.sh: chdb).
+"$venv/bin/pip" install --quiet duckdb deltalake ${KEFU_BENCH_PIP:-}
 cargo build --release --locked
 exec "$venv/bin/python" "benches/$script" --kefu "$CARGO_TARGET_DIR/release/kefu" --data "$cache" "$@"

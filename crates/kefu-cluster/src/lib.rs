@@ -152,13 +152,16 @@ pub fn function_registry() -> BallistaFunctionRegistry {
     BallistaFunctionRegistry::from(&ctx.state())
 }
 
-/// The scheduler's sessions: Ballista's defaults, kefu's functions and object stores.
+/// The scheduler's sessions: Ballista's defaults, kefu's functions, plan rules and object
+/// stores (the scheduler optimizes the plans clients send).
 fn session_state(config: SessionConfig) -> datafusion::error::Result<SessionState> {
     let state = ballista_core::utils::default_session_builder(config)?;
     let ctx = SessionContext::new_with_state(
-        datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
-            .with_runtime_env(runtime()?)
-            .build(),
+        kefu_sql::rules::add_to(
+            datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
+                .with_runtime_env(runtime()?),
+        )
+        .build(),
     );
     kefu_sql::udf::register(
         &ctx,

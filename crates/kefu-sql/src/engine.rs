@@ -355,11 +355,13 @@ impl Engine {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| n.get().max(4)));
         config = config.with_target_partitions(partitions.max(1));
         apply_environment(config.options_mut())?;
-        let state = SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(runtime)
-            .with_default_features()
-            .build();
+        let state = crate::rules::add_to(
+            SessionStateBuilder::new()
+                .with_config(config)
+                .with_runtime_env(runtime)
+                .with_default_features(),
+        )
+        .build();
         let ctx = SessionContext::new_with_state(upgrade(state).map_err(SqlError::DataFusion)?);
         let ctx = if options.side_files {
             crate::side_files::enable(ctx)

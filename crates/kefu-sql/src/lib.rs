@@ -15,6 +15,7 @@ pub mod engine;
 pub mod limits;
 pub mod output;
 pub mod queries;
+pub mod rules;
 pub mod shell;
 pub mod side_files;
 pub mod snapshot;

@@ -202,3 +202,41 @@ fn a_query_over_the_memory_limit_spills_or_fails_clearly() {
         }
     });
 }
+
+/// `ts ± INTERVAL` of days and hours runs as a duration on the warehouse's UTC times (kefu's
+/// optimizer rule); months, and zones with daylight saving, keep the calendar's arithmetic.
+/// The values themselves are checked in functions.slt.
+#[test]
+fn day_and_hour_intervals_on_utc_times_run_as_durations() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = fixture_warehouse(dir.path());
+    runtime().block_on(async {
+        let engine = Engine::open(&warehouse, &EngineOptions::default())
+            .await
+            .unwrap();
+        let plan_of = |sql: &'static str| {
+            let engine = &engine;
+            async move { show(&run(engine, sql).await.unwrap().1) }
+        };
+        let days = plan_of(
+            "SELECT count(*) FROM calls \
+             WHERE ended_at <= ivr_entered_at + INTERVAL '1 day 2 hours' \
+               AND INTERVAL '8 hours' + ivr_entered_at > queued_at - INTERVAL '30 minutes'",
+        )
+        .await;
+        assert!(!days.contains("IntervalMonthDayNano"), "{days}");
+        assert!(days.contains("93600000000"), "1 day 2 hours in µs: {days}");
+        let months = plan_of(
+            "SELECT count(*) FROM calls WHERE ended_at <= ivr_entered_at + INTERVAL '1 month'",
+        )
+        .await;
+        assert!(months.contains("IntervalMonthDayNano"), "{months}");
+        let london = plan_of(
+            "SELECT count(*) FROM calls WHERE ended_at <= \
+             arrow_cast(ivr_entered_at, 'Timestamp(Microsecond, Some(\"Europe/London\"))') \
+             + INTERVAL '1 day'",
+        )
+        .await;
+        assert!(london.contains("IntervalMonthDayNano"), "{london}");
+    });
+}

