@@ -485,6 +485,7 @@ impl Queries {
             .context()
             .execute_logical_plan(plan)
             .await
+            .and_then(kefu_sql::engine::plain_text)
             .map_err(|e| error("XX000", e.to_string()))?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, None)?);

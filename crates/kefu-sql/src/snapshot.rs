@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use arrow::datatypes::{DataType, Field, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::stats::Statistics;
@@ -50,6 +50,8 @@ pub struct SnapshotTable {
     /// The table's directory inside the store (`srv/kefu/wh/calls`, `prefix/calls`).
     root: String,
     files: Arc<Vec<DataFile>>,
+    /// Text read as `Utf8View` ([`read_schemas`]).
+    views: bool,
     /// Planned on a cluster's scheduler: deletion vectors travel above the scan
     /// ([`DeletionVectorsExec`]).
     distributed: bool,
@@ -63,6 +65,8 @@ struct Encoded {
     store_url: String,
     root: String,
     files: Vec<EncodedFile>,
+    #[serde(default)]
+    views: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -84,19 +88,22 @@ impl SnapshotTable {
         version: Option<u64>,
         table_url: &url::Url,
         files: Arc<Vec<DataFile>>,
+        views: bool,
     ) -> Result<Self> {
         let mut store = table_url.clone();
         store.set_path("");
         let store_url = ObjectStoreUrl::parse(store.as_str().trim_end_matches('/'))?;
         let root = table_url.path().trim_matches('/').to_string();
+        let (schema, file_schema) = read_schemas(table, views);
         Ok(SnapshotTable {
             table,
             version,
-            schema: table.table_schema(),
-            file_schema: table.file_schema(),
+            schema,
+            file_schema,
             store_url,
             root,
             files,
+            views,
             distributed: false,
         })
     }
@@ -120,6 +127,7 @@ impl SnapshotTable {
             version: self.version,
             store_url: self.store_url.as_str().to_string(),
             root: self.root.clone(),
+            views: self.views,
             files: self
                 .files
                 .iter()
@@ -143,11 +151,13 @@ impl SnapshotTable {
         let table = StoredTable::from_name(&e.table).ok_or_else(|| {
             datafusion::error::DataFusionError::Plan(format!("unknown table {}", e.table))
         })?;
+        let (schema, file_schema) = read_schemas(table, e.views);
         Ok(SnapshotTable {
+            views: e.views,
             table,
             version: e.version,
-            schema: table.table_schema(),
-            file_schema: table.file_schema(),
+            schema,
+            file_schema,
             store_url: ObjectStoreUrl::parse(&e.store_url)?,
             root: e.root,
             files: Arc::new(
@@ -173,6 +183,38 @@ impl SnapshotTable {
             .partition_column()
             .map(|c| Field::new(c, DataType::Utf8, false))
     }
+}
+
+/// The table's schema and its files' as SQL reads them: text as `Utf8View`. The Parquet
+/// reader then points into each page's dictionary instead of copying every value, and
+/// filters, joins and groups compare short values (ids, codes: up to 12 bytes) inline.
+/// Measured on 10 M calls: a monthly group-by with conditional counts 0.72 s as `Utf8`,
+/// 0.45 s as views. Results leave the engine as `Utf8` again ([`crate::engine::plain_text`]).
+/// The partition column stays `Utf8`: its values come from the log, one per file.
+///
+/// Without `views`, text stays `Utf8`: a session under a memory limit reads it so, because
+/// DataFusion counts a view batch's shared dictionary buffers in full for every batch that
+/// points into them, and a sort then cannot spill within a small limit.
+fn read_schemas(table: StoredTable, views: bool) -> (SchemaRef, SchemaRef) {
+    let view = |f: &Arc<Field>| match f.data_type() {
+        DataType::Utf8 if views => Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8View)),
+        _ => f.clone(),
+    };
+    let file = table.file_schema();
+    let file_fields: Vec<Arc<Field>> = file.fields().iter().map(view).collect();
+    let mut fields = file_fields.clone();
+    fields.extend(
+        table
+            .table_schema()
+            .fields()
+            .iter()
+            .skip(file_fields.len())
+            .cloned(),
+    );
+    (
+        Arc::new(Schema::new(fields)),
+        Arc::new(Schema::new(file_fields)),
+    )
 }
 
 #[async_trait]
