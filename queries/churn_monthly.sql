@@ -13,6 +13,7 @@
 --   Segment and tier are the customer's current ones.
 -- grain: one row per month x region x segment x tier
 -- lookahead: all
+-- period column: month
 -- param: from date 2026-01-01 first local day, inclusive (months start here)
 -- param: to date 2026-04-01 end local day, exclusive
 -- param: region text % region code (LIKE pattern; % for all)

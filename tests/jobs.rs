@@ -126,7 +126,45 @@ type = "report"
 month = "month_start - 1 month"
 lang = "en"
 out = "reports/{month}"
+
+[[step]]
+type = "query"
+name = "churn"
+query = "churn_monthly"
+params = { from = "month_start - 2 months", to = "month_start" }
+partition = "month"
+[[step.output]]
+path = "churn/{period}.csv"
 "#;
+
+/// Each month's churn_monthly as the job wrote it equals the query run over that month
+/// alone (the job runs its stale months as one query and splits the rows).
+fn churn_months_match_their_own_queries(dir: &Path, outputs: &BTreeMap<String, Vec<u8>>) {
+    for (month, from, to) in [
+        ("2026-01", "from=2026-01-01", "to=2026-02-01"),
+        ("2026-02", "from=2026-02-01", "to=2026-03-01"),
+    ] {
+        let alone = query_csv(dir, "churn_monthly", &[from, to]);
+        assert!(alone.lines().count() > 2, "{alone}");
+        assert_eq!(
+            String::from_utf8_lossy(&outputs[&format!("churn/{month}.csv")]),
+            alone,
+            "{month}"
+        );
+    }
+}
+
+fn step_message(report: &serde_json::Value, step: &str) -> String {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == step)
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
 
 fn query_csv(dir: &Path, name: &str, params: &[&str]) -> String {
     let mut cmd = kefu(dir);
@@ -184,6 +222,12 @@ fn a_job_runs_incrementally_and_survives_a_kill() {
         "{latest}"
     );
     let before = outputs(dir);
+    let churn = step_message(&first, "churn");
+    assert!(
+        churn.contains("in one run over 2026-01..2026-02"),
+        "{churn}"
+    );
+    churn_months_match_their_own_queries(dir, &before);
 
     // 2. No new data: nothing is done, and the summary says so.
     let out = kefu(dir)
@@ -248,6 +292,15 @@ fn a_job_runs_incrementally_and_survives_a_kill() {
         [("2026-02".into(), "computed".into())]
     );
     let done = outputs(dir);
+    // Churn looks ahead without end: the new day recomputes both months, in one run.
+    assert_eq!(
+        units(&fourth, "churn"),
+        [
+            ("2026-01".into(), "computed".into()),
+            ("2026-02".into(), "computed".into())
+        ]
+    );
+    churn_months_match_their_own_queries(dir, &done);
     // The kill left every output whole: the previous version or the finished one.
     for (k, v) in &after_kill {
         assert!(
@@ -334,6 +387,99 @@ fn a_job_runs_incrementally_and_survives_a_kill() {
         .assert()
         .code(6)
         .stderr(predicates::str::contains("already running"));
+}
+
+/// A job whose churn step covers the report's thirteen months.
+const REUSE_JOB: &str = r#"
+name = "reuse"
+warehouse = "wh"
+output_dir = "kpi"
+
+[[step]]
+type = "ingest"
+sources = ["inbox"]
+
+[[step]]
+type = "query"
+name = "churn"
+query = "churn_monthly"
+params = { from = "month_start - 13 months", to = "month_start" }
+partition = "month"
+[[step.output]]
+path = "churn.csv"
+
+[[step]]
+type = "report"
+name = "report"
+month = "month_start - 1 month"
+lang = "en"
+out = "reports/{month}"
+"#;
+
+/// How many query results a report step took without running them.
+fn reused(report: &serde_json::Value) -> u64 {
+    let message = step_message(report, "report");
+    let n = message
+        .split_once("reports (")
+        .and_then(|(_, rest)| rest.split_once(" query results reused"))
+        .unwrap_or_else(|| panic!("{message}"))
+        .0;
+    n.parse().unwrap()
+}
+
+#[test]
+fn a_rebuilt_report_takes_what_did_not_change_and_matches_a_fresh_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let exports = exports(dir);
+    let (late, early): (Vec<PathBuf>, Vec<PathBuf>) = archives(&exports)
+        .into_iter()
+        .partition(|p| p.to_string_lossy().contains("20260227"));
+    copy_into(&early, &exports, &dir.join("inbox"));
+    std::fs::write(dir.join("reuse.toml"), REUSE_JOB).unwrap();
+
+    // January's report; its churn_monthly is the churn step's run, taken as it is.
+    let first = run_json(dir, &["reuse.toml", "--date", "2026-02-01"]);
+    assert_eq!(first["status"], "ok", "{first}");
+    assert_eq!(reused(&first), 1, "{first}");
+
+    // A later day arrives: churn (lookahead `all`) changes January's report, which is
+    // built again, taking the results whose data did not change from its last build.
+    copy_into(&late, &exports, &dir.join("inbox"));
+    let second = run_json(dir, &["reuse.toml", "--date", "2026-02-01"]);
+    assert_eq!(
+        units(&second, "report"),
+        [("2026-01".into(), "computed".into())]
+    );
+    let taken = reused(&second);
+    assert!(taken >= 3, "{second}");
+
+    // What it shows is what a report built from scratch on the same warehouse shows.
+    kefu(dir)
+        .args([
+            "report",
+            "--month",
+            "2026-01",
+            "--warehouse",
+            "wh",
+            "--lang",
+            "en",
+        ])
+        .args(["--out", "fresh", "-q"])
+        .assert()
+        .success();
+    let rebuilt = snapshot(&dir.join("kpi/reports/2026-01/tables"));
+    let fresh = snapshot(&dir.join("fresh/tables"));
+    assert!(rebuilt.len() > 10, "{:?}", rebuilt.keys());
+    assert_eq!(
+        rebuilt.keys().collect::<Vec<_>>(),
+        fresh.keys().collect::<Vec<_>>()
+    );
+    for (file, bytes) in &fresh {
+        if file.ends_with(".csv") {
+            assert!(rebuilt[file] == *bytes, "{file} differs from a fresh build");
+        }
+    }
 }
 
 #[test]

@@ -118,6 +118,15 @@ pub enum StepError {
     },
     #[error("partition needs dates for `from` and `to`")]
     PartitionNeedsDates,
+    /// A query declared `-- period column:` but its rows run over several periods could
+    /// not be told apart by it.
+    #[error("query {query} for {span}: its period column '{column}' {reason}")]
+    PeriodColumn {
+        query: String,
+        span: String,
+        column: String,
+        reason: String,
+    },
     #[error(
         "requires_deliveries {from}..{to}: no office has delivered anything the schedule recognises (set [deliveries] regions and pattern)"
     )]
@@ -141,7 +150,8 @@ impl kefu_model::Classify for StepError {
             StepError::State(e) => e.kind(),
             StepError::DateExpression(_)
             | StepError::Parameter(_)
-            | StepError::PartitionNeedsDates => ErrorKind::Config,
+            | StepError::PartitionNeedsDates
+            | StepError::PeriodColumn { .. } => ErrorKind::Config,
             StepError::Cache { .. } => ErrorKind::Io,
             StepError::NoDeliveriesRecognised { .. } | StepError::MissingDeliveries { .. } => {
                 ErrorKind::Incomplete

@@ -296,7 +296,16 @@ struct Runner<'a> {
     /// The warehouse's state the run reads (pinned: every query and fingerprint of the run
     /// sees it), read once and again only after an ingest commits.
     inventory: Option<std::sync::Arc<Inventory>>,
+    /// Results computed at that state, by their SQL (small ones only), so that a later
+    /// step running the same SQL — the report, a year of `churn_monthly` — takes them.
+    computed: Results,
 }
+
+/// Query results by their SQL.
+type Results = BTreeMap<String, (SchemaRef, Vec<RecordBatch>)>;
+
+/// The largest result a run keeps in memory for later steps.
+const KEPT_RESULT_BYTES: usize = 16 << 20;
 
 /// Runs `job`. Configuration problems were caught when the job was loaded; failures of a
 /// step are recorded in the report and the remaining steps still run. Queries, reports
@@ -348,6 +357,7 @@ pub fn run(
         progress,
         outputs_written: 0,
         inventory: None,
+        computed: Results::new(),
     };
     let mut steps = Vec::new();
     for step in &job.steps {
@@ -461,6 +471,83 @@ struct PlannedUnit {
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
     sql: String,
+}
+
+/// The periods a query computed in one run over several of them.
+struct Together {
+    schema: SchemaRef,
+    /// Period label → its rows (every stale period of the span, rows or none).
+    periods: BTreeMap<String, Vec<RecordBatch>>,
+    /// The run's time shared out among its periods.
+    seconds_each: f64,
+    /// `first..last` period of the run; `None` when there was none.
+    span: Option<String>,
+}
+
+impl Default for Together {
+    fn default() -> Self {
+        Together {
+            schema: std::sync::Arc::new(arrow::datatypes::Schema::empty()),
+            periods: BTreeMap::new(),
+            seconds_each: 0.0,
+            span: None,
+        }
+    }
+}
+
+/// Splits rows by the date in `column` into the `periods` (label, from, to exclusive)
+/// holding it, keeping their order; every period gets an entry. A row whose date is in
+/// none of them (or null, or a column that is not a date) is an error: the query does not
+/// keep the promise its `-- period column:` makes, and its rows must not be dropped.
+fn split_by_period(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    column: &str,
+    periods: &[(String, NaiveDate, NaiveDate)],
+) -> Result<BTreeMap<String, Vec<RecordBatch>>, String> {
+    use arrow::array::{Array, AsArray, UInt32Array};
+    use arrow::datatypes::{DataType, Date32Type};
+    let index = schema
+        .index_of(column)
+        .map_err(|_| "is not a column of its result".to_string())?;
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("the epoch");
+    let days = |d: NaiveDate| (d - epoch).num_days();
+    let mut out: BTreeMap<String, Vec<RecordBatch>> = periods
+        .iter()
+        .map(|(p, _, _)| (p.clone(), Vec::new()))
+        .collect();
+    for batch in batches {
+        let dates = arrow::compute::cast(batch.column(index), &DataType::Date32)
+            .map_err(|e| format!("is not a date: {e}"))?;
+        let dates = dates.as_primitive::<Date32Type>();
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); periods.len()];
+        for row in 0..dates.len() {
+            let day = dates.is_valid(row).then(|| i64::from(dates.value(row)));
+            let holder = day.and_then(|day| {
+                periods
+                    .iter()
+                    .position(|(_, f, t)| days(*f) <= day && day < days(*t))
+            });
+            let Some(holder) = holder else {
+                let shown = day.map_or("null".to_string(), |d| {
+                    (epoch + chrono::Duration::days(d)).to_string()
+                });
+                return Err(format!(
+                    "holds {shown} in row {}, outside the periods run together",
+                    row + 1
+                ));
+            };
+            rows[holder].push(row as u32);
+        }
+        for ((period, _, _), rows) in periods.iter().zip(rows) {
+            if !rows.is_empty() {
+                let taken = arrow::compute::take_record_batch(batch, &UInt32Array::from(rows))
+                    .map_err(|e| e.to_string())?;
+                out.get_mut(period).expect("every period").push(taken);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// One state of the warehouse (a cut: every table at the version one operation left it)
@@ -613,6 +700,14 @@ fn read_cache(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>), StepError> {
     Ok((schema, batches))
 }
 
+fn write_cache(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(), StepError> {
+    let bytes = kefu_sql::output::encode(Format::Parquet, schema.clone(), batches)?;
+    kefu_storage::atomic::write(path, &bytes).map_err(|e| StepError::Cache {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })
+}
+
 /// The first `n` of `items`, comma-separated, with how many more there are.
 pub(crate) fn first_of(items: &[String], n: usize) -> String {
     let shown = items[..items.len().min(n)].join(", ");
@@ -629,6 +724,14 @@ async fn exists(target: &Target) -> bool {
 }
 
 impl Runner<'_> {
+    /// Keeps a small result of this run's state for later steps that run the same SQL.
+    fn keep(&mut self, sql: &str, result: &(SchemaRef, Vec<RecordBatch>)) {
+        let bytes: usize = result.1.iter().map(|b| b.get_array_memory_size()).sum();
+        if bytes <= KEPT_RESULT_BYTES {
+            self.computed.insert(sql.to_string(), result.clone());
+        }
+    }
+
     async fn inventory(&mut self) -> Result<std::sync::Arc<Inventory>, StepError> {
         if let Some(inventory) = &self.inventory {
             return Ok(inventory.clone());
@@ -701,6 +804,7 @@ impl Runner<'_> {
                 } else {
                     // A new batch: the state the fingerprints see changed.
                     self.inventory = None;
+                    self.computed.clear();
                     report.message = format!(
                         "batch {}: {} new, {} updated, {} unchanged, {} stale, {} rejected from {} new sources",
                         summary.batch.unwrap_or_default(),
@@ -732,12 +836,12 @@ impl Runner<'_> {
         }
     }
 
-    /// The step's periods with their SQL.
-    fn plan_units(
+    /// The step's parameter values at this run's date (`range` replaces `from` and `to`).
+    fn param_values(
         &self,
         step: &QueryStep,
         range: Option<(NaiveDate, NaiveDate)>,
-    ) -> Result<Vec<PlannedUnit>, StepError> {
+    ) -> Result<BTreeMap<String, String>, StepError> {
         let mut values: BTreeMap<String, String> = step
             .query
             .params
@@ -758,6 +862,16 @@ impl Runner<'_> {
             values.insert("from".into(), from.to_string());
             values.insert("to".into(), to.to_string());
         }
+        Ok(values)
+    }
+
+    /// The step's periods with their SQL.
+    fn plan_units(
+        &self,
+        step: &QueryStep,
+        range: Option<(NaiveDate, NaiveDate)>,
+    ) -> Result<Vec<PlannedUnit>, StepError> {
+        let values = self.param_values(step, range)?;
         let date = |n: &str| values.get(n).and_then(|v| v.parse::<NaiveDate>().ok());
         let ranges: Vec<(String, Option<NaiveDate>, Option<NaiveDate>)> = match step.partition {
             Some(period) => {
@@ -812,7 +926,7 @@ impl Runner<'_> {
         report: &mut StepReport,
     ) -> Result<(), StepError> {
         let units = self.plan_units(step, self.options.range)?;
-        let computed = self.refresh_periods(name, step, &units, report).await?;
+        let (computed, together) = self.refresh_periods(name, step, &units, report).await?;
         let (rewritten, note) = self.write_whole_outputs(name, step, &units, report).await?;
         let total = units.len();
         report.message = if self.options.dry_run {
@@ -837,12 +951,13 @@ impl Runner<'_> {
                 .map(|u| u.period.as_str())
                 .collect();
             format!(
-                "computed {computed} of {total} periods{}, {} rows; wrote {} outputs",
+                "computed {computed} of {total} periods{}{}, {} rows; wrote {} outputs",
                 if changed.is_empty() || changed.len() > 6 {
                     String::new()
                 } else {
                     format!(" ({})", changed.join(", "))
                 },
+                together.map_or(String::new(), |span| format!(" in one run over {span}")),
                 report.rows,
                 report.outputs.len()
             )
@@ -854,14 +969,15 @@ impl Runner<'_> {
     }
 
     /// Computes the periods of `units` whose data changed (or whose cache is gone), caching
-    /// each result and writing its per-period outputs; returns how many it computed.
+    /// each result and writing its per-period outputs; returns how many it computed and,
+    /// where several ran as one query, over which span.
     async fn refresh_periods(
         &mut self,
         name: &str,
         step: &QueryStep,
         units: &[PlannedUnit],
         report: &mut StepReport,
-    ) -> Result<usize, StepError> {
+    ) -> Result<(usize, Option<String>), StepError> {
         let inventory = self.inventory().await?;
         let engine = self.engine(&inventory).await?;
         let tables = match units.first() {
@@ -877,22 +993,39 @@ impl Runner<'_> {
             .start(name, Some(units.len() as u64), Unit::Items("periods"));
         let per_period: Vec<_> = step.outputs.iter().filter(|o| o.per_period()).collect();
         let mut computed = 0;
-        for unit in units {
+        let staleness: Vec<(String, Option<&'static str>)> = units
+            .iter()
+            .map(|unit| {
+                let until = if step.partition.is_some() || unit.to.is_some() {
+                    last_month(unit.to, step.lookahead)
+                } else {
+                    None
+                };
+                let fingerprint = inventory.fingerprint(&unit.sql, &tables, until.as_deref());
+                let reason = why_stale(
+                    self.options.force,
+                    self.state.units.get(&format!("{name}/{}", unit.period)),
+                    &fingerprint,
+                    self.state_dir.cache(name, &unit.period).exists(),
+                );
+                (fingerprint, reason)
+            })
+            .collect();
+        let stale: Vec<&PlannedUnit> = units
+            .iter()
+            .zip(&staleness)
+            .filter(|(_, (_, reason))| reason.is_some())
+            .map(|(unit, _)| unit)
+            .collect();
+        let mut together = if self.options.dry_run {
+            Together::default()
+        } else {
+            self.compute_together(step, &engine, units, &stale).await?
+        };
+        for (unit, (fingerprint, reason)) in units.iter().zip(staleness) {
             let begun = Instant::now();
             let key = format!("{name}/{}", unit.period);
-            let until = if step.partition.is_some() || unit.to.is_some() {
-                last_month(unit.to, step.lookahead)
-            } else {
-                None
-            };
-            let fingerprint = inventory.fingerprint(&unit.sql, &tables, until.as_deref());
             let cache = self.state_dir.cache(name, &unit.period);
-            let reason = why_stale(
-                self.options.force,
-                self.state.units.get(&key),
-                &fingerprint,
-                cache.exists(),
-            );
             let fresh = reason.is_none();
             let mut unit_report = UnitReport {
                 period: unit.period.clone(),
@@ -918,20 +1051,22 @@ impl Runner<'_> {
                 unit_report.status = "would_compute";
             } else {
                 let (schema, batches) =
-                    engine
-                        .collect(&unit.sql)
-                        .await
-                        .map_err(|source| StepError::Query {
-                            query: step.query.name.clone(),
-                            period: unit.period.clone(),
-                            source,
-                        })?;
+                    match together.periods.remove(&unit.period) {
+                        Some(batches) => (together.schema.clone(), batches),
+                        None => {
+                            let result = engine.collect(&unit.sql).await.map_err(|source| {
+                                StepError::Query {
+                                    query: step.query.name.clone(),
+                                    period: unit.period.clone(),
+                                    source,
+                                }
+                            })?;
+                            self.keep(&unit.sql, &result);
+                            result
+                        }
+                    };
                 let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-                let bytes = kefu_sql::output::encode(Format::Parquet, schema.clone(), &batches)?;
-                kefu_storage::atomic::write(&cache, &bytes).map_err(|e| StepError::Cache {
-                    path: cache.clone(),
-                    source: e.into(),
-                })?;
+                write_cache(&cache, &schema, &batches)?;
                 for o in &per_period {
                     let target = self.target(&o.path.replace("{period}", &unit.period))?;
                     self.write_output(&target, o.format, schema.clone(), &batches)
@@ -952,12 +1087,136 @@ impl Runner<'_> {
                 computed += 1;
             }
             unit_report.seconds = begun.elapsed().as_secs_f64();
+            if unit_report.status == "computed" {
+                unit_report.seconds += together.seconds_each;
+            }
             report.rows += unit_report.rows;
             report.units.push(unit_report);
             self.progress.advance(1);
         }
         self.progress.finish();
-        Ok(computed)
+        Ok((computed, together.span))
+    }
+
+    /// The results a report's `queries` (name, SQL, fingerprint) can take without running:
+    /// those this run computed, and those cached by the last build of the same report
+    /// from data that has not changed since. `--force` takes none.
+    fn known_results(
+        &self,
+        step: &str,
+        label: &str,
+        queries: &[(&str, String, String)],
+    ) -> Result<kefu_report::Known, StepError> {
+        let mut known = kefu_report::Known::new();
+        if self.options.force {
+            return Ok(known);
+        }
+        for (query, sql, fingerprint) in queries {
+            if let Some(result) = self.computed.get(sql) {
+                known.insert(sql.clone(), result.clone());
+                continue;
+            }
+            let cache = self.state_dir.cache(step, &format!("{label}.{query}"));
+            let cached = self.state.units.get(&format!("{step}/{label}/{query}"));
+            if cached.is_some_and(|c| &c.fingerprint == fingerprint) && cache.exists() {
+                known.insert(sql.clone(), read_cache(&cache)?);
+            }
+        }
+        Ok(known)
+    }
+
+    /// Caches the results of a report's queries whose cache is not up to date.
+    fn cache_results(
+        &mut self,
+        step: &str,
+        label: &str,
+        queries: &[(&str, String, String)],
+        results: &[kefu_report::QueryResult],
+    ) -> Result<(), StepError> {
+        for (query, _, fingerprint) in queries {
+            let key = format!("{step}/{label}/{query}");
+            let cache = self.state_dir.cache(step, &format!("{label}.{query}"));
+            let current = self.state.units.get(&key);
+            if current.is_some_and(|c| &c.fingerprint == fingerprint) && cache.exists() {
+                continue;
+            }
+            let Some(result) = results.iter().find(|r| r.name == *query) else {
+                continue;
+            };
+            write_cache(&cache, &result.schema, &result.batches)?;
+            self.state.units.insert(
+                key,
+                UnitState {
+                    fingerprint: fingerprint.clone(),
+                    rows: result.batches.iter().map(|b| b.num_rows() as u64).sum(),
+                    computed_at: chrono::Utc::now(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs a query that declares a period column once over the span of its `stale`
+    /// periods (when there are several) and splits the rows into theirs; otherwise (or
+    /// for a partition finer than a month) nothing, and each period runs alone.
+    async fn compute_together(
+        &mut self,
+        step: &QueryStep,
+        engine: &Engine,
+        units: &[PlannedUnit],
+        stale: &[&PlannedUnit],
+    ) -> Result<Together, StepError> {
+        let whole_months = matches!(
+            step.partition,
+            Some(Period::Month | Period::Quarter | Period::Half | Period::Year)
+        );
+        let (Some(column), true, [first, .., last]) =
+            (&step.query.period_column, whole_months, stale)
+        else {
+            return Ok(Together::default());
+        };
+        let (Some(from), Some(to)) = (first.from, last.to) else {
+            return Ok(Together::default());
+        };
+        let begun = Instant::now();
+        let span = format!("{}..{}", first.period, last.period);
+        let mut values = self.param_values(step, None)?;
+        values.insert("from".into(), from.to_string());
+        values.insert("to".into(), to.to_string());
+        let pairs: Vec<(String, String)> = values.into_iter().collect();
+        let sql = step.query.render(&pairs)?;
+        let result = engine
+            .collect(&sql)
+            .await
+            .map_err(|source| StepError::Query {
+                query: step.query.name.clone(),
+                period: span.clone(),
+                source,
+            })?;
+        self.keep(&sql, &result);
+        let (schema, batches) = result;
+        // Every period inside the span, fresh ones too: a row must fall in one of them.
+        let inside: Vec<(String, NaiveDate, NaiveDate)> = units
+            .iter()
+            .filter_map(|u| Some((u.period.clone(), u.from?, u.to?)))
+            .filter(|(_, f, t)| *f >= from && *t <= to)
+            .collect();
+        let mut periods =
+            split_by_period(&schema, &batches, column, &inside).map_err(|reason| {
+                StepError::PeriodColumn {
+                    query: step.query.name.clone(),
+                    span: span.clone(),
+                    column: column.clone(),
+                    reason,
+                }
+            })?;
+        periods.retain(|period, _| stale.iter().any(|u| &u.period == period));
+        Ok(Together {
+            seconds_each: begun.elapsed().as_secs_f64() / stale.len() as f64,
+            schema,
+            periods,
+            span: Some(span),
+        })
     }
 
     /// Writes the step's whole-range outputs from the cached periods, where one of them
@@ -1092,6 +1351,7 @@ impl Runner<'_> {
         let inventory = self.inventory().await?;
         let engine = self.engine(&inventory).await?;
         let mut built = 0;
+        let mut reused = 0;
         for start in starts {
             let period = kefu_report::ReportPeriod::containing(step.edition, start);
             let label = period.label();
@@ -1112,10 +1372,13 @@ impl Runner<'_> {
                 step.lang.code(),
                 step.targets
             );
+            // Each query's own fingerprint too: a rebuild takes the result of a query
+            // whose data did not change from the last build's cache.
+            let mut queries = Vec::new();
             for (query, params) in kefu_report::query_plan(&request) {
                 let q = self.job.library.get(query)?;
                 let sql = q.render(&params)?;
-                tables.extend(tables_read(&engine, &sql).await?);
+                let read = tables_read(&engine, &sql).await?;
                 seed.push_str(&sql);
                 let own: Lookahead = q
                     .lookahead
@@ -1123,6 +1386,10 @@ impl Runner<'_> {
                     .unwrap_or("none")
                     .parse()
                     .map_err(StepError::Parameter)?;
+                let own_until = last_month(Some(period.end()), own);
+                let own_fingerprint = inventory.fingerprint(&sql, &read, own_until.as_deref());
+                queries.push((query, sql, own_fingerprint));
+                tables.extend(read);
                 lookahead = lookahead.max(own);
             }
             let until = last_month(Some(period.end()), lookahead);
@@ -1144,13 +1411,21 @@ impl Runner<'_> {
                 None => "up_to_date",
                 Some(_) if self.options.dry_run => "would_compute",
                 Some(_) => {
-                    let built_report =
-                        kefu_report::build(&engine, &self.job.library, &request, self.progress)
-                            .await
-                            .map_err(|source| StepError::Build {
-                                label: label.clone(),
-                                source,
-                            })?;
+                    let known = self.known_results(name, &label, &queries)?;
+                    reused += known.len();
+                    let built_report = kefu_report::build_reusing(
+                        &engine,
+                        &self.job.library,
+                        &request,
+                        self.progress,
+                        &known,
+                    )
+                    .await
+                    .map_err(|source| StepError::Build {
+                        label: label.clone(),
+                        source,
+                    })?;
+                    self.cache_results(name, &label, &queries, &built_report.queries)?;
                     let written = built_report.publish(&dir).await?;
                     failpoint_after_output(&mut self.outputs_written);
                     report.outputs.push(dir.join("index.html").to_string());
@@ -1193,10 +1468,95 @@ impl Runner<'_> {
             report.message = format!("{total} reports up to date");
         } else {
             report.message = format!(
-                "built {built} of {total} reports: {}",
+                "built {built} of {total} reports ({reused} query results reused): {}",
                 report.outputs.join(", ")
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Date32Array, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    fn batch(months: &[Option<&str>], values: &[i64]) -> RecordBatch {
+        let epoch = day("1970-01-01");
+        let schema = Schema::new(vec![
+            Field::new("month", DataType::Date32, true),
+            Field::new("n", DataType::Int64, false),
+        ]);
+        let months: Date32Array = months
+            .iter()
+            .map(|m| m.map(|m| (day(m) - epoch).num_days() as i32))
+            .collect();
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(months),
+                Arc::new(Int64Array::from(values.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn periods() -> Vec<(String, NaiveDate, NaiveDate)> {
+        ["2026-01", "2026-02", "2026-03"]
+            .iter()
+            .map(|p| {
+                let from = day(&format!("{p}-01"));
+                (
+                    p.to_string(),
+                    from,
+                    from.checked_add_months(Months::new(1)).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn values(batches: &[RecordBatch]) -> Vec<i64> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let n: &Int64Array = b.column(1).as_any().downcast_ref().unwrap();
+                n.values().to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_run_together_go_to_their_periods_in_order() {
+        let batches = [
+            batch(
+                &[Some("2026-01-01"), Some("2026-03-01"), Some("2026-01-01")],
+                &[1, 2, 3],
+            ),
+            batch(&[Some("2026-03-01"), Some("2026-01-01")], &[4, 5]),
+        ];
+        let split = split_by_period(&batches[0].schema(), &batches, "month", &periods()).unwrap();
+        assert_eq!(values(&split["2026-01"]), [1, 3, 5]);
+        assert!(split["2026-02"].is_empty());
+        assert_eq!(values(&split["2026-03"]), [2, 4]);
+    }
+
+    #[test]
+    fn a_row_outside_the_periods_is_an_error_not_a_loss() {
+        let schema = batch(&[], &[]).schema();
+        for (month, shown) in [(Some("2026-04-01"), "2026-04-01"), (None, "null")] {
+            let batches = [batch(&[Some("2026-02-01"), month], &[1, 2])];
+            let e = split_by_period(&schema, &batches, "month", &periods()).unwrap_err();
+            assert!(e.contains(shown) && e.contains("row 2"), "{e}");
+        }
+        let e = split_by_period(&schema, &[], "region", &periods()).unwrap_err();
+        assert!(e.contains("not a column"), "{e}");
     }
 }

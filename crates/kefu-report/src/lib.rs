@@ -570,6 +570,22 @@ pub async fn build(
     request: &ReportRequest,
     progress: &dyn kefu_progress::Progress,
 ) -> Result<MonthlyReport, ReportError> {
+    build_reusing(engine, library, request, progress, &Known::new()).await
+}
+
+/// Results of the report's queries already at hand, by their SQL.
+pub type Known = BTreeMap<String, (SchemaRef, Vec<RecordBatch>)>;
+
+/// [`build`], taking the result of any query whose SQL `known` holds from there instead
+/// of running it. A job passes what it computed or cached from the same state of the
+/// warehouse; whatever it passes is what the report shows.
+pub async fn build_reusing(
+    engine: &Engine,
+    library: &QueryLibrary,
+    request: &ReportRequest,
+    progress: &dyn kefu_progress::Progress,
+    known: &Known,
+) -> Result<MonthlyReport, ReportError> {
     ensure_data(engine, request).await?;
     let plan = query_plan(request);
     progress.start(
@@ -587,7 +603,10 @@ pub async fn build(
             .get(name)
             .and_then(|q| q.render(&params))
             .map_err(fail)?;
-        let (schema, batches) = engine.collect(&sql).await.map_err(fail)?;
+        let (schema, batches) = match known.get(&sql) {
+            Some(result) => result.clone(),
+            None => engine.collect(&sql).await.map_err(fail)?,
+        };
         tracing::debug!(
             query = name,
             rows = batches.iter().map(|b| b.num_rows()).sum::<usize>(),

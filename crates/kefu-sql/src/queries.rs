@@ -15,6 +15,12 @@
 //! An optional `-- lookahead: 3 months` (or `N days`, `all`) says how far past a period's
 //! end newer data still changes its rows, so that jobs know what to recompute.
 //!
+//! An optional `-- period column: month` promises that the query run over a range of
+//! months (`from`..`to`) returns, for each month, exactly the rows it returns run over
+//! that month alone, and that the named column (a date) says which month a row is of.
+//! A job that must recompute several months of it then runs it once over them and
+//! splits the rows, instead of once a month: one scan of the year, not twelve.
+//!
 //! A parameter is `name type default description`, with type `date`, `int`, `float` or
 //! `text`. In the body `{{name}}` becomes an SQL literal of that type (text quoted,
 //! every value validated first, so values cannot inject SQL); `{{name:month}}` becomes a
@@ -87,6 +93,10 @@ pub struct NamedQuery {
     /// in the header: `N months`, `N days` or `all`), for jobs that recompute only the
     /// periods new data touched; `None` means no further than the period's end.
     pub lookahead: Option<String>,
+    /// The result's column (a date) that says which period a row is of, when the query
+    /// run over several periods returns each one's rows as it does run over it alone
+    /// (`-- period column:` in the header).
+    pub period_column: Option<String>,
     /// The SQL with its `{{…}}` placeholders.
     pub body: String,
     /// Where it came from: `embedded` or a file path.
@@ -131,6 +141,7 @@ impl NamedQuery {
             grain: String::new(),
             params: Vec::new(),
             lookahead: None,
+            period_column: None,
             body: String::new(),
             origin: origin.to_string(),
         };
@@ -151,8 +162,15 @@ impl NamedQuery {
             let comment = comment.trim();
             let (key, value) = match comment.split_once(':') {
                 Some((k, v))
-                    if ["purpose", "formula", "grain", "param", "lookahead"]
-                        .contains(&k.trim()) =>
+                    if [
+                        "purpose",
+                        "formula",
+                        "grain",
+                        "param",
+                        "lookahead",
+                        "period column",
+                    ]
+                    .contains(&k.trim()) =>
                 {
                     (k.trim(), v.trim())
                 }
@@ -177,6 +195,7 @@ impl NamedQuery {
                 "formula" => q.formula = value.to_string(),
                 "grain" => q.grain = value.to_string(),
                 "lookahead" => q.lookahead = Some(value.to_string()),
+                "period column" => q.period_column = Some(value.to_string()),
                 _ => {
                     let mut parts = value.splitn(4, char::is_whitespace);
                     let (Some(pname), Some(kind), Some(default)) =
@@ -212,6 +231,18 @@ impl NamedQuery {
         }
         if q.body.is_empty() {
             return Err(err(1, "no SQL after the header".into()));
+        }
+        // Runs over a range of periods take it as `from` and `to`.
+        let is_date = |n: &str| {
+            q.params
+                .iter()
+                .any(|p| p.name == n && p.kind == ParamType::Date)
+        };
+        if q.period_column.is_some() && !(is_date("from") && is_date("to")) {
+            return Err(err(
+                1,
+                "'-- period column:' needs date parameters 'from' and 'to'".into(),
+            ));
         }
         // Every placeholder names a declared parameter.
         q.render(&[])?;
@@ -418,6 +449,23 @@ mod tests {
         }
         assert!(NamedQuery::parse("x", "x.sql", "-- purpose: p\nSELECT {{y}}").is_err());
         assert!(NamedQuery::parse("x", "x.sql", "SELECT 1").is_err());
+    }
+
+    #[test]
+    fn a_period_column_needs_a_date_range() {
+        let ranged = "-- purpose: p\n-- period column: month\n-- param: from date 2026-01-01 f\n\
+                      -- param: to date 2026-02-01 t\nSELECT {{from}} AS month, {{to}}";
+        let q = NamedQuery::parse("x", "x.sql", ranged).unwrap();
+        assert_eq!(q.period_column.as_deref(), Some("month"));
+        assert!(
+            NamedQuery::parse("x", "x.sql", Q)
+                .unwrap()
+                .period_column
+                .is_none()
+        );
+        let unranged = "-- purpose: p\n-- period column: month\nSELECT 1 AS month";
+        let e = NamedQuery::parse("x", "x.sql", unranged).unwrap_err();
+        assert!(e.to_string().contains("'from' and 'to'"), "{e}");
     }
 
     #[test]
