@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 
-from compare_queries import TABLES, UNPARTITIONED, add_common_arguments, prepare_warehouse, timed
+from compare_queries import TABLES, UNPARTITIONED, add_common_arguments, prepare_warehouse, same, timed
 
 # (name, what an analyst asks, SQL, {engine: its own spelling where it must differ}).
 QUERIES = [
@@ -415,16 +415,6 @@ def read_rows(path):
     return sorted(([normal(c) for c in r] for r in rows[1:]), key=sort_key)
 
 
-def same_cell(a, b):
-    if a == b:
-        return True
-    try:
-        x, y = float(a), float(b)
-    except ValueError:
-        return False
-    return math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-9)
-
-
 def compare(a_csv, b_csv):
     """None when the two results hold the same rows, else where they first differ."""
     if not (os.path.exists(a_csv) and os.path.exists(b_csv)):
@@ -433,7 +423,7 @@ def compare(a_csv, b_csv):
     if len(a) != len(b):
         return f"{len(a)} rows vs {len(b)}"
     for i, (x, y) in enumerate(zip(a, b)):
-        if len(x) != len(y) or not all(same_cell(p, q) for p, q in zip(x, y)):
+        if len(x) != len(y) or not all(same(p, q) for p, q in zip(x, y)):
             return f"row {i}: {x} vs {y}"
     return None
 
