@@ -32,7 +32,8 @@ import sys
 import tempfile
 import time
 
-from compare_queries import TABLES, UNPARTITIONED, add_common_arguments, prepare_warehouse, same, timed
+from compare_queries import (TABLES, UNPARTITIONED, add_common_arguments, duckdb_runner,
+                             prepare_warehouse, same, timed)
 
 # (name, what an analyst asks, SQL, {engine: its own spelling where it must differ}).
 QUERIES = [
@@ -347,23 +348,8 @@ GROUP BY cu.segment, c.outcome
 ORDER BY cu.segment, c.outcome""", {}),
 ]
 
-DUCKDB_RUN = r"""
-import duckdb, sys
-from deltalake import DeltaTable
-wh, sql_file, out, threads = sys.argv[1:5]
-con = duckdb.connect()
-con.execute(f"SET threads = {threads}")
-con.execute("SET TimeZone = 'UTC'")
-for t in %(tables)r:
-    files = DeltaTable(f"{wh}/{t}").file_uris()
-    partitioned = t not in %(unpartitioned)r
-    con.execute(
-        f"CREATE VIEW {t} AS SELECT * FROM read_parquet({files!r}, "
-        f"hive_partitioning = {str(partitioned).lower()}, hive_types_autocast = false)"
-    )
-sql = open(sql_file).read()
-con.execute(f"COPY ({sql}) TO '{out}' (HEADER, DELIMITER ',')")
-""" % {"tables": TABLES, "unpartitioned": UNPARTITIONED}
+# Plain SQL: no kefu functions to define, times shown in UTC as kefu and chDB show them.
+DUCKDB_RUN = duckdb_runner("SET TimeZone = 'UTC'")
 
 CHDB_RUN = r"""
 import sys

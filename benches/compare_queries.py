@@ -52,7 +52,11 @@ CREATE MACRO period_shift(period, d, n) AS CAST(CAST(d AS DATE) + CASE period
 CREATE MACRO local_trunc(period, ts) AS period_start(period, local_date(ts));
 """
 
-DUCKDB_RUN = r"""
+def duckdb_runner(prelude):
+    """A Python script (argv: warehouse, SQL file, output CSV, threads) that runs one SQL
+    file in DuckDB over the newest version of the warehouse's Delta tables, after the SQL
+    statements of `prelude`, writing CSV with a header."""
+    return r"""
 import duckdb, sys
 from deltalake import DeltaTable
 wh, sql_file, out, threads = sys.argv[1:5]
@@ -69,7 +73,10 @@ for t in %(tables)r:
 con.execute(%(prelude)r)
 sql = open(sql_file).read()
 con.execute(f"COPY ({sql}) TO '{out}' (HEADER, DELIMITER ',')")
-""" % {"tables": TABLES, "unpartitioned": UNPARTITIONED, "prelude": DUCKDB_PRELUDE}
+""" % {"tables": TABLES, "unpartitioned": UNPARTITIONED, "prelude": prelude}
+
+
+DUCKDB_RUN = duckdb_runner(DUCKDB_PRELUDE)
 
 
 def to_duckdb(sql):

@@ -13,7 +13,7 @@
 //! leaves the previous outputs in place and the next run finishes the work.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
@@ -480,19 +480,8 @@ struct Together {
     periods: BTreeMap<String, Vec<RecordBatch>>,
     /// The run's time shared out among its periods.
     seconds_each: f64,
-    /// `first..last` period of the run; `None` when there was none.
-    span: Option<String>,
-}
-
-impl Default for Together {
-    fn default() -> Self {
-        Together {
-            schema: std::sync::Arc::new(arrow::datatypes::Schema::empty()),
-            periods: BTreeMap::new(),
-            seconds_each: 0.0,
-            span: None,
-        }
-    }
+    /// `first..last` period of the run.
+    span: String,
 }
 
 /// Splits rows by the date in `column` into the `periods` (label, from, to exclusive)
@@ -1018,7 +1007,7 @@ impl Runner<'_> {
             .map(|(unit, _)| unit)
             .collect();
         let mut together = if self.options.dry_run {
-            Together::default()
+            None
         } else {
             self.compute_together(step, &engine, units, &stale).await?
         };
@@ -1051,8 +1040,11 @@ impl Runner<'_> {
                 unit_report.status = "would_compute";
             } else {
                 let (schema, batches) =
-                    match together.periods.remove(&unit.period) {
-                        Some(batches) => (together.schema.clone(), batches),
+                    match together
+                        .as_mut()
+                        .and_then(|t| Some((t.schema.clone(), t.periods.remove(&unit.period)?)))
+                    {
+                        Some(result) => result,
                         None => {
                             let result = engine.collect(&unit.sql).await.map_err(|source| {
                                 StepError::Query {
@@ -1087,15 +1079,17 @@ impl Runner<'_> {
                 computed += 1;
             }
             unit_report.seconds = begun.elapsed().as_secs_f64();
-            if unit_report.status == "computed" {
-                unit_report.seconds += together.seconds_each;
+            if let Some(t) = &together
+                && unit_report.status == "computed"
+            {
+                unit_report.seconds += t.seconds_each;
             }
             report.rows += unit_report.rows;
             report.units.push(unit_report);
             self.progress.advance(1);
         }
         self.progress.finish();
-        Ok((computed, together.span))
+        Ok((computed, together.map(|t| t.span)))
     }
 
     /// The results a report's `queries` (name, SQL, fingerprint) can take without running:
@@ -1116,13 +1110,33 @@ impl Runner<'_> {
                 known.insert(sql.clone(), result.clone());
                 continue;
             }
-            let cache = self.state_dir.cache(step, &format!("{label}.{query}"));
-            let cached = self.state.units.get(&format!("{step}/{label}/{query}"));
-            if cached.is_some_and(|c| &c.fingerprint == fingerprint) && cache.exists() {
+            let (_, cache, current) = self.report_query_cache(step, label, query, fingerprint);
+            if current {
                 known.insert(sql.clone(), read_cache(&cache)?);
             }
         }
         Ok(known)
+    }
+
+    /// A report query's state key, its cached result, and whether that was computed from
+    /// the data `fingerprint` names.
+    fn report_query_cache(
+        &self,
+        step: &str,
+        label: &str,
+        query: &str,
+        fingerprint: &str,
+    ) -> (String, PathBuf, bool) {
+        let key = format!("{step}/{label}/{query}");
+        let cache = self.state_dir.cache(step, &format!("{label}.{query}"));
+        let current = why_stale(
+            false,
+            self.state.units.get(&key),
+            fingerprint,
+            cache.exists(),
+        )
+        .is_none();
+        (key, cache, current)
     }
 
     /// Caches the results of a report's queries whose cache is not up to date.
@@ -1134,10 +1148,8 @@ impl Runner<'_> {
         results: &[kefu_report::QueryResult],
     ) -> Result<(), StepError> {
         for (query, _, fingerprint) in queries {
-            let key = format!("{step}/{label}/{query}");
-            let cache = self.state_dir.cache(step, &format!("{label}.{query}"));
-            let current = self.state.units.get(&key);
-            if current.is_some_and(|c| &c.fingerprint == fingerprint) && cache.exists() {
+            let (key, cache, current) = self.report_query_cache(step, label, query, fingerprint);
+            if current {
                 continue;
             }
             let Some(result) = results.iter().find(|r| r.name == *query) else {
@@ -1158,14 +1170,14 @@ impl Runner<'_> {
 
     /// Runs a query that declares a period column once over the span of its `stale`
     /// periods (when there are several) and splits the rows into theirs; otherwise (or
-    /// for a partition finer than a month) nothing, and each period runs alone.
+    /// for a partition finer than a month) `None`, and each period runs alone.
     async fn compute_together(
         &mut self,
         step: &QueryStep,
         engine: &Engine,
         units: &[PlannedUnit],
         stale: &[&PlannedUnit],
-    ) -> Result<Together, StepError> {
+    ) -> Result<Option<Together>, StepError> {
         let whole_months = matches!(
             step.partition,
             Some(Period::Month | Period::Quarter | Period::Half | Period::Year)
@@ -1173,16 +1185,15 @@ impl Runner<'_> {
         let (Some(column), true, [first, .., last]) =
             (&step.query.period_column, whole_months, stale)
         else {
-            return Ok(Together::default());
+            return Ok(None);
         };
         let (Some(from), Some(to)) = (first.from, last.to) else {
-            return Ok(Together::default());
+            return Ok(None);
         };
         let begun = Instant::now();
         let span = format!("{}..{}", first.period, last.period);
-        let mut values = self.param_values(step, None)?;
-        values.insert("from".into(), from.to_string());
-        values.insert("to".into(), to.to_string());
+        // The query takes `from` and `to` (its header was refused otherwise).
+        let values = self.param_values(step, Some((from, to)))?;
         let pairs: Vec<(String, String)> = values.into_iter().collect();
         let sql = step.query.render(&pairs)?;
         let result = engine
@@ -1211,12 +1222,12 @@ impl Runner<'_> {
                 }
             })?;
         periods.retain(|period, _| stale.iter().any(|u| &u.period == period));
-        Ok(Together {
+        Ok(Some(Together {
             seconds_each: begun.elapsed().as_secs_f64() / stale.len() as f64,
             schema,
             periods,
-            span: Some(span),
-        })
+            span,
+        }))
     }
 
     /// Writes the step's whole-range outputs from the cached periods, where one of them
