@@ -162,8 +162,10 @@ fn kind_within(error: &DataFusionError) -> Option<kefu_model::ErrorKind> {
 impl From<DataFusionError> for SqlError {
     fn from(error: DataFusionError) -> Self {
         match error.find_root() {
-            DataFusionError::ResourcesExhausted(reason) => {
-                SqlError::ResourcesExhausted(reason.clone())
+            // The whole chain, not only the root: the contexts say which operator gave
+            // up and in which phase (reading, spilling, merging its spills).
+            DataFusionError::ResourcesExhausted(_) => {
+                SqlError::ResourcesExhausted(error.to_string().replace("Resources exhausted: ", ""))
             }
             _ => SqlError::DataFusion(error),
         }

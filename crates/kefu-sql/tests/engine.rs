@@ -154,26 +154,30 @@ fn a_query_over_the_memory_limit_spills_or_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let warehouse = generated_warehouse(dir.path());
     runtime().block_on(async {
+        const SORT: &str = "SELECT * FROM calls ORDER BY agent_id, category, call_id";
+        // The calls as the sort buffers them, measured without a limit.
+        let unbounded = Engine::open(&warehouse, &EngineOptions::default())
+            .await
+            .unwrap();
+        let batches = unbounded.sql(SORT).await.unwrap().collect().await.unwrap();
+        let all: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let in_memory: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+        assert!(
+            all > 30_000 && in_memory > 4 << 20,
+            "{all} rows, {in_memory} bytes"
+        );
+        // A pool of three quarters of that: the sort, which must hold every row until
+        // its input ends, cannot keep them all. (One partition: a sort needs room for
+        // at least one input batch, and two would split the pool.)
         let options = EngineOptions {
-            memory_limit: Some(24 * 1024 * 1024),
-            target_partitions: Some(2),
+            memory_limit: Some(in_memory / 4 * 3),
+            target_partitions: Some(1),
             spill_dir: Some(dir.path().join("spill")),
             ..EngineOptions::default()
         };
         std::fs::create_dir_all(dir.path().join("spill")).unwrap();
         let engine = Engine::open(&warehouse, &options).await.unwrap();
-        // A sort of every call (about 70,000 rows, more than 24 MB in memory) spills
-        // and completes within 24 MB.
-        let (rows, plan) = run(
-            &engine,
-            "SELECT * FROM calls ORDER BY agent_id, category, call_id",
-        )
-        .await
-        .unwrap();
-        let unbounded = Engine::open(&warehouse, &EngineOptions::default())
-            .await
-            .unwrap();
-        let (all, _) = run(&unbounded, "SELECT call_id FROM calls").await.unwrap();
+        let (rows, plan) = run(&engine, SORT).await.unwrap();
         assert_eq!(rows, all);
         assert!(
             metric(&plan, "spill_count") > 0,
