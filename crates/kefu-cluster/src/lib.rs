@@ -266,8 +266,27 @@ pub struct ExecutorSettings {
     pub tls: Option<ClusterTls>,
 }
 
+/// How long an executor waits for its scheduler to listen before it starts anyway (and
+/// fails with Ballista's connection error if it still does not).
+const SCHEDULER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits until the scheduler's port accepts connections: scheduler and executors are often
+/// started together (a script, a compose file), and Ballista's executor gives up at once
+/// when its first registration finds nobody listening.
+async fn wait_for_scheduler(host: &str, port: u16) {
+    let begun = std::time::Instant::now();
+    while tokio::net::TcpStream::connect((host, port)).await.is_err() {
+        if begun.elapsed() >= SCHEDULER_WAIT {
+            return;
+        }
+        tracing::info!(host, port, "waiting for the scheduler to listen");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
 /// Runs an executor until the process ends.
 pub async fn run_executor(settings: &ExecutorSettings) -> Result<(), ClusterError> {
+    wait_for_scheduler(&settings.scheduler_host, settings.scheduler_port).await;
     let mut config = ballista_executor::executor_process::ExecutorProcessConfig {
         bind_host: settings.host.clone(),
         external_host: Some(settings.host.clone()),
