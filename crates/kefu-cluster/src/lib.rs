@@ -266,22 +266,20 @@ pub struct ExecutorSettings {
     pub tls: Option<ClusterTls>,
 }
 
-/// How long an executor waits for its scheduler to listen before it starts anyway (and
-/// fails with Ballista's connection error if it still does not).
-const SCHEDULER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Waits until the scheduler's port accepts connections: scheduler and executors are often
-/// started together (a script, a compose file), and Ballista's executor gives up at once
-/// when its first registration finds nobody listening.
+/// Waits, up to a minute, until the scheduler's port accepts connections: scheduler and
+/// executors are often started together (a script, a compose file), and Ballista's
+/// executor gives up at once when its first registration finds nobody listening. Past
+/// the minute it starts anyway, and fails with Ballista's connection error.
 async fn wait_for_scheduler(host: &str, port: u16) {
-    let begun = std::time::Instant::now();
-    while tokio::net::TcpStream::connect((host, port)).await.is_err() {
-        if begun.elapsed() >= SCHEDULER_WAIT {
-            return;
-        }
-        tracing::info!(host, port, "waiting for the scheduler to listen");
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
+    use backon::Retryable;
+    let connect = || tokio::net::TcpStream::connect((host, port));
+    let every_quarter_second_for_a_minute = backon::ConstantBuilder::default()
+        .with_delay(std::time::Duration::from_millis(250))
+        .with_max_times(240);
+    let _ = connect
+        .retry(every_quarter_second_for_a_minute)
+        .notify(|_, _| tracing::info!(host, port, "waiting for the scheduler to listen"))
+        .await;
 }
 
 /// Runs an executor until the process ends.
