@@ -5,14 +5,16 @@
 --   (tickets whose last score was very_satisfied or satisfied / scored tickets, by the
 --   month of that last score, as callbacks_kpis counts customers), ticket on-time rate
 --   (resolved by due_at / tickets with a due_at that were resolved or are past it
---   unresolved, as tickets_sla), and the branch hall's average wait in minutes (lower
---   is better). Each measure becomes a rank among the month's branches that have it,
+--   unresolved, as tickets_sla: past it as of the newest ticket time the warehouse
+--   holds, hence the lookahead `all`), and the branch hall's average wait in minutes
+--   (lower is better). Each measure becomes a rank among the month's branches that have it,
 --   from 0 (worst) to 1 (best), ties sharing their mean rank and a branch alone with a
 --   measure ranked 0.5; a branch without a measure is not ranked on it and does not
 --   move the others' ranks. score = 100 x weighted mean of the ranks with weights
 --   {w_complaints}, {w_satisfaction}, {w_on_time}, {w_wait} (a missing measure is left
 --   out and the weights of the rest renormalised).
 -- grain: one row per month x branch in the month's top {top} or bottom {top}
+-- lookahead: all
 -- param: from date 2026-01-01 first local day, inclusive
 -- param: to date 2026-04-01 end local day, exclusive
 -- param: region text % region code (LIKE pattern; % for all)

@@ -8,11 +8,12 @@
 --   and unanswered callbacks are the company's, not the customer's); active =
 --   customers with activity in the month; such a customer is retained when their next contact comes within
 --   {days} days of their last contact in the month, churned when it does not, and
---   unknown when those {days} days run past the last event the warehouse holds (the
---   outcome is not observed yet); activity churn rate = churned / (active - unknown).
+--   unknown when those {days} days run past the last event of any kind the warehouse
+--   holds (the outcome is not observed yet); activity churn rate = churned / (active -
+--   unknown).
 --   Segment and tier are the customer's current ones.
 -- grain: one row per month x region x segment x tier
--- lookahead: all
+-- lookahead: {days} days
 -- period column: month
 -- param: from date 2026-01-01 first local day, inclusive (months start here)
 -- param: to date 2026-04-01 end local day, exclusive
@@ -53,7 +54,15 @@ contacts AS (
         WHERE status = 'reached' AND performed_at >= {{from:utc}}
 ),
 observed AS (
-    SELECT max(event_at) AS last_event FROM contacts
+    -- What the warehouse holds so far: its newest event of any kind (an outbound call or
+    -- an unanswered callback is data delivered too), so that whether a month's outcomes
+    -- are known depends only on whether any event lies past their {days} days.
+    SELECT max(event_at) AS last_event FROM (
+        SELECT max(ivr_entered_at) AS event_at FROM calls WHERE ivr_entered_at >= {{from:utc}}
+        UNION ALL SELECT max(created_at) FROM tickets WHERE created_at >= {{from:utc}}
+        UNION ALL SELECT max(arrived_at) FROM visits WHERE arrived_at >= {{from:utc}}
+        UNION ALL SELECT max(performed_at) FROM callbacks WHERE performed_at >= {{from:utc}}
+    )
 ),
 monthly AS (
     -- Each customer's first and last contact of each month they were seen in.

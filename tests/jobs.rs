@@ -389,6 +389,184 @@ fn a_job_runs_incrementally_and_survives_a_kill() {
         .stderr(predicates::str::contains("already running"));
 }
 
+/// A job over January to April 2026 of churn_monthly, whose lookahead is its `days`
+/// (90, so four months).
+const CHURN_JOB: &str = r#"
+name = "churn"
+warehouse = "wh"
+output_dir = "kpi"
+
+[[step]]
+type = "ingest"
+sources = ["inbox"]
+
+[[step]]
+type = "query"
+query = "churn_monthly"
+params = { from = "2026-01-01", to = "2026-05-01" }
+partition = "month"
+[[step.output]]
+path = "churn/{period}.csv"
+"#;
+
+/// What of a generated day is delivered.
+#[derive(Clone, Copy, PartialEq)]
+enum Delivery {
+    /// Its calls, tickets, callbacks and visits.
+    Everything,
+    /// Its outbound calls alone: events, but no customer's activity.
+    OutboundCallsOnly,
+}
+
+/// `days` generated days of events from `day` (no dimension files), their record ids
+/// made new with `tag` (CL000… → CL<tag>00…), put in `inbox`.
+fn new_days(dir: &Path, day: &str, days: u32, tag: char, inbox: &Path, what: Delivery) {
+    let raw = dir.join(format!("day-{day}"));
+    kefu(dir)
+        .args([
+            "gen",
+            "--customers",
+            "300",
+            "--days",
+            &days.to_string(),
+            "--start",
+            day,
+            "-q",
+            "--out",
+        ])
+        .arg(&raw)
+        .assert()
+        .success();
+    let delivery = inbox.join(day);
+    std::fs::create_dir_all(&delivery).unwrap();
+    let tables: &[&str] = match what {
+        Delivery::Everything => &["calls", "tickets", "callbacks", "visits"],
+        Delivery::OutboundCallsOnly => &["calls"],
+    };
+    for table in tables {
+        let mut text = std::fs::read_to_string(raw.join(format!("{table}.csv"))).unwrap();
+        for prefix in ["CL", "TK", "CB", "VS"] {
+            text = text.replace(&format!("{prefix}0"), &format!("{prefix}{tag}"));
+        }
+        if what == Delivery::OutboundCallsOnly {
+            text = outbound_rows(&text);
+        }
+        std::fs::write(delivery.join(format!("{table}.csv")), text).unwrap();
+    }
+}
+
+/// The calls CSV `text` with only its outbound calls (at least one).
+fn outbound_rows(text: &str) -> String {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let direction = headers.iter().position(|h| h == "direction").unwrap();
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(&headers).unwrap();
+    let mut kept = 0;
+    for record in reader.records() {
+        let record = record.unwrap();
+        if &record[direction] == "outbound" {
+            writer.write_record(&record).unwrap();
+            kept += 1;
+        }
+    }
+    assert!(kept > 0, "the generated day has no outbound call");
+    String::from_utf8(writer.into_inner().unwrap()).unwrap()
+}
+
+/// The sum of `column` over a CSV's rows.
+fn column_sum(csv_text: &str, column: &str) -> i64 {
+    let mut lines = csv_text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = header.iter().position(|h| *h == column).unwrap();
+    lines
+        .map(|l| l.split(',').nth(at).unwrap().parse::<i64>().unwrap())
+        .sum()
+}
+
+/// Churn looks `days` ahead: newer data recomputes only the months within that reach,
+/// and data past a month's reach recomputes it once, when the warehouse first holds any
+/// (its unknown outcomes are judged against the newest event). Each month the job
+/// keeps equals the query run over that month alone, after every run.
+#[test]
+fn churn_months_are_recomputed_within_their_lookahead_and_when_data_first_passes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let inbox = dir.join("inbox");
+    kefu(dir)
+        .args(["gen", "--customers", "300", "--days", "120", "-q", "--out"])
+        .arg(&inbox)
+        .assert()
+        .success();
+    std::fs::write(dir.join("churn.toml"), CHURN_JOB).unwrap();
+    let months = ["2026-01", "2026-02", "2026-03", "2026-04"];
+    let each_month_matches_its_query = || {
+        let written = outputs(dir);
+        for (month, from, to) in [
+            ("2026-01", "from=2026-01-01", "to=2026-02-01"),
+            ("2026-02", "from=2026-02-01", "to=2026-03-01"),
+            ("2026-03", "from=2026-03-01", "to=2026-04-01"),
+            ("2026-04", "from=2026-04-01", "to=2026-05-01"),
+        ] {
+            let alone = query_csv(dir, "churn_monthly", &[from, to]);
+            let kept = String::from_utf8_lossy(&written[&format!("churn/{month}.csv")]);
+            assert_eq!(kept, alone, "{month}");
+        }
+        written
+    };
+    let all = |state: &str| -> Vec<(String, String)> {
+        months
+            .iter()
+            .map(|m| (m.to_string(), state.to_string()))
+            .collect()
+    };
+
+    // 1. January to April: every month computed. The newest event is of 30 April, so
+    //    April's customers not seen again are unknown yet.
+    let first = run_json(dir, &["churn.toml", "--date", "2026-05-01"]);
+    assert_eq!(units(&first, "churn_monthly"), all("computed"));
+    let before = each_month_matches_its_query();
+    let april_unknown = column_sum(
+        &String::from_utf8_lossy(&before["churn/2026-04.csv"]),
+        "activity_unknown",
+    );
+    assert!(april_unknown > 0, "no unknown outcome in April");
+
+    // 2. A day of September's outbound calls arrives after a gap: it is past every
+    //    month's reach (January's ends with May, April's with August), but it is the
+    //    first data past it. Though no customer's activity, it shows the outcomes are
+    //    observed, deciding April's unknown ones: every month is computed again.
+    new_days(
+        dir,
+        "2026-09-01",
+        1,
+        'D',
+        &inbox,
+        Delivery::OutboundCallsOnly,
+    );
+    let second = run_json(dir, &["churn.toml", "--date", "2026-09-02"]);
+    assert_eq!(units(&second, "churn_monthly"), all("computed"));
+    let after_gap = each_month_matches_its_query();
+    assert_eq!(
+        column_sum(
+            &String::from_utf8_lossy(&after_gap["churn/2026-04.csv"]),
+            "activity_unknown"
+        ),
+        0
+    );
+
+    // 3. The next day, all of it, changes none of them: each is kept, and still what the
+    //    query says.
+    new_days(dir, "2026-09-02", 1, 'E', &inbox, Delivery::Everything);
+    let third = run_json(dir, &["churn.toml", "--date", "2026-09-03"]);
+    assert!(
+        third["steps"][0]["ingest"]["new"].as_u64().unwrap() > 0,
+        "{third}"
+    );
+    assert_eq!(units(&third, "churn_monthly"), all("up_to_date"));
+    assert_eq!(each_month_matches_its_query(), after_gap);
+}
+
 /// A job whose churn step covers the report's thirteen months.
 const REUSE_JOB: &str = r#"
 name = "reuse"
@@ -443,7 +621,7 @@ fn a_rebuilt_report_takes_what_did_not_change_and_matches_a_fresh_one() {
     assert_eq!(first["status"], "ok", "{first}");
     assert_eq!(reused(&first), 1, "{first}");
 
-    // A later day arrives: churn (lookahead `all`) changes January's report, which is
+    // A later day arrives: churn (lookahead 90 days) changes January's report, which is
     // built again, taking the results whose data did not change from its last build.
     copy_into(&late, &exports, &dir.join("inbox"));
     let second = run_json(dir, &["reuse.toml", "--date", "2026-02-01"]);
@@ -455,21 +633,30 @@ fn a_rebuilt_report_takes_what_did_not_change_and_matches_a_fresh_one() {
     assert!(taken >= 3, "{second}");
 
     // What it shows is what a report built from scratch on the same warehouse shows.
+    assert_report_matches_a_fresh_one(dir, "2026-01");
+}
+
+/// The tables of the job's report for `month` are, byte for byte, those of a report
+/// built from scratch on the same warehouse.
+fn assert_report_matches_a_fresh_one(dir: &Path, month: &str) {
+    let fresh_dir = dir.join(format!("fresh-{month}"));
     kefu(dir)
         .args([
             "report",
             "--month",
-            "2026-01",
+            month,
             "--warehouse",
             "wh",
             "--lang",
             "en",
         ])
-        .args(["--out", "fresh", "-q"])
+        .arg("--out")
+        .arg(&fresh_dir)
+        .arg("-q")
         .assert()
         .success();
-    let rebuilt = snapshot(&dir.join("kpi/reports/2026-01/tables"));
-    let fresh = snapshot(&dir.join("fresh/tables"));
+    let rebuilt = snapshot(&dir.join(format!("kpi/reports/{month}/tables")));
+    let fresh = snapshot(&fresh_dir.join("tables"));
     assert!(rebuilt.len() > 10, "{:?}", rebuilt.keys());
     assert_eq!(
         rebuilt.keys().collect::<Vec<_>>(),
@@ -479,6 +666,41 @@ fn a_rebuilt_report_takes_what_did_not_change_and_matches_a_fresh_one() {
         if file.ends_with(".csv") {
             assert!(rebuilt[file] == *bytes, "{file} differs from a fresh build");
         }
+    }
+}
+
+/// Days after a month's end can change its report (a ticket of the month still open and
+/// due after it counts against the on-time rate once the warehouse holds tickets past
+/// its due time), so a report rebuilt later, taking what its queries' fingerprints say
+/// did not change, must still be the one built from scratch: after the month, then
+/// after each of two later deliveries of three days.
+#[test]
+fn a_report_rebuilt_day_after_day_matches_a_fresh_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let inbox = dir.join("inbox");
+    kefu(dir)
+        .args(["gen", "--customers", "300", "--days", "31", "-q", "--out"])
+        .arg(&inbox)
+        .assert()
+        .success();
+    std::fs::write(dir.join("reuse.toml"), REUSE_JOB).unwrap();
+    let first = run_json(dir, &["reuse.toml", "--date", "2026-02-01"]);
+    assert_eq!(first["status"], "ok", "{first}");
+    assert_report_matches_a_fresh_one(dir, "2026-01");
+    for (day, tag) in [("2026-02-01", 'D'), ("2026-02-04", 'E')] {
+        new_days(dir, day, 3, tag, &inbox, Delivery::Everything);
+        let next = run_json(dir, &["reuse.toml", "--date", "2026-02-01"]);
+        assert_eq!(next["status"], "ok", "{next}");
+        // Only the churn months a new day reaches run again; the report's 13 months are
+        // assembled from the step's caches.
+        let recomputed = units(&next, "churn")
+            .iter()
+            .filter(|(_, state)| state == "computed")
+            .count();
+        assert!((1..13).contains(&recomputed), "{next}");
+        assert!(reused(&next) >= 1, "{next}");
+        assert_report_matches_a_fresh_one(dir, "2026-01");
     }
 }
 

@@ -690,10 +690,18 @@ fn query_step(ctx: &Ctx, step: &RawStep, library: &QueryLibrary) -> Result<Query
             Ok(l) => l,
             Err(e) => return ctx.err(l.span(), e),
         },
+        // Literal values fill a lookahead's `{param}` (a date expression cannot be one).
         None => query
-            .lookahead
-            .as_deref()
-            .map_or(Ok(Lookahead::None), str::parse)
+            .lookahead_with(
+                &params
+                    .iter()
+                    .filter_map(|(name, value)| match value {
+                        ParamValue::Literal(v) => Some((name.clone(), v.clone())),
+                        ParamValue::Date(_) => None,
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .map_or(Ok(Lookahead::None), |l| l.parse())
             .map_err(|e| JobError::Config {
                 path: ctx.path.to_path_buf(),
                 line: line_of(ctx.text, step.kind.span().start),

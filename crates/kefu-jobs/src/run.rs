@@ -550,6 +550,8 @@ struct Inventory {
     cut: kefu_storage::Cut,
     /// (table, partition — a month, `*` for an unpartitioned table) → operations.
     changes: BTreeMap<(String, String), Vec<u64>>,
+    /// Per month-partitioned table, its newest month holding files at the cut.
+    newest_month: BTreeMap<String, String>,
     /// Conversions of an earlier warehouse: they changed every partition.
     everywhere: Vec<u64>,
 }
@@ -584,16 +586,37 @@ impl Inventory {
                 }
             }
         }
+        let mut newest_month = BTreeMap::new();
+        for table in kefu_storage::StoredTable::ALL {
+            if table.name() == kefu_storage::tables::REJECTS_TABLE {
+                continue; // partitioned by table name, not by month
+            }
+            let files = warehouse.files_at(&cut, table).await?;
+            if let Some(newest) = files.iter().filter_map(|f| f.partition.clone()).max() {
+                newest_month.insert(table.name().to_string(), newest);
+            }
+        }
         Ok(Inventory {
             cut,
             changes,
+            newest_month,
             everywhere,
         })
     }
 
     /// A fingerprint of `seed` and the data of `tables` in months up to `until`
-    /// (`YYYY-MM`, inclusive; `None`: all), plus all of unpartitioned tables.
-    fn fingerprint(&self, seed: &str, tables: &BTreeSet<String>, until: Option<&str>) -> String {
+    /// (`YYYY-MM`, inclusive; `None`: all), plus all of unpartitioned tables, plus, for a
+    /// query with a finite lookahead, whether any of `tables` holds data past `until`: a
+    /// period's result may depend on that alone (churn_monthly's unknown outcomes, judged
+    /// against the newest event of any kind, are decided when the first data past their
+    /// reach arrives, even after a gap).
+    fn fingerprint(
+        &self,
+        seed: &str,
+        tables: &BTreeSet<String>,
+        until: Option<&str>,
+        lookahead: Lookahead,
+    ) -> String {
         let mut hasher = blake3::Hasher::new();
         hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
         hasher.update(seed.as_bytes());
@@ -611,6 +634,13 @@ impl Inventory {
             if wanted {
                 hasher.update(format!("\n{table}/{partition}:{ops:?}").as_bytes());
             }
+        }
+        if let (Some(until), Lookahead::Months(1..)) = (until, lookahead) {
+            let held_past = self
+                .newest_month
+                .iter()
+                .any(|(table, newest)| tables.contains(table) && newest.as_str() > until);
+            hasher.update(format!("\nheld past {until}: {held_past}").as_bytes());
         }
         hasher.finalize().to_hex()[..32].to_string()
     }
@@ -990,7 +1020,8 @@ impl Runner<'_> {
                 } else {
                     None
                 };
-                let fingerprint = inventory.fingerprint(&unit.sql, &tables, until.as_deref());
+                let fingerprint =
+                    inventory.fingerprint(&unit.sql, &tables, until.as_deref(), step.lookahead);
                 let reason = why_stale(
                     self.options.force,
                     self.state.units.get(&format!("{name}/{}", unit.period)),
@@ -1089,7 +1120,55 @@ impl Runner<'_> {
             self.progress.advance(1);
         }
         self.progress.finish();
+        if !self.options.dry_run {
+            self.keep_whole_range(name, step, units)?;
+        }
         Ok((computed, together.map(|t| t.span)))
+    }
+
+    /// For a query with a period column, keeps its result over the step's whole range,
+    /// assembled from the periods' caches (all current now), for a later step running
+    /// that range's SQL — the report's thirteen months of `churn_monthly` when only the
+    /// last few were stale. The header's promise makes it the query's own result: each
+    /// period's rows as run alone, and the rows ordered by the period first.
+    fn keep_whole_range(
+        &mut self,
+        name: &str,
+        step: &QueryStep,
+        units: &[PlannedUnit],
+    ) -> Result<(), StepError> {
+        let whole_months = matches!(
+            step.partition,
+            Some(Period::Month | Period::Quarter | Period::Half | Period::Year)
+        );
+        let (Some(_), true, [first, .., last]) = (&step.query.period_column, whole_months, units)
+        else {
+            return Ok(());
+        };
+        let (Some(from), Some(to)) = (first.from, last.to) else {
+            return Ok(());
+        };
+        let values = self.param_values(step, Some((from, to)))?;
+        let pairs: Vec<(String, String)> = values.into_iter().collect();
+        let sql = step.query.render(&pairs)?;
+        if self.computed.contains_key(&sql) {
+            return Ok(());
+        }
+        let mut schema: Option<SchemaRef> = None;
+        let mut batches = Vec::new();
+        for unit in units {
+            let (own, mut rows) = read_cache(&self.state_dir.cache(name, &unit.period))?;
+            match &schema {
+                Some(s) if *s != own => return Ok(()),
+                Some(_) => {}
+                None => schema = Some(own),
+            }
+            batches.append(&mut rows);
+        }
+        if let Some(schema) = schema {
+            self.keep(&sql, &(schema, batches));
+        }
+        Ok(())
     }
 
     /// The results a report's `queries` (name, SQL, fingerprint) can take without running:
@@ -1374,7 +1453,7 @@ impl Runner<'_> {
                 targets: step.targets.clone(),
             };
             // What the report reads: the tables of its queries' plans, up to its month
-            // plus the longest lookahead among them (churn_monthly's is `all`).
+            // plus the longest lookahead among them (churn_monthly's is its `days`).
             let mut tables = BTreeSet::new();
             let mut lookahead = Lookahead::None;
             let mut seed = format!(
@@ -1392,19 +1471,19 @@ impl Runner<'_> {
                 let read = tables_read(&engine, &sql).await?;
                 seed.push_str(&sql);
                 let own: Lookahead = q
-                    .lookahead
+                    .lookahead_with(&params)
                     .as_deref()
                     .unwrap_or("none")
                     .parse()
                     .map_err(StepError::Parameter)?;
                 let own_until = last_month(Some(period.end()), own);
-                let own_fingerprint = inventory.fingerprint(&sql, &read, own_until.as_deref());
+                let own_fingerprint = inventory.fingerprint(&sql, &read, own_until.as_deref(), own);
                 queries.push((query, sql, own_fingerprint));
                 tables.extend(read);
                 lookahead = lookahead.max(own);
             }
             let until = last_month(Some(period.end()), lookahead);
-            let fingerprint = inventory.fingerprint(&seed, &tables, until.as_deref());
+            let fingerprint = inventory.fingerprint(&seed, &tables, until.as_deref(), lookahead);
             let dir = self.target(
                 &step
                     .out

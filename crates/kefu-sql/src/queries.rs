@@ -13,7 +13,9 @@
 //! ```
 //!
 //! An optional `-- lookahead: 3 months` (or `N days`, `all`) says how far past a period's
-//! end newer data still changes its rows, so that jobs know what to recompute.
+//! end newer data still changes its rows, so that jobs know what to recompute. It may
+//! name an int parameter (`{days} days`); beyond it, only whether the warehouse holds
+//! any later data may matter (jobs recompute a period when that changes).
 //!
 //! An optional `-- period column: month` promises that the query run over a range of
 //! months (`from`..`to`) returns, for each month, exactly the rows it returns run over
@@ -247,6 +249,20 @@ impl NamedQuery {
         // Every placeholder names a declared parameter.
         q.render(&[])?;
         Ok(q)
+    }
+
+    /// The lookahead (`-- lookahead:`) with its `{param}` references filled in from
+    /// `values`, or the parameters' defaults where `values` does not name them.
+    pub fn lookahead_with(&self, values: &[(String, String)]) -> Option<String> {
+        let mut filled = self.lookahead.clone()?;
+        for declared in &self.params {
+            let value = values
+                .iter()
+                .find(|(name, _)| *name == declared.name)
+                .map_or(declared.default.as_str(), |(_, v)| v.trim());
+            filled = filled.replace(&format!("{{{}}}", declared.name), value);
+        }
+        Some(filled)
     }
 
     /// The SQL with parameters filled in: `values` (name, value) over the defaults.
