@@ -44,11 +44,12 @@ pub(crate) fn cluster_opener(
     {
         let tls = load_tls(cluster.tls.as_deref())?;
         kefu_cluster::scheduler_address(&url).map_err(|e| Failure::new(ErrorKind::Config, e))?;
+        let wait = std::time::Duration::from_secs(cluster.wait_seconds);
         Ok(Some(kefu_jobs::run::EngineOpener(std::sync::Arc::new(
             move |warehouse, options| {
                 let (url, tls) = (url.clone(), tls.clone());
                 Box::pin(async move {
-                    kefu_cluster::open_engine(&warehouse, &options, &url, tls.as_ref())
+                    kefu_cluster::open_engine(&warehouse, &options, &url, tls.as_ref(), wait)
                         .await
                         .map_err(Into::into)
                 })
@@ -57,7 +58,7 @@ pub(crate) fn cluster_opener(
     }
     #[cfg(not(feature = "cluster"))]
     {
-        let _ = (url, &cluster.tls);
+        let _ = (url, &cluster.tls, cluster.wait_seconds);
         Err(Failure::new(
             ErrorKind::Config,
             "this kefu was built without the `cluster` feature (Ballista)",
@@ -78,8 +79,19 @@ pub(crate) fn open_engine_at(
         None => Ok(runtime.block_on(Engine::open(&warehouse, options))?),
         Some(opener) => runtime
             .block_on((opener.0)(warehouse, options.clone()))
-            .map_err(|e| Failure::new(ErrorKind::Config, e)),
+            .map_err(opener_failure),
     }
+}
+
+/// A cluster session that could not be opened, with its cluster error's kind (a missing
+/// executor is not a configuration error).
+fn opener_failure(error: kefu_model::BoxError) -> Failure {
+    #[cfg(feature = "cluster")]
+    if let Some(cluster) = error.downcast_ref::<kefu_cluster::ClusterError>() {
+        use kefu_model::Classify;
+        return Failure::new(cluster.kind(), error);
+    }
+    Failure::new(ErrorKind::Config, error)
 }
 
 pub(crate) fn open_engine(

@@ -363,6 +363,38 @@ fn cluster_check_fails_clearly_without_a_scheduler_or_executors() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // Told to wait, the check keeps trying for that long, then fails the same way.
+    let waited = Instant::now();
+    let out = kefu(dir)
+        .args(["cluster", "check", &url, "--warehouse", "wh", "--wait", "2"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(waited.elapsed() >= Duration::from_secs(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no executor has registered"));
+
+    // A query waits for an executor only as long as --cluster-wait says (the scheduler
+    // would hold its job for ever), then fails naming the scheduler.
+    let out = kefu(dir)
+        .args([
+            "sql",
+            "-e",
+            "SELECT count(*) FROM calls",
+            "--warehouse",
+            "wh",
+        ])
+        .args(["--cluster", &url, "--cluster-wait", "2"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains(&format!("no executor has registered with {url} in 2")),
+        "{stderr}"
+    );
 }
 
 /// Waits until the cluster at `url` answers a query, then compares every named query with

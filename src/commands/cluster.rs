@@ -16,9 +16,17 @@ pub fn cluster_command(args: &ClusterArgs, runtime: &Runtime) -> CliResult {
             warehouse,
             calendar,
             tls,
+            wait,
         } => {
             let tls = load_tls(tls.as_deref())?;
-            return runtime.block_on(check(url, warehouse, calendar.as_deref(), tls.as_ref()));
+            let wait = std::time::Duration::from_secs(*wait);
+            return runtime.block_on(check(
+                url,
+                warehouse,
+                calendar.as_deref(),
+                tls.as_ref(),
+                wait,
+            ));
         }
         ClusterCommand::Certs { out } => {
             kefu_cluster::tls::ClusterTls::generate(out)
@@ -84,18 +92,35 @@ pub fn cluster_command(args: &ClusterArgs, runtime: &Runtime) -> CliResult {
     ran.map_err(|e| Failure::new(ErrorKind::Failure, e.to_string()))
 }
 
+/// Checks the cluster, again until it passes or `wait` has passed.
 async fn check(
     url: &str,
     warehouse: &WarehouseArgs,
     calendar: Option<&std::path::Path>,
     tls: Option<&kefu_cluster::tls::ClusterTls>,
+    wait: std::time::Duration,
 ) -> CliResult {
     let options = kefu_sql::EngineOptions {
         calendar: kefu_sql::udf::WorkingCalendar::load(calendar)?,
         ..Default::default()
     };
     let opened = crate::args::open_existing_warehouse(&warehouse.warehouse)?;
-    let report = kefu_cluster::check::check(url, &opened, &options, tls).await?;
+    let started = std::time::Instant::now();
+    let mut told = false;
+    let report = loop {
+        let checked = kefu_cluster::check::check(url, &opened, &options, tls).await;
+        let passed = checked.as_ref().is_ok_and(|report| report.passed());
+        if passed || started.elapsed() >= wait {
+            break checked?;
+        }
+        if !std::mem::replace(&mut told, true) {
+            tracing::info!(
+                url,
+                "the cluster is not ready yet; checking again until it is"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
     print!("{report}");
     match report.failure() {
         None => Ok(()),

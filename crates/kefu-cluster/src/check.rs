@@ -90,33 +90,9 @@ pub async fn check(
         scheduler: scheduler.clone(),
         source,
     };
-    let (http, client) = match tls {
-        None => (
-            format!("http://{host}:{port}"),
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|e| unreachable(e.into()))?,
-        ),
-        Some(tls) => {
-            // The certificate names the cluster, not the host: the name resolves to it.
-            let address = tokio::net::lookup_host((host.as_str(), port))
-                .await
-                .map_err(|e| unreachable(e.into()))?
-                .next()
-                .ok_or_else(|| unreachable("the host has no address".into()))?;
-            (
-                format!("https://{}:{port}", crate::tls::MEMBER_NAME),
-                tls.http_client(address)?,
-            )
-        }
-    };
-    let version: serde_json::Value = get_json(&client, &format!("{http}/api/version"))
-        .await
-        .map_err(|e| unreachable(e.into()))?;
-    let listed: Vec<serde_json::Value> = get_json(&client, &format!("{http}/api/executors"))
-        .await
-        .map_err(|e| unreachable(e.into()))?;
+    let api = SchedulerApi::new(&host, port, tls).await?;
+    let version: serde_json::Value = api.get("version").await?;
+    let listed = api.executors().await?;
     let mut executors: Vec<ExecutorReport> = listed.iter().map(executor_report).collect();
     executors.sort_by(|a, b| (&a.host, a.port).cmp(&(&b.host, b.port)));
     let month = latest_month(warehouse).await?;
@@ -150,7 +126,7 @@ pub async fn check(
         target_partitions: Some(slots as usize),
         ..options.clone()
     };
-    let engine = open_engine(warehouse, &cluster_options, url, tls).await?;
+    let engine = open_engine(warehouse, &cluster_options, url, tls, Duration::ZERO).await?;
     {
         // Spread the query over every slot even when the month is a few small files:
         // without statistics DataFusion does not judge the input too small to
@@ -225,17 +201,102 @@ pub async fn check(
     Ok(report)
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(
-    client: &reqwest::Client,
-    url: &str,
-) -> Result<T, reqwest::Error> {
-    client
-        .get(url)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await
+/// The scheduler's REST API.
+struct SchedulerApi {
+    /// `df://HOST:PORT`, as errors name it.
+    scheduler: String,
+    /// `http(s)://…:PORT`.
+    base: String,
+    client: reqwest::Client,
+}
+
+impl SchedulerApi {
+    async fn new(host: &str, port: u16, tls: Option<&ClusterTls>) -> Result<Self, ClusterError> {
+        let scheduler = format!("df://{host}:{port}");
+        let unreachable = |source: kefu_model::BoxError| ClusterError::Unreachable {
+            scheduler: scheduler.clone(),
+            source,
+        };
+        let (base, client) = match tls {
+            None => (
+                format!("http://{host}:{port}"),
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .map_err(|e| unreachable(e.into()))?,
+            ),
+            Some(tls) => {
+                // The certificate names the cluster, not the host: the name resolves to it.
+                let address = tokio::net::lookup_host((host, port))
+                    .await
+                    .map_err(|e| unreachable(e.into()))?
+                    .next()
+                    .ok_or_else(|| unreachable("the host has no address".into()))?;
+                (
+                    format!("https://{}:{port}", crate::tls::MEMBER_NAME),
+                    tls.http_client(address)?,
+                )
+            }
+        };
+        Ok(SchedulerApi {
+            scheduler,
+            base,
+            client,
+        })
+    }
+
+    /// `GET /api/{path}` as JSON.
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClusterError> {
+        let fetched = async {
+            self.client
+                .get(format!("{}/api/{path}", self.base))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await
+        };
+        fetched
+            .await
+            .map_err(|e: reqwest::Error| ClusterError::Unreachable {
+                scheduler: self.scheduler.clone(),
+                source: e.into(),
+            })
+    }
+
+    /// The executors registered with the scheduler.
+    async fn executors(&self) -> Result<Vec<serde_json::Value>, ClusterError> {
+        self.get("executors").await
+    }
+}
+
+/// Waits up to `wait` for an executor to register with the scheduler at `host:port`: a
+/// scheduler without executors queues a query's job for ever, so a client would wait
+/// without end (a cluster still starting, or one whose executors failed to start).
+pub(crate) async fn await_executor(
+    host: &str,
+    port: u16,
+    tls: Option<&ClusterTls>,
+    wait: Duration,
+) -> Result<(), ClusterError> {
+    let api = SchedulerApi::new(host, port, tls).await?;
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        if !api.executors().await?.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() >= wait {
+            return Err(ClusterError::NoExecutor {
+                scheduler: api.scheduler,
+                waited: started.elapsed(),
+            });
+        }
+        if !std::mem::replace(&mut told, true) {
+            tracing::info!(scheduler = %api.scheduler, "waiting for an executor to register");
+        }
+        tokio::time::sleep(Duration::from_millis(250).min(wait)).await;
+    }
 }
 
 fn executor_report(listed: &serde_json::Value) -> ExecutorReport {

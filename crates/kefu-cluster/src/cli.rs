@@ -89,8 +89,9 @@ pub enum ClusterCommand {
     /// every executor runs part of it; it uses kefu's functions), and compare the answer
     /// with the same query run here. Exits 1 unless every executor took part and the
     /// answers are equal.
-    #[command(after_help = "Example:\n  \
-        kefu cluster check df://scheduler:50050 --warehouse s3://kefu-warehouse/prod")]
+    #[command(after_help = "Examples:\n  \
+        kefu cluster check df://scheduler:50050 --warehouse s3://kefu-warehouse/prod\n  \
+        kefu cluster check df://127.0.0.1:50050 --warehouse ./wh --wait 60   # just started")]
     Check {
         /// The scheduler, df://HOST:PORT.
         #[arg(value_name = "URL")]
@@ -103,6 +104,11 @@ pub enum ClusterCommand {
         /// The cluster's TLS directory, when its members take only TLS connections.
         #[arg(long, env = "KEFU_CLUSTER_TLS", value_name = "DIR")]
         tls: Option<std::path::PathBuf>,
+        /// Check again, for up to this many seconds, until the check passes (a cluster
+        /// still starting: the scheduler not yet listening, executors not yet
+        /// registered); the last check is the one reported.
+        #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+        wait: u64,
     },
     /// Make a cluster's TLS directory: a certificate authority of its own and a
     /// certificate for its members, signed by it. Copy the directory to the scheduler, every

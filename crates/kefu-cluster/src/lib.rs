@@ -51,6 +51,15 @@ pub enum ClusterError {
         #[source]
         source: kefu_model::BoxError,
     },
+    #[error(
+        "no executor has registered with {scheduler} in {waited:.0?}: start one with `kefu \
+         cluster executor --scheduler HOST:PORT --warehouse DIR_OR_URL` and check its log \
+         (--cluster-wait sets how long to wait)"
+    )]
+    NoExecutor {
+        scheduler: String,
+        waited: std::time::Duration,
+    },
     #[error("warehouse: {0}")]
     Warehouse(String),
     #[error("cluster TLS ({dir}): {source}")]
@@ -68,7 +77,9 @@ impl kefu_model::Classify for ClusterError {
         use kefu_model::ErrorKind;
         match self {
             ClusterError::Url(_) | ClusterError::Tls { .. } => ErrorKind::Config,
-            ClusterError::Unreachable { .. } | ClusterError::Warehouse(_) => ErrorKind::Io,
+            ClusterError::Unreachable { .. }
+            | ClusterError::NoExecutor { .. }
+            | ClusterError::Warehouse(_) => ErrorKind::Io,
             ClusterError::Listen { .. }
             | ClusterError::Scheduler(_)
             | ClusterError::Executor(_)
@@ -371,15 +382,18 @@ pub async fn run_executor(settings: &ExecutorSettings) -> Result<(), ClusterErro
 }
 
 /// A session over `warehouse` whose queries run on the cluster at `url` (`df://HOST:PORT`),
-/// over TLS with `tls`.
+/// over TLS with `tls`, once an executor has registered with its scheduler (waiting up to
+/// `wait` for one).
 pub async fn open_engine(
     warehouse: &Warehouse,
     options: &EngineOptions,
     url: &str,
     tls: Option<&ClusterTls>,
+    wait: std::time::Duration,
 ) -> Result<Engine, ClusterError> {
     let endpoint = tls.map(ClusterTls::endpoint_override);
     let (host, port) = scheduler_address(url)?;
+    check::await_executor(&host, port, tls, wait).await?;
     let scheduler = format!("df://{host}:{port}");
     Ok(Engine::open_with(warehouse, options, |state| {
         // Plans carry business_seconds' calendar (see `codec`).

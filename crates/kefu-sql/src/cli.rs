@@ -24,6 +24,15 @@ pub struct OnCluster {
     /// TLS connections from holders of its certificate.
     #[arg(long = "cluster-tls", env = "KEFU_CLUSTER_TLS", value_name = "DIR")]
     pub tls: Option<PathBuf>,
+    /// Seconds to wait for an executor to register with the cluster's scheduler before
+    /// failing (a scheduler without executors would hold the queries for ever).
+    #[arg(
+        long = "cluster-wait",
+        env = "KEFU_CLUSTER_WAIT",
+        default_value_t = 60,
+        value_name = "SECONDS"
+    )]
+    pub wait_seconds: u64,
 }
 
 /// How a session runs and where its results go (shared by `sql` and `query`).
