@@ -864,6 +864,24 @@ mod tests {
     }
 
     #[test]
+    fn a_lookahead_naming_a_parameter_takes_the_steps_value_or_its_default() {
+        let step = |params: &str| {
+            let job = parse(&format!(
+                "{HEAD}[[step]]\ntype = \"query\"\nquery = \"churn_monthly\"\nparams = {{ {params} }}\n"
+            ))
+            .unwrap();
+            let StepKind::Query(q) = &job.steps[0].kind else {
+                panic!()
+            };
+            q.lookahead
+        };
+        // churn_monthly's `{days} days`, rounded up to whole months of 28 days.
+        assert_eq!(step("from = \"2026-01-01\""), Lookahead::Months(4));
+        assert_eq!(step("days = 30"), Lookahead::Months(2));
+        assert_eq!(step("days = 180"), Lookahead::Months(7));
+    }
+
+    #[test]
     fn report_editions_default_to_the_last_complete_period() {
         for (edition, expr) in [
             ("half", "month_start - 6 months"),
