@@ -389,8 +389,7 @@ fn a_job_runs_incrementally_and_survives_a_kill() {
         .stderr(predicates::str::contains("already running"));
 }
 
-/// A job over January to April 2026 of churn_monthly, whose lookahead is its `days`
-/// (90, so four months).
+/// A job over January to April 2026 of churn_monthly, whose lookahead is its `days` (90).
 const CHURN_JOB: &str = r#"
 name = "churn"
 warehouse = "wh"
@@ -533,7 +532,7 @@ fn churn_months_are_recomputed_within_their_lookahead_and_when_data_first_passes
     assert!(april_unknown > 0, "no unknown outcome in April");
 
     // 2. A day of September's outbound calls arrives after a gap: it is past every
-    //    month's reach (January's ends with May, April's with August), but it is the
+    //    month's reach (January's ends on 2 May, April's on 30 July), but it is the
     //    first data past it. Though no customer's activity, it shows the outcomes are
     //    observed, deciding April's unknown ones: every month is computed again.
     new_days(

@@ -192,15 +192,16 @@ impl ParamValue {
     }
 }
 
-/// How far past a period's end new data can still change its result (ordered: a longer
-/// lookahead is greater).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// How far past a period's end new data can still change its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookahead {
     /// Only data up to the period's end (the default).
     None,
     /// Data up to this many months past the period's month.
     Months(u32),
-    /// Any newer data (e.g. activity churn, judged against the newest event).
+    /// Data up to this many days past the period's end (churn_monthly's `{days}`).
+    Days(u32),
+    /// Any newer data.
     All,
 }
 
@@ -219,9 +220,9 @@ impl FromStr for Lookahead {
             .parse()
             .map_err(|_| format!("'{s}' is not a lookahead (none, N days, N months or all)"))?;
         match unit.trim().trim_end_matches('s') {
+            "month" | "day" if n == 0 => Ok(Lookahead::None),
             "month" => Ok(Lookahead::Months(n)),
-            // Data is stored by month: days round up to whole months.
-            "day" => Ok(Lookahead::Months(n.div_ceil(28))),
+            "day" => Ok(Lookahead::Days(n)),
             _ => Err(format!(
                 "'{s}' is not a lookahead (none, N days, N months or all)"
             )),
@@ -875,10 +876,9 @@ mod tests {
             };
             q.lookahead
         };
-        // churn_monthly's `{days} days`, rounded up to whole months of 28 days.
-        assert_eq!(step("from = \"2026-01-01\""), Lookahead::Months(4));
-        assert_eq!(step("days = 30"), Lookahead::Months(2));
-        assert_eq!(step("days = 180"), Lookahead::Months(7));
+        // churn_monthly's `{days} days`.
+        assert_eq!(step("from = \"2026-01-01\""), Lookahead::Days(90));
+        assert_eq!(step("days = 30"), Lookahead::Days(30));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use chrono::{Months, NaiveDate};
+use chrono::{Days, Months, NaiveDate};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::LogicalPlan;
 use kefu_progress::{Progress, Unit};
@@ -635,7 +635,7 @@ impl Inventory {
                 hasher.update(format!("\n{table}/{partition}:{ops:?}").as_bytes());
             }
         }
-        if let (Some(until), Lookahead::Months(1..)) = (until, lookahead) {
+        if let (Some(until), Lookahead::Months(1..) | Lookahead::Days(1..)) = (until, lookahead) {
             let held_past = self
                 .newest_month
                 .iter()
@@ -681,6 +681,8 @@ fn last_month(to: Option<NaiveDate>, lookahead: Lookahead) -> Option<String> {
     let month = match lookahead {
         Lookahead::None => last_day,
         Lookahead::Months(n) => last_day.checked_add_months(Months::new(n))?,
+        // Events before `to` + n days; the day itself too, for a clock change's hour.
+        Lookahead::Days(n) => to?.checked_add_days(Days::new(n.into()))?,
         Lookahead::All => return None,
     };
     Some(Period::Month.label(month))
@@ -1452,10 +1454,9 @@ impl Runner<'_> {
                 lang: step.lang,
                 targets: step.targets.clone(),
             };
-            // What the report reads: the tables of its queries' plans, up to its month
-            // plus the longest lookahead among them (churn_monthly's is its `days`).
-            let mut tables = BTreeSet::new();
-            let mut lookahead = Lookahead::None;
+            // The report is its queries' results: its fingerprint is theirs, each of
+            // its SQL and the tables its plan reads up to the month plus its own
+            // lookahead.
             let mut seed = format!(
                 "report {:?} {} {:?}",
                 step.region,
@@ -1478,12 +1479,10 @@ impl Runner<'_> {
                     .map_err(StepError::Parameter)?;
                 let own_until = last_month(Some(period.end()), own);
                 let own_fingerprint = inventory.fingerprint(&sql, &read, own_until.as_deref(), own);
+                seed.push_str(&own_fingerprint);
                 queries.push((query, sql, own_fingerprint));
-                tables.extend(read);
-                lookahead = lookahead.max(own);
             }
-            let until = last_month(Some(period.end()), lookahead);
-            let fingerprint = inventory.fingerprint(&seed, &tables, until.as_deref(), lookahead);
+            let fingerprint = blake3::hash(seed.as_bytes()).to_hex()[..32].to_string();
             let dir = self.target(
                 &step
                     .out
@@ -1648,5 +1647,31 @@ mod tests {
         }
         let e = split_by_period(&schema, &[], "region", &periods()).unwrap_err();
         assert!(e.contains("not a column"), "{e}");
+    }
+
+    #[test]
+    fn a_lookahead_in_days_reaches_the_month_of_its_last_day() {
+        let end = |d: &str| Some(d.parse::<NaiveDate>().unwrap());
+        // January's contacts are followed until 1 May (31 January + 90 days).
+        assert_eq!(
+            last_month(end("2026-02-01"), Lookahead::Days(90)).as_deref(),
+            Some("2026-05")
+        );
+        // February's until 30 May; a month's own data alone without a lookahead.
+        assert_eq!(
+            last_month(end("2026-03-01"), Lookahead::Days(90)).as_deref(),
+            Some("2026-05")
+        );
+        assert_eq!(
+            last_month(end("2026-03-01"), Lookahead::None).as_deref(),
+            Some("2026-02")
+        );
+        assert_eq!(
+            last_month(end("2026-03-01"), Lookahead::Months(3)).as_deref(),
+            Some("2026-05")
+        );
+        assert_eq!(last_month(end("2026-03-01"), Lookahead::All), None);
+        assert_eq!("0 days".parse(), Ok(Lookahead::None));
+        assert!("3 weeks".parse::<Lookahead>().is_err());
     }
 }
