@@ -566,6 +566,81 @@ fn churn_months_are_recomputed_within_their_lookahead_and_when_data_first_passes
     assert_eq!(each_month_matches_its_query(), after_gap);
 }
 
+/// What jobs rely on to keep a period's result: a named query that declares no
+/// lookahead gives the same answer for January once February's events have arrived
+/// (`branch_scorecard` did not, and a rebuilt report kept a stale on-time rate).
+/// Queries with a lookahead, and those whose dates are not a range ending with January
+/// (`date`, a half year holding it), are left out.
+#[test]
+fn a_query_without_a_lookahead_ignores_events_after_its_period() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let january = dir.join("january");
+    kefu(dir)
+        .args(["gen", "--customers", "300", "--days", "31", "-q", "--out"])
+        .arg(&january)
+        .assert()
+        .success();
+    let ingest = |from: &Path| {
+        kefu(dir)
+            .args(["ingest", "--warehouse", "wh", "-q"])
+            .arg(from)
+            .assert()
+            .success();
+    };
+    ingest(&january);
+    let library = kefu_sql::queries::QueryLibrary::embedded().unwrap();
+    let mut runs = Vec::new();
+    for query in library.iter().filter(|q| q.lookahead.is_none()) {
+        let mut params = Vec::new();
+        let mut ends_with_january = true;
+        for param in &query.params {
+            if param.kind != kefu_sql::queries::ParamType::Date {
+                continue;
+            }
+            match param.name.as_str() {
+                "from" => params.push("from=2026-01-01".to_string()),
+                "to" | "as_of" => params.push(format!("{}=2026-02-01", param.name)),
+                _ => ends_with_january = false,
+            }
+        }
+        if ends_with_january {
+            runs.push((query.name.clone(), params));
+        }
+    }
+    assert!(runs.len() >= 20, "{} queries", runs.len());
+    let answers = |runs: &[(String, Vec<String>)]| -> Vec<String> {
+        runs.iter()
+            .map(|(name, params)| {
+                let params: Vec<&str> = params.iter().map(String::as_str).collect();
+                query_csv(dir, name, &params)
+            })
+            .collect()
+    };
+    let before = answers(&runs);
+    let february = dir.join("february");
+    new_days(dir, "2026-02-01", 10, 'F', &february, Delivery::Everything);
+    ingest(&february);
+    let held = kefu(dir)
+        .args(["sql", "--warehouse", "wh", "--format", "csv", "-e"])
+        .arg("SELECT count(*) AS n FROM tickets WHERE month = '2026-02'")
+        .output()
+        .unwrap();
+    let held = String::from_utf8_lossy(&held.stdout).to_string();
+    assert!(
+        held.lines()
+            .nth(1)
+            .is_some_and(|n| n.parse::<u64>().unwrap_or(0) > 0),
+        "February's tickets were not ingested: {held}"
+    );
+    for ((name, params), (was, is)) in runs.iter().zip(before.iter().zip(answers(&runs))) {
+        assert!(
+            *was == is,
+            "{name} {params:?} changed with February's events but declares no lookahead"
+        );
+    }
+}
+
 /// A job whose churn step covers the report's thirteen months.
 const REUSE_JOB: &str = r#"
 name = "reuse"
