@@ -417,25 +417,21 @@ enum Delivery {
     OutboundCallsOnly,
 }
 
+/// `days` days of 300 customers' exports from `start`, generated into `out`.
+fn generate(dir: &Path, start: &str, days: u32, out: &Path) {
+    kefu(dir)
+        .args(["gen", "--customers", "300", "--days", &days.to_string()])
+        .args(["--start", start, "-q", "--out"])
+        .arg(out)
+        .assert()
+        .success();
+}
+
 /// `days` generated days of events from `day` (no dimension files), their record ids
 /// made new with `tag` (CL000… → CL<tag>00…), put in `inbox`.
 fn new_days(dir: &Path, day: &str, days: u32, tag: char, inbox: &Path, what: Delivery) {
     let raw = dir.join(format!("day-{day}"));
-    kefu(dir)
-        .args([
-            "gen",
-            "--customers",
-            "300",
-            "--days",
-            &days.to_string(),
-            "--start",
-            day,
-            "-q",
-            "--out",
-        ])
-        .arg(&raw)
-        .assert()
-        .success();
+    generate(dir, day, days, &raw);
     let delivery = inbox.join(day);
     std::fs::create_dir_all(&delivery).unwrap();
     let tables: &[&str] = match what {
@@ -492,11 +488,7 @@ fn churn_months_are_recomputed_within_their_lookahead_and_when_data_first_passes
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let inbox = dir.join("inbox");
-    kefu(dir)
-        .args(["gen", "--customers", "300", "--days", "120", "-q", "--out"])
-        .arg(&inbox)
-        .assert()
-        .success();
+    generate(dir, "2026-01-01", 120, &inbox);
     std::fs::write(dir.join("churn.toml"), CHURN_JOB).unwrap();
     let months = ["2026-01", "2026-02", "2026-03", "2026-04"];
     let each_month_matches_its_query = || {
@@ -576,11 +568,7 @@ fn a_query_without_a_lookahead_ignores_events_after_its_period() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let january = dir.join("january");
-    kefu(dir)
-        .args(["gen", "--customers", "300", "--days", "31", "-q", "--out"])
-        .arg(&january)
-        .assert()
-        .success();
+    generate(dir, "2026-01-01", 31, &january);
     let ingest = |from: &Path| {
         kefu(dir)
             .args(["ingest", "--warehouse", "wh", "-q"])
@@ -753,11 +741,7 @@ fn a_report_rebuilt_day_after_day_matches_a_fresh_one() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let inbox = dir.join("inbox");
-    kefu(dir)
-        .args(["gen", "--customers", "300", "--days", "31", "-q", "--out"])
-        .arg(&inbox)
-        .assert()
-        .success();
+    generate(dir, "2026-01-01", 31, &inbox);
     std::fs::write(dir.join("reuse.toml"), REUSE_JOB).unwrap();
     let first = run_json(dir, &["reuse.toml", "--date", "2026-02-01"]);
     assert_eq!(first["status"], "ok", "{first}");
