@@ -19,9 +19,11 @@
 //!
 //! An optional `-- period column: month` promises that the query run over a range of
 //! months (`from`..`to`) returns, for each month, exactly the rows it returns run over
-//! that month alone, and that the named column (a date) says which month a row is of.
-//! A job that must recompute several months of it then runs it once over them and
-//! splits the rows, instead of once a month: one scan of the year, not twelve.
+//! that month alone, that the named column (a date) says which month a row is of, and
+//! that the rows come ordered by that column first. A job that must recompute several
+//! months of it then runs it once over them and splits the rows, instead of once a
+//! month: one scan of the year, not twelve; and it assembles the whole range's result
+//! from the months' results, as a report over that range would have it.
 //!
 //! A parameter is `name type default description`, with type `date`, `int`, `float` or
 //! `text`. In the body `{{name}}` becomes an SQL literal of that type (text quoted,
