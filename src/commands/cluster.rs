@@ -105,22 +105,7 @@ async fn check(
         ..Default::default()
     };
     let opened = crate::args::open_existing_warehouse(&warehouse.warehouse)?;
-    let started = std::time::Instant::now();
-    let mut told = false;
-    let report = loop {
-        let checked = kefu_cluster::check::check(url, &opened, &options, tls).await;
-        let passed = checked.as_ref().is_ok_and(|report| report.passed());
-        if passed || started.elapsed() >= wait {
-            break checked?;
-        }
-        if !std::mem::replace(&mut told, true) {
-            tracing::info!(
-                url,
-                "the cluster is not ready yet; checking again until it is"
-            );
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    };
+    let report = kefu_cluster::check::check_until_passed(url, &opened, &options, tls, wait).await?;
     print!("{report}");
     match report.failure() {
         None => Ok(()),

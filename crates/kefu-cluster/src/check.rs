@@ -281,21 +281,65 @@ pub(crate) async fn await_executor(
 ) -> Result<(), ClusterError> {
     let api = SchedulerApi::new(host, port, tls).await?;
     let started = Instant::now();
+    let waiting = format!("waiting for an executor to register with {}", api.scheduler);
+    // An unreachable scheduler fails at once; only an empty list is waited out.
+    let listed = poll(
+        wait,
+        Duration::from_millis(250),
+        &waiting,
+        || api.executors(),
+        |l| !matches!(l, Ok(executors) if executors.is_empty()),
+    )
+    .await?;
+    if listed.is_empty() {
+        return Err(ClusterError::NoExecutor {
+            scheduler: api.scheduler,
+            waited: started.elapsed(),
+        });
+    }
+    Ok(())
+}
+
+/// [`check`], again every half second until it passes or `wait` has passed (a cluster
+/// still starting); the last check's answer.
+pub async fn check_until_passed(
+    url: &str,
+    warehouse: &Warehouse,
+    options: &EngineOptions,
+    tls: Option<&ClusterTls>,
+    wait: Duration,
+) -> Result<CheckReport, ClusterError> {
+    let waiting = format!("the cluster at {url} is not ready yet; checking again until it is");
+    let checked = || check(url, warehouse, options, tls);
+    poll(wait, Duration::from_millis(500), &waiting, checked, |c| {
+        c.as_ref().is_ok_and(CheckReport::passed)
+    })
+    .await
+}
+
+/// Runs `attempt` every `every` until `done` takes its answer or `wait` has passed, and
+/// gives the last answer; says once (`waiting`, in the log) that it waits.
+async fn poll<T, Attempt>(
+    wait: Duration,
+    every: Duration,
+    waiting: &str,
+    mut attempt: impl FnMut() -> Attempt,
+    done: impl Fn(&T) -> bool,
+) -> T
+where
+    Attempt: Future<Output = T>,
+{
+    let started = Instant::now();
     let mut told = false;
     loop {
-        if !api.executors().await?.is_empty() {
-            return Ok(());
-        }
-        if started.elapsed() >= wait {
-            return Err(ClusterError::NoExecutor {
-                scheduler: api.scheduler,
-                waited: started.elapsed(),
-            });
+        let answer = attempt().await;
+        if done(&answer) || started.elapsed() >= wait {
+            return answer;
         }
         if !std::mem::replace(&mut told, true) {
-            tracing::info!(scheduler = %api.scheduler, "waiting for an executor to register");
+            tracing::info!("{waiting}");
         }
-        tokio::time::sleep(Duration::from_millis(250).min(wait)).await;
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -205,6 +205,16 @@ pub enum Lookahead {
     All,
 }
 
+impl Lookahead {
+    /// What `query` declares (`-- lookahead:`, none where it says nothing), its `{param}`
+    /// references filled from `values` or the parameters' defaults.
+    pub fn declared_by(query: &NamedQuery, values: &[(String, String)]) -> Result<Self, String> {
+        query
+            .lookahead_with(values)
+            .map_or(Ok(Lookahead::None), |l| l.parse())
+    }
+}
+
 impl FromStr for Lookahead {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -692,22 +702,21 @@ fn query_step(ctx: &Ctx, step: &RawStep, library: &QueryLibrary) -> Result<Query
             Err(e) => return ctx.err(l.span(), e),
         },
         // Literal values fill a lookahead's `{param}` (a date expression cannot be one).
-        None => query
-            .lookahead_with(
-                &params
-                    .iter()
-                    .filter_map(|(name, value)| match value {
-                        ParamValue::Literal(v) => Some((name.clone(), v.clone())),
-                        ParamValue::Date(_) => None,
-                    })
-                    .collect::<Vec<_>>(),
-            )
-            .map_or(Ok(Lookahead::None), |l| l.parse())
-            .map_err(|e| JobError::Config {
-                path: ctx.path.to_path_buf(),
-                line: line_of(ctx.text, step.kind.span().start),
-                message: format!("query {}: {e}", query.name),
-            })?,
+        None => Lookahead::declared_by(
+            &query,
+            &params
+                .iter()
+                .filter_map(|(name, value)| match value {
+                    ParamValue::Literal(v) => Some((name.clone(), v.clone())),
+                    ParamValue::Date(_) => None,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| JobError::Config {
+            path: ctx.path.to_path_buf(),
+            line: line_of(ctx.text, step.kind.span().start),
+            message: format!("query {}: {e}", query.name),
+        })?,
     };
     let mut outputs = Vec::new();
     for o in &step.output {

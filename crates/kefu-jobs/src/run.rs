@@ -587,10 +587,10 @@ impl Inventory {
             }
         }
         let mut newest_month = BTreeMap::new();
-        for table in kefu_storage::StoredTable::ALL {
-            if table.name() == kefu_storage::tables::REJECTS_TABLE {
-                continue; // partitioned by table name, not by month
-            }
+        let by_month = |t: &kefu_storage::StoredTable| {
+            t.partition_column() == Some(kefu_storage::warehouse::MONTH_COLUMN)
+        };
+        for table in kefu_storage::StoredTable::ALL.into_iter().filter(by_month) {
             let files = warehouse.files_at(&cut, table).await?;
             if let Some(newest) = files.iter().filter_map(|f| f.partition.clone()).max() {
                 newest_month.insert(table.name().to_string(), newest);
@@ -1454,29 +1454,22 @@ impl Runner<'_> {
                 lang: step.lang,
                 targets: step.targets.clone(),
             };
-            // The report is its queries' results: its fingerprint is theirs, each of
-            // its SQL and the tables its plan reads up to the month plus its own
-            // lookahead.
+            // The report is its queries' results, so its fingerprint is theirs together:
+            // each query's SQL and the tables its plan reads, up to the month plus its
+            // own lookahead. A rebuild takes the result of a query whose own fingerprint
+            // did not change from the last build's cache.
             let mut seed = format!(
                 "report {:?} {} {:?}",
                 step.region,
                 step.lang.code(),
                 step.targets
             );
-            // Each query's own fingerprint too: a rebuild takes the result of a query
-            // whose data did not change from the last build's cache.
             let mut queries = Vec::new();
             for (query, params) in kefu_report::query_plan(&request) {
                 let q = self.job.library.get(query)?;
                 let sql = q.render(&params)?;
                 let read = tables_read(&engine, &sql).await?;
-                seed.push_str(&sql);
-                let own: Lookahead = q
-                    .lookahead_with(&params)
-                    .as_deref()
-                    .unwrap_or("none")
-                    .parse()
-                    .map_err(StepError::Parameter)?;
+                let own = Lookahead::declared_by(q, &params).map_err(StepError::Parameter)?;
                 let own_until = last_month(Some(period.end()), own);
                 let own_fingerprint = inventory.fingerprint(&sql, &read, own_until.as_deref(), own);
                 seed.push_str(&own_fingerprint);
