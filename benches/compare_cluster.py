@@ -115,11 +115,19 @@ def main():
     ap.add_argument("--executors", type=int, default=2)
     ap.add_argument("--concurrency", type=int, default=1,
                     help="task slots per executor (default 1: 2 executors use 2 cores)")
+    ap.add_argument("--cluster-env", default="",
+                    help="settings for the cluster side's client only, as KEY=value pairs "
+                         "separated by commas (DATAFUSION_* and BALLISTA_* options), to tune "
+                         "the cluster against local mode")
     ap.add_argument("--explain", action="store_true",
                     help="also print each query's stages, scan and shuffle volumes on the cluster")
     args = ap.parse_args()
 
     wh = prepare_warehouse(args)
+    cluster_env = dict(os.environ)
+    for item in filter(None, args.cluster_env.split(",")):
+        key, value = item.split("=", 1)
+        cluster_env[key.strip()] = value.strip()
 
     tmp = tempfile.mkdtemp()
     procs, url = start_cluster(args.kefu, tmp, args.executors, args.concurrency, wh)
@@ -144,7 +152,7 @@ def main():
             local_cmd = [*base, "--output", local_out]
             cluster_cmd = [*base, "--output", cluster_out, "--cluster", url]
             loc, clu = alternate(args.runs, lambda: timed(name, local_cmd),
-                                 lambda: timed(name, cluster_cmd))
+                                 lambda: timed(name, cluster_cmd, cluster_env))
             both = os.path.exists(local_out) and os.path.exists(cluster_out)
             diff = compare(cluster_out, local_out) if both else "missing output"
             lm, cm = statistics.median(loc), statistics.median(clu)

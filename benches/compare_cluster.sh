@@ -4,6 +4,7 @@
 # build of kefu (built here). On one machine this measures the cluster's overhead.
 # Usage: benches/compare_cluster.sh [--runs N] [--customers N] [--days N] [--only q1,q2]
 #                                   [--executors N] [--concurrency N]
+#                                   [--cluster-env "DATAFUSION_X=1,BALLISTA_Y=2"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kefu/target}"

@@ -153,11 +153,12 @@ def compare(kefu_csv, duck_csv):
     return None
 
 
-def timed(name, cmd):
-    """Seconds `cmd` took, or NaN (reported) when it failed."""
+def timed(name, cmd, env=None):
+    """Seconds `cmd` took (with the environment `env`, default this one's), or NaN
+    (reported) when it failed."""
     start = time.perf_counter()
     try:
-        subprocess.run(cmd, check=True, capture_output=True)
+        subprocess.run(cmd, check=True, capture_output=True, env=env)
     except subprocess.CalledProcessError as e:
         print(f"{name}: {' '.join(cmd[:3])} failed: {e.stderr.decode()[-500:]}", file=sys.stderr)
         return float("nan")

@@ -247,8 +247,10 @@ pub struct Engine {
 
 /// DataFusion settings from the environment, over kefu's own: each option `a.b.c` is
 /// read from `DATAFUSION_A_B_C` (e.g. `DATAFUSION_EXECUTION_BATCH_SIZE=16384`), as
-/// DataFusion's own `from_env` names them. Ad hoc SQL cannot `SET` them (read-only).
-fn apply_environment(options: &mut ConfigOptions) -> Result<(), SqlError> {
+/// DataFusion's own `from_env` names them; so are the options of extensions registered
+/// in `options` (a cluster's `ballista.*`, from `BALLISTA_*`). Ad hoc SQL cannot `SET`
+/// them (read-only).
+pub fn apply_environment(options: &mut ConfigOptions) -> Result<(), SqlError> {
     for entry in options.entries() {
         let variable = entry.key.to_uppercase().replace('.', "_");
         if let Ok(value) = std::env::var(&variable) {
