@@ -115,6 +115,15 @@ mod tests {
     const SMALL_LEFT_JOIN_BIG: &str =
         "SELECT s.k, count(b.k) FROM small s LEFT JOIN big b ON b.k = s.k GROUP BY s.k";
 
+    /// The physical plan of [`SMALL_LEFT_JOIN_BIG`] in `ctx`, as text.
+    async fn planned(ctx: &SessionContext) -> String {
+        let df = ctx.sql(SMALL_LEFT_JOIN_BIG).await.unwrap();
+        let plan = df.create_physical_plan().await.unwrap();
+        datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(false)
+            .to_string()
+    }
+
     /// A small table left-joined to a larger one: local planning collects the small side
     /// (a left join, so it answers from the build side); the rule partitions it, and the
     /// plan then hash-partitions both sides.
@@ -129,11 +138,7 @@ mod tests {
         ctx.sql("CREATE TABLE big (k INT) AS SELECT value FROM generate_series(1, 10000)")
             .await
             .unwrap();
-        let df = ctx.sql(SMALL_LEFT_JOIN_BIG).await.unwrap();
-        let plan = df.create_physical_plan().await.unwrap();
-        let before = datafusion::physical_plan::displayable(plan.as_ref())
-            .indent(false)
-            .to_string();
+        let before = planned(&ctx).await;
         assert!(
             before.contains("mode=CollectLeft, join_type=Left"),
             "{before}"
@@ -146,14 +151,7 @@ mod tests {
             ctx.state().physical_optimizers().to_vec(),
         ))
         .build();
-        let df = SessionContext::new_with_state(state)
-            .sql(SMALL_LEFT_JOIN_BIG)
-            .await
-            .unwrap();
-        let plan = df.create_physical_plan().await.unwrap();
-        let after = datafusion::physical_plan::displayable(plan.as_ref())
-            .indent(false)
-            .to_string();
+        let after = planned(&SessionContext::new_with_state(state)).await;
         assert!(
             after.contains("mode=Partitioned, join_type=Left"),
             "{after}"
