@@ -5,7 +5,10 @@
 //! unmatched or matched rows (left, full, left semi, left anti, left mark): in one
 //! process DataFusion's tasks share which build rows were matched, but a cluster's tasks
 //! do not, so each would emit them by what its own part matched (rows lost or repeated).
-//! [`BroadcastOnlyProbeAnswers`] plans those joins partitioned instead.
+//! [`BroadcastOnlyProbeAnswers`] plans those joins partitioned instead, before DataFusion
+//! places its repartitions. (Ballista 55 demotes them too, but only when it cuts the plan
+//! into stages, after the repartitions were placed; with that alone, `agents_ranking` on
+//! a two-executor cluster lost a region's rows.)
 
 use std::sync::Arc;
 
