@@ -26,6 +26,7 @@ import time
 
 from alternate import alternate
 from compare_queries import add_common_arguments, compare, prepare_warehouse, query_runs, timed
+from compare_settings import environment
 
 
 def free_port():
@@ -124,10 +125,7 @@ def main():
     args = ap.parse_args()
 
     wh = prepare_warehouse(args)
-    cluster_env = dict(os.environ)
-    for item in filter(None, args.cluster_env.split(",")):
-        key, value = item.split("=", 1)
-        cluster_env[key.strip()] = value.strip()
+    cluster_env = environment(args.cluster_env)
 
     tmp = tempfile.mkdtemp()
     procs, url = start_cluster(args.kefu, tmp, args.executors, args.concurrency, wh)

@@ -22,6 +22,7 @@ from compare_queries import add_common_arguments, query_runs, warehouse_dir
 
 
 def environment(settings):
+    """This environment with `settings` (`KEY=value,...`) set over it."""
     env = dict(os.environ)
     for item in filter(None, settings.split(",")):
         key, value = item.split("=", 1)

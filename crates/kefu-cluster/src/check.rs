@@ -19,7 +19,7 @@ use kefu_storage::Warehouse;
 use kefu_storage::warehouse::MONTH_COLUMN;
 
 use crate::tls::ClusterTls;
-use crate::{ClusterError, open_engine, scheduler_address};
+use crate::{ClusterError, open_session, scheduler_address};
 
 /// An executor as the scheduler knows it, and what it did for the check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +126,7 @@ pub async fn check(
         target_partitions: Some(slots as usize),
         ..options.clone()
     };
-    let engine = open_engine(warehouse, &cluster_options, url, tls, Duration::ZERO).await?;
+    let engine = open_session(warehouse, &cluster_options, &host, port, tls).await?;
     {
         // Spread the query over every slot even when the month is a few small files:
         // without statistics DataFusion does not judge the input too small to

@@ -395,9 +395,21 @@ pub async fn open_engine(
     tls: Option<&ClusterTls>,
     wait: std::time::Duration,
 ) -> Result<Engine, ClusterError> {
-    let endpoint = tls.map(ClusterTls::endpoint_override);
     let (host, port) = scheduler_address(url)?;
     check::await_executor(&host, port, tls, wait).await?;
+    open_session(warehouse, options, &host, port, tls).await
+}
+
+/// [`open_engine`] without first asking the scheduler for its executors (the caller
+/// has).
+async fn open_session(
+    warehouse: &Warehouse,
+    options: &EngineOptions,
+    host: &str,
+    port: u16,
+    tls: Option<&ClusterTls>,
+) -> Result<Engine, ClusterError> {
+    let endpoint = tls.map(ClusterTls::endpoint_override);
     let scheduler = format!("df://{host}:{port}");
     Ok(Engine::open_with(warehouse, options, |state| {
         // Plans carry business_seconds' calendar (see `codec`).
