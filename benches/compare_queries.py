@@ -52,6 +52,27 @@ CREATE MACRO period_shift(period, d, n) AS CAST(CAST(d AS DATE) + CASE period
 CREATE MACRO local_trunc(period, ts) AS period_start(period, local_date(ts));
 """
 
+# DuckDB has no period_last_next (kefu's aggregate: each group's periods with their last
+# instant and the next period's first). A macro of list functions gives the same answer
+# but re-sorts each customer's contacts inside its lambdas (109 s for churn_monthly at
+# 370,000 customers, against 5.7 s for the plain form), so churn_monthly's two CTEs
+# that use it are given to DuckDB in the form an analyst would write: a group by
+# customer and month, and lead() over the months.
+PERIOD_LAST_NEXT_CTES = re.compile(r"per_customer AS \(.*?\),\s*last_in_month AS \(.*?\n\),\n", re.S)
+PLAIN_LAST_IN_MONTH = """monthly AS (
+    SELECT customer_id, local_trunc('month', event_at) AS month_start,
+           min(event_at) AS first_at, max(event_at) AS last_at
+    FROM contacts
+    GROUP BY customer_id, 2
+),
+last_in_month AS (
+    SELECT c.region, c.segment, c.tier, m.month_start, m.last_at,
+           lead(m.first_at) OVER (PARTITION BY m.customer_id ORDER BY m.month_start) AS next_at
+    FROM monthly m JOIN cust c ON c.customer_id = m.customer_id
+),
+"""
+
+
 def duckdb_runner(prelude):
     """A Python script (argv: warehouse, SQL file, output CSV, threads) that runs one SQL
     file in DuckDB over the newest version of the warehouse's Delta tables, after the SQL
@@ -81,6 +102,10 @@ DUCKDB_RUN = duckdb_runner(DUCKDB_PRELUDE)
 
 def to_duckdb(sql):
     """DataFusion spellings DuckDB lacks."""
+    if "period_last_next(" in sql:
+        sql, n = PERIOD_LAST_NEXT_CTES.subn(lambda _: PLAIN_LAST_IN_MONTH, sql)
+        if n != 1:
+            sys.exit("period_last_next outside churn_monthly's CTEs: no DuckDB form for it")
     sql = re.sub(
         r"arrow_cast\('([0-9T:\-]+)Z', 'Timestamp\(µs, \"UTC\"\)'\)",
         lambda m: f"TIMESTAMPTZ '{m.group(1).replace('T', ' ')}+00'",

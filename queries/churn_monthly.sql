@@ -76,31 +76,35 @@ observed AS (
         UNION ALL SELECT max(performed_at) FROM callbacks WHERE performed_at >= {{from:utc}}
     )
 ),
-monthly AS (
-    -- Each customer's first and last contact of each month they were seen in.
-    SELECT customer_id, local_trunc('month', event_at) AS month_start,
-           min(event_at) AS first_at, max(event_at) AS last_at
+per_customer AS (
+    -- Each customer's months with a contact, with the month's last contact and the one
+    -- after it (the first of the customer's next month with a contact): grouped by
+    -- customer alone, not by customer and month with a lead() over the months.
+    SELECT customer_id,
+           period_last_next(local_trunc('month', event_at), event_at) AS months
     FROM contacts
-    GROUP BY customer_id, 2
+    GROUP BY customer_id
 ),
 last_in_month AS (
-    -- The contact after a month's last one is the first of the customer's next month
-    -- with a contact.
-    SELECT customer_id, month_start, last_at,
-           lead(first_at) OVER (PARTITION BY customer_id ORDER BY month_start) AS next_at
-    FROM monthly
+    -- Joined to the customers before the months are unnested: a million customers
+    -- rather than ten million customer-months to look up.
+    SELECT region, segment, tier, m['period'] AS month_start, m['last_at'] AS last_at,
+           m['next_at'] AS next_at
+    FROM (SELECT c.region, c.segment, c.tier, unnest(p.months) AS m
+          FROM cust c JOIN per_customer p ON p.customer_id = c.customer_id)
 ),
 activity AS (
-    SELECT l.month_start, c.region, c.segment, c.tier,
+    SELECT l.month_start, l.region, l.segment, l.tier,
            count(*) AS active,
            count(*) FILTER (WHERE l.next_at IS NULL AND date_diff('microsecond', l.last_at, o.last_event) < {{days}} * 86400000000) AS unknown,
            count(*) FILTER (WHERE (l.next_at IS NULL AND date_diff('microsecond', l.last_at, o.last_event) >= {{days}} * 86400000000)
                OR date_diff('microsecond', l.last_at, l.next_at) > {{days}} * 86400000000) AS churned
-    FROM last_in_month l
-    JOIN cust c ON c.customer_id = l.customer_id
-    CROSS JOIN observed o
+    -- The one-row side first: it is the side a cross join holds in memory, and the
+    -- optimizer has no row count for unnested lists to swap the sides by.
+    FROM observed o
+    CROSS JOIN last_in_month l
     WHERE l.month_start < {{to}}
-    GROUP BY l.month_start, c.region, c.segment, c.tier
+    GROUP BY l.month_start, l.region, l.segment, l.tier
 ),
 result AS (
     SELECT

@@ -91,7 +91,7 @@ fn value_type(input: &DataType) -> DataType {
     }
 }
 
-fn key_type_supported(key: &DataType) -> bool {
+pub(crate) fn key_type_supported(key: &DataType) -> bool {
     key.is_integer()
         || matches!(
             key,
@@ -100,7 +100,7 @@ fn key_type_supported(key: &DataType) -> bool {
 }
 
 /// The key column as `i64` (timestamps in their own unit, dates in days).
-fn keys(array: &ArrayRef) -> DfResult<Int64Array> {
+pub(crate) fn keys(array: &ArrayRef) -> DfResult<Int64Array> {
     let array = match array.data_type() {
         DataType::Date32 => cast(&cast(array, &DataType::Int32)?, &DataType::Int64)?,
         _ => cast(array, &DataType::Int64)?,

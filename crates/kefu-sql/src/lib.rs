@@ -12,6 +12,7 @@ pub mod cli;
 pub mod describe;
 pub mod destination;
 pub mod engine;
+pub mod last_next;
 pub mod limits;
 pub mod output;
 pub mod queries;

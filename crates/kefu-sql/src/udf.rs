@@ -22,6 +22,8 @@
 //!   interval field by field (a 26-day duration is "less" than 7 days).
 //! - `error(message)`: fails the query with `message` (a query's guard on its inputs).
 //! - `max_by(value, key)`, `min_by(value, key)`: see [`crate::by_key`].
+//! - `period_last_next(period, at)`: each period's last instant and the next period's
+//!   first, per group; see [`crate::last_next`].
 //! - `business_seconds(start, end)`: working seconds between two instants under the
 //!   session's working calendar ([`WorkingCalendar`]: working hours, weekdays, holidays
 //!   and make-up working days), for SLAs stated in working hours or days.
@@ -61,6 +63,7 @@ pub fn register(ctx: &SessionContext, calendar: &WorkingCalendar, zone: Tz) {
     for function in crate::by_key::functions() {
         ctx.register_udaf(function);
     }
+    ctx.register_udaf(crate::last_next::function());
 }
 
 /// The period named by a function's constant argument (`local_trunc`, `date_diff`, …).
