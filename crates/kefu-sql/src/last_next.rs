@@ -18,10 +18,11 @@ use std::mem::size_of;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int64Array, Int64Builder, ListArray, StructArray,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, Int64Builder, ListArray,
+    StructArray,
 };
 use arrow::buffer::OffsetBuffer;
-use arrow::compute::{cast, filter};
+use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{Result as DfResult, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -62,9 +63,12 @@ fn list_of(item: DataType) -> DataType {
     DataType::List(Arc::new(Field::new_list_field(item, true)))
 }
 
-/// The partial state: the periods, each one's earliest and its latest instant, as three
-/// lists of `i64` (one element per period) sharing their offsets.
-const STATE: [&str; 3] = ["periods", "firsts", "lasts"];
+/// The partial state: one binary value per group holding its entries, each the period,
+/// its earliest and its latest instant as three little-endian `i64`. Rows handed on
+/// without partial aggregation are one-entry states by the ten million, and a binary
+/// column moves through a hash repartition (and a cluster's shuffle) as one buffer
+/// copy per batch, where three lists of `i64` took a third of the time of adding them.
+const ENTRY_BYTES: usize = 3 * size_of::<i64>();
 
 impl AggregateUDFImpl for PeriodLastNext {
     fn name(&self) -> &str {
@@ -87,16 +91,11 @@ impl AggregateUDFImpl for PeriodLastNext {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
-        Ok(STATE
-            .iter()
-            .map(|part| {
-                Arc::new(Field::new(
-                    format!("{}[{part}]", args.name),
-                    list_of(DataType::Int64),
-                    true,
-                ))
-            })
-            .collect())
+        Ok(vec![Arc::new(Field::new(
+            format!("{}[entries]", args.name),
+            DataType::Binary,
+            true,
+        ))])
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
@@ -241,22 +240,16 @@ impl Flat {
     }
 }
 
-/// The partial state of `groups` (see [`STATE`]).
-fn state_lists(groups: &Flat) -> DfResult<Vec<ArrayRef>> {
-    let parts: [fn(&Entry) -> i64; 3] = [|e| e.period, |e| e.first, |e| e.last];
-    let offsets = OffsetBuffer::from_lengths(groups.lengths.iter().copied());
-    parts
-        .iter()
-        .map(|part| {
-            let values: Int64Array = groups.entries.iter().map(|e| Some(part(e))).collect();
-            Ok(Arc::new(ListArray::try_new(
-                Arc::new(Field::new_list_field(DataType::Int64, true)),
-                offsets.clone(),
-                Arc::new(values),
-                None,
-            )?) as ArrayRef)
-        })
-        .collect()
+/// The partial state of `groups` (see [`ENTRY_BYTES`]).
+fn state_of(groups: &Flat) -> Vec<ArrayRef> {
+    let mut bytes = Vec::with_capacity(groups.entries.len() * ENTRY_BYTES);
+    for entry in &groups.entries {
+        for value in [entry.period, entry.first, entry.last] {
+            bytes.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+    let offsets = OffsetBuffer::from_lengths(groups.lengths.iter().map(|n| n * ENTRY_BYTES));
+    vec![Arc::new(BinaryArray::new(offsets, bytes.into(), None))]
 }
 
 /// Calls `add(row, period, first, last)` for every entry of partial states.
@@ -264,19 +257,21 @@ fn each_state_entry(
     states: &[ArrayRef],
     mut add: impl FnMut(usize, i64, i64, i64),
 ) -> DfResult<()> {
-    let lists: Vec<&ListArray> = states.iter().map(|s| s.as_list::<i32>()).collect();
-    let [periods, firsts, lasts] = lists.as_slice() else {
-        return plan_err!("period_last_next: a partial state has three lists");
+    let Some(entries) = states.first().and_then(|s| s.as_binary_opt::<i32>()) else {
+        return plan_err!("period_last_next: a partial state is one binary column");
     };
-    let values = |list: &ListArray| -> DfResult<Int64Array> { keys(list.values()) };
-    let (p, f, l) = (values(periods)?, values(firsts)?, values(lasts)?);
-    let offsets = periods.value_offsets();
-    for row in 0..periods.len() {
-        if periods.is_null(row) {
+    for row in 0..entries.len() {
+        if entries.is_null(row) {
             continue;
         }
-        for i in offsets[row] as usize..offsets[row + 1] as usize {
-            add(row, p.value(i), f.value(i), l.value(i));
+        let value = entries.value(row);
+        if value.len() % ENTRY_BYTES != 0 {
+            return plan_err!("period_last_next: a partial state of {} bytes", value.len());
+        }
+        for entry in value.chunks_exact(ENTRY_BYTES) {
+            let part =
+                |i: usize| i64::from_le_bytes(entry[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+            add(row, part(0), part(1), part(2));
         }
     }
     Ok(())
@@ -472,7 +467,7 @@ impl GroupsAccumulator for GroupsLastNext {
     }
 
     fn state(&mut self, emit_to: EmitTo) -> DfResult<Vec<ArrayRef>> {
-        state_lists(&self.take(emit_to))
+        Ok(state_of(&self.take(emit_to)))
     }
 
     fn merge_batch(
@@ -495,26 +490,21 @@ impl GroupsAccumulator for GroupsLastNext {
         // Each row its own state: one period whose first and last instant are the row's,
         // or none for a row that is skipped.
         let (periods, ats) = (keys(&values[0])?, keys(&values[1])?);
-        let kept: BooleanArray = (0..periods.len())
-            .map(|row| {
-                Some(
-                    !periods.is_null(row)
-                        && !ats.is_null(row)
-                        && opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row)),
-                )
-            })
-            .collect();
-        let offsets = OffsetBuffer::from_lengths(kept.values().iter().map(usize::from));
-        let list = |values: &Int64Array| -> DfResult<ArrayRef> {
-            Ok(Arc::new(ListArray::try_new(
-                Arc::new(Field::new_list_field(DataType::Int64, true)),
-                offsets.clone(),
-                filter(values, &kept)?,
-                None,
-            )?))
-        };
-        let instants = list(&ats)?;
-        Ok(vec![list(&periods)?, Arc::clone(&instants), instants])
+        let mut rows = Flat::default();
+        for row in 0..periods.len() {
+            let kept = !periods.is_null(row)
+                && !ats.is_null(row)
+                && opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+            if kept {
+                rows.entries.push(Entry {
+                    period: periods.value(row),
+                    first: ats.value(row),
+                    last: ats.value(row),
+                });
+            }
+            rows.lengths.push(usize::from(kept));
+        }
+        Ok(state_of(&rows))
     }
 
     fn size(&self) -> usize {
@@ -564,10 +554,8 @@ impl Accumulator for SingleLastNext {
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        state_lists(&Flat::of_lists(std::iter::once(&self.periods)))?
-            .into_iter()
-            .map(|list| Ok(ScalarValue::List(Arc::new(list.as_list::<i32>().clone()))))
-            .collect()
+        let state = state_of(&Flat::of_lists(std::iter::once(&self.periods)));
+        Ok(vec![ScalarValue::try_from_array(&state[0], 0)?])
     }
 
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
