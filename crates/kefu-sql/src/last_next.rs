@@ -252,6 +252,34 @@ fn state_of(groups: &Flat) -> Vec<ArrayRef> {
     vec![Arc::new(BinaryArray::new(offsets, bytes.into(), None))]
 }
 
+/// The rows' periods and instants, with whether each row counts: both present and, under
+/// a FILTER, passed.
+struct Rows {
+    periods: Int64Array,
+    ats: Int64Array,
+}
+
+impl Rows {
+    fn of(values: &[ArrayRef]) -> DfResult<Rows> {
+        Ok(Rows {
+            periods: keys(&values[0])?,
+            ats: keys(&values[1])?,
+        })
+    }
+
+    /// `(period, at)` of `row` if it counts.
+    fn get(&self, row: usize, filter: Option<&BooleanArray>) -> Option<(i64, i64)> {
+        let counts = self.periods.is_valid(row)
+            && self.ats.is_valid(row)
+            && filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+        counts.then(|| (self.periods.value(row), self.ats.value(row)))
+    }
+
+    fn len(&self) -> usize {
+        self.periods.len()
+    }
+}
+
 /// Calls `add(row, period, first, last)` for every entry of partial states.
 fn each_state_entry(
     states: &[ArrayRef],
@@ -447,16 +475,11 @@ impl GroupsAccumulator for GroupsLastNext {
         total_num_groups: usize,
     ) -> DfResult<()> {
         self.resize(total_num_groups);
-        let (periods, ats) = (keys(&values[0])?, keys(&values[1])?);
+        let rows = Rows::of(values)?;
         for (row, &group) in group_indices.iter().enumerate() {
-            if periods.is_null(row)
-                || ats.is_null(row)
-                || opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
-            {
-                continue;
+            if let Some((period, at)) = rows.get(row, opt_filter) {
+                self.add(group, period, at, at);
             }
-            let at = ats.value(row);
-            self.add(group, periods.value(row), at, at);
         }
         Ok(())
     }
@@ -489,22 +512,20 @@ impl GroupsAccumulator for GroupsLastNext {
     ) -> DfResult<Vec<ArrayRef>> {
         // Each row its own state: one period whose first and last instant are the row's,
         // or none for a row that is skipped.
-        let (periods, ats) = (keys(&values[0])?, keys(&values[1])?);
-        let mut rows = Flat::default();
-        for row in 0..periods.len() {
-            let kept = !periods.is_null(row)
-                && !ats.is_null(row)
-                && opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
-            if kept {
-                rows.entries.push(Entry {
-                    period: periods.value(row),
-                    first: ats.value(row),
-                    last: ats.value(row),
+        let rows = Rows::of(values)?;
+        let mut states = Flat::default();
+        for row in 0..rows.len() {
+            let entry = rows.get(row, opt_filter);
+            if let Some((period, at)) = entry {
+                states.entries.push(Entry {
+                    period,
+                    first: at,
+                    last: at,
                 });
             }
-            rows.lengths.push(usize::from(kept));
+            states.lengths.push(usize::from(entry.is_some()));
         }
-        Ok(state_of(&rows))
+        Ok(state_of(&states))
     }
 
     fn size(&self) -> usize {
@@ -536,11 +557,10 @@ impl std::fmt::Debug for SingleLastNext {
 
 impl Accumulator for SingleLastNext {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
-        let (periods, ats) = (keys(&values[0])?, keys(&values[1])?);
-        for row in 0..periods.len() {
-            if !periods.is_null(row) && !ats.is_null(row) {
-                let at = ats.value(row);
-                self.periods.add(periods.value(row), at, at);
+        let rows = Rows::of(values)?;
+        for row in 0..rows.len() {
+            if let Some((period, at)) = rows.get(row, None) {
+                self.periods.add(period, at, at);
             }
         }
         Ok(())
