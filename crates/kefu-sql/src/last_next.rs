@@ -308,6 +308,11 @@ fn each_state_entry(
 /// Periods at most this many are kept as columns (see [`Layout::Columns`]).
 const MAX_COLUMNS: usize = 32;
 
+/// Columns are given up once their cells would outnumber this many times the filled
+/// ones (plus one per group): sparse periods, days over a customer base that calls a
+/// few times a year, take their memory as lists.
+const MAX_EMPTY_RATIO: usize = 4;
+
 #[derive(Clone, Copy)]
 struct Cell {
     first: i64,
@@ -334,6 +339,8 @@ enum Layout {
     Columns {
         periods: Vec<i64>,
         cells: Vec<Vec<Cell>>,
+        /// Cells holding a value.
+        filled: usize,
     },
     /// Each group's periods as a sorted list: once there are more than [`MAX_COLUMNS`]
     /// periods (days over years), whose columns would be mostly empty.
@@ -356,6 +363,7 @@ impl GroupsLastNext {
             layout: Layout::Columns {
                 periods: Vec::new(),
                 cells: Vec::new(),
+                filled: 0,
             },
             groups: 0,
         }
@@ -374,10 +382,19 @@ impl GroupsLastNext {
     }
 
     fn add(&mut self, group: usize, period: i64, first: i64, last: i64) {
-        if let Layout::Columns { periods, cells } = &mut self.layout {
+        if let Layout::Columns {
+            periods,
+            cells,
+            filled,
+        } = &mut self.layout
+        {
             let column = match periods.binary_search(&period) {
                 Ok(column) => Some(column),
-                Err(column) if periods.len() < MAX_COLUMNS => {
+                Err(column)
+                    if periods.len() < MAX_COLUMNS
+                        && (periods.len() + 1) * self.groups
+                            <= MAX_EMPTY_RATIO * (*filled + self.groups) =>
+                {
                     periods.insert(column, period);
                     cells.insert(column, vec![Cell::EMPTY; self.groups]);
                     Some(column)
@@ -387,6 +404,7 @@ impl GroupsLastNext {
             match column {
                 Some(column) => {
                     let cell = &mut cells[column][group];
+                    *filled += usize::from(cell.is_empty());
                     cell.first = cell.first.min(first);
                     cell.last = cell.last.max(last);
                     return;
@@ -402,7 +420,7 @@ impl GroupsLastNext {
     }
 
     fn switch_to_lists(&mut self) {
-        let Layout::Columns { periods, cells } = &self.layout else {
+        let Layout::Columns { periods, cells, .. } = &self.layout else {
             return;
         };
         let mut groups: Vec<Periods> = (0..self.groups).map(|_| Periods::default()).collect();
@@ -430,7 +448,11 @@ impl GroupsLastNext {
         };
         self.groups -= taken;
         match &mut self.layout {
-            Layout::Columns { periods, cells } => {
+            Layout::Columns {
+                periods,
+                cells,
+                filled,
+            } => {
                 let columns: Vec<Vec<Cell>> = cells
                     .iter_mut()
                     .map(|column| emit_to.take_needed(column))
@@ -450,6 +472,7 @@ impl GroupsLastNext {
                     }
                     flat.lengths.push(flat.entries.len() - before);
                 }
+                *filled -= flat.entries.len();
                 if self.groups == 0 {
                     periods.clear();
                     cells.clear();
@@ -530,7 +553,7 @@ impl GroupsAccumulator for GroupsLastNext {
 
     fn size(&self) -> usize {
         match &self.layout {
-            Layout::Columns { periods, cells } => {
+            Layout::Columns { periods, cells, .. } => {
                 periods.capacity() * size_of::<i64>()
                     + cells.iter().map(Vec::capacity).sum::<usize>() * size_of::<Cell>()
             }
@@ -743,5 +766,26 @@ mod tests {
         expected_few = vec![(1, 0, 5, Some(205)), (1, 2, 205, None), (2, 3, 305, None)];
         assert_eq!(rest, expected_few);
         assert!(matches!(&acc.layout, Layout::Columns { cells, .. } if cells.is_empty()));
+    }
+
+    /// Sparse periods (each of 100 groups in one of 10) are kept as lists rather than
+    /// as columns mostly empty: with four columns for 100 groups and 4 rows, the fifth
+    /// period switches.
+    #[test]
+    fn sparse_periods_become_lists() {
+        let rows: Vec<i64> = (0..100).collect();
+        let values = [
+            column(&rows.iter().map(|g| Some(g % 10)).collect::<Vec<_>>()),
+            column(&rows.iter().map(|g| Some(1000 + g)).collect::<Vec<_>>()),
+        ];
+        let groups: Vec<usize> = (0..100).collect();
+        let mut acc = accumulator();
+        acc.update_batch(&values, &groups, None, 100).unwrap();
+        assert!(matches!(acc.layout, Layout::Lists { entries: 100, .. }));
+        let expected: Vec<_> = rows
+            .iter()
+            .map(|&g| (g as usize, g % 10, 1000 + g, None))
+            .collect();
+        assert_eq!(entries(&acc.evaluate(EmitTo::All).unwrap()), expected);
     }
 }
