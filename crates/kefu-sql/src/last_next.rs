@@ -8,7 +8,7 @@
 //! contacts in 10.6 M groups, then a sort of the groups for the window. Grouped by
 //! customer alone, each group holds a cell (first and last instant) per period, and the
 //! window's work comes for free: churn_monthly over 13 months at a million customers
-//! went from about 9.5 s to 6 s.
+//! went from about 9.5 s to 5 s.
 //!
 //! Periods and instants are integers, dates or timestamps, and come back in their own
 //! types; rows with a null period or instant are skipped; a group without rows gets an
@@ -66,8 +66,8 @@ fn list_of(item: DataType) -> DataType {
 /// The partial state: one binary value per group holding its entries, each the period,
 /// its earliest and its latest instant as three little-endian `i64`. Rows handed on
 /// without partial aggregation are one-entry states by the ten million, and a binary
-/// column moves through a hash repartition (and a cluster's shuffle) as one buffer
-/// copy per batch, where three lists of `i64` took a third of the time of adding them.
+/// column moves through a hash repartition (and a cluster's shuffle) as buffer copies;
+/// three lists of `i64` went through `take_list` there, about 13% of churn_monthly's CPU.
 const ENTRY_BYTES: usize = 3 * size_of::<i64>();
 
 impl AggregateUDFImpl for PeriodLastNext {
