@@ -59,10 +59,6 @@ fn entry_fields(period: &DataType, at: &DataType) -> Fields {
     ])
 }
 
-fn list_of(item: DataType) -> DataType {
-    DataType::List(Arc::new(Field::new_list_field(item, true)))
-}
-
 /// The partial state: one binary value per group holding its entries, each the period,
 /// its earliest and its latest instant as three little-endian `i64`. Rows handed on
 /// without partial aggregation are one-entry states by the ten million, and a binary
@@ -87,7 +83,10 @@ impl AggregateUDFImpl for PeriodLastNext {
                 );
             }
         }
-        Ok(list_of(DataType::Struct(entry_fields(&args[0], &args[1]))))
+        Ok(DataType::List(Arc::new(Field::new_list_field(
+            DataType::Struct(entry_fields(&args[0], &args[1])),
+            true,
+        ))))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
@@ -117,7 +116,7 @@ impl AggregateUDFImpl for PeriodLastNext {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct Entry {
     period: i64,
     first: i64,
@@ -125,20 +124,12 @@ struct Entry {
 }
 
 /// One group's periods, sorted by period.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Periods(Vec<Entry>);
 
 impl Periods {
     /// Adds instants `first..=last` of `period`; returns whether it was a new period.
     fn add(&mut self, period: i64, first: i64, last: i64) -> bool {
-        // Rows of one group mostly arrive in time order: look at the newest period first.
-        if let Some(entry) = self.0.last_mut()
-            && entry.period == period
-        {
-            entry.first = entry.first.min(first);
-            entry.last = entry.last.max(last);
-            return false;
-        }
         match self.0.binary_search_by_key(&period, |e| e.period) {
             Ok(i) => {
                 let entry = &mut self.0[i];
@@ -162,6 +153,7 @@ impl Periods {
 }
 
 /// The argument types, in which the result is given back.
+#[derive(Debug)]
 struct Output {
     period: DataType,
     at: DataType,
@@ -230,6 +222,35 @@ struct Flat {
 }
 
 impl Flat {
+    /// The first `groups` groups of columns of cells (see [`Layout::Columns`]).
+    fn of_columns(periods: &[i64], columns: &[Vec<Cell>], groups: usize) -> Flat {
+        let mut flat = Flat::default();
+        for group in 0..groups {
+            let before = flat.entries.len();
+            for (&period, column) in periods.iter().zip(columns) {
+                let cell = column[group];
+                if !cell.is_empty() {
+                    flat.entries.push(Entry {
+                        period,
+                        first: cell.first,
+                        last: cell.last,
+                    });
+                }
+            }
+            flat.lengths.push(flat.entries.len() - before);
+        }
+        flat
+    }
+
+    /// Each group's entries as its own list.
+    fn into_lists(self) -> Vec<Periods> {
+        let mut entries = self.entries.into_iter();
+        self.lengths
+            .iter()
+            .map(|&n| Periods(entries.by_ref().take(n).collect()))
+            .collect()
+    }
+
     fn of_lists<'a>(groups: impl Iterator<Item = &'a Periods>) -> Flat {
         let mut flat = Flat::default();
         for group in groups {
@@ -420,24 +441,16 @@ impl GroupsLastNext {
     }
 
     fn switch_to_lists(&mut self) {
-        let Layout::Columns { periods, cells, .. } = &self.layout else {
+        let Layout::Columns {
+            periods,
+            cells,
+            filled,
+        } = &self.layout
+        else {
             return;
         };
-        let mut groups: Vec<Periods> = (0..self.groups).map(|_| Periods::default()).collect();
-        let mut entries = 0;
-        // Column by column, ascending: each group's list stays sorted.
-        for (&period, column) in periods.iter().zip(cells) {
-            for (group, cell) in column.iter().enumerate() {
-                if !cell.is_empty() {
-                    groups[group].0.push(Entry {
-                        period,
-                        first: cell.first,
-                        last: cell.last,
-                    });
-                    entries += 1;
-                }
-            }
-        }
+        let entries = *filled;
+        let groups = Flat::of_columns(periods, cells, self.groups).into_lists();
         self.layout = Layout::Lists { groups, entries };
     }
 
@@ -457,21 +470,7 @@ impl GroupsLastNext {
                     .iter_mut()
                     .map(|column| emit_to.take_needed(column))
                     .collect();
-                let mut flat = Flat::default();
-                for group in 0..taken {
-                    let before = flat.entries.len();
-                    for (&period, column) in periods.iter().zip(&columns) {
-                        let cell = column[group];
-                        if !cell.is_empty() {
-                            flat.entries.push(Entry {
-                                period,
-                                first: cell.first,
-                                last: cell.last,
-                            });
-                        }
-                    }
-                    flat.lengths.push(flat.entries.len() - before);
-                }
+                let flat = Flat::of_columns(periods, &columns, taken);
                 *filled -= flat.entries.len();
                 if self.groups == 0 {
                     periods.clear();
@@ -565,17 +564,10 @@ impl GroupsAccumulator for GroupsLastNext {
 }
 
 /// The accumulator without GROUP BY (one group).
+#[derive(Debug)]
 struct SingleLastNext {
     output: Output,
     periods: Periods,
-}
-
-impl std::fmt::Debug for SingleLastNext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SingleLastNext")
-            .field("periods", &self.periods.0.len())
-            .finish()
-    }
 }
 
 impl Accumulator for SingleLastNext {
