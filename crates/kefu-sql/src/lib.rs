@@ -6,6 +6,7 @@
 //! parameterised KPI queries from `queries/`; [`udf`] adds the functions they need that
 //! SQL lacks, such as business-time durations under a working calendar.
 
+pub mod band_join;
 pub mod by_key;
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -244,3 +244,64 @@ fn day_and_hour_intervals_on_utc_times_run_as_durations() {
         assert!(london.contains("IntervalMonthDayNano"), "{london}");
     });
 }
+
+/// Inner joins on a key and a band of time run as kefu's BandJoinExec, partitioned or with
+/// the build side collected; other joins stay DataFusion's hash join. The answers are
+/// checked in band_joins.slt.
+#[test]
+fn joins_on_a_key_and_a_band_of_time_run_as_band_joins() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = fixture_warehouse(dir.path());
+    runtime().block_on(async {
+        let engine = Engine::open(&warehouse, &EngineOptions::default())
+            .await
+            .unwrap();
+        let within_the_hour = "SELECT count(*) FROM calls a JOIN calls b \
+             ON b.customer_id = a.customer_id \
+             WHERE b.ivr_entered_at > a.ivr_entered_at \
+               AND b.ivr_entered_at <= a.ivr_entered_at + INTERVAL '1 hour'";
+        let (_, plan) = run(&engine, within_the_hour).await.unwrap();
+        let collected = show(&plan);
+        assert!(
+            collected.contains("BandJoinExec: mode=CollectLeft"),
+            "{collected}"
+        );
+        assert!(!collected.contains("HashJoinExec"), "{collected}");
+        assert!(!collected.contains("DynamicFilter"), "{collected}");
+        // Only the pairs inside the band are tested: C01 → C02, C02 → C03, and none of
+        // the other 26 pairs of CU01's and CU02's calls.
+        assert_eq!(metric(&plan, "candidate_pairs"), 2, "{collected}");
+
+        // Without a small side, both sides are hash-partitioned.
+        {
+            let state = engine.context().state_ref();
+            let mut state = state.write();
+            let optimizer = &mut state.config_mut().options_mut().optimizer;
+            optimizer.hash_join_single_partition_threshold = 0;
+            optimizer.hash_join_single_partition_threshold_rows = 0;
+        }
+        let partitioned = show(&run(&engine, within_the_hour).await.unwrap().1);
+        assert!(
+            partitioned.contains("BandJoinExec: mode=Partitioned"),
+            "{partitioned}"
+        );
+
+        for not_a_band in [
+            // One end only.
+            "SELECT count(*) FROM calls a JOIN calls b ON b.customer_id = a.customer_id \
+             WHERE b.ivr_entered_at > a.ivr_entered_at",
+            // Outer joins keep rows without a partner.
+            "SELECT count(*) FROM calls a LEFT JOIN calls b ON b.customer_id = a.customer_id \
+             AND b.ivr_entered_at > a.ivr_entered_at \
+             AND b.ivr_entered_at <= a.ivr_entered_at + INTERVAL '1 hour'",
+            // Months are not a fixed length.
+            "SELECT count(*) FROM calls a JOIN calls b ON b.customer_id = a.customer_id \
+             WHERE b.ivr_entered_at > a.ivr_entered_at \
+               AND b.ivr_entered_at <= a.ivr_entered_at + INTERVAL '1 month'",
+        ] {
+            let plan = show(&run(&engine, not_a_band).await.unwrap().1);
+            assert!(plan.contains("HashJoinExec"), "{plan}");
+            assert!(!plan.contains("BandJoinExec"), "{plan}");
+        }
+    });
+}
