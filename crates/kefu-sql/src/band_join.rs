@@ -50,8 +50,9 @@ const KEY_HASHES: RandomState = RandomState::with_seed(0x6b65_6675_6261_6e64);
 
 /// Replaces each inner hash join whose filter bounds a build-side time on both sides by a
 /// probe-side time with a [`BandJoinExec`] over the same inputs. Runs before DataFusion's
-/// post-optimization filter pushdown, which would otherwise hand the hash join's dynamic
-/// filter (a lookup into its hash table) to the probe-side scan.
+/// post-optimization filter pushdown (see [`crate::rules::physical_rules`]), which would
+/// otherwise hand the hash join's dynamic filter (a lookup into its hash table) to the
+/// probe-side scan.
 #[derive(Debug, Default)]
 pub struct BandJoins;
 
@@ -82,19 +83,6 @@ impl PhysicalOptimizerRule for BandJoins {
     fn schema_check(&self) -> bool {
         true
     }
-}
-
-/// `rules` with [`BandJoins`] just before the post-optimization filter pushdown (at the
-/// end when there is none).
-pub fn with_band_joins(
-    mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>>,
-) -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
-    let before = rules
-        .iter()
-        .position(|rule| rule.name() == "FilterPushdown(Post)")
-        .unwrap_or(rules.len());
-    rules.insert(before, Arc::new(BandJoins));
-    rules
 }
 
 /// One end of the band: the build time against the probe time plus `offset` (in the
@@ -877,6 +865,89 @@ impl Probing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::util::pretty::pretty_format_batches;
+    use datafusion::execution::session_state::SessionStateBuilder;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    /// Keys and times with nulls and repeats (b: 150 rows, other nulls and times).
+    const TABLES: &str = "CREATE TABLE a AS SELECT value AS id, \
+        CASE WHEN value % 13 = 0 THEN NULL ELSE value % 6 END AS k, \
+        CASE WHEN value % 17 = 0 THEN NULL ELSE (value * 37) % 50 END AS t \
+        FROM generate_series(1, 120)";
+
+    /// `sql`'s rows as text, by a session with kefu's operators or with DataFusion's own.
+    async fn answer(sql: &str, kefu: bool, batch_size: usize, collect_left: bool) -> String {
+        let mut config = SessionConfig::new()
+            .with_batch_size(batch_size)
+            .with_target_partitions(3);
+        if !collect_left {
+            let optimizer = &mut config.options_mut().optimizer;
+            optimizer.hash_join_single_partition_threshold = 0;
+            optimizer.hash_join_single_partition_threshold_rows = 0;
+        }
+        let mut builder = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features();
+        if kefu {
+            builder = builder.with_physical_optimizer_rules(crate::rules::physical_rules());
+        }
+        let ctx = SessionContext::new_with_state(builder.build());
+        // Tables in memory, with row counts for choosing how to join.
+        ctx.sql(TABLES).await.unwrap().collect().await.unwrap();
+        let b = TABLES.replace("TABLE a", "TABLE b").replace("120", "150");
+        ctx.sql(&b.replace("% 13", "% 11").replace("37", "23"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let df = ctx.sql(sql).await.unwrap();
+        let plan = format!(
+            "{}",
+            datafusion::physical_plan::displayable(
+                df.clone().create_physical_plan().await.unwrap().as_ref()
+            )
+            .indent(false)
+        );
+        let mode = if collect_left {
+            "CollectLeft"
+        } else {
+            "Partitioned"
+        };
+        assert_eq!(
+            plan.contains(&format!("BandJoinExec: mode={mode}")),
+            kefu,
+            "{plan}"
+        );
+        pretty_format_batches(&df.collect().await.unwrap())
+            .unwrap()
+            .to_string()
+    }
+
+    /// Bands of every form, over keys and times with nulls and repeats, in batches small
+    /// and large, collected and partitioned: the same rows as DataFusion's hash join.
+    #[tokio::test]
+    async fn band_joins_agree_with_datafusion() {
+        let bands = [
+            "b.t > a.t AND b.t <= a.t + 3",
+            "b.t >= a.t - 2 AND b.t < a.t + 2",
+            "a.t + 4 > b.t AND a.t - 1 <= b.t AND a.id <> b.id",
+            "b.t BETWEEN a.t AND a.t + 5",
+            "b.t - 2 >= a.t AND b.t - 6 < a.t AND (a.id + b.id) % 3 = 0",
+        ];
+        for band in bands {
+            let sql = format!(
+                "SELECT a.id, b.id, a.t, b.t FROM a JOIN b ON a.k = b.k AND {band} ORDER BY 1, 2"
+            );
+            for (batch_size, collect_left) in [(1, true), (5, false), (64, true), (8192, false)] {
+                assert_eq!(
+                    answer(&sql, true, batch_size, collect_left).await,
+                    answer(&sql, false, batch_size, collect_left).await,
+                    "{band}, batches of {batch_size}"
+                );
+            }
+        }
+    }
 
     fn band(lower: (i64, bool), upper: (i64, bool)) -> Band {
         Band {

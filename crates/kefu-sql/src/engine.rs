@@ -380,9 +380,7 @@ impl Engine {
                 .with_config(config)
                 .with_runtime_env(runtime)
                 .with_default_features()
-                .with_physical_optimizer_rules(crate::band_join::with_band_joins(
-                    datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules,
-                )),
+                .with_physical_optimizer_rules(crate::rules::physical_rules()),
         )
         .build();
         let ctx = SessionContext::new_with_state(upgrade(state).map_err(SqlError::DataFusion)?);

@@ -19,6 +19,7 @@ pub mod output;
 pub mod queries;
 pub mod rules;
 pub mod shell;
+pub mod shift_window;
 pub mod side_files;
 pub mod snapshot;
 pub mod udf;

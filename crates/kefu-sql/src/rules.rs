@@ -11,6 +11,7 @@ use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 
 /// `ts ± INTERVAL '7 days'` as `ts ± 7 × 86,400 s` where the two are equal: a timestamp
 /// without a zone, in UTC or at a fixed offset, and an interval of days and time but no
@@ -52,6 +53,22 @@ impl OptimizerRule for IntervalsAsDurations {
             ))
         })
     }
+}
+
+/// DataFusion's physical optimizer rules with kefu's operators for the shapes analysts
+/// write: [`BandJoins`](crate::band_join::BandJoins) and
+/// [`ShiftWindows`](crate::shift_window::ShiftWindows), once joins, sorts and
+/// repartitions are placed and before the post-optimization filter pushdown (which ties
+/// dynamic filters to the operators they replace).
+pub fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
+    let before = rules
+        .iter()
+        .position(|rule| rule.name() == "FilterPushdown(Post)")
+        .unwrap_or(rules.len());
+    rules.insert(before, Arc::new(crate::band_join::BandJoins));
+    rules.insert(before + 1, Arc::new(crate::shift_window::ShiftWindows));
+    rules
 }
 
 /// Registers kefu's rules on a session being built.

@@ -305,3 +305,38 @@ fn joins_on_a_key_and_a_band_of_time_run_as_band_joins() {
         }
     });
 }
+
+/// Windows of only lead() / lag() with constant offsets run as kefu's ShiftWindowExec;
+/// IGNORE NULLS, other functions and computed offsets stay DataFusion's. The answers are
+/// checked in shift_windows.slt.
+#[test]
+fn lead_and_lag_over_sorted_input_run_as_shifts() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = fixture_warehouse(dir.path());
+    runtime().block_on(async {
+        let engine = Engine::open(&warehouse, &EngineOptions::default())
+            .await
+            .unwrap();
+        let plan_of = |sql: &'static str| {
+            let engine = &engine;
+            async move { show(&run(engine, sql).await.unwrap().1) }
+        };
+        let shifted = plan_of(
+            "SELECT call_id, lead(ivr_entered_at) OVER w, lag(call_id, 2, 'none') OVER w \
+             FROM calls WINDOW w AS (PARTITION BY customer_id ORDER BY ivr_entered_at)",
+        )
+        .await;
+        assert!(shifted.contains("ShiftWindowExec"), "{shifted}");
+        assert!(!shifted.contains("BoundedWindowAggExec"), "{shifted}");
+        for not_shifts in [
+            "SELECT call_id, lead(ivr_entered_at) IGNORE NULLS OVER \
+             (PARTITION BY customer_id ORDER BY ivr_entered_at) FROM calls",
+            "SELECT call_id, lead(ivr_entered_at) OVER w, row_number() OVER w FROM calls \
+             WINDOW w AS (PARTITION BY customer_id ORDER BY ivr_entered_at)",
+        ] {
+            let plan = plan_of(not_shifts).await;
+            assert!(plan.contains("BoundedWindowAggExec"), "{plan}");
+            assert!(!plan.contains("ShiftWindowExec"), "{plan}");
+        }
+    });
+}
