@@ -5,7 +5,9 @@
 //! Warehouse tables travel with their snapshot: the Delta version and the files the client
 //! planned against (`kefu_sql::snapshot::SnapshotTable`), so the scheduler plans the scan of
 //! exactly those files, and the deletion vectors of those files travel with the scan to
-//! the executors. Everything else is Ballista's own codec.
+//! the executors. kefu's own operators (band joins, shift windows) travel as the DataFusion
+//! operators they replace, and are derived again where they arrive. Everything else is
+//! Ballista's own codec.
 
 use std::sync::Arc;
 
@@ -17,8 +19,13 @@ use datafusion::datasource::file_format::FileFormatFactory;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Extension, LogicalPlan, ScalarUDF};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion_proto::bytes::{
+    physical_plan_from_bytes_with_proto_converter, physical_plan_to_bytes_with_proto_converter,
+};
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use kefu_sql::band_join::BandJoinExec;
+use kefu_sql::shift_window::ShiftWindowExec;
 use kefu_sql::snapshot::{DeletionVectorsExec, SnapshotTable};
 use kefu_sql::udf::{WorkingCalendar, business_seconds, calendar_of, local_functions, zone_of};
 
@@ -26,6 +33,10 @@ use kefu_sql::udf::{WorkingCalendar, business_seconds, calendar_of, local_functi
 const SNAPSHOT_TAG: &[u8] = b"kefu-snapshot:";
 /// Marks the deletion vectors that travel above a scan ([`DeletionVectorsExec`]).
 const DELETIONS_TAG: &[u8] = b"kefu-deletions:";
+/// Marks kefu's operators, sent as the DataFusion operators they replace
+/// ([`BandJoinExec`], [`ShiftWindowExec`]).
+const BAND_JOIN_TAG: &[u8] = b"kefu-band-join:";
+const SHIFT_WINDOW_TAG: &[u8] = b"kefu-shift-window:";
 
 /// `business_seconds` with its calendar as TOML, the `local_*` functions with their zone
 /// (the warehouse's calendar); other functions by name only.
@@ -170,6 +181,16 @@ impl PhysicalExtensionCodec for KefuPhysicalCodec {
                 input.clone(),
             )?));
         }
+        if let Some(bytes) = buf.strip_prefix(BAND_JOIN_TAG) {
+            let template =
+                physical_plan_from_bytes_with_proto_converter(bytes, ctx, self, proto_converter)?;
+            return BandJoinExec::from_template(&template, inputs.to_vec());
+        }
+        if let Some(bytes) = buf.strip_prefix(SHIFT_WINDOW_TAG) {
+            let template =
+                physical_plan_from_bytes_with_proto_converter(bytes, ctx, self, proto_converter)?;
+            return ShiftWindowExec::from_template(&template, inputs.to_vec());
+        }
         self.ballista.try_decode(buf, inputs, ctx, proto_converter)
     }
 
@@ -182,6 +203,22 @@ impl PhysicalExtensionCodec for KefuPhysicalCodec {
         if let Some(exec) = node.downcast_ref::<DeletionVectorsExec>() {
             buf.extend_from_slice(DELETIONS_TAG);
             buf.extend_from_slice(&exec.to_bytes());
+            return Ok(());
+        }
+        let template = if let Some(exec) = node.downcast_ref::<BandJoinExec>() {
+            Some((BAND_JOIN_TAG, exec.template()?))
+        } else if let Some(exec) = node.downcast_ref::<ShiftWindowExec>() {
+            Some((SHIFT_WINDOW_TAG, exec.template()?))
+        } else {
+            None
+        };
+        if let Some((tag, template)) = template {
+            buf.extend_from_slice(tag);
+            buf.extend_from_slice(&physical_plan_to_bytes_with_proto_converter(
+                template,
+                self,
+                proto_converter,
+            )?);
             return Ok(());
         }
         self.ballista.try_encode(node, buf, proto_converter)
@@ -236,6 +273,69 @@ mod tests {
             .try_encode_udf(&period_start, &mut other)
             .unwrap();
         assert!(other.is_empty(), "sent by name, found in the registry");
+    }
+
+    /// Band joins and shift windows reach the executors as such, and answer there as
+    /// they do where they were planned.
+    #[tokio::test]
+    async fn kefus_operators_travel_as_what_they_replace() {
+        use datafusion::execution::session_state::SessionStateBuilder;
+        use datafusion::physical_plan::{collect, displayable};
+        use datafusion::prelude::SessionContext;
+        use datafusion_proto::bytes::{
+            physical_plan_from_bytes_with_extension_codec,
+            physical_plan_to_bytes_with_extension_codec,
+        };
+
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_physical_optimizer_rules(kefu_sql::rules::physical_rules())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let sql = "WITH a AS (SELECT column1 AS k, column2 AS t FROM (VALUES \
+                       ('x', 1), ('x', 4), ('y', 2), ('x', 9))), \
+                   b AS (SELECT column1 AS k, column2 AS t FROM (VALUES \
+                       ('x', 2), ('x', 5), ('y', 3), ('y', 8))), \
+                   pairs AS (SELECT a.k, a.t AS at, b.t AS bt FROM a JOIN b \
+                       ON a.k = b.k AND b.t > a.t AND b.t <= a.t + 3) \
+                   SELECT k, at, bt, lead(bt) OVER (PARTITION BY k ORDER BY at, bt) AS next \
+                   FROM pairs ORDER BY k, at, bt";
+        let plan = ctx
+            .sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let shown = displayable(plan.as_ref()).indent(false).to_string();
+        assert!(shown.contains("BandJoinExec"), "{shown}");
+        assert!(shown.contains("ShiftWindowExec"), "{shown}");
+
+        let codec = KefuPhysicalCodec::default();
+        let bytes = physical_plan_to_bytes_with_extension_codec(plan.clone(), &codec).unwrap();
+        let decoded =
+            physical_plan_from_bytes_with_extension_codec(&bytes, &ctx.task_ctx(), &codec).unwrap();
+        let arrived = displayable(decoded.as_ref()).indent(false).to_string();
+        assert_eq!(arrived, shown);
+        let answer = |plan| {
+            let ctx = ctx.task_ctx();
+            async move {
+                let batches = collect(plan, ctx).await.unwrap();
+                datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                    .unwrap()
+                    .to_string()
+            }
+        };
+        // x: 1 → 2 (then 4 → 5), 4 → 5; y: 2 → 3.
+        let expected = "+---+----+----+------+\n\
+                        | k | at | bt | next |\n\
+                        +---+----+----+------+\n\
+                        | x | 1  | 2  | 5    |\n\
+                        | x | 4  | 5  |      |\n\
+                        | y | 2  | 3  |      |\n\
+                        +---+----+----+------+";
+        assert_eq!(answer(plan).await, expected);
+        assert_eq!(answer(decoded).await, expected);
     }
 
     /// A plan far deeper than prost's default limit of 100 nested messages decodes (see

@@ -164,12 +164,14 @@ pub fn function_registry() -> BallistaFunctionRegistry {
     BallistaFunctionRegistry::from(&ctx.state())
 }
 
-/// The scheduler's sessions: Ballista's defaults, kefu's functions, plan rules and object
-/// stores (the scheduler optimizes the plans clients send), and joins that broadcast
-/// only where that is right on a cluster ([`joins`]).
+/// The scheduler's sessions: Ballista's defaults, kefu's functions, plan rules, operators
+/// and object stores (the scheduler optimizes the plans clients send), and joins that
+/// broadcast only where that is right on a cluster ([`joins`]).
 fn session_state(config: SessionConfig) -> datafusion::error::Result<SessionState> {
     let state = ballista_core::utils::default_session_builder(config)?;
-    let rules = joins::with_safe_broadcasts(state.physical_optimizers().to_vec());
+    let rules = kefu_sql::rules::with_operators(joins::with_safe_broadcasts(
+        state.physical_optimizers().to_vec(),
+    ));
     let ctx = SessionContext::new_with_state(
         kefu_sql::rules::add_to(
             datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)

@@ -298,6 +298,30 @@ impl BandJoinExec {
         })
     }
 
+    /// The hash join this runs, with empty inputs (what a plan codec sends).
+    pub fn template(&self) -> Result<Arc<dyn ExecutionPlan>> {
+        crate::rules::with_empty_inputs(&(Arc::clone(&self.join) as Arc<dyn ExecutionPlan>))
+    }
+
+    /// The band join of `template` (a hash join, see [`Self::template`]) over `inputs`.
+    pub fn from_template(
+        template: &Arc<dyn ExecutionPlan>,
+        inputs: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(join) = template.downcast_ref::<HashJoinExec>() else {
+            return internal_err!("a band join's template is not a hash join: {template:?}");
+        };
+        let join = join
+            .builder()
+            .recompute_properties()
+            .with_new_children(inputs)?
+            .build()?;
+        match band_of_join(&join) {
+            Some(band) => Ok(Arc::new(BandJoinExec::try_new(&join, band)?)),
+            None => internal_err!("a band join's template has no band: {join:?}"),
+        }
+    }
+
     fn join_filter(&self) -> Result<&JoinFilter> {
         match self.join.filter() {
             Some(join_filter) => Ok(join_filter),

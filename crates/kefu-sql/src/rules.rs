@@ -12,6 +12,8 @@ use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Ope
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
 
 /// `ts ± INTERVAL '7 days'` as `ts ± 7 × 86,400 s` where the two are equal: a timestamp
 /// without a zone, in UTC or at a fixed offset, and an interval of days and time but no
@@ -55,13 +57,19 @@ impl OptimizerRule for IntervalsAsDurations {
     }
 }
 
-/// DataFusion's physical optimizer rules with kefu's operators for the shapes analysts
-/// write: [`BandJoins`](crate::band_join::BandJoins) and
-/// [`ShiftWindows`](crate::shift_window::ShiftWindows), once joins, sorts and
-/// repartitions are placed and before the post-optimization filter pushdown (which ties
-/// dynamic filters to the operators they replace).
+/// DataFusion's physical optimizer rules with kefu's operators (see [`with_operators`]).
 pub fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
-    let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
+    with_operators(datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules)
+}
+
+/// `rules` with kefu's operators for the shapes analysts write,
+/// [`BandJoins`](crate::band_join::BandJoins) and
+/// [`ShiftWindows`](crate::shift_window::ShiftWindows): once joins, sorts and repartitions
+/// are placed, before the post-optimization filter pushdown (which ties dynamic filters
+/// to the operators they replace; at the end when there is none).
+pub fn with_operators(
+    mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>>,
+) -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     let before = rules
         .iter()
         .position(|rule| rule.name() == "FilterPushdown(Post)")
@@ -69,6 +77,22 @@ pub fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     rules.insert(before, Arc::new(crate::band_join::BandJoins));
     rules.insert(before + 1, Arc::new(crate::shift_window::ShiftWindows));
     rules
+}
+
+/// `plan` with each input replaced by an empty one of the same schema: what a plan codec
+/// sends for one of kefu's operators (the DataFusion operator it replaces, from which the
+/// receiver derives it again; the real inputs travel as the node's own).
+pub fn with_empty_inputs(plan: &Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    let empty = plan
+        .children()
+        .into_iter()
+        .map(|input| Arc::new(EmptyExec::new(input.schema())) as Arc<dyn ExecutionPlan>)
+        .collect();
+    #[expect(
+        deprecated,
+        reason = "replace_children takes options DataFusion 55 adds"
+    )]
+    Arc::clone(plan).with_new_children(empty)
 }
 
 /// Registers kefu's rules on a session being built.

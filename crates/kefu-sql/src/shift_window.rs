@@ -173,6 +173,34 @@ impl ShiftWindowExec {
         }
     }
 
+    /// The window operator this runs, with an empty input (what a plan codec sends).
+    pub fn template(&self) -> Result<Arc<dyn ExecutionPlan>> {
+        crate::rules::with_empty_inputs(&self.window)
+    }
+
+    /// The shifts of `template` (a window operator, see [`Self::template`]) over `input`.
+    pub fn from_template(
+        template: &Arc<dyn ExecutionPlan>,
+        inputs: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        #[expect(
+            deprecated,
+            reason = "replace_children takes options DataFusion 55 adds"
+        )]
+        let node = Arc::clone(template).with_new_children(inputs)?;
+        let Some(window) = node.downcast_ref::<BoundedWindowAggExec>() else {
+            return internal_err!("a shift window's template is not a window: {template:?}");
+        };
+        match shifts_of(window) {
+            Some(shifts) => Ok(Arc::new(ShiftWindowExec::new(
+                Arc::clone(&node),
+                window,
+                shifts,
+            ))),
+            None => internal_err!("a shift window's template has other functions"),
+        }
+    }
+
     fn input(&self) -> &Arc<dyn ExecutionPlan> {
         self.window.children()[0]
     }
