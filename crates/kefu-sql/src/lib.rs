@@ -16,6 +16,7 @@ pub mod engine;
 pub mod last_next;
 pub mod limits;
 pub mod output;
+pub mod percentiles;
 pub mod queries;
 pub mod rules;
 pub mod shell;

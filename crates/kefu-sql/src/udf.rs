@@ -64,6 +64,7 @@ pub fn register(ctx: &SessionContext, calendar: &WorkingCalendar, zone: Tz) {
         ctx.register_udaf(function);
     }
     ctx.register_udaf(crate::last_next::function());
+    ctx.register_udaf(crate::percentiles::function());
 }
 
 /// The period named by a function's constant argument (`local_trunc`, `date_diff`, …).

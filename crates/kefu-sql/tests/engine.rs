@@ -340,3 +340,38 @@ fn lead_and_lag_over_sorted_input_run_as_shifts() {
         }
     });
 }
+
+/// percentile_cont per group when partial aggregation is skipped (kefu skips it once it
+/// keeps a tenth of the rows: a median per customer): DataFusion's own accumulator
+/// panicked there ("one argument to merge_batch"); kefu's gives the answers of
+/// percentiles.slt.
+#[test]
+fn percentiles_per_customer_survive_skipped_partial_aggregation() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = fixture_warehouse(dir.path());
+    runtime().block_on(async {
+        let engine = Engine::open(&warehouse, &EngineOptions::default())
+            .await
+            .unwrap();
+        {
+            let state = engine.context().state_ref();
+            let mut state = state.write();
+            let execution = &mut state.config_mut().options_mut().execution;
+            execution.skip_partial_aggregation_probe_rows_threshold = 1;
+            execution.skip_partial_aggregation_probe_ratio_threshold = 0.0;
+        }
+        let sql = "SELECT customer_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY wait_s), \
+                   percentile_cont(0.9) WITHIN GROUP (ORDER BY wait_s) \
+                   FROM calls GROUP BY customer_id ORDER BY customer_id NULLS LAST";
+        let batches = engine.sql(sql).await.unwrap().collect().await.unwrap();
+        let rows = kefu_sql::output::text_rows(&batches[0], usize::MAX).unwrap();
+        assert_eq!(
+            rows,
+            [
+                ["CU01", "10.0", "30.0"],
+                ["CU02", "20.0", "20.0"],
+                ["NULL", "21.0", "52.2"]
+            ]
+        );
+    });
+}
