@@ -6,9 +6,10 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, IntervalDayTime, IntervalMonthDayNano, TimeUnit};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::utils::merge_schema;
-use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
+use datafusion::logical_expr::{BinaryExpr, Cast, Expr, ExprSchemable, LogicalPlan, Operator};
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -39,22 +40,114 @@ impl OptimizerRule for IntervalsAsDurations {
         plan: LogicalPlan,
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        // A scan's pushed-down filters only prune (their originals stay above the scan).
-        if plan.inputs().is_empty() {
-            return Ok(Transformed::no(plan));
-        }
-        let schema = merge_schema(&plan.inputs());
-        // The output's column names must not change with the expressions' spelling.
-        let names = NamePreserver::new(&plan);
-        plan.map_expressions(|expr| {
-            let name = names.save(&expr);
-            let rewritten = expr.transform_up(|e| as_duration(e, &schema))?;
-            Ok(Transformed::new_transformed(
-                name.restore(rewritten.data),
-                rewritten.transformed,
-            ))
-        })
+        rewrite_expressions(plan, as_duration)
     }
+}
+
+/// `extract(hour FROM ts)` (any `date_part`) on a UTC timestamp as the same on the
+/// timestamp without its zone, where every field reads the same. Arrow looks the zone's
+/// offset up value by value (measured on 10 M calls: an hour × weekday matrix 0.60 s, 0.33 s
+/// without the zone; half of its CPU was chrono's offset lookups).
+#[derive(Debug, Default)]
+pub struct UtcFieldsWithoutZone;
+
+impl OptimizerRule for UtcFieldsWithoutZone {
+    fn name(&self) -> &str {
+        "kefu_utc_fields_without_zone"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::BottomUp)
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        rewrite_expressions(plan, field_without_zone)
+    }
+}
+
+/// Each of `plan`'s expressions rewritten bottom up by `rewrite`, keeping their names.
+fn rewrite_expressions(
+    plan: LogicalPlan,
+    rewrite: fn(Expr, &DFSchema) -> Result<Transformed<Expr>>,
+) -> Result<Transformed<LogicalPlan>> {
+    // A scan's pushed-down filters only prune (their originals stay above the scan).
+    if plan.inputs().is_empty() {
+        return Ok(Transformed::no(plan));
+    }
+    let schema = merge_schema(&plan.inputs());
+    // The output's column names must not change with the expressions' spelling.
+    let names = NamePreserver::new(&plan);
+    plan.map_expressions(|expr| {
+        let name = names.save(&expr);
+        let rewritten = expr.transform_up(|e| rewrite(e, &schema))?;
+        Ok(Transformed::new_transformed(
+            name.restore(rewritten.data),
+            rewritten.transformed,
+        ))
+    })
+}
+
+/// The date parts that read the same on a UTC timestamp and on its zoneless value.
+const ZONE_FREE_FIELDS: [&str; 15] = [
+    "year",
+    "quarter",
+    "month",
+    "week",
+    "day",
+    "hour",
+    "minute",
+    "second",
+    "millisecond",
+    "microsecond",
+    "nanosecond",
+    "dow",
+    "doy",
+    "isodow",
+    "epoch",
+];
+
+fn field_without_zone(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let Expr::ScalarFunction(ScalarFunction { func, args }) = &expr else {
+        return Ok(Transformed::no(expr));
+    };
+    let [field, timestamp] = args.as_slice() else {
+        return Ok(Transformed::no(expr));
+    };
+    let is_zone_free_field = match field {
+        Expr::Literal(ScalarValue::Utf8(Some(f)) | ScalarValue::Utf8View(Some(f)), _) => {
+            ZONE_FREE_FIELDS.contains(&f.to_ascii_lowercase().as_str())
+        }
+        _ => false,
+    };
+    if func.name() != "date_part" || !is_zone_free_field {
+        return Ok(Transformed::no(expr));
+    }
+    let Ok(DataType::Timestamp(unit, Some(zone))) = timestamp.get_type(schema) else {
+        return Ok(Transformed::no(expr));
+    };
+    if !is_utc(&zone) {
+        return Ok(Transformed::no(expr));
+    }
+    let zoneless = Expr::Cast(Cast::new(
+        Box::new(timestamp.clone()),
+        DataType::Timestamp(unit, None),
+    ));
+    Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction {
+        func: Arc::clone(func),
+        args: vec![field.clone(), zoneless],
+    })))
+}
+
+/// A zone at offset zero, always.
+fn is_utc(zone: &str) -> bool {
+    matches!(
+        zone,
+        "UTC" | "Z" | "Etc/UTC" | "GMT" | "Etc/GMT" | "+00:00" | "+0000" | "+00" | "-00:00"
+    )
 }
 
 /// DataFusion's physical optimizer rules with kefu's operators (see [`with_operators`]).
@@ -99,7 +192,9 @@ pub fn with_empty_inputs(plan: &Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Execut
 pub fn add_to(
     builder: datafusion::execution::session_state::SessionStateBuilder,
 ) -> datafusion::execution::session_state::SessionStateBuilder {
-    builder.with_optimizer_rule(Arc::new(IntervalsAsDurations))
+    builder
+        .with_optimizer_rule(Arc::new(IntervalsAsDurations))
+        .with_optimizer_rule(Arc::new(UtcFieldsWithoutZone))
 }
 
 fn as_duration(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {

@@ -209,7 +209,8 @@ fn a_query_over_the_memory_limit_spills_or_fails_clearly() {
 
 /// `ts ± INTERVAL` of days and hours runs as a duration on the warehouse's UTC times (kefu's
 /// optimizer rule); months, and zones with daylight saving, keep the calendar's arithmetic.
-/// The values themselves are checked in functions.slt.
+/// `extract()` of UTC times reads the zoneless value. The values themselves are checked in
+/// functions.slt.
 #[test]
 fn day_and_hour_intervals_on_utc_times_run_as_durations() {
     let dir = tempfile::tempdir().unwrap();
@@ -242,6 +243,19 @@ fn day_and_hour_intervals_on_utc_times_run_as_durations() {
         )
         .await;
         assert!(london.contains("IntervalMonthDayNano"), "{london}");
+
+        // Fields of UTC times are read without the zone; of other zones, with it.
+        let utc = plan_of("SELECT extract(hour FROM ivr_entered_at) FROM calls").await;
+        assert!(
+            utc.contains("CAST(ivr_entered_at@9 AS Timestamp(µs))"),
+            "{utc}"
+        );
+        let shanghai = plan_of(
+            "SELECT extract(hour FROM arrow_cast(ivr_entered_at, \
+             'Timestamp(Microsecond, Some(\"Asia/Shanghai\"))')) FROM calls",
+        )
+        .await;
+        assert!(!shanghai.contains("AS Timestamp(µs))"), "{shanghai}");
     });
 }
 
