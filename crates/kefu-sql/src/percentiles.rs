@@ -75,8 +75,10 @@ impl AggregateUDFImpl for Percentiles {
                 chunks: Vec::new(),
                 counts: Vec::new(),
             })),
-            // Other types, and percentiles DataFusion reports as errors, are its own.
-            _ => self.datafusion.create_groups_accumulator(args),
+            // Other types (REAL), and percentiles DataFusion reports as errors, are its own.
+            _ => Ok(Box::new(ValuesOnly(
+                self.datafusion.create_groups_accumulator(args)?,
+            ))),
         }
     }
 
@@ -112,6 +114,55 @@ fn percentile_of(args: &AccumulatorArgs) -> Option<f64> {
     } else {
         *percentile
     })
+}
+
+/// DataFusion's grouped accumulator for the types kefu's does not take, handed only the
+/// values when partial aggregation is skipped: its `convert_to_state` asserts a single
+/// argument, and is given the percentile too (DataFusion 55 panics there; its row
+/// accumulator is no way round, as its `merge_batch` reads only the first state it is
+/// given and so drops values when a group's partial states arrive together).
+struct ValuesOnly(Box<dyn GroupsAccumulator>);
+
+impl GroupsAccumulator for ValuesOnly {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.0
+            .update_batch(values, group_indices, opt_filter, total_num_groups)
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        self.0.evaluate(emit_to)
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        self.0.state(emit_to)
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.0.merge_batch(values, group_indices, total_num_groups)
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        self.0.convert_to_state(&values[..1], opt_filter)
+    }
+
+    fn size(&self) -> usize {
+        self.0.size()
+    }
 }
 
 /// Which group each row (or list) of a kept array belongs to; `SKIPPED` for rows that

@@ -13,8 +13,9 @@ use datafusion::logical_expr::{BinaryExpr, Cast, Expr, ExprSchemable, LogicalPla
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 
 /// `ts ± INTERVAL '7 days'` as `ts ± 7 × 86,400 s` where the two are equal: a timestamp
 /// without a zone, in UTC or at a fixed offset, and an interval of days and time but no
@@ -155,7 +156,72 @@ pub fn with_operators(
         .unwrap_or(rules.len());
     rules.insert(before, Arc::new(crate::band_join::BandJoins));
     rules.insert(before + 1, Arc::new(crate::shift_window::ShiftWindows));
+    rules.push(Arc::new(SortedResults));
     rules
+}
+
+/// Keeps a sorted result in one partition. Under a projection that cannot move below the
+/// final merge of a sort (kefu's cast of text to `Utf8` on every result, see
+/// [`crate::engine::plain_text`]), DataFusion 55 spreads the merged rows round-robin over
+/// the partitions again, to compute the projection in parallel, and reports the order as
+/// kept in each; whoever runs the plan then concatenates the partitions in whatever order
+/// their batches come, so an `ORDER BY` over more than one batch (16,384 rows) came out
+/// in pieces. This rule takes such a repartition out again, between the top of the plan
+/// and the merge.
+#[derive(Debug, Default)]
+pub struct SortedResults;
+
+impl PhysicalOptimizerRule for SortedResults {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &datafusion::config::ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        without_split_of_sorted_rows(plan)
+    }
+
+    fn name(&self) -> &str {
+        "kefu_sorted_results"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// `plan` without a round-robin repartition of one sorted partition, looked for down the
+/// operators at its top that keep their input's order and partitions.
+fn without_split_of_sorted_rows(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
+        let input = repartition.input();
+        let splits_sorted_rows =
+            matches!(repartition.partitioning(), Partitioning::RoundRobinBatch(_))
+                && input.properties().partitioning.partition_count() == 1
+                && input.properties().output_ordering().is_some();
+        return Ok(if splits_sorted_rows {
+            Arc::clone(input)
+        } else {
+            plan
+        });
+    }
+    let [child] = plan.children()[..] else {
+        return Ok(plan);
+    };
+    let passes_rows_through = plan.maintains_input_order() == [true]
+        && plan.properties().partitioning.partition_count()
+            == child.properties().partitioning.partition_count();
+    if !passes_rows_through {
+        return Ok(plan);
+    }
+    let new_child = without_split_of_sorted_rows(Arc::clone(child))?;
+    if Arc::ptr_eq(&new_child, child) {
+        return Ok(plan);
+    }
+    #[expect(
+        deprecated,
+        reason = "replace_children takes options DataFusion 55 adds"
+    )]
+    plan.with_new_children(vec![new_child])
 }
 
 /// `plan` with each input replaced by an empty one of the same schema: what a plan codec
