@@ -138,6 +138,11 @@ fn date_and_region_filters_prune_files_and_pages() {
     });
 }
 
+/// The physical plan of `sql`, run, with its metrics.
+async fn plan_of(engine: &Engine, sql: &str) -> String {
+    show(&run(engine, sql).await.unwrap().1)
+}
+
 fn show(plan: &Arc<dyn ExecutionPlan>) -> String {
     datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan.as_ref())
         .indent(true)
@@ -219,11 +224,8 @@ fn day_and_hour_intervals_on_utc_times_run_as_durations() {
         let engine = Engine::open(&warehouse, &EngineOptions::default())
             .await
             .unwrap();
-        let plan_of = |sql: &'static str| {
-            let engine = &engine;
-            async move { show(&run(engine, sql).await.unwrap().1) }
-        };
         let days = plan_of(
+            &engine,
             "SELECT count(*) FROM calls \
              WHERE ended_at <= ivr_entered_at + INTERVAL '1 day 2 hours' \
                AND INTERVAL '8 hours' + ivr_entered_at > queued_at - INTERVAL '30 minutes'",
@@ -232,11 +234,13 @@ fn day_and_hour_intervals_on_utc_times_run_as_durations() {
         assert!(!days.contains("IntervalMonthDayNano"), "{days}");
         assert!(days.contains("93600000000"), "1 day 2 hours in µs: {days}");
         let months = plan_of(
+            &engine,
             "SELECT count(*) FROM calls WHERE ended_at <= ivr_entered_at + INTERVAL '1 month'",
         )
         .await;
         assert!(months.contains("IntervalMonthDayNano"), "{months}");
         let london = plan_of(
+            &engine,
             "SELECT count(*) FROM calls WHERE ended_at <= \
              arrow_cast(ivr_entered_at, 'Timestamp(Microsecond, Some(\"Europe/London\"))') \
              + INTERVAL '1 day'",
@@ -245,12 +249,17 @@ fn day_and_hour_intervals_on_utc_times_run_as_durations() {
         assert!(london.contains("IntervalMonthDayNano"), "{london}");
 
         // Fields of UTC times are read without the zone; of other zones, with it.
-        let utc = plan_of("SELECT extract(hour FROM ivr_entered_at) FROM calls").await;
+        let utc = plan_of(
+            &engine,
+            "SELECT extract(hour FROM ivr_entered_at) FROM calls",
+        )
+        .await;
         assert!(
             utc.contains("CAST(ivr_entered_at@9 AS Timestamp(µs))"),
             "{utc}"
         );
         let shanghai = plan_of(
+            &engine,
             "SELECT extract(hour FROM arrow_cast(ivr_entered_at, \
              'Timestamp(Microsecond, Some(\"Asia/Shanghai\"))')) FROM calls",
         )
@@ -294,7 +303,7 @@ fn joins_on_a_key_and_a_band_of_time_run_as_band_joins() {
             optimizer.hash_join_single_partition_threshold = 0;
             optimizer.hash_join_single_partition_threshold_rows = 0;
         }
-        let partitioned = show(&run(&engine, within_the_hour).await.unwrap().1);
+        let partitioned = plan_of(&engine, within_the_hour).await;
         assert!(
             partitioned.contains("BandJoinExec: mode=Partitioned"),
             "{partitioned}"
@@ -313,7 +322,7 @@ fn joins_on_a_key_and_a_band_of_time_run_as_band_joins() {
              WHERE b.ivr_entered_at > a.ivr_entered_at \
                AND b.ivr_entered_at <= a.ivr_entered_at + INTERVAL '1 month'",
         ] {
-            let plan = show(&run(&engine, not_a_band).await.unwrap().1);
+            let plan = plan_of(&engine, not_a_band).await;
             assert!(plan.contains("HashJoinExec"), "{plan}");
             assert!(!plan.contains("BandJoinExec"), "{plan}");
         }
@@ -331,11 +340,8 @@ fn lead_and_lag_over_sorted_input_run_as_shifts() {
         let engine = Engine::open(&warehouse, &EngineOptions::default())
             .await
             .unwrap();
-        let plan_of = |sql: &'static str| {
-            let engine = &engine;
-            async move { show(&run(engine, sql).await.unwrap().1) }
-        };
         let shifted = plan_of(
+            &engine,
             "SELECT call_id, lead(ivr_entered_at) OVER w, lag(call_id, 2, 'none') OVER w \
              FROM calls WINDOW w AS (PARTITION BY customer_id ORDER BY ivr_entered_at)",
         )
@@ -348,7 +354,7 @@ fn lead_and_lag_over_sorted_input_run_as_shifts() {
             "SELECT call_id, lead(ivr_entered_at) OVER w, row_number() OVER w FROM calls \
              WINDOW w AS (PARTITION BY customer_id ORDER BY ivr_entered_at)",
         ] {
-            let plan = plan_of(not_shifts).await;
+            let plan = plan_of(&engine, not_shifts).await;
             assert!(plan.contains("BoundedWindowAggExec"), "{plan}");
             assert!(!plan.contains("ShiftWindowExec"), "{plan}");
         }
