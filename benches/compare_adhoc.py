@@ -346,6 +346,13 @@ JOIN customers cu ON cu.customer_id = c.customer_id
 WHERE c.month >= '2026-07'
 GROUP BY cu.segment, c.outcome
 ORDER BY cu.segment, c.outcome""", {}),
+
+    ("q21_customer_export", "one region's customers as a sorted list (93,000 rows: many batches)",
+     """
+SELECT customer_id, segment, tier, opened_at, closed_at
+FROM customers
+WHERE region = 'shanghai'
+ORDER BY customer_id""", {}),
 ]
 
 # Plain SQL: no kefu functions to define, times shown in UTC as kefu and chDB show them.
@@ -396,21 +403,33 @@ def sort_key(row):
 
 
 def read_rows(path):
+    """The result's rows as the engine gave them, each cell in its one spelling."""
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
-    return sorted(([normal(c) for c in r] for r in rows[1:]), key=sort_key)
+    return [[normal(c) for c in r] for r in rows[1:]]
+
+
+def first_difference(a, b):
+    for i, (x, y) in enumerate(zip(a, b)):
+        if len(x) != len(y) or not all(same(p, q) for p, q in zip(x, y)):
+            return i, x, y
+    return None
 
 
 def compare(a_csv, b_csv):
-    """None when the two results hold the same rows, else where they first differ."""
+    """None when the two results hold the same rows in the same order (every query orders
+    its result completely), else where they first differ."""
     if not (os.path.exists(a_csv) and os.path.exists(b_csv)):
         return "missing output"
     a, b = read_rows(a_csv), read_rows(b_csv)
     if len(a) != len(b):
         return f"{len(a)} rows vs {len(b)}"
-    for i, (x, y) in enumerate(zip(a, b)):
-        if len(x) != len(y) or not all(same(p, q) for p, q in zip(x, y)):
-            return f"row {i}: {x} vs {y}"
+    differ = first_difference(sorted(a, key=sort_key), sorted(b, key=sort_key))
+    if differ:
+        return "row {}: {} vs {}".format(*differ)
+    differ = first_difference(a, b)
+    if differ:
+        return "the same rows in another order, from row {}: {} vs {}".format(*differ)
     return None
 
 

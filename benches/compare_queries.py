@@ -175,6 +175,10 @@ def compare(kefu_csv, duck_csv):
     for i, (a, b) in enumerate(zip(sorted(kr, key=key), sorted(dr, key=key))):
         if len(a) != len(b) or not all(same(x, y) for x, y in zip(a, b)):
             return f"row {i}: {a} vs {b}"
+    # Every named query orders its result completely: the order must agree too.
+    for i, (a, b) in enumerate(zip(kr, dr)):
+        if not all(same(x, y) for x, y in zip(a, b)):
+            return f"the same rows in another order, from row {i}: {a} vs {b}"
     return None
 
 
