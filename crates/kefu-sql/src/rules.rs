@@ -104,13 +104,13 @@ fn field_without_zone(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>
     let [field, timestamp] = args.as_slice() else {
         return Ok(Transformed::no(expr));
     };
-    let is_zone_free_field = match field {
+    let is_zone_free_field = || match field {
         Expr::Literal(ScalarValue::Utf8(Some(f)) | ScalarValue::Utf8View(Some(f)), _) => {
             ZONE_FREE_FIELDS.contains(&f.to_ascii_lowercase().as_str())
         }
         _ => false,
     };
-    if func.name() != "date_part" || !is_zone_free_field {
+    if func.name() != "date_part" || !is_zone_free_field() {
         return Ok(Transformed::no(expr));
     }
     let Ok(DataType::Timestamp(unit, Some(zone))) = timestamp.get_type(schema) else {
@@ -129,12 +129,10 @@ fn field_without_zone(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>
     })))
 }
 
-/// A zone at offset zero, always.
+/// A zone at offset zero, always: UTC by name, or `±00:00`.
 fn is_utc(zone: &str) -> bool {
-    matches!(
-        zone,
-        "UTC" | "Z" | "Etc/UTC" | "GMT" | "Etc/GMT" | "+00:00" | "+0000" | "+00" | "-00:00"
-    )
+    ZERO_OFFSET_NAMES.contains(&zone)
+        || offset_digits(zone).is_some_and(|digits| digits.bytes().all(|b| b == b'0' || b == b':'))
 }
 
 /// DataFusion's physical optimizer rules with kefu's operators (see [`with_operators`]).
@@ -328,10 +326,16 @@ fn duration_in(unit: TimeUnit, nanos: i128) -> Option<ScalarValue> {
 /// A zone whose offset never changes: UTC or `±HH:MM`. Named zones may have daylight
 /// saving, where a day is not 24 hours.
 fn is_fixed_offset(zone: &str) -> bool {
-    matches!(zone, "UTC" | "Z" | "Etc/UTC" | "GMT" | "Etc/GMT")
-        || zone.strip_prefix(['+', '-']).is_some_and(|rest| {
-            rest.len() >= 2 && rest.bytes().all(|b| b.is_ascii_digit() || b == b':')
-        })
+    ZERO_OFFSET_NAMES.contains(&zone) || offset_digits(zone).is_some()
+}
+
+/// Names of the zone at offset zero.
+const ZERO_OFFSET_NAMES: [&str; 5] = ["UTC", "Z", "Etc/UTC", "GMT", "Etc/GMT"];
+
+/// The `HH:MM` of a zone written as an offset, `±HH:MM` (or `±HHMM`, `±HH`).
+fn offset_digits(zone: &str) -> Option<&str> {
+    zone.strip_prefix(['+', '-'])
+        .filter(|rest| rest.len() >= 2 && rest.bytes().all(|b| b.is_ascii_digit() || b == b':'))
 }
 
 #[cfg(test)]

@@ -143,6 +143,14 @@ async fn plan_of(engine: &Engine, sql: &str) -> String {
     show(&run(engine, sql).await.unwrap().1)
 }
 
+/// Every row of `batches` as text, in order.
+fn text_rows_of(batches: &[arrow::record_batch::RecordBatch]) -> Vec<Vec<String>> {
+    batches
+        .iter()
+        .flat_map(|b| kefu_sql::output::text_rows(b, usize::MAX).unwrap())
+        .collect()
+}
+
 fn show(plan: &Arc<dyn ExecutionPlan>) -> String {
     datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan.as_ref())
         .indent(true)
@@ -387,10 +395,7 @@ fn percentiles_per_customer_survive_skipped_partial_aggregation() {
                    percentile_cont(0.9) WITHIN GROUP (ORDER BY wait_s) \
                    FROM calls GROUP BY customer_id ORDER BY customer_id NULLS LAST";
         let batches = engine.sql(sql).await.unwrap().collect().await.unwrap();
-        let rows = batches
-            .iter()
-            .flat_map(|b| kefu_sql::output::text_rows(b, usize::MAX).unwrap())
-            .collect::<Vec<_>>();
+        let rows = text_rows_of(&batches);
         assert_eq!(
             rows,
             [
@@ -405,22 +410,10 @@ fn percentiles_per_customer_survive_skipped_partial_aggregation() {
                    (ORDER BY CAST(wait_s AS REAL)) \
                    FROM calls GROUP BY customer_id ORDER BY customer_id NULLS LAST";
         let batches = engine.sql(sql).await.unwrap().collect().await.unwrap();
-        let rows = batches
-            .iter()
-            .flat_map(|b| kefu_sql::output::text_rows(b, usize::MAX).unwrap())
-            .collect::<Vec<_>>();
+        let rows = text_rows_of(&batches);
         assert_eq!(rows, [["CU01", "30.0"], ["CU02", "20.0"], ["NULL", "52.2"]]);
         // Partial aggregation was indeed skipped.
-        let explained = engine
-            .sql(&format!("EXPLAIN ANALYZE {sql}"))
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let plan = arrow::util::pretty::pretty_format_batches(&explained)
-            .unwrap()
-            .to_string();
+        let plan = plan_of(&engine, sql).await;
         assert!(!plan.contains("skipped_aggregation_rows=0,"), "{plan}");
         assert!(plan.contains("skipped_aggregation_rows="), "{plan}");
     });
@@ -458,10 +451,7 @@ fn sorted_results_of_many_batches_stay_in_order() {
             assert!(!shown[..merge].contains("RepartitionExec"), "{shown}");
             for _ in 0..5 {
                 let batches = engine.sql(sql).await.unwrap().collect().await.unwrap();
-                let rows: Vec<Vec<String>> = batches
-                    .iter()
-                    .flat_map(|b| kefu_sql::output::text_rows(b, usize::MAX).unwrap())
-                    .collect();
+                let rows = text_rows_of(&batches);
                 assert!(batches.len() > 1, "{sql}: one batch");
                 let out_of_order = rows.windows(2).position(|pair| {
                     let (a, b) = (&pair[0], &pair[1]);
