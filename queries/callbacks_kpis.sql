@@ -39,12 +39,16 @@ last_manual AS (
 ),
 callbacks_of_done AS (
     -- Each completed ticket with each of its callbacks (or none), and the time of the
-    -- ticket's last manual callback: the tickets are read once.
+    -- ticket's last manual callback: the tickets are read once. The last manual callback
+    -- is joined first, so that each hash join holds the tickets (1.07 M at 1 M
+    -- customers) rather than the tickets already multiplied by their callbacks (1.4 M
+    -- rows of ten columns, 281 MB): the joins' CPU 1.22 -> 0.62 s there, the query
+    -- 0.91 -> 0.84 s at 0.83 -> 0.70 GB peak.
     SELECT d.ticket_id, d.period, d.region, d.resolved_at,
            c.callback_id, c.performed_at, c.method, c.status, c.score, m.last_manual_at
     FROM done d
-    LEFT JOIN callbacks c ON c.ticket_id = d.ticket_id
     LEFT JOIN last_manual m ON m.ticket_id = d.ticket_id
+    LEFT JOIN callbacks c ON c.ticket_id = d.ticket_id
 ),
 per_ticket AS (
     SELECT ticket_id, period, region, resolved_at,
