@@ -3,11 +3,11 @@
 Generates (once, cached under --data) `kefu gen --customers N --days 365` — at the default
 1,000,000 customers about 32.6 M calls, 54 M rows, 10 GB of CSV — and one more day of
 exports (1 January of the next year, its record ids renamed so that they are new records,
-without the dimension files), then measures with `/usr/bin/time` (wall seconds, peak RSS):
+without the dimension files), then measures with `/usr/bin/time` (wall and CPU seconds, peak RSS):
 
 1. `kefu ingest` of the year into a new warehouse          (target: <= 35 s, <= 1 GB)
 2. `kefu report --month <December>` on it                   (target: <= 10 s), then each of
-   the report's queries alone, with wall and CPU seconds: where its time goes
+   the report's queries alone: where its time goes
 3. every named query over the year (`kefu query NAME`)      (target: peak RSS <= 1 GB each,
    or, where a query takes more, under `--memory-limit 1GB` with the same answer)
 4. the daily refresh: `kefu run` of fixtures/jobs/monthly.toml on the warehouse once with
@@ -18,6 +18,7 @@ Usage: benches/scale.sh [--customers N] [--only ingest,report,queries,daily]
 """
 
 import argparse
+import csv
 import json
 import os
 import re
@@ -35,9 +36,9 @@ ID_PREFIXES = ["CL", "TK", "CB", "VS"]
 
 
 def measured(label, cmd, may_fail=False, **kwargs):
-    """Runs `cmd` under /usr/bin/time; returns (seconds, peak RSS bytes), printing both.
-    A failure ends the run, or, with `may_fail`, is reported and returns None."""
-    timing = ["/usr/bin/time", "-f", "%e %M"]
+    """Runs `cmd` under /usr/bin/time; returns (seconds, peak RSS bytes, CPU seconds), printing
+    them. A failure ends the run, or, with `may_fail`, is reported and returns None."""
+    timing = ["/usr/bin/time", "-f", "%e %M %U %S"]
     done = subprocess.run(timing + cmd, capture_output=True, text=True, **kwargs)
     if done.returncode != 0:
         if may_fail:
@@ -47,10 +48,11 @@ def measured(label, cmd, may_fail=False, **kwargs):
                   flush=True)
             return None
         sys.exit(f"{label}: exit {done.returncode}\n{done.stderr[-2000:]}")
-    seconds, kb = done.stderr.strip().splitlines()[-1].split()
-    seconds, rss = float(seconds), int(kb) * 1024
-    print(f"{label:40s} {seconds:8.2f} s  peak RSS {rss / GB:5.2f} GB", flush=True)
-    return seconds, rss
+    seconds, kb, user, system = done.stderr.strip().splitlines()[-1].split()
+    seconds, rss, cpu = float(seconds), int(kb) * 1024, float(user) + float(system)
+    print(f"{label:40s} {seconds:8.2f} s  CPU {cpu:7.2f} s  peak RSS {rss / GB:5.2f} GB",
+          flush=True)
+    return seconds, rss, cpu
 
 
 def generate(kefu, root, customers, days):
@@ -95,27 +97,21 @@ def job_file(root, warehouse, deliveries):
 
 def report_queries(kefu, wh, out):
     """Where the report's time goes: each of its queries run alone with the parameters the
-    report gave it (its tables/_queries.csv), with wall and CPU seconds. Run alone, each
-    also pays kefu's start-up (about 0.03 s), so the sum exceeds the report's own time."""
-    timing = ["/usr/bin/time", "-f", "%e %U %S %M"]
-    with open(os.path.join(out, "tables", "_queries.csv"), encoding="utf-8-sig") as f:
-        rows = [line.rstrip("\n").split(",", 1) for line in f][1:]
-    total = [0.0, 0.0]
+    report gave it (its tables/_queries.csv, `name=value` pairs separated by spaces). Run
+    alone, each also pays kefu's start-up (about 0.03 s), so the sum exceeds the report's
+    own time."""
+    with open(os.path.join(out, "tables", "_queries.csv"), encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    wall = cpu = 0.0
     for name, params in rows:
         cmd = [kefu, "query", name, "--warehouse", wh, "--format", "csv",
                "--output", os.path.join(out, "query.csv")]
-        for param in params.split():
-            cmd += ["-p", param]
-        done = subprocess.run(timing + cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            sys.exit(f"report query {name}: exit {done.returncode}\n{done.stderr[-2000:]}")
-        wall, user, system, kb = done.stderr.strip().splitlines()[-1].split()
-        cpu = float(user) + float(system)
-        total[0] += float(wall)
-        total[1] += cpu
-        print(f"    {name:26s} {float(wall):6.2f} s  CPU {cpu:6.2f} s  peak RSS "
-              f"{int(kb) * 1024 / GB:5.2f} GB  {params}", flush=True)
-    print(f"    {'(each alone, summed)':26s} {total[0]:6.2f} s  CPU {total[1]:6.2f} s", flush=True)
+        for key, value in re.findall(r"(\w+)=(.*?)(?= \w+=|$)", params):
+            cmd += ["-p", f"{key}={value}"]
+        seconds, _, used = measured(f"    {name}", cmd)
+        wall += seconds
+        cpu += used
+    print(f"{'    (each alone, summed)':40s} {wall:8.2f} s  CPU {cpu:7.2f} s", flush=True)
 
 
 def main():
@@ -137,14 +133,14 @@ def main():
 
     if "ingest" in parts or not os.path.isdir(os.path.join(wh, "calls")):
         shutil.rmtree(wh, ignore_errors=True)
-        results["ingest"] = measured("ingest of the year", [args.kefu, "ingest", year, "--warehouse", wh, "-q"])
+        results["ingest"] = measured("ingest of the year", [args.kefu, "ingest", year, "--warehouse", wh, "-q"])[:2]
 
     if "report" in parts:
         out = os.path.join(root, "report")
         shutil.rmtree(out, ignore_errors=True)
         month = f"{2026 + (days - 1) // 365}-12"
         results["report"] = measured(f"report for {month}", [args.kefu, "report", "--month", month,
-                                                             "--warehouse", wh, "--out", out, "-q"])
+                                                             "--warehouse", wh, "--out", out, "-q"])[:2]
         report_queries(args.kefu, wh, out)
 
     if "queries" in parts:
@@ -155,7 +151,7 @@ def main():
         out, limited_out = os.path.join(root, "query.csv"), os.path.join(root, "query-limited.csv")
         for name, pargs in query_runs(Listing):
             cmd = [args.kefu, "query", name, "--warehouse", wh, "--format", "csv", *pargs]
-            seconds, rss = measured(f"query {name}", cmd + ["--output", out])
+            seconds, rss, _ = measured(f"query {name}", cmd + ["--output", out])
             total += seconds
             if rss > GB:
                 # Over 1 GB: the target allows spilling under --memory-limit 1GB instead,
@@ -187,7 +183,7 @@ def main():
         for name in os.listdir(day):
             shutil.copy(os.path.join(day, name), deliveries)
         second = f"{2026 + days // 365}-01-02"
-        results["daily"] = measured("job run after one new day", [args.kefu, "run", job, "--date", second, "-q"])
+        results["daily"] = measured("job run after one new day", [args.kefu, "run", job, "--date", second, "-q"])[:2]
         # Where the nightly run's time went, from its run report.
         with open(os.path.join(root, "job", "kpi", "_runs", "monthly-latest.json"), encoding="utf-8") as f:
             for step in json.load(f)["steps"]:
