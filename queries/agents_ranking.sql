@@ -65,16 +65,30 @@ complaints AS (
     GROUP BY 1, region, subject_staff_id
 ),
 judged AS (
-    -- Each ticket or call called back in a period, with its last reached score.
+    -- Each ticket or call called back in a period, with its last reached score and the
+    -- person it judges. Inner joins, a branch each: a callback whose ticket or call names
+    -- nobody judges no one, and the call branch's few callbacks are the build side that
+    -- the ten million calls probe (a cluster then need not shuffle the calls).
     SELECT local_trunc({{period}}, c.performed_at) AS period, c.region,
-           coalesce(t.owner_id, k.agent_id) AS staff_id,
-           coalesce('ticket ' || c.ticket_id, 'call ' || c.call_id) AS subject,
+           t.owner_id AS staff_id, 'ticket ' || c.ticket_id AS subject,
            max_by(c.score, c.performed_at) AS last_score
     FROM callbacks c
-    LEFT JOIN tickets t ON t.ticket_id = c.ticket_id
-    LEFT JOIN calls k ON k.call_id = c.call_id AND c.ticket_id IS NULL
+    JOIN tickets t ON t.ticket_id = c.ticket_id
     WHERE c.score IS NOT NULL
-      AND (c.ticket_id IS NOT NULL OR c.call_id IS NOT NULL)
+      AND t.owner_id IS NOT NULL
+      AND c.performed_at >= {{from:utc}}
+      AND c.performed_at < {{to:utc}}
+      AND c.region LIKE {{region}}
+    GROUP BY 1, c.region, 3, 4
+    UNION ALL
+    SELECT local_trunc({{period}}, c.performed_at) AS period, c.region,
+           k.agent_id AS staff_id, 'call ' || c.call_id AS subject,
+           max_by(c.score, c.performed_at) AS last_score
+    FROM callbacks c
+    JOIN calls k ON k.call_id = c.call_id
+    WHERE c.score IS NOT NULL
+      AND c.ticket_id IS NULL
+      AND k.agent_id IS NOT NULL
       AND c.performed_at >= {{from:utc}}
       AND c.performed_at < {{to:utc}}
       AND c.region LIKE {{region}}
@@ -85,7 +99,6 @@ satisfaction AS (
            CAST(count(*) FILTER (WHERE last_score IN ('very_satisfied', 'satisfied')) AS DOUBLE)
                / count(*) AS callback_satisfaction
     FROM judged
-    WHERE staff_id IS NOT NULL
     GROUP BY period, region, staff_id
 ),
 people AS (
