@@ -45,31 +45,34 @@ fn answers_from_build_side(join_type: JoinType) -> bool {
     )
 }
 
+/// `plan` with each hash join that `chosen` picks planned in `mode`.
+fn planned_as(
+    plan: Arc<dyn ExecutionPlan>,
+    mode: PartitionMode,
+    chosen: impl Fn(&HashJoinExec) -> bool,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| match node.downcast_ref::<HashJoinExec>() {
+        Some(join) if chosen(join) => Ok(Transformed::yes(
+            join.builder().with_partition_mode(mode).build_exec()?,
+        )),
+        _ => Ok(Transformed::no(node)),
+    })
+    .data()
+}
+
 impl PhysicalOptimizerRule for BroadcastOnlyProbeAnswers {
     fn optimize(
         &self,
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            let Some(join) = node.downcast_ref::<HashJoinExec>() else {
-                return Ok(Transformed::no(node));
-            };
-            // A null-aware anti join (NOT IN) needs the whole build side in one task;
-            // Ballista runs it as one.
-            if join.mode != PartitionMode::CollectLeft
-                || join.null_aware
-                || !answers_from_build_side(*join.join_type())
-            {
-                return Ok(Transformed::no(node));
-            }
-            let partitioned = join
-                .builder()
-                .with_partition_mode(PartitionMode::Partitioned)
-                .build_exec()?;
-            Ok(Transformed::yes(partitioned))
+        // A null-aware anti join (NOT IN) needs the whole build side in one task;
+        // Ballista runs it as one.
+        planned_as(plan, PartitionMode::Partitioned, |join| {
+            join.mode == PartitionMode::CollectLeft
+                && !join.null_aware
+                && answers_from_build_side(*join.join_type())
         })
-        .data()
     }
 
     fn name(&self) -> &str {
@@ -138,24 +141,12 @@ impl PhysicalOptimizerRule for BroadcastSmallBuildSide {
         if threshold == 0 {
             return Ok(plan);
         }
-        plan.transform_up(|node| {
-            let Some(join) = node.downcast_ref::<HashJoinExec>() else {
-                return Ok(Transformed::no(node));
-            };
-            if join.mode != PartitionMode::Partitioned
-                || join.null_aware
-                || answers_from_build_side(*join.join_type())
-                || estimated_bytes(join.left()).is_none_or(|bytes| bytes >= threshold)
-            {
-                return Ok(Transformed::no(node));
-            }
-            let collected = join
-                .builder()
-                .with_partition_mode(PartitionMode::CollectLeft)
-                .build_exec()?;
-            Ok(Transformed::yes(collected))
+        planned_as(plan, PartitionMode::CollectLeft, |join| {
+            join.mode == PartitionMode::Partitioned
+                && !join.null_aware
+                && !answers_from_build_side(*join.join_type())
+                && estimated_bytes(join.left()).is_some_and(|bytes| bytes < threshold)
         })
-        .data()
     }
 
     fn name(&self) -> &str {
