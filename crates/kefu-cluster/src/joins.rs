@@ -202,13 +202,26 @@ mod tests {
     const SMALL_LEFT_JOIN_BIG: &str =
         "SELECT s.k, count(b.k) FROM small s LEFT JOIN big b ON b.k = s.k GROUP BY s.k";
 
-    /// The physical plan of [`SMALL_LEFT_JOIN_BIG`] in `ctx`, as text.
-    async fn planned(ctx: &SessionContext) -> String {
-        let df = ctx.sql(SMALL_LEFT_JOIN_BIG).await.unwrap();
+    /// The physical plan of `query` in `ctx`, as text.
+    async fn planned(ctx: &SessionContext, query: &str) -> String {
+        let df = ctx.sql(query).await.unwrap();
         let plan = df.create_physical_plan().await.unwrap();
         datafusion::physical_plan::displayable(plan.as_ref())
             .indent(false)
             .to_string()
+    }
+
+    /// `ctx`'s session with its physical rules passed through [`with_safe_broadcasts`], as
+    /// the scheduler's are.
+    fn with_cluster_rules(ctx: &SessionContext) -> SessionContext {
+        let state = datafusion::execution::session_state::SessionStateBuilder::new_from_existing(
+            ctx.state(),
+        )
+        .with_physical_optimizer_rules(with_safe_broadcasts(
+            ctx.state().physical_optimizers().to_vec(),
+        ))
+        .build();
+        SessionContext::new_with_state(state)
     }
 
     /// A small table left-joined to a larger one: local planning collects the small side
@@ -225,20 +238,13 @@ mod tests {
         ctx.sql("CREATE TABLE big (k INT) AS SELECT value FROM generate_series(1, 10000)")
             .await
             .unwrap();
-        let before = planned(&ctx).await;
+        let before = planned(&ctx, SMALL_LEFT_JOIN_BIG).await;
         assert!(
             before.contains("mode=CollectLeft, join_type=Left"),
             "{before}"
         );
 
-        let state = datafusion::execution::session_state::SessionStateBuilder::new_from_existing(
-            ctx.state(),
-        )
-        .with_physical_optimizer_rules(with_safe_broadcasts(
-            ctx.state().physical_optimizers().to_vec(),
-        ))
-        .build();
-        let after = planned(&SessionContext::new_with_state(state)).await;
+        let after = planned(&with_cluster_rules(&ctx), SMALL_LEFT_JOIN_BIG).await;
         assert!(
             after.contains("mode=Partitioned, join_type=Left"),
             "{after}"
@@ -269,37 +275,10 @@ mod tests {
             .await
             .unwrap();
         let query = "SELECT count(*) FROM small s JOIN big b ON b.k = s.k";
-        let show = |plan: Arc<dyn ExecutionPlan>| {
-            datafusion::physical_plan::displayable(plan.as_ref())
-                .indent(false)
-                .to_string()
-        };
-        let before = show(
-            ctx.sql(query)
-                .await
-                .unwrap()
-                .create_physical_plan()
-                .await
-                .unwrap(),
-        );
+        let before = planned(&ctx, query).await;
         assert!(before.contains("mode=Partitioned"), "{before}");
 
-        let state = datafusion::execution::session_state::SessionStateBuilder::new_from_existing(
-            ctx.state(),
-        )
-        .with_physical_optimizer_rules(with_safe_broadcasts(
-            ctx.state().physical_optimizers().to_vec(),
-        ))
-        .build();
-        show(
-            SessionContext::new_with_state(state)
-                .sql(query)
-                .await
-                .unwrap()
-                .create_physical_plan()
-                .await
-                .unwrap(),
-        )
+        planned(&with_cluster_rules(&ctx), query).await
     }
 
     /// 100 keys are under the broadcast threshold: collected, and the probe side is not
