@@ -165,13 +165,16 @@ pub fn function_registry() -> BallistaFunctionRegistry {
 }
 
 /// The scheduler's sessions: Ballista's defaults, kefu's functions, plan rules, operators
-/// and object stores (the scheduler optimizes the plans clients send), and joins that
-/// broadcast only where that is right on a cluster ([`joins`]).
+/// and object stores (the scheduler optimizes the plans clients send), joins that
+/// broadcast only where that is right on a cluster ([`joins`]), and one shuffle where
+/// an aggregate's and the operator's above it nest
+/// ([`kefu_sql::shared_keys::ShuffleOnceOnSharedKeys`]).
 fn session_state(config: SessionConfig) -> datafusion::error::Result<SessionState> {
     let state = ballista_core::utils::default_session_builder(config)?;
-    let rules = kefu_sql::rules::with_operators(joins::with_safe_broadcasts(
-        state.physical_optimizers().to_vec(),
-    ));
+    let rules =
+        kefu_sql::shared_keys::with_shuffle_once_on_shared_keys(kefu_sql::rules::with_operators(
+            joins::with_safe_broadcasts(state.physical_optimizers().to_vec()),
+        ));
     let ctx = SessionContext::new_with_state(
         kefu_sql::rules::add_to(
             datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
@@ -470,4 +473,30 @@ async fn open_session(
         Ok(state)
     })
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The scheduler plans with kefu's cluster rules, each where it must run: the join
+    /// rules right after join selection, the shuffle rule right after the repartitions
+    /// are placed.
+    #[test]
+    fn the_scheduler_plans_with_the_cluster_rules_in_place() {
+        let state = super::session_state(datafusion::prelude::SessionConfig::new()).unwrap();
+        let names: Vec<&str> = state
+            .physical_optimizers()
+            .iter()
+            .map(|rule| rule.name())
+            .collect();
+        let after = |rule: &str| names[names.iter().position(|n| *n == rule).unwrap() + 1];
+        assert_eq!(after("join_selection"), "kefu_broadcast_only_probe_answers");
+        assert_eq!(
+            after("kefu_broadcast_only_probe_answers"),
+            "kefu_broadcast_small_build_side"
+        );
+        assert_eq!(
+            after("EnsureRequirements"),
+            "kefu_shuffle_once_on_shared_keys"
+        );
+    }
 }

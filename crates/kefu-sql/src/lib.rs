@@ -19,6 +19,7 @@ pub mod output;
 pub mod percentiles;
 pub mod queries;
 pub mod rules;
+pub mod shared_keys;
 pub mod shell;
 pub mod shift_window;
 pub mod side_files;
