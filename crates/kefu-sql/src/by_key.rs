@@ -283,6 +283,22 @@ struct GroupsExtreme {
 
 const NONE: u32 = u32::MAX;
 
+/// Rows whose groups' state is read ahead together (see [`read_ahead`]).
+pub(crate) const READ_AHEAD: usize = 32;
+
+/// Reads what `read` gives for each of `run`, back to back, before the run is
+/// processed. With millions of groups nearly every group's state is a cache miss, and
+/// an accumulator processing row by row waits for each miss in turn; read in a loop of
+/// nothing else, the misses of a run overlap, and processing then finds the state in
+/// cache.
+pub(crate) fn read_ahead<T>(run: &[T], mut read: impl FnMut(&T) -> Option<i64>) {
+    let seen = run
+        .iter()
+        .filter_map(&mut read)
+        .fold(0, |seen, value| seen ^ value);
+    std::hint::black_box(seen);
+}
+
 #[derive(Clone, Copy)]
 struct Slot {
     key: i64,
@@ -345,28 +361,44 @@ impl GroupsExtreme {
     ) -> DfResult<()> {
         self.resize(groups);
         let values = values_of(values, &self.value_type())?;
-        for (row, &group) in group_indices.iter().enumerate() {
-            if keys.is_null(row) || filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
-                continue;
-            }
-            let key = keys.value(row);
-            let wins = self.extreme.replaces(key, self.slots[group].key(), || {
-                Ok(wins_tie(
-                    &ScalarValue::try_from_array(&values, row)?,
-                    &self.current(group, &values)?,
-                ))
-            })?;
-            if wins {
-                let slot = &mut self.slots[group];
-                slot.key = key;
-                slot.has_key = true;
-                if slot.pending == NONE {
-                    self.touched.push(group);
-                }
-                slot.pending = u32::try_from(row).unwrap_or(NONE - 1);
+        for (run, groups) in group_indices.chunks(READ_AHEAD).enumerate() {
+            read_ahead(groups, |&group| self.slots.get(group).map(|slot| slot.key));
+            for (offset, &group) in groups.iter().enumerate() {
+                self.update_row(&values, keys, filter, run * READ_AHEAD + offset, group)?;
             }
         }
         self.commit(&values)
+    }
+
+    /// Offers `row` of the batch to `group`.
+    fn update_row(
+        &mut self,
+        values: &ArrayRef,
+        keys: &Int64Array,
+        filter: Option<&BooleanArray>,
+        row: usize,
+        group: usize,
+    ) -> DfResult<()> {
+        if keys.is_null(row) || filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
+            return Ok(());
+        }
+        let key = keys.value(row);
+        let wins = self.extreme.replaces(key, self.slots[group].key(), || {
+            Ok(wins_tie(
+                &ScalarValue::try_from_array(values, row)?,
+                &self.current(group, values)?,
+            ))
+        })?;
+        if wins {
+            let slot = &mut self.slots[group];
+            slot.key = key;
+            slot.has_key = true;
+            if slot.pending == NONE {
+                self.touched.push(group);
+            }
+            slot.pending = u32::try_from(row).unwrap_or(NONE - 1);
+        }
+        Ok(())
     }
 
     /// Copies the batch's winning values into the groups' state.
