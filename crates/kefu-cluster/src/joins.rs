@@ -163,10 +163,7 @@ impl PhysicalOptimizerRule for BroadcastSmallBuildSide {
 pub fn with_safe_broadcasts(
     mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>>,
 ) -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
-    let after = rules
-        .iter()
-        .position(|rule| rule.name() == "join_selection")
-        .map_or(rules.len(), |i| i + 1);
+    let after = kefu_sql::rules::index_after(&rules, "join_selection");
     rules.insert(after, Arc::new(BroadcastOnlyProbeAnswers));
     rules.insert(after + 1, Arc::new(BroadcastSmallBuildSide));
     rules

@@ -135,6 +135,15 @@ fn is_utc(zone: &str) -> bool {
         || offset_digits(zone).is_some_and(|digits| digits.bytes().all(|b| b == b'0' || b == b':'))
 }
 
+/// Where a rule goes to run right after the rule named `name` in `rules`: at the end
+/// when there is none.
+pub fn index_after(rules: &[Arc<dyn PhysicalOptimizerRule + Send + Sync>], name: &str) -> usize {
+    rules
+        .iter()
+        .position(|rule| rule.name() == name)
+        .map_or(rules.len(), |i| i + 1)
+}
+
 /// DataFusion's physical optimizer rules with kefu's operators (see [`with_operators`]).
 pub fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     with_operators(datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules)

@@ -77,10 +77,7 @@ const RECOMPUTED: ReplaceChildrenOptions =
 pub fn with_shuffle_once_on_shared_keys(
     mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>>,
 ) -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
-    let after = rules
-        .iter()
-        .position(|rule| rule.name() == "EnsureRequirements")
-        .map_or(rules.len(), |i| i + 1);
+    let after = crate::rules::index_after(&rules, "EnsureRequirements");
     rules.insert(after, Arc::new(ShuffleOnceOnSharedKeys));
     rules
 }
