@@ -40,7 +40,9 @@ use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 /// Where a hash repartition sits above a partitioned aggregate (through operators that
 /// keep their input's partitions) and hashes on a strict subset of the aggregate's group
 /// keys, hashes the aggregate's input on that subset instead and removes the repartition
-/// above. Runs right after the distribution is enforced, before sorts are placed.
+/// above. Runs right after DataFusion's `EnsureRequirements`, which in DataFusion 55
+/// places the repartitions and the sorts in one pass: a sort between the two (kept
+/// within its partitions) is passed through.
 #[derive(Debug, Default)]
 pub struct ShuffleOnceOnSharedKeys;
 
@@ -72,8 +74,8 @@ impl PhysicalOptimizerRule for ShuffleOnceOnSharedKeys {
 const RECOMPUTED: ReplaceChildrenOptions =
     ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute);
 
-/// `rules` with [`ShuffleOnceOnSharedKeys`] right after the repartitions are placed
-/// (DataFusion's `EnsureRequirements`; at the end when there is none).
+/// `rules` with [`ShuffleOnceOnSharedKeys`] right after the repartitions and sorts are
+/// placed (DataFusion's `EnsureRequirements`; at the end when there is none).
 pub fn with_shuffle_once_on_shared_keys(
     mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>>,
 ) -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
