@@ -80,7 +80,9 @@ impl RecordChunk {
         } else {
             start
         };
-        let text = std::str::from_utf8(&self.data[start..end]).map_err(|e| e.valid_up_to())?;
+        // Chinese text fails std's ASCII fast path; SIMD validation keeps up with it.
+        let text =
+            simdutf8::compat::from_utf8(&self.data[start..end]).map_err(|e| e.valid_up_to())?;
         Ok(ChunkRecord {
             text,
             base: start,
