@@ -509,4 +509,27 @@ fn a_report_for_a_month_without_data_says_so() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A region is held to its own rows: none in a month others have data for is refused,
+    // and one with calls that month is reported.
+    let region_report = |region: &str, out: &str| {
+        kefu(dir)
+            .args(["report", "--warehouse", "wh", "--month", "2026-01"])
+            .args(["--region", region, "--out", out, "-q"])
+            .output()
+            .unwrap()
+    };
+    let out = region_report("nowhere", "r-nowhere");
+    assert_eq!(out.status.code(), Some(7));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nothing to report for 2026-01 (region nowhere)"),
+        "{stderr}"
+    );
+    let out = region_report("beijing", "r-beijing");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.join("r-beijing/index.html").exists());
 }

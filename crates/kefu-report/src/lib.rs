@@ -517,37 +517,37 @@ async fn ensure_data(engine: &Engine, request: &ReportRequest) -> Result<(), Rep
         .as_ref()
         .map(|r| format!(" AND region = '{}'", r.replace('\'', "''")))
         .unwrap_or_default();
-    let held = |table: &str| format!("SELECT month FROM {table} WHERE true{region}");
-    let sql = format!(
-        "WITH held AS ({} UNION ALL {} UNION ALL {} UNION ALL {}) \
-         SELECT count(*) FILTER (WHERE month >= '{first}' AND month < '{end}') AS events, \
-                min(month) AS first_month, max(month) AS last_month FROM held",
-        held("calls"),
-        held("tickets"),
-        held("visits"),
-        held("callbacks"),
-    );
+    let tables = ["calls", "tickets", "visits", "callbacks"];
     let fail = |source| ReportError::Query {
         query: "the period's events".into(),
         source,
     };
-    let (_, batches) = engine.collect(&sql).await.map_err(fail)?;
-    let batch = batches.first().filter(|b| b.num_rows() == 1);
-    let text = |column: usize| {
-        batch.and_then(|b| {
-            arrow::util::display::ArrayFormatter::try_new(
-                b.column(column).as_ref(),
-                &arrow::util::display::FormatOptions::default().with_null(""),
+    // The period's rows first, one count per table: filtered on the partition column
+    // alone, DataFusion answers each from the files' row counts without reading them
+    // (0.4 s of scanning every month of the four tables at 1 M customers).
+    let counts = tables
+        .map(|t| {
+            format!(
+                "SELECT count(*) AS n FROM {t} WHERE month >= '{first}' AND month < '{end}'{region}"
             )
-            .ok()
-            .map(|f| f.value(0).to_string())
         })
-    };
-    let events: u64 = text(0).and_then(|n| n.parse().ok()).unwrap_or(0);
+        .join(" UNION ALL ");
+    let sql = format!("SELECT sum(n) FROM ({counts})");
+    let (_, batches) = engine.collect(&sql).await.map_err(fail)?;
+    let events: u64 = first_row_text(&batches, 0)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     if events > 0 {
         return Ok(());
     }
-    let held = match (text(1).filter(|m| !m.is_empty()), text(2)) {
+    // None: say which months the warehouse does hold.
+    let held = tables
+        .map(|t| format!("SELECT month FROM {t} WHERE true{region}"))
+        .join(" UNION ALL ");
+    let sql = format!("SELECT min(month), max(month) FROM ({held})");
+    let (_, batches) = engine.collect(&sql).await.map_err(fail)?;
+    let text = |column| first_row_text(&batches, column);
+    let held = match (text(0).filter(|m| !m.is_empty()), text(1)) {
         (Some(first), Some(last)) => format!(
             "no calls, tickets, visits or callbacks in it; the warehouse holds {first} to {last}"
         ),
@@ -562,6 +562,17 @@ async fn ensure_data(engine: &Engine, request: &ReportRequest) -> Result<(), Rep
             .unwrap_or_default(),
         held,
     })
+}
+
+/// Column `column` of a one-row result as text (empty for NULL).
+fn first_row_text(batches: &[RecordBatch], column: usize) -> Option<String> {
+    let batch = batches.first().filter(|b| b.num_rows() == 1)?;
+    let formatter = arrow::util::display::ArrayFormatter::try_new(
+        batch.column(column).as_ref(),
+        &arrow::util::display::FormatOptions::default().with_null(""),
+    )
+    .ok()?;
+    Some(formatter.value(0).to_string())
 }
 
 pub async fn build(
