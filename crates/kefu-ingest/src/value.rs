@@ -129,6 +129,16 @@ fn fast_date(s: &str, sep: u8) -> Option<NaiveDate> {
     )
 }
 
+/// [`fast_date`] with the separator its fifth byte names, where the profile lists that
+/// layout (`dash`: `%Y-%m-%d`, `slash`: `%Y/%m/%d`).
+fn dash_or_slash_date(s: &str, dash: bool, slash: bool) -> Option<NaiveDate> {
+    match s.as_bytes().get(4) {
+        Some(b'-') if dash => fast_date(s, b'-'),
+        Some(b'/') if slash => fast_date(s, b'/'),
+        _ => None,
+    }
+}
+
 /// `9:05:01`, `09:05:01`.
 fn fast_time(s: &str) -> Option<NaiveTime> {
     let (hour, rest) = split_at_byte(s.as_bytes(), b':')?;
@@ -209,23 +219,12 @@ impl TimestampParser {
         {
             return self.localise(naive);
         }
-        if let Some((date, time)) = value.split_once(' ') {
-            let date = if self.fast.dash_datetime {
-                fast_date(date, b'-')
-            } else {
-                None
-            }
-            .or_else(|| {
-                self.fast
-                    .slash_datetime
-                    .then(|| fast_date(date, b'/'))
-                    .flatten()
-            });
-            if let Some(date) = date
-                && let Some(time) = fast_time(time)
-            {
-                return self.localise(date.and_time(time));
-            }
+        if let Some((date, time)) = value.split_once(' ')
+            && let Some(date) =
+                dash_or_slash_date(date, self.fast.dash_datetime, self.fast.slash_datetime)
+            && let Some(time) = fast_time(time)
+        {
+            return self.localise(date.and_time(time));
         }
         if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(value) {
             return Ok(dt.timestamp_micros());
@@ -248,16 +247,7 @@ impl TimestampParser {
 
     fn parse_split_any(&self, date: &str, time: &str) -> Result<i64, ValueError> {
         let (date, time) = (trim(date), trim(time));
-        let fast_date = (self.fast.dash_date)
-            .then(|| fast_date(date, b'-'))
-            .flatten()
-            .or_else(|| {
-                self.fast
-                    .slash_date
-                    .then(|| fast_date(date, b'/'))
-                    .flatten()
-            });
-        let date = match fast_date {
+        let date = match dash_or_slash_date(date, self.fast.dash_date, self.fast.slash_date) {
             Some(d) => d,
             None => parse_with(&self.dates, date, |p| p.to_naive_date())
                 .ok_or(ValueError::UnparseableTimestamp)?,
@@ -588,6 +578,11 @@ mod tests {
             }
         }
         assert!(answered > 150, "{answered}");
+        let by_split = |text: &str| {
+            text.split(':')
+                .map(|p| p.parse::<i64>().ok())
+                .try_fold(0i64, |total, p| Some(total * 60 + p?))
+        };
         for h in numbers {
             for m in numbers {
                 for s in numbers {
@@ -596,13 +591,9 @@ mod tests {
                     if let Some(fast) = fast_time(&text) {
                         assert_eq!(Some(fast), general, "{text}");
                     }
-                    let by_split = text
-                        .split(':')
-                        .map(|p| p.parse::<i64>().ok())
-                        .try_fold(0i64, |total, p| Some(total * 60 + p?));
                     let fast = clock_seconds(text.as_bytes());
                     if fast.is_some() {
-                        assert_eq!(fast, by_split, "{text}");
+                        assert_eq!(fast, by_split(&text), "{text}");
                     } else if [h, m, s]
                         .iter()
                         .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
@@ -611,12 +602,8 @@ mod tests {
                     }
                 }
                 let text = format!("{h}:{m}");
-                let by_split = text
-                    .split(':')
-                    .map(|p| p.parse::<i64>().ok())
-                    .try_fold(0i64, |total, p| Some(total * 60 + p?));
                 if let Some(fast) = clock_seconds(text.as_bytes()) {
-                    assert_eq!(Some(fast), by_split, "{text}");
+                    assert_eq!(Some(fast), by_split(&text), "{text}");
                 }
             }
         }
